@@ -1,0 +1,44 @@
+/* Small helpers: cleanup attributes, ownership transfer, EINTR-safe I/O. */
+#pragma once
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define RR_EXPORT __attribute__((visibility("default")))
+#define RR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define RR_UNUSED __attribute__((unused))
+
+static inline void rr_freep(void *p) { free(*(void **)p); }
+static inline void rr_closep(int *fd) {
+  if (*fd >= 0) {
+    int saved = errno;
+    close(*fd); /* never retried on EINTR */
+    errno = saved;
+  }
+}
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define _cleanup_free_ _cleanup_(rr_freep)
+#define _cleanup_close_ _cleanup_(rr_closep)
+
+/* Take ownership: returns the value and resets the variable. */
+#define TAKE_PTR(p)                                                                                \
+  ({                                                                                               \
+    __typeof__(p) _tp = (p);                                                                       \
+    (p) = NULL;                                                                                    \
+    _tp;                                                                                           \
+  })
+#define TAKE_FD(fd)                                                                                \
+  ({                                                                                               \
+    int _tf = (fd);                                                                                \
+    (fd) = -1;                                                                                     \
+    _tf;                                                                                           \
+  })
+
+/* read/write retrying EINTR; write_all loops until done. Return -1 + errno on error. */
+ssize_t rr_read(int fd, void *buf, size_t len);
+int rr_write_all(int fd, const void *buf, size_t len);
+/* Monotonic and wall clocks. */
+uint64_t rr_now_mono_ms(void);
+int64_t rr_now_unix_ns(void);

@@ -1,0 +1,115 @@
+/* gRPC server on nghttp2: listeners, connections, calls. Single-threaded on
+ * a loop. Handlers are asynchronous: they get callbacks and answer with
+ * grpc_call_send / grpc_call_finish whenever they like (from any loop
+ * callback), until on_close. */
+#pragma once
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+#include "common/loop.h"
+
+typedef struct grpc_server grpc_server;
+typedef struct grpc_call grpc_call;
+
+/* Who is on the other end of a connection. */
+typedef struct grpc_peer {
+  int family;       /* AF_UNIX, AF_INET, AF_INET6, or AF_UNSPEC for stdio */
+  bool has_cred;    /* SO_PEERCRED was read (unix sockets) */
+  uid_t uid;
+  gid_t gid;
+  pid_t pid;
+  bool tls;         /* connection is TLS (later: certificate identity) */
+  char addr[96];    /* printable: "unix:/run/x.sock" or "127.0.0.1:5555" */
+} grpc_peer;
+
+/* Why a call ended, passed to on_close. */
+typedef enum grpc_close_reason {
+  GRPC_CLOSE_FINISHED = 0,  /* trailers were sent after grpc_call_finish */
+  GRPC_CLOSE_CANCELLED,     /* client RST_STREAM or connection lost */
+  GRPC_CLOSE_DEADLINE,      /* grpc-timeout passed (server sent DEADLINE_EXCEEDED) */
+  GRPC_CLOSE_SHUTDOWN,      /* server shutting down */
+} grpc_close_reason;
+
+typedef struct grpc_method {
+  const char *path;                          /* "/runrpc.v1.Jobs/Start" */
+  const ProtobufCMessageDescriptor *request; /* how to decode requests */
+  bool client_streaming;
+  bool server_streaming;
+  /* A decoded request. The handler owns msg (protobuf_c_message_free_unpacked
+   * (msg, NULL)). Non-client-streaming methods get exactly one, once the
+   * client half-closed; a request count other than one is answered by the
+   * server itself (UNIMPLEMENTED) without calling the handler. */
+  void (*on_message)(grpc_call *c, ProtobufCMessage *msg);
+  /* Client half-closed (client-streaming methods only; may be NULL). */
+  void (*on_half_close)(grpc_call *c);
+  /* The send queue fell below GRPC_CALL_LOW_WATER (may be NULL). */
+  void (*on_writable)(grpc_call *c);
+  /* The call is over; c is invalid after this returns. Free per-call state
+   * and unregister anything that points at c. Always called exactly once. */
+  void (*on_close)(grpc_call *c, grpc_close_reason reason);
+  void *data; /* service context: grpc_call_method_data() */
+} grpc_method;
+
+/* Handlers producing a stream stop sending while grpc_call_queued() is above
+ * HIGH and resume in on_writable (called when it falls below LOW). */
+#define GRPC_CALL_HIGH_WATER (1024u * 1024u)
+#define GRPC_CALL_LOW_WATER (256u * 1024u)
+
+typedef struct grpc_server_config {
+  size_t max_recv_message;         /* default GRPC_DEFAULT_MAX_MESSAGE (4 MiB) */
+  size_t max_send_message;         /* default 16 MiB */
+  uint32_t max_concurrent_streams; /* per connection, default 256 */
+  size_t max_connections;          /* default 4096; over it new ones are closed */
+  uint64_t keepalive_ms;           /* server PING on idle connections; default 60000 */
+  uint64_t handshake_timeout_ms;   /* preface/SETTINGS must arrive; default 10000 */
+} grpc_server_config;
+
+/* cfg may be NULL for defaults. */
+int grpc_server_new(grpc_server **ret, loop *l, const grpc_server_config *cfg, rr_err *e);
+/* Register a method (path must be unique). The struct is copied. */
+int grpc_server_add_method(grpc_server *s, const grpc_method *m, rr_err *e);
+/* Listen on "unix:/path" (stale socket replaced, mode 0666; parent dir
+ * created 0755) or "host:port" / "[v6]:port" (TCP; non-loopback refused
+ * until TLS exists). */
+int grpc_server_listen(grpc_server *s, const char *addr, rr_err *e);
+/* Serve one connection over already-open fds (e.g. stdin/stdout). */
+int grpc_server_add_fds(grpc_server *s, int in_fd, int out_fd, rr_err *e);
+/* Stop accepting, GOAWAY to every connection, cancel calls (on_close with
+ * GRPC_CLOSE_SHUTDOWN), close listeners (unix socket files unlinked). */
+void grpc_server_shutdown(grpc_server *s);
+void grpc_server_free(grpc_server *s);
+/* Distinct service names ("runrpc.v1.Jobs") of registered methods, sorted. */
+size_t grpc_server_service_names(const grpc_server *s, const char **out, size_t max);
+bool grpc_server_has_service(const grpc_server *s, const char *service);
+
+/* Queue a response message. Fails (-1, e set) if the call is finished or
+ * closed, or the message exceeds max_send_message (RESOURCE_EXHAUSTED).
+ * Never blocks; the caller watches grpc_call_queued for back-pressure. */
+int grpc_call_send(grpc_call *c, const ProtobufCMessage *msg, rr_err *e);
+/* Bytes queued on this call and not yet handed to the socket. */
+size_t grpc_call_queued(const grpc_call *c);
+/* End the call: trailers (grpc-status, percent-encoded grpc-message, trimmed
+ * to the peer's header limit) go out after every queued message. A call with
+ * nothing sent gets a Trailers-Only response. Further sends fail. Idempotent. */
+void grpc_call_finish(grpc_call *c, int code, const char *message);
+/* Same, from an error object. */
+void grpc_call_finish_err(grpc_call *c, const rr_err *e);
+/* First value of request metadata key (lower case), or NULL. -bin values are
+ * returned decoded with *len set (len may be NULL). */
+const char *grpc_call_metadata(const grpc_call *c, const char *key, size_t *len);
+/* Add initial metadata (before the first send) or trailing metadata. */
+int grpc_call_add_metadata(grpc_call *c, bool trailing, const char *key, const char *value,
+                           size_t len, rr_err *e);
+const grpc_peer *grpc_call_peer(const grpc_call *c);
+const char *grpc_call_path(const grpc_call *c);
+/* Monotonic ms when the deadline passes, 0 if none. */
+uint64_t grpc_call_deadline(const grpc_call *c);
+bool grpc_call_finished(const grpc_call *c);
+void grpc_call_set_data(grpc_call *c, void *data);
+void *grpc_call_data(const grpc_call *c);
+void *grpc_call_method_data(const grpc_call *c);
+loop *grpc_call_loop(const grpc_call *c);

@@ -109,6 +109,10 @@ const char *grpc_call_path(const grpc_call *c);
 /* Monotonic ms when the deadline passes, 0 if none. */
 uint64_t grpc_call_deadline(const grpc_call *c);
 bool grpc_call_finished(const grpc_call *c);
+/* Stop (true) or resume delivering request messages. While paused the
+ * server stops returning HTTP/2 flow-control window for this stream, so a
+ * fast client is held back instead of growing our buffers. */
+void grpc_call_pause_recv(grpc_call *c, bool paused);
 void grpc_call_set_data(grpc_call *c, void *data);
 void *grpc_call_data(const grpc_call *c);
 void *grpc_call_method_data(const grpc_call *c);

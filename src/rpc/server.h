@@ -76,6 +76,9 @@ int grpc_server_add_method(grpc_server *s, const grpc_method *m, rr_err *e);
  * created 0755) or "host:port" / "[v6]:port" (TCP; non-loopback refused
  * until TLS exists). */
 int grpc_server_listen(grpc_server *s, const char *addr, rr_err *e);
+/* Printable address of the i-th listener ("127.0.0.1:40123" with the port
+ * the kernel chose for port 0, "unix:/path"), NULL past the end. */
+const char *grpc_server_listen_address(const grpc_server *s, size_t i);
 /* Serve one connection over already-open fds (e.g. stdin/stdout). */
 int grpc_server_add_fds(grpc_server *s, int in_fd, int out_fd, rr_err *e);
 /* Stop accepting, GOAWAY to every connection, cancel calls (on_close with

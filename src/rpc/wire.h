@@ -27,7 +27,7 @@ typedef struct grpc_deframer {
 void grpc_deframer_init(grpc_deframer *d, size_t max_message);
 void grpc_deframer_free(grpc_deframer *d);
 /* Consume up to len bytes of data. When a whole message is ready, returns 1
- * with *consumed set, and *ret_msg/*ret_len (caller frees *ret_msg; may be
+ * with *consumed set, and *ret_msg and *ret_len (caller frees *ret_msg; may be
  * NULL for an empty message). Returns 0 when all input was consumed with no
  * message complete, -1 with e set on a bad prefix (RR_INTERNAL for a set
  * compressed flag, RR_RESOURCE_EXHAUSTED over max). Call in a loop. */

@@ -1,0 +1,353 @@
+/* Call lifecycle: request headers, request messages, handler dispatch. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "rpc/internal.h"
+
+grpc_call *rpc_call_new(grpc_conn *conn, int32_t stream_id) {
+  grpc_call *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  c->conn = conn;
+  c->stream_id = stream_id;
+  grpc_deframer_init(&c->deframer, conn->srv->cfg.max_recv_message);
+  c->next = conn->calls;
+  if (conn->calls)
+    conn->calls->prev = c;
+  conn->calls = c;
+  return c;
+}
+
+static void call_drop_input(grpc_call *c) {
+  while (c->in_head) {
+    rpc_buf *b = c->in_head;
+    c->in_head = b->next;
+    free(b);
+  }
+  c->in_tail = NULL;
+  grpc_deframer_free(&c->deframer);
+}
+
+void rpc_call_free(grpc_call *c) {
+  grpc_conn *conn = c->conn;
+  if (c->prev)
+    c->prev->next = c->next;
+  else if (conn->calls == c)
+    conn->calls = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  if (c->deadline_timer)
+    loop_timer_cancel(conn->srv->l, c->deadline_timer);
+  call_drop_input(c);
+  c->finished = true;
+  rpc_call_drop_output(c);
+  while (c->out_head) { /* a partly sent message, kept by drop_output */
+    rpc_buf *b = c->out_head;
+    c->out_head = b->next;
+    free(b);
+  }
+  rpc_md_free(c->md, c->nmd);
+  rpc_md_free(c->out_md, c->nout_md);
+  rpc_md_free(c->trail_md, c->ntrail_md);
+  free(c->status_msg);
+  free(c->path);
+  free(c);
+}
+
+static void call_reject(grpc_call *c, int http, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void call_reject(grpc_call *c, int http, int code, const char *fmt, ...) {
+  if (c->reject_code)
+    return; /* the first problem is the one reported */
+  c->reject_code = code;
+  c->reject_http = http;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->reject_msg, sizeof c->reject_msg, fmt, ap);
+  va_end(ap);
+}
+
+static int md_append(rpc_md **arr, size_t *n, const char *key, size_t keylen, const char *value,
+                     size_t len) {
+  rpc_md *p = realloc(*arr, (*n + 1) * sizeof *p);
+  if (!p)
+    return -1;
+  *arr = p;
+  char *k = strndup(key, keylen);
+  char *v = malloc(len + 1);
+  if (!k || !v) {
+    free(k);
+    free(v);
+    return -1;
+  }
+  if (len)
+    memcpy(v, value, len);
+  v[len] = '\0';
+  p[(*n)++] = (rpc_md){.key = k, .value = v, .len = len};
+  return 0;
+}
+
+static bool content_type_is_grpc(const uint8_t *v, size_t len) {
+  static const char ct[] = "application/grpc";
+  size_t n = sizeof ct - 1;
+  if (len < n || strncasecmp((const char *)v, ct, n) != 0)
+    return false;
+  return len == n || v[n] == '+' || v[n] == ';';
+}
+
+static bool name_is(const uint8_t *name, size_t len, const char *s) {
+  return len == strlen(s) && memcmp(name, s, len) == 0;
+}
+
+int rpc_call_add_request_md(grpc_call *c, const uint8_t *name, size_t namelen, const uint8_t *value,
+                            size_t valuelen) {
+  c->md_bytes += namelen + valuelen + 32;
+  if (c->md_bytes > RPC_MAX_REQUEST_HEADERS) {
+    call_reject(c, 200, RR_RESOURCE_EXHAUSTED, "request headers exceed %u bytes",
+                RPC_MAX_REQUEST_HEADERS);
+    return 0;
+  }
+  if (name_is(name, namelen, ":method")) {
+    c->saw_post = name_is(value, valuelen, "POST");
+  } else if (name_is(name, namelen, ":path")) {
+    free(c->path);
+    c->path = strndup((const char *)value, valuelen);
+    if (!c->path)
+      return -1;
+  } else if (namelen > 0 && name[0] == ':') {
+    /* :scheme and :authority: checked by nghttp2, not needed here */
+  } else if (name_is(name, namelen, "content-type")) {
+    c->saw_content_type = true;
+    if (!content_type_is_grpc(value, valuelen))
+      call_reject(c, 415, RR_INVALID_ARGUMENT, "invalid gRPC request content-type \"%.*s\"",
+                  (int)(valuelen < 64 ? valuelen : 64), (const char *)value);
+  } else if (name_is(name, namelen, "te")) {
+    c->saw_te = true; /* nghttp2 already insists on "trailers" */
+  } else if (name_is(name, namelen, "grpc-timeout")) {
+    uint64_t ms;
+    if (grpc_timeout_parse((const char *)value, valuelen, &ms) < 0) {
+      call_reject(c, 400, RR_INTERNAL, "malformed grpc-timeout \"%.*s\"",
+                  (int)(valuelen < 32 ? valuelen : 32), (const char *)value);
+    } else {
+      c->has_deadline = true;
+      c->deadline_ms = loop_now_ms(c->conn->srv->l) + ms;
+    }
+  } else if (name_is(name, namelen, "grpc-encoding")) {
+    if (!name_is(value, valuelen, "identity")) {
+      call_reject(c, 200, RR_UNIMPLEMENTED,
+                  "grpc-encoding \"%.*s\" is not supported (only identity)",
+                  (int)(valuelen < 32 ? valuelen : 32), (const char *)value);
+      md_append(&c->out_md, &c->nout_md, "grpc-accept-encoding", 20, "identity", 8);
+    }
+  } else if (namelen > 4 && memcmp(name + namelen - 4, "-bin", 4) == 0) {
+    /* several values may be joined with ',': keep the first */
+    const uint8_t *comma = memchr(value, ',', valuelen);
+    size_t vlen = comma ? (size_t)(comma - value) : valuelen;
+    _cleanup_free_ uint8_t *raw = malloc(vlen / 4 * 3 + 3);
+    if (!raw)
+      return -1;
+    long n = grpc_base64_decode((const char *)value, vlen, raw, vlen / 4 * 3 + 3);
+    if (n < 0) {
+      call_reject(c, 200, RR_INVALID_ARGUMENT, "metadata \"%.*s\": invalid base64 value",
+                  (int)(namelen < 64 ? namelen : 64), (const char *)name);
+      return 0;
+    }
+    return md_append(&c->md, &c->nmd, (const char *)name, namelen, (const char *)raw, (size_t)n);
+  } else {
+    return md_append(&c->md, &c->nmd, (const char *)name, namelen, (const char *)value, valuelen);
+  }
+  return 0;
+}
+
+static void call_deadline_fire(loop *l, void *data) {
+  grpc_call *c = data;
+  c->deadline_timer = 0;
+  if (c->finished || c->stream_closed || c->closed)
+    return;
+  rpc_call_drop_output(c);
+  call_drop_input(c);
+  rpc_call_finish_status(c, RR_DEADLINE_EXCEEDED, "deadline exceeded");
+  bool owed = c->engaged;
+  c->closed = true; /* no handler callback after this one */
+  if (owed && c->method->on_close)
+    c->method->on_close(c, GRPC_CLOSE_DEADLINE);
+}
+
+void rpc_call_begin(grpc_call *c) {
+  grpc_server *s = c->conn->srv;
+  if (!c->reject_code) {
+    if (!c->saw_post)
+      call_reject(c, 405, RR_INTERNAL, "gRPC requires the POST method");
+    else if (!c->saw_content_type)
+      call_reject(c, 415, RR_INVALID_ARGUMENT, "missing content-type header");
+    else if (!c->saw_te)
+      call_reject(c, 400, RR_INVALID_ARGUMENT, "missing \"te: trailers\" header");
+    else if (!c->path || c->path[0] != '/')
+      call_reject(c, 400, RR_UNIMPLEMENTED, "missing or malformed :path");
+  }
+  if (!c->reject_code) {
+    c->method = rpc_server_find_method(s, c->path);
+    if (!c->method) {
+      char service[256];
+      const char *slash = strchr(c->path + 1, '/');
+      size_t n = slash ? (size_t)(slash - c->path - 1) : strlen(c->path + 1);
+      snprintf(service, sizeof service, "%.*s", (int)(n < 200 ? n : 200), c->path + 1);
+      if (slash && grpc_server_has_service(s, service))
+        call_reject(c, 200, RR_UNIMPLEMENTED, "unknown method %.100s", c->path);
+      else
+        call_reject(c, 200, RR_UNIMPLEMENTED, "unknown service %.100s", service);
+    }
+  }
+  if (c->reject_code) {
+    rpc_call_finish_status(c, c->reject_code, c->reject_msg);
+    return;
+  }
+  if (c->has_deadline) {
+    uint64_t now = loop_now_ms(s->l);
+    uint64_t wait = c->deadline_ms > now ? c->deadline_ms - now : 0;
+    c->deadline_timer = loop_timer_add(s->l, wait, call_deadline_fire, c);
+  }
+}
+
+void rpc_call_fail(grpc_call *c, int code, const char *msg) {
+  call_drop_input(c);
+  rpc_call_finish_status(c, code, msg);
+}
+
+void rpc_call_data(grpc_call *c, const uint8_t *data, size_t len) {
+  nghttp2_session *h2 = c->conn->h2;
+  size_t total = len;
+  while (len > 0 && c->method && !c->finished && !c->closed) {
+    size_t used;
+    uint8_t *msg;
+    size_t msglen;
+    rr_err e;
+    int r = grpc_deframer_feed(&c->deframer, data, len, &used, &msg, &msglen, &e);
+    if (r < 0) {
+      rpc_call_fail(c, e.code, e.msg);
+      break;
+    }
+    data += used;
+    len -= used;
+    if (r == 0)
+      break;
+    rpc_buf *b = malloc(sizeof *b + msglen);
+    if (!b) {
+      free(msg);
+      rpc_call_fail(c, RR_RESOURCE_EXHAUSTED, "out of memory for a request message");
+      break;
+    }
+    *b = (rpc_buf){.len = msglen};
+    if (msglen)
+      memcpy(b->data, msg, msglen);
+    free(msg);
+    if (c->in_tail)
+      c->in_tail->next = b;
+    else
+      c->in_head = b;
+    c->in_tail = b;
+    if (++c->in_count > 1 && !c->method->client_streaming)
+      rpc_call_fail(c, RR_UNIMPLEMENTED, "more than one request message for a unary method");
+  }
+  /* while paused, the stream window is withheld so the client slows down */
+  if (c->paused && !c->finished && !c->closed)
+    c->unconsumed += total;
+  else
+    nghttp2_session_consume_stream(h2, c->stream_id, total);
+}
+
+void rpc_call_remote_closed(grpc_call *c) {
+  c->remote_closed = true;
+  if (!c->method || c->finished || c->closed)
+    return;
+  if (grpc_deframer_partial(&c->deframer))
+    rpc_call_fail(c, RR_INTERNAL, "request stream ended in the middle of a message");
+  else if (!c->method->client_streaming && c->in_count != 1)
+    rpc_call_fail(c, RR_UNIMPLEMENTED, "unary method called without a request message");
+}
+
+static void call_deliver_messages(grpc_call *c) {
+  const grpc_method *m = c->method;
+  while (!c->paused && c->in_head && !c->finished && !c->closed &&
+         (m->client_streaming || c->remote_closed)) {
+    rpc_buf *b = c->in_head;
+    c->in_head = b->next;
+    if (!c->in_head)
+      c->in_tail = NULL;
+    ProtobufCMessage *msg = protobuf_c_message_unpack(m->request, NULL, b->len, b->data);
+    free(b);
+    if (!msg) {
+      char why[200];
+      snprintf(why, sizeof why, "cannot decode request message as %s: invalid protobuf",
+               m->request->name);
+      rpc_call_fail(c, RR_INVALID_ARGUMENT, why);
+      return;
+    }
+    c->engaged = true;
+    m->on_message(c, msg);
+  }
+}
+
+void rpc_call_dispatch(grpc_call *c) {
+  const grpc_method *m = c->method;
+  if (!c->closed && c->close_pending) {
+    c->closed = true;
+    call_drop_input(c);
+    if (c->engaged && m->on_close)
+      m->on_close(c, c->close_reason);
+  }
+  if (!c->closed && m) {
+    call_deliver_messages(c);
+    if (!c->closed && !c->finished && !c->paused && m->client_streaming && c->remote_closed &&
+        !c->in_head && !c->half_close_delivered) {
+      c->half_close_delivered = true;
+      c->engaged = true;
+      if (m->on_half_close)
+        m->on_half_close(c);
+    }
+    if (!c->closed && c->writable_pending) {
+      c->writable_pending = false;
+      if (c->engaged && !c->finished && m->on_writable)
+        m->on_writable(c);
+    }
+  }
+  if (c->stream_closed && (c->closed || !m))
+    rpc_call_free(c);
+}
+
+/* ---- public accessors ---- */
+
+const char *grpc_call_metadata(const grpc_call *c, const char *key, size_t *len) {
+  for (size_t i = 0; c && i < c->nmd; i++)
+    if (strcmp(c->md[i].key, key) == 0) {
+      if (len)
+        *len = c->md[i].len;
+      return c->md[i].value;
+    }
+  return NULL;
+}
+
+void grpc_call_pause_recv(grpc_call *c, bool paused) {
+  if (!c || c->closed || c->paused == paused)
+    return;
+  c->paused = paused;
+  if (paused || c->conn->dead)
+    return;
+  if (c->unconsumed && !c->stream_closed)
+    nghttp2_session_consume_stream(c->conn->h2, c->stream_id, c->unconsumed);
+  c->unconsumed = 0;
+  rpc_server_mark_dirty(c->conn->srv, c->conn); /* deliver what queued up */
+}
+
+const grpc_peer *grpc_call_peer(const grpc_call *c) { return &c->conn->peer; }
+const char *grpc_call_path(const grpc_call *c) { return c->path; }
+uint64_t grpc_call_deadline(const grpc_call *c) { return c->has_deadline ? c->deadline_ms : 0; }
+bool grpc_call_finished(const grpc_call *c) { return c->finished || c->closed; }
+void grpc_call_set_data(grpc_call *c, void *data) { c->data = data; }
+void *grpc_call_data(const grpc_call *c) { return c->data; }
+void *grpc_call_method_data(const grpc_call *c) { return c->method ? c->method->data : NULL; }
+loop *grpc_call_loop(const grpc_call *c) { return c->conn->srv->l; }
+size_t grpc_call_queued(const grpc_call *c) { return c->queued; }

@@ -1,0 +1,340 @@
+/* A connection: transport bytes <-> nghttp2 session, back-pressure,
+ * handshake timeout and keepalive. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "common/util.h"
+#include "rpc/internal.h"
+
+/* Most bytes written per service pass, so one busy connection cannot starve
+ * the others; the rest goes out when the loop comes back. */
+#define CONN_WRITE_BUDGET (1024u * 1024u)
+
+static ssize_t fd_read(grpc_conn *conn, void *buf, size_t len) {
+  return rr_read(conn->in_fd, buf, len);
+}
+
+static ssize_t fd_write(grpc_conn *conn, const void *buf, size_t len) {
+  ssize_t n;
+  do {
+    n = send(conn->out_fd, buf, len, MSG_NOSIGNAL); /* a gone peer is EPIPE, not SIGPIPE */
+    if (n < 0 && errno == ENOTSOCK)
+      n = write(conn->out_fd, buf, len);
+  } while (n < 0 && errno == EINTR);
+  return n;
+}
+
+static void fd_close(grpc_conn *conn) {
+  close(conn->in_fd);
+  if (conn->out_fd != conn->in_fd)
+    close(conn->out_fd);
+}
+
+const rpc_transport_ops rpc_transport_fd = {"fd", fd_read, fd_write, fd_close};
+
+void rpc_conn_peer_fill(grpc_peer *peer, int fd) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  memset(peer, 0, sizeof *peer);
+  peer->family = AF_UNSPEC;
+  snprintf(peer->addr, sizeof peer->addr, "fd:%d", fd);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+    return;
+  peer->family = ss.ss_family;
+  if (ss.ss_family == AF_UNIX) {
+    const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+    size_t n = len > offsetof(struct sockaddr_un, sun_path)
+                   ? len - offsetof(struct sockaddr_un, sun_path)
+                   : 0;
+    snprintf(peer->addr, sizeof peer->addr, "unix:%.*s", (int)strnlen(un->sun_path, n),
+             un->sun_path);
+    struct ucred cred;
+    socklen_t clen = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0) {
+      peer->has_cred = true;
+      peer->uid = cred.uid;
+      peer->gid = cred.gid;
+      peer->pid = cred.pid;
+    }
+    return;
+  }
+  len = sizeof ss;
+  if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+    return;
+  char ip[INET6_ADDRSTRLEN] = "";
+  if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+    snprintf(peer->addr, sizeof peer->addr, "%s:%u", ip, ntohs(in->sin_port));
+  } else if (ss.ss_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+    snprintf(peer->addr, sizeof peer->addr, "[%s]:%u", ip, ntohs(in6->sin6_port));
+  }
+}
+
+static void conn_watch(grpc_conn *conn, bool want_in, bool want_out) {
+  loop *l = conn->srv->l;
+  uint32_t in = want_in ? EPOLLIN : 0, out = want_out ? EPOLLOUT : 0;
+  if (conn->in_fd == conn->out_fd) {
+    if (conn->in_events != (in | out))
+      loop_fd_mod(l, conn->in_fd, in | out, NULL);
+    conn->in_events = in | out;
+    return;
+  }
+  if (conn->in_events != in)
+    loop_fd_mod(l, conn->in_fd, in, NULL);
+  if (conn->out_events != out)
+    loop_fd_mod(l, conn->out_fd, out, NULL);
+  conn->in_events = in;
+  conn->out_events = out;
+}
+
+static bool conn_write_pending(const grpc_conn *conn) { return conn->woff < conn->wlen; }
+
+/* Write what nghttp2 has queued until the socket pushes back or the budget
+ * is spent. Returns -1 if the connection was closed. */
+static int conn_flush(grpc_conn *conn) {
+  size_t budget = CONN_WRITE_BUDGET;
+  for (;;) {
+    while (conn_write_pending(conn)) {
+      ssize_t n = conn->ops->write(conn, conn->wbuf + conn->woff, conn->wlen - conn->woff);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+          goto out;
+        rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+        return -1;
+      }
+      conn->woff += (size_t)n;
+    }
+    conn->woff = conn->wlen = 0;
+    if (budget == 0 || !nghttp2_session_want_write(conn->h2))
+      break;
+    const uint8_t *data;
+    ssize_t n = nghttp2_session_mem_send(conn->h2, &data);
+    if (n < 0) {
+      rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+      return -1;
+    }
+    if (n == 0)
+      break;
+    budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+    size_t off = 0;
+    while (off < (size_t)n) {
+      ssize_t w = conn->ops->write(conn, data + off, (size_t)n - off);
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+          break;
+        rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+        return -1;
+      }
+      off += (size_t)w;
+    }
+    if (off < (size_t)n) { /* keep the rest: at most one mem_send chunk */
+      uint8_t *p = realloc(conn->wbuf, (size_t)n - off);
+      if (!p) {
+        rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+        return -1;
+      }
+      memcpy(p, data + off, (size_t)n - off);
+      conn->wbuf = p;
+      conn->wlen = (size_t)n - off;
+      conn->woff = 0;
+      goto out;
+    }
+  }
+out:;
+  bool pending = conn_write_pending(conn);
+  bool want_read = nghttp2_session_want_read(conn->h2);
+  bool want_write = nghttp2_session_want_write(conn->h2);
+  if (!pending && !want_read && !want_write) { /* GOAWAY exchanged, nothing left */
+    rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+    return -1;
+  }
+  /* while our output is stuck, stop reading: the peer cannot make us queue */
+  conn_watch(conn, want_read && !pending, pending || (budget == 0 && want_write));
+  return 0;
+}
+
+static void conn_dispatch(grpc_conn *conn) {
+  grpc_call *next;
+  for (grpc_call *c = conn->calls; c && !conn->dead; c = next) {
+    next = c->next;
+    rpc_call_dispatch(c);
+  }
+}
+
+void rpc_conn_service(grpc_conn *conn) {
+  if (conn->dead)
+    return;
+  conn_dispatch(conn);
+  if (conn->dead || conn_flush(conn) < 0)
+    return;
+  conn_dispatch(conn); /* events the send produced: on_writable, on_close */
+}
+
+static void conn_read(grpc_conn *conn) {
+  uint8_t buf[16384];
+  for (int i = 0; i < 8 && !conn->dead && !conn_write_pending(conn); i++) {
+    ssize_t n = conn->ops->read(conn, buf, sizeof buf);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
+    if (n <= 0) {
+      rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+      return;
+    }
+    ssize_t r = nghttp2_session_mem_recv(conn->h2, buf, (size_t)n);
+    if (r < 0) { /* protocol error: send nghttp2's GOAWAY if it can go now, then drop */
+      if (conn_flush(conn) == 0)
+        rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+      return;
+    }
+    rpc_conn_service(conn);
+    if ((size_t)n < sizeof buf)
+      break;
+  }
+  if (!conn->dead)
+    rpc_server_mark_dirty(conn->srv, conn);
+}
+
+static void conn_on_io(loop *l, int fd, uint32_t events, void *data) {
+  grpc_conn *conn = data;
+  if (conn->dead)
+    return;
+  if (fd == conn->in_fd && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+    conn_read(conn);
+  if (!conn->dead && fd == conn->out_fd && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)))
+    rpc_conn_service(conn);
+}
+
+static void conn_handshake_fire(loop *l, void *data) {
+  grpc_conn *conn = data;
+  conn->handshake_timer = 0;
+  if (!conn->settings_seen)
+    rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+}
+
+static void conn_keepalive_fire(loop *l, void *data) {
+  grpc_conn *conn = data;
+  uint64_t now = loop_now_ms(l), every = conn->srv->cfg.keepalive_ms, next;
+  conn->keepalive_timer = 0;
+  if (conn->ping_outstanding && now - conn->ping_sent_ms >= RPC_KEEPALIVE_TIMEOUT_MS) {
+    rpc_conn_close(conn, GRPC_CLOSE_CANCELLED); /* peer gone silent */
+    return;
+  }
+  if (!conn->ping_outstanding && now - conn->last_recv_ms >= every) {
+    if (nghttp2_submit_ping(conn->h2, NGHTTP2_FLAG_NONE, NULL) == 0) {
+      conn->ping_outstanding = true;
+      conn->ping_sent_ms = now;
+      rpc_server_mark_dirty(conn->srv, conn);
+    }
+  }
+  if (conn->ping_outstanding)
+    next = RPC_KEEPALIVE_TIMEOUT_MS - (now - conn->ping_sent_ms);
+  else
+    next = every - (now - conn->last_recv_ms < every ? now - conn->last_recv_ms : 0);
+  conn->keepalive_timer = loop_timer_add(l, next ? next : 1, conn_keepalive_fire, conn);
+}
+
+int rpc_conn_new(grpc_server *s, int in_fd, int out_fd, const grpc_peer *peer, rr_err *e) {
+  grpc_conn *conn = calloc(1, sizeof *conn);
+  if (!conn) {
+    close(in_fd);
+    if (out_fd != in_fd)
+      close(out_fd);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for a connection");
+  }
+  conn->srv = s;
+  conn->ops = &rpc_transport_fd;
+  conn->in_fd = in_fd;
+  conn->out_fd = out_fd;
+  conn->peer = *peer;
+  conn->last_recv_ms = loop_now_ms(s->l);
+  if (nghttp2_session_server_new2(&conn->h2, s->cbs, conn, s->opt) != 0) {
+    conn->ops->close(conn);
+    free(conn);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "cannot create HTTP/2 session");
+  }
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, s->cfg.max_concurrent_streams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, RPC_STREAM_WINDOW},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, RPC_MAX_REQUEST_HEADERS},
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+  };
+  nghttp2_submit_settings(conn->h2, NGHTTP2_FLAG_NONE, iv, RR_ARRAY_SIZE(iv));
+  nghttp2_session_set_local_window_size(conn->h2, NGHTTP2_FLAG_NONE, 0, RPC_CONN_WINDOW);
+  conn->in_events = EPOLLIN;
+  if (loop_fd_add(s->l, in_fd, EPOLLIN, conn_on_io, conn, e) < 0 ||
+      (out_fd != in_fd && loop_fd_add(s->l, out_fd, 0, conn_on_io, conn, e) < 0)) {
+    loop_fd_del(s->l, in_fd);
+    nghttp2_session_del(conn->h2);
+    conn->ops->close(conn);
+    free(conn);
+    return -1;
+  }
+  conn->handshake_timer =
+      loop_timer_add(s->l, s->cfg.handshake_timeout_ms, conn_handshake_fire, conn);
+  conn->keepalive_timer = loop_timer_add(s->l, s->cfg.keepalive_ms, conn_keepalive_fire, conn);
+  conn->next = s->conns;
+  if (s->conns)
+    s->conns->prev = conn;
+  s->conns = conn;
+  s->nconns++;
+  rpc_server_mark_dirty(s, conn); /* our SETTINGS go out first */
+  return 0;
+}
+
+void rpc_conn_close(grpc_conn *conn, grpc_close_reason reason) {
+  grpc_server *s = conn->srv;
+  if (conn->dead)
+    return;
+  conn->dead = true;
+  loop_fd_del(s->l, conn->in_fd);
+  if (conn->out_fd != conn->in_fd)
+    loop_fd_del(s->l, conn->out_fd);
+  loop_timer_cancel(s->l, conn->handshake_timer);
+  loop_timer_cancel(s->l, conn->keepalive_timer);
+  conn->handshake_timer = conn->keepalive_timer = 0;
+  conn->ops->close(conn);
+  if (conn->prev)
+    conn->prev->next = conn->next;
+  else
+    s->conns = conn->next;
+  if (conn->next)
+    conn->next->prev = conn->prev;
+  conn->next = conn->prev = NULL;
+  s->nconns--;
+  /* freed by the server hook, once no callback can be on the stack */
+  if (s->ndead == s->capdead) {
+    size_t n = s->capdead ? s->capdead * 2 : 16;
+    grpc_conn **p = realloc(s->dead, n * sizeof *p);
+    if (p) {
+      s->dead = p;
+      s->capdead = n;
+    }
+  }
+  if (s->ndead < s->capdead)
+    s->dead[s->ndead++] = conn; /* else leaked: better than a use-after-free */
+  for (grpc_call *c = conn->calls; c; c = c->next) {
+    if (c->closed)
+      continue;
+    c->closed = true;
+    if (c->engaged && c->method && c->method->on_close)
+      c->method->on_close(c, reason);
+  }
+}
+
+void rpc_conn_free(grpc_conn *conn) {
+  nghttp2_session_del(conn->h2); /* first: it must not see freed stream data */
+  while (conn->calls)
+    rpc_call_free(conn->calls);
+  free(conn->wbuf);
+  free(conn);
+}

@@ -1,0 +1,125 @@
+/* nghttp2 callbacks: bytes already parsed into frames become call events.
+ * Nothing here sends or receives: that happens in conn.c, outside nghttp2. */
+#include <stdlib.h>
+
+#include "rpc/internal.h"
+
+static grpc_call *h2_call(nghttp2_session *h2, int32_t stream_id) {
+  return nghttp2_session_get_stream_user_data(h2, stream_id);
+}
+
+static int h2_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data) {
+  grpc_conn *conn = user_data;
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0;
+  grpc_call *c = rpc_call_new(conn, frame->hd.stream_id);
+  if (!c)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets only this stream */
+  nghttp2_session_set_stream_user_data(h2, frame->hd.stream_id, c);
+  return 0;
+}
+
+static int h2_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
+                        size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                        void *user_data) {
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    return 0; /* request trailers carry nothing gRPC uses */
+  grpc_call *c = h2_call(h2, frame->hd.stream_id);
+  if (!c)
+    return 0;
+  if (rpc_call_add_request_md(c, name, namelen, value, valuelen) < 0)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  return 0;
+}
+
+static int h2_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data) {
+  grpc_conn *conn = user_data;
+  conn->last_recv_ms = loop_now_ms(conn->srv->l);
+  grpc_call *c;
+  switch (frame->hd.type) {
+  case NGHTTP2_HEADERS:
+    c = h2_call(h2, frame->hd.stream_id);
+    if (!c)
+      break;
+    if (frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+      rpc_call_begin(c);
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+      rpc_call_remote_closed(c);
+    break;
+  case NGHTTP2_DATA:
+    c = h2_call(h2, frame->hd.stream_id);
+    if (c && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+      rpc_call_remote_closed(c);
+    break;
+  case NGHTTP2_SETTINGS:
+    if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && !conn->settings_seen) {
+      conn->settings_seen = true;
+      loop_timer_cancel(conn->srv->l, conn->handshake_timer);
+      conn->handshake_timer = 0;
+    }
+    break;
+  case NGHTTP2_PING:
+    if (frame->hd.flags & NGHTTP2_FLAG_ACK)
+      conn->ping_outstanding = false;
+    break;
+  default:
+    break;
+  }
+  return 0;
+}
+
+static int h2_on_data_chunk_recv(nghttp2_session *h2, uint8_t flags, int32_t stream_id,
+                                 const uint8_t *data, size_t len, void *user_data) {
+  /* the connection window always comes back: a paused stream must not stall others */
+  nghttp2_session_consume_connection(h2, len);
+  grpc_call *c = h2_call(h2, stream_id);
+  if (c)
+    rpc_call_data(c, data, len);
+  else
+    nghttp2_session_consume_stream(h2, stream_id, len);
+  return 0;
+}
+
+static int h2_on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t error_code,
+                              void *user_data) {
+  grpc_call *c = h2_call(h2, stream_id);
+  if (!c)
+    return 0;
+  c->stream_closed = true;
+  if (!c->closed && !c->close_pending) {
+    c->close_pending = true;
+    c->close_reason = c->trailers_sent ? GRPC_CLOSE_FINISHED : GRPC_CLOSE_CANCELLED;
+  }
+  return 0;
+}
+
+static int h2_on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data) {
+  if (frame->hd.type != NGHTTP2_HEADERS || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    return 0;
+  grpc_call *c = h2_call(h2, frame->hd.stream_id);
+  if (!c)
+    return 0;
+  c->trailers_sent = true;
+  if (!c->closed && !c->close_pending) {
+    c->close_pending = true;
+    c->close_reason = GRPC_CLOSE_FINISHED;
+  }
+  /* the client may still be sending: tell it we need no more (gRPC spec) */
+  if (!c->remote_closed)
+    nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+  return 0;
+}
+
+int rpc_h2_callbacks_new(nghttp2_session_callbacks **ret, rr_err *e) {
+  nghttp2_session_callbacks *cbs;
+  if (nghttp2_session_callbacks_new(&cbs) != 0)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "cannot allocate nghttp2 callbacks");
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h2_on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(cbs, h2_on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, h2_on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_on_data_chunk_recv);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cbs, h2_on_frame_send);
+  *ret = cbs;
+  return 0;
+}

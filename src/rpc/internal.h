@@ -1,0 +1,176 @@
+/* Private state of the gRPC server: server, connections (over a transport),
+ * calls. Shared by server.c, conn.c, h2.c and call.c only. */
+#pragma once
+#include <nghttp2/nghttp2.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "rpc/server.h"
+#include "rpc/wire.h"
+
+typedef struct grpc_conn grpc_conn;
+
+/* Byte transport under HTTP/2 (plain fds now; TLS slots in later). read and
+ * write return >0 bytes, 0 on EOF (read), or -1 with errno (EAGAIN: retry
+ * when the loop says the fd is ready). */
+typedef struct rpc_transport_ops {
+  const char *name;
+  ssize_t (*read)(grpc_conn *conn, void *buf, size_t len);
+  ssize_t (*write)(grpc_conn *conn, const void *buf, size_t len);
+  void (*close)(grpc_conn *conn);
+} rpc_transport_ops;
+
+extern const rpc_transport_ops rpc_transport_fd;
+
+/* A message queued in or out of a call. */
+typedef struct rpc_buf {
+  struct rpc_buf *next;
+  size_t len, off;
+  uint8_t data[];
+} rpc_buf;
+
+typedef struct rpc_md {
+  char *key;
+  char *value; /* NUL-terminated; -bin values decoded */
+  size_t len;
+} rpc_md;
+
+/* Request limits the server applies itself (nghttp2 1.52 enforces neither). */
+#define RPC_MAX_REQUEST_HEADERS (64u * 1024u)
+#define RPC_STREAM_WINDOW (1024 * 1024)
+#define RPC_CONN_WINDOW (16 * 1024 * 1024)
+#define RPC_KEEPALIVE_TIMEOUT_MS 20000u
+
+struct grpc_call {
+  grpc_conn *conn;
+  grpc_call *next, *prev; /* conn->calls */
+  int32_t stream_id;
+  const grpc_method *method; /* NULL until resolved / when rejected */
+  char *path;
+  void *data;
+
+  /* request headers, validated at end of HEADERS */
+  bool saw_post, saw_te, saw_content_type;
+  int reject_code; /* != 0: answer this status instead of calling a handler */
+  int reject_http;
+  char reject_msg[160];
+  bool has_deadline;
+  uint64_t deadline_ms, deadline_timer;
+  rpc_md *md;
+  size_t nmd, md_bytes;
+
+  /* receive side */
+  grpc_deframer deframer;
+  rpc_buf *in_head, *in_tail;
+  size_t in_count;
+  size_t unconsumed; /* bytes whose stream window we still owe (paused) */
+  bool paused, remote_closed, half_close_delivered;
+
+  /* send side */
+  rpc_md *out_md, *trail_md;
+  size_t nout_md, ntrail_md;
+  rpc_buf *out_head, *out_tail;
+  size_t queued;
+  bool was_above_low;
+  bool response_submitted, deferred, trailers_submitted, trailers_sent;
+  bool finished;
+  int status;
+  char *status_msg;
+
+  /* lifecycle */
+  bool engaged; /* a handler callback ran: it is owed on_close */
+  bool closed;  /* handler detached (on_close delivered or never owed) */
+  bool stream_closed;
+  bool close_pending;
+  grpc_close_reason close_reason;
+  bool writable_pending;
+};
+
+typedef struct rpc_listener {
+  int fd;
+  char *unix_path; /* unlinked on shutdown */
+  char addr[96];
+} rpc_listener;
+
+struct grpc_conn {
+  grpc_server *srv;
+  grpc_conn *next, *prev; /* srv->conns */
+  grpc_conn *dirty_next;  /* srv->dirty list */
+  bool in_dirty;
+  const rpc_transport_ops *ops;
+  int in_fd, out_fd;
+  uint32_t in_events, out_events;
+  nghttp2_session *h2;
+  grpc_peer peer;
+  grpc_call *calls;
+  uint8_t *wbuf; /* what mem_send gave us that the socket did not take */
+  size_t wlen, woff;
+  bool dead;
+  bool settings_seen, ping_outstanding;
+  uint64_t last_recv_ms, ping_sent_ms;
+  uint64_t handshake_timer, keepalive_timer;
+};
+
+struct grpc_server {
+  loop *l;
+  grpc_server_config cfg;
+  grpc_method **methods;
+  size_t nmethods;
+  char **services; /* sorted, distinct */
+  size_t nservices;
+  rpc_listener *listeners;
+  size_t nlisteners;
+  grpc_conn *conns;
+  size_t nconns;
+  grpc_conn *dirty;
+  grpc_conn **dead;
+  size_t ndead, capdead;
+  uint64_t hook_id;
+  uint64_t accept_resume_timer; /* listeners paused after EMFILE */
+  bool shutting_down;
+  nghttp2_session_callbacks *cbs;
+  nghttp2_option *opt;
+};
+
+/* server.c */
+const grpc_method *rpc_server_find_method(const grpc_server *s, const char *path);
+void rpc_server_mark_dirty(grpc_server *s, grpc_conn *conn);
+
+/* conn.c */
+int rpc_conn_new(grpc_server *s, int in_fd, int out_fd, const grpc_peer *peer, rr_err *e);
+/* Tear down: handlers get on_close(reason), fds closed, memory freed later. */
+void rpc_conn_close(grpc_conn *conn, grpc_close_reason reason);
+void rpc_conn_free(grpc_conn *conn);
+/* Deliver pending call events, then write what nghttp2 has to send. */
+void rpc_conn_service(grpc_conn *conn);
+void rpc_conn_peer_fill(grpc_peer *peer, int fd);
+
+/* h2.c */
+int rpc_h2_callbacks_new(nghttp2_session_callbacks **ret, rr_err *e);
+
+/* call.c */
+grpc_call *rpc_call_new(grpc_conn *conn, int32_t stream_id);
+void rpc_call_free(grpc_call *c);
+/* Request headers are complete: resolve the method, start the deadline. */
+void rpc_call_begin(grpc_call *c);
+/* Request bytes for this call arrived. */
+void rpc_call_data(grpc_call *c, const uint8_t *data, size_t len);
+void rpc_call_remote_closed(grpc_call *c);
+/* Run handler callbacks owed to c (never from inside nghttp2 callbacks).
+ * May free c. */
+void rpc_call_dispatch(grpc_call *c);
+/* Answer with status/message without involving a handler. */
+void rpc_call_fail(grpc_call *c, int code, const char *msg);
+int rpc_call_add_request_md(grpc_call *c, const uint8_t *name, size_t namelen, const uint8_t *value,
+                            size_t valuelen);
+
+/* call_send.c */
+/* Set the status and queue trailers (Trailers-Only if nothing was sent). */
+void rpc_call_finish_status(grpc_call *c, int code, const char *msg);
+/* Forget queued output that has not started going out (deadline). */
+void rpc_call_drop_output(grpc_call *c);
+void rpc_md_free(rpc_md *md, size_t n);
+/* The peer's header-list limit as a budget for our headers. */
+size_t rpc_call_header_budget(const grpc_call *c);

@@ -1,0 +1,436 @@
+/* Server: method table, listeners (unix, loopback TCP), accept, the loop
+ * hook that flushes dirty connections before the loop sleeps. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "common/util.h"
+#include "rpc/internal.h"
+
+#define SERVER_ACCEPT_BATCH 64
+#define SERVER_HOOK_ROUNDS 16
+
+static void server_hook(loop *l, void *data);
+static int server_services_add(grpc_server *s, const char *path);
+
+int grpc_server_new(grpc_server **ret, loop *l, const grpc_server_config *cfg, rr_err *e) {
+  grpc_server *s = calloc(1, sizeof *s);
+  if (!s)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for the server");
+  s->l = l;
+  if (cfg)
+    s->cfg = *cfg;
+  if (!s->cfg.max_recv_message)
+    s->cfg.max_recv_message = GRPC_DEFAULT_MAX_MESSAGE;
+  if (!s->cfg.max_send_message)
+    s->cfg.max_send_message = 16u * 1024u * 1024u;
+  if (!s->cfg.max_concurrent_streams)
+    s->cfg.max_concurrent_streams = 256;
+  if (!s->cfg.max_connections)
+    s->cfg.max_connections = 4096;
+  if (!s->cfg.keepalive_ms)
+    s->cfg.keepalive_ms = 60000;
+  if (!s->cfg.handshake_timeout_ms)
+    s->cfg.handshake_timeout_ms = 10000;
+  if (rpc_h2_callbacks_new(&s->cbs, e) < 0 || nghttp2_option_new(&s->opt) != 0) {
+    grpc_server_free(s);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "cannot set up nghttp2");
+  }
+  /* windows come back only when a call takes the data (grpc_call_pause_recv) */
+  nghttp2_option_set_no_auto_window_update(s->opt, 1);
+  /* CVE-2023-44487 ("rapid reset"): burst 1000, then 33 resets/s */
+  nghttp2_option_set_stream_reset_rate_limit(s->opt, 1000, 33);
+  s->hook_id = loop_hook_add(l, server_hook, s);
+  if (!s->hook_id) {
+    grpc_server_free(s);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "cannot add loop hook");
+  }
+  *ret = s;
+  return 0;
+}
+
+int grpc_server_add_method(grpc_server *s, const grpc_method *m, rr_err *e) {
+  if (!m->path || m->path[0] != '/' || !strchr(m->path + 1, '/') || !m->request || !m->on_message)
+    return rr_err_set(e, RR_INVALID_ARGUMENT,
+                      "method \"%s\": need a \"/pkg.Service/Method\" path, a request type "
+                      "and on_message",
+                      m->path ? m->path : "");
+  if (rpc_server_find_method(s, m->path))
+    return rr_err_set(e, RR_ALREADY_EXISTS, "method \"%s\" registered twice", m->path);
+  grpc_method **p = realloc(s->methods, (s->nmethods + 1) * sizeof *p);
+  if (!p)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  s->methods = p;
+  grpc_method *copy = malloc(sizeof *copy);
+  char *path = strdup(m->path);
+  if (!copy || !path) {
+    free(copy);
+    free(path);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  *copy = *m;
+  copy->path = path;
+  s->methods[s->nmethods++] = copy;
+  if (server_services_add(s, path) < 0)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  return 0;
+}
+
+const grpc_method *rpc_server_find_method(const grpc_server *s, const char *path) {
+  for (size_t i = 0; i < s->nmethods; i++)
+    if (strcmp(s->methods[i]->path, path) == 0)
+      return s->methods[i];
+  return NULL;
+}
+
+/* "/pkg.Svc/Method" -> length of "pkg.Svc". */
+static size_t method_service_len(const char *path) {
+  return (size_t)(strchr(path + 1, '/') - (path + 1));
+}
+
+bool grpc_server_has_service(const grpc_server *s, const char *service) {
+  size_t n = strlen(service);
+  for (size_t i = 0; i < s->nmethods; i++) {
+    const char *p = s->methods[i]->path;
+    if (method_service_len(p) == n && memcmp(p + 1, service, n) == 0)
+      return true;
+  }
+  return false;
+}
+
+static int service_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Keep s->services: distinct service names of the methods, sorted. */
+static int server_services_add(grpc_server *s, const char *path) {
+  size_t len = method_service_len(path);
+  for (size_t i = 0; i < s->nservices; i++)
+    if (strlen(s->services[i]) == len && memcmp(s->services[i], path + 1, len) == 0)
+      return 0;
+  char **p = realloc(s->services, (s->nservices + 1) * sizeof *p);
+  if (!p)
+    return -1;
+  s->services = p;
+  if (!(p[s->nservices] = strndup(path + 1, len)))
+    return -1;
+  s->nservices++;
+  qsort(s->services, s->nservices, sizeof *s->services, service_cmp);
+  return 0;
+}
+
+size_t grpc_server_service_names(const grpc_server *s, const char **out, size_t max) {
+  size_t n = 0;
+  for (; n < s->nservices && n < max; n++)
+    out[n] = s->services[n];
+  return n;
+}
+
+void rpc_server_mark_dirty(grpc_server *s, grpc_conn *conn) {
+  if (conn->in_dirty || conn->dead)
+    return;
+  conn->in_dirty = true;
+  conn->dirty_next = s->dirty;
+  s->dirty = conn;
+}
+
+static void server_wake(loop *l, void *data) {}
+
+static void server_hook(loop *l, void *data) {
+  grpc_server *s = data;
+  for (int round = 0; round < SERVER_HOOK_ROUNDS && s->dirty; round++) {
+    grpc_conn *list = s->dirty;
+    s->dirty = NULL;
+    while (list) {
+      grpc_conn *conn = list;
+      list = conn->dirty_next;
+      conn->dirty_next = NULL;
+      conn->in_dirty = false;
+      rpc_conn_service(conn); /* may close any connection, never frees one */
+    }
+  }
+  /* work left (a handler keeps producing): come back without sleeping */
+  grpc_conn **pp = &s->dirty;
+  while (*pp) {
+    if ((*pp)->dead)
+      *pp = (*pp)->dirty_next;
+    else
+      pp = &(*pp)->dirty_next;
+  }
+  if (s->dirty)
+    loop_timer_add(l, 0, server_wake, NULL);
+  for (size_t i = 0; i < s->ndead; i++)
+    rpc_conn_free(s->dead[i]);
+  s->ndead = 0;
+}
+
+static void server_accept(loop *l, int fd, uint32_t events, void *data);
+
+static void server_listener_resume(loop *l, void *data) {
+  grpc_server *s = data;
+  s->accept_resume_timer = 0;
+  for (size_t i = 0; i < s->nlisteners; i++)
+    if (s->listeners[i].fd >= 0)
+      loop_fd_mod(l, s->listeners[i].fd, EPOLLIN, NULL);
+}
+
+static void server_accept(loop *l, int fd, uint32_t events, void *data) {
+  grpc_server *s = data;
+  for (int i = 0; i < SERVER_ACCEPT_BATCH; i++) {
+    int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (cfd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        /* out of fds: pause accepting briefly instead of spinning on a ready listener */
+        for (size_t j = 0; j < s->nlisteners; j++)
+          if (s->listeners[j].fd >= 0)
+            loop_fd_mod(l, s->listeners[j].fd, 0, NULL);
+        if (!s->accept_resume_timer)
+          s->accept_resume_timer = loop_timer_add(l, 100, server_listener_resume, s);
+      }
+      return;
+    }
+    if (s->nconns >= s->cfg.max_connections) {
+      close(cfd);
+      continue;
+    }
+    grpc_peer peer;
+    rpc_conn_peer_fill(&peer, cfd);
+    if (peer.family == AF_INET || peer.family == AF_INET6) {
+      int one = 1;
+      setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    rpc_conn_new(s, cfd, cfd, &peer, NULL);
+  }
+}
+
+static int server_listener_add(grpc_server *s, int fd, const char *unix_path, const char *addr,
+                               rr_err *e) {
+  rpc_listener *p = realloc(s->listeners, (s->nlisteners + 1) * sizeof *p);
+  if (!p)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  s->listeners = p;
+  rpc_listener *ls = &p[s->nlisteners];
+  *ls = (rpc_listener){.fd = fd};
+  snprintf(ls->addr, sizeof ls->addr, "%s", addr);
+  if (unix_path && !(ls->unix_path = strdup(unix_path)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  if (loop_fd_add(s->l, fd, EPOLLIN, server_accept, s, e) < 0) {
+    free(ls->unix_path);
+    return rr_err_wrap(e, "listen on %s", addr);
+  }
+  s->nlisteners++;
+  return 0;
+}
+
+static int mkdir_parents(char *path, rr_err *e) {
+  for (char *p = path + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    int r = mkdir(path, 0755);
+    int saved = errno;
+    *p = '/';
+    if (r < 0 && saved != EEXIST)
+      return rr_err_sys(e, RR_FAILED_PRECONDITION, saved,
+                        "cannot create directory of socket \"%s\"", path);
+  }
+  return 0;
+}
+
+static int server_listen_unix(grpc_server *s, const char *path, const char *addr, rr_err *e) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (!path[0] || strlen(path) >= sizeof sa.sun_path)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "invalid unix socket path \"%s\" (empty or too long)",
+                      path);
+  memcpy(sa.sun_path, path, strlen(path));
+  _cleanup_free_ char *tmp = strdup(path);
+  if (!tmp || mkdir_parents(tmp, e) < 0)
+    return tmp ? -1 : rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  struct stat st;
+  if (lstat(path, &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      return rr_err_set(e, RR_FAILED_PRECONDITION,
+                        "cannot listen on \"%s\": exists and is not a socket", path);
+    _cleanup_close_ int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (probe < 0)
+      return rr_err_sys(e, RR_INTERNAL, errno, "socket");
+    if (connect(probe, (struct sockaddr *)&sa, sizeof sa) == 0 || errno != ECONNREFUSED)
+      return rr_err_set(e, RR_ALREADY_EXISTS,
+                        "cannot listen on \"%s\": another server is running there", path);
+    unlink(path); /* stale socket of a server that died */
+  }
+  _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "socket");
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+    return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "cannot bind \"%s\"", path);
+  /* access control is by peer credentials (SO_PEERCRED), not file mode */
+  if (chmod(path, 0666) < 0 || listen(fd, 512) < 0) {
+    int saved = errno;
+    unlink(path);
+    return rr_err_sys(e, RR_INTERNAL, saved, "cannot listen on \"%s\"", path);
+  }
+  if (server_listener_add(s, fd, path, addr, e) < 0) {
+    unlink(path);
+    return -1;
+  }
+  TAKE_FD(fd);
+  return 0;
+}
+
+static bool addr_is_loopback(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+  if (sa->sa_family == AF_INET6) {
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+  }
+  return false;
+}
+
+static int server_listen_tcp(grpc_server *s, const char *addr, rr_err *e) {
+  char host[256];
+  const char *port;
+  if (addr[0] == '[') {
+    const char *end = strchr(addr, ']');
+    if (!end || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof host)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "invalid address \"%s\" (want [v6]:port)", addr);
+    snprintf(host, sizeof host, "%.*s", (int)(end - addr - 1), addr + 1);
+    port = end + 2;
+  } else {
+    const char *colon = strrchr(addr, ':');
+    if (!colon || (size_t)(colon - addr) >= sizeof host)
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "invalid address \"%s\" (want unix:PATH or HOST:PORT)", addr);
+    snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
+    port = colon + 1;
+  }
+  if (!port[0])
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "invalid address \"%s\": missing port", addr);
+  struct addrinfo hints = {
+      .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+  struct addrinfo *res = NULL;
+  int r = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+  if (r != 0)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "cannot resolve \"%s\": %s", addr, gai_strerror(r));
+  struct addrinfo *ai = res;
+  if (!addr_is_loopback(ai->ai_addr)) {
+    freeaddrinfo(res);
+    return rr_err_set(e, RR_FAILED_PRECONDITION,
+                      "cannot listen on \"%s\": TLS is required for non-loopback addresses", addr);
+  }
+  _cleanup_close_ int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (fd >= 0) {
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ai->ai_family == AF_INET6)
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  }
+  if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 512) < 0) {
+    int saved = errno;
+    freeaddrinfo(res);
+    return rr_err_sys(e, RR_FAILED_PRECONDITION, saved, "cannot listen on \"%s\"", addr);
+  }
+  freeaddrinfo(res);
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  char ip[INET6_ADDRSTRLEN] = "", bound[96];
+  getsockname(fd, (struct sockaddr *)&ss, &len);
+  if (ss.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof ip);
+    snprintf(bound, sizeof bound, "[%s]:%u", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+  } else {
+    inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof ip);
+    snprintf(bound, sizeof bound, "%s:%u", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  }
+  if (server_listener_add(s, fd, NULL, bound, e) < 0)
+    return -1;
+  TAKE_FD(fd);
+  return 0;
+}
+
+int grpc_server_listen(grpc_server *s, const char *addr, rr_err *e) {
+  if (s->shutting_down)
+    return rr_err_set(e, RR_FAILED_PRECONDITION, "server is shutting down");
+  if (strncmp(addr, "unix:", 5) == 0)
+    return server_listen_unix(s, addr + 5, addr, e);
+  return server_listen_tcp(s, addr, e);
+}
+
+const char *grpc_server_listen_address(const grpc_server *s, size_t i) {
+  return i < s->nlisteners ? s->listeners[i].addr : NULL;
+}
+
+int grpc_server_add_fds(grpc_server *s, int in_fd, int out_fd, rr_err *e) {
+  grpc_peer peer;
+  rpc_conn_peer_fill(&peer, in_fd);
+  int fl_in = fcntl(in_fd, F_GETFL), fl_out = fcntl(out_fd, F_GETFL);
+  if (fl_in < 0 || fl_out < 0 || fcntl(in_fd, F_SETFL, fl_in | O_NONBLOCK) < 0 ||
+      fcntl(out_fd, F_SETFL, fl_out | O_NONBLOCK) < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot make fds %d/%d non-blocking", in_fd, out_fd);
+  return rpc_conn_new(s, in_fd, out_fd, &peer, e);
+}
+
+void grpc_server_shutdown(grpc_server *s) {
+  if (!s || s->shutting_down)
+    return;
+  s->shutting_down = true;
+  loop_timer_cancel(s->l, s->accept_resume_timer);
+  s->accept_resume_timer = 0;
+  for (size_t i = 0; i < s->nlisteners; i++) {
+    rpc_listener *ls = &s->listeners[i];
+    if (ls->fd < 0)
+      continue;
+    loop_fd_del(s->l, ls->fd);
+    close(ls->fd);
+    ls->fd = -1;
+    if (ls->unix_path)
+      unlink(ls->unix_path);
+  }
+  while (s->conns) {
+    grpc_conn *conn = s->conns;
+    nghttp2_submit_goaway(conn->h2, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(conn->h2), NGHTTP2_NO_ERROR, NULL,
+                          0);
+    rpc_conn_service(conn); /* best effort: the GOAWAY if the socket takes it */
+    rpc_conn_close(conn, GRPC_CLOSE_SHUTDOWN);
+  }
+}
+
+void grpc_server_free(grpc_server *s) {
+  if (!s)
+    return;
+  grpc_server_shutdown(s);
+  s->dirty = NULL;
+  for (size_t i = 0; i < s->ndead; i++)
+    rpc_conn_free(s->dead[i]);
+  free(s->dead);
+  if (s->hook_id)
+    loop_hook_del(s->l, s->hook_id);
+  for (size_t i = 0; i < s->nmethods; i++) {
+    free((char *)s->methods[i]->path);
+    free(s->methods[i]);
+  }
+  free(s->methods);
+  for (size_t i = 0; i < s->nservices; i++)
+    free(s->services[i]);
+  free(s->services);
+  for (size_t i = 0; i < s->nlisteners; i++)
+    free(s->listeners[i].unix_path);
+  free(s->listeners);
+  if (s->cbs)
+    nghttp2_session_callbacks_del(s->cbs);
+  if (s->opt)
+    nghttp2_option_del(s->opt);
+  free(s);
+}

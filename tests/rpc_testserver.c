@@ -1,0 +1,350 @@
+/* rpc-testserver: serves test.v1.Echo (grpc interop TestService shapes) for
+ * tests/integration/test_rpc_interop.py.
+ *   rpc-testserver --listen unix:PATH|127.0.0.1:PORT [--listen ...]
+ *                  [--max-connections N] [--keepalive-ms MS] [--handshake-ms MS]
+ * Prints "listening ADDR" per listener, then "ready"; SIGTERM/SIGINT exit 0. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+
+#include "common/loop.h"
+#include "common/util.h"
+#include "rpc/server.h"
+#include "test/v1/echo.pb-c.h"
+
+typedef struct echo_call {
+  grpc_call *call;
+  loop *l;
+  uint64_t timer;
+  int32_t *sizes, *intervals; /* responses still to send */
+  size_t n, idx;
+  bool waited, half_closed, streaming_out_only;
+  int code;
+  char *msg;
+  int64_t aggregated;
+  Test__V1__SimpleRequest *unary; /* held while sleeping */
+} echo_call;
+
+static echo_call *echo_state(grpc_call *c) {
+  echo_call *ec = grpc_call_data(c);
+  if (ec)
+    return ec;
+  ec = calloc(1, sizeof *ec);
+  if (!ec)
+    return NULL;
+  ec->call = c;
+  ec->l = grpc_call_loop(c);
+  grpc_call_set_data(c, ec);
+  /* custom_metadata: echo these back, initial and trailing */
+  size_t len;
+  const char *v = grpc_call_metadata(c, "x-grpc-test-echo-initial", &len);
+  if (v)
+    grpc_call_add_metadata(c, false, "x-grpc-test-echo-initial", v, len, NULL);
+  v = grpc_call_metadata(c, "x-grpc-test-echo-trailing-bin", &len);
+  if (v)
+    grpc_call_add_metadata(c, true, "x-grpc-test-echo-trailing-bin", v, len, NULL);
+  return ec;
+}
+
+static void echo_on_close(grpc_call *c, grpc_close_reason reason) {
+  echo_call *ec = grpc_call_data(c);
+  if (!ec)
+    return;
+  loop_timer_cancel(ec->l, ec->timer);
+  if (ec->unary)
+    protobuf_c_message_free_unpacked(&ec->unary->base, NULL);
+  free(ec->sizes);
+  free(ec->intervals);
+  free(ec->msg);
+  free(ec);
+}
+
+static void echo_set_status(echo_call *ec, const Test__V1__EchoStatus *st) {
+  if (!st || st->code == 0)
+    return;
+  ec->code = st->code;
+  free(ec->msg);
+  ec->msg = strdup(st->message ? st->message : "");
+}
+
+static int echo_send_payload(grpc_call *c, size_t size, bool simple, rr_err *e) {
+  uint8_t *body = calloc(1, size ? size : 1);
+  if (!body)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte payload", size);
+  Test__V1__Payload p = TEST__V1__PAYLOAD__INIT;
+  p.body.data = body;
+  p.body.len = size;
+  int r;
+  if (simple) {
+    Test__V1__SimpleResponse resp = TEST__V1__SIMPLE_RESPONSE__INIT;
+    resp.payload = &p;
+    r = grpc_call_send(c, &resp.base, e);
+  } else {
+    Test__V1__StreamingOutputCallResponse resp = TEST__V1__STREAMING_OUTPUT_CALL_RESPONSE__INIT;
+    resp.payload = &p;
+    r = grpc_call_send(c, &resp.base, e);
+  }
+  free(body);
+  return r;
+}
+
+static void echo_pump(echo_call *ec);
+
+static void echo_timer_fire(loop *l, void *data) {
+  echo_call *ec = data;
+  ec->timer = 0;
+  echo_pump(ec);
+}
+
+/* Send the queued responses, honouring intervals and back-pressure. */
+static void echo_pump(echo_call *ec) {
+  grpc_call *c = ec->call;
+  while (ec->idx < ec->n && !ec->timer) {
+    if (grpc_call_queued(c) > GRPC_CALL_HIGH_WATER)
+      return; /* on_writable brings us back */
+    int32_t us = ec->intervals[ec->idx];
+    if (us > 0 && !ec->waited) {
+      ec->waited = true;
+      ec->timer = loop_timer_add(ec->l, (uint64_t)(us + 999) / 1000, echo_timer_fire, ec);
+      return;
+    }
+    ec->waited = false;
+    rr_err e;
+    if (echo_send_payload(c, (size_t)(ec->sizes[ec->idx] > 0 ? ec->sizes[ec->idx] : 0), false, &e) <
+        0) {
+      grpc_call_finish_err(c, &e);
+      return;
+    }
+    ec->idx++;
+  }
+  if (ec->idx == ec->n && (ec->streaming_out_only || ec->half_closed))
+    grpc_call_finish(c, ec->code, ec->msg);
+}
+
+static int echo_queue(echo_call *ec, Test__V1__ResponseParameters **params, size_t n) {
+  size_t total = ec->n + n;
+  int32_t *s = realloc(ec->sizes, (total ? total : 1) * sizeof *s);
+  if (s)
+    ec->sizes = s;
+  int32_t *iv = realloc(ec->intervals, (total ? total : 1) * sizeof *iv);
+  if (iv)
+    ec->intervals = iv;
+  if (!s || !iv)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    ec->sizes[ec->n + i] = params[i]->size;
+    ec->intervals[ec->n + i] = params[i]->interval_us;
+  }
+  ec->n = total;
+  return 0;
+}
+
+static void empty_on_message(grpc_call *c, ProtobufCMessage *msg) {
+  protobuf_c_message_free_unpacked(msg, NULL);
+  echo_state(c);
+  Test__V1__Empty out = TEST__V1__EMPTY__INIT;
+  rr_err e;
+  if (grpc_call_send(c, &out.base, &e) < 0)
+    grpc_call_finish_err(c, &e);
+  else
+    grpc_call_finish(c, RR_OK, NULL);
+}
+
+static void unary_answer(echo_call *ec) {
+  Test__V1__SimpleRequest *req = ec->unary;
+  grpc_call *c = ec->call;
+  echo_set_status(ec, req->response_status);
+  rr_err e;
+  if (ec->code)
+    grpc_call_finish(c, ec->code, ec->msg);
+  else if (echo_send_payload(c, (size_t)(req->response_size > 0 ? req->response_size : 0), true,
+                             &e) < 0)
+    grpc_call_finish_err(c, &e);
+  else
+    grpc_call_finish(c, RR_OK, NULL);
+}
+
+static void unary_sleep_fire(loop *l, void *data) {
+  echo_call *ec = data;
+  ec->timer = 0;
+  unary_answer(ec);
+}
+
+static void unary_on_message(grpc_call *c, ProtobufCMessage *msg) {
+  echo_call *ec = echo_state(c);
+  if (!ec) {
+    protobuf_c_message_free_unpacked(msg, NULL);
+    grpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  ec->unary = (Test__V1__SimpleRequest *)msg;
+  if (ec->unary->sleep_ms > 0)
+    ec->timer = loop_timer_add(ec->l, (uint64_t)ec->unary->sleep_ms, unary_sleep_fire, ec);
+  else
+    unary_answer(ec);
+}
+
+static void stream_out_on_message(grpc_call *c, ProtobufCMessage *msg) {
+  Test__V1__StreamingOutputCallRequest *req = (Test__V1__StreamingOutputCallRequest *)msg;
+  echo_call *ec = echo_state(c);
+  if (!ec || echo_queue(ec, req->response_parameters, req->n_response_parameters) < 0) {
+    protobuf_c_message_free_unpacked(msg, NULL);
+    grpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  ec->streaming_out_only = true;
+  echo_set_status(ec, req->response_status);
+  protobuf_c_message_free_unpacked(msg, NULL);
+  echo_pump(ec);
+}
+
+static void duplex_on_message(grpc_call *c, ProtobufCMessage *msg) {
+  Test__V1__StreamingOutputCallRequest *req = (Test__V1__StreamingOutputCallRequest *)msg;
+  echo_call *ec = echo_state(c);
+  if (!ec || echo_queue(ec, req->response_parameters, req->n_response_parameters) < 0) {
+    protobuf_c_message_free_unpacked(msg, NULL);
+    grpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  bool fail = req->response_status && req->response_status->code != 0;
+  echo_set_status(ec, req->response_status);
+  protobuf_c_message_free_unpacked(msg, NULL);
+  if (fail) /* status_code_and_message on a duplex call ends it at once */
+    grpc_call_finish(c, ec->code, ec->msg);
+  else
+    echo_pump(ec);
+}
+
+static void duplex_on_half_close(grpc_call *c) {
+  echo_call *ec = echo_state(c);
+  if (!ec) {
+    grpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  ec->half_closed = true;
+  echo_pump(ec);
+}
+
+static void echo_on_writable(grpc_call *c) {
+  echo_call *ec = grpc_call_data(c);
+  if (ec)
+    echo_pump(ec);
+}
+
+static void stream_in_on_message(grpc_call *c, ProtobufCMessage *msg) {
+  Test__V1__StreamingInputCallRequest *req = (Test__V1__StreamingInputCallRequest *)msg;
+  echo_call *ec = echo_state(c);
+  if (ec && req->payload)
+    ec->aggregated += (int64_t)req->payload->body.len;
+  protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void stream_in_on_half_close(grpc_call *c) {
+  echo_call *ec = echo_state(c);
+  Test__V1__StreamingInputCallResponse out = TEST__V1__STREAMING_INPUT_CALL_RESPONSE__INIT;
+  out.aggregated_payload_size = ec ? (int32_t)ec->aggregated : 0;
+  rr_err e;
+  if (grpc_call_send(c, &out.base, &e) < 0)
+    grpc_call_finish_err(c, &e);
+  else
+    grpc_call_finish(c, RR_OK, NULL);
+}
+
+typedef struct testserver {
+  loop *l;
+  grpc_server *srv;
+  int sigfd;
+} testserver;
+
+static void testserver_on_signal(loop *l, int fd, uint32_t events, void *data) {
+  testserver *ts = data;
+  struct signalfd_siginfo si;
+  if (rr_read(fd, &si, sizeof si) != sizeof si)
+    return;
+  grpc_server_shutdown(ts->srv);
+  loop_stop(l);
+}
+
+static int testserver_register(grpc_server *s, rr_err *e) {
+  const grpc_method methods[] = {
+      {"/test.v1.Echo/EmptyCall", &test__v1__empty__descriptor, false, false, empty_on_message,
+       NULL, NULL, echo_on_close, NULL},
+      {"/test.v1.Echo/UnaryCall", &test__v1__simple_request__descriptor, false, false,
+       unary_on_message, NULL, NULL, echo_on_close, NULL},
+      {"/test.v1.Echo/StreamingOutputCall", &test__v1__streaming_output_call_request__descriptor,
+       false, true, stream_out_on_message, NULL, echo_on_writable, echo_on_close, NULL},
+      {"/test.v1.Echo/StreamingInputCall", &test__v1__streaming_input_call_request__descriptor,
+       true, false, stream_in_on_message, stream_in_on_half_close, NULL, echo_on_close, NULL},
+      {"/test.v1.Echo/FullDuplexCall", &test__v1__streaming_output_call_request__descriptor, true,
+       true, duplex_on_message, duplex_on_half_close, echo_on_writable, echo_on_close, NULL},
+  };
+  for (size_t i = 0; i < RR_ARRAY_SIZE(methods); i++)
+    if (grpc_server_add_method(s, &methods[i], e) < 0)
+      return -1;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  grpc_server_config cfg = {0};
+  const char *listen[8];
+  size_t nlisten = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(argv[i], "--listen") == 0 && val && nlisten < RR_ARRAY_SIZE(listen))
+      listen[nlisten++] = val;
+    else if (strcmp(argv[i], "--max-connections") == 0 && val)
+      cfg.max_connections = strtoull(val, NULL, 10);
+    else if (strcmp(argv[i], "--keepalive-ms") == 0 && val)
+      cfg.keepalive_ms = strtoull(val, NULL, 10);
+    else if (strcmp(argv[i], "--handshake-ms") == 0 && val)
+      cfg.handshake_timeout_ms = strtoull(val, NULL, 10);
+    else {
+      fprintf(stderr,
+              "usage: %s --listen unix:PATH|127.0.0.1:PORT [--max-connections N] "
+              "[--keepalive-ms MS] [--handshake-ms MS]\n",
+              argv[0]);
+      return 2;
+    }
+    i++;
+  }
+  if (nlisten == 0) {
+    fprintf(stderr, "rpc-testserver: at least one --listen is required\n");
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  sigprocmask(SIG_BLOCK, &mask, NULL);
+
+  testserver ts = {.sigfd = -1};
+  rr_err e = {0};
+  int rc = 1;
+  if (loop_new(&ts.l, &e) < 0 || grpc_server_new(&ts.srv, ts.l, &cfg, &e) < 0 ||
+      testserver_register(ts.srv, &e) < 0)
+    goto out;
+  for (size_t i = 0; i < nlisten; i++)
+    if (grpc_server_listen(ts.srv, listen[i], &e) < 0)
+      goto out;
+  ts.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (ts.sigfd < 0 || loop_fd_add(ts.l, ts.sigfd, EPOLLIN, testserver_on_signal, &ts, &e) < 0)
+    goto out;
+  for (size_t i = 0; grpc_server_listen_address(ts.srv, i); i++)
+    printf("listening %s\n", grpc_server_listen_address(ts.srv, i));
+  printf("ready\n");
+  fflush(stdout);
+  if (loop_run(ts.l, &e) == 0)
+    rc = 0;
+out:
+  if (rc)
+    fprintf(stderr, "rpc-testserver: %s\n", e.msg);
+  grpc_server_free(ts.srv);
+  if (ts.sigfd >= 0)
+    close(ts.sigfd);
+  loop_free(ts.l);
+  return rc;
+}

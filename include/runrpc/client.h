@@ -1,0 +1,211 @@
+/* librunrpc: C client for runrpc's runrpc.v1.Jobs service (rund).
+ *
+ * Every function returning int returns 0 on success and -1 on failure, with
+ * *err (may be NULL) holding a gRPC status code and a message. A client is a
+ * single HTTP/2 connection carrying any number of calls; use it from one
+ * thread at a time. Strings in results are owned by the result and released
+ * by its *_free function. */
+#ifndef RUNRPC_CLIENT_H
+#define RUNRPC_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* gRPC status codes, as found in runrpc_error.code. */
+enum {
+  RUNRPC_OK = 0,
+  RUNRPC_CANCELLED = 1,
+  RUNRPC_UNKNOWN = 2,
+  RUNRPC_INVALID_ARGUMENT = 3,
+  RUNRPC_DEADLINE_EXCEEDED = 4,
+  RUNRPC_NOT_FOUND = 5,
+  RUNRPC_ALREADY_EXISTS = 6,
+  RUNRPC_PERMISSION_DENIED = 7,
+  RUNRPC_RESOURCE_EXHAUSTED = 8,
+  RUNRPC_FAILED_PRECONDITION = 9,
+  RUNRPC_ABORTED = 10,
+  RUNRPC_OUT_OF_RANGE = 11,
+  RUNRPC_UNIMPLEMENTED = 12,
+  RUNRPC_INTERNAL = 13,
+  RUNRPC_UNAVAILABLE = 14,
+  RUNRPC_DATA_LOSS = 15,
+  RUNRPC_UNAUTHENTICATED = 16,
+};
+
+#define RUNRPC_ERROR_MAX 512
+#define RUNRPC_JOB_ID_SIZE 27 /* 26-char ULID + NUL */
+
+typedef struct runrpc_error {
+  int code;                       /* RUNRPC_* status code; RUNRPC_OK if none */
+  int sys_errno;                  /* local errno behind it (e.g. EPIPE writing output), else 0 */
+  char message[RUNRPC_ERROR_MAX]; /* what failed and why (server message for server errors) */
+} runrpc_error;
+
+typedef struct runrpc_client runrpc_client;
+
+typedef struct runrpc_options {
+  uint64_t connect_timeout_ms; /* 0: 10 s */
+  uint64_t call_timeout_ms;    /* deadline of short calls (start, status, list, signal); 0: 30 s */
+  size_t max_recv_message_bytes; /* 0: 4 MiB */
+  /* Reserved for TLS and authentication; not supported yet: setting any of
+   * them makes runrpc_connect fail with INVALID_ARGUMENT. */
+  const char *tls_ca_file;
+  const char *tls_cert_file;
+  const char *tls_key_file;
+  const char *token;
+  bool allow_insecure;
+} runrpc_options;
+
+typedef enum runrpc_job_state {
+  RUNRPC_JOB_UNSPECIFIED = 0,
+  RUNRPC_JOB_RUNNING = 1,
+  RUNRPC_JOB_EXITED = 2,
+  RUNRPC_JOB_KILLED = 3,
+  RUNRPC_JOB_FAILED = 4,
+} runrpc_job_state;
+
+typedef enum runrpc_stream {
+  RUNRPC_STREAM_BOTH = 0,
+  RUNRPC_STREAM_STDOUT = 1,
+  RUNRPC_STREAM_STDERR = 2,
+} runrpc_stream;
+
+/* What to run (input). path is looked up in PATH by rund if it has no slash. */
+typedef struct runrpc_command {
+  const char *path;
+  const char *const *args; /* argv[1..] */
+  size_t nargs;
+  const char *const *env; /* "KEY=VALUE" entries */
+  size_t nenv;
+  const char *workdir; /* NULL: "/" */
+} runrpc_command;
+
+typedef struct runrpc_start_request {
+  runrpc_command command;
+  const char *const *tags;
+  size_t ntags;
+  bool has_timeout; /* job timeout enforced by rund (not an RPC deadline) */
+  uint64_t timeout_ms;
+} runrpc_start_request;
+
+/* A job's status (output; strings owned, free with runrpc_job_status_free). */
+typedef struct runrpc_job_status {
+  char job_id[RUNRPC_JOB_ID_SIZE];
+  runrpc_job_state state;
+  int pid;
+  int exit_code;
+  int signal;
+  char *reason; /* "exited", "signaled", "stopped", "timeout", "lost" */
+  int64_t start_time_unix_ns;
+  int64_t end_time_unix_ns; /* 0 while running */
+  char *path;               /* command as started */
+  char **args;
+  size_t nargs;
+  char **env; /* "KEY=VALUE" */
+  size_t nenv;
+  char *workdir;
+  char **tags;
+  size_t ntags;
+  bool has_timeout;
+  uint64_t timeout_ms;
+  uint64_t stdout_bytes;
+  uint64_t stderr_bytes;
+} runrpc_job_status;
+
+typedef struct runrpc_logs_request {
+  const char *job_id;
+  bool follow;          /* keep streaming until the job ends */
+  runrpc_stream stream; /* one stream, or both */
+  uint64_t stdout_offset;
+  uint64_t stderr_offset;
+  uint64_t timeout_ms; /* 0: no deadline */
+} runrpc_logs_request;
+
+/* One chunk of logs; dropped = bytes lost to the size cap just before offset.
+ * Return 0 to go on, non-zero to stop (runrpc_logs then fails with CANCELLED). */
+typedef int (*runrpc_logs_fn)(runrpc_stream stream, uint64_t offset, const void *data, size_t len,
+                              uint64_t dropped, void *userdata);
+
+/* Output of runrpc_exec: return non-zero to stop (the call is cancelled and
+ * the command killed). */
+typedef int (*runrpc_output_fn)(const void *data, size_t len, void *userdata);
+
+typedef struct runrpc_exec_request {
+  runrpc_command command;
+  bool has_timeout; /* job timeout enforced by rund */
+  uint64_t timeout_ms;
+  int stdin_fd;  /* read until EOF, then the command's stdin is closed; -1: empty stdin */
+  int stdout_fd; /* used when on_stdout is NULL; -1: discard */
+  int stderr_fd; /* used when on_stderr is NULL; -1: discard */
+  runrpc_output_fn on_stdout;
+  runrpc_output_fn on_stderr;
+  void *userdata;
+  void (*on_started)(int pid, void *userdata); /* optional */
+  uint64_t deadline_ms;                        /* RPC deadline for the whole exec; 0: none */
+} runrpc_exec_request;
+
+typedef struct runrpc_exit_status {
+  int exit_code; /* when exited normally */
+  int signal;    /* when killed by a signal, else 0 */
+  char reason[32];
+} runrpc_exit_status;
+
+/* Default options (all zero: defaults). */
+void runrpc_options_init(runrpc_options *opts);
+/* Connect to addr ("unix:PATH", "HOST:PORT", "[V6]:PORT"); opts may be NULL. */
+int runrpc_connect(const char *addr, const runrpc_options *opts, runrpc_client **ret_client,
+                   runrpc_error *err);
+/* Close the connection and free the client (NULL ok). */
+void runrpc_close(runrpc_client *client);
+
+/* Start a background job; fills job_id (and *ret_pid if not NULL). */
+int runrpc_start(runrpc_client *client, const runrpc_start_request *req,
+                 char job_id[RUNRPC_JOB_ID_SIZE], int *ret_pid, runrpc_error *err);
+/* SIGTERM, grace_ms (negative: rund's default, 10 s), SIGKILL; returns the final status. */
+int runrpc_stop(runrpc_client *client, const char *job_id, int64_t grace_ms,
+                runrpc_job_status *ret_status, runrpc_error *err);
+/* Current status of a job. */
+int runrpc_status(runrpc_client *client, const char *job_id, runrpc_job_status *ret_status,
+                  runrpc_error *err);
+/* Stream a job's logs, one callback per chunk. */
+int runrpc_logs(runrpc_client *client, const runrpc_logs_request *req, runrpc_logs_fn fn,
+                void *userdata, runrpc_error *err);
+/* Stream a job's logs into fds (-1: skip that stream); dropped bytes are not reported. */
+int runrpc_logs_to_fds(runrpc_client *client, const runrpc_logs_request *req, int stdout_fd,
+                       int stderr_fd, runrpc_error *err);
+/* Jobs, filtered by state (UNSPECIFIED: any) and tag (NULL/"": any); free with
+ * runrpc_job_list_free. */
+int runrpc_list(runrpc_client *client, runrpc_job_state state, const char *tag,
+                runrpc_job_status **ret_jobs, size_t *ret_count, runrpc_error *err);
+/* Wait until the job ends (timeout_ms 0: no deadline); returns its final status. */
+int runrpc_wait(runrpc_client *client, const char *job_id, uint64_t timeout_ms,
+                runrpc_job_status *ret_status, runrpc_error *err);
+/* Send a signal by number (name NULL) or by name ("TERM", "SIGTERM", "kill"). */
+int runrpc_signal(runrpc_client *client, const char *job_id, int number, const char *name,
+                  runrpc_error *err);
+/* Run a command to completion, streaming stdin in and stdout/stderr out; fills *ret_exit. */
+int runrpc_exec(runrpc_client *client, const runrpc_exec_request *req, runrpc_exit_status *ret_exit,
+                runrpc_error *err);
+
+/* Release the strings of a status (the struct itself is the caller's). */
+void runrpc_job_status_free(runrpc_job_status *status);
+/* Free an array returned by runrpc_list. */
+void runrpc_job_list_free(runrpc_job_status *jobs, size_t count);
+/* Canonical name of a status code ("NOT_FOUND"). */
+const char *runrpc_code_name(int code);
+/* Name of a job state ("running", "exited", "killed", "failed", "unspecified"). */
+const char *runrpc_job_state_name(runrpc_job_state state);
+/* True if s is a syntactically valid job id (26 Crockford base32 chars, ULID). */
+bool runrpc_job_id_valid(const char *s);
+/* Library version string ("0.1.0"). */
+const char *runrpc_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,72 @@
+/* runctl exec [--env K=V]... [--workdir DIR] [--timeout DUR] [--] CMD [ARGS...] */
+#include <stdio.h>
+#include <unistd.h>
+
+#include "runctl.h"
+
+static int exec_failure_exit(const runrpc_error *err) {
+  /* like a shell: 127 command not found, 126 not executable */
+  if (err->code == RUNRPC_NOT_FOUND)
+    return RUNCTL_EXIT_NOT_FOUND;
+  if (err->code == RUNRPC_PERMISSION_DENIED)
+    return RUNCTL_EXIT_NOT_EXECUTABLE;
+  return RUNCTL_EXIT_EXEC_FAILED;
+}
+
+static int exec_run(runctl_ctx *ctx, int argc, char **argv) {
+  runctl_run_flags f;
+  int rc = runctl_parse_run_flags(ctx, argc, argv, false, &f);
+  if (rc < 0) {
+    runctl_print_help(&runctl_cmd_exec);
+    runctl_run_flags_free(&f);
+    return 0;
+  }
+  if (rc > 0) {
+    runctl_run_flags_free(&f);
+    return rc == RUNCTL_EXIT_USAGE ? rc : RUNCTL_EXIT_EXEC_FAILED;
+  }
+  rc = runctl_connect(ctx, RUNCTL_EXIT_EXEC_FAILED);
+  if (rc) {
+    runctl_run_flags_free(&f);
+    return rc;
+  }
+  runrpc_exec_request req = {
+      .command = {.path = argv[f.cmd_index],
+                  .args = (const char *const *)argv + f.cmd_index + 1,
+                  .nargs = (size_t)(argc - f.cmd_index - 1),
+                  .env = f.env.v,
+                  .nenv = f.env.n,
+                  .workdir = f.workdir},
+      .has_timeout = f.has_timeout,
+      .timeout_ms = f.timeout_ms,
+      .stdin_fd = STDIN_FILENO,
+      .stdout_fd = STDOUT_FILENO,
+      .stderr_fd = STDERR_FILENO,
+  };
+  runrpc_exit_status st;
+  runrpc_error err;
+  rc = runrpc_exec(ctx->client, &req, &st, &err);
+  runctl_run_flags_free(&f);
+  if (rc < 0) {
+    runctl_die_if_epipe(&err);
+    return runctl_fail("exec", &err, exec_failure_exit(&err));
+  }
+  if (st.signal > 0)
+    return 128 + st.signal;
+  return st.exit_code & 0xff;
+}
+
+const runctl_command runctl_cmd_exec = {
+    .name = "exec",
+    .run = exec_run,
+    .usage = "exec [--env K=V]... [--workdir DIR] [--timeout DUR] [--] CMD [ARGS...]",
+    .help = "Run a command on the server and wait for it. stdin, stdout and stderr are\n"
+            "passed through live (EOF on stdin reaches the command); runctl exits with the\n"
+            "command's status, 128+N if it was killed by signal N. If runctl itself fails\n"
+            "it exits 125 (126: command not executable, 127: command not found).\n"
+            "\n"
+            "Options:\n"
+            "  --env K=V       add K=V to the command's environment (repeatable)\n"
+            "  --workdir DIR   absolute working directory (default /)\n"
+            "  --timeout DUR   kill the command after DUR (SIGTERM, grace, SIGKILL)\n",
+};

@@ -1,0 +1,119 @@
+/* runctl list [--json] [--state running|exited|killed|failed] [--tag T] */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "runctl.h"
+
+static int list_parse_state(const runctl_ctx *ctx, const char *s, runrpc_job_state *ret) {
+  static const runrpc_job_state states[] = {RUNRPC_JOB_RUNNING, RUNRPC_JOB_EXITED,
+                                            RUNRPC_JOB_KILLED, RUNRPC_JOB_FAILED};
+  for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+    if (strcmp(s, runrpc_job_state_name(states[i])) == 0) {
+      *ret = states[i];
+      return 0;
+    }
+  }
+  runctl_usage_error(ctx, "invalid --state \"%s\" (want running, exited, killed or failed)", s);
+  return -1;
+}
+
+static void list_print_row(const runrpc_job_status *s) {
+  char pid[16], exitbuf[24], started[48] = "-";
+  snprintf(pid, sizeof pid, "%d", s->pid);
+  if (s->state == RUNRPC_JOB_EXITED) {
+    snprintf(exitbuf, sizeof exitbuf, "%d", s->exit_code);
+  } else if (s->state == RUNRPC_JOB_KILLED) {
+    const char *name = runctl_signal_name(s->signal);
+    if (name)
+      snprintf(exitbuf, sizeof exitbuf, "SIG%s", name);
+    else
+      snprintf(exitbuf, sizeof exitbuf, "sig%d", s->signal);
+  } else {
+    snprintf(exitbuf, sizeof exitbuf, "-");
+  }
+  if (s->start_time_unix_ns) {
+    runctl_format_time(s->start_time_unix_ns, started, sizeof started);
+    char *dot = strchr(started, '.'); /* seconds are enough in a table */
+    if (dot)
+      strcpy(dot, "Z");
+  }
+  printf("%-26s  %-7s  %7s  %-7s  %-20s  %s", s->job_id, runrpc_job_state_name(s->state), pid,
+         exitbuf, started, s->path ? s->path : "");
+  for (size_t i = 0; i < s->nargs; i++)
+    printf(" %s", s->args[i]);
+  putchar('\n');
+}
+
+static int list_run(runctl_ctx *ctx, int argc, char **argv) {
+  static const struct option opts[] = {
+      {"json", no_argument, NULL, 'j'},
+      {"state", required_argument, NULL, 's'},
+      {"tag", required_argument, NULL, 't'},
+      {"help", no_argument, NULL, 'h'},
+      {0},
+  };
+  bool json = false;
+  runrpc_job_state state = RUNRPC_JOB_UNSPECIFIED;
+  const char *tag = NULL;
+  runctl_getopt_reset();
+  int c;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'j':
+      json = true;
+      break;
+    case 's':
+      if (list_parse_state(ctx, optarg, &state) < 0)
+        return RUNCTL_EXIT_USAGE;
+      break;
+    case 't':
+      if (!*optarg)
+        return runctl_usage_error(ctx, "empty --tag");
+      tag = optarg;
+      break;
+    case 'h':
+      return runctl_print_help(&runctl_cmd_list), 0;
+    default:
+      return runctl_getopt_error(ctx, c, argv);
+    }
+  }
+  if (optind < argc)
+    return runctl_usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
+  int rc = runctl_connect(ctx, RUNCTL_EXIT_FAILURE);
+  if (rc)
+    return rc;
+  runrpc_job_status *jobs;
+  size_t n;
+  runrpc_error err;
+  if (runrpc_list(ctx->client, state, tag, &jobs, &n, &err) < 0)
+    return runctl_fail("list", &err, RUNCTL_EXIT_FAILURE);
+  if (json) {
+    json_object *arr = json_object_new_array();
+    for (size_t i = 0; i < n; i++)
+      json_object_array_add(arr, runctl_status_json(&jobs[i]));
+    puts(json_object_to_json_string_ext(arr,
+                                        JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(arr);
+  } else {
+    printf("%-26s  %-7s  %7s  %-7s  %-20s  %s\n", "ID", "STATE", "PID", "EXIT", "STARTED",
+           "COMMAND");
+    for (size_t i = 0; i < n; i++)
+      list_print_row(&jobs[i]);
+  }
+  runrpc_job_list_free(jobs, n);
+  return 0;
+}
+
+const runctl_command runctl_cmd_list = {
+    .name = "list",
+    .run = list_run,
+    .usage = "list [--json] [--state running|exited|killed|failed] [--tag T]",
+    .help = "List jobs as a table (ID  STATE  PID  EXIT  STARTED  COMMAND), or as a\n"
+            "JSON array of the objects 'runctl status --json' prints.\n"
+            "\n"
+            "Options:\n"
+            "  --json         JSON output\n"
+            "  --state S      only jobs in state S\n"
+            "  --tag T        only jobs tagged T\n",
+};

@@ -1,0 +1,86 @@
+/* runctl: a thin CLI on librunrpc. One file per verb behind a command table
+ * (main.c); helpers for flags, errors, and output here. */
+#pragma once
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "runrpc/client.h"
+
+/* Exit codes (docs/dev/CLI.md). */
+#define RUNCTL_EXIT_FAILURE 1
+#define RUNCTL_EXIT_USAGE 2
+#define RUNCTL_EXIT_EXEC_FAILED 125 /* exec/wait's own failures */
+#define RUNCTL_EXIT_NOT_EXECUTABLE 126
+#define RUNCTL_EXIT_NOT_FOUND 127
+
+typedef struct runctl_ctx {
+  const char *addr;
+  const char *verb;
+  runrpc_client *client;
+} runctl_ctx;
+
+typedef struct runctl_command {
+  const char *name;
+  int (*run)(runctl_ctx *ctx, int argc, char **argv); /* argv[0] is the verb */
+  const char *usage;                                  /* one line: "status ID [--json]" */
+  const char *help;                                   /* what it does, and its flags */
+} runctl_command;
+
+extern const runctl_command runctl_cmd_exec, runctl_cmd_start, runctl_cmd_status, runctl_cmd_logs,
+    runctl_cmd_wait, runctl_cmd_signal, runctl_cmd_stop, runctl_cmd_list;
+
+/* Print "runctl: VERB: <msg>" on stderr; return RUNCTL_EXIT_USAGE. */
+int runctl_usage_error(const runctl_ctx *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Print "runctl: <what>: <CODE>: <message>" on stderr; return exit_code. */
+int runctl_fail(const char *what, const runrpc_error *err, int exit_code);
+/* Print a verb's help on stdout. */
+void runctl_print_help(const runctl_command *cmd);
+/* Connect ctx->client; on failure print the error and return exit_code, else 0. */
+int runctl_connect(runctl_ctx *ctx, int exit_code);
+
+/* Per-verb option parsing around getopt_long: reset state, and report
+ * unknown/missing-value options as a usage error. */
+void runctl_getopt_reset(void);
+int runctl_getopt_error(const runctl_ctx *ctx, int c, char **argv);
+
+/* Flag values; each prints its own usage error and returns -1. */
+int runctl_parse_duration(const runctl_ctx *ctx, const char *flag, const char *s, uint64_t *ret_ms);
+int runctl_parse_env(const runctl_ctx *ctx, const char *s);
+int runctl_parse_job_id(const runctl_ctx *ctx, const char *s, char out[RUNRPC_JOB_ID_SIZE]);
+int runctl_parse_signal(const runctl_ctx *ctx, const char *s, int *ret_sig);
+/* "TERM" for 15, NULL if unknown. */
+const char *runctl_signal_name(int sig);
+
+/* A growable array of borrowed strings (argv-style). */
+typedef struct runctl_strv {
+  const char **v;
+  size_t n, cap;
+} runctl_strv;
+void runctl_strv_push(runctl_strv *s, const char *str);
+void runctl_strv_free(runctl_strv *s);
+
+/* Shared flags of exec and start: --env, --workdir, --timeout (+ --tag for start). */
+typedef struct runctl_run_flags {
+  runctl_strv env, tags;
+  const char *workdir;
+  bool has_timeout;
+  uint64_t timeout_ms;
+  int cmd_index; /* argv index of CMD */
+} runctl_run_flags;
+int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_tags,
+                           runctl_run_flags *ret);
+void runctl_run_flags_free(runctl_run_flags *f);
+
+/* RFC 3339 UTC with microseconds ("2024-05-01T12:00:00.123456Z") into buf[40]. */
+void runctl_format_time(int64_t unix_ns, char *buf, size_t bufsz);
+/* Output of status and list. */
+json_object *runctl_status_json(const runrpc_job_status *s);
+void runctl_status_print(const runrpc_job_status *s);
+/* The exit status a shell would report for a finished job, -1 if not finished. */
+int runctl_status_exit(const runrpc_job_status *s);
+/* Write to stdout/stderr; on EPIPE die by SIGPIPE quietly like any command. */
+void runctl_write_or_die(int fd, const void *buf, size_t len);
+/* Error came from writing our own output to a closed pipe: die quietly. */
+void runctl_die_if_epipe(const runrpc_error *err);

@@ -1,0 +1,54 @@
+/* runctl start [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR] [--] CMD [ARGS...] */
+#include <stdio.h>
+
+#include "runctl.h"
+
+static int start_run(runctl_ctx *ctx, int argc, char **argv) {
+  runctl_run_flags f;
+  int rc = runctl_parse_run_flags(ctx, argc, argv, true, &f);
+  if (rc < 0) {
+    runctl_print_help(&runctl_cmd_start);
+    runctl_run_flags_free(&f);
+    return 0;
+  }
+  if (rc == 0)
+    rc = runctl_connect(ctx, RUNCTL_EXIT_FAILURE);
+  if (rc) {
+    runctl_run_flags_free(&f);
+    return rc;
+  }
+  runrpc_start_request req = {
+      .command = {.path = argv[f.cmd_index],
+                  .args = (const char *const *)argv + f.cmd_index + 1,
+                  .nargs = (size_t)(argc - f.cmd_index - 1),
+                  .env = f.env.v,
+                  .nenv = f.env.n,
+                  .workdir = f.workdir},
+      .tags = f.tags.v,
+      .ntags = f.tags.n,
+      .has_timeout = f.has_timeout,
+      .timeout_ms = f.timeout_ms,
+  };
+  char id[RUNRPC_JOB_ID_SIZE];
+  runrpc_error err;
+  rc = runrpc_start(ctx->client, &req, id, NULL, &err);
+  runctl_run_flags_free(&f);
+  if (rc < 0)
+    return runctl_fail("start", &err, RUNCTL_EXIT_FAILURE);
+  printf("%s\n", id);
+  fflush(stdout);
+  return 0;
+}
+
+const runctl_command runctl_cmd_start = {
+    .name = "start",
+    .run = start_run,
+    .usage = "start [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR] [--] CMD [ARGS...]",
+    .help = "Start a command as a background job and print its id (a 26-character ULID).\n"
+            "\n"
+            "Options:\n"
+            "  --tag T         label the job, for 'runctl list --tag T' (repeatable)\n"
+            "  --env K=V       add K=V to the command's environment (repeatable)\n"
+            "  --workdir DIR   absolute working directory (default /)\n"
+            "  --timeout DUR   stop the job after DUR (SIGTERM, grace, SIGKILL)\n",
+};

@@ -1,0 +1,297 @@
+/* runctl helpers: errors, flags, connection. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "runctl.h"
+
+int runctl_usage_error(const runctl_ctx *ctx, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (ctx && ctx->verb)
+    fprintf(stderr, "runctl: %s: %s (see 'runctl %s --help')\n", ctx->verb, msg, ctx->verb);
+  else
+    fprintf(stderr, "runctl: %s (see 'runctl --help')\n", msg);
+  return RUNCTL_EXIT_USAGE;
+}
+
+int runctl_fail(const char *what, const runrpc_error *err, int exit_code) {
+  /* keep it one line whatever the server put in its message */
+  char msg[RUNRPC_ERROR_MAX];
+  snprintf(msg, sizeof msg, "%s", err->message);
+  for (char *p = msg; *p; p++)
+    if (*p == '\n' || *p == '\r')
+      *p = ' ';
+  fprintf(stderr, "runctl: %s: %s: %s\n", what, runrpc_code_name(err->code), msg);
+  return exit_code;
+}
+
+void runctl_print_help(const runctl_command *cmd) {
+  printf("Usage: runctl [--addr ADDR] %s\n\n%s", cmd->usage, cmd->help);
+}
+
+int runctl_connect(runctl_ctx *ctx, int exit_code) {
+  runrpc_error err;
+  runrpc_options o;
+  runrpc_options_init(&o);
+  if (runrpc_connect(ctx->addr, &o, &ctx->client, &err) < 0)
+    return runctl_fail("connect", &err, exit_code);
+  return 0;
+}
+
+void runctl_getopt_reset(void) {
+  optind = 0; /* glibc: full re-initialisation */
+  opterr = 0;
+}
+
+int runctl_getopt_error(const runctl_ctx *ctx, int c, char **argv) {
+  const char *arg = argv[optind - 1];
+  if (c == ':')
+    return runctl_usage_error(ctx, "option '%s' needs a value", arg);
+  if (optopt && strncmp(arg, "--", 2) != 0)
+    return runctl_usage_error(ctx, "unknown option '-%c'", optopt);
+  return runctl_usage_error(ctx, "unknown option '%s'", arg);
+}
+
+int runctl_parse_duration(const runctl_ctx *ctx, const char *flag, const char *s,
+                          uint64_t *ret_ms) {
+  /* DUR: 1.5 (seconds), 500ms, 10s, 2m, 1h */
+  const char *p = s;
+  if (!isdigit((unsigned char)*p) && !(*p == '.' && isdigit((unsigned char)p[1])))
+    goto bad;
+  while (isdigit((unsigned char)*p))
+    p++;
+  if (*p == '.') {
+    p++;
+    if (!isdigit((unsigned char)*p))
+      goto bad;
+    while (isdigit((unsigned char)*p))
+      p++;
+  }
+  size_t numlen = (size_t)(p - s);
+  if (numlen > 20)
+    goto bad;
+  char num[32];
+  memcpy(num, s, numlen);
+  num[numlen] = '\0';
+  double v = strtod(num, NULL);
+  double mult;
+  if (!*p || strcmp(p, "s") == 0)
+    mult = 1000;
+  else if (strcmp(p, "ms") == 0)
+    mult = 1;
+  else if (strcmp(p, "m") == 0)
+    mult = 60000;
+  else if (strcmp(p, "h") == 0)
+    mult = 3600000;
+  else
+    goto bad;
+  double ms = ceil(v * mult);
+  if (!(ms >= 0) || ms > 1e15)
+    goto bad;
+  *ret_ms = (uint64_t)ms;
+  return 0;
+bad:
+  runctl_usage_error(ctx, "invalid duration \"%s\" for %s (want e.g. 1.5, 500ms, 10s, 2m, 1h)", s,
+                     flag);
+  return -1;
+}
+
+int runctl_parse_env(const runctl_ctx *ctx, const char *s) {
+  const char *eq = strchr(s, '=');
+  if (!eq || eq == s) {
+    runctl_usage_error(ctx, "invalid --env \"%s\" (want KEY=VALUE)", s);
+    return -1;
+  }
+  return 0;
+}
+
+int runctl_parse_job_id(const runctl_ctx *ctx, const char *s, char out[RUNRPC_JOB_ID_SIZE]) {
+  if (!runrpc_job_id_valid(s)) {
+    runctl_usage_error(ctx, "invalid job ID \"%.64s\" (want a 26-character ULID, Crockford base32)",
+                       s);
+    return -1;
+  }
+  for (size_t i = 0; i < 26; i++)
+    out[i] = (char)toupper((unsigned char)s[i]);
+  out[26] = '\0';
+  return 0;
+}
+
+static const struct {
+  int num;
+  const char *name;
+} signals[] = {
+    {SIGHUP, "HUP"},   {SIGINT, "INT"},       {SIGQUIT, "QUIT"}, {SIGILL, "ILL"},
+    {SIGTRAP, "TRAP"}, {SIGABRT, "ABRT"},     {SIGBUS, "BUS"},   {SIGFPE, "FPE"},
+    {SIGKILL, "KILL"}, {SIGUSR1, "USR1"},     {SIGSEGV, "SEGV"}, {SIGUSR2, "USR2"},
+    {SIGPIPE, "PIPE"}, {SIGALRM, "ALRM"},     {SIGTERM, "TERM"}, {SIGSTKFLT, "STKFLT"},
+    {SIGCHLD, "CHLD"}, {SIGCONT, "CONT"},     {SIGSTOP, "STOP"}, {SIGTSTP, "TSTP"},
+    {SIGTTIN, "TTIN"}, {SIGTTOU, "TTOU"},     {SIGURG, "URG"},   {SIGXCPU, "XCPU"},
+    {SIGXFSZ, "XFSZ"}, {SIGVTALRM, "VTALRM"}, {SIGPROF, "PROF"}, {SIGWINCH, "WINCH"},
+    {SIGIO, "IO"},     {SIGPWR, "PWR"},       {SIGSYS, "SYS"},   {SIGIOT, "IOT"},
+    {SIGCHLD, "CLD"},  {SIGIO, "POLL"},
+};
+
+const char *runctl_signal_name(int sig) {
+  for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++)
+    if (signals[i].num == sig)
+      return signals[i].name;
+  return NULL;
+}
+
+int runctl_parse_signal(const runctl_ctx *ctx, const char *s, int *ret_sig) {
+  if (isdigit((unsigned char)s[0])) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (*end || errno || v < 1 || v > 64)
+      goto bad;
+    *ret_sig = (int)v;
+    return 0;
+  }
+  const char *n = strncasecmp(s, "SIG", 3) == 0 ? s + 3 : s;
+  for (size_t i = 0; i < sizeof signals / sizeof signals[0]; i++) {
+    if (strcasecmp(n, signals[i].name) == 0) {
+      *ret_sig = signals[i].num;
+      return 0;
+    }
+  }
+  /* RTMIN, RTMIN+N, RTMAX, RTMAX-N */
+  int base = 0, sign = 0;
+  if (strncasecmp(n, "RTMIN", 5) == 0)
+    base = SIGRTMIN, sign = 1;
+  else if (strncasecmp(n, "RTMAX", 5) == 0)
+    base = SIGRTMAX, sign = -1;
+  if (base) {
+    const char *p = n + 5;
+    long off = 0;
+    if (*p) {
+      char *end;
+      if ((sign > 0 && *p != '+') || (sign < 0 && *p != '-') || !isdigit((unsigned char)p[1]))
+        goto bad;
+      off = strtol(p + 1, &end, 10);
+      if (*end)
+        goto bad;
+    }
+    long v = base + sign * off;
+    if (v < SIGRTMIN || v > SIGRTMAX)
+      goto bad;
+    *ret_sig = (int)v;
+    return 0;
+  }
+bad:
+  runctl_usage_error(ctx,
+                     "invalid signal \"%s\" (want a number 1..64 or a name like TERM, "
+                     "SIGKILL, hup)",
+                     s);
+  return -1;
+}
+
+void runctl_strv_push(runctl_strv *s, const char *str) {
+  if (s->n == s->cap) {
+    s->cap = s->cap ? 2 * s->cap : 8;
+    s->v = realloc(s->v, s->cap * sizeof *s->v);
+    if (!s->v) {
+      fprintf(stderr, "runctl: out of memory\n");
+      exit(RUNCTL_EXIT_FAILURE);
+    }
+  }
+  s->v[s->n++] = str;
+}
+
+void runctl_strv_free(runctl_strv *s) {
+  free(s->v);
+  *s = (runctl_strv){0};
+}
+
+int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_tags,
+                           runctl_run_flags *f) {
+  static const struct option opts_tags[] = {
+      {"env", required_argument, NULL, 'e'},     {"workdir", required_argument, NULL, 'w'},
+      {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+      {"tag", required_argument, NULL, 'T'},     {0},
+  };
+  *f = (runctl_run_flags){0};
+  runctl_getopt_reset();
+  int c;
+  /* '+': stop at CMD so its own flags are left alone */
+  while ((c = getopt_long(argc, argv, "+:h", opts_tags, NULL)) != -1) {
+    switch (c) {
+    case 'e':
+      if (runctl_parse_env(ctx, optarg) < 0)
+        return RUNCTL_EXIT_USAGE;
+      runctl_strv_push(&f->env, optarg);
+      break;
+    case 'w':
+      if (!*optarg)
+        return runctl_usage_error(ctx, "empty --workdir");
+      f->workdir = optarg;
+      break;
+    case 't':
+      if (runctl_parse_duration(ctx, "--timeout", optarg, &f->timeout_ms) < 0)
+        return RUNCTL_EXIT_USAGE;
+      if (f->timeout_ms == 0)
+        return runctl_usage_error(ctx, "--timeout must be more than 0");
+      f->has_timeout = true;
+      break;
+    case 'T':
+      if (!allow_tags)
+        return runctl_usage_error(ctx, "unknown option '--tag'");
+      if (!*optarg)
+        return runctl_usage_error(ctx, "empty --tag");
+      runctl_strv_push(&f->tags, optarg);
+      break;
+    case 'h':
+      return -1; /* caller prints help */
+    default:
+      return runctl_getopt_error(ctx, c, argv);
+    }
+  }
+  if (optind >= argc)
+    return runctl_usage_error(ctx, "missing command to run");
+  f->cmd_index = optind;
+  return 0;
+}
+
+void runctl_run_flags_free(runctl_run_flags *f) {
+  runctl_strv_free(&f->env);
+  runctl_strv_free(&f->tags);
+}
+
+void runctl_write_or_die(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      if (errno == EPIPE) {
+        signal(SIGPIPE, SIG_DFL);
+        raise(SIGPIPE);
+      }
+      exit(RUNCTL_EXIT_FAILURE);
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+}
+
+void runctl_die_if_epipe(const runrpc_error *err) {
+  if (err->sys_errno == EPIPE) {
+    signal(SIGPIPE, SIG_DFL);
+    raise(SIGPIPE);
+    _exit(128 + SIGPIPE);
+  }
+}

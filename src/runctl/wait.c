@@ -1,0 +1,49 @@
+/* runctl wait ID */
+#include <getopt.h>
+#include <stdio.h>
+
+#include "runctl.h"
+
+static int wait_run(runctl_ctx *ctx, int argc, char **argv) {
+  static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+  runctl_getopt_reset();
+  int c;
+  while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    if (c == 'h')
+      return runctl_print_help(&runctl_cmd_wait), 0;
+    return runctl_getopt_error(ctx, c, argv);
+  }
+  if (optind >= argc)
+    return runctl_usage_error(ctx, "missing job ID");
+  if (argc - optind > 1)
+    return runctl_usage_error(ctx, "unexpected argument \"%s\"", argv[optind + 1]);
+  char id[RUNRPC_JOB_ID_SIZE];
+  if (runctl_parse_job_id(ctx, argv[optind], id) < 0)
+    return RUNCTL_EXIT_USAGE;
+  int rc = runctl_connect(ctx, RUNCTL_EXIT_EXEC_FAILED);
+  if (rc)
+    return rc;
+  runrpc_job_status st;
+  runrpc_error err;
+  char what[64];
+  snprintf(what, sizeof what, "wait %s", id);
+  if (runrpc_wait(ctx->client, id, 0, &st, &err) < 0)
+    return runctl_fail(what, &err, RUNCTL_EXIT_EXEC_FAILED);
+  rc = runctl_status_exit(&st);
+  if (rc < 0) {
+    fprintf(stderr, "runctl: %s: job is %s (reason: %s)\n", what, runrpc_job_state_name(st.state),
+            st.reason && *st.reason ? st.reason : "none");
+    rc = RUNCTL_EXIT_EXEC_FAILED;
+  }
+  runrpc_job_status_free(&st);
+  return rc;
+}
+
+const runctl_command runctl_cmd_wait = {
+    .name = "wait",
+    .run = wait_run,
+    .usage = "wait ID",
+    .help = "Wait for a job to end and exit with its status: its exit code, or 128+N if\n"
+            "it was killed by signal N. If the wait itself fails (or rund lost track of\n"
+            "the job), runctl exits 125.\n",
+};

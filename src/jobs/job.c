@@ -1,0 +1,538 @@
+#include "jobs/job.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "jobs/intmap.h"
+#include "jobs/logstore.h"
+#include "jobs/job_internal.h"
+#include "jobs/spawn.h"
+
+#define JOB_INOTIFY_BATCH_MS 10
+
+static const char *const state_names[] = {"unspecified", "running", "exited", "killed", "failed"};
+
+const char *job_state_name(job_state s) {
+  return (unsigned)s < RR_ARRAY_SIZE(state_names) ? state_names[s] : "unspecified";
+}
+
+job_state job_state_parse(const char *s) {
+  for (unsigned i = 1; i < RR_ARRAY_SIZE(state_names); i++)
+    if (s && strcmp(s, state_names[i]) == 0)
+      return (job_state)i;
+  return 0;
+}
+
+void job_table_warn(job_table *t, const char *fmt, ...) {
+  if (!t->warn)
+    return;
+  char buf[RR_ERR_MSG_MAX + 128];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  t->warn(t->warn_data, buf);
+}
+
+/* ---- watchers ---- */
+
+static void watch_unlink(job_watch *w) {
+  if (w->prev) {
+    w->prev->next = w->next;
+    w->next->prev = w->prev;
+  }
+  w->prev = w->next = NULL;
+}
+
+static void watch_append(job_watch *head, job_watch *w) {
+  w->prev = head->prev;
+  w->next = head;
+  head->prev->next = w;
+  head->prev = w;
+}
+
+void job_watch_add(job *j, job_watch *w) {
+  w->job = j;
+  watch_append(&j->watchers, w);
+}
+
+void job_watch_del(job_watch *w) { watch_unlink(w); }
+
+/* Callbacks may add or remove any watcher while we iterate. */
+static void job_notify(job *j, int event) {
+  job_watch pending = {0};
+  pending.prev = pending.next = &pending;
+  if (j->watchers.next == &j->watchers)
+    return;
+  pending.next = j->watchers.next;
+  pending.prev = j->watchers.prev;
+  pending.next->prev = &pending;
+  pending.prev->next = &pending;
+  j->watchers.next = j->watchers.prev = &j->watchers;
+  while (pending.next != &pending) {
+    job_watch *w = pending.next;
+    watch_unlink(w);
+    watch_append(&j->watchers, w);
+    w->fn(w, event);
+  }
+}
+
+/* ---- table bookkeeping ---- */
+
+job *job_alloc(job_table *t, const char *id) {
+  job *j = calloc(1, sizeof *j);
+  if (!j)
+    return NULL;
+  memcpy(j->id, id, ULID_LEN);
+  j->table = t;
+  j->log_fd[0] = j->log_fd[1] = -1;
+  j->inotify_wd = -1;
+  j->watchers.prev = j->watchers.next = &j->watchers;
+  size_t n = strlen(t->jobs_dir) + ULID_LEN + 2;
+  if (!(j->dir = malloc(n))) {
+    free(j);
+    return NULL;
+  }
+  snprintf(j->dir, n, "%s/%s", t->jobs_dir, id);
+  return j;
+}
+
+void job_close_logs(job *j) {
+  for (int s = 0; s < 2; s++)
+    if (j->log_fd[s] >= 0) {
+      close(j->log_fd[s]);
+      j->log_fd[s] = -1;
+    }
+  if (j->inotify_wd >= 0) {
+    inotify_rm_watch(j->table->inotify_fd, j->inotify_wd);
+    intmap_del(&j->table->by_wd, (uint64_t)j->inotify_wd);
+    j->inotify_wd = -1;
+  }
+}
+
+void job_free(job *j) {
+  if (!j)
+    return;
+  job_close_logs(j);
+  job_request_free(&j->req);
+  free(j->dir);
+  free(j);
+}
+
+static size_t job_table_pos(const job_table *t, const char *id, bool *found) {
+  size_t lo = 0, hi = t->njobs;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    int c = strcmp(t->jobs[mid]->id, id);
+    if (c == 0) {
+      *found = true;
+      return mid;
+    }
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  *found = false;
+  return lo;
+}
+
+int job_table_insert(job_table *t, job *j, rr_err *e) {
+  if (t->njobs == t->cap) {
+    size_t n = t->cap ? t->cap * 2 : 64;
+    job **p = realloc(t->jobs, n * sizeof *p);
+    if (!p)
+      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for the job table");
+    t->jobs = p;
+    t->cap = n;
+  }
+  bool found;
+  size_t pos = job_table_pos(t, j->id, &found);
+  if (found)
+    return rr_err_set(e, RR_ALREADY_EXISTS, "job %s already exists", j->id);
+  memmove(t->jobs + pos + 1, t->jobs + pos, (t->njobs - pos) * sizeof *t->jobs);
+  t->jobs[pos] = j;
+  t->njobs++;
+  return 0;
+}
+
+size_t job_table_count(const job_table *t) { return t->njobs; }
+
+int job_table_lookup(job_table *t, const char *id, job **ret, rr_err *e) {
+  size_t len = strlen(id);
+  if (!ulid_parse(id, len, NULL))
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "job_id \"%.64s\" is not a ULID", id);
+  char up[ULID_LEN + 1];
+  for (size_t i = 0; i < ULID_LEN; i++)
+    up[i] = (id[i] >= 'a' && id[i] <= 'z') ? (char)(id[i] - 32) : id[i];
+  up[ULID_LEN] = '\0';
+  bool found;
+  size_t pos = job_table_pos(t, up, &found);
+  if (!found)
+    return rr_err_set(e, RR_NOT_FOUND, "job %s not found", up);
+  *ret = t->jobs[pos];
+  return 0;
+}
+
+int job_table_list(job_table *t, job_state state, const char *tag, job ***ret, size_t *n,
+                   rr_err *e) {
+  job **v = malloc((t->njobs ? t->njobs : 1) * sizeof *v);
+  if (!v)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory listing jobs");
+  size_t k = 0;
+  for (size_t i = 0; i < t->njobs; i++) {
+    job *j = t->jobs[i];
+    if (state && j->state != state)
+      continue;
+    if (tag && *tag) {
+      size_t x = 0;
+      while (x < j->req.ntags && strcmp(j->req.tags[x], tag) != 0)
+        x++;
+      if (x == j->req.ntags)
+        continue;
+    }
+    v[k++] = j;
+  }
+  *ret = v;
+  *n = k;
+  return 0;
+}
+
+/* ---- log growth ---- */
+
+void job_logs_refresh(job *j) {
+  for (int s = 0; s < 2; s++) {
+    if (j->log_fd[s] < 0)
+      continue;
+    struct stat st;
+    if (fstat(j->log_fd[s], &st) < 0)
+      continue;
+    j->size[s] = (uint64_t)st.st_size;
+    rr_err e = {0};
+    if (logstore_enforce_cap(j->log_fd[s], j->size[s], j->table->max_log_bytes, &j->kept_from[s],
+                             &e) < 0)
+      job_table_warn(j->table, "job %s %s: %s", j->id, logstore_stream_name(s), e.msg);
+  }
+}
+
+void job_refresh(job *j) { job_logs_refresh(j); }
+
+static void job_table_on_inotify(loop *l, int fd, uint32_t events, void *data);
+
+static void job_table_inotify_resume(loop *l, void *data) {
+  job_table *t = data;
+  t->inotify_timer = 0;
+  if (loop_fd_add(l, t->inotify_fd, EPOLLIN, job_table_on_inotify, t, NULL) == 0)
+    t->inotify_paused = false;
+  else /* cannot happen short of ENOMEM: try again later */
+    t->inotify_timer = loop_timer_add(l, JOB_INOTIFY_BATCH_MS, job_table_inotify_resume, t);
+}
+
+static void job_table_on_inotify(loop *l, int fd, uint32_t events, void *data) {
+  job_table *t = data;
+  _Alignas(struct inotify_event) char buf[8192];
+  bool overflow = false;
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0)
+      break;
+    /* one refresh + notify per job per batch */
+    job *last = NULL;
+    for (char *p = buf; p < buf + n;) {
+      struct inotify_event *ev = (struct inotify_event *)p;
+      p += sizeof *ev + ev->len;
+      if (ev->mask & IN_Q_OVERFLOW)
+        overflow = true;
+      job *j = intmap_get(&t->by_wd, (uint64_t)ev->wd);
+      if (!j || j == last)
+        continue;
+      last = j;
+      job_logs_refresh(j);
+      job_notify(j, JOB_EVENT_OUTPUT);
+    }
+  }
+  if (overflow) /* events were lost: look at every watched job */
+    for (size_t i = 0; i < t->njobs; i++)
+      if (t->jobs[i]->inotify_wd >= 0) {
+        job_logs_refresh(t->jobs[i]);
+        job_notify(t->jobs[i], JOB_EVENT_OUTPUT);
+      }
+  /* a busy writer would wake us per write: let events pile up (the kernel
+   * merges repeats) and look again a few ms later */
+  loop_fd_del(l, fd);
+  t->inotify_paused = true;
+  t->inotify_timer = loop_timer_add(l, JOB_INOTIFY_BATCH_MS, job_table_inotify_resume, t);
+}
+
+int job_logs_watch(job *j, rr_err *e) {
+  int wd = inotify_add_watch(j->table->inotify_fd, j->dir, IN_MODIFY | IN_CLOSE_WRITE);
+  if (wd < 0)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot watch the logs of job %s", j->id);
+  if (intmap_put(&j->table->by_wd, (uint64_t)wd, j) < 0) {
+    inotify_rm_watch(j->table->inotify_fd, wd);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  j->inotify_wd = wd;
+  return 0;
+}
+
+/* ---- ending ---- */
+
+static void job_kill_group(job *j, int sig) {
+  /* the whole group; the leader alone if it left its group */
+  if (kill(-j->pid, sig) < 0 && errno == ESRCH)
+    kill(j->pid, sig);
+}
+
+void job_on_exit(void *data, pid_t pid, const siginfo_t *si) {
+  job *j = data;
+  job_table *t = j->table;
+  j->rw = NULL;
+  loop_timer_cancel(t->l, j->timeout_timer);
+  loop_timer_cancel(t->l, j->kill_timer);
+  j->timeout_timer = j->kill_timer = 0;
+  j->end_ns = rr_now_unix_ns();
+  if (!si) {
+    j->state = JOB_FAILED;
+    snprintf(j->reason, sizeof j->reason, "lost");
+  } else if (si->si_code == CLD_EXITED) {
+    j->state = JOB_EXITED;
+    j->exit_code = si->si_status;
+    snprintf(j->reason, sizeof j->reason, "exited");
+  } else {
+    j->state = JOB_KILLED;
+    j->signal = si->si_status;
+    snprintf(j->reason, sizeof j->reason, "signaled");
+  }
+  if (si && j->end_cause) {
+    snprintf(j->reason, sizeof j->reason, "%s",
+             j->end_cause == CAUSE_TIMEOUT ? "timeout" : "stopped");
+    /* we were ending the whole group: do not leave stragglers behind */
+    kill(-j->pid, SIGKILL);
+  }
+  job_logs_refresh(j);
+  job_close_logs(j);
+  rr_err e = {0};
+  if (job_persist(j, &e) < 0)
+    job_table_warn(t, "job %s: cannot record its end: %s", j->id, e.msg);
+  job_notify(j, JOB_EVENT_EXIT);
+}
+
+static void job_on_kill_timer(loop *l, void *data) {
+  job *j = data;
+  j->kill_timer = 0;
+  if (j->state == JOB_RUNNING)
+    job_kill_group(j, SIGKILL);
+}
+
+static void job_schedule_kill(job *j, uint64_t grace_ms) {
+  job_table *t = j->table;
+  uint64_t at = loop_now_ms(t->l) + grace_ms;
+  if (j->kill_timer && j->kill_at <= at)
+    return;
+  loop_timer_cancel(t->l, j->kill_timer);
+  j->kill_at = at;
+  j->kill_timer = loop_timer_add(t->l, grace_ms, job_on_kill_timer, j);
+}
+
+static void job_on_timeout(loop *l, void *data) {
+  job *j = data;
+  j->timeout_timer = 0;
+  if (j->state != JOB_RUNNING)
+    return;
+  if (!j->end_cause)
+    j->end_cause = CAUSE_TIMEOUT;
+  job_kill_group(j, SIGTERM);
+  job_schedule_kill(j, JOB_DEFAULT_GRACE_MS);
+}
+
+int job_signal(job *j, int sig, rr_err *e) {
+  if (j->state != JOB_RUNNING)
+    return rr_err_set(e, RR_FAILED_PRECONDITION, "job %s is not running (%s)", j->id,
+                      job_state_name(j->state));
+  if (kill(-j->pid, sig) < 0) {
+    if (errno != ESRCH || kill(j->pid, sig) < 0)
+      return rr_err_sys(e, RR_INTERNAL, errno, "cannot signal job %s (pid %d)", j->id, j->pid);
+  }
+  return 0;
+}
+
+int job_stop(job *j, uint64_t grace_ms, rr_err *e) {
+  if (grace_ms > JOB_MAX_GRACE_MS)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "grace_ms %llu is out of range (0..%u)",
+                      (unsigned long long)grace_ms, JOB_MAX_GRACE_MS);
+  if (j->state != JOB_RUNNING)
+    return 0;
+  if (!j->end_cause)
+    j->end_cause = CAUSE_STOP;
+  if (grace_ms == 0) {
+    job_kill_group(j, SIGKILL);
+    return 0;
+  }
+  job_kill_group(j, SIGTERM);
+  job_schedule_kill(j, grace_ms);
+  return 0;
+}
+
+/* ---- start ---- */
+
+static void job_remove_dir(const char *dir) {
+  char p[PATH_MAX];
+  static const char *const names[] = {"stdout", "stderr", "job.json", "job.json.tmp"};
+  for (size_t i = 0; i < RR_ARRAY_SIZE(names); i++) {
+    snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+    unlink(p);
+  }
+  rmdir(dir);
+}
+
+int job_table_start(job_table *t, job_request *req, job **ret, rr_err *e) {
+  if (job_request_validate(req, e) < 0)
+    return -1;
+  char id[ULID_LEN + 1];
+  if (ulid_gen_next(&t->gen, 0, id, e) < 0)
+    return -1;
+  job *j = job_alloc(t, id);
+  if (!j)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  _cleanup_close_ int devnull = -1;
+  if (logstore_job_dir_create(j->dir, e) < 0) {
+    job_free(j);
+    return -1;
+  }
+  if ((j->log_fd[0] = logstore_stream_open_append(j->dir, LOG_STDOUT, e)) < 0 ||
+      (j->log_fd[1] = logstore_stream_open_append(j->dir, LOG_STDERR, e)) < 0)
+    goto fail;
+  if ((devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+    rr_err_sys(e, RR_INTERNAL, errno, "cannot open /dev/null");
+    goto fail;
+  }
+  if (job_logs_watch(j, e) < 0)
+    goto fail;
+  spawn_opts o = {
+      .path = req->path,
+      .args = (const char *const *)req->args,
+      .nargs = req->nargs,
+      .env_keys = (const char *const *)req->env_keys,
+      .env_values = (const char *const *)req->env_values,
+      .nenv = req->nenv,
+      .workdir = req->workdir,
+      .stdin_fd = devnull,
+      .stdout_fd = j->log_fd[0],
+      .stderr_fd = j->log_fd[1],
+  };
+  spawn_result sr;
+  j->start_ns = rr_now_unix_ns();
+  if (spawn_process(&o, &sr, e) < 0)
+    goto fail;
+  j->pid = sr.pid;
+  j->start_ticks = sr.start_ticks;
+  j->state = JOB_RUNNING;
+  j->req = *req;
+  if (reaper_watch_add(t->r, sr.pid, sr.pidfd, job_on_exit, j, &j->rw, e) < 0 ||
+      job_persist(j, e) < 0 || job_table_insert(t, j, e) < 0) {
+    /* cannot track it: do not leave it running */
+    kill(-sr.pid, SIGKILL);
+    if (j->rw)
+      reaper_watch_forget(j->rw);
+    memset(&j->req, 0, sizeof j->req);
+    goto fail;
+  }
+  memset(req, 0, sizeof *req);
+  if (j->req.has_timeout)
+    j->timeout_timer = loop_timer_add(t->l, j->req.timeout_ms, job_on_timeout, j);
+  *ret = j;
+  return 0;
+fail:
+  job_close_logs(j);
+  job_remove_dir(j->dir);
+  job_free(j);
+  return -1;
+}
+
+/* One supervisor per state dir: two would both adopt and rewrite jobs. */
+static int job_table_lock(job_table *t, const char *state_dir, rr_err *e) {
+  char p[PATH_MAX];
+  if ((size_t)snprintf(p, sizeof p, "%s/rund.lock", state_dir) >= sizeof p)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "state dir path too long");
+  t->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (t->lock_fd < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot open \"%s\"", p);
+  if (flock(t->lock_fd, LOCK_EX | LOCK_NB) < 0)
+    return rr_err_sys(e, RR_FAILED_PRECONDITION, errno,
+                      "state dir \"%s\" is in use by another rund", state_dir);
+  return 0;
+}
+
+int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *cfg, rr_err *e) {
+  job_table *t = calloc(1, sizeof *t);
+  if (!t)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  t->l = l;
+  t->r = r;
+  t->max_log_bytes = cfg->max_log_bytes;
+  t->sync = !cfg->no_sync;
+  t->warn = cfg->warn;
+  t->warn_data = cfg->warn_data;
+  t->inotify_fd = -1;
+  t->lock_fd = -1;
+  ulid_gen_init(&t->gen);
+  size_t n = strlen(cfg->state_dir) + sizeof "/jobs";
+  if (!(t->jobs_dir = malloc(n))) {
+    free(t);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  snprintf(t->jobs_dir, n, "%s/jobs", cfg->state_dir);
+  if (logstore_mkdirs(t->jobs_dir, e) < 0 || job_table_lock(t, cfg->state_dir, e) < 0)
+    goto fail;
+  if ((t->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
+    rr_err_sys(e, RR_INTERNAL, errno, "inotify_init1");
+    goto fail;
+  }
+  if (loop_fd_add(l, t->inotify_fd, EPOLLIN, job_table_on_inotify, t, e) < 0)
+    goto fail;
+  if (job_table_load(t, e) < 0)
+    goto fail;
+  *ret = t;
+  return 0;
+fail:
+  job_table_free(t);
+  return -1;
+}
+
+void job_table_free(job_table *t) {
+  if (!t)
+    return;
+  for (size_t i = 0; i < t->njobs; i++) {
+    job *j = t->jobs[i];
+    reaper_watch_forget(j->rw);
+    loop_timer_cancel(t->l, j->timeout_timer);
+    loop_timer_cancel(t->l, j->kill_timer);
+    job_free(j);
+  }
+  free(t->jobs);
+  loop_timer_cancel(t->l, t->inotify_timer);
+  if (t->inotify_fd >= 0) {
+    loop_fd_del(t->l, t->inotify_fd);
+    close(t->inotify_fd);
+  }
+  intmap_free(&t->by_wd);
+  if (t->lock_fd >= 0)
+    close(t->lock_fd);
+  free(t->jobs_dir);
+  free(t);
+}

@@ -1,0 +1,94 @@
+/* The job table: background jobs by ULID, their state machine, waiters and
+ * followers, timeouts, stop/signal, and reloading from the state dir.
+ * Output goes straight from the job to STATE/jobs/<ID>/{stdout,stderr};
+ * growth is seen with inotify and the size cap enforced by punching holes. */
+#pragma once
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+#include "common/loop.h"
+#include "jobs/reaper.h"
+#include "jobs/request.h"
+#include "jobs/ulid.h"
+
+/* Same numbers as runrpc.v1.JobState. */
+typedef enum job_state {
+  JOB_RUNNING = 1,
+  JOB_EXITED = 2,
+  JOB_KILLED = 3,
+  JOB_FAILED = 4,
+} job_state;
+
+enum { JOB_EVENT_OUTPUT = 1, JOB_EVENT_EXIT = 2 };
+#define JOB_DEFAULT_GRACE_MS 10000u
+#define JOB_MAX_GRACE_MS 3600000u
+
+typedef struct job job;
+typedef struct job_table job_table;
+typedef struct job_watch job_watch;
+
+/* A waiter or follower: fn(w, JOB_EVENT_*) on new output and on exit. */
+struct job_watch {
+  job_watch *prev, *next;
+  job *job;
+  void (*fn)(job_watch *w, int event);
+  void *data;
+};
+
+/* Read-only for users of the table. */
+struct job {
+  char id[ULID_LEN + 1];
+  job_table *table;
+  char *dir;
+  job_request req;
+  job_state state;
+  char reason[16]; /* "", "exited", "signaled", "stopped", "timeout", "lost" */
+  pid_t pid;
+  uint64_t start_ticks;
+  int exit_code, signal;
+  int64_t start_ns, end_ns;
+  uint64_t size[2];      /* bytes written per stream, dropped ones included */
+  uint64_t kept_from[2]; /* first byte still stored per stream */
+  /* private */
+  int log_fd[2]; /* append fds while running: size and hole punching */
+  int inotify_wd;
+  reaper_watch *rw;
+  int end_cause; /* why we are ending it: 0, stop, timeout */
+  uint64_t timeout_timer, kill_timer, kill_at;
+  job_watch watchers; /* list head */
+};
+
+typedef struct job_table_config {
+  const char *state_dir;  /* jobs live in STATE/jobs */
+  uint64_t max_log_bytes; /* per stream; 0 = no cap */
+  bool no_sync;           /* skip fsync of job.json (survives rund crashes, not power loss) */
+  /* Problems met while loading (the table itself never logs). */
+  void (*warn)(void *data, const char *msg);
+  void *warn_data;
+} job_table_config;
+
+/* Create STATE/jobs, load every job found there (adopting live ones). */
+int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *cfg, rr_err *e);
+/* Running jobs keep running (a later rund adopts them). */
+void job_table_free(job_table *t);
+/* Validate, spawn, record. req is taken over on success. */
+int job_table_start(job_table *t, job_request *req, job **ret, rr_err *e);
+/* INVALID_ARGUMENT for a malformed id, NOT_FOUND for an unknown one. */
+int job_table_lookup(job_table *t, const char *id, job **ret, rr_err *e);
+/* Jobs in start order matching state (0 = any) and tag (NULL/"" = any);
+ * *ret is a malloc'd array the caller frees. */
+int job_table_list(job_table *t, job_state state, const char *tag, job ***ret, size_t *n,
+                   rr_err *e);
+size_t job_table_count(const job_table *t);
+/* Signal the job's process group; FAILED_PRECONDITION when not running. */
+int job_signal(job *j, int sig, rr_err *e);
+/* SIGTERM to the group, SIGKILL after grace_ms (0 = at once). No-op when the
+ * job already ended. Watch for JOB_EVENT_EXIT to learn the final status. */
+int job_stop(job *j, uint64_t grace_ms, rr_err *e);
+/* Update size[] (and apply the cap) from the files now. */
+void job_refresh(job *j);
+void job_watch_add(job *j, job_watch *w);
+void job_watch_del(job_watch *w);
+const char *job_state_name(job_state s);

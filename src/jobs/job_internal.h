@@ -1,0 +1,45 @@
+/* Internals shared by job.c (table, start, stop, supervision) and
+ * job_load.c (persistence and reloading). Not for users of the table. */
+#pragma once
+#include <signal.h>
+
+#include "jobs/intmap.h"
+#include "jobs/job.h"
+
+enum { CAUSE_NONE, CAUSE_STOP, CAUSE_TIMEOUT };
+
+struct job_table {
+  loop *l;
+  reaper *r;
+  char *jobs_dir;
+  uint64_t max_log_bytes;
+  bool sync;
+  void (*warn)(void *, const char *);
+  void *warn_data;
+  ulid_gen gen;
+  job **jobs; /* sorted by id */
+  size_t njobs, cap;
+  int inotify_fd;
+  int lock_fd; /* flock on STATE/rund.lock */
+  bool inotify_paused;
+  uint64_t inotify_timer;
+  intmap by_wd; /* inotify wd -> job */
+};
+
+job_state job_state_parse(const char *s);
+void job_table_warn(job_table *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Write j's job.json (atomically). */
+int job_persist(job *j, rr_err *e);
+/* A job struct for id with its directory path; NULL on ENOMEM. */
+job *job_alloc(job_table *t, const char *id);
+void job_close_logs(job *j);
+void job_free(job *j);
+int job_table_insert(job_table *t, job *j, rr_err *e);
+/* fstat the open log files, apply the cap. */
+void job_logs_refresh(job *j);
+/* inotify watch on the job's directory. */
+int job_logs_watch(job *j, rr_err *e);
+/* Reaper callback: record how the job ended (si NULL = unknown). */
+void job_on_exit(void *data, pid_t pid, const siginfo_t *si);
+/* Load every job directory under t->jobs_dir. */
+int job_table_load(job_table *t, rr_err *e);

@@ -1,0 +1,156 @@
+/* Persistence of jobs (job.json) and reloading the table at start-up:
+ * finished jobs come back as they were; running ones are adopted through a
+ * pidfd when the recorded pid still names the same process (start time from
+ * /proc/PID/stat), else they are marked failed/"lost". */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "jobs/job_internal.h"
+#include "jobs/logstore.h"
+#include "jobs/spawn.h"
+
+/* ---- persistence ---- */
+
+int job_persist(job *j, rr_err *e) {
+  json_object *o = json_object_new_object();
+  if (!o)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  json_object_object_add(o, "version", json_object_new_int(1));
+  json_object_object_add(o, "id", json_object_new_string(j->id));
+  json_object_object_add(o, "state", json_object_new_string(job_state_name(j->state)));
+  json_object_object_add(o, "reason", json_object_new_string(j->reason));
+  json_object_object_add(o, "pid", json_object_new_int(j->pid));
+  json_object_object_add(o, "start_ticks", json_object_new_uint64(j->start_ticks));
+  json_object_object_add(o, "exit_code", json_object_new_int(j->exit_code));
+  json_object_object_add(o, "signal", json_object_new_int(j->signal));
+  json_object_object_add(o, "start_ns", json_object_new_int64(j->start_ns));
+  json_object_object_add(o, "end_ns", json_object_new_int64(j->end_ns));
+  json_object_object_add(o, "request", job_request_to_json(&j->req));
+  int rc = logstore_json_write(j->dir, o, j->table->sync, e);
+  json_object_put(o);
+  return rc;
+}
+
+/* ---- load ---- */
+
+static int json_int(json_object *o, const char *k, int64_t *ret) {
+  json_object *v;
+  if (!json_object_object_get_ex(o, k, &v))
+    return -1;
+  *ret = json_object_get_int64(v);
+  return 0;
+}
+
+static void job_adopt_or_lose(job *j) {
+  job_table *t = j->table;
+  uint64_t ticks = 0;
+  int pidfd = -1;
+  rr_err e = {0};
+  if (j->pid > 0 && spawn_proc_start_ticks(j->pid, &ticks) == 0 && ticks == j->start_ticks &&
+      (pidfd = (int)syscall(SYS_pidfd_open, j->pid, 0)) >= 0 &&
+      spawn_proc_start_ticks(j->pid, &ticks) == 0 && ticks == j->start_ticks) {
+    for (int s = 0; s < 2; s++)
+      if ((j->log_fd[s] = logstore_stream_open_append(j->dir, s, &e)) < 0)
+        job_table_warn(t, "job %s: %s", j->id, e.msg);
+    if (job_logs_watch(j, &e) < 0)
+      job_table_warn(t, "job %s: %s", j->id, e.msg);
+    job_logs_refresh(j);
+    if (reaper_watch_add(t->r, j->pid, pidfd, job_on_exit, j, &j->rw, &e) == 0)
+      return;
+    pidfd = -1;
+    job_close_logs(j);
+  }
+  if (pidfd >= 0)
+    close(pidfd);
+  j->state = JOB_FAILED;
+  snprintf(j->reason, sizeof j->reason, "lost");
+  j->end_ns = rr_now_unix_ns();
+  if (job_persist(j, &e) < 0)
+    job_table_warn(t, "job %s: %s", j->id, e.msg);
+}
+
+static int job_load_one(job_table *t, const char *id, rr_err *e) {
+  job *j = job_alloc(t, id);
+  if (!j)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  json_object *o = NULL, *v;
+  int64_t x;
+  if (logstore_json_read(j->dir, &o, e) < 0)
+    goto fail;
+  if (!json_object_object_get_ex(o, "state", &v) ||
+      !(j->state = job_state_parse(json_object_get_string(v)))) {
+    rr_err_set(e, RR_DATA_LOSS, "job.json: bad state");
+    goto fail;
+  }
+  if (json_object_object_get_ex(o, "reason", &v))
+    snprintf(j->reason, sizeof j->reason, "%s", json_object_get_string(v));
+  if (json_int(o, "pid", &x) == 0)
+    j->pid = (pid_t)x;
+  if (json_int(o, "start_ticks", &x) == 0)
+    j->start_ticks = (uint64_t)x;
+  if (json_int(o, "exit_code", &x) == 0)
+    j->exit_code = (int)x;
+  if (json_int(o, "signal", &x) == 0)
+    j->signal = (int)x;
+  if (json_int(o, "start_ns", &x) == 0)
+    j->start_ns = x;
+  if (json_int(o, "end_ns", &x) == 0)
+    j->end_ns = x;
+  if (!json_object_object_get_ex(o, "request", &v) || job_request_from_json(v, &j->req, e) < 0) {
+    if (e && e->code == RR_OK)
+      rr_err_set(e, RR_DATA_LOSS, "job.json: no request");
+    goto fail;
+  }
+  json_object_put(o);
+  o = NULL;
+  for (int s = 0; s < 2; s++) {
+    int fd = logstore_stream_open_read(j->dir, s, NULL);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0) {
+      j->size[s] = (uint64_t)st.st_size;
+      j->kept_from[s] = logstore_first_kept(fd, j->size[s]);
+    }
+    if (fd >= 0)
+      close(fd);
+  }
+  if (job_table_insert(t, j, e) < 0)
+    goto fail;
+  if (j->state == JOB_RUNNING)
+    job_adopt_or_lose(j);
+  return 0;
+fail:
+  json_object_put(o);
+  job_free(j);
+  return -1;
+}
+
+int job_table_load(job_table *t, rr_err *e) {
+  DIR *d = opendir(t->jobs_dir);
+  if (!d)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot read \"%s\"", t->jobs_dir);
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.')
+      continue;
+    size_t len = strlen(de->d_name);
+    bool upper = true;
+    for (size_t i = 0; i < len; i++)
+      upper &= !(de->d_name[i] >= 'a' && de->d_name[i] <= 'z');
+    if (!upper || !ulid_parse(de->d_name, len, NULL)) {
+      job_table_warn(t, "ignoring \"%s/%s\": not a job id", t->jobs_dir, de->d_name);
+      continue;
+    }
+    rr_err le = {0};
+    if (job_load_one(t, de->d_name, &le) < 0)
+      job_table_warn(t, "ignoring job %s: %s", de->d_name, le.msg);
+  }
+  closedir(d);
+  return 0;
+}

@@ -1,0 +1,168 @@
+#include "jobs/logstore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+#define LOG_BLOCK 4096u
+
+const char *logstore_stream_name(int stream) { return stream == LOG_STDERR ? "stderr" : "stdout"; }
+
+int logstore_mkdirs(const char *dir, rr_err *e) {
+  char p[PATH_MAX];
+  if (strlen(dir) >= sizeof p)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "path too long: \"%s\"", dir);
+  strcpy(p, dir);
+  for (char *s = p + 1;; s++) {
+    if (*s == '/' || *s == '\0') {
+      char c = *s;
+      *s = '\0';
+      if (mkdir(p, 0700) < 0 && errno != EEXIST)
+        return rr_err_sys(e, RR_INTERNAL, errno, "cannot create directory \"%s\"", p);
+      *s = c;
+      if (!c)
+        break;
+    }
+  }
+  struct stat st;
+  if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+    return rr_err_set(e, RR_INTERNAL, "\"%s\" is not a directory", dir);
+  return 0;
+}
+
+int logstore_job_dir_create(const char *dir, rr_err *e) {
+  if (mkdir(dir, 0700) < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot create job directory \"%s\"", dir);
+  return 0;
+}
+
+static int logstore_path(char *out, size_t n, const char *dir, const char *name, rr_err *e) {
+  if ((size_t)snprintf(out, n, "%s/%s", dir, name) >= n)
+    return rr_err_set(e, RR_INTERNAL, "path too long under \"%s\"", dir);
+  return 0;
+}
+
+int logstore_stream_open_append(const char *dir, int stream, rr_err *e) {
+  char p[PATH_MAX];
+  if (logstore_path(p, sizeof p, dir, logstore_stream_name(stream), e) < 0)
+    return -1;
+  int fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+  if (fd < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot open log \"%s\"", p);
+  return fd;
+}
+
+int logstore_stream_open_read(const char *dir, int stream, rr_err *e) {
+  char p[PATH_MAX];
+  if (logstore_path(p, sizeof p, dir, logstore_stream_name(stream), e) < 0)
+    return -1;
+  int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0)
+    return rr_err_sys(e, errno == ENOENT ? RR_NOT_FOUND : RR_INTERNAL, errno,
+                      "cannot open log \"%s\"", p);
+  return fd;
+}
+
+int logstore_json_write(const char *dir, json_object *obj, bool sync, rr_err *e) {
+  char tmp[PATH_MAX], dst[PATH_MAX];
+  if (logstore_path(tmp, sizeof tmp, dir, "job.json.tmp", e) < 0 ||
+      logstore_path(dst, sizeof dst, dir, "job.json", e) < 0)
+    return -1;
+  size_t len;
+  const char *s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN, &len);
+  _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot write \"%s\"", tmp);
+  if (rr_write_all(fd, s, len) < 0 || rr_write_all(fd, "\n", 1) < 0 || (sync && fdatasync(fd) < 0))
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot write \"%s\"", tmp);
+  if (rename(tmp, dst) < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot rename \"%s\"", tmp);
+  if (!sync)
+    return 0;
+  /* make the rename itself durable */
+  _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0)
+    fsync(dfd);
+  return 0;
+}
+
+int logstore_json_read(const char *dir, json_object **ret, rr_err *e) {
+  char p[PATH_MAX];
+  if (logstore_path(p, sizeof p, dir, "job.json", e) < 0)
+    return -1;
+  _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return rr_err_sys(e, errno == ENOENT ? RR_NOT_FOUND : RR_INTERNAL, errno, "cannot open \"%s\"",
+                      p);
+  struct stat st;
+  if (fstat(fd, &st) < 0 || st.st_size > 16 * 1024 * 1024)
+    return rr_err_set(e, RR_DATA_LOSS, "\"%s\" is unreadable or too large", p);
+  _cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
+  if (!buf)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory reading \"%s\"", p);
+  size_t got = 0;
+  while (got < (size_t)st.st_size) {
+    ssize_t n = rr_read(fd, buf + got, (size_t)st.st_size - got);
+    if (n < 0)
+      return rr_err_sys(e, RR_INTERNAL, errno, "cannot read \"%s\"", p);
+    if (n == 0)
+      break;
+    got += (size_t)n;
+  }
+  buf[got] = '\0';
+  json_tokener *tok = json_tokener_new();
+  if (!tok)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  json_object *obj = json_tokener_parse_ex(tok, buf, (int)got);
+  enum json_tokener_error jerr = json_tokener_get_error(tok);
+  json_tokener_free(tok);
+  if (!obj || jerr != json_tokener_success || !json_object_is_type(obj, json_type_object)) {
+    json_object_put(obj);
+    return rr_err_set(e, RR_DATA_LOSS, "\"%s\" is not a JSON object", p);
+  }
+  *ret = obj;
+  return 0;
+}
+
+uint64_t logstore_first_kept(int fd, uint64_t size) {
+  off_t o = lseek(fd, 0, SEEK_DATA);
+  if (o < 0)
+    return errno == ENXIO ? size : 0; /* ENXIO: only holes */
+  return (uint64_t)o < size ? (uint64_t)o : size;
+}
+
+int logstore_enforce_cap(int fd, uint64_t size, uint64_t cap, uint64_t *kept_from, rr_err *e) {
+  if (!cap || size <= cap)
+    return 0;
+  uint64_t to = (size - cap) / LOG_BLOCK * LOG_BLOCK;
+  if (to <= *kept_from)
+    return 0;
+  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)*kept_from,
+                (off_t)(to - *kept_from)) < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot drop old log bytes");
+  *kept_from = to;
+  return 0;
+}
+
+ssize_t logstore_stream_read(int fd, uint64_t kept_from, uint64_t *offset, void *buf, size_t len,
+                             uint64_t *dropped, rr_err *e) {
+  *dropped = 0;
+  if (*offset < kept_from) {
+    *dropped = kept_from - *offset;
+    *offset = kept_from;
+  }
+  ssize_t n;
+  while ((n = pread(fd, buf, len, (off_t)*offset)) < 0 && errno == EINTR)
+    ;
+  if (n < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot read log");
+  *offset += (uint64_t)n;
+  return n;
+}

@@ -1,0 +1,43 @@
+/* On-disk state of jobs: STATE/jobs/<ULID>/{job.json,stdout,stderr}.
+ * job.json is replaced atomically (tmp + fsync + rename + fsync dir). The
+ * log files are written by the job itself (O_APPEND); the size cap punches
+ * the oldest bytes out (offsets stay absolute) and readers are told how many
+ * bytes they missed. */
+#pragma once
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+
+enum { LOG_STDOUT = 0, LOG_STDERR = 1 };
+
+/* "stdout" / "stderr". */
+const char *logstore_stream_name(int stream);
+/* mkdir -p dir (0700 for created components). */
+int logstore_mkdirs(const char *dir, rr_err *e);
+/* Create the job's directory (must not exist). */
+int logstore_job_dir_create(const char *dir, rr_err *e);
+/* Open (create) a stream file for appending; the fd goes to the job. */
+int logstore_stream_open_append(const char *dir, int stream, rr_err *e);
+/* Open a stream file for reading; -1 with NOT_FOUND if missing. */
+int logstore_stream_open_read(const char *dir, int stream, rr_err *e);
+/* Atomically replace dir/job.json with obj (tmp + rename). With sync, the
+ * data and the rename are flushed to disk too (power loss, not just a crash
+ * of rund; costs a few ms per write on a real disk). */
+int logstore_json_write(const char *dir, json_object *obj, bool sync, rr_err *e);
+/* Parse dir/job.json. */
+int logstore_json_read(const char *dir, json_object **ret, rr_err *e);
+/* First byte still stored (after punched holes); size if everything is gone. */
+uint64_t logstore_first_kept(int fd, uint64_t size);
+/* Enforce cap on a file of the given size whose bytes before *kept_from are
+ * already gone: punch block-aligned so that at least cap bytes stay.
+ * Updates *kept_from. */
+int logstore_enforce_cap(int fd, uint64_t size, uint64_t cap, uint64_t *kept_from, rr_err *e);
+/* Read from a stream at *offset: skips (and counts in *dropped) bytes before
+ * kept_from, then reads up to len bytes. Returns bytes read (0 at EOF) and
+ * advances *offset. */
+ssize_t logstore_stream_read(int fd, uint64_t kept_from, uint64_t *offset, void *buf, size_t len,
+                             uint64_t *dropped, rr_err *e);

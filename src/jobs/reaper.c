@@ -1,0 +1,170 @@
+#include "jobs/reaper.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "jobs/intmap.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+struct reaper_watch {
+  reaper *r;
+  pid_t pid;
+  int pidfd;
+  reaper_exit_fn fn;
+  void *data;
+};
+
+struct reaper {
+  loop *l;
+  int sigfd;
+  intmap by_pid; /* pid -> reaper_watch */
+  unsigned long orphans;
+};
+
+static void reaper_watch_end(reaper_watch *w, const siginfo_t *si) {
+  reaper *r = w->r;
+  loop_fd_del(r->l, w->pidfd);
+  close(w->pidfd);
+  intmap_del(&r->by_pid, (uint64_t)w->pid);
+  if (w->fn)
+    w->fn(w->data, w->pid, si);
+  free(w);
+}
+
+/* Collect the status if the process ended; true when it did. */
+static bool reaper_watch_poll(reaper_watch *w) {
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  int rc;
+  while ((rc = waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG)) < 0 &&
+         errno == EINTR)
+    ;
+  if (rc < 0) {
+    /* ECHILD: not our child (adopted); the pidfd only says it ended */
+    reaper_watch_end(w, NULL);
+    return true;
+  }
+  if (si.si_pid == 0)
+    return false;
+  reaper_watch_end(w, &si);
+  return true;
+}
+
+static void reaper_on_pidfd(loop *l, int fd, uint32_t events, void *data) {
+  reaper_watch_poll(data);
+}
+
+static void reaper_on_sigchld(loop *l, int fd, uint32_t events, void *data) {
+  reaper *r = data;
+  struct signalfd_siginfo ssi;
+  while (read(r->sigfd, &ssi, sizeof ssi) == (ssize_t)sizeof ssi)
+    ;
+  for (;;) {
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    /* peek first so a watched child's status goes to its owner */
+    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
+      if (errno == EINTR)
+        continue;
+      return;
+    }
+    if (si.si_pid == 0)
+      return;
+    reaper_watch *w = intmap_get(&r->by_pid, (uint64_t)si.si_pid);
+    if (w) {
+      if (!reaper_watch_poll(w))
+        return; /* cannot happen (it is a zombie); avoid spinning */
+      continue;
+    }
+    while (waitpid(si.si_pid, NULL, WNOHANG) < 0 && errno == EINTR)
+      ;
+    r->orphans++;
+  }
+}
+
+int reaper_new(reaper **ret, loop *l, bool subreaper, rr_err *e) {
+  reaper *r = calloc(1, sizeof *r);
+  if (!r)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  r->l = l;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  if (sigprocmask(SIG_BLOCK, &set, NULL) < 0 ||
+      (r->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+    int saved = errno;
+    free(r);
+    return rr_err_sys(e, RR_INTERNAL, saved, "cannot watch SIGCHLD");
+  }
+  if (subreaper && prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0) {
+    int saved = errno;
+    close(r->sigfd);
+    free(r);
+    return rr_err_sys(e, RR_INTERNAL, saved, "cannot become a child subreaper");
+  }
+  if (loop_fd_add(l, r->sigfd, EPOLLIN, reaper_on_sigchld, r, e) < 0) {
+    close(r->sigfd);
+    free(r);
+    return -1;
+  }
+  *ret = r;
+  return 0;
+}
+
+void reaper_free(reaper *r) {
+  if (!r)
+    return;
+  for (size_t i = 0; i < r->by_pid.nbuckets; i++)
+    for (intmap_entry *en = r->by_pid.buckets[i]; en; en = en->next) {
+      reaper_watch *w = en->value;
+      loop_fd_del(r->l, w->pidfd);
+      close(w->pidfd);
+      free(w);
+    }
+  intmap_free(&r->by_pid);
+  loop_fd_del(r->l, r->sigfd);
+  close(r->sigfd);
+  free(r);
+}
+
+int reaper_watch_add(reaper *r, pid_t pid, int pidfd, reaper_exit_fn fn, void *data,
+                     reaper_watch **ret, rr_err *e) {
+  reaper_watch *w = calloc(1, sizeof *w);
+  if (!w) {
+    close(pidfd);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  *w = (reaper_watch){.r = r, .pid = pid, .pidfd = pidfd, .fn = fn, .data = data};
+  if (intmap_put(&r->by_pid, (uint64_t)pid, w) < 0) {
+    close(pidfd);
+    free(w);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  if (loop_fd_add(r->l, pidfd, EPOLLIN, reaper_on_pidfd, w, e) < 0) {
+    intmap_del(&r->by_pid, (uint64_t)pid);
+    close(pidfd);
+    free(w);
+    return -1;
+  }
+  if (ret)
+    *ret = w;
+  return 0;
+}
+
+void reaper_watch_forget(reaper_watch *w) {
+  if (w)
+    w->fn = NULL;
+}
+
+unsigned long reaper_orphans_reaped(const reaper *r) { return r->orphans; }

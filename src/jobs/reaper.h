@@ -1,0 +1,29 @@
+/* Child supervision on the loop: each watched process has a pidfd; its exit
+ * status is collected with waitid(P_PIDFD). As a child subreaper we also reap
+ * re-parented orphans (SIGCHLD via signalfd, waitpid on pids nobody watches)
+ * without ever stealing a watched child's status. */
+#pragma once
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+#include "common/loop.h"
+
+typedef struct reaper reaper;
+typedef struct reaper_watch reaper_watch;
+/* si is NULL when the status is unknown (a process we did not fork). */
+typedef void (*reaper_exit_fn)(void *data, pid_t pid, const siginfo_t *si);
+
+/* Blocks SIGCHLD, watches it with a signalfd, and (subreaper) becomes a
+ * child subreaper. */
+int reaper_new(reaper **ret, loop *l, bool subreaper, rr_err *e);
+/* Kills nothing; stops watching. */
+void reaper_free(reaper *r);
+/* Watch pid through pidfd (taken, closed by the reaper); fn runs once. */
+int reaper_watch_add(reaper *r, pid_t pid, int pidfd, reaper_exit_fn fn, void *data,
+                     reaper_watch **ret, rr_err *e);
+/* Drop the callback; the process is still reaped when it ends. */
+void reaper_watch_forget(reaper_watch *w);
+/* Orphans (unwatched children) reaped so far. */
+unsigned long reaper_orphans_reaped(const reaper *r);

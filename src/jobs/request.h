@@ -1,0 +1,41 @@
+/* What a job runs, as requested; validation with errors naming the field
+ * ("command.args[3]"), and its job.json form. */
+#pragma once
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define REQUEST_MAX_ARGS 4096
+#define REQUEST_MAX_ENV 4096
+#define REQUEST_MAX_ITEM (128u * 1024u)   /* one arg or env entry */
+#define REQUEST_MAX_TOTAL (1024u * 1024u) /* all args + env */
+#define REQUEST_MAX_TAGS 32
+#define REQUEST_MAX_TAG_LEN 64
+#define REQUEST_MAX_TIMEOUT_MS (366ull * 24 * 3600 * 1000)
+
+typedef struct job_request {
+  char *path;
+  char **args;
+  size_t nargs;
+  char **env_keys, **env_values;
+  size_t nenv;
+  char *workdir; /* NULL or "" = "/" */
+  char **tags;
+  size_t ntags;
+  bool has_timeout;
+  uint64_t timeout_ms;
+} job_request;
+
+void job_request_free(job_request *r);
+/* Copy len bytes into a new C string, refusing NUL bytes and invalid UTF-8
+ * (INVALID_ARGUMENT naming field). */
+int request_string_dup(const void *data, size_t len, const char *field, char **ret, rr_err *e);
+/* Check everything but existence of the executable. */
+int job_request_validate(const job_request *r, rr_err *e);
+/* Check one tag's syntax; field names it in the error. */
+int request_tag_check(const char *tag, const char *field, rr_err *e);
+json_object *job_request_to_json(const job_request *r);
+int job_request_from_json(json_object *o, job_request *ret, rr_err *e);

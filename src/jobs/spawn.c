@@ -1,0 +1,354 @@
+#include "jobs/spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+static bool clone3_disabled;
+static uint64_t child_nofile;
+
+void spawn_set_child_nofile(uint64_t soft) { child_nofile = soft; }
+
+void spawn_set_clone3_disabled(bool disabled) { clone3_disabled = disabled; }
+
+void spawn_strv_free(char **v) {
+  if (!v)
+    return;
+  for (char **p = v; *p; p++)
+    free(*p);
+  free(v);
+}
+
+static char *spawn_join(const char *dir, size_t dlen, const char *name) {
+  size_t nlen = strlen(name);
+  char *s = malloc(dlen + nlen + 2);
+  if (!s)
+    return NULL;
+  memcpy(s, dir, dlen);
+  size_t o = dlen;
+  if (o == 0 || s[o - 1] != '/')
+    s[o++] = '/';
+  memcpy(s + o, name, nlen + 1);
+  return s;
+}
+
+/* 0 runnable, else an errno saying why not. */
+static int spawn_check_exec(const char *p) {
+  struct stat st;
+  if (stat(p, &st) < 0)
+    return errno;
+  if (S_ISDIR(st.st_mode))
+    return EISDIR;
+  if (!S_ISREG(st.st_mode))
+    return EACCES;
+  if (access(p, X_OK) < 0)
+    return errno;
+  return 0;
+}
+
+int spawn_resolve(const char *path, const char *search_path, const char *workdir, char **ret,
+                  rr_err *e) {
+  if (!path || !*path)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "command.path is empty");
+  if (strchr(path, '/')) {
+    _cleanup_free_ char *full = NULL;
+    if (path[0] == '/')
+      full = strdup(path);
+    else {
+      const char *wd = workdir && *workdir ? workdir : "/";
+      full = spawn_join(wd, strlen(wd), path);
+    }
+    if (!full)
+      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+    int err = spawn_check_exec(full);
+    if (err == ENOENT || err == ENOTDIR)
+      return rr_err_set(e, RR_NOT_FOUND, "command \"%s\" not found", path);
+    if (err == EISDIR)
+      return rr_err_set(e, RR_PERMISSION_DENIED, "command \"%s\" is a directory", path);
+    if (err)
+      return rr_err_sys(e, RR_PERMISSION_DENIED, err, "command \"%s\" cannot be executed", path);
+    *ret = TAKE_PTR(full);
+    return 0;
+  }
+  const char *sp = search_path ? search_path : SPAWN_DEFAULT_PATH;
+  int seen = 0; /* errno of the first candidate that exists but cannot run */
+  for (const char *p = sp;;) {
+    const char *colon = strchr(p, ':');
+    size_t n = colon ? (size_t)(colon - p) : strlen(p);
+    /* an empty PATH element means the working directory, as in execvp */
+    const char *dir = n ? p : (workdir && *workdir ? workdir : "/");
+    size_t dlen = n ? n : strlen(dir);
+    if (dir[0] == '/' || n == 0) {
+      char *cand = spawn_join(dir, dlen, path);
+      if (!cand)
+        return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+      int err = spawn_check_exec(cand);
+      if (!err) {
+        *ret = cand;
+        return 0;
+      }
+      free(cand);
+      if (err != ENOENT && err != ENOTDIR && !seen)
+        seen = err;
+    }
+    if (!colon)
+      break;
+    p = colon + 1;
+  }
+  if (seen)
+    return rr_err_sys(e, RR_PERMISSION_DENIED, seen == EISDIR ? EACCES : seen,
+                      "command \"%s\" found in PATH but cannot be executed", path);
+  return rr_err_set(e, RR_NOT_FOUND, "command \"%s\" not found in PATH \"%s\"", path, sp);
+}
+
+static char *spawn_kv(const char *k, const char *v) {
+  size_t kl = strlen(k), vl = strlen(v);
+  char *s = malloc(kl + vl + 2);
+  if (!s)
+    return NULL;
+  memcpy(s, k, kl);
+  s[kl] = '=';
+  memcpy(s + kl + 1, v, vl + 1);
+  return s;
+}
+
+int spawn_env_build(const spawn_opts *o, char ***ret, rr_err *e) {
+  static const char *const dk[] = {"PATH", "HOME", "LANG"};
+  static const char *const dv[] = {SPAWN_DEFAULT_PATH, "/", "C.UTF-8"};
+  size_t cap = 3 + o->nenv + 1, n = 0;
+  char **v = calloc(cap, sizeof *v);
+  if (!v)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory building env");
+  for (size_t i = 0; i < 3 + o->nenv; i++) {
+    const char *k = i < 3 ? dk[i] : o->env_keys[i - 3];
+    const char *val = i < 3 ? dv[i] : o->env_values[i - 3];
+    size_t kl = strlen(k);
+    char *kv = spawn_kv(k, val);
+    if (!kv) {
+      spawn_strv_free(v);
+      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory building env");
+    }
+    size_t j = 0;
+    for (; j < n; j++)
+      if (strncmp(v[j], k, kl) == 0 && v[j][kl] == '=')
+        break;
+    if (j < n) { /* a later value of the same name wins */
+      free(v[j]);
+      v[j] = kv;
+    } else
+      v[n++] = kv;
+  }
+  *ret = v;
+  return 0;
+}
+
+int spawn_proc_start_ticks(pid_t pid, uint64_t *ret) {
+  char p[64], buf[1024];
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+  _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  ssize_t n = rr_read(fd, buf, sizeof buf - 1);
+  if (n <= 0)
+    return -1;
+  buf[n] = '\0';
+  /* comm may hold spaces and parentheses: fields restart after the last ')' */
+  char *s = strrchr(buf, ')');
+  if (!s)
+    return -1;
+  s++;
+  for (int field = 3; field < 22; field++) {
+    s = strchr(s + 1, ' ');
+    if (!s)
+      return -1;
+  }
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s + 1, &end, 10);
+  if (errno || end == s + 1)
+    return -1;
+  *ret = v;
+  return 0;
+}
+
+enum { STEP_SIGNALS = 1, STEP_SETPGID, STEP_STDIO, STEP_CHDIR, STEP_EXEC };
+struct spawn_report {
+  int err;
+  int step;
+};
+
+/* Runs in the child: only async-signal-safe calls, report failures, _exit. */
+static _Noreturn void spawn_child(const spawn_opts *o, const char *exe, char *const argv[],
+                                  char *const envp[], int report_fd) {
+  struct spawn_report r = {0, STEP_SIGNALS};
+  sigset_t all;
+  struct sigaction dfl = {.sa_handler = SIG_DFL};
+  for (int s = 1; s < NSIG; s++)
+    if (s != SIGKILL && s != SIGSTOP)
+      sigaction(s, &dfl, NULL); /* errors on reserved signals are fine */
+  sigemptyset(&all);
+  if (sigprocmask(SIG_SETMASK, &all, NULL) < 0)
+    goto fail;
+  if (child_nofile) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > child_nofile) {
+      rl.rlim_cur = child_nofile;
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
+  }
+  r.step = STEP_SETPGID;
+  if (setpgid(0, 0) < 0)
+    goto fail;
+  r.step = STEP_STDIO;
+  int src[3] = {o->stdin_fd, o->stdout_fd, o->stderr_fd};
+  /* move sources and the report pipe above 2 first so dup2 never clobbers one */
+  for (int i = 0; i < 3; i++)
+    if ((src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 3)) < 0)
+      goto fail;
+  if (report_fd < 3 && (report_fd = fcntl(report_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+    goto fail;
+  for (int i = 0; i < 3; i++)
+    if (dup2(src[i], i) < 0)
+      goto fail;
+  syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
+  r.step = STEP_CHDIR;
+  if (chdir(o->workdir && *o->workdir ? o->workdir : "/") < 0)
+    goto fail;
+  r.step = STEP_EXEC;
+  execve(exe, argv, envp);
+fail:
+  r.err = errno;
+  (void)!write(report_fd, &r, sizeof r);
+  _exit(127);
+}
+
+static pid_t spawn_clone(int *pidfd) {
+  if (!clone3_disabled) {
+    struct clone_args ca = {0};
+    ca.flags = CLONE_PIDFD;
+    ca.pidfd = (uint64_t)(uintptr_t)pidfd;
+    ca.exit_signal = SIGCHLD;
+    long r = syscall(SYS_clone3, &ca, sizeof ca);
+    if (r >= 0 || (errno != ENOSYS && errno != EPERM && errno != E2BIG))
+      return (pid_t)r;
+  }
+  *pidfd = -1;
+  pid_t pid = fork();
+  if (pid > 0) {
+    *pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (*pidfd < 0) {
+      int saved = errno;
+      kill(pid, SIGKILL);
+      waitpid(pid, NULL, 0);
+      errno = saved;
+      return -1;
+    }
+  }
+  return pid;
+}
+
+static const char *spawn_step_name(int step) {
+  switch (step) {
+  case STEP_SIGNALS:
+    return "resetting signals";
+  case STEP_SETPGID:
+    return "creating the process group";
+  case STEP_STDIO:
+    return "setting up stdio";
+  case STEP_CHDIR:
+    return "changing to the working directory";
+  default:
+    return "executing";
+  }
+}
+
+int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e) {
+  const char *search = NULL;
+  for (size_t i = 0; i < o->nenv; i++)
+    if (strcmp(o->env_keys[i], "PATH") == 0)
+      search = o->env_values[i];
+  _cleanup_free_ char *exe = NULL;
+  if (spawn_resolve(o->path, search, o->workdir, &exe, e) < 0)
+    return -1;
+  char **envp = NULL;
+  if (spawn_env_build(o, &envp, e) < 0)
+    return -1;
+  char **argv = calloc(o->nargs + 2, sizeof *argv);
+  if (!argv) {
+    spawn_strv_free(envp);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory building argv");
+  }
+  argv[0] = (char *)o->path;
+  for (size_t i = 0; i < o->nargs; i++)
+    argv[i + 1] = (char *)o->args[i];
+  int rc = -1, pipefd[2] = {-1, -1}, pidfd = -1;
+  if (pipe2(pipefd, O_CLOEXEC) < 0) {
+    rr_err_sys(e, RR_INTERNAL, errno, "cannot create the exec report pipe");
+    goto out;
+  }
+  pid_t pid = spawn_clone(&pidfd);
+  if (pid < 0) {
+    rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create a process for \"%s\"", o->path);
+    goto out;
+  }
+  if (pid == 0) {
+    close(pipefd[0]);
+    spawn_child(o, exe, argv, envp, pipefd[1]);
+  }
+  close(pipefd[1]);
+  pipefd[1] = -1;
+  struct spawn_report r;
+  ssize_t n = rr_read(pipefd[0], &r, sizeof r);
+  if (n == 0) { /* pipe closed by exec: it runs */
+    *ret = (spawn_result){.pid = pid, .pidfd = pidfd, .start_ticks = 0};
+    spawn_proc_start_ticks(pid, &ret->start_ticks);
+    rc = 0;
+    goto out;
+  }
+  siginfo_t si;
+  while (waitid(P_PID, (id_t)pid, &si, WEXITED) < 0 && errno == EINTR)
+    ;
+  close(pidfd);
+  if (n != (ssize_t)sizeof r) {
+    rr_err_set(e, RR_INTERNAL, "command \"%s\": lost the child's exec report", o->path);
+    goto out;
+  }
+  int code = RR_INTERNAL;
+  if (r.step == STEP_EXEC)
+    code = (r.err == ENOENT || r.err == ENOTDIR)                    ? RR_NOT_FOUND
+           : (r.err == EACCES || r.err == EPERM || r.err == EISDIR) ? RR_PERMISSION_DENIED
+           : (r.err == E2BIG)                                       ? RR_INVALID_ARGUMENT
+                                                                    : RR_FAILED_PRECONDITION;
+  else if (r.step == STEP_CHDIR)
+    code = RR_INVALID_ARGUMENT;
+  else if (r.err == EMFILE || r.err == ENFILE || r.err == ENOMEM)
+    code = RR_RESOURCE_EXHAUSTED;
+  if (r.step == STEP_CHDIR)
+    rr_err_sys(e, code, r.err, "command.workdir \"%s\" cannot be entered",
+               o->workdir ? o->workdir : "/");
+  else
+    rr_err_sys(e, code, r.err, "command \"%s\": %s failed", o->path, spawn_step_name(r.step));
+out:
+  if (pipefd[0] >= 0)
+    close(pipefd[0]);
+  if (pipefd[1] >= 0)
+    close(pipefd[1]);
+  free(argv);
+  spawn_strv_free(envp);
+  return rc;
+}

@@ -1,0 +1,47 @@
+/* Starting a process: executable resolution, environment, clone3 with a
+ * pidfd (fork + pidfd_open fallback), new process group, clean signal state,
+ * stdio, workdir, and synchronous exec-failure reporting. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+
+#define SPAWN_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+typedef struct spawn_opts {
+  const char *path;        /* as requested: "ls", "./x", "/bin/sh" */
+  const char *const *args; /* argv[1..], nargs entries */
+  size_t nargs;
+  const char *const *env_keys; /* added to the default env; later wins */
+  const char *const *env_values;
+  size_t nenv;
+  const char *workdir;                /* absolute; NULL = "/" */
+  int stdin_fd, stdout_fd, stderr_fd; /* become the child's 0, 1, 2 */
+} spawn_opts;
+
+typedef struct spawn_result {
+  pid_t pid;            /* also the process group id */
+  int pidfd;            /* CLOEXEC; owned by the caller */
+  uint64_t start_ticks; /* /proc/PID/stat starttime, to detect pid reuse */
+} spawn_result;
+
+/* Find the executable as execvp would with the given PATH value (NULL = the
+ * default). A name with a slash is taken relative to workdir. NOT_FOUND or
+ * PERMISSION_DENIED with the name when it cannot be run. */
+int spawn_resolve(const char *path, const char *search_path, const char *workdir, char **ret,
+                  rr_err *e);
+/* NULL-terminated "K=V" array: default PATH/HOME/LANG, then opts' env. */
+int spawn_env_build(const spawn_opts *o, char ***ret, rr_err *e);
+void spawn_strv_free(char **v);
+/* Start the process; on any failure nothing is left running. */
+int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e);
+/* starttime (field 22) of /proc/PID/stat; -1 if the process is gone. */
+int spawn_proc_start_ticks(pid_t pid, uint64_t *ret);
+/* Children get this RLIMIT_NOFILE soft limit (0 = inherit ours): a daemon
+ * that raised its own limit must not hand select()-based programs fds >= 1024. */
+void spawn_set_child_nofile(uint64_t soft);
+/* Force clone3 off (tests of the fork fallback). */
+void spawn_set_clone3_disabled(bool disabled);

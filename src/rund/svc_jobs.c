@@ -1,0 +1,260 @@
+/* Start, Stop, Status, List, Wait, Signal. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "jobs/signame.h"
+#include "rund.h"
+
+static rund_ctx *call_ctx(grpc_call *c) { return grpc_call_method_data(c); }
+
+/* Send one JobStatus-bearing response (Stop/Status/Wait share the shape). */
+static void reply_status(grpc_call *c, job *j, const ProtobufCMessageDescriptor *d) {
+  status_msg m;
+  rr_err e = {0};
+  job_refresh(j); /* byte counts as of now, not of the last inotify batch */
+  if (convert_status(j, &m, &e) < 0) {
+    rund_call_fail(c, &e);
+    return;
+  }
+  /* StopResponse, StatusResponse and WaitResponse are all { JobStatus status = 1; } */
+  Runrpc__V1__StatusResponse resp = RUNRPC__V1__STATUS_RESPONSE__INIT;
+  resp.base.descriptor = d;
+  resp.status = &m.status;
+  if (grpc_call_send(c, &resp.base, &e) < 0)
+    rund_call_fail(c, &e);
+  else
+    grpc_call_finish(c, RR_OK, NULL);
+  convert_status_clear(&m);
+}
+
+static void on_start(grpc_call *c, ProtobufCMessage *msg) {
+  Rundwire__StartRequest *req = (Rundwire__StartRequest *)msg;
+  rr_err e = {0};
+  job_request r;
+  job *j = NULL;
+  if (convert_command(req->command, &r, &e) < 0)
+    goto fail;
+  if (req->n_tags > REQUEST_MAX_TAGS) {
+    rr_err_set(&e, RR_INVALID_ARGUMENT, "tags has %zu entries (max %d)", req->n_tags,
+               REQUEST_MAX_TAGS);
+    goto fail_req;
+  }
+  r.tags = calloc(req->n_tags + 1, sizeof *r.tags);
+  if (!r.tags) {
+    rr_err_set(&e, RR_RESOURCE_EXHAUSTED, "out of memory");
+    goto fail_req;
+  }
+  for (size_t i = 0; i < req->n_tags; i++, r.ntags++) {
+    char field[32];
+    snprintf(field, sizeof field, "tags[%zu]", i);
+    if (request_string_dup(req->tags[i].data, req->tags[i].len, field, &r.tags[i], &e) < 0)
+      goto fail_req;
+  }
+  if (req->timeout_case == RUNDWIRE__START_REQUEST__TIMEOUT_TIMEOUT_MS) {
+    r.has_timeout = true;
+    r.timeout_ms = req->timeout_ms;
+  }
+  if (job_table_start(call_ctx(c)->jobs, &r, &j, &e) < 0)
+    goto fail_req;
+  Runrpc__V1__StartResponse resp = RUNRPC__V1__START_RESPONSE__INIT;
+  resp.job_id = j->id;
+  resp.pid = j->pid;
+  if (grpc_call_send(c, &resp.base, &e) < 0)
+    rund_call_fail(c, &e);
+  else
+    grpc_call_finish(c, RR_OK, NULL);
+  protobuf_c_message_free_unpacked(msg, NULL);
+  return;
+fail_req:
+  job_request_free(&r);
+fail:
+  rund_call_fail(c, &e);
+  protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void on_status(grpc_call *c, ProtobufCMessage *msg) {
+  Rundwire__StatusRequest *req = (Rundwire__StatusRequest *)msg;
+  rr_err e = {0};
+  job *j;
+  if (convert_job_lookup(call_ctx(c), &req->job_id, &j, &e) < 0)
+    rund_call_fail(c, &e);
+  else
+    reply_status(c, j, &runrpc__v1__status_response__descriptor);
+  protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void on_list(grpc_call *c, ProtobufCMessage *msg) {
+  Rundwire__ListRequest *req = (Rundwire__ListRequest *)msg;
+  rr_err e = {0};
+  _cleanup_free_ char *tag = NULL;
+  job **v = NULL;
+  size_t n = 0;
+  status_msg *ms = NULL;
+  Runrpc__V1__JobStatus **ptrs = NULL;
+  if (req->state < 0 || req->state > JOB_FAILED) {
+    rr_err_set(&e, RR_INVALID_ARGUMENT, "state %d is not a JobState", req->state);
+    goto out;
+  }
+  if (req->tag.len) {
+    if (request_string_dup(req->tag.data, req->tag.len, "tag", &tag, &e) < 0 ||
+        request_tag_check(tag, "tag", &e) < 0)
+      goto out;
+  }
+  if (job_table_list(call_ctx(c)->jobs, (job_state)req->state, tag, &v, &n, &e) < 0)
+    goto out;
+  ms = calloc(n ? n : 1, sizeof *ms);
+  ptrs = calloc(n ? n : 1, sizeof *ptrs);
+  if (!ms || !ptrs) {
+    rr_err_set(&e, RR_RESOURCE_EXHAUSTED, "out of memory listing %zu jobs", n);
+    goto out;
+  }
+  size_t k = 0;
+  for (; k < n; k++) {
+    if (convert_status(v[k], &ms[k], &e) < 0)
+      goto out;
+    ptrs[k] = &ms[k].status;
+  }
+  Runrpc__V1__ListResponse resp = RUNRPC__V1__LIST_RESPONSE__INIT;
+  resp.n_jobs = n;
+  resp.jobs = ptrs;
+  grpc_call_send(c, &resp.base, &e);
+out:
+  if (ms)
+    for (size_t i = 0; i < n; i++)
+      convert_status_clear(&ms[i]);
+  free(ms);
+  free(ptrs);
+  free(v);
+  if (e.code)
+    rund_call_fail(c, &e);
+  else
+    grpc_call_finish(c, RR_OK, NULL);
+  protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void on_signal(grpc_call *c, ProtobufCMessage *msg) {
+  Rundwire__SignalRequest *req = (Rundwire__SignalRequest *)msg;
+  rr_err e = {0};
+  job *j;
+  int sig = 0;
+  _cleanup_free_ char *name = NULL;
+  if (convert_job_lookup(call_ctx(c), &req->job_id, &j, &e) < 0)
+    goto out;
+  if (req->sig_case == RUNDWIRE__SIGNAL_REQUEST__SIG_NUMBER) {
+    if (signame_check_number(req->number, "number", &e) < 0)
+      goto out;
+    sig = req->number;
+  } else if (req->sig_case == RUNDWIRE__SIGNAL_REQUEST__SIG_NAME) {
+    if (req->name.len > 32) {
+      rr_err_set(&e, RR_INVALID_ARGUMENT, "name is not a known signal name (too long)");
+      goto out;
+    }
+    if (request_string_dup(req->name.data, req->name.len, "name", &name, &e) < 0 ||
+        signame_parse(name, "name", &sig, &e) < 0)
+      goto out;
+  } else {
+    rr_err_set(&e, RR_INVALID_ARGUMENT, "a signal is required: set number or name");
+    goto out;
+  }
+  if (job_signal(j, sig, &e) < 0)
+    goto out;
+  Runrpc__V1__SignalResponse resp = RUNRPC__V1__SIGNAL_RESPONSE__INIT;
+  grpc_call_send(c, &resp.base, &e);
+out:
+  if (e.code)
+    rund_call_fail(c, &e);
+  else
+    grpc_call_finish(c, RR_OK, NULL);
+  protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+/* Wait and Stop: answer once the job has ended. */
+typedef struct waiter {
+  job_watch w;
+  grpc_call *c;
+  const ProtobufCMessageDescriptor *resp;
+} waiter;
+
+static void waiter_on_event(job_watch *w, int event) {
+  waiter *wt = w->data;
+  if (event != JOB_EVENT_EXIT)
+    return;
+  job_watch_del(w);
+  reply_status(wt->c, w->job, wt->resp);
+}
+
+static void waiter_start(grpc_call *c, job *j, const ProtobufCMessageDescriptor *d) {
+  if (j->state != JOB_RUNNING) {
+    reply_status(c, j, d);
+    return;
+  }
+  waiter *wt = calloc(1, sizeof *wt);
+  if (!wt) {
+    grpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
+    return;
+  }
+  wt->c = c;
+  wt->resp = d;
+  wt->w.fn = waiter_on_event;
+  wt->w.data = wt;
+  job_watch_add(j, &wt->w);
+  grpc_call_set_data(c, wt);
+}
+
+static void waiter_on_close(grpc_call *c, grpc_close_reason reason) {
+  waiter *wt = grpc_call_data(c);
+  if (!wt)
+    return;
+  job_watch_del(&wt->w); /* the job keeps running whatever the reason */
+  free(wt);
+}
+
+static void on_wait(grpc_call *c, ProtobufCMessage *msg) {
+  Rundwire__WaitRequest *req = (Rundwire__WaitRequest *)msg;
+  rr_err e = {0};
+  job *j;
+  if (convert_job_lookup(call_ctx(c), &req->job_id, &j, &e) < 0)
+    rund_call_fail(c, &e);
+  else
+    waiter_start(c, j, &runrpc__v1__wait_response__descriptor);
+  protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void on_stop(grpc_call *c, ProtobufCMessage *msg) {
+  Rundwire__StopRequest *req = (Rundwire__StopRequest *)msg;
+  rr_err e = {0};
+  job *j;
+  uint64_t grace = JOB_DEFAULT_GRACE_MS;
+  if (req->grace_case == RUNDWIRE__STOP_REQUEST__GRACE_GRACE_MS)
+    grace = req->grace_ms;
+  if (convert_job_lookup(call_ctx(c), &req->job_id, &j, &e) < 0 || job_stop(j, grace, &e) < 0)
+    rund_call_fail(c, &e);
+  else
+    waiter_start(c, j, &runrpc__v1__stop_response__descriptor);
+  protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static void plain_on_close(grpc_call *c, grpc_close_reason reason) {}
+
+int svc_jobs_register(grpc_server *s, rund_ctx *ctx, rr_err *e) {
+  const grpc_method methods[] = {
+      {"/runrpc.v1.Jobs/Start", &rundwire__start_request__descriptor, false, false, on_start, NULL,
+       NULL, plain_on_close, ctx},
+      {"/runrpc.v1.Jobs/Status", &rundwire__status_request__descriptor, false, false, on_status,
+       NULL, NULL, plain_on_close, ctx},
+      {"/runrpc.v1.Jobs/List", &rundwire__list_request__descriptor, false, false, on_list, NULL,
+       NULL, plain_on_close, ctx},
+      {"/runrpc.v1.Jobs/Signal", &rundwire__signal_request__descriptor, false, false, on_signal,
+       NULL, NULL, plain_on_close, ctx},
+      {"/runrpc.v1.Jobs/Wait", &rundwire__wait_request__descriptor, false, false, on_wait, NULL,
+       NULL, waiter_on_close, ctx},
+      {"/runrpc.v1.Jobs/Stop", &rundwire__stop_request__descriptor, false, false, on_stop, NULL,
+       NULL, waiter_on_close, ctx},
+  };
+  for (size_t i = 0; i < RR_ARRAY_SIZE(methods); i++)
+    if (grpc_server_add_method(s, &methods[i], e) < 0)
+      return -1;
+  return 0;
+}

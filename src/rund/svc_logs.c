@@ -1,0 +1,172 @@
+/* Logs: a job's stored output from given offsets, optionally following it
+ * until the job ended and both files were read to the end. Each follower
+ * reads the files at its own pace (back-pressure from its call's queue), so a
+ * slow one never holds back the job or the other followers. */
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "jobs/logstore.h"
+#include "rund.h"
+
+#define LOGS_CHUNK (64u * 1024u)
+
+typedef struct follower {
+  job_watch w;
+  grpc_call *c;
+  job *j;
+  bool follow;
+  bool want[2];
+  bool at_eof[2];
+  int fd[2];
+  uint64_t offset[2];
+  int next; /* stream to read first, alternating for fairness */
+} follower;
+
+static uint8_t logs_buf[LOGS_CHUNK]; /* one loop thread: a shared scratch buffer */
+
+static void follower_free(follower *f) {
+  job_watch_del(&f->w);
+  for (int s = 0; s < 2; s++)
+    if (f->fd[s] >= 0)
+      close(f->fd[s]);
+  free(f);
+}
+
+/* Send one chunk of stream s; 1 sent, 0 at EOF, -1 call failed. */
+static int follower_send_one(follower *f, int s) {
+  rr_err e = {0};
+  uint64_t dropped = 0;
+  ssize_t n = logstore_stream_read(f->fd[s], f->j->kept_from[s], &f->offset[s], logs_buf,
+                                   sizeof logs_buf, &dropped, &e);
+  if (n < 0) {
+    grpc_call_finish(f->c, e.code, e.msg);
+    return -1;
+  }
+  if (n == 0 && !dropped)
+    return 0;
+  Runrpc__V1__LogsResponse resp = RUNRPC__V1__LOGS_RESPONSE__INIT;
+  resp.stream =
+      s == LOG_STDOUT ? RUNRPC__V1__STREAM__STREAM_STDOUT : RUNRPC__V1__STREAM__STREAM_STDERR;
+  resp.offset = f->offset[s] - (uint64_t)n;
+  resp.data.data = logs_buf;
+  resp.data.len = (size_t)n;
+  resp.dropped = dropped;
+  if (grpc_call_send(f->c, &resp.base, &e) < 0) {
+    grpc_call_finish(f->c, e.code, e.msg);
+    return -1;
+  }
+  return n ? 1 : 0;
+}
+
+/* Send what is there while the client keeps up; finish when it is all out. */
+static void follower_pump(follower *f) {
+  if (grpc_call_finished(f->c))
+    return;
+  /* decide "the job is over" before reading, so bytes written just before
+   * the end are read in this same pass */
+  bool ended = f->j->state != JOB_RUNNING;
+  f->at_eof[0] = f->at_eof[1] = false;
+  for (;;) {
+    if (grpc_call_queued(f->c) > GRPC_CALL_HIGH_WATER)
+      return; /* resumed by on_writable */
+    bool progress = false;
+    for (int k = 0; k < 2; k++) {
+      int s = (f->next + k) % 2;
+      if (!f->want[s] || f->at_eof[s])
+        continue;
+      int rc = follower_send_one(f, s);
+      if (rc < 0)
+        return;
+      if (rc == 0)
+        f->at_eof[s] = true;
+      else
+        progress = true;
+    }
+    f->next = (f->next + 1) % 2;
+    if (!progress)
+      break;
+  }
+  if (!f->follow || ended)
+    grpc_call_finish(f->c, RR_OK, NULL);
+  /* else: at EOF while it runs; job events wake us up */
+}
+
+static void follower_on_event(job_watch *w, int event) { follower_pump(w->data); }
+
+static void logs_on_writable(grpc_call *c) {
+  follower *f = grpc_call_data(c);
+  if (f)
+    follower_pump(f);
+}
+
+static void logs_on_close(grpc_call *c, grpc_close_reason reason) {
+  follower *f = grpc_call_data(c);
+  if (f)
+    follower_free(f);
+}
+
+static void logs_on_message(grpc_call *c, ProtobufCMessage *msg) {
+  Rundwire__LogsRequest *req = (Rundwire__LogsRequest *)msg;
+  rund_ctx *ctx = grpc_call_method_data(c);
+  rr_err e = {0};
+  job *j;
+  follower *f = NULL;
+  if (convert_job_lookup(ctx, &req->job_id, &j, &e) < 0)
+    goto fail;
+  if (req->stream < 0 || req->stream > 2) {
+    rr_err_set(&e, RR_INVALID_ARGUMENT, "stream %d is not a Stream", req->stream);
+    goto fail;
+  }
+  if (!(f = calloc(1, sizeof *f))) {
+    rr_err_set(&e, RR_RESOURCE_EXHAUSTED, "out of memory");
+    goto fail;
+  }
+  f->c = c;
+  f->j = j;
+  f->follow = req->follow;
+  f->fd[0] = f->fd[1] = -1;
+  f->offset[0] = req->stdout_offset;
+  f->offset[1] = req->stderr_offset;
+  f->want[1] = req->stream != 1;
+  f->want[0] = req->stream != 2;
+  for (int s = 0; s < 2; s++) {
+    if (!f->want[s])
+      continue;
+    if ((f->fd[s] = logstore_stream_open_read(j->dir, s, &e)) < 0)
+      goto fail;
+    struct stat st;
+    if (fstat(f->fd[s], &st) == 0 && f->offset[s] > (uint64_t)st.st_size) {
+      rr_err_set(&e, RR_OUT_OF_RANGE, "%s_offset %llu is past the end of %s (%llu bytes)",
+                 logstore_stream_name(s), (unsigned long long)f->offset[s], logstore_stream_name(s),
+                 (unsigned long long)st.st_size);
+      goto fail;
+    }
+  }
+  protobuf_c_message_free_unpacked(msg, NULL);
+  f->w.fn = follower_on_event;
+  f->w.data = f;
+  if (f->follow && j->state == JOB_RUNNING)
+    job_watch_add(j, &f->w);
+  grpc_call_set_data(c, f);
+  follower_pump(f);
+  return;
+fail:
+  if (f)
+    follower_free(f);
+  rund_call_fail(c, &e);
+  protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+int svc_logs_register(grpc_server *s, rund_ctx *ctx, rr_err *e) {
+  const grpc_method m = {"/runrpc.v1.Jobs/Logs",
+                         &rundwire__logs_request__descriptor,
+                         false,
+                         true,
+                         logs_on_message,
+                         NULL,
+                         logs_on_writable,
+                         logs_on_close,
+                         ctx};
+  return grpc_server_add_method(s, &m, e);
+}

@@ -1,0 +1,443 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "jobs/job.h"
+#include "jobs/logstore.h"
+#include "jobs/signame.h"
+#include "jobs/spawn.h"
+
+typedef struct fixture {
+  char dir[64];
+  loop *l;
+  reaper *r;
+  job_table *t;
+  int warnings;
+} fixture;
+
+static void on_warn(void *data, const char *msg) { ((fixture *)data)->warnings++; }
+
+static void table_open(fixture *f, uint64_t cap) {
+  job_table_config cfg = {
+      .state_dir = f->dir, .max_log_bytes = cap, .warn = on_warn, .warn_data = f};
+  rr_err e = {0};
+  assert_int_equal(job_table_new(&f->t, f->l, f->r, &cfg, &e), 0);
+}
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof *f);
+  snprintf(f->dir, sizeof f->dir, "/tmp/jobs_test_XXXXXX");
+  if (!mkdtemp(f->dir))
+    return -1;
+  if (loop_new(&f->l, NULL) < 0 || reaper_new(&f->r, f->l, true, NULL) < 0)
+    return -1;
+  table_open(f, 0);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  job_table_free(f->t);
+  reaper_free(f->r);
+  loop_free(f->l);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+  int rc = system(cmd);
+  free(f);
+  return rc;
+}
+
+static job_request req_sh(const char *script) {
+  job_request r = {0};
+  r.path = strdup("sh");
+  r.args = calloc(3, sizeof *r.args);
+  r.args[0] = strdup("-c");
+  r.args[1] = strdup(script);
+  r.nargs = 2;
+  return r;
+}
+
+static job *start_sh(fixture *f, const char *script) {
+  job_request r = req_sh(script);
+  job *j = NULL;
+  rr_err e = {0};
+  if (job_table_start(f->t, &r, &j, &e) < 0)
+    fail_msg("start: %s", e.msg);
+  return j;
+}
+
+static void run_until_done(fixture *f, job *j, int max_ms) {
+  uint64_t end = rr_now_mono_ms() + (uint64_t)max_ms;
+  while (j->state == JOB_RUNNING && rr_now_mono_ms() < end)
+    loop_run_once(f->l, 50, NULL);
+  assert_int_not_equal(j->state, JOB_RUNNING);
+}
+
+static char *read_log(job *j, int s) {
+  int fd = logstore_stream_open_read(j->dir, s, NULL);
+  assert_true(fd >= 0);
+  char *buf = calloc(1, 1 << 16);
+  ssize_t n = read(fd, buf, (1 << 16) - 1);
+  assert_true(n >= 0);
+  close(fd);
+  return buf;
+}
+
+static int exits_seen;
+static void on_event(job_watch *w, int ev) {
+  if (ev == JOB_EVENT_EXIT)
+    exits_seen++;
+}
+
+static void test_run_exit_and_logs(void **state) {
+  fixture *f = *state;
+  job *j = start_sh(f, "echo out; echo err >&2; exit 3");
+  assert_int_equal(strlen(j->id), ULID_LEN);
+  assert_true(j->pid > 0);
+  job_watch w = {.fn = on_event};
+  exits_seen = 0;
+  job_watch_add(j, &w);
+  run_until_done(f, j, 5000);
+  assert_int_equal(exits_seen, 1);
+  job_watch_del(&w);
+  assert_int_equal(j->state, JOB_EXITED);
+  assert_int_equal(j->exit_code, 3);
+  assert_string_equal(j->reason, "exited");
+  assert_true(j->end_ns >= j->start_ns);
+  assert_int_equal(j->size[LOG_STDOUT], 4);
+  assert_int_equal(j->size[LOG_STDERR], 4);
+  char *o = read_log(j, LOG_STDOUT), *er = read_log(j, LOG_STDERR);
+  assert_string_equal(o, "out\n");
+  assert_string_equal(er, "err\n");
+  free(o);
+  free(er);
+}
+
+static void test_start_failures_leave_nothing(void **state) {
+  fixture *f = *state;
+  job_request r = {.path = strdup("no-such-command-xyz")};
+  job *j = NULL;
+  rr_err e = {0};
+  assert_int_equal(job_table_start(f->t, &r, &j, &e), -1);
+  assert_int_equal(e.code, RR_NOT_FOUND);
+  job_request_free(&r);
+  r = (job_request){.path = strdup("/etc/passwd")};
+  assert_int_equal(job_table_start(f->t, &r, &j, &e), -1);
+  assert_int_equal(e.code, RR_PERMISSION_DENIED);
+  job_request_free(&r);
+  r = (job_request){.path = strdup("true"), .workdir = strdup("/nope")};
+  assert_int_equal(job_table_start(f->t, &r, &j, &e), -1);
+  assert_int_equal(e.code, RR_INVALID_ARGUMENT);
+  job_request_free(&r);
+  assert_int_equal(job_table_count(f->t), 0);
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "test -z \"$(ls -A %s/jobs)\"", f->dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+static void test_lookup(void **state) {
+  fixture *f = *state;
+  job *j = start_sh(f, "true"), *got = NULL;
+  rr_err e = {0};
+  assert_int_equal(job_table_lookup(f->t, "xyz", &got, &e), -1);
+  assert_int_equal(e.code, RR_INVALID_ARGUMENT);
+  assert_string_equal(e.msg, "job_id \"xyz\" is not a ULID");
+  assert_int_equal(job_table_lookup(f->t, "01ARYZ6S41TSV4RRFFQ69G5FAV", &got, &e), -1);
+  assert_int_equal(e.code, RR_NOT_FOUND);
+  char lower[ULID_LEN + 1];
+  for (int i = 0; i <= ULID_LEN; i++)
+    lower[i] = (j->id[i] >= 'A' && j->id[i] <= 'Z') ? (char)(j->id[i] + 32) : j->id[i];
+  assert_int_equal(job_table_lookup(f->t, lower, &got, &e), 0);
+  assert_ptr_equal(got, j);
+  run_until_done(f, j, 5000);
+}
+
+static void test_stop_group_and_grace(void **state) {
+  fixture *f = *state;
+  /* ignores TERM: needs the SIGKILL after grace; its child must die too */
+  job *j = start_sh(f, "trap '' TERM; sleep 100 & echo $! > child; wait");
+  char p[256];
+  snprintf(p, sizeof p, "%s/child", "/");
+  usleep(200 * 1000);
+  rr_err e = {0};
+  uint64_t t0 = rr_now_mono_ms();
+  assert_int_equal(job_stop(j, 300, &e), 0);
+  run_until_done(f, j, 5000);
+  uint64_t took = rr_now_mono_ms() - t0;
+  assert_true(took >= 250 && took < 3000);
+  assert_int_equal(j->state, JOB_KILLED);
+  assert_int_equal(j->signal, SIGKILL);
+  assert_string_equal(j->reason, "stopped");
+  /* the backgrounded sleep (same group) got TERM and is gone */
+  assert_int_equal(kill(-j->pid, 0), -1);
+  /* stop after the end is a no-op; out of range grace is refused */
+  assert_int_equal(job_stop(j, 10, &e), 0);
+  assert_int_equal(job_stop(j, JOB_MAX_GRACE_MS + 1, &e), -1);
+  assert_int_equal(e.code, RR_INVALID_ARGUMENT);
+  assert_int_equal(job_signal(j, SIGTERM, &e), -1);
+  assert_int_equal(e.code, RR_FAILED_PRECONDITION);
+}
+
+static void test_stop_term_is_enough(void **state) {
+  fixture *f = *state;
+  job *j = start_sh(f, "exec sleep 100");
+  usleep(50 * 1000);
+  assert_int_equal(job_stop(j, 10000, NULL), 0);
+  run_until_done(f, j, 3000);
+  assert_int_equal(j->state, JOB_KILLED);
+  assert_int_equal(j->signal, SIGTERM);
+  assert_string_equal(j->reason, "stopped");
+}
+
+static void test_timeout(void **state) {
+  fixture *f = *state;
+  job_request r = req_sh("sleep 100");
+  r.has_timeout = true;
+  r.timeout_ms = 150;
+  job *j = NULL;
+  assert_int_equal(job_table_start(f->t, &r, &j, NULL), 0);
+  run_until_done(f, j, 5000);
+  assert_int_equal(j->state, JOB_KILLED);
+  assert_int_equal(j->signal, SIGTERM);
+  assert_string_equal(j->reason, "timeout");
+}
+
+static void test_signal(void **state) {
+  fixture *f = *state;
+  job *j = start_sh(f, "exec sleep 100");
+  usleep(50 * 1000);
+  assert_int_equal(job_signal(j, SIGUSR1, NULL), 0);
+  run_until_done(f, j, 3000);
+  assert_int_equal(j->state, JOB_KILLED);
+  assert_int_equal(j->signal, SIGUSR1);
+  assert_string_equal(j->reason, "signaled");
+}
+
+static void test_list_filters(void **state) {
+  fixture *f = *state;
+  job_request r = req_sh("exit 0");
+  r.tags = calloc(2, sizeof *r.tags);
+  r.tags[0] = strdup("build");
+  r.ntags = 1;
+  job *a = NULL;
+  assert_int_equal(job_table_start(f->t, &r, &a, NULL), 0);
+  job *b = start_sh(f, "sleep 100");
+  run_until_done(f, a, 3000);
+  job **v;
+  size_t n;
+  assert_int_equal(job_table_list(f->t, 0, NULL, &v, &n, NULL), 0);
+  assert_int_equal(n, 2);
+  assert_ptr_equal(v[0], a); /* start order */
+  free(v);
+  assert_int_equal(job_table_list(f->t, JOB_RUNNING, NULL, &v, &n, NULL), 0);
+  assert_int_equal(n, 1);
+  assert_ptr_equal(v[0], b);
+  free(v);
+  assert_int_equal(job_table_list(f->t, 0, "build", &v, &n, NULL), 0);
+  assert_int_equal(n, 1);
+  assert_ptr_equal(v[0], a);
+  free(v);
+  assert_int_equal(job_table_list(f->t, JOB_RUNNING, "build", &v, &n, NULL), 0);
+  assert_int_equal(n, 0);
+  free(v);
+  job_stop(b, 0, NULL);
+  run_until_done(f, b, 3000);
+}
+
+static void test_log_cap_drops_oldest(void **state) {
+  fixture *f = *state;
+  job_table_free(f->t);
+  table_open(f, 64 * 1024);
+  job *j = start_sh(f, "head -c 1048576 /dev/zero | tr '\\0' a; printf END");
+  run_until_done(f, j, 10000);
+  assert_int_equal(j->size[LOG_STDOUT], 1048576 + 3);
+  assert_true(j->kept_from[LOG_STDOUT] >= 1048576 + 3 - 64 * 1024 - 4096);
+  assert_true(1048576 + 3 - j->kept_from[LOG_STDOUT] >= 64 * 1024);
+  int fd = logstore_stream_open_read(j->dir, LOG_STDOUT, NULL);
+  char buf[1 << 17];
+  uint64_t off = 0, dropped = 0;
+  ssize_t n = logstore_stream_read(fd, j->kept_from[0], &off, buf, sizeof buf, &dropped, NULL);
+  close(fd);
+  assert_int_equal(dropped, j->kept_from[0]);
+  assert_int_equal((uint64_t)n, 1048576 + 3 - dropped);
+  assert_memory_equal(buf + n - 4, "aEND", 4);
+}
+
+static void test_restart_keeps_finished_and_adopts_running(void **state) {
+  fixture *f = *state;
+  job *done = start_sh(f, "echo kept; exit 5");
+  run_until_done(f, done, 3000);
+  char done_id[ULID_LEN + 1], live_id[ULID_LEN + 1];
+  strcpy(done_id, done->id);
+  job *live = start_sh(f, "sleep 0.5; echo late");
+  strcpy(live_id, live->id);
+  pid_t live_pid = live->pid;
+  job_table_free(f->t); /* "rund goes away"; the job keeps running */
+  assert_int_equal(kill(live_pid, 0), 0);
+  table_open(f, 0);
+  job *d = NULL, *l = NULL;
+  assert_int_equal(job_table_lookup(f->t, done_id, &d, NULL), 0);
+  assert_int_equal(d->state, JOB_EXITED);
+  assert_int_equal(d->exit_code, 5);
+  assert_int_equal(d->size[LOG_STDOUT], 5);
+  assert_string_equal(d->req.path, "sh");
+  assert_int_equal(d->req.nargs, 2);
+  assert_int_equal(job_table_lookup(f->t, live_id, &l, NULL), 0);
+  assert_int_equal(l->state, JOB_RUNNING);
+  run_until_done(f, l, 5000);
+  /* in this test it is still our child, so its status is known; after a real
+   * restart it is not (ECHILD) and ends as failed/"lost" */
+  assert_int_equal(l->state, JOB_EXITED);
+  assert_int_equal(l->exit_code, 0);
+  char *o = read_log(l, LOG_STDOUT);
+  assert_string_equal(o, "late\n"); /* output written while "rund" was away is there */
+  free(o);
+  assert_int_equal(l->size[LOG_STDOUT], 5);
+}
+
+static void test_restart_dead_pid_is_lost(void **state) {
+  fixture *f = *state;
+  job *j = start_sh(f, "sleep 100");
+  char id[ULID_LEN + 1];
+  strcpy(id, j->id);
+  pid_t pid = j->pid;
+  job_table_free(f->t);
+  kill(pid, SIGKILL);
+  /* let the reaper collect it, as if it died while rund was down */
+  for (int i = 0; i < 20 && kill(pid, 0) == 0; i++)
+    loop_run_once(f->l, 50, NULL);
+  table_open(f, 0);
+  assert_int_equal(job_table_lookup(f->t, id, &j, NULL), 0);
+  assert_int_equal(j->state, JOB_FAILED);
+  assert_string_equal(j->reason, "lost");
+  assert_true(j->end_ns > 0);
+  /* a garbage job dir is skipped with a warning */
+  char p[256];
+  snprintf(p, sizeof p, "%s/jobs/01ARYZ6S41TSV4RRFFQ69G5FAV", f->dir);
+  mkdir(p, 0700);
+  snprintf(p, sizeof p, "%s/jobs/not-a-job", f->dir);
+  mkdir(p, 0700);
+  job_table_free(f->t);
+  f->warnings = 0;
+  table_open(f, 0);
+  assert_int_equal(f->warnings, 2);
+  assert_int_equal(job_table_count(f->t), 1);
+}
+
+static void test_restart_adopts_foreign_process(void **state) {
+  fixture *f = *state;
+  job *j = start_sh(f, "sleep 100");
+  char id[ULID_LEN + 1], p[256];
+  strcpy(id, j->id);
+  pid_t pid = j->pid;
+  job_table_free(f->t);
+  kill(pid, SIGKILL);
+  for (int i = 0; i < 20 && kill(pid, 0) == 0; i++)
+    loop_run_once(f->l, 50, NULL);
+  /* point the record at a live process that is not our child: our parent */
+  uint64_t ticks = 0;
+  assert_int_equal(spawn_proc_start_ticks(getppid(), &ticks), 0);
+  snprintf(p, sizeof p, "%s/jobs/%s", f->dir, id);
+  json_object *o = NULL;
+  assert_int_equal(logstore_json_read(p, &o, NULL), 0);
+  json_object_object_add(o, "pid", json_object_new_int(getppid()));
+  json_object_object_add(o, "start_ticks", json_object_new_uint64(ticks));
+  assert_int_equal(logstore_json_write(p, o, false, NULL), 0);
+  json_object_put(o);
+  table_open(f, 0);
+  assert_int_equal(job_table_lookup(f->t, id, &j, NULL), 0);
+  assert_int_equal(j->state, JOB_RUNNING);
+  /* a recorded start time that does not match means the pid was reused */
+  job_table_free(f->t);
+  assert_int_equal(logstore_json_read(p, &o, NULL), 0);
+  json_object_object_add(o, "start_ticks", json_object_new_uint64(ticks + 1));
+  assert_int_equal(logstore_json_write(p, o, false, NULL), 0);
+  json_object_put(o);
+  table_open(f, 0);
+  assert_int_equal(job_table_lookup(f->t, id, &j, NULL), 0);
+  assert_int_equal(j->state, JOB_FAILED);
+  assert_string_equal(j->reason, "lost");
+}
+
+static void test_state_dir_locked(void **state) {
+  fixture *f = *state;
+  job_table *other = NULL;
+  job_table_config cfg = {.state_dir = f->dir};
+  rr_err e = {0};
+  assert_int_equal(job_table_new(&other, f->l, f->r, &cfg, &e), -1);
+  assert_int_equal(e.code, RR_FAILED_PRECONDITION);
+  assert_non_null(strstr(e.msg, "in use by another rund"));
+}
+
+static void test_orphans_reaped(void **state) {
+  fixture *f = *state;
+  unsigned long before = reaper_orphans_reaped(f->r);
+  job *j = start_sh(f, "sleep 0.2 >/dev/null 2>&1 &");
+  run_until_done(f, j, 3000);
+  uint64_t end = rr_now_mono_ms() + 3000;
+  while (reaper_orphans_reaped(f->r) == before && rr_now_mono_ms() < end)
+    loop_run_once(f->l, 50, NULL);
+  assert_true(reaper_orphans_reaped(f->r) > before);
+}
+
+static void test_signal_names(void **state) {
+  int sig = 0;
+  rr_err e = {0};
+  assert_int_equal(signame_parse("TERM", "name", &sig, &e), 0);
+  assert_int_equal(sig, SIGTERM);
+  assert_int_equal(signame_parse("sigkill", "name", &sig, &e), 0);
+  assert_int_equal(sig, SIGKILL);
+  assert_int_equal(signame_parse("Usr1", "name", &sig, &e), 0);
+  assert_int_equal(sig, SIGUSR1);
+  assert_int_equal(signame_parse("9", "name", &sig, &e), 0);
+  assert_int_equal(sig, 9);
+  assert_int_equal(signame_parse("RTMIN+2", "name", &sig, &e), 0);
+  assert_int_equal(sig, SIGRTMIN + 2);
+  assert_int_equal(signame_parse("SIGRTMAX", "name", &sig, &e), 0);
+  assert_int_equal(sig, SIGRTMAX);
+  const char *bad[] = {"", "NOPE", "SIG", "0", "65", "RTMIN+99", "RTMAX+1", "TERM ", "-9", "9x"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(signame_parse(bad[i], "name", &sig, &e), -1);
+    assert_int_equal(e.code, RR_INVALID_ARGUMENT);
+    assert_non_null(strstr(e.msg, "signal"));
+  }
+  assert_int_equal(signame_check_number(64, "number", &e), 0);
+  assert_int_equal(signame_check_number(0, "number", &e), -1);
+  assert_int_equal(signame_check_number(-3, "number", &e), -1);
+  char buf[16];
+  assert_string_equal(signame_name(SIGTERM, buf, sizeof buf), "TERM");
+}
+
+int main(void) {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+  const struct CMUnitTest tests[] = {
+      T(test_run_exit_and_logs),
+      T(test_start_failures_leave_nothing),
+      T(test_lookup),
+      T(test_stop_group_and_grace),
+      T(test_stop_term_is_enough),
+      T(test_timeout),
+      T(test_signal),
+      T(test_list_filters),
+      T(test_log_cap_drops_oldest),
+      T(test_restart_keeps_finished_and_adopts_running),
+      T(test_restart_dead_pid_is_lost),
+      T(test_restart_adopts_foreign_process),
+      T(test_state_dir_locked),
+      T(test_orphans_reaped),
+      cmocka_unit_test(test_signal_names),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

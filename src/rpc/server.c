@@ -275,7 +275,7 @@ static int server_listen_unix(grpc_server *s, const char *path, const char *addr
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
     return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "cannot bind \"%s\"", path);
   /* access control is by peer credentials (SO_PEERCRED), not file mode */
-  if (chmod(path, 0666) < 0 || listen(fd, 512) < 0) {
+  if (chmod(path, 0666) < 0 || listen(fd, SOMAXCONN) < 0) {
     int saved = errno;
     unlink(path);
     return rr_err_sys(e, RR_INTERNAL, saved, "cannot listen on \"%s\"", path);
@@ -336,7 +336,7 @@ static int server_listen_tcp(grpc_server *s, const char *addr, rr_err *e) {
     if (ai->ai_family == AF_INET6)
       setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   }
-  if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 512) < 0) {
+  if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, SOMAXCONN) < 0) {
     int saved = errno;
     freeaddrinfo(res);
     return rr_err_sys(e, RR_FAILED_PRECONDITION, saved, "cannot listen on \"%s\"", addr);

@@ -28,11 +28,12 @@ typedef struct rund_opts {
   const char *state_dir;
   uint64_t max_log_bytes;
   int log_level;
+  bool fsync;
 } rund_opts;
 
 static void rund_usage(FILE *f) {
   fprintf(f, "Usage: rund [--listen ADDR]... [--state-dir DIR] [--max-log-bytes N]\n"
-             "            [--log-level debug|info|warn|error] [--help] [--version]\n"
+             "            [--log-level debug|info|warn|error] [--fsync] [--help] [--version]\n"
              "\n"
              "Run commands for remote clients over gRPC (service runrpc.v1.Jobs).\n"
              "\n"
@@ -43,6 +44,9 @@ static void rund_usage(FILE *f) {
              "  --max-log-bytes N    per job and stream, oldest bytes dropped past it;\n"
              "                       suffixes K, M, G; default 1G\n"
              "  --log-level L        debug, info, warn or error; default info\n"
+             "  --fsync              fsync job state on every change (survives power\n"
+             "                       loss; slower); without it state survives rund\n"
+             "                       crashes and restarts (atomic renames)\n"
              "  --help, --version\n");
 }
 
@@ -95,6 +99,7 @@ static int rund_parse_args(int argc, char **argv, rund_opts *o) {
                                         {"state-dir", required_argument, NULL, 's'},
                                         {"max-log-bytes", required_argument, NULL, 'm'},
                                         {"log-level", required_argument, NULL, 'v'},
+                                        {"fsync", no_argument, NULL, 'f'},
                                         {"help", no_argument, NULL, 'h'},
                                         {"version", no_argument, NULL, 'V'},
                                         {NULL, 0, NULL, 0}};
@@ -131,6 +136,9 @@ static int rund_parse_args(int argc, char **argv, rund_opts *o) {
         o->log_level = RR_LOG_ERROR;
       else
         return rund_bad_flag("--log-level \"%s\" is not debug, info, warn or error", optarg);
+      break;
+    case 'f':
+      o->fsync = true;
       break;
     case 'h':
       rund_usage(stdout);
@@ -213,7 +221,8 @@ int main(int argc, char **argv) {
     goto out;
   }
   job_table_config cfg = {
-      .state_dir = o.state_dir, .max_log_bytes = o.max_log_bytes, .warn = rund_on_warn};
+      .state_dir = o.state_dir, .max_log_bytes = o.max_log_bytes, .warn = rund_on_warn,
+      .no_sync = !o.fsync};
   if (job_table_new(&ctx.jobs, ctx.l, ctx.reaper, &cfg, &e) < 0) {
     rund_fail("cannot open the state dir", &e);
     goto out;

@@ -50,13 +50,10 @@ static int logs_run(runctl_ctx *ctx, int argc, char **argv) {
   if (out && err_only)
     return runctl_usage_error(ctx, "--stdout and --stderr exclude each other");
   req.stream = out ? RUNRPC_STREAM_STDOUT : err_only ? RUNRPC_STREAM_STDERR : RUNRPC_STREAM_BOTH;
-  if (optind >= argc)
-    return runctl_usage_error(ctx, "missing job ID");
-  if (argc - optind > 1)
-    return runctl_usage_error(ctx, "unexpected argument \"%s\"", argv[optind + 1]);
   char id[RUNRPC_JOB_ID_SIZE];
-  if (runctl_parse_job_id(ctx, argv[optind], id) < 0)
-    return RUNCTL_EXIT_USAGE;
+  int idrc = runctl_take_job_id(ctx, argc, argv, 0, id);
+  if (idrc)
+    return idrc;
   req.job_id = id;
   int rc = runctl_connect(ctx, RUNCTL_EXIT_FAILURE);
   if (rc)

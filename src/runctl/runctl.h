@@ -49,6 +49,10 @@ int runctl_getopt_error(const runctl_ctx *ctx, int c, char **argv);
 int runctl_parse_duration(const runctl_ctx *ctx, const char *flag, const char *s, uint64_t *ret_ms);
 int runctl_parse_env(const runctl_ctx *ctx, const char *s);
 int runctl_parse_job_id(const runctl_ctx *ctx, const char *s, char out[RUNRPC_JOB_ID_SIZE]);
+/* The job ID at argv[optind], allowing nextra more positionals: 0 or the
+ * usage exit code (message printed). */
+int runctl_take_job_id(const runctl_ctx *ctx, int argc, char **argv, int nextra,
+                       char out[RUNRPC_JOB_ID_SIZE]);
 int runctl_parse_signal(const runctl_ctx *ctx, const char *s, int *ret_sig);
 /* "TERM" for 15, NULL if unknown. */
 const char *runctl_signal_name(int sig);

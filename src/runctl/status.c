@@ -18,13 +18,10 @@ static int status_run(runctl_ctx *ctx, int argc, char **argv) {
     else
       return runctl_getopt_error(ctx, c, argv);
   }
-  if (optind >= argc)
-    return runctl_usage_error(ctx, "missing job ID");
-  if (argc - optind > 1)
-    return runctl_usage_error(ctx, "unexpected argument \"%s\"", argv[optind + 1]);
   char id[RUNRPC_JOB_ID_SIZE];
-  if (runctl_parse_job_id(ctx, argv[optind], id) < 0)
-    return RUNCTL_EXIT_USAGE;
+  int idrc = runctl_take_job_id(ctx, argc, argv, 0, id);
+  if (idrc)
+    return idrc;
   int rc = runctl_connect(ctx, RUNCTL_EXIT_FAILURE);
   if (rc)
     return rc;

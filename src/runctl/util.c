@@ -129,6 +129,17 @@ int runctl_parse_job_id(const runctl_ctx *ctx, const char *s, char out[RUNRPC_JO
   return 0;
 }
 
+int runctl_take_job_id(const runctl_ctx *ctx, int argc, char **argv, int nextra,
+                       char out[RUNRPC_JOB_ID_SIZE]) {
+  if (optind >= argc)
+    return runctl_usage_error(ctx, "missing job ID");
+  if (argc - optind > 1 + nextra)
+    return runctl_usage_error(ctx, "unexpected argument \"%s\"", argv[optind + 1 + nextra]);
+  if (runctl_parse_job_id(ctx, argv[optind], out) < 0)
+    return RUNCTL_EXIT_USAGE;
+  return 0;
+}
+
 static const struct {
   int num;
   const char *name;

@@ -1,0 +1,176 @@
+#!/usr/bin/python3
+"""runrpc benchmarks: each figure is a ratio against a baseline measured in
+the same run on the same machine (bench/run.sh runs this).
+
+ 1. `runctl exec -- true`            vs  fork+exec of /bin/true (hyperfine -N)
+ 2. start+wait of /bin/true through librunrpc on one kept connection
+                                      vs  posix_spawn+waitpid    (bench/startwait)
+ 3. 1 GiB through `runctl exec -- cat FILE`  vs  `cat FILE | cat`  (hyperfine)
+ 4. rund RSS idle, and after 10,000 finished jobs
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+GiB = 1 << 30
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def du_kib(path):
+    total = 0
+    for d, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(d, f)).st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total // 1024
+
+
+class Rund:
+    def __init__(self, rund, runctl, work, name):
+        self.dir = os.path.join(work, name)
+        os.makedirs(self.dir)
+        self.sock = os.path.join(self.dir, "rund.sock")
+        self.addr = "unix:" + self.sock
+        self.state = os.path.join(self.dir, "state")
+        self.errf = open(os.path.join(self.dir, "rund.stderr"), "wb")
+        self.proc = subprocess.Popen([rund, "--listen", self.addr, "--state-dir", self.state],
+                                     stdin=subprocess.DEVNULL, stdout=self.errf, stderr=self.errf)
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise SystemExit("bench: rund exited %d (see %s)" % (self.proc.returncode,
+                                                                    self.errf.name))
+            if os.path.exists(self.sock) and subprocess.run(
+                    [runctl, "--addr", self.addr, "list"], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL).returncode == 0:
+                return
+            time.sleep(0.05)
+        raise SystemExit("bench: rund did not answer within 20 s")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.errf.close()
+
+
+def hyperfine(work, name, cmds, runs, warmup, shell=True):
+    out = os.path.join(work, name + ".json")
+    argv = ["hyperfine", "--style", "basic", "--export-json", out,
+            "--warmup", str(warmup), "--runs", str(runs)]
+    if not shell:
+        argv.append("-N")
+    argv += cmds
+    log("$ " + " ".join(argv))
+    subprocess.run(argv, check=True, stdout=sys.stderr)
+    with open(out) as f:
+        return [r["mean"] for r in json.load(f)["results"]]
+
+
+def startwait(bin_, *args):
+    p = subprocess.run([bin_] + list(args), check=True, capture_output=True, text=True)
+    kv = dict(x.split("=", 1) for x in p.stdout.split())
+    return float(kv["per_op_us"])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.environ.get("BUILD_DIR", "build"))
+    ap.add_argument("--quick", action="store_true", help="fewer runs, 256 MiB stream")
+    ap.add_argument("--only", default="1234", help="which benches, e.g. 13")
+    a = ap.parse_args()
+    build = os.path.join(ROOT, a.build) if not os.path.isabs(a.build) else a.build
+    rund = os.environ.get("RUND") or os.path.join(build, "src/rund/rund")
+    runctl = os.environ.get("RUNCTL") or os.path.join(build, "src/runctl/runctl")
+    sw = os.path.join(build, "bench/startwait")
+    for b in (rund, runctl, sw):
+        if not os.access(b, os.X_OK):
+            raise SystemExit("bench: %s is missing; run `make` first" % b)
+    if not shutil.which("hyperfine"):
+        raise SystemExit("bench: hyperfine is missing; run scripts/deps.sh")
+
+    work = tempfile.mkdtemp(prefix="rr-bench-", dir="/tmp")
+    rows = []
+    try:
+        r = Rund(rund, runctl, work, "main")
+        ctl = "%s --addr %s" % (runctl, r.addr)
+        if "1" in a.only:
+            runs = 50 if a.quick else 300
+            remote, local = hyperfine(work, "exec_true", [ctl + " exec -- true", "/bin/true"],
+                                      runs, 20, shell=False)
+            rows.append(("1 exec true", "%.3f ms" % (local * 1e3), "%.3f ms" % (remote * 1e3),
+                         "%.1fx" % (remote / local), "-", ""))
+        if "2" in a.only:
+            n = 500 if a.quick else 3000
+            local = startwait(sw, "local", str(n))
+            remote = startwait(sw, "remote", r.addr, str(n))
+            ratio = remote / local
+            rows.append(("2 start+wait (lib)", "%.1f us" % local, "%.1f us" % remote,
+                         "%.2fx" % ratio, "<= 1.5x", "ok" if ratio <= 1.5 else "MISSED"))
+        if "3" in a.only:
+            size = (256 << 20) if a.quick else GiB
+            f = os.path.join(work, "stream.bin")
+            with open(f, "wb") as fh:
+                block = os.urandom(1 << 20)
+                for _ in range(size >> 20):
+                    fh.write(block)
+            local, remote = hyperfine(work, "stream", [
+                "cat %s | cat >/dev/null" % f,
+                "%s exec -- cat %s >/dev/null" % (ctl, f)], 3 if a.quick else 5, 1)
+            mib = size / (1 << 20)
+            share = local / remote
+            rows.append(("3 stream %d MiB" % mib, "%.0f MiB/s" % (mib / local),
+                         "%.0f MiB/s" % (mib / remote), "%.0f%%" % (share * 100), ">= 50%",
+                         "ok" if share >= 0.5 else "MISSED"))
+            os.unlink(f)
+        r.stop()
+        if "4" in a.only:
+            r = Rund(rund, runctl, work, "rss")
+            time.sleep(0.5)
+            idle = rss_kib(r.proc.pid)
+            n = 10000
+            t0 = time.monotonic()
+            startwait(sw, "remote", r.addr, str(n))
+            dt = time.monotonic() - t0
+            time.sleep(0.5)
+            after = rss_kib(r.proc.pid)
+            rows.append(("4 rund RSS idle", "-", "%.1f MiB" % (idle / 1024), "-", "-", ""))
+            rows.append(("4 RSS, %d+ finished jobs" % n, "-", "%.1f MiB" % (after / 1024),
+                         "%.2f KiB/job" % ((after - idle) / n), "-",
+                         "%.1fs, state %.0f MiB" % (dt, du_kib(r.state) / 1024)))
+            r.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    head = ("bench", "baseline", "runrpc", "ratio", "goal", "")
+    w = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
+    for row in [head] + rows:
+        print("  ".join(str(c).ljust(w[i]) for i, c in enumerate(row)).rstrip())
+
+
+if __name__ == "__main__":
+    main()

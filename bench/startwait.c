@@ -1,0 +1,94 @@
+/* Start+wait latency of /bin/true: through librunrpc on one kept connection
+ * (remote) or with posix_spawn+waitpid in this process (local), so that
+ * bench/bench.py can print the ratio of the two measured in the same run.
+ *   startwait local N
+ *   startwait remote ADDR N
+ * Prints one line: "mode=... n=N total_s=... per_op_us=...". */
+#include <errno.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "runrpc/client.h"
+
+extern char **environ;
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int local_once(void) {
+  char *argv[] = {"/bin/true", NULL};
+  pid_t pid;
+  int rc = posix_spawn(&pid, "/bin/true", NULL, NULL, argv, environ);
+  if (rc != 0) {
+    fprintf(stderr, "startwait: posix_spawn /bin/true: %s\n", strerror(rc));
+    return -1;
+  }
+  int st;
+  while (waitpid(pid, &st, 0) < 0) {
+    if (errno != EINTR) {
+      perror("startwait: waitpid");
+      return -1;
+    }
+  }
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+static int remote_once(runrpc_client *c) {
+  runrpc_start_request req = {.command = {.path = "/bin/true"}};
+  char id[RUNRPC_JOB_ID_SIZE];
+  runrpc_error err = {0};
+  if (runrpc_start(c, &req, id, NULL, &err) < 0) {
+    fprintf(stderr, "startwait: start: %s: %s\n", runrpc_code_name(err.code), err.message);
+    return -1;
+  }
+  runrpc_job_status st = {0};
+  if (runrpc_wait(c, id, 0, &st, &err) < 0) {
+    fprintf(stderr, "startwait: wait %s: %s: %s\n", id, runrpc_code_name(err.code), err.message);
+    return -1;
+  }
+  int ok = st.state == RUNRPC_JOB_EXITED && st.exit_code == 0;
+  runrpc_job_status_free(&st);
+  if (!ok)
+    fprintf(stderr, "startwait: job %s did not exit 0\n", id);
+  return ok ? 0 : -1;
+}
+
+static int run(const char *mode, runrpc_client *c, long n) {
+  long warm = n / 10 < 20 ? n / 10 : 20;
+  for (long i = 0; i < warm; i++)
+    if ((c ? remote_once(c) : local_once()) < 0)
+      return 1;
+  double t0 = now_s();
+  for (long i = 0; i < n; i++)
+    if ((c ? remote_once(c) : local_once()) < 0)
+      return 1;
+  double dt = now_s() - t0;
+  printf("mode=%s n=%ld total_s=%.6f per_op_us=%.2f\n", mode, n, dt, dt / (double)n * 1e6);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "local") == 0)
+    return run("local", NULL, atol(argv[2]) > 0 ? atol(argv[2]) : 1);
+  if (argc == 4 && strcmp(argv[1], "remote") == 0) {
+    runrpc_client *c = NULL;
+    runrpc_error err = {0};
+    if (runrpc_connect(argv[2], NULL, &c, &err) < 0) {
+      fprintf(stderr, "startwait: connect %s: %s: %s\n", argv[2], runrpc_code_name(err.code),
+              err.message);
+      return 1;
+    }
+    int rc = run("remote", c, atol(argv[3]) > 0 ? atol(argv[3]) : 1);
+    runrpc_close(c);
+    return rc;
+  }
+  fprintf(stderr, "usage: startwait local N | startwait remote ADDR N\n");
+  return 2;
+}

@@ -1,0 +1,70 @@
+#!/bin/sh
+# Install every Debian 12 package that building, running and testing runrpc
+# needs. Idempotent: when all are present it only asks dpkg (no network).
+# Works on a bare Debian 12 (no make, no compiler); uses sudo when not root.
+# RUNRPC_SKIP_DEPS=1 skips it (e.g. on a machine managed some other way).
+set -eu
+
+PKGS="
+build-essential
+meson
+ninja-build
+pkg-config
+libnghttp2-dev
+libssl-dev
+libprotobuf-c-dev
+protobuf-c-compiler
+protobuf-compiler
+libprotobuf-dev
+libjson-c-dev
+libcmocka-dev
+libseccomp-dev
+libcap-dev
+python3
+python3-grpcio
+python3-grpc-tools
+python3-pytest
+python3-protobuf
+xxd
+nghttp2-client
+hyperfine
+procps
+clang-format
+"
+
+if [ "${RUNRPC_SKIP_DEPS:-0}" = 1 ]; then
+  exit 0
+fi
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+  echo "deps.sh: this needs a Debian 12 system (dpkg-query and apt-get not found)" >&2
+  exit 1
+fi
+
+missing=""
+for p in $PKGS; do
+  # "install ok installed" only; half-installed or removed packages count as missing
+  st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  if [ "$st" != "install ok installed" ]; then
+    missing="$missing $p"
+  fi
+done
+
+if [ -z "$missing" ]; then
+  exit 0
+fi
+
+if [ "$(id -u)" = 0 ]; then
+  SUDO=""
+elif command -v sudo >/dev/null 2>&1; then
+  SUDO="sudo"
+else
+  echo "deps.sh: missing packages:$missing; run as root or install sudo" >&2
+  exit 1
+fi
+
+echo "deps.sh: installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q
+# shellcheck disable=SC2086 # word splitting of the package list is wanted
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing

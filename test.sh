@@ -30,6 +30,13 @@ export ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 
 status=0
 
+echo "== format check (clang-format, .clang-format)"
+if ! find src include tests/unit tests/*.c bench -name '*.[ch]' -print0 2>/dev/null |
+  xargs -0 clang-format --dry-run -Werror; then
+  echo "test.sh: format check FAILED (run: make format)" >&2
+  status=1
+fi
+
 echo "== unit tests (meson test, $dir)"
 if ! meson test -C "$dir" --no-rebuild --print-errorlogs --timeout-multiplier 3; then
   echo "test.sh: unit tests FAILED (integration tests run anyway)" >&2

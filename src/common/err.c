@@ -13,8 +13,7 @@ static void err_vset(rr_err *e, int code, int errnum, const char *fmt, va_list a
     e->msg[0] = '\0';
   if (errnum && n >= 0 && (size_t)n < sizeof e->msg) {
     char buf[128];
-    snprintf(e->msg + n, sizeof e->msg - (size_t)n, ": %s",
-             strerror_r(errnum, buf, sizeof buf));
+    snprintf(e->msg + n, sizeof e->msg - (size_t)n, ": %s", strerror_r(errnum, buf, sizeof buf));
   }
 }
 

@@ -26,15 +26,14 @@ enum {
 #define RR_ERR_MSG_MAX 512
 
 typedef struct rr_err {
-  int code;                  /* RR_* status; RR_OK when no error */
-  int sys_errno;             /* errno behind it, 0 if none */
-  char msg[RR_ERR_MSG_MAX];  /* "what failed, on what, why" */
+  int code;                 /* RR_* status; RR_OK when no error */
+  int sys_errno;            /* errno behind it, 0 if none */
+  char msg[RR_ERR_MSG_MAX]; /* "what failed, on what, why" */
 } rr_err;
 
 /* Fill e (may be NULL) and return -1, so failing is one line:
  * return rr_err_set(e, RR_NOT_FOUND, "job %s not found", id); */
-int rr_err_set(rr_err *e, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int rr_err_set(rr_err *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Same, appending ": strerror(errnum)" and recording errnum. */
 int rr_err_sys(rr_err *e, int code, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

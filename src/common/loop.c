@@ -253,7 +253,9 @@ int loop_run_once(loop *l, int timeout_ms, rr_err *e) {
   loop_run_hooks(l);
   if (l->nheap > 0) {
     uint64_t now = rr_now_mono_ms();
-    int until = l->heap[0].when <= now ? 0 : (int)(l->heap[0].when - now > 86400000 ? 86400000 : l->heap[0].when - now);
+    int until = l->heap[0].when <= now
+                    ? 0
+                    : (int)(l->heap[0].when - now > 86400000 ? 86400000 : l->heap[0].when - now);
     if (timeout_ms < 0 || until < timeout_ms)
       timeout_ms = until;
   }

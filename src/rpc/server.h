@@ -17,21 +17,21 @@ typedef struct grpc_call grpc_call;
 
 /* Who is on the other end of a connection. */
 typedef struct grpc_peer {
-  int family;       /* AF_UNIX, AF_INET, AF_INET6, or AF_UNSPEC for stdio */
-  bool has_cred;    /* SO_PEERCRED was read (unix sockets) */
+  int family;    /* AF_UNIX, AF_INET, AF_INET6, or AF_UNSPEC for stdio */
+  bool has_cred; /* SO_PEERCRED was read (unix sockets) */
   uid_t uid;
   gid_t gid;
   pid_t pid;
-  bool tls;         /* connection is TLS (later: certificate identity) */
-  char addr[96];    /* printable: "unix:/run/x.sock" or "127.0.0.1:5555" */
+  bool tls;      /* connection is TLS (later: certificate identity) */
+  char addr[96]; /* printable: "unix:/run/x.sock" or "127.0.0.1:5555" */
 } grpc_peer;
 
 /* Why a call ended, passed to on_close. */
 typedef enum grpc_close_reason {
-  GRPC_CLOSE_FINISHED = 0,  /* trailers were sent after grpc_call_finish */
-  GRPC_CLOSE_CANCELLED,     /* client RST_STREAM or connection lost */
-  GRPC_CLOSE_DEADLINE,      /* grpc-timeout passed (server sent DEADLINE_EXCEEDED) */
-  GRPC_CLOSE_SHUTDOWN,      /* server shutting down */
+  GRPC_CLOSE_FINISHED = 0, /* trailers were sent after grpc_call_finish */
+  GRPC_CLOSE_CANCELLED,    /* client RST_STREAM or connection lost */
+  GRPC_CLOSE_DEADLINE,     /* grpc-timeout passed (server sent DEADLINE_EXCEEDED) */
+  GRPC_CLOSE_SHUTDOWN,     /* server shutting down */
 } grpc_close_reason;
 
 typedef struct grpc_method {

@@ -220,9 +220,10 @@ int main(int argc, char **argv) {
     rund_fail("cannot supervise children", &e);
     goto out;
   }
-  job_table_config cfg = {
-      .state_dir = o.state_dir, .max_log_bytes = o.max_log_bytes, .warn = rund_on_warn,
-      .no_sync = !o.fsync};
+  job_table_config cfg = {.state_dir = o.state_dir,
+                          .max_log_bytes = o.max_log_bytes,
+                          .warn = rund_on_warn,
+                          .no_sync = !o.fsync};
   if (job_table_new(&ctx.jobs, ctx.l, ctx.reaper, &cfg, &e) < 0) {
     rund_fail("cannot open the state dir", &e);
     goto out;

@@ -62,9 +62,12 @@ static void test_take_ptr(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_set_returns_minus_one), cmocka_unit_test(test_sys_appends_strerror),
-      cmocka_unit_test(test_wrap_keeps_root_cause), cmocka_unit_test(test_wrap_truncates_safely),
-      cmocka_unit_test(test_code_names),            cmocka_unit_test(test_take_ptr),
+      cmocka_unit_test(test_set_returns_minus_one),
+      cmocka_unit_test(test_sys_appends_strerror),
+      cmocka_unit_test(test_wrap_keeps_root_cause),
+      cmocka_unit_test(test_wrap_truncates_safely),
+      cmocka_unit_test(test_code_names),
+      cmocka_unit_test(test_take_ptr),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,8 +22,12 @@ typedef struct grpc_peer {
   uid_t uid;
   gid_t gid;
   pid_t pid;
-  bool tls;      /* connection is TLS (later: certificate identity) */
+  bool tls;      /* connection is TLS (client certificate verified) */
   char addr[96]; /* printable: "unix:/run/x.sock" or "127.0.0.1:5555" */
+  /* TLS: the verified client certificate's SANs as "uri:V", "dns:V",
+   * "email:V", "ip:V" (owned by the connection; NULL/0 otherwise). */
+  char **sans;
+  size_t nsans;
 } grpc_peer;
 
 /* Why a call ended, passed to on_close. */
@@ -79,6 +83,22 @@ int grpc_server_listen(grpc_server *s, const char *addr, rr_err *e);
 /* Printable address of the i-th listener ("127.0.0.1:40123" with the port
  * the kernel chose for port 0, "unix:/path"), NULL past the end. */
 const char *grpc_server_listen_address(const grpc_server *s, size_t i);
+/* TLS for TCP listeners (docs/dev/SECURITY.md): TLS 1.3 (1.2 only if
+ * allow_tls12), ALPN h2, client certificate required and verified. */
+typedef struct grpc_tls_config {
+  const char *cert_file;      /* server certificate chain, PEM */
+  const char *key_file;       /* its private key, PEM */
+  const char *client_ca_file; /* CA(s) that client certificates must chain to */
+  bool allow_tls12;
+} grpc_tls_config;
+/* Listen on TCP "host:port" / "[v6]:port" serving gRPC over TLS. The files
+ * are loaded (and checked) now. */
+int grpc_server_listen_tls(grpc_server *s, const char *addr, const grpc_tls_config *tls,
+                           rr_err *e);
+/* Connection-level events the daemon should log (TLS handshake refused,
+ * connection limit hit...): peer is printable, what is one sentence. */
+typedef void (*grpc_server_conn_log_fn)(void *data, const char *peer, const char *what);
+void grpc_server_set_conn_log(grpc_server *s, grpc_server_conn_log_fn fn, void *data);
 /* Serve one connection over already-open fds (e.g. stdin/stdout). */
 int grpc_server_add_fds(grpc_server *s, int in_fd, int out_fd, rr_err *e);
 /* Stop accepting, GOAWAY to every connection, cancel calls (on_close with

@@ -93,8 +93,7 @@ typedef struct grpc_tls_config {
 } grpc_tls_config;
 /* Listen on TCP "host:port" / "[v6]:port" serving gRPC over TLS. The files
  * are loaded (and checked) now. */
-int grpc_server_listen_tls(grpc_server *s, const char *addr, const grpc_tls_config *tls,
-                           rr_err *e);
+int grpc_server_listen_tls(grpc_server *s, const char *addr, const grpc_tls_config *tls, rr_err *e);
 /* Connection-level events the daemon should log (TLS handshake refused,
  * connection limit hit...): peer is printable, what is one sentence. */
 typedef void (*grpc_server_conn_log_fn)(void *data, const char *peer, const char *what);

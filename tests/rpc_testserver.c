@@ -1,7 +1,13 @@
 /* rpc-testserver: serves test.v1.Echo (grpc interop TestService shapes) for
  * tests/integration/test_rpc_interop.py.
- *   rpc-testserver --listen unix:PATH|127.0.0.1:PORT [--listen ...]
+ *   rpc-testserver --listen unix:PATH|h2c:HOST:PORT|HOST:PORT [--listen ...]
  *                  [--max-connections N] [--keepalive-ms MS] [--handshake-ms MS]
+ *                  [--tls-cert F --tls-key F --client-ca F [--tls12]]
+ * With the TLS files, HOST:PORT listeners serve TLS (h2c: and unix: stay
+ * plaintext); without them HOST:PORT is plaintext loopback. Every call gets
+ * initial metadata x-runrpc-peer-tls (0/1) and x-runrpc-peer-sans (SANs of
+ * the client certificate, comma-separated). Connection-level events are
+ * printed on stderr as "conn-log peer=ADDR what=...".
  * Prints "listening ADDR" per listener, then "ready"; SIGTERM/SIGINT exit 0. */
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +44,14 @@ static echo_call *echo_state(grpc_call *c) {
   ec->call = c;
   ec->l = grpc_call_loop(c);
   grpc_call_set_data(c, ec);
+  const grpc_peer *peer = grpc_call_peer(c);
+  char sans[2048] = "";
+  for (size_t i = 0; i < peer->nsans; i++) {
+    size_t used = strlen(sans);
+    snprintf(sans + used, sizeof sans - used, "%s%s", i ? "," : "", peer->sans[i]);
+  }
+  grpc_call_add_metadata(c, false, "x-runrpc-peer-tls", peer->tls ? "1" : "0", 1, NULL);
+  grpc_call_add_metadata(c, false, "x-runrpc-peer-sans", sans, strlen(sans), NULL);
   /* custom_metadata: echo these back, initial and trailing */
   size_t len;
   const char *v = grpc_call_metadata(c, "x-grpc-test-echo-initial", &len);
@@ -287,14 +301,29 @@ static int testserver_register(grpc_server *s, rr_err *e) {
   return 0;
 }
 
+static void testserver_conn_log(void *data, const char *peer, const char *what) {
+  fprintf(stderr, "conn-log peer=%s what=%s\n", peer, what);
+}
+
 int main(int argc, char **argv) {
   grpc_server_config cfg = {0};
+  grpc_tls_config tls = {0};
   const char *listen[8];
   size_t nlisten = 0;
   for (int i = 1; i < argc; i++) {
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(argv[i], "--tls12") == 0) {
+      tls.allow_tls12 = true;
+      continue;
+    }
     if (strcmp(argv[i], "--listen") == 0 && val && nlisten < RR_ARRAY_SIZE(listen))
       listen[nlisten++] = val;
+    else if (strcmp(argv[i], "--tls-cert") == 0 && val)
+      tls.cert_file = val;
+    else if (strcmp(argv[i], "--tls-key") == 0 && val)
+      tls.key_file = val;
+    else if (strcmp(argv[i], "--client-ca") == 0 && val)
+      tls.client_ca_file = val;
     else if (strcmp(argv[i], "--max-connections") == 0 && val)
       cfg.max_connections = strtoull(val, NULL, 10);
     else if (strcmp(argv[i], "--keepalive-ms") == 0 && val)
@@ -303,8 +332,9 @@ int main(int argc, char **argv) {
       cfg.handshake_timeout_ms = strtoull(val, NULL, 10);
     else {
       fprintf(stderr,
-              "usage: %s --listen unix:PATH|127.0.0.1:PORT [--max-connections N] "
-              "[--keepalive-ms MS] [--handshake-ms MS]\n",
+              "usage: %s --listen unix:PATH|h2c:HOST:PORT|HOST:PORT [--max-connections N] "
+              "[--keepalive-ms MS] [--handshake-ms MS] [--tls-cert F --tls-key F "
+              "--client-ca F [--tls12]]\n",
               argv[0]);
       return 2;
     }
@@ -327,9 +357,15 @@ int main(int argc, char **argv) {
   if (loop_new(&ts.l, &e) < 0 || grpc_server_new(&ts.srv, ts.l, &cfg, &e) < 0 ||
       testserver_register(ts.srv, &e) < 0)
     goto out;
-  for (size_t i = 0; i < nlisten; i++)
-    if (grpc_server_listen(ts.srv, listen[i], &e) < 0)
+  grpc_server_set_conn_log(ts.srv, testserver_conn_log, NULL);
+  bool use_tls = tls.cert_file || tls.key_file || tls.client_ca_file;
+  for (size_t i = 0; i < nlisten; i++) {
+    bool plain =
+        !use_tls || strncmp(listen[i], "unix:", 5) == 0 || strncmp(listen[i], "h2c:", 4) == 0;
+    if ((plain ? grpc_server_listen(ts.srv, listen[i], &e)
+               : grpc_server_listen_tls(ts.srv, listen[i], &tls, &e)) < 0)
       goto out;
+  }
   ts.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
   if (ts.sigfd < 0 || loop_fd_add(ts.l, ts.sigfd, EPOLLIN, testserver_on_signal, &ts, &e) < 0)
     goto out;

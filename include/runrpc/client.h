@@ -52,14 +52,31 @@ typedef struct runrpc_options {
   uint64_t connect_timeout_ms; /* 0: 10 s */
   uint64_t call_timeout_ms;    /* deadline of short calls (start, status, list, signal); 0: 30 s */
   size_t max_recv_message_bytes; /* 0: 4 MiB */
-  /* Reserved for TLS and authentication; not supported yet: setting any of
-   * them makes runrpc_connect fail with INVALID_ARGUMENT. */
+  /* TLS (addresses HOST:PORT, [V6]:PORT): the server is verified against
+   * tls_ca_file and its name (the address's host, or tls_server_name); the
+   * client presents tls_cert_file/tls_key_file. Files left NULL default to
+   * $RUNRPC_STATE_DIR/tls/{ca.pem,client.pem,client.key} (else
+   * RUNRPC_DEFAULT_STATE_DIR) when readable. unix: and h2c:HOST:PORT are
+   * plaintext. */
   const char *tls_ca_file;
   const char *tls_cert_file;
   const char *tls_key_file;
+  /* Bearer token sent as "authorization: Bearer TOKEN" on every call; on a
+   * plaintext address connect fails (INVALID_ARGUMENT) unless allow_insecure. */
   const char *token;
   bool allow_insecure;
+  const char *tls_server_name; /* name to verify instead of the address's host */
 } runrpc_options;
+
+/* Where rund keeps its embedded-default TLS files (STATE/tls/...). */
+#define RUNRPC_DEFAULT_STATE_DIR "/var/lib/runrpc"
+
+/* Facts about the connection of a client. */
+typedef struct runrpc_conn_info {
+  bool tls;              /* TLS 1.3, server verified */
+  bool resumed;          /* TLS session resumed (ticket from an earlier connection) */
+  uint64_t handshake_us; /* TLS handshake time in microseconds (0 without TLS) */
+} runrpc_conn_info;
 
 typedef enum runrpc_job_state {
   RUNRPC_JOB_UNSPECIFIED = 0,
@@ -157,9 +174,13 @@ typedef struct runrpc_exit_status {
 
 /* Default options (all zero: defaults). */
 void runrpc_options_init(runrpc_options *opts);
-/* Connect to addr ("unix:PATH", "HOST:PORT", "[V6]:PORT"); opts may be NULL. */
+/* Connect to addr: "unix:PATH", "h2c:HOST:PORT" (plaintext), "HOST:PORT" or
+ * "[V6]:PORT" (TLS); opts may be NULL. A failed TLS handshake is UNAVAILABLE
+ * "TLS handshake with ADDR failed: REASON". */
 int runrpc_connect(const char *addr, const runrpc_options *opts, runrpc_client **ret_client,
                    runrpc_error *err);
+/* Fill *info about client's connection. */
+void runrpc_conn_info_get(const runrpc_client *client, runrpc_conn_info *info);
 /* Close the connection and free the client (NULL ok). */
 void runrpc_close(runrpc_client *client);
 

@@ -129,6 +129,9 @@ void job_free(job *j) {
     return;
   job_close_logs(j);
   job_request_free(&j->req);
+  for (size_t i = 0; i < j->nowner; i++)
+    free(j->owner[i]);
+  free(j->owner);
   free(j->dir);
   free(j);
 }
@@ -400,7 +403,23 @@ static void job_remove_dir(const char *dir) {
   rmdir(dir);
 }
 
-int job_table_start(job_table *t, job_request *req, job **ret, rr_err *e) {
+/* Copy the owner principals into j. */
+static int job_set_owner(job *j, const job_start_opts *opts, rr_err *e) {
+  if (!opts || !opts->nowner)
+    return 0;
+  if (opts->nowner > JOB_MAX_OWNERS)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "%zu owner principals (max %d)", opts->nowner,
+                      JOB_MAX_OWNERS);
+  if (!(j->owner = calloc(opts->nowner, sizeof *j->owner)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  for (; j->nowner < opts->nowner; j->nowner++)
+    if (!(j->owner[j->nowner] = strdup(opts->owner[j->nowner])))
+      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  return 0;
+}
+
+int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, job **ret,
+                    rr_err *e) {
   if (job_request_validate(req, e) < 0)
     return -1;
   char id[ULID_LEN + 1];
@@ -409,6 +428,10 @@ int job_table_start(job_table *t, job_request *req, job **ret, rr_err *e) {
   job *j = job_alloc(t, id);
   if (!j)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  if (job_set_owner(j, opts, e) < 0) {
+    job_free(j);
+    return -1;
+  }
   _cleanup_close_ int devnull = -1;
   if (logstore_job_dir_create(j->dir, e) < 0) {
     job_free(j);
@@ -428,7 +451,8 @@ int job_table_start(job_table *t, job_request *req, job **ret, rr_err *e) {
       .args = (const char *const *)req->args,
       .nargs = req->nargs,
       .env_keys = (const char *const *)req->env_keys,
-      .env_values = (const char *const *)req->env_values,
+      .env_values =
+          opts && opts->env_values ? opts->env_values : (const char *const *)req->env_values,
       .nenv = req->nenv,
       .workdir = req->workdir,
       .stdin_fd = devnull,

@@ -43,6 +43,8 @@ struct job {
   job_table *table;
   char *dir;
   job_request req;
+  char **owner; /* principals of the starter (none: from before owners existed) */
+  size_t nowner;
   job_state state;
   char reason[16]; /* "", "exited", "signaled", "stopped", "timeout", "lost" */
   pid_t pid;
@@ -73,8 +75,20 @@ typedef struct job_table_config {
 int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *cfg, rr_err *e);
 /* Running jobs keep running (a later rund adopts them). */
 void job_table_free(job_table *t);
-/* Validate, spawn, record. req is taken over on success. */
-int job_table_start(job_table *t, job_request *req, job **ret, rr_err *e);
+/* How to start a job beyond what it runs. */
+typedef struct job_start_opts {
+  const char *const *owner; /* recorded (copied) as the job's owner */
+  size_t nowner;
+  /* what the child gets instead of req->env_values (resolved secrets); the
+   * job keeps req's values. NULL: req's values. */
+  const char *const *env_values;
+} job_start_opts;
+
+#define JOB_MAX_OWNERS 64
+
+/* Validate, spawn, record. req is taken over on success. opts may be NULL. */
+int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, job **ret,
+                    rr_err *e);
 /* INVALID_ARGUMENT for a malformed id, NOT_FOUND for an unknown one. */
 int job_table_lookup(job_table *t, const char *id, job **ret, rr_err *e);
 /* Jobs in start order matching state (0 = any) and tag (NULL/"" = any);

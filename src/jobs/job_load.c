@@ -33,6 +33,12 @@ int job_persist(job *j, rr_err *e) {
   json_object_object_add(o, "start_ns", json_object_new_int64(j->start_ns));
   json_object_object_add(o, "end_ns", json_object_new_int64(j->end_ns));
   json_object_object_add(o, "request", job_request_to_json(&j->req));
+  if (j->nowner) {
+    json_object *own = json_object_new_array();
+    for (size_t i = 0; i < j->nowner; i++)
+      json_object_array_add(own, json_object_new_string(j->owner[i]));
+    json_object_object_add(o, "owner", own);
+  }
   int rc = logstore_json_write(j->dir, o, j->table->sync, e);
   json_object_put(o);
   return rc;
@@ -76,6 +82,27 @@ static void job_adopt_or_lose(job *j) {
     job_table_warn(t, "job %s: %s", j->id, e.msg);
 }
 
+/* "owner": ["uid:1000", ...]; anything else is a damaged file. */
+static int job_load_owner(job *j, json_object *v, rr_err *e) {
+  if (!json_object_is_type(v, json_type_array))
+    return rr_err_set(e, RR_DATA_LOSS, "job.json: owner is not an array");
+  size_t n = json_object_array_length(v);
+  if (n > JOB_MAX_OWNERS)
+    return rr_err_set(e, RR_DATA_LOSS, "job.json: owner has %zu entries (max %d)", n,
+                      JOB_MAX_OWNERS);
+  if (n && !(j->owner = calloc(n, sizeof *j->owner)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    json_object *it = json_object_array_get_idx(v, i);
+    if (!json_object_is_type(it, json_type_string))
+      return rr_err_set(e, RR_DATA_LOSS, "job.json: owner[%zu] is not a string", i);
+    if (!(j->owner[j->nowner] = strdup(json_object_get_string(it))))
+      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+    j->nowner++;
+  }
+  return 0;
+}
+
 static int job_load_one(job_table *t, const char *id, rr_err *e) {
   job *j = job_alloc(t, id);
   if (!j)
@@ -108,6 +135,8 @@ static int job_load_one(job_table *t, const char *id, rr_err *e) {
       rr_err_set(e, RR_DATA_LOSS, "job.json: no request");
     goto fail;
   }
+  if (json_object_object_get_ex(o, "owner", &v) && job_load_owner(j, v, e) < 0)
+    goto fail;
   json_object_put(o);
   o = NULL;
   for (int s = 0; s < 2; s++) {

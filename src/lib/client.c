@@ -1,5 +1,7 @@
 /* librunrpc: connection, errors and conversions shared by every call. */
 #include <poll.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -56,6 +58,29 @@ int lib_err_out(const rr_err *e, runrpc_error *err) {
 
 RR_EXPORT void runrpc_options_init(runrpc_options *opts) { memset(opts, 0, sizeof *opts); }
 
+/* STATE/tls/NAME into buf if readable by us, else NULL. */
+static const char *lib_default_file(const char *name, char *buf, size_t len) {
+  const char *state = getenv("RUNRPC_STATE_DIR");
+  if (!state || !*state)
+    state = RUNRPC_DEFAULT_STATE_DIR;
+  if ((size_t)snprintf(buf, len, "%s/tls/%s", state, name) >= len)
+    return NULL;
+  return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+/* A token goes into a header: printable ASCII without spaces, bounded. */
+static int lib_token_check(const char *token, rr_err *e) {
+  size_t n = strlen(token);
+  if (n == 0 || n > LIB_MAX_TOKEN)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "invalid bearer token: want 1 to %d characters",
+                      LIB_MAX_TOKEN);
+  for (size_t i = 0; i < n; i++)
+    if (token[i] < 0x21 || token[i] > 0x7e)
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "invalid bearer token: only printable ASCII without spaces");
+  return 0;
+}
+
 RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
                              runrpc_client **ret_client, runrpc_error *err) {
   rr_err e = {0};
@@ -64,10 +89,47 @@ RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
   if (!ret_client)
     return lib_err_out(&(rr_err){RR_INVALID_ARGUMENT, 0, "runrpc_connect: ret_client is NULL"},
                        err);
-  if (opts && (opts->tls_ca_file || opts->tls_cert_file || opts->tls_key_file || opts->token ||
-               opts->allow_insecure)) {
+  runrpc_options none = {0};
+  if (!opts)
+    opts = &none;
+  grpc_address a;
+  if (grpc_address_parse(addr, &a, &e) < 0)
+    return lib_err_out(&e, err);
+  bool tls = a.kind == GRPC_ADDRESS_TCP && a.tls;
+  if (opts->token && lib_token_check(opts->token, &e) < 0)
+    return lib_err_out(&e, err);
+  if (opts->token && !tls && !opts->allow_insecure) {
     rr_err_set(&e, RR_INVALID_ARGUMENT,
-               "TLS and token options are not supported yet (plain unix: or loopback TCP only)");
+               "a bearer token needs TLS; use --allow-insecure to send it in the clear");
+    return lib_err_out(&e, err);
+  }
+  char ca[4096], cert[4096], key[4096];
+  grpc_tls_client_config tc = {
+      .ca_file = opts->tls_ca_file,
+      .cert_file = opts->tls_cert_file,
+      .key_file = opts->tls_key_file,
+      .server_name = opts->tls_server_name,
+  };
+  if (tls && !tc.ca_file)
+    tc.ca_file = lib_default_file("ca.pem", ca, sizeof ca);
+  if (tls && !tc.cert_file && !tc.key_file) {
+    tc.cert_file = lib_default_file("client.pem", cert, sizeof cert);
+    tc.key_file = tc.cert_file ? lib_default_file("client.key", key, sizeof key) : NULL;
+    if (!tc.key_file)
+      tc.cert_file = NULL;
+  }
+  if (tls && !tc.ca_file) {
+    rr_err_set(&e, RR_INVALID_ARGUMENT,
+               "%s is a TLS address: give the CA that signed the server certificate (--ca, "
+               "RUNRPC_CA or tls_ca_file); no readable default %s/tls/ca.pem",
+               addr,
+               getenv("RUNRPC_STATE_DIR") ? getenv("RUNRPC_STATE_DIR") : RUNRPC_DEFAULT_STATE_DIR);
+    return lib_err_out(&e, err);
+  }
+  _cleanup_free_ char *authorization = NULL;
+  if (opts->token && asprintf(&authorization, "Bearer %s", opts->token) < 0) {
+    authorization = NULL;
+    rr_err_set(&e, RR_RESOURCE_EXHAUSTED, "out of memory");
     return lib_err_out(&e, err);
   }
   runrpc_client *c = calloc(1, sizeof *c);
@@ -75,12 +137,13 @@ RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
     rr_err_set(&e, RR_RESOURCE_EXHAUSTED, "out of memory");
     return lib_err_out(&e, err);
   }
-  c->call_timeout_ms =
-      opts && opts->call_timeout_ms ? opts->call_timeout_ms : LIB_DEFAULT_CALL_TIMEOUT_MS;
+  c->call_timeout_ms = opts->call_timeout_ms ? opts->call_timeout_ms : LIB_DEFAULT_CALL_TIMEOUT_MS;
   grpc_client_options go = {
-      .connect_timeout_ms = opts ? opts->connect_timeout_ms : 0,
-      .max_recv_message = opts ? opts->max_recv_message_bytes : 0,
+      .connect_timeout_ms = opts->connect_timeout_ms,
+      .max_recv_message = opts->max_recv_message_bytes,
       .user_agent = "runrpc-c/0.1.0",
+      .tls = tls ? &tc : NULL,
+      .authorization = authorization,
   };
   if (grpc_client_connect(addr, &go, &c->grpc, &e) < 0) {
     free(c);
@@ -88,6 +151,16 @@ RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
   }
   *ret_client = c;
   return 0;
+}
+
+RR_EXPORT void runrpc_conn_info_get(const runrpc_client *client, runrpc_conn_info *info) {
+  memset(info, 0, sizeof *info);
+  const grpc_transport *t = client ? grpc_client_transport(client->grpc) : NULL;
+  if (!t)
+    return;
+  info->tls = t->tls;
+  info->resumed = t->resumed;
+  info->handshake_us = t->handshake_us;
 }
 
 RR_EXPORT void runrpc_close(runrpc_client *client) {

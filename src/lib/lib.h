@@ -8,6 +8,7 @@
 #include "runrpc/v1/jobs.pb-c.h"
 
 #define LIB_DEFAULT_CALL_TIMEOUT_MS 30000u
+#define LIB_MAX_TOKEN 4096
 #define LIB_JOBS_PATH(m) "/runrpc.v1.Jobs/" m
 
 struct runrpc_client {

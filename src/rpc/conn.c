@@ -12,6 +12,7 @@
 
 #include "common/util.h"
 #include "rpc/internal.h"
+#include "rpc/tls.h"
 
 /* Most bytes written per service pass, so one busy connection cannot starve
  * the others; the rest goes out when the loop comes back. */
@@ -37,7 +38,7 @@ static void fd_close(grpc_conn *conn) {
     close(conn->out_fd);
 }
 
-const rpc_transport_ops rpc_transport_fd = {"fd", fd_read, fd_write, fd_close};
+const rpc_transport_ops rpc_transport_fd = {"fd", fd_read, fd_write, fd_close, NULL};
 
 void rpc_conn_peer_fill(grpc_peer *peer, int fd) {
   struct sockaddr_storage ss;
@@ -80,9 +81,11 @@ void rpc_conn_peer_fill(grpc_peer *peer, int fd) {
   }
 }
 
-static void conn_watch(grpc_conn *conn, bool want_in, bool want_out) {
+void rpc_conn_watch(grpc_conn *conn, bool want_in, bool want_out) {
   loop *l = conn->srv->l;
-  uint32_t in = want_in ? EPOLLIN : 0, out = want_out ? EPOLLOUT : 0;
+  /* TLS may need the other direction to make progress on this one */
+  uint32_t in = want_in || conn->write_wants_read ? EPOLLIN : 0;
+  uint32_t out = want_out || conn->read_wants_write ? EPOLLOUT : 0;
   if (conn->in_fd == conn->out_fd) {
     if (conn->in_events != (in | out))
       loop_fd_mod(l, conn->in_fd, in | out, NULL);
@@ -98,6 +101,21 @@ static void conn_watch(grpc_conn *conn, bool want_in, bool want_out) {
 }
 
 static bool conn_write_pending(const grpc_conn *conn) { return conn->woff < conn->wlen; }
+
+static void conn_reread_fire(loop *l, void *data) {
+  grpc_conn *conn = data;
+  conn->reread_timer = 0;
+  if (!conn->dead && !conn_write_pending(conn))
+    rpc_conn_read(conn);
+}
+
+/* Bytes the TLS layer decrypted but we did not take: epoll will not report
+ * them, so come back for them from the loop. */
+static void conn_pending_check(grpc_conn *conn) {
+  if (conn->dead || conn->reread_timer || !conn->ops->pending || !conn->ops->pending(conn))
+    return;
+  conn->reread_timer = loop_timer_add(conn->srv->l, 0, conn_reread_fire, conn);
+}
 
 /* Write what nghttp2 has queued until the socket pushes back or the budget
  * is spent. Returns -1 if the connection was closed. */
@@ -159,7 +177,9 @@ out:;
     return -1;
   }
   /* while our output is stuck, stop reading: the peer cannot make us queue */
-  conn_watch(conn, want_read && !pending, pending || (budget == 0 && want_write));
+  rpc_conn_watch(conn, want_read && !pending, pending || (budget == 0 && want_write));
+  if (want_read && !pending)
+    conn_pending_check(conn);
   return 0;
 }
 
@@ -172,7 +192,7 @@ static void conn_dispatch(grpc_conn *conn) {
 }
 
 void rpc_conn_service(grpc_conn *conn) {
-  if (conn->dead)
+  if (conn->dead || conn->handshaking)
     return;
   conn_dispatch(conn);
   if (conn->dead || conn_flush(conn) < 0)
@@ -180,7 +200,7 @@ void rpc_conn_service(grpc_conn *conn) {
   conn_dispatch(conn); /* events the send produced: on_writable, on_close */
 }
 
-static void conn_read(grpc_conn *conn) {
+void rpc_conn_read(grpc_conn *conn) {
   uint8_t buf[16384];
   for (int i = 0; i < 8 && !conn->dead && !conn_write_pending(conn); i++) {
     ssize_t n = conn->ops->read(conn, buf, sizeof buf);
@@ -200,23 +220,42 @@ static void conn_read(grpc_conn *conn) {
     if ((size_t)n < sizeof buf)
       break;
   }
-  if (!conn->dead)
+  if (!conn->dead) {
     rpc_server_mark_dirty(conn->srv, conn);
+    if (!conn_write_pending(conn))
+      conn_pending_check(conn);
+  }
 }
 
 static void conn_on_io(loop *l, int fd, uint32_t events, void *data) {
   grpc_conn *conn = data;
   if (conn->dead)
     return;
-  if (fd == conn->in_fd && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-    conn_read(conn);
-  if (!conn->dead && fd == conn->out_fd && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)))
+  if (conn->handshaking) {
+    rpc_conn_tls_handshake(conn);
+    return;
+  }
+  bool rd = fd == conn->in_fd && (events & (EPOLLIN | EPOLLHUP | EPOLLERR));
+  bool wr = fd == conn->out_fd && (events & (EPOLLOUT | EPOLLHUP | EPOLLERR));
+  if (rd && conn->write_wants_read) { /* TLS: the stalled write can go on now */
+    conn->write_wants_read = false;
+    rpc_conn_service(conn);
+  }
+  if (!conn->dead && (rd || (wr && conn->read_wants_write))) {
+    conn->read_wants_write = false;
+    rpc_conn_read(conn);
+  }
+  if (!conn->dead && wr)
     rpc_conn_service(conn);
 }
 
 static void conn_handshake_fire(loop *l, void *data) {
   grpc_conn *conn = data;
   conn->handshake_timer = 0;
+  if (conn->handshaking)
+    rpc_server_conn_log(conn->srv, conn->peer.addr,
+                        "tls handshake refused: no handshake within %llu ms",
+                        (unsigned long long)conn->srv->cfg.handshake_timeout_ms);
   if (!conn->settings_seen)
     rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
 }
@@ -244,15 +283,21 @@ static void conn_keepalive_fire(loop *l, void *data) {
 }
 
 int rpc_conn_new(grpc_server *s, int in_fd, int out_fd, const grpc_peer *peer, rr_err *e) {
+  return rpc_conn_new_ops(s, in_fd, out_fd, peer, &rpc_transport_fd, NULL, e);
+}
+
+int rpc_conn_new_ops(grpc_server *s, int in_fd, int out_fd, const grpc_peer *peer,
+                     const rpc_transport_ops *ops, void *ssl, rr_err *e) {
   grpc_conn *conn = calloc(1, sizeof *conn);
   if (!conn) {
-    close(in_fd);
-    if (out_fd != in_fd)
-      close(out_fd);
+    grpc_conn tmp = {.in_fd = in_fd, .out_fd = out_fd, .ssl = ssl};
+    ops->close(&tmp);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for a connection");
   }
   conn->srv = s;
-  conn->ops = &rpc_transport_fd;
+  conn->ops = ops;
+  conn->ssl = ssl;
+  conn->handshaking = ssl != NULL;
   conn->in_fd = in_fd;
   conn->out_fd = out_fd;
   conn->peer = *peer;
@@ -301,7 +346,8 @@ void rpc_conn_close(grpc_conn *conn, grpc_close_reason reason) {
     loop_fd_del(s->l, conn->out_fd);
   loop_timer_cancel(s->l, conn->handshake_timer);
   loop_timer_cancel(s->l, conn->keepalive_timer);
-  conn->handshake_timer = conn->keepalive_timer = 0;
+  loop_timer_cancel(s->l, conn->reread_timer);
+  conn->handshake_timer = conn->keepalive_timer = conn->reread_timer = 0;
   conn->ops->close(conn);
   if (conn->prev)
     conn->prev->next = conn->next;
@@ -336,5 +382,6 @@ void rpc_conn_free(grpc_conn *conn) {
   while (conn->calls)
     rpc_call_free(conn->calls);
   free(conn->wbuf);
+  rpc_tls_sans_free(conn->peer.sans, conn->peer.nsans);
   free(conn);
 }

@@ -12,17 +12,21 @@
 
 typedef struct grpc_conn grpc_conn;
 
-/* Byte transport under HTTP/2 (plain fds now; TLS slots in later). read and
- * write return >0 bytes, 0 on EOF (read), or -1 with errno (EAGAIN: retry
- * when the loop says the fd is ready). */
+/* Byte transport under HTTP/2 (plain fds, TLS). read and write return >0
+ * bytes, 0 on EOF (read), or -1 with errno (EAGAIN: retry when the loop says
+ * the fd is ready). */
 typedef struct rpc_transport_ops {
   const char *name;
   ssize_t (*read)(grpc_conn *conn, void *buf, size_t len);
   ssize_t (*write)(grpc_conn *conn, const void *buf, size_t len);
   void (*close)(grpc_conn *conn);
+  /* Decrypted bytes buffered inside the transport (the fd will not say so);
+   * NULL: never any. */
+  bool (*pending)(const grpc_conn *conn);
 } rpc_transport_ops;
 
 extern const rpc_transport_ops rpc_transport_fd;
+extern const rpc_transport_ops rpc_transport_tls;
 
 /* A message queued in or out of a call. */
 typedef struct rpc_buf {
@@ -92,6 +96,7 @@ typedef struct rpc_listener {
   int fd;
   char *unix_path; /* unlinked on shutdown */
   char addr[96];
+  void *tls; /* SSL_CTX * for TLS listeners, else NULL */
 } rpc_listener;
 
 struct grpc_conn {
@@ -111,6 +116,14 @@ struct grpc_conn {
   bool settings_seen, ping_outstanding;
   uint64_t last_recv_ms, ping_sent_ms;
   uint64_t handshake_timer, keepalive_timer;
+  /* TLS transport (conn_tls.c) */
+  void *ssl;             /* SSL * */
+  bool handshaking;      /* no HTTP/2 I/O until the TLS handshake is done */
+  bool tls_started;      /* first bytes looked like TLS */
+  bool handshake_done;   /* close_notify is owed on close */
+  bool read_wants_write; /* SSL_read needs the fd writable */
+  bool write_wants_read; /* SSL_write needs the fd readable */
+  uint64_t reread_timer; /* decrypted bytes left inside the TLS layer */
 };
 
 struct grpc_server {
@@ -130,6 +143,8 @@ struct grpc_server {
   uint64_t hook_id;
   uint64_t accept_resume_timer; /* listeners paused after EMFILE */
   bool shutting_down;
+  grpc_server_conn_log_fn conn_log;
+  void *conn_log_data;
   nghttp2_session_callbacks *cbs;
   nghttp2_option *opt;
 };
@@ -140,12 +155,28 @@ void rpc_server_mark_dirty(grpc_server *s, grpc_conn *conn);
 
 /* conn.c */
 int rpc_conn_new(grpc_server *s, int in_fd, int out_fd, const grpc_peer *peer, rr_err *e);
+/* Same with a transport; ssl (SSL *, taken) starts it in the TLS handshake. */
+int rpc_conn_new_ops(grpc_server *s, int in_fd, int out_fd, const grpc_peer *peer,
+                     const rpc_transport_ops *ops, void *ssl, rr_err *e);
 /* Tear down: handlers get on_close(reason), fds closed, memory freed later. */
 void rpc_conn_close(grpc_conn *conn, grpc_close_reason reason);
 void rpc_conn_free(grpc_conn *conn);
 /* Deliver pending call events, then write what nghttp2 has to send. */
 void rpc_conn_service(grpc_conn *conn);
 void rpc_conn_peer_fill(grpc_peer *peer, int fd);
+/* Set which fd events the connection waits for (HTTP/2 phase). */
+void rpc_conn_watch(grpc_conn *conn, bool want_in, bool want_out);
+/* The fd is readable (or TLS asked for it): read and feed nghttp2. */
+void rpc_conn_read(grpc_conn *conn);
+/* Report a connection-level event to the server's log callback. */
+void rpc_server_conn_log(grpc_server *s, const char *peer, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* conn_tls.c */
+/* Serve a TLS connection on fd (taken): handshake first, then HTTP/2. */
+int rpc_conn_new_tls(grpc_server *s, int fd, const grpc_peer *peer, void *ssl_ctx, rr_err *e);
+/* Drive the handshake one step (fd events arrived, or first call). */
+void rpc_conn_tls_handshake(grpc_conn *conn);
 
 /* h2.c */
 int rpc_h2_callbacks_new(nghttp2_session_callbacks **ret, rr_err *e);

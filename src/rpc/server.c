@@ -1,6 +1,8 @@
-/* Server: method table, listeners (unix, loopback TCP), accept, the loop
- * hook that flushes dirty connections before the loop sleeps. */
+/* Server: method table, listeners (unix, loopback h2c, TLS), accept, the
+ * loop hook that flushes dirty connections before the loop sleeps. */
 #include <arpa/inet.h>
+#include <openssl/ssl.h>
+#include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -16,6 +18,7 @@
 
 #include "common/util.h"
 #include "rpc/internal.h"
+#include "rpc/tls.h"
 
 #define SERVER_ACCEPT_BATCH 64
 #define SERVER_HOOK_ROUNDS 16
@@ -184,8 +187,34 @@ static void server_listener_resume(loop *l, void *data) {
       loop_fd_mod(l, s->listeners[i].fd, EPOLLIN, NULL);
 }
 
+void grpc_server_set_conn_log(grpc_server *s, grpc_server_conn_log_fn fn, void *data) {
+  s->conn_log = fn;
+  s->conn_log_data = data;
+}
+
+void rpc_server_conn_log(grpc_server *s, const char *peer, const char *fmt, ...) {
+  if (!s->conn_log)
+    return;
+  char what[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  s->conn_log(s->conn_log_data, peer, what);
+}
+
+static rpc_listener *server_listener_find(grpc_server *s, int fd) {
+  for (size_t i = 0; i < s->nlisteners; i++)
+    if (s->listeners[i].fd == fd)
+      return &s->listeners[i];
+  return NULL;
+}
+
 static void server_accept(loop *l, int fd, uint32_t events, void *data) {
   grpc_server *s = data;
+  rpc_listener *ls = server_listener_find(s, fd);
+  if (!ls)
+    return;
   for (int i = 0; i < SERVER_ACCEPT_BATCH; i++) {
     int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (cfd < 0) {
@@ -199,28 +228,33 @@ static void server_accept(loop *l, int fd, uint32_t events, void *data) {
       }
       return;
     }
+    grpc_peer peer;
+    rpc_conn_peer_fill(&peer, cfd);
     if (s->nconns >= s->cfg.max_connections) {
+      rpc_server_conn_log(s, peer.addr, "connection refused: limit of %zu connections reached",
+                          s->cfg.max_connections);
       close(cfd);
       continue;
     }
-    grpc_peer peer;
-    rpc_conn_peer_fill(&peer, cfd);
     if (peer.family == AF_INET || peer.family == AF_INET6) {
       int one = 1;
       setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    rpc_conn_new(s, cfd, cfd, &peer, NULL);
+    if (ls->tls)
+      rpc_conn_new_tls(s, cfd, &peer, ls->tls, NULL);
+    else
+      rpc_conn_new(s, cfd, cfd, &peer, NULL);
   }
 }
 
 static int server_listener_add(grpc_server *s, int fd, const char *unix_path, const char *addr,
-                               rr_err *e) {
+                               SSL_CTX *tls, rr_err *e) {
   rpc_listener *p = realloc(s->listeners, (s->nlisteners + 1) * sizeof *p);
   if (!p)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   s->listeners = p;
   rpc_listener *ls = &p[s->nlisteners];
-  *ls = (rpc_listener){.fd = fd};
+  *ls = (rpc_listener){.fd = fd, .tls = tls};
   snprintf(ls->addr, sizeof ls->addr, "%s", addr);
   if (unix_path && !(ls->unix_path = strdup(unix_path)))
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
@@ -280,7 +314,7 @@ static int server_listen_unix(grpc_server *s, const char *path, const char *addr
     unlink(path);
     return rr_err_sys(e, RR_INTERNAL, saved, "cannot listen on \"%s\"", path);
   }
-  if (server_listener_add(s, fd, path, addr, e) < 0) {
+  if (server_listener_add(s, fd, path, addr, NULL, e) < 0) {
     unlink(path);
     return -1;
   }
@@ -298,7 +332,10 @@ static bool addr_is_loopback(const struct sockaddr *sa) {
   return false;
 }
 
-static int server_listen_tcp(grpc_server *s, const char *addr, rr_err *e) {
+/* prefix: "" or "h2c:" (kept in the printed address); tls: NULL for plaintext,
+ * which is allowed on loopback only. */
+static int server_listen_tcp(grpc_server *s, const char *prefix, const char *addr, SSL_CTX *tls,
+                             rr_err *e) {
   char host[256];
   const char *port;
   if (addr[0] == '[') {
@@ -324,7 +361,7 @@ static int server_listen_tcp(grpc_server *s, const char *addr, rr_err *e) {
   if (r != 0)
     return rr_err_set(e, RR_INVALID_ARGUMENT, "cannot resolve \"%s\": %s", addr, gai_strerror(r));
   struct addrinfo *ai = res;
-  if (!addr_is_loopback(ai->ai_addr)) {
+  if (!tls && !addr_is_loopback(ai->ai_addr)) {
     freeaddrinfo(res);
     return rr_err_set(e, RR_FAILED_PRECONDITION,
                       "cannot listen on \"%s\": TLS is required for non-loopback addresses", addr);
@@ -348,12 +385,14 @@ static int server_listen_tcp(grpc_server *s, const char *addr, rr_err *e) {
   getsockname(fd, (struct sockaddr *)&ss, &len);
   if (ss.ss_family == AF_INET6) {
     inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof ip);
-    snprintf(bound, sizeof bound, "[%s]:%u", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+    snprintf(bound, sizeof bound, "%s[%s]:%u", prefix, ip,
+             ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
   } else {
     inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof ip);
-    snprintf(bound, sizeof bound, "%s:%u", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    snprintf(bound, sizeof bound, "%s%s:%u", prefix, ip,
+             ntohs(((struct sockaddr_in *)&ss)->sin_port));
   }
-  if (server_listener_add(s, fd, NULL, bound, e) < 0)
+  if (server_listener_add(s, fd, NULL, bound, tls, e) < 0)
     return -1;
   TAKE_FD(fd);
   return 0;
@@ -364,7 +403,32 @@ int grpc_server_listen(grpc_server *s, const char *addr, rr_err *e) {
     return rr_err_set(e, RR_FAILED_PRECONDITION, "server is shutting down");
   if (strncmp(addr, "unix:", 5) == 0)
     return server_listen_unix(s, addr + 5, addr, e);
-  return server_listen_tcp(s, addr, e);
+  /* a bare HOST:PORT stays plaintext here (tests); rund uses listen_tls for it */
+  if (strncmp(addr, "h2c:", 4) == 0)
+    return server_listen_tcp(s, "h2c:", addr + 4, NULL, e);
+  return server_listen_tcp(s, "", addr, NULL, e);
+}
+
+int grpc_server_listen_tls(grpc_server *s, const char *addr, const grpc_tls_config *tls,
+                           rr_err *e) {
+  if (s->shutting_down)
+    return rr_err_set(e, RR_FAILED_PRECONDITION, "server is shutting down");
+  if (strncmp(addr, "unix:", 5) == 0 || strncmp(addr, "h2c:", 4) == 0)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "cannot serve TLS on \"%s\" (want HOST:PORT)", addr);
+  rpc_tls_server_files f = {
+      .cert_file = tls ? tls->cert_file : NULL,
+      .key_file = tls ? tls->key_file : NULL,
+      .client_ca_file = tls ? tls->client_ca_file : NULL,
+      .allow_tls12 = tls && tls->allow_tls12,
+  };
+  SSL_CTX *ctx;
+  if (rpc_tls_server_ctx_new(&ctx, &f, e) < 0)
+    return rr_err_wrap(e, "listen on %s", addr);
+  if (server_listen_tcp(s, "", addr, ctx, e) < 0) {
+    SSL_CTX_free(ctx);
+    return -1;
+  }
+  return 0;
 }
 
 const char *grpc_server_listen_address(const grpc_server *s, size_t i) {
@@ -425,8 +489,10 @@ void grpc_server_free(grpc_server *s) {
   for (size_t i = 0; i < s->nservices; i++)
     free(s->services[i]);
   free(s->services);
-  for (size_t i = 0; i < s->nlisteners; i++)
+  for (size_t i = 0; i < s->nlisteners; i++) {
     free(s->listeners[i].unix_path);
+    SSL_CTX_free(s->listeners[i].tls); /* connections hold their own reference */
+  }
   free(s->listeners);
   if (s->cbs)
     nghttp2_session_callbacks_del(s->cbs);

@@ -22,24 +22,36 @@ static const runctl_command *command_find(const char *name) {
 }
 
 static void print_main_help(void) {
-  printf("Usage: runctl [--addr ADDR] COMMAND [ARGS]\n"
+  printf("Usage: runctl [--addr ADDR] [TLS/TOKEN OPTIONS] COMMAND [ARGS]\n"
          "\n"
          "Run and manage commands on a rund server.\n"
          "\n"
          "Commands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     printf("  %s\n", commands[i]->usage);
-  printf("\n"
-         "Options:\n"
-         "  --addr ADDR   server address: unix:PATH, HOST:PORT or [V6]:PORT\n"
-         "                (default $RUNRPC_ADDR, else " RUNCTL_DEFAULT_ADDR ")\n"
-         "  --help        this help; 'runctl help COMMAND' or 'runctl COMMAND --help' for one\n"
-         "  --version     print the version\n"
-         "\n"
-         "DUR is 1.5 (seconds), 500ms, 10s, 2m or 1h.\n"
-         "Exit codes: 2 usage error, 1 other failures; exec and wait exit with the\n"
-         "command's status (128+N if killed by signal N), or 125 when they fail\n"
-         "themselves (126: command not executable, 127: command not found).\n");
+  printf(
+      "\n"
+      "Options:\n"
+      "  --addr ADDR         server address (default $RUNRPC_ADDR, else " RUNCTL_DEFAULT_ADDR ")\n"
+      "                      unix:PATH           plaintext unix socket\n"
+      "                      HOST:PORT, [V6]:PORT TLS 1.3, server verified, client cert\n"
+      "                      h2c:HOST:PORT       plaintext TCP (loopback, development)\n"
+      "  --tls-cert FILE     client certificate, PEM ($RUNRPC_TLS_CERT)\n"
+      "  --tls-key FILE      its private key ($RUNRPC_TLS_KEY)\n"
+      "  --ca FILE           CA(s) the server certificate must chain to ($RUNRPC_CA)\n"
+      "                      TLS files not given: " RUNRPC_DEFAULT_STATE_DIR
+      "/tls/{client.pem,client.key,ca.pem}\n"
+      "                      if readable ($RUNRPC_STATE_DIR/tls/ when set)\n"
+      "  --server-name NAME  name to verify in the server certificate (default: ADDR's host)\n"
+      "  --token TOKEN       bearer token sent with every call ($RUNRPC_TOKEN); needs TLS\n"
+      "  --allow-insecure    allow sending the token over a plaintext address\n"
+      "  --help              this help; 'runctl help COMMAND' or 'runctl COMMAND --help' for one\n"
+      "  --version           print the version\n"
+      "\n"
+      "DUR is 1.5 (seconds), 500ms, 10s, 2m or 1h.\n"
+      "Exit codes: 2 usage error, 1 other failures; exec and wait exit with the\n"
+      "command's status (128+N if killed by signal N), or 125 when they fail\n"
+      "themselves (126: command not executable, 127: command not found).\n");
 }
 
 static int cmd_help(runctl_ctx *ctx, int argc, char **argv) {
@@ -56,21 +68,62 @@ static int cmd_help(runctl_ctx *ctx, int argc, char **argv) {
   return 0;
 }
 
+static const char *env_or_null(const char *name) {
+  const char *v = getenv(name);
+  return v && *v ? v : NULL;
+}
+
+/* Global options with a value ("--ca F" or "--ca=F"): 1 if argv[*i] was
+ * one (consumed), 0 if not, -1 after a usage error. */
+static int global_value(int argc, char **argv, int *i, runctl_ctx *ctx) {
+  const struct {
+    const char *name;
+    const char **dst;
+  } opts[] = {
+      {"--addr", &ctx->addr}, {"--tls-cert", &ctx->tls_cert},       {"--tls-key", &ctx->tls_key},
+      {"--ca", &ctx->ca},     {"--server-name", &ctx->server_name}, {"--token", &ctx->token},
+  };
+  const char *a = argv[*i];
+  for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+    size_t n = strlen(opts[k].name);
+    if (strncmp(a, opts[k].name, n) != 0)
+      continue;
+    if (a[n] == '=') {
+      *opts[k].dst = a + n + 1;
+    } else if (a[n] == '\0') {
+      if (*i + 1 >= argc)
+        return runctl_usage_error(NULL, "option '%s' needs a value", opts[k].name), -1;
+      *opts[k].dst = argv[++*i];
+    } else {
+      continue;
+    }
+    return 1;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   /* our own writes report EPIPE; we then die by SIGPIPE on purpose */
   signal(SIGPIPE, SIG_IGN);
-  runctl_ctx ctx = {.addr = getenv("RUNRPC_ADDR")};
+  runctl_ctx ctx = {
+      .addr = getenv("RUNRPC_ADDR"),
+      .tls_cert = env_or_null("RUNRPC_TLS_CERT"),
+      .tls_key = env_or_null("RUNRPC_TLS_KEY"),
+      .ca = env_or_null("RUNRPC_CA"),
+      .token = env_or_null("RUNRPC_TOKEN"),
+  };
   if (!ctx.addr || !*ctx.addr)
     ctx.addr = RUNCTL_DEFAULT_ADDR;
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
     const char *a = argv[i];
-    if (strcmp(a, "--addr") == 0) {
-      if (i + 1 >= argc)
-        return runctl_usage_error(NULL, "option '--addr' needs a value");
-      ctx.addr = argv[++i];
-    } else if (strncmp(a, "--addr=", 7) == 0) {
-      ctx.addr = a + 7;
+    int r = global_value(argc, argv, &i, &ctx);
+    if (r < 0)
+      return RUNCTL_EXIT_USAGE;
+    if (r > 0)
+      continue;
+    if (strcmp(a, "--allow-insecure") == 0) {
+      ctx.allow_insecure = true;
     } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       print_main_help();
       return 0;

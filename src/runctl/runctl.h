@@ -18,6 +18,9 @@ typedef struct runctl_ctx {
   const char *addr;
   const char *verb;
   runrpc_client *client;
+  /* TLS and token flags (or RUNRPC_TLS_CERT, RUNRPC_TLS_KEY, RUNRPC_CA, RUNRPC_TOKEN) */
+  const char *tls_cert, *tls_key, *ca, *server_name, *token;
+  bool allow_insecure;
 } runctl_ctx;
 
 typedef struct runctl_command {

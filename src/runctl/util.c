@@ -45,6 +45,12 @@ int runctl_connect(runctl_ctx *ctx, int exit_code) {
   runrpc_error err;
   runrpc_options o;
   runrpc_options_init(&o);
+  o.tls_cert_file = ctx->tls_cert;
+  o.tls_key_file = ctx->tls_key;
+  o.tls_ca_file = ctx->ca;
+  o.tls_server_name = ctx->server_name;
+  o.token = ctx->token;
+  o.allow_insecure = ctx->allow_insecure;
   if (runrpc_connect(ctx->addr, &o, &ctx->client, &err) < 0)
     return runctl_fail("connect", &err, exit_code);
   return 0;

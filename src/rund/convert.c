@@ -109,6 +109,8 @@ int convert_status(const job *j, status_msg *m, rr_err *e) {
   st.request = &m->request;
   st.stdout_bytes = j->size[0];
   st.stderr_bytes = j->size[1];
+  st.n_owner = j->nowner;
+  st.owner = j->owner;
   m->status = st;
   return 0;
 }

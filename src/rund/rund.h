@@ -8,6 +8,9 @@
 #include "jobs/job.h"
 #include "jobs/reaper.h"
 #include "rpc/server.h"
+#include "rund/authz.h"
+#include "rund/secrets.h"
+#include "rund/tokens.h"
 #include "rund_wire.pb-c.h"
 #include "runrpc/v1/jobs.pb-c.h"
 
@@ -16,7 +19,23 @@ typedef struct rund_ctx {
   grpc_server *server;
   reaper *reaper;
   job_table *jobs;
+  authz_config authz; /* authz.tokens points at tokens */
+  token_file tokens;
+  secrets *secrets;    /* NULL: no secret store */
+  char *token_path;    /* reloaded on SIGHUP */
+  bool token_optional; /* the default STATE/tokens: may be missing */
 } rund_ctx;
+
+struct rund_opts;
+/* setup.c: token file, secret store and admins from the flags (one clear
+ * error when a file is unsafe or malformed). */
+int rund_security_load(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);
+/* Re-read the token file; the old one stays on failure. */
+int rund_tokens_reload(rund_ctx *ctx, rr_err *e);
+void rund_security_free(rund_ctx *ctx);
+/* Every listener of o (the embedded default's certificates made first);
+ * logs each address. */
+int rund_listen_all(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);
 
 /* Register every runrpc.v1.Jobs method on s. */
 int jobs_service_register(grpc_server *s, rund_ctx *ctx, rr_err *e);
@@ -39,5 +58,16 @@ typedef struct status_msg {
 } status_msg;
 int convert_status(const job *j, status_msg *m, rr_err *e);
 void convert_status_clear(status_msg *m);
+/* svc_auth.c: the caller's identity (UNAUTHENTICATED when it has none). */
+int rund_call_identity(grpc_call *c, authz_identity *ret, rr_err *e);
+/* Look a job id up for caller id: a job it may not see is NOT_FOUND with
+ * the same message as an unknown id. */
+int rund_job_lookup_visible(rund_ctx *ctx, const authz_identity *id,
+                            const ProtobufCBinaryData *job_id, job **ret, rr_err *e);
+/* Child env values for r with secret:// references resolved; free with
+ * secrets_values_free(v, r->nenv). */
+int rund_env_resolve(rund_ctx *ctx, const job_request *r, char ***ret, rr_err *e);
+/* After a spawn failure: replace an error that would show a secret value. */
+void rund_spawn_error_scrub(const job_request *r, char *const *resolved, rr_err *e);
 /* Finish c with the error's code and message. */
 void rund_call_fail(grpc_call *c, const rr_err *e);

@@ -268,6 +268,10 @@ static void exec_on_timeout(loop *l, void *data) {
 
 static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
   job_request r;
+  authz_identity id = {0};
+  if (rund_call_identity(x->c, &id, e) < 0)
+    return -1;
+  authz_identity_clear(&id); /* any identity may run commands; Exec leaves no job behind */
   if (convert_command(st->command, &r, e) < 0)
     return -1;
   if (st->timeout_case == RUNDWIRE__EXEC_START__TIMEOUT_TIMEOUT_MS) {
@@ -275,7 +279,8 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
     r.timeout_ms = st->timeout_ms;
   }
   int rc = -1, in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
-  if (job_request_validate(&r, e) < 0)
+  char **child_env = NULL;
+  if (job_request_validate(&r, e) < 0 || rund_env_resolve(x->ctx, &r, &child_env, e) < 0)
     goto out;
   if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
     rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create pipes");
@@ -285,15 +290,17 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
                   .args = (const char *const *)r.args,
                   .nargs = r.nargs,
                   .env_keys = (const char *const *)r.env_keys,
-                  .env_values = (const char *const *)r.env_values,
+                  .env_values = (const char *const *)child_env,
                   .nenv = r.nenv,
                   .workdir = r.workdir,
                   .stdin_fd = in[0],
                   .stdout_fd = out[1],
                   .stderr_fd = err[1]};
   spawn_result sr;
-  if (spawn_process(&o, &sr, e) < 0)
+  if (spawn_process(&o, &sr, e) < 0) {
+    rund_spawn_error_scrub(&r, child_env, e);
     goto out;
+  }
   x->started = true;
   x->pid = sr.pid;
   x->in_fd = in[1];
@@ -326,6 +333,7 @@ out:
     if (err[i] >= 0)
       close(err[i]);
   }
+  secrets_values_free(child_env, r.nenv);
   job_request_free(&r);
   return rc;
 }

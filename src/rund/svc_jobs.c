@@ -34,7 +34,10 @@ static void on_start(grpc_call *c, ProtobufCMessage *msg) {
   rr_err e = {0};
   job_request r;
   job *j = NULL;
-  if (convert_command(req->command, &r, &e) < 0)
+  authz_identity id = {0};
+  char **child_env = NULL;
+  size_t nenv = 0;
+  if (rund_call_identity(c, &id, &e) < 0 || convert_command(req->command, &r, &e) < 0)
     goto fail;
   if (req->n_tags > REQUEST_MAX_TAGS) {
     rr_err_set(&e, RR_INVALID_ARGUMENT, "tags has %zu entries (max %d)", req->n_tags,
@@ -56,8 +59,19 @@ static void on_start(grpc_call *c, ProtobufCMessage *msg) {
     r.has_timeout = true;
     r.timeout_ms = req->timeout_ms;
   }
-  if (job_table_start(call_ctx(c)->jobs, &r, &j, &e) < 0)
+  /* secrets are read last, once everything else is known to be fine */
+  nenv = r.nenv;
+  if (job_request_validate(&r, &e) < 0 || rund_env_resolve(call_ctx(c), &r, &child_env, &e) < 0)
     goto fail_req;
+  job_start_opts o = {.owner = (const char *const *)id.principals,
+                      .nowner = id.n,
+                      .env_values = (const char *const *)child_env};
+  if (job_table_start(call_ctx(c)->jobs, &r, &o, &j, &e) < 0) {
+    rund_spawn_error_scrub(&r, child_env, &e);
+    goto fail_req;
+  }
+  secrets_values_free(child_env, nenv);
+  authz_identity_clear(&id);
   Runrpc__V1__StartResponse resp = RUNRPC__V1__START_RESPONSE__INIT;
   resp.job_id = j->id;
   resp.pid = j->pid;
@@ -68,17 +82,29 @@ static void on_start(grpc_call *c, ProtobufCMessage *msg) {
   protobuf_c_message_free_unpacked(msg, NULL);
   return;
 fail_req:
+  secrets_values_free(child_env, nenv);
   job_request_free(&r);
 fail:
+  authz_identity_clear(&id);
   rund_call_fail(c, &e);
   protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+/* The caller's identity and the job it names, if it may see it. */
+static int call_job(grpc_call *c, const ProtobufCBinaryData *job_id, job **ret, rr_err *e) {
+  authz_identity id = {0};
+  if (rund_call_identity(c, &id, e) < 0)
+    return -1;
+  int rc = rund_job_lookup_visible(call_ctx(c), &id, job_id, ret, e);
+  authz_identity_clear(&id);
+  return rc;
 }
 
 static void on_status(grpc_call *c, ProtobufCMessage *msg) {
   Rundwire__StatusRequest *req = (Rundwire__StatusRequest *)msg;
   rr_err e = {0};
   job *j;
-  if (convert_job_lookup(call_ctx(c), &req->job_id, &j, &e) < 0)
+  if (call_job(c, &req->job_id, &j, &e) < 0)
     rund_call_fail(c, &e);
   else
     reply_status(c, j, &runrpc__v1__status_response__descriptor);
@@ -91,8 +117,11 @@ static void on_list(grpc_call *c, ProtobufCMessage *msg) {
   _cleanup_free_ char *tag = NULL;
   job **v = NULL;
   size_t n = 0;
+  authz_identity id = {0};
   status_msg *ms = NULL;
   Runrpc__V1__JobStatus **ptrs = NULL;
+  if (rund_call_identity(c, &id, &e) < 0)
+    goto out;
   if (req->state < 0 || req->state > JOB_FAILED) {
     rr_err_set(&e, RR_INVALID_ARGUMENT, "state %d is not a JobState", req->state);
     goto out;
@@ -104,6 +133,11 @@ static void on_list(grpc_call *c, ProtobufCMessage *msg) {
   }
   if (job_table_list(call_ctx(c)->jobs, (job_state)req->state, tag, &v, &n, &e) < 0)
     goto out;
+  size_t kept = 0; /* only the caller's jobs */
+  for (size_t i = 0; i < n; i++)
+    if (authz_can_see(&id, v[i]->owner, v[i]->nowner))
+      v[kept++] = v[i];
+  n = kept;
   ms = calloc(n ? n : 1, sizeof *ms);
   ptrs = calloc(n ? n : 1, sizeof *ptrs);
   if (!ms || !ptrs) {
@@ -127,6 +161,7 @@ out:
   free(ms);
   free(ptrs);
   free(v);
+  authz_identity_clear(&id);
   if (e.code)
     rund_call_fail(c, &e);
   else
@@ -140,7 +175,7 @@ static void on_signal(grpc_call *c, ProtobufCMessage *msg) {
   job *j;
   int sig = 0;
   _cleanup_free_ char *name = NULL;
-  if (convert_job_lookup(call_ctx(c), &req->job_id, &j, &e) < 0)
+  if (call_job(c, &req->job_id, &j, &e) < 0)
     goto out;
   if (req->sig_case == RUNDWIRE__SIGNAL_REQUEST__SIG_NUMBER) {
     if (signame_check_number(req->number, "number", &e) < 0)
@@ -215,7 +250,7 @@ static void on_wait(grpc_call *c, ProtobufCMessage *msg) {
   Rundwire__WaitRequest *req = (Rundwire__WaitRequest *)msg;
   rr_err e = {0};
   job *j;
-  if (convert_job_lookup(call_ctx(c), &req->job_id, &j, &e) < 0)
+  if (call_job(c, &req->job_id, &j, &e) < 0)
     rund_call_fail(c, &e);
   else
     waiter_start(c, j, &runrpc__v1__wait_response__descriptor);
@@ -229,7 +264,7 @@ static void on_stop(grpc_call *c, ProtobufCMessage *msg) {
   uint64_t grace = JOB_DEFAULT_GRACE_MS;
   if (req->grace_case == RUNDWIRE__STOP_REQUEST__GRACE_GRACE_MS)
     grace = req->grace_ms;
-  if (convert_job_lookup(call_ctx(c), &req->job_id, &j, &e) < 0 || job_stop(j, grace, &e) < 0)
+  if (call_job(c, &req->job_id, &j, &e) < 0 || job_stop(j, grace, &e) < 0)
     rund_call_fail(c, &e);
   else
     waiter_start(c, j, &runrpc__v1__stop_response__descriptor);

@@ -112,7 +112,12 @@ static void logs_on_message(grpc_call *c, ProtobufCMessage *msg) {
   rr_err e = {0};
   job *j;
   follower *f = NULL;
-  if (convert_job_lookup(ctx, &req->job_id, &j, &e) < 0)
+  authz_identity id = {0};
+  int rc = rund_call_identity(c, &id, &e);
+  if (rc == 0)
+    rc = rund_job_lookup_visible(ctx, &id, &req->job_id, &j, &e);
+  authz_identity_clear(&id);
+  if (rc < 0)
     goto fail;
   if (req->stream < 0 || req->stream > 2) {
     rr_err_set(&e, RR_INVALID_ARGUMENT, "stream %d is not a Stream", req->stream);

@@ -120,8 +120,8 @@ def pid_alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
             stat = f.read()
-    except FileNotFoundError:
-        return False
+    except (FileNotFoundError, ProcessLookupError):
+        return False  # gone, or reaped while we read it
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 

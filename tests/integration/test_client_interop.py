@@ -104,7 +104,7 @@ def peer():
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     p.addr = "unix:" + path
-    p.tcp_addr = "127.0.0.1:%d" % port
+    p.tcp_addr = "h2c:127.0.0.1:%d" % port
     yield p
     server.stop(0)
     shutil.rmtree(d, ignore_errors=True)
@@ -412,7 +412,7 @@ def test_server_that_never_answers_times_out():
     s, conns = _silent_server()
     try:
         t0 = time.monotonic()
-        code, msg = probe_error(probe("127.0.0.1:%d" % s.getsockname()[1], "status", ULID, 500))
+        code, msg = probe_error(probe("h2c:127.0.0.1:%d" % s.getsockname()[1], "status", ULID, 500))
         assert code == "DEADLINE_EXCEEDED", msg
         assert time.monotonic() - t0 < 3
         assert b"/runrpc.v1.Jobs/Status" in msg and b"500 ms" in msg
@@ -425,7 +425,7 @@ def test_server_that_never_answers_times_out():
 def test_server_that_closes_at_once_is_unavailable():
     s, _ = _silent_server(accept_and_close=True)
     try:
-        addr = "127.0.0.1:%d" % s.getsockname()[1]
+        addr = "h2c:127.0.0.1:%d" % s.getsockname()[1]
         r = runctl(None, "status", ULID, addr=addr)
         assert r.returncode == 1
         line = r.stderr.decode()
@@ -445,10 +445,10 @@ def test_connection_refused_is_clear():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-        r = runctl(None, "exec", "true", addr="127.0.0.1:%d" % port)
+        r = runctl(None, "exec", "true", addr="h2c:127.0.0.1:%d" % port)
         assert r.returncode == 125
         assert r.stderr.decode() == ("runctl: connect: UNAVAILABLE: cannot connect to "
-                                     "127.0.0.1:%d: Connection refused\n" % port)
+                                     "h2c:127.0.0.1:%d: Connection refused\n" % port)
         # RUNRPC_ADDR is honoured
         r = runctl(None, "list", env=dict(os.environ, RUNRPC_ADDR="unix:" + d + "/x.sock"))
         assert r.returncode == 1 and ("unix:" + d + "/x.sock").encode() in r.stderr
@@ -825,3 +825,75 @@ def test_help():
         r = runctl(None, *args)
         assert r.returncode == 0 and r.stdout.startswith(b"Usage: runctl"), args
     assert runctl(None, "--version").stdout.startswith(b"runctl ")
+
+
+# --------------------------------------------------------------------------
+# TLS against grpcio's TLS server (mTLS, independent implementation)
+
+
+@pytest.fixture
+def tls_peer():
+    import tls_testcerts
+    d = tempfile.mkdtemp(prefix="rr-cli-tls-")
+    pki = tls_testcerts.standard(d)
+    p = Peer()
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=8))
+    pb_grpc.add_JobsServicer_to_server(p, server)
+    creds = grpc.ssl_server_credentials([(pki.read("server", "key"), pki.read("server", "pem"))],
+                                        root_certificates=pki.read("ca", "pem"),
+                                        require_client_auth=True)
+    port = server.add_secure_port("127.0.0.1:0", creds)
+    server.start()
+    p.addr = "127.0.0.1:%d" % port
+    p.pki = pki
+    p.script["Status"] = lambda req, ctx, peer: pb.StatusResponse(status=status_msg())
+    yield p
+    server.stop(0)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _tls_flags(pki):
+    return ["--ca", pki.path("ca", "pem"), "--tls-cert", pki.path("client", "pem"),
+            "--tls-key", pki.path("client", "key")]
+
+
+def test_tls_mtls_and_token_reach_grpcio_server(tls_peer):
+    r = runctl(None, *_tls_flags(tls_peer.pki), "--token", "rr_tok-1", "status", ULID,
+               addr=tls_peer.addr)
+    assert r.returncode == 0, r.stderr
+    md = tls_peer.last("Status")["metadata"]
+    assert md["authorization"] == "Bearer rr_tok-1"
+    # no token: no authorization header
+    r = runctl(None, *_tls_flags(tls_peer.pki), "status", ULID, addr=tls_peer.addr)
+    assert r.returncode == 0, r.stderr
+    assert "authorization" not in tls_peer.last("Status")["metadata"]
+    # localhost is in the server certificate too
+    port = tls_peer.addr.rsplit(":", 1)[1]
+    r = runctl(None, *_tls_flags(tls_peer.pki), "status", ULID, addr="localhost:" + port)
+    assert r.returncode == 0, r.stderr
+
+
+def test_tls_library_defaults_from_state_dir(tls_peer):
+    # librunrpc picks STATE/tls/{ca.pem,client.pem,client.key} when no files are given
+    state = tempfile.mkdtemp(prefix="rr-state-")
+    try:
+        os.mkdir(os.path.join(state, "tls"), 0o700)
+        for f in ("ca.pem", "client.pem", "client.key"):
+            shutil.copy(os.path.join(tls_peer.pki.d, f), os.path.join(state, "tls", f))
+        env = dict(os.environ, RUNRPC_STATE_DIR=state)
+        r = subprocess.run([_find_probe(), tls_peer.addr, "repeat", ULID, "5"],
+                           capture_output=True, timeout=30, env=env)
+        assert r.returncode == 0, r.stdout
+        assert r.stdout == b"OK 5\n"
+        assert len({c["peer"] for c in tls_peer.calls}) == 1
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_tls_without_client_certificate_is_refused_by_grpcio(tls_peer):
+    r = runctl(None, "--ca", tls_peer.pki.path("ca", "pem"), "status", ULID, addr=tls_peer.addr,
+               env=dict(os.environ, RUNRPC_STATE_DIR="/nonexistent"))
+    assert r.returncode == 1
+    line = r.stderr.decode()
+    assert line.startswith("runctl: ") and "UNAVAILABLE" in line and tls_peer.addr in line, line
+    assert tls_peer.calls == []

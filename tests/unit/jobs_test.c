@@ -73,7 +73,7 @@ static job *start_sh(fixture *f, const char *script) {
   job_request r = req_sh(script);
   job *j = NULL;
   rr_err e = {0};
-  if (job_table_start(f->t, &r, &j, &e) < 0)
+  if (job_table_start(f->t, &r, NULL, &j, &e) < 0)
     fail_msg("start: %s", e.msg);
   return j;
 }
@@ -130,15 +130,15 @@ static void test_start_failures_leave_nothing(void **state) {
   job_request r = {.path = strdup("no-such-command-xyz")};
   job *j = NULL;
   rr_err e = {0};
-  assert_int_equal(job_table_start(f->t, &r, &j, &e), -1);
+  assert_int_equal(job_table_start(f->t, &r, NULL, &j, &e), -1);
   assert_int_equal(e.code, RR_NOT_FOUND);
   job_request_free(&r);
   r = (job_request){.path = strdup("/etc/passwd")};
-  assert_int_equal(job_table_start(f->t, &r, &j, &e), -1);
+  assert_int_equal(job_table_start(f->t, &r, NULL, &j, &e), -1);
   assert_int_equal(e.code, RR_PERMISSION_DENIED);
   job_request_free(&r);
   r = (job_request){.path = strdup("true"), .workdir = strdup("/nope")};
-  assert_int_equal(job_table_start(f->t, &r, &j, &e), -1);
+  assert_int_equal(job_table_start(f->t, &r, NULL, &j, &e), -1);
   assert_int_equal(e.code, RR_INVALID_ARGUMENT);
   job_request_free(&r);
   assert_int_equal(job_table_count(f->t), 0);
@@ -207,7 +207,7 @@ static void test_timeout(void **state) {
   r.has_timeout = true;
   r.timeout_ms = 150;
   job *j = NULL;
-  assert_int_equal(job_table_start(f->t, &r, &j, NULL), 0);
+  assert_int_equal(job_table_start(f->t, &r, NULL, &j, NULL), 0);
   run_until_done(f, j, 5000);
   assert_int_equal(j->state, JOB_KILLED);
   assert_int_equal(j->signal, SIGTERM);
@@ -232,7 +232,7 @@ static void test_list_filters(void **state) {
   r.tags[0] = strdup("build");
   r.ntags = 1;
   job *a = NULL;
-  assert_int_equal(job_table_start(f->t, &r, &a, NULL), 0);
+  assert_int_equal(job_table_start(f->t, &r, NULL, &a, NULL), 0);
   job *b = start_sh(f, "sleep 100");
   run_until_done(f, a, 3000);
   job **v;
@@ -420,6 +420,41 @@ static void test_signal_names(void **state) {
   assert_string_equal(signame_name(SIGTERM, buf, sizeof buf), "TERM");
 }
 
+/* Owner principals and the child's env override survive a restart / stay
+ * out of job.json. */
+static void test_owner_and_env_override(void **state) {
+  fixture *f = *state;
+  job_request r = req_sh("printf %s \"$K\"");
+  r.env_keys = calloc(2, sizeof *r.env_keys);
+  r.env_values = calloc(2, sizeof *r.env_values);
+  r.env_keys[0] = strdup("K");
+  r.env_values[0] = strdup("secret://k");
+  r.nenv = 1;
+  const char *owner[] = {"uid:1000", "san:dns:a.example"};
+  const char *child_env[] = {"resolved-value"};
+  job_start_opts o = {.owner = owner, .nowner = 2, .env_values = child_env};
+  job *j = NULL;
+  assert_int_equal(job_table_start(f->t, &r, &o, &j, NULL), 0);
+  run_until_done(f, j, 3000);
+  char *out = read_log(j, LOG_STDOUT);
+  assert_string_equal(out, "resolved-value");
+  free(out);
+  assert_string_equal(j->req.env_values[0], "secret://k");
+  char id[ULID_LEN + 1];
+  memcpy(id, j->id, sizeof id);
+  job_table_free(f->t);
+  table_open(f, 0);
+  assert_int_equal(job_table_lookup(f->t, id, &j, NULL), 0);
+  assert_int_equal(j->nowner, 2);
+  assert_string_equal(j->owner[0], "uid:1000");
+  assert_string_equal(j->owner[1], "san:dns:a.example");
+  assert_string_equal(j->req.env_values[0], "secret://k");
+  /* a job without owners stays without */
+  job *k = start_sh(f, "exit 0");
+  run_until_done(f, k, 3000);
+  assert_int_equal(k->nowner, 0);
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -437,6 +472,7 @@ int main(void) {
       T(test_restart_adopts_foreign_process),
       T(test_state_dir_locked),
       T(test_orphans_reaped),
+      T(test_owner_and_env_override),
       cmocka_unit_test(test_signal_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -66,6 +66,7 @@ struct grpc_client {
   grpc_call *calls;
   uint8_t rbuf[CLIENT_READ_CHUNK];
   char user_agent[64];
+  char *authorization; /* NULL: none */
 };
 
 static void call_finish(grpc_call *call, int code, const char *fmt, ...)
@@ -308,7 +309,8 @@ static void client_flush(grpc_client *c) {
     if (w < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         return;
-      client_fail(c, RR_UNAVAILABLE, "write failed: %s", strerror(errno));
+      client_fail(c, RR_UNAVAILABLE, "write failed: %s",
+                  c->t->error[0] ? c->t->error : strerror(errno));
       return;
     }
     c->out += w;
@@ -349,7 +351,8 @@ static void client_read(grpc_client *c) {
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         return;
-      client_fail(c, RR_UNAVAILABLE, "read failed: %s", strerror(errno));
+      client_fail(c, RR_UNAVAILABLE, "read failed: %s",
+                  c->t->error[0] ? c->t->error : strerror(errno));
       return;
     }
     if (n == 0) {
@@ -391,8 +394,12 @@ static int client_drive(grpc_client *c, struct pollfd *fds, size_t nfds, int tim
   if (!pfd)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   pfd[0] = (struct pollfd){.fd = c->dead ? -1 : c->t->fd, .events = POLLIN};
-  if (c->out_len > 0)
+  if (c->out_len > 0 || c->t->want_write)
     pfd[0].events |= POLLOUT;
+  /* bytes decrypted inside TLS: poll() cannot see them, so do not sleep */
+  bool buffered = !c->dead && c->t->ops->pending && c->t->ops->pending(c->t);
+  if (buffered)
+    timeout_ms = 0;
   for (size_t i = 0; i < nfds; i++) {
     pfd[i + 1] = fds[i];
     pfd[i + 1].revents = 0;
@@ -415,7 +422,7 @@ static int client_drive(grpc_client *c, struct pollfd *fds, size_t nfds, int tim
       return 0;
     return rr_err_sys(e, RR_INTERNAL, saved, "poll");
   }
-  if (rev & (POLLIN | POLLHUP | POLLERR))
+  if (buffered || (rev & (POLLIN | POLLHUP | POLLERR)) || (c->t->want_write && (rev & POLLOUT)))
     client_read(c);
   if (!c->dead)
     client_flush(c);
@@ -437,10 +444,16 @@ int grpc_client_new(grpc_transport *t, const grpc_client_options *o, grpc_client
   c->max_recv = o && o->max_recv_message ? o->max_recv_message : GRPC_DEFAULT_MAX_MESSAGE;
   snprintf(c->user_agent, sizeof c->user_agent, "%s",
            o && o->user_agent ? o->user_agent : "runrpc-c/0.1.0");
+  if (o && o->authorization && !(c->authorization = strdup(o->authorization))) {
+    free(c);
+    grpc_transport_free(t);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  }
 
   nghttp2_session_callbacks *cb;
   nghttp2_option *opt;
   if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0) {
+    free(c->authorization);
     free(c);
     grpc_transport_free(t);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
@@ -455,6 +468,7 @@ int grpc_client_new(grpc_transport *t, const grpc_client_options *o, grpc_client
   nghttp2_option_del(opt);
   if (rv != 0) {
     grpc_transport_free(t);
+    free(c->authorization);
     free(c);
     return rr_err_set(e, RR_INTERNAL, "cannot create HTTP/2 session: %s", nghttp2_strerror(rv));
   }
@@ -485,7 +499,7 @@ int grpc_client_connect(const char *addr, const grpc_client_options *o, grpc_cli
                         rr_err *e) {
   grpc_transport *t;
   uint64_t ms = o && o->connect_timeout_ms ? o->connect_timeout_ms : CLIENT_DEFAULT_CONNECT_MS;
-  if (grpc_transport_connect_plain(addr, ms, &t, e) < 0)
+  if (grpc_transport_connect(addr, o ? o->tls : NULL, ms, &t, e) < 0)
     return -1;
   return grpc_client_new(t, o, ret, e);
 }
@@ -502,10 +516,13 @@ void grpc_client_free(grpc_client *c) {
     call->client = NULL;
   nghttp2_session_del(c->session);
   grpc_transport_free(c->t);
+  free(c->authorization);
   free(c);
 }
 
 const char *grpc_client_address(const grpc_client *c) { return c->t->address; }
+
+const grpc_transport *grpc_client_transport(const grpc_client *c) { return c->t; }
 
 /* ---- calls ---- */
 
@@ -551,16 +568,21 @@ int grpc_call_start(grpc_client *c, const char *path, uint64_t timeout_ms, grpc_
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
   nghttp2_nv nva[] = {
       NV(":method", "POST"),
-      NV(":scheme", "http"),
+      NV(":scheme", c->t->tls ? "https" : "http"),
       NV(":path", call->path),
       NV(":authority", c->t->authority),
       NV("te", "trailers"),
       NV("content-type", "application/grpc"),
       NV("user-agent", c->user_agent),
+      NV("authorization", c->authorization ? c->authorization : ""),
       NV("grpc-timeout", tmo),
   };
 #undef NV
-  size_t nnv = RR_ARRAY_SIZE(nva) - (timeout_ms ? 0 : 1);
+  size_t nnv = RR_ARRAY_SIZE(nva) - 2;
+  if (c->authorization)
+    nnv++;
+  if (timeout_ms) /* grpc-timeout takes the slot authorization left free */
+    nva[nnv++] = nva[RR_ARRAY_SIZE(nva) - 1];
   nghttp2_data_provider prd = {.source.ptr = NULL, .read_callback = call_data_read};
   int32_t id = nghttp2_submit_request(c->session, NULL, nva, nnv, &prd, call);
   if (id < 0) {

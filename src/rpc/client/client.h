@@ -19,9 +19,11 @@ typedef struct grpc_client grpc_client;
 typedef struct grpc_call grpc_call;
 
 typedef struct grpc_client_options {
-  uint64_t connect_timeout_ms; /* 0: 10 s */
-  size_t max_recv_message;     /* 0: GRPC_DEFAULT_MAX_MESSAGE (4 MiB) */
-  const char *user_agent;      /* NULL: "runrpc-c/VERSION" */
+  uint64_t connect_timeout_ms;       /* 0: 10 s (TCP connect + TLS handshake) */
+  size_t max_recv_message;           /* 0: GRPC_DEFAULT_MAX_MESSAGE (4 MiB) */
+  const char *user_agent;            /* NULL: "runrpc-c/VERSION" */
+  const grpc_tls_client_config *tls; /* for TLS addresses (HOST:PORT) */
+  const char *authorization;         /* "authorization" metadata on every call, or NULL */
 } grpc_client_options;
 
 /* Results of grpc_call_recv / grpc_call_try_recv. */
@@ -31,7 +33,8 @@ enum {
   GRPC_CALL_AGAIN = 2,   /* try_recv only: nothing yet */
 };
 
-/* Connect to addr (see transport.h) and start HTTP/2 with prior knowledge. */
+/* Connect to addr (see transport.h: unix:, h2c:, TLS HOST:PORT) and start
+ * HTTP/2 with prior knowledge. */
 int grpc_client_connect(const char *addr, const grpc_client_options *o, grpc_client **ret,
                         rr_err *e);
 /* Start HTTP/2 over an already connected transport (taken, even on failure). */
@@ -40,6 +43,8 @@ int grpc_client_new(grpc_transport *t, const grpc_client_options *o, grpc_client
 void grpc_client_free(grpc_client *c);
 /* The address the client was connected to, for messages. */
 const char *grpc_client_address(const grpc_client *c);
+/* The transport under the client (TLS facts: handshake time, resumption). */
+const grpc_transport *grpc_client_transport(const grpc_client *c);
 
 /* Open a call on method path "/pkg.Service/Method"; timeout_ms 0 = no
  * deadline, else sent as grpc-timeout and enforced locally. */

@@ -29,6 +29,11 @@ int grpc_address_parse(const char *addr, grpc_address *ret, rr_err *e) {
     return 0;
   }
   ret->kind = GRPC_ADDRESS_TCP;
+  ret->tls = true;
+  if (strncmp(addr, "h2c:", 4) == 0) {
+    ret->tls = false;
+    addr += 4;
+  }
   const char *host = addr, *colon;
   size_t hostlen;
   if (addr[0] == '[') {
@@ -88,6 +93,7 @@ static const grpc_transport_ops plain_ops = {
     .read = plain_read,
     .write = plain_write,
     .close = plain_close,
+    .pending = NULL,
 };
 
 void grpc_transport_free(grpc_transport *t) {
@@ -95,12 +101,7 @@ void grpc_transport_free(grpc_transport *t) {
     t->ops->close(t);
 }
 
-/* Non-blocking connect bounded by deadline (0: none). Returns 0 or an errno. */
-static int connect_wait(int fd, const struct sockaddr *sa, socklen_t salen, uint64_t deadline) {
-  if (connect(fd, sa, salen) == 0)
-    return 0;
-  if (errno != EINPROGRESS && errno != EINTR)
-    return errno;
+int grpc_transport_wait_fd(int fd, short events, uint64_t deadline) {
   for (;;) {
     int timeout = -1;
     if (deadline) {
@@ -109,14 +110,26 @@ static int connect_wait(int fd, const struct sockaddr *sa, socklen_t salen, uint
         return ETIMEDOUT;
       timeout = (int)(deadline - now);
     }
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    struct pollfd p = {.fd = fd, .events = events};
     int r = poll(&p, 1, timeout);
     if (r < 0 && errno == EINTR)
       continue;
     if (r < 0)
       return errno;
-    if (r == 0)
-      return ETIMEDOUT;
+    return r == 0 ? ETIMEDOUT : 0;
+  }
+}
+
+/* Non-blocking connect bounded by deadline (0: none). Returns 0 or an errno. */
+static int connect_wait(int fd, const struct sockaddr *sa, socklen_t salen, uint64_t deadline) {
+  if (connect(fd, sa, salen) == 0)
+    return 0;
+  if (errno != EINPROGRESS && errno != EINTR)
+    return errno;
+  {
+    int r = grpc_transport_wait_fd(fd, POLLOUT, deadline);
+    if (r)
+      return r;
     int soerr = 0;
     socklen_t sl = sizeof soerr;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
@@ -150,31 +163,27 @@ int grpc_transport_from_fd(int fd, const char *label, grpc_transport **ret, rr_e
   return transport_new(fd, label, "localhost", ret, e);
 }
 
-int grpc_transport_connect_plain(const char *addr, uint64_t timeout_ms, grpc_transport **ret,
-                                 rr_err *e) {
-  grpc_address a;
-  if (grpc_address_parse(addr, &a, e) < 0)
-    return -1;
-  uint64_t deadline = timeout_ms ? rr_now_mono_ms() + timeout_ms : 0;
-  if (a.kind == GRPC_ADDRESS_UNIX) {
+/* Connect the socket of a: returns the fd, or -1 with e set. */
+static int connect_socket(const char *addr, const grpc_address *a, uint64_t deadline, rr_err *e) {
+  if (a->kind == GRPC_ADDRESS_UNIX) {
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
       return rr_err_sys(e, RR_UNAVAILABLE, errno, "cannot connect to %s: socket", addr);
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    memcpy(sun.sun_path, a.path, strlen(a.path));
+    memcpy(sun.sun_path, a->path, strlen(a->path));
     int err = connect_wait(fd, (struct sockaddr *)&sun, sizeof sun, deadline);
     if (err)
       return rr_err_sys(e, RR_UNAVAILABLE, err, "cannot connect to %s", addr);
-    return transport_new(TAKE_FD(fd), addr, "localhost", ret, e);
+    return TAKE_FD(fd);
   }
   struct addrinfo hints = {.ai_family = AF_UNSPEC,
                            .ai_socktype = SOCK_STREAM,
                            .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV};
   struct addrinfo *res = NULL;
-  int gai = getaddrinfo(a.host, a.port, &hints, &res);
+  int gai = getaddrinfo(a->host, a->port, &hints, &res);
   if (gai != 0)
     return rr_err_set(e, RR_UNAVAILABLE, "cannot connect to %s: cannot resolve \"%s\": %s", addr,
-                      a.host, gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
+                      a->host, gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
   int last = ECONNREFUSED;
   for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
     int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
@@ -192,9 +201,51 @@ int grpc_transport_connect_plain(const char *addr, uint64_t timeout_ms, grpc_tra
     int one = 1; /* without it small frames wait ~40 ms for delayed ACKs */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     freeaddrinfo(res);
-    const char *authority = strncmp(addr, "unix:", 5) ? addr : "localhost";
-    return transport_new(fd, addr, authority, ret, e);
+    return fd;
   }
   freeaddrinfo(res);
   return rr_err_sys(e, RR_UNAVAILABLE, last, "cannot connect to %s", addr);
+}
+
+/* :authority is HOST:PORT (brackets kept), without an "h2c:" prefix. */
+static const char *address_authority(const char *addr, const grpc_address *a) {
+  if (a->kind == GRPC_ADDRESS_UNIX)
+    return "localhost";
+  return strncmp(addr, "h2c:", 4) == 0 ? addr + 4 : addr;
+}
+
+int grpc_transport_connect_plain(const char *addr, uint64_t timeout_ms, grpc_transport **ret,
+                                 rr_err *e) {
+  grpc_address a;
+  if (grpc_address_parse(addr, &a, e) < 0)
+    return -1;
+  uint64_t deadline = timeout_ms ? rr_now_mono_ms() + timeout_ms : 0;
+  int fd = connect_socket(addr, &a, deadline, e);
+  if (fd < 0)
+    return -1;
+  return transport_new(fd, addr, address_authority(addr, &a), ret, e);
+}
+
+int grpc_transport_connect(const char *addr, const grpc_tls_client_config *tls, uint64_t timeout_ms,
+                           grpc_transport **ret, rr_err *e) {
+  grpc_address a;
+  if (grpc_address_parse(addr, &a, e) < 0)
+    return -1;
+  if (a.kind == GRPC_ADDRESS_UNIX || !a.tls)
+    return grpc_transport_connect_plain(addr, timeout_ms, ret, e);
+  if (!tls || !tls->ca_file)
+    return rr_err_set(e, RR_INVALID_ARGUMENT,
+                      "%s is a TLS address and no CA file was given to verify the server "
+                      "(use h2c:%s for plaintext on loopback)",
+                      addr, addr);
+  if (grpc_transport_tls_check(tls, e) < 0) /* bad files: fail before touching the server */
+    return -1;
+  uint64_t deadline = timeout_ms ? rr_now_mono_ms() + timeout_ms : 0;
+  int fd = connect_socket(addr, &a, deadline, e);
+  if (fd < 0)
+    return -1;
+  if (grpc_transport_tls_start(fd, addr, a.host, tls, deadline, ret, e) < 0)
+    return -1;
+  snprintf((*ret)->authority, sizeof(*ret)->authority, "%s", addr);
+  return 0;
 }

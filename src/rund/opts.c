@@ -1,0 +1,226 @@
+/* rund's flags. */
+#include "rund/opts.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "rund/authz.h"
+
+static void rund_usage(FILE *f) {
+  fprintf(
+      f,
+      "Usage: rund [--listen ADDR]... [--state-dir DIR] [--max-log-bytes N]\n"
+      "            [--log-level debug|info|warn|error] [--fsync]\n"
+      "            [--tls-cert F --tls-key F --client-ca F] [--tls12]\n"
+      "            [--token-file F] [--allow-insecure-tokens] [--admin PRINCIPAL]...\n"
+      "            [--secrets-dir DIR] [--help] [--version]\n"
+      "       rund certs issue NAME --san KIND:VALUE... [--days N] [--out DIR] [--state-dir "
+      "DIR]\n"
+      "       rund tokens create IDENTITY [--token-file F] [--state-dir DIR]\n"
+      "\n"
+      "Run commands for remote clients over gRPC (service runrpc.v1.Jobs).\n"
+      "\n"
+      "  --listen ADDR        unix:PATH, HOST:PORT ([::1]:PORT for IPv6; TLS, needs\n"
+      "                       --tls-cert/--tls-key/--client-ca) or h2c:HOST:PORT\n"
+      "                       (plaintext, loopback only); repeatable. Default: " RUND_DEFAULT_ADDR
+      "\n"
+      "                       and TLS " RUND_DEFAULT_TLS_ADDR
+      " with certificates made in STATE/tls\n"
+      "  --state-dir DIR      jobs, logs, tls/, tokens, secrets/; default " RUND_DEFAULT_STATE "\n"
+      "  --max-log-bytes N    per job and stream, oldest bytes dropped past it;\n"
+      "                       suffixes K, M, G; default 1G\n"
+      "  --log-level L        debug, info, warn or error; default info\n"
+      "  --fsync              fsync job state on every change (survives power\n"
+      "                       loss; slower); without it state survives rund\n"
+      "                       crashes and restarts (atomic renames)\n"
+      "  --tls-cert F, --tls-key F, --client-ca F\n"
+      "                       server certificate chain, its key, and the CA client\n"
+      "                       certificates must chain to (all three or none)\n"
+      "  --tls12              also accept TLS 1.2 (ECDHE + AEAD only)\n"
+      "  --token-file F       bearer tokens (IDENTITY sha256:HEX lines, mode 0600);\n"
+      "                       default STATE/tokens if it exists; SIGHUP reloads it\n"
+      "  --allow-insecure-tokens\n"
+      "                       accept bearer tokens on plaintext connections (development)\n"
+      "  --admin PRINCIPAL    sees and controls every job (uid:N, token:ID,\n"
+      "                       san:uri|dns|email|ip:VALUE); repeatable\n"
+      "  --secrets-dir DIR    secret://NAME env values come from DIR/NAME (mode 0700,\n"
+      "                       files 0600); default STATE/secrets if it exists\n"
+      "  --help, --version\n");
+}
+
+static int rund_parse_size(const char *s, uint64_t *ret) {
+  char *end;
+  errno = 0;
+  if (!*s || *s == '-')
+    return -1;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s)
+    return -1;
+  unsigned shift = 0;
+  if (*end) {
+    switch (*end) {
+    case 'k':
+    case 'K':
+      shift = 10;
+      break;
+    case 'm':
+    case 'M':
+      shift = 20;
+      break;
+    case 'g':
+    case 'G':
+      shift = 30;
+      break;
+    default:
+      return -1;
+    }
+    if (end[1] && !((end[1] == 'i' || end[1] == 'B') &&
+                    (!end[2] || (end[1] == 'i' && end[2] == 'B' && !end[3]))))
+      return -1;
+  }
+  if (v > (UINT64_MAX >> shift))
+    return -1;
+  *ret = (uint64_t)v << shift;
+  return 0;
+}
+
+int rund_bad_flag(const char *help, const char *fmt, const char *arg) {
+  fprintf(stderr, "rund: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, " (see %s)\n", help);
+  return 2;
+}
+
+#define BAD(...) rund_bad_flag("rund --help", __VA_ARGS__)
+
+static int rund_opt_file(const char **slot, const char *flag, const char *arg) {
+  if (!*arg)
+    return BAD("%s needs a file", flag);
+  *slot = arg;
+  return 0;
+}
+
+/* Checks across flags once all are read. */
+static int rund_opts_finish(rund_opts *o) {
+  int tls = !!o->tls_cert + !!o->tls_key + !!o->client_ca;
+  if (tls != 0 && tls != 3)
+    return BAD("%s", "--tls-cert, --tls-key and --client-ca go together: give all three or none");
+  if (o->tls12 && !tls && o->nlisten)
+    return BAD("%s", "--tls12 needs --tls-cert, --tls-key and --client-ca");
+  if (!o->nlisten) {
+    o->embedded = tls == 0;
+    o->listen[o->nlisten++] = RUND_DEFAULT_ADDR;
+    o->listen[o->nlisten++] = RUND_DEFAULT_TLS_ADDR;
+  }
+  return 0;
+}
+
+int rund_opts_parse(int argc, char **argv, rund_opts *o) {
+  enum { O_CERT = 256, O_KEY, O_CA, O_TLS12, O_TOKENS, O_INSECURE, O_ADMIN, O_SECRETS };
+  static const struct option longs[] = {{"listen", required_argument, NULL, 'l'},
+                                        {"state-dir", required_argument, NULL, 's'},
+                                        {"max-log-bytes", required_argument, NULL, 'm'},
+                                        {"log-level", required_argument, NULL, 'v'},
+                                        {"fsync", no_argument, NULL, 'f'},
+                                        {"tls-cert", required_argument, NULL, O_CERT},
+                                        {"tls-key", required_argument, NULL, O_KEY},
+                                        {"client-ca", required_argument, NULL, O_CA},
+                                        {"tls12", no_argument, NULL, O_TLS12},
+                                        {"token-file", required_argument, NULL, O_TOKENS},
+                                        {"allow-insecure-tokens", no_argument, NULL, O_INSECURE},
+                                        {"admin", required_argument, NULL, O_ADMIN},
+                                        {"secrets-dir", required_argument, NULL, O_SECRETS},
+                                        {"help", no_argument, NULL, 'h'},
+                                        {"version", no_argument, NULL, 'V'},
+                                        {NULL, 0, NULL, 0}};
+  *o = (rund_opts){
+      .state_dir = RUND_DEFAULT_STATE, .max_log_bytes = 1ull << 30, .log_level = RR_LOG_INFO};
+  opterr = 0;
+  int c, rc = 0;
+  while (rc == 0 && (c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
+    switch (c) {
+    case 'l':
+      if (o->nlisten == RUND_MAX_LISTEN)
+        return BAD("too many --listen (max 16)%s", "");
+      if (!*optarg)
+        return BAD("--listen needs an address%s", "");
+      o->listen[o->nlisten++] = optarg;
+      break;
+    case 's':
+      if (!*optarg)
+        return BAD("--state-dir needs a directory%s", "");
+      o->state_dir = optarg;
+      break;
+    case 'm':
+      if (rund_parse_size(optarg, &o->max_log_bytes) < 0 || o->max_log_bytes == 0)
+        return BAD("--max-log-bytes \"%s\" is not a size (e.g. 65536, 64K, 1G)", optarg);
+      break;
+    case 'v':
+      if (!strcmp(optarg, "debug"))
+        o->log_level = RR_LOG_DEBUG;
+      else if (!strcmp(optarg, "info"))
+        o->log_level = RR_LOG_INFO;
+      else if (!strcmp(optarg, "warn"))
+        o->log_level = RR_LOG_WARN;
+      else if (!strcmp(optarg, "error"))
+        o->log_level = RR_LOG_ERROR;
+      else
+        return BAD("--log-level \"%s\" is not debug, info, warn or error", optarg);
+      break;
+    case 'f':
+      o->fsync = true;
+      break;
+    case O_CERT:
+      rc = rund_opt_file(&o->tls_cert, "--tls-cert", optarg);
+      break;
+    case O_KEY:
+      rc = rund_opt_file(&o->tls_key, "--tls-key", optarg);
+      break;
+    case O_CA:
+      rc = rund_opt_file(&o->client_ca, "--client-ca", optarg);
+      break;
+    case O_TLS12:
+      o->tls12 = true;
+      break;
+    case O_TOKENS:
+      rc = rund_opt_file(&o->token_file, "--token-file", optarg);
+      break;
+    case O_INSECURE:
+      o->allow_insecure_tokens = true;
+      break;
+    case O_ADMIN: {
+      rr_err e = {0};
+      if (o->nadmins == RUND_MAX_ADMINS)
+        return BAD("too many --admin (max 32)%s", "");
+      if (authz_principal_check(optarg, &e) < 0)
+        return BAD("--admin: %s", e.msg);
+      o->admins[o->nadmins++] = optarg;
+      break;
+    }
+    case O_SECRETS:
+      if (!*optarg)
+        return BAD("--secrets-dir needs a directory%s", "");
+      o->secrets_dir = optarg;
+      break;
+    case 'h':
+      rund_usage(stdout);
+      return -1;
+    case 'V':
+      printf("rund %s\n", RUND_VERSION);
+      return -1;
+    case ':':
+      return BAD("%s needs a value", argv[optind - 1]);
+    default:
+      return BAD("unknown flag \"%s\"", argv[optind - 1]);
+    }
+  }
+  if (rc)
+    return rc;
+  if (optind < argc)
+    return BAD("unexpected argument \"%s\"", argv[optind]);
+  return rund_opts_finish(o);
+}

@@ -1,0 +1,37 @@
+/* rund's command line: flags of the daemon and the subcommand table. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RUND_DEFAULT_ADDR "unix:/run/runrpc/rund.sock"
+#define RUND_DEFAULT_TLS_ADDR "127.0.0.1:7734"
+#define RUND_DEFAULT_STATE "/var/lib/runrpc"
+#define RUND_MAX_LISTEN 16
+#define RUND_MAX_ADMINS 32
+
+typedef struct rund_opts {
+  const char *listen[RUND_MAX_LISTEN];
+  size_t nlisten;
+  const char *state_dir;
+  uint64_t max_log_bytes;
+  int log_level;
+  bool fsync;
+  const char *tls_cert, *tls_key, *client_ca;
+  bool tls12;
+  const char *token_file; /* NULL: STATE/tokens if it exists */
+  bool allow_insecure_tokens;
+  const char *admins[RUND_MAX_ADMINS];
+  size_t nadmins;
+  const char *secrets_dir; /* NULL: STATE/secrets if it exists */
+  bool embedded;           /* no --listen and no TLS flags: the embedded default */
+} rund_opts;
+
+/* 0 to run, -1 to exit 0 (--help, --version), else the exit code. */
+int rund_opts_parse(int argc, char **argv, rund_opts *o);
+/* Print "rund: MSG (see HELP)" on stderr; returns 2. */
+int rund_bad_flag(const char *help, const char *fmt, const char *arg);
+
+/* Subcommands (one file each): argv[0] is the subcommand's name. */
+int rund_cmd_certs(int argc, char **argv);
+int rund_cmd_tokens(int argc, char **argv);

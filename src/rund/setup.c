@@ -1,0 +1,138 @@
+/* Daemon set-up from the flags: who may call (token file, admins), the
+ * secret store, and the listeners (TLS, h2c, unix) with the embedded
+ * default's certificates. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "rund.h"
+#include "rund/certs.h"
+#include "rund/opts.h"
+
+/* STATE/NAME when it exists (NULL if not), for optional default files. */
+static char *state_default(const char *state_dir, const char *name) {
+  char *p = NULL;
+  struct stat st;
+  if (asprintf(&p, "%s/%s", state_dir, name) < 0)
+    return NULL;
+  if (lstat(p, &st) < 0) {
+    free(p);
+    return NULL;
+  }
+  return p;
+}
+
+int rund_security_load(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
+  ctx->authz.tokens = &ctx->tokens;
+  ctx->authz.allow_insecure_tokens = o->allow_insecure_tokens;
+  ctx->authz.admins = calloc(o->nadmins + 2, sizeof(char *));
+  if (!ctx->authz.admins)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  for (size_t i = 0; i < o->nadmins; i++)
+    ctx->authz.admins[ctx->authz.nadmins++] = (char *)o->admins[i];
+  if (o->embedded)
+    ctx->authz.admins[ctx->authz.nadmins++] = (char *)CERTS_ADMIN_PRINCIPAL;
+  ctx->token_optional = !o->token_file;
+  if (o->token_file)
+    ctx->token_path = strdup(o->token_file);
+  else if (asprintf(&ctx->token_path, "%s/tokens", o->state_dir) < 0)
+    ctx->token_path = NULL;
+  if (!ctx->token_path)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  if (rund_tokens_reload(ctx, e) < 0)
+    return -1;
+  _cleanup_free_ char *sd =
+      o->secrets_dir ? strdup(o->secrets_dir) : state_default(o->state_dir, "secrets");
+  if (sd && secrets_open(sd, &ctx->secrets, e) < 0)
+    return -1;
+  char q[4200], q2[4200];
+  rr_info("auth", "token_file=%s tokens=%zu secrets_dir=%s admins=%zu insecure_tokens=%s",
+          rr_log_quote(q, sizeof q, ctx->token_path), ctx->tokens.n,
+          rr_log_quote(q2, sizeof q2, sd ? sd : ""), ctx->authz.nadmins,
+          o->allow_insecure_tokens ? "true" : "false");
+  return 0;
+}
+
+int rund_tokens_reload(rund_ctx *ctx, rr_err *e) {
+  token_file t = {0};
+  rr_err le = {0};
+  if (tokens_load(ctx->token_path, &t, &le) < 0) {
+    if (!(ctx->token_optional && le.code == RR_NOT_FOUND)) {
+      *e = le;
+      return -1;
+    }
+  }
+  tokens_free(&ctx->tokens);
+  ctx->tokens = t;
+  return 0;
+}
+
+void rund_security_free(rund_ctx *ctx) {
+  tokens_free(&ctx->tokens);
+  secrets_free(ctx->secrets);
+  free(ctx->token_path);
+  free(ctx->authz.admins);
+  ctx->secrets = NULL;
+  ctx->token_path = NULL;
+  ctx->authz.admins = NULL;
+}
+
+/* Refused handshakes and other connection events, one line each. */
+static void rund_conn_log(void *data, const char *peer, const char *what) {
+  static const char tls[] = "tls handshake refused: ";
+  char qp[256], qw[1024];
+  rr_log_quote(qp, sizeof qp, peer);
+  if (!strncmp(what, tls, sizeof tls - 1))
+    rr_warn("tls handshake refused", "peer=%s reason=%s", qp,
+            rr_log_quote(qw, sizeof qw, what + sizeof tls - 1));
+  else
+    rr_warn("connection refused", "peer=%s reason=%s", qp, rr_log_quote(qw, sizeof qw, what));
+}
+
+static bool addr_is_tcp_tls(const char *addr) {
+  return strncmp(addr, "unix:", 5) != 0 && strncmp(addr, "h2c:", 4) != 0;
+}
+
+int rund_listen_all(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
+  grpc_tls_config tls = {.cert_file = o->tls_cert,
+                         .key_file = o->tls_key,
+                         .client_ca_file = o->client_ca,
+                         .allow_tls12 = o->tls12};
+  certs_paths paths;
+  char q[4200];
+  if (o->embedded) {
+    char made[64];
+    if (certs_ensure_default(o->state_dir, &paths, made, sizeof made, e) < 0)
+      return rr_err_wrap(e, "embedded TLS certificates");
+    if (made[0])
+      rr_info("made tls files", "dir=%s files=%s", rr_log_quote(q, sizeof q, paths.dir),
+              rr_log_quote(q + 2100, sizeof q - 2100, made));
+    tls.cert_file = paths.server;
+    tls.key_file = paths.server_key;
+    tls.client_ca_file = paths.ca;
+  }
+  grpc_server_set_conn_log(ctx->server, rund_conn_log, ctx);
+  for (size_t i = 0; i < o->nlisten; i++) {
+    const char *addr = o->listen[i];
+    int rc;
+    if (!addr_is_tcp_tls(addr))
+      rc = grpc_server_listen(ctx->server, addr, e);
+    else if (!tls.cert_file)
+      rc = rr_err_set(e, RR_INVALID_ARGUMENT,
+                      "%s needs TLS: give --tls-cert/--tls-key/--client-ca, or use "
+                      "h2c:HOST:PORT on loopback",
+                      addr);
+    else
+      rc = grpc_server_listen_tls(ctx->server, addr, &tls, e);
+    if (rc < 0)
+      return -1;
+    const char *bound = grpc_server_listen_address(ctx->server, i);
+    rr_info("listening", "addr=%s tls=%s", rr_log_quote(q, sizeof q, bound ? bound : addr),
+            addr_is_tcp_tls(addr) ? "true" : "false");
+  }
+  return 0;
+}

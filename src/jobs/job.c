@@ -458,6 +458,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
       .stdin_fd = devnull,
       .stdout_fd = j->log_fd[0],
       .stderr_fd = j->log_fd[1],
+      .ids = opts ? opts->ids : NULL,
   };
   spawn_result sr;
   j->start_ns = rr_now_unix_ns();

@@ -82,6 +82,7 @@ typedef struct job_start_opts {
   /* what the child gets instead of req->env_values (resolved secrets); the
    * job keeps req's values. NULL: req's values. */
   const char *const *env_values;
+  const struct spawn_ids *ids; /* run as these credentials; NULL: rund's own */
 } job_start_opts;
 
 #define JOB_MAX_OWNERS 64

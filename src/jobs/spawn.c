@@ -1,6 +1,8 @@
 #include "jobs/spawn.h"
 
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <signal.h>
@@ -186,7 +188,7 @@ int spawn_proc_start_ticks(pid_t pid, uint64_t *ret) {
   return 0;
 }
 
-enum { STEP_SIGNALS = 1, STEP_SETPGID, STEP_STDIO, STEP_CHDIR, STEP_EXEC };
+enum { STEP_SIGNALS = 1, STEP_SETPGID, STEP_STDIO, STEP_IDS, STEP_CHDIR, STEP_EXEC };
 struct spawn_report {
   int err;
   int step;
@@ -226,6 +228,11 @@ static _Noreturn void spawn_child(const spawn_opts *o, const char *exe, char *co
     if (dup2(src[i], i) < 0)
       goto fail;
   syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
+  r.step = STEP_IDS;
+  /* groups, then gid, then uid: after setuid we could no longer change them */
+  if (o->ids && (setgroups(o->ids->ngroups, o->ids->groups) < 0 || setgid(o->ids->gid) < 0 ||
+                 setuid(o->ids->uid) < 0))
+    goto fail;
   r.step = STEP_CHDIR;
   if (chdir(o->workdir && *o->workdir ? o->workdir : "/") < 0)
     goto fail;
@@ -235,6 +242,24 @@ fail:
   r.err = errno;
   (void)!write(report_fd, &r, sizeof r);
   _exit(127);
+}
+
+int spawn_ids_for_user(uid_t uid, gid_t gid, spawn_ids *ret, rr_err *e) {
+  *ret = (spawn_ids){.uid = uid, .gid = gid, .groups = {gid}, .ngroups = 1};
+  struct passwd pw, *found = NULL;
+  char buf[4096];
+  int r = getpwuid_r(uid, &pw, buf, sizeof buf, &found);
+  if (r != 0 && r != ENOENT && r != ESRCH)
+    return rr_err_sys(e, RR_INTERNAL, r, "cannot look up uid %u", (unsigned)uid);
+  if (!found)
+    return 0; /* no passwd entry: the peer's own gid only */
+  ret->gid = pw.pw_gid;
+  int n = SPAWN_MAX_GROUPS;
+  if (getgrouplist(pw.pw_name, pw.pw_gid, ret->groups, &n) < 0)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "user %u is in more than %d groups", (unsigned)uid,
+                      SPAWN_MAX_GROUPS);
+  ret->ngroups = (size_t)n;
+  return 0;
 }
 
 static pid_t spawn_clone(int *pidfd) {
@@ -270,6 +295,8 @@ static const char *spawn_step_name(int step) {
     return "creating the process group";
   case STEP_STDIO:
     return "setting up stdio";
+  case STEP_IDS:
+    return "switching to the caller's uid/gid";
   case STEP_CHDIR:
     return "changing to the working directory";
   default:
@@ -336,6 +363,8 @@ int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e) {
                                                                     : RR_FAILED_PRECONDITION;
   else if (r.step == STEP_CHDIR)
     code = RR_INVALID_ARGUMENT;
+  else if (r.step == STEP_IDS)
+    code = RR_PERMISSION_DENIED;
   else if (r.err == EMFILE || r.err == ENFILE || r.err == ENOMEM)
     code = RR_RESOURCE_EXHAUSTED;
   if (r.step == STEP_CHDIR)

@@ -11,6 +11,16 @@
 
 #define SPAWN_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+#define SPAWN_MAX_GROUPS 256
+
+/* Credentials the child switches to before chdir and exec. */
+typedef struct spawn_ids {
+  uid_t uid;
+  gid_t gid;
+  gid_t groups[SPAWN_MAX_GROUPS]; /* supplementary groups */
+  size_t ngroups;
+} spawn_ids;
+
 typedef struct spawn_opts {
   const char *path;        /* as requested: "ls", "./x", "/bin/sh" */
   const char *const *args; /* argv[1..], nargs entries */
@@ -20,6 +30,7 @@ typedef struct spawn_opts {
   size_t nenv;
   const char *workdir;                /* absolute; NULL = "/" */
   int stdin_fd, stdout_fd, stderr_fd; /* become the child's 0, 1, 2 */
+  const spawn_ids *ids;               /* NULL: keep ours */
 } spawn_opts;
 
 typedef struct spawn_result {
@@ -36,6 +47,8 @@ int spawn_resolve(const char *path, const char *search_path, const char *workdir
 /* NULL-terminated "K=V" array: default PATH/HOME/LANG, then opts' env. */
 int spawn_env_build(const spawn_opts *o, char ***ret, rr_err *e);
 void spawn_strv_free(char **v);
+/* The credentials of user uid: its passwd gid (else gid) and its groups. */
+int spawn_ids_for_user(uid_t uid, gid_t gid, spawn_ids *ret, rr_err *e);
 /* Start the process; on any failure nothing is left running. */
 int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e);
 /* starttime (field 22) of /proc/PID/stat; -1 if the process is gone. */

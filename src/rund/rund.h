@@ -6,6 +6,7 @@
 #include "common/err.h"
 #include "common/loop.h"
 #include "jobs/job.h"
+#include "jobs/spawn.h"
 #include "jobs/reaper.h"
 #include "rpc/server.h"
 #include "rund/authz.h"
@@ -60,6 +61,9 @@ int convert_status(const job *j, status_msg *m, rr_err *e);
 void convert_status_clear(status_msg *m);
 /* svc_auth.c: the caller's identity (UNAUTHENTICATED when it has none). */
 int rund_call_identity(grpc_call *c, authz_identity *ret, rr_err *e);
+/* Credentials for the caller's commands: a unix-socket peer other than
+ * rund's own uid runs as itself (*set true); everyone else as rund. */
+int rund_call_run_as(grpc_call *c, spawn_ids *ids, bool *set, rr_err *e);
 /* Look a job id up for caller id: a job it may not see is NOT_FOUND with
  * the same message as an unknown id. */
 int rund_job_lookup_visible(rund_ctx *ctx, const authz_identity *id,

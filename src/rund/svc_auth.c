@@ -1,6 +1,8 @@
 /* Authentication and visibility glue between calls and the job table, and
  * secret resolution for Start and Exec. */
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "rund.h"
 
@@ -8,6 +10,22 @@ int rund_call_identity(grpc_call *c, authz_identity *ret, rr_err *e) {
   rund_ctx *ctx = grpc_call_method_data(c);
   return authz_identify(&ctx->authz, grpc_call_peer(c),
                         grpc_call_metadata(c, "authorization", NULL), ret, e);
+}
+
+int rund_call_run_as(grpc_call *c, spawn_ids *ids, bool *set, rr_err *e) {
+  const grpc_peer *p = grpc_call_peer(c);
+  *set = false;
+  /* a local user must not gain rund's privileges through the socket */
+  if (p->family != AF_UNIX || !p->has_cred || p->uid == geteuid())
+    return 0;
+  if (geteuid() != 0)
+    return rr_err_set(e, RR_PERMISSION_DENIED,
+                      "rund runs as uid %u and cannot run commands for uid %u", (unsigned)geteuid(),
+                      (unsigned)p->uid);
+  if (spawn_ids_for_user(p->uid, p->gid, ids, e) < 0)
+    return -1;
+  *set = true;
+  return 0;
 }
 
 int rund_job_lookup_visible(rund_ctx *ctx, const authz_identity *id,

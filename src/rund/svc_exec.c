@@ -280,7 +280,10 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
   }
   int rc = -1, in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
   char **child_env = NULL;
-  if (job_request_validate(&r, e) < 0 || rund_env_resolve(x->ctx, &r, &child_env, e) < 0)
+  spawn_ids ids;
+  bool run_as;
+  if (job_request_validate(&r, e) < 0 || rund_env_resolve(x->ctx, &r, &child_env, e) < 0 ||
+      rund_call_run_as(x->c, &ids, &run_as, e) < 0)
     goto out;
   if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
     rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create pipes");
@@ -295,7 +298,8 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
                   .workdir = r.workdir,
                   .stdin_fd = in[0],
                   .stdout_fd = out[1],
-                  .stderr_fd = err[1]};
+                  .stderr_fd = err[1],
+                  .ids = run_as ? &ids : NULL};
   spawn_result sr;
   if (spawn_process(&o, &sr, e) < 0) {
     rund_spawn_error_scrub(&r, child_env, e);

@@ -63,9 +63,14 @@ static void on_start(grpc_call *c, ProtobufCMessage *msg) {
   nenv = r.nenv;
   if (job_request_validate(&r, &e) < 0 || rund_env_resolve(call_ctx(c), &r, &child_env, &e) < 0)
     goto fail_req;
+  spawn_ids ids;
+  bool run_as;
+  if (rund_call_run_as(c, &ids, &run_as, &e) < 0)
+    goto fail_req;
   job_start_opts o = {.owner = (const char *const *)id.principals,
                       .nowner = id.n,
-                      .env_values = (const char *const *)child_env};
+                      .env_values = (const char *const *)child_env,
+                      .ids = run_as ? &ids : NULL};
   if (job_table_start(call_ctx(c)->jobs, &r, &o, &j, &e) < 0) {
     rund_spawn_error_scrub(&r, child_env, &e);
     goto fail_req;

@@ -7,6 +7,8 @@ the same run on the same machine (bench/run.sh runs this).
                                       vs  posix_spawn+waitpid    (bench/startwait)
  3. 1 GiB through `runctl exec -- cat FILE`  vs  `cat FILE | cat`  (hyperfine)
  4. rund RSS idle, and after 10,000 finished jobs
+ 5. TLS (bench/tls.py): cold `runctl exec -- true` over TLS vs `ssh 127.0.0.1
+    true` (throwaway sshd), handshake cost, session resumption
 """
 
 import argparse
@@ -101,7 +103,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.environ.get("BUILD_DIR", "build"))
     ap.add_argument("--quick", action="store_true", help="fewer runs, 256 MiB stream")
-    ap.add_argument("--only", default="1234", help="which benches, e.g. 13")
+    ap.add_argument("--only", default="12345", help="which benches, e.g. 13")
     a = ap.parse_args()
     build = os.path.join(ROOT, a.build) if not os.path.isabs(a.build) else a.build
     rund = os.environ.get("RUND") or os.path.join(build, "src/rund/rund")
@@ -163,6 +165,12 @@ def main():
                          "%.2f KiB/job" % ((after - idle) / n), "-",
                          "%.1fs, state %.0f MiB" % (dt, du_kib(r.state) / 1024)))
             r.stop()
+        if "5" in a.only:
+            p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "tls.py"),
+                                "--build", build, "--rows-json"] + (["--quick"] if a.quick
+                                                                    else []),
+                               stdout=subprocess.PIPE, check=True)
+            rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -30,6 +30,10 @@ nghttp2-client
 hyperfine
 procps
 clang-format
+openssl
+openssh-server
+openssh-client
+util-linux
 "
 
 if [ "${RUNRPC_SKIP_DEPS:-0}" = 1 ]; then

@@ -29,7 +29,7 @@ def find_testserver():
     env = os.environ.get("RPC_TESTSERVER")
     if env:
         return env
-    for d in ("build-a", "build", "builddir"):
+    for d in ("build", "build-asan"):
         p = os.path.join(ROOT, d, "src", "rpc", "rpc-testserver")
         if os.access(p, os.X_OK):
             return p

@@ -1,5 +1,6 @@
 /* rund certs issue NAME --san KIND:VALUE... [--days N] [--out DIR]
- * [--state-dir DIR]: a client certificate from the embedded CA. */
+ * [--state-dir DIR]: a client certificate from the embedded CA.
+ * rund certs init [--state-dir DIR]: make the embedded default files now. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,12 @@
 static void certs_usage(FILE *f) {
   fprintf(f, "Usage: rund certs issue NAME --san KIND:VALUE [--san ...] [--days N] [--out DIR]\n"
              "                  [--state-dir DIR]\n"
+             "       rund certs init [--state-dir DIR]\n"
+             "\n"
+             "init makes what rund's first start would: a private CA, a server certificate\n"
+             "(localhost, 127.0.0.1, ::1) and an admin client certificate in STATE/tls\n"
+             "(0700, files 0600); missing, expired or foreign ones are remade. It prints\n"
+             "the directory.\n"
              "\n"
              "Issue a client certificate signed by the CA in STATE/tls (made by rund's first\n"
              "start): writes DIR/NAME.pem and DIR/NAME.key (mode 0600; existing files are\n"
@@ -70,9 +77,25 @@ int rund_cmd_certs(int argc, char **argv) {
     }
   }
   if (optind >= argc)
-    return rund_bad_flag(HELP, "%s", "certs: missing verb (issue)");
+    return rund_bad_flag(HELP, "%s", "certs: missing verb (issue or init)");
+  if (!strcmp(argv[optind], "init")) {
+    if (optind + 1 < argc)
+      return rund_bad_flag(HELP, "certs init: unexpected argument \"%s\"", argv[optind + 1]);
+    if (nsans || days != CERTS_LEAF_DAYS || strcmp(out, "."))
+      return rund_bad_flag(HELP, "%s", "certs init: only --state-dir applies");
+    certs_paths paths;
+    char made[128];
+    if (certs_ensure_default(state, &paths, made, sizeof made, &e) < 0) {
+      fprintf(stderr, "rund certs init: %s\n", e.msg);
+      return 1;
+    }
+    printf("%s/tls\n", state);
+    if (*made)
+      fprintf(stderr, "rund certs init: made %s\n", made);
+    return 0;
+  }
   if (strcmp(argv[optind], "issue") != 0)
-    return rund_bad_flag(HELP, "certs: unknown verb \"%s\" (want issue)", argv[optind]);
+    return rund_bad_flag(HELP, "certs: unknown verb \"%s\" (want issue or init)", argv[optind]);
   if (optind + 1 >= argc)
     return rund_bad_flag(HELP, "%s", "certs issue: missing NAME");
   if (optind + 2 < argc)

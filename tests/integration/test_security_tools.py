@@ -14,7 +14,7 @@ import subprocess
 import grpc
 import pytest
 
-from conftest import pb
+from conftest import RUNCTL, pb
 from security_helpers import (OPENSSL, call_error, cert_text, list_ids, pki,  # noqa: F401
                               run_openssl, run_rund_cmd, secrund_factory, start_sleep,
                               status_of)
@@ -169,30 +169,26 @@ def test_certs_issue_needs_a_san(tmp_path, pki):
 # embedded default: generation path
 
 
-def test_embedded_default_generation(tmp_path):
-    """rund with no --listen listens on /run/runrpc/rund.sock and 127.0.0.1:7734:
-    not testable here. The generation of STATE/tls/ is, if `rund certs issue`
-    (or another subcommand) creates the CA in an empty state dir."""
+def test_embedded_default_generation(tmp_path, rund_factory):
+    """`rund certs init` makes exactly what rund's first start makes (the
+    embedded default itself listens on /run and 127.0.0.1:7734, which a test
+    must not take); runctl then finds the admin files by itself."""
     state = tmp_path / "state"
-    out = tmp_path / "out"
-    os.mkdir(out)
-    p = run_rund_cmd("certs", "issue", "first", "--san", "uri:runrpc:first", "--out", str(out),
-                     "--state-dir", str(state))
+    p = run_rund_cmd("certs", "init", "--state-dir", str(state))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().strip() == str(state / "tls")
+    assert b"made ca server client" in p.stderr
     tls = state / "tls"
-    if not (tls / "ca.pem").exists():
-        pytest.skip("rund offers no way to create STATE/tls/ without listening on /run and "
-                    "127.0.0.1:7734 (certs issue on an empty state dir: rc %d: %s)"
-                    % (p.returncode, p.stderr.decode(errors="replace").strip()[:200]))
     assert mode(tls) == 0o700
-    assert (tls / "ca.key").exists()
     for f in ("ca.pem", "ca.key", "server.pem", "server.key", "client.pem", "client.key"):
-        if (tls / f).exists():
-            assert mode(tls / f) == 0o600, f
+        assert mode(tls / f) == 0o600, f
+    before = (tls / "ca.pem").read_bytes()
+    again = run_rund_cmd("certs", "init", "--state-dir", str(state))
+    assert again.returncode == 0 and again.stderr == b""  # nothing to remake
+    assert (tls / "ca.pem").read_bytes() == before
     ca = cert_text(str(tls / "ca.pem"))
     assert re.search(r"Subject: CN ?= ?runrpc CA \S+", ca), ca
     assert "NIST CURVE: P-384" in ca and "ecdsa-with-SHA384" in ca
-    if not (tls / "server.pem").exists():
-        return
     srv = cert_text(str(tls / "server.pem"))
     assert "DNS:localhost" in srv and "IP Address:127.0.0.1" in srv
     assert "IP Address:0:0:0:0:0:0:0:1" in srv
@@ -200,6 +196,19 @@ def test_embedded_default_generation(tmp_path):
     cl = cert_text(str(tls / "client.pem"))
     assert "URI:runrpc:admin" in cl and "TLS Web Client Authentication" in cl
     assert "CN = admin" in cl or "CN=admin" in cl
+    # a rund serving TLS with those files; runctl picks the admin files up by default
+    r = rund_factory(extra_args=[
+        "--listen", "127.0.0.1:0", "--tls-cert", str(tls / "server.pem"),
+        "--tls-key", str(tls / "server.key"), "--client-ca", str(tls / "ca.pem"),
+        "--admin", "san:uri:runrpc:admin"]).start()
+    m = re.search(r'msg="listening" addr="?127\.0\.0\.1:(\d+)"? tls=true', r.stderr_text())
+    assert m, r.stderr_text()
+    env = dict(os.environ, RUNRPC_STATE_DIR=str(state))
+    for k in ("RUNRPC_TLS_CERT", "RUNRPC_TLS_KEY", "RUNRPC_CA", "RUNRPC_TOKEN"):
+        env.pop(k, None)
+    out = subprocess.run([RUNCTL, "--addr", "localhost:" + m.group(1), "exec", "--", "echo", "ok"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=30)
+    assert out.returncode == 0 and out.stdout == b"ok\n", out.stderr
     for f in ("server.pem", "client.pem"):
         v = subprocess.run([OPENSSL, "verify", "-CAfile", str(tls / "ca.pem"), str(tls / f)],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

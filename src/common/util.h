@@ -39,6 +39,8 @@ static inline void rr_closep(int *fd) {
 /* read/write retrying EINTR; write_all loops until done. Return -1 + errno on error. */
 ssize_t rr_read(int fd, void *buf, size_t len);
 int rr_write_all(int fd, const void *buf, size_t len);
+/* Value of a hex digit (either case), -1 if c is not one. */
+int rr_hex_value(char c);
 /* Monotonic and wall clocks. */
 uint64_t rr_now_mono_ms(void);
 int64_t rr_now_unix_ns(void);

@@ -170,24 +170,14 @@ size_t grpc_percent_encode(const char *in, size_t inlen, char *out, size_t outsz
   return o;
 }
 
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 size_t grpc_percent_decode(const char *in, size_t inlen, char *out, size_t outsz) {
   size_t o = 0;
   if (outsz == 0)
     return 0;
   for (size_t i = 0; i < inlen && o < outsz - 1; i++) {
     int hi, lo;
-    if (in[i] == '%' && i + 2 < inlen && (hi = hex_value(in[i + 1])) >= 0 &&
-        (lo = hex_value(in[i + 2])) >= 0) {
+    if (in[i] == '%' && i + 2 < inlen && (hi = rr_hex_value(in[i + 1])) >= 0 &&
+        (lo = rr_hex_value(in[i + 2])) >= 0) {
       out[o++] = (char)(hi << 4 | lo);
       i += 2;
     } else {

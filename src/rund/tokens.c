@@ -27,16 +27,6 @@ int tokens_identity_check(const char *id, rr_err *e) {
   return 0;
 }
 
-static int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 static bool is_blank(char c) { return c == ' ' || c == '\t'; }
 
 /* One non-comment line (no newline): "IDENTITY sha256:HEX". */
@@ -74,7 +64,7 @@ static int tokens_parse_line(const char *s, size_t len, token_entry *ent, rr_err
     return rr_err_set(e, RR_INVALID_ARGUMENT, "hash must be %d hex digits after \"sha256:\"",
                       2 * TOKENS_HASH_LEN);
   for (size_t k = 0; k < TOKENS_HASH_LEN; k++) {
-    int hi = hex_value(h[7 + 2 * k]), lo = hex_value(h[8 + 2 * k]);
+    int hi = rr_hex_value(h[7 + 2 * k]), lo = rr_hex_value(h[8 + 2 * k]);
     if (hi < 0 || lo < 0)
       return rr_err_set(e, RR_INVALID_ARGUMENT, "hash has a character that is not hex");
     ent->hash[k] = (uint8_t)(hi << 4 | lo);

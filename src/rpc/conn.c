@@ -17,6 +17,7 @@
 /* Most bytes written per service pass, so one busy connection cannot starve
  * the others; the rest goes out when the loop comes back. */
 #define CONN_WRITE_BUDGET (1024u * 1024u)
+#define CONN_STAGE (64u * 1024u)
 
 static ssize_t fd_read(grpc_conn *conn, void *buf, size_t len) {
   return rr_read(conn->in_fd, buf, len);
@@ -117,24 +118,56 @@ static void conn_pending_check(grpc_conn *conn) {
   conn->reread_timer = loop_timer_add(conn->srv->l, 0, conn_reread_fire, conn);
 }
 
-/* Write what nghttp2 has queued until the socket pushes back or the budget
- * is spent. Returns -1 if the connection was closed. */
-static int conn_flush(grpc_conn *conn) {
-  size_t budget = CONN_WRITE_BUDGET;
-  for (;;) {
-    while (conn_write_pending(conn)) {
-      ssize_t n = conn->ops->write(conn, conn->wbuf + conn->woff, conn->wlen - conn->woff);
-      if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-          goto out;
-        rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
-        return -1;
-      }
-      conn->woff += (size_t)n;
+/* Write p[0..n) or keep what the socket did not take in wbuf (which then
+ * holds at most one staging buffer plus one frame). -1 if closed. */
+static int conn_out(grpc_conn *conn, const uint8_t *p, size_t n) {
+  size_t off = 0;
+  while (!conn_write_pending(conn) && off < n) {
+    ssize_t w = conn->ops->write(conn, p + off, n - off);
+    if (w < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        break;
+      rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+      return -1;
     }
-    conn->woff = conn->wlen = 0;
-    if (budget == 0 || !nghttp2_session_want_write(conn->h2))
-      break;
+    off += (size_t)w;
+  }
+  if (off == n)
+    return 0;
+  size_t keep = conn->wlen - conn->woff;
+  uint8_t *q = malloc(keep + n - off);
+  if (!q) {
+    rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+    return -1;
+  }
+  if (keep)
+    memcpy(q, conn->wbuf + conn->woff, keep);
+  memcpy(q + keep, p + off, n - off);
+  free(conn->wbuf);
+  conn->wbuf = q;
+  conn->woff = 0;
+  conn->wlen = keep + n - off;
+  return 0;
+}
+
+/* Write what nghttp2 has queued until the socket pushes back or the budget
+ * is spent. Small frames are gathered into one write, so a response (HEADERS,
+ * DATA, trailers) wakes the peer once. Returns -1 if the connection closed. */
+static int conn_flush(grpc_conn *conn) {
+  static uint8_t stage[CONN_STAGE]; /* one loop thread: shared, always emptied */
+  size_t budget = CONN_WRITE_BUDGET, slen = 0;
+  while (conn_write_pending(conn)) {
+    ssize_t n = conn->ops->write(conn, conn->wbuf + conn->woff, conn->wlen - conn->woff);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        goto out;
+      rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+      return -1;
+    }
+    conn->woff += (size_t)n;
+  }
+  conn->woff = conn->wlen = 0;
+  while (budget > 0 && !conn_write_pending(conn) && nghttp2_session_want_write(conn->h2)) {
     const uint8_t *data;
     ssize_t n = nghttp2_session_mem_send(conn->h2, &data);
     if (n < 0) {
@@ -144,30 +177,23 @@ static int conn_flush(grpc_conn *conn) {
     if (n == 0)
       break;
     budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
-    size_t off = 0;
-    while (off < (size_t)n) {
-      ssize_t w = conn->ops->write(conn, data + off, (size_t)n - off);
-      if (w < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-          break;
-        rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
-        return -1;
-      }
-      off += (size_t)w;
+    if (slen + (size_t)n <= sizeof stage) { /* data is only valid until the next mem_send */
+      memcpy(stage + slen, data, (size_t)n);
+      slen += (size_t)n;
+      continue;
     }
-    if (off < (size_t)n) { /* keep the rest: at most one mem_send chunk */
-      uint8_t *p = realloc(conn->wbuf, (size_t)n - off);
-      if (!p) {
-        rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
-        return -1;
-      }
-      memcpy(p, data + off, (size_t)n - off);
-      conn->wbuf = p;
-      conn->wlen = (size_t)n - off;
-      conn->woff = 0;
-      goto out;
+    if (slen && conn_out(conn, stage, slen) < 0)
+      return -1;
+    slen = 0;
+    if ((size_t)n <= sizeof stage) {
+      memcpy(stage, data, (size_t)n);
+      slen = (size_t)n;
+    } else if (conn_out(conn, data, (size_t)n) < 0) {
+      return -1;
     }
   }
+  if (slen && conn_out(conn, stage, slen) < 0)
+    return -1;
 out:;
   bool pending = conn_write_pending(conn);
   bool want_read = nghttp2_session_want_read(conn->h2);

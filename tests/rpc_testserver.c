@@ -3,12 +3,18 @@
  *   rpc-testserver --listen unix:PATH|h2c:HOST:PORT|HOST:PORT [--listen ...]
  *                  [--max-connections N] [--keepalive-ms MS] [--handshake-ms MS]
  *                  [--tls-cert F --tls-key F --client-ca F [--tls12]]
+ *                  [--probe-method PATH]
  * With the TLS files, HOST:PORT listeners serve TLS (h2c: and unix: stay
  * plaintext); without them HOST:PORT is plaintext loopback. Every call gets
  * initial metadata x-runrpc-peer-tls (0/1) and x-runrpc-peer-sans (SANs of
  * the client certificate, comma-separated). Connection-level events are
  * printed on stderr as "conn-log peer=ADDR what=...".
+ * --probe-method PATH (e.g. /runrpc.v1.Jobs/List, for runctl) answers any
+ * unary request on PATH with UNIMPLEMENTED "tls probe: resumed=0|1" and
+ * prints "tls-call path=PATH resumed=0|1" on stderr: whether the caller's
+ * TLS session was resumed, for the session cache tests.
  * Prints "listening ADDR" per listener, then "ready"; SIGTERM/SIGINT exit 0. */
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +24,7 @@
 
 #include "common/loop.h"
 #include "common/util.h"
+#include "rpc/internal.h" /* the connection's SSL, for --probe-method */
 #include "rpc/server.h"
 #include "test/v1/echo.pb-c.h"
 
@@ -301,6 +308,18 @@ static int testserver_register(grpc_server *s, rr_err *e) {
   return 0;
 }
 
+static void probe_on_message(grpc_call *c, ProtobufCMessage *msg) {
+  protobuf_c_message_free_unpacked(msg, NULL);
+  SSL *ssl = c->conn->ssl;
+  int resumed = ssl && SSL_session_reused(ssl);
+  fprintf(stderr, "tls-call path=%s resumed=%d\n", grpc_call_path(c), resumed);
+  char why[64];
+  snprintf(why, sizeof why, "tls probe: resumed=%d", resumed);
+  grpc_call_finish(c, RR_UNIMPLEMENTED, why);
+}
+
+static void probe_on_close(grpc_call *c, grpc_close_reason reason) {}
+
 static void testserver_conn_log(void *data, const char *peer, const char *what) {
   fprintf(stderr, "conn-log peer=%s what=%s\n", peer, what);
 }
@@ -310,6 +329,7 @@ int main(int argc, char **argv) {
   grpc_tls_config tls = {0};
   const char *listen[8];
   size_t nlisten = 0;
+  const char *probe = NULL;
   for (int i = 1; i < argc; i++) {
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(argv[i], "--tls12") == 0) {
@@ -324,6 +344,8 @@ int main(int argc, char **argv) {
       tls.key_file = val;
     else if (strcmp(argv[i], "--client-ca") == 0 && val)
       tls.client_ca_file = val;
+    else if (strcmp(argv[i], "--probe-method") == 0 && val)
+      probe = val;
     else if (strcmp(argv[i], "--max-connections") == 0 && val)
       cfg.max_connections = strtoull(val, NULL, 10);
     else if (strcmp(argv[i], "--keepalive-ms") == 0 && val)
@@ -334,7 +356,7 @@ int main(int argc, char **argv) {
       fprintf(stderr,
               "usage: %s --listen unix:PATH|h2c:HOST:PORT|HOST:PORT [--max-connections N] "
               "[--keepalive-ms MS] [--handshake-ms MS] [--tls-cert F --tls-key F "
-              "--client-ca F [--tls12]]\n",
+              "--client-ca F [--tls12]] [--probe-method PATH]\n",
               argv[0]);
       return 2;
     }
@@ -356,6 +378,17 @@ int main(int argc, char **argv) {
   int rc = 1;
   if (loop_new(&ts.l, &e) < 0 || grpc_server_new(&ts.srv, ts.l, &cfg, &e) < 0 ||
       testserver_register(ts.srv, &e) < 0)
+    goto out;
+  grpc_method pm = {probe,
+                    &test__v1__simple_request__descriptor,
+                    false,
+                    false,
+                    probe_on_message,
+                    NULL,
+                    NULL,
+                    probe_on_close,
+                    NULL};
+  if (probe && grpc_server_add_method(ts.srv, &pm, &e) < 0)
     goto out;
   grpc_server_set_conn_log(ts.srv, testserver_conn_log, NULL);
   bool use_tls = tls.cert_file || tls.key_file || tls.client_ca_file;

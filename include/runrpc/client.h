@@ -66,6 +66,12 @@ typedef struct runrpc_options {
   const char *token;
   bool allow_insecure;
   const char *tls_server_name; /* name to verify instead of the address's host */
+  /* Directory where TLS sessions are kept between processes so the next
+   * connect resumes (about 6x cheaper than a full handshake): made 0700,
+   * one 0600 file per address, server name and files; files not owned by us
+   * or open to others are ignored, and cache problems never fail a call.
+   * NULL: off (sessions are still reused within the process). */
+  const char *tls_session_cache_dir;
 } runrpc_options;
 
 /* Where rund keeps its embedded-default TLS files (STATE/tls/...). */

@@ -109,6 +109,7 @@ RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
       .cert_file = opts->tls_cert_file,
       .key_file = opts->tls_key_file,
       .server_name = opts->tls_server_name,
+      .session_cache_dir = opts->tls_session_cache_dir,
   };
   if (tls && !tc.ca_file)
     tc.ca_file = lib_default_file("ca.pem", ca, sizeof ca);

@@ -150,6 +150,11 @@ static void tls_established(grpc_conn *conn) {
     tls_refuse(conn, "no verified client certificate");
     return;
   }
+  /* a resumed session was verified earlier: it must not outlive the certificate */
+  if (SSL_session_reused(ssl) && X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
+    tls_refuse(conn, rpc_tls_verify_reason(X509_V_ERR_CERT_HAS_EXPIRED));
+    return;
+  }
   rr_err e = {0};
   if (rpc_tls_cert_sans(cert, &conn->peer.sans, &conn->peer.nsans, &e) < 0) {
     tls_refuse(conn, e.msg);

@@ -149,6 +149,8 @@ int rpc_tls_server_ctx_new(SSL_CTX **ret, const rpc_tls_server_files *f, rr_err 
   SSL_CTX_set_session_id_context(ctx, (const unsigned char *)TLS_SESSION_ID_CTX,
                                  sizeof TLS_SESSION_ID_CTX - 1);
   SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_cb, NULL);
+  /* a resumed session skips certificate verification: keep tickets short */
+  SSL_CTX_set_timeout(ctx, RPC_TLS_TICKET_LIFETIME_S);
   *ret = ctx;
   return 0;
 }

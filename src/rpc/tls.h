@@ -12,6 +12,8 @@
 /* Most SANs taken from one certificate, and longest value kept. */
 #define RPC_TLS_MAX_SANS 64
 #define RPC_TLS_MAX_SAN_LEN 1024
+/* Lifetime of the server's session tickets (resumption without verification). */
+#define RPC_TLS_TICKET_LIFETIME_S 3600
 
 typedef struct rpc_tls_server_files {
   const char *cert_file;      /* chain, PEM */

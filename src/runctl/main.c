@@ -45,6 +45,11 @@ static void print_main_help(void) {
       "  --server-name NAME  name to verify in the server certificate (default: ADDR's host)\n"
       "  --token TOKEN       bearer token sent with every call ($RUNRPC_TOKEN); needs TLS\n"
       "  --allow-insecure    allow sending the token over a plaintext address\n"
+      "  --no-session-cache  do not keep TLS sessions on disk ($RUNRPC_NO_SESSION_CACHE=1);\n"
+      "                      by default they are kept (0600) in\n"
+      "                      $XDG_RUNTIME_DIR/runrpc/tls-sessions, else\n"
+      "                      $HOME/.cache/runrpc/tls-sessions, so the next runctl resumes\n"
+      "                      instead of a full handshake (sessions last at most 1 hour)\n"
       "  --help              this help; 'runctl help COMMAND' or 'runctl COMMAND --help' for one\n"
       "  --version           print the version\n"
       "\n"
@@ -112,6 +117,8 @@ int main(int argc, char **argv) {
       .ca = env_or_null("RUNRPC_CA"),
       .token = env_or_null("RUNRPC_TOKEN"),
   };
+  const char *nocache = env_or_null("RUNRPC_NO_SESSION_CACHE");
+  ctx.no_session_cache = nocache && strcmp(nocache, "0") != 0;
   if (!ctx.addr || !*ctx.addr)
     ctx.addr = RUNCTL_DEFAULT_ADDR;
   int i = 1;
@@ -124,6 +131,8 @@ int main(int argc, char **argv) {
       continue;
     if (strcmp(a, "--allow-insecure") == 0) {
       ctx.allow_insecure = true;
+    } else if (strcmp(a, "--no-session-cache") == 0) {
+      ctx.no_session_cache = true;
     } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       print_main_help();
       return 0;

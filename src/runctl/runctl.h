@@ -21,6 +21,7 @@ typedef struct runctl_ctx {
   /* TLS and token flags (or RUNRPC_TLS_CERT, RUNRPC_TLS_KEY, RUNRPC_CA, RUNRPC_TOKEN) */
   const char *tls_cert, *tls_key, *ca, *server_name, *token;
   bool allow_insecure;
+  bool no_session_cache; /* --no-session-cache or RUNRPC_NO_SESSION_CACHE=1 */
 } runctl_ctx;
 
 typedef struct runctl_command {

@@ -41,7 +41,20 @@ void runctl_print_help(const runctl_command *cmd) {
   printf("Usage: runctl [--addr ADDR] %s\n\n%s", cmd->usage, cmd->help);
 }
 
+/* $XDG_RUNTIME_DIR/runrpc/tls-sessions, else $HOME/.cache/runrpc/tls-sessions
+ * (absolute paths only, as XDG says), into buf; NULL if neither is set. */
+static const char *session_cache_dir(char *buf, size_t len) {
+  const char *xdg = getenv("XDG_RUNTIME_DIR"), *home = getenv("HOME");
+  int n = -1;
+  if (xdg && xdg[0] == '/')
+    n = snprintf(buf, len, "%s/runrpc/tls-sessions", xdg);
+  else if (home && home[0] == '/')
+    n = snprintf(buf, len, "%s/.cache/runrpc/tls-sessions", home);
+  return n > 0 && (size_t)n < len ? buf : NULL;
+}
+
 int runctl_connect(runctl_ctx *ctx, int exit_code) {
+  char cache[4096];
   runrpc_error err;
   runrpc_options o;
   runrpc_options_init(&o);
@@ -51,6 +64,8 @@ int runctl_connect(runctl_ctx *ctx, int exit_code) {
   o.tls_server_name = ctx->server_name;
   o.token = ctx->token;
   o.allow_insecure = ctx->allow_insecure;
+  if (!ctx->no_session_cache)
+    o.tls_session_cache_dir = session_cache_dir(cache, sizeof cache);
   if (runrpc_connect(ctx->addr, &o, &ctx->client, &err) < 0)
     return runctl_fail("connect", &err, exit_code);
   return 0;

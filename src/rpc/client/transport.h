@@ -54,6 +54,9 @@ typedef struct grpc_tls_client_config {
   const char *cert_file; /* client certificate (optional, with key_file) */
   const char *key_file;
   const char *server_name; /* name to verify (DNS or IP); NULL: the address's host */
+  /* Directory keeping TLS sessions between processes (created 0700; one 0600
+   * file per address, name and files); NULL: sessions kept in memory only. */
+  const char *session_cache_dir;
 } grpc_tls_client_config;
 
 /* Connect to addr within timeout_ms (0: no limit): unix: and h2c: plaintext,

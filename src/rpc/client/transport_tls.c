@@ -1,16 +1,23 @@
 /* TLS client transport: TLS 1.3 with the server verified (CA + name), ALPN
  * h2 required, client certificate presented. Contexts and session tickets
- * are kept per process so a reconnect resumes instead of a full handshake. */
+ * are kept per process so a reconnect resumes instead of a full handshake,
+ * and tickets optionally go to a private directory so the next process
+ * resumes too (one file per address, name and files). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,6 +28,8 @@
 #define TLS_CTX_KEY 1024
 #define TLS_CACHE_KEY 1600
 #define TLS_SESSION_SLOTS 4
+#define TLS_DISK_MAX 65536 /* a session with the server's chain is a few KiB */
+#define TLS_DISK_NAME (2 * SHA256_DIGEST_LENGTH + sizeof ".session")
 
 /* One cached context (the files of the last connect) and a few sessions. */
 static struct {
@@ -38,6 +47,9 @@ typedef struct tls_transport {
   grpc_transport base;
   char session_key[TLS_CACHE_KEY];
   bool established;
+  char *disk_dir;                /* session cache directory, or NULL */
+  char disk_name[TLS_DISK_NAME]; /* HEX.session in disk_dir */
+  bool disk_saved;               /* one ticket per connection is enough */
 } tls_transport;
 
 static void tls_set_error(grpc_transport *t, const char *why) {
@@ -139,6 +151,7 @@ static void tls_close(grpc_transport *t) {
   }
   if (t->fd >= 0)
     close(t->fd);
+  free(tt->disk_dir);
   free(tt);
 }
 
@@ -151,12 +164,181 @@ static const grpc_transport_ops tls_ops = {
     .pending = tls_pending,
 };
 
+static bool host_is_ip(const char *host) {
+  unsigned char buf[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* The cache directory as an fd, made (0700, parents too) if create; -1
+ * when missing, a symlink, not ours or open to others: then no cache. */
+static int tls_disk_dir_open(const char *dir, bool create) {
+  if (create) {
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s", dir) >= sizeof path)
+      return -1;
+    for (char *p = path + 1; *p; p++) {
+      if (*p != '/')
+        continue;
+      *p = '\0';
+      (void)mkdir(path, 0700); /* existing ones are fine; the last one is checked */
+      *p = '/';
+    }
+    (void)mkdir(path, 0700);
+  }
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  struct stat st;
+  if (fstat(fd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 077)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* File name of a session: SHA-256 of what must match to reuse it. */
+static void tls_disk_name(const char *addr, const char *name, const grpc_tls_client_config *cfg,
+                          char out[TLS_DISK_NAME]) {
+  char key[4 * PATH_MAX];
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  snprintf(key, sizeof key, "runrpc-tls-session-v1\n%s\n%s\n%s\n%s", addr, name,
+           cfg->cert_file ? cfg->cert_file : "", cfg->ca_file);
+  SHA256((const unsigned char *)key, strlen(key), md);
+  for (size_t i = 0; i < sizeof md; i++)
+    snprintf(out + 2 * i, 3, "%02x", md[i]);
+  snprintf(out + 2 * sizeof md, sizeof ".session", ".session");
+}
+
+static bool timespec_after(const struct timespec *a, const struct timespec *b) {
+  return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
+}
+
+/* A session saved before file was last changed (new CA, new certificate)
+ * is stale. A missing file: stale too. */
+static bool tls_disk_newer_than(const struct stat *cached, const char *file) {
+  struct stat st;
+  if (!file)
+    return true;
+  if (stat(file, &st) < 0)
+    return false;
+  return !timespec_after(&st.st_mtim, &cached->st_mtim) &&
+         !timespec_after(&st.st_ctim, &cached->st_mtim);
+}
+
+/* A saved session may be offered only for the name it was verified for,
+ * unexpired and resumable. */
+static bool tls_session_usable(SSL_SESSION *sess, const char *name) {
+  if (!SSL_SESSION_is_resumable(sess) || SSL_SESSION_get_protocol_version(sess) != TLS1_3_VERSION)
+    return false;
+  long now = (long)time(NULL), at = SSL_SESSION_get_time(sess);
+  long life = SSL_SESSION_get_timeout(sess);
+  if (at <= 0 || life <= 0 || at > now + 60 || now - at >= life)
+    return false;
+  X509 *peer = SSL_SESSION_get0_peer(sess);
+  if (!peer)
+    return false;
+  if (host_is_ip(name))
+    return X509_check_ip_asc(peer, name, 0) == 1;
+  const char *sni = SSL_SESSION_get0_hostname(sess);
+  if (sni && strcmp(sni, name) != 0)
+    return false;
+  return X509_check_host(peer, name, 0, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) == 1;
+}
+
+/* The saved session for this connection, or NULL (never an error: a cache
+ * problem only costs a full handshake). */
+static SSL_SESSION *tls_disk_load(const tls_transport *tt, const grpc_tls_client_config *cfg,
+                                  const char *name) {
+  int dfd = tls_disk_dir_open(tt->disk_dir, false);
+  if (dfd < 0)
+    return NULL;
+  int fd = openat(dfd, tt->disk_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  close(dfd);
+  if (fd < 0)
+    return NULL;
+  struct stat st;
+  unsigned char *buf = NULL;
+  SSL_SESSION *sess = NULL;
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) ||
+      st.st_size <= 0 || st.st_size > TLS_DISK_MAX || !tls_disk_newer_than(&st, cfg->ca_file) ||
+      !tls_disk_newer_than(&st, cfg->cert_file) || !tls_disk_newer_than(&st, cfg->key_file))
+    goto out;
+  size_t len = (size_t)st.st_size, got = 0;
+  buf = malloc(len);
+  if (!buf)
+    goto out;
+  while (got < len) {
+    ssize_t n = read(fd, buf + got, len - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      goto out;
+    got += (size_t)n;
+  }
+  const unsigned char *p = buf;
+  sess = d2i_SSL_SESSION(NULL, &p, (long)len);
+  if (sess && (p != buf + len || !tls_session_usable(sess, name))) {
+    SSL_SESSION_free(sess);
+    sess = NULL;
+  }
+out:
+  if (buf) {
+    OPENSSL_cleanse(buf, (size_t)st.st_size);
+    free(buf);
+  }
+  close(fd);
+  ERR_clear_error();
+  return sess;
+}
+
+/* Save sess atomically (temporary file, then rename), 0600. Best effort. */
+static void tls_disk_save(tls_transport *tt, SSL_SESSION *sess) {
+  static atomic_uint counter;
+  int len = i2d_SSL_SESSION(sess, NULL);
+  if (len <= 0 || len > TLS_DISK_MAX)
+    return;
+  unsigned char *buf = malloc((size_t)len);
+  if (!buf)
+    return;
+  unsigned char *p = buf;
+  if (i2d_SSL_SESSION(sess, &p) != len)
+    goto out;
+  int dfd = tls_disk_dir_open(tt->disk_dir, true);
+  if (dfd < 0)
+    goto out;
+  char tmp[TLS_DISK_NAME + 64];
+  snprintf(tmp, sizeof tmp, ".%s.%ld.%u.tmp", tt->disk_name, (long)getpid(),
+           atomic_fetch_add(&counter, 1));
+  int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    bool ok = true;
+    for (size_t off = 0; ok && off < (size_t)len;) {
+      ssize_t n = write(fd, buf + off, (size_t)len - off);
+      if (n < 0 && errno == EINTR)
+        continue;
+      ok = n > 0;
+      off += ok ? (size_t)n : 0;
+    }
+    ok = close(fd) == 0 && ok;
+    if (!ok || renameat(dfd, tmp, dfd, tt->disk_name) < 0)
+      unlinkat(dfd, tmp, 0);
+    else
+      tt->disk_saved = true;
+  }
+  close(dfd);
+out:
+  OPENSSL_cleanse(buf, (size_t)len);
+  free(buf);
+}
+
 /* A ticket arrived (after the handshake, during a read): keep it for the
  * next connection to the same server with the same files. */
 static int tls_on_new_session(SSL *ssl, SSL_SESSION *sess) {
   tls_transport *tt = SSL_get_app_data(ssl);
   if (!tt || !SSL_SESSION_is_resumable(sess))
     return 0;
+  if (tt->disk_dir && !tt->disk_saved)
+    tls_disk_save(tt, sess);
   pthread_mutex_lock(&tls_cache.lock);
   unsigned slot = tls_cache.next_slot;
   for (unsigned i = 0; i < TLS_SESSION_SLOTS; i++)
@@ -221,11 +403,6 @@ static int tls_ctx_get(const grpc_tls_client_config *cfg, const char *key, SSL_C
 static void tls_ctx_key(const grpc_tls_client_config *tls, char key[TLS_CTX_KEY]) {
   snprintf(key, TLS_CTX_KEY, "%.300s\n%.300s\n%.300s", tls->ca_file,
            tls->cert_file ? tls->cert_file : "", tls->key_file ? tls->key_file : "");
-}
-
-static bool host_is_ip(const char *host) {
-  unsigned char buf[sizeof(struct in6_addr)];
-  return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
 static int tls_set_name(SSL *ssl, const char *name, rr_err *e) {
@@ -330,7 +507,13 @@ int grpc_transport_tls_start(int fd, const char *addr, const char *host,
     tls_close(t);
     return -1;
   }
+  if (tls->session_cache_dir && *tls->session_cache_dir) {
+    tt->disk_dir = strdup(tls->session_cache_dir); /* NULL: no disk cache, no harm */
+    tls_disk_name(addr, name, tls, tt->disk_name);
+  }
   SSL_SESSION *sess = tls_session_find(tt->session_key);
+  if (!sess && tt->disk_dir)
+    sess = tls_disk_load(tt, tls, name);
   if (sess) {
     SSL_set_session(ssl, sess);
     SSL_SESSION_free(sess);

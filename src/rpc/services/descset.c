@@ -124,7 +124,7 @@ static int file_fill(descset_slice bytes, size_t index, descset_file *f) {
 /* Iterate files: calls fn for each; stops early when fn returns non-zero. */
 static int set_walk(const descset *d, int (*fn)(const descset_file *f, void *data), void *data) {
   reader r = reader_of((descset_slice){d->data, d->len});
-  field fl;
+  field fl = {0};
   int rc;
   size_t index = 0;
   while ((rc = reader_next(&r, &fl)) > 0) {
@@ -190,7 +190,7 @@ int descset_find_file(const descset *d, const char *name, size_t len, descset_fi
 
 int descset_file_deps(const descset_file *f, int (*fn)(descset_slice dep, void *data), void *data) {
   reader r = reader_of(f->data);
-  field fl;
+  field fl = {0};
   int rc;
   while ((rc = reader_next(&r, &fl)) > 0) {
     if (fl.number != FILE_DEPENDENCY || fl.wire != 2)
@@ -219,7 +219,7 @@ static int name_match(descset_slice name, descset_slice rest, descset_slice *tai
 /* Each lookup returns 1 found (*kind set), 0 not here, -1 malformed. */
 static int enum_lookup_values(descset_slice en, descset_slice rest, descset_kind *kind) {
   reader r = reader_of(en);
-  field fl;
+  field fl = {0};
   int rc;
   while ((rc = reader_next(&r, &fl)) > 0) {
     if (fl.number != ENUM_VALUE || fl.wire != 2)
@@ -263,7 +263,7 @@ static int service_lookup(descset_slice svc, descset_slice rest, descset_kind *k
   if (m == 0)
     return 0;
   reader r = reader_of(svc);
-  field fl;
+  field fl = {0};
   int rc;
   while ((rc = reader_next(&r, &fl)) > 0) {
     if (fl.number != SERVICE_METHOD || fl.wire != 2)
@@ -289,7 +289,7 @@ static int message_lookup(descset_slice msg, descset_slice rest, descset_kind *k
   if (m == 0)
     return 0;
   reader r = reader_of(msg);
-  field fl;
+  field fl = {0};
   int rc;
   while ((rc = reader_next(&r, &fl)) > 0) {
     if (fl.wire != 2)
@@ -330,7 +330,7 @@ static int file_lookup(const descset_file *f, void *data) {
   if (f->package.len > 0 && name_match(f->package, q->target, &rest) != 2)
     return 0;
   reader r = reader_of(f->data);
-  field fl;
+  field fl = {0};
   int rc;
   while ((rc = reader_next(&r, &fl)) > 0) {
     if (fl.wire != 2)
@@ -390,7 +390,7 @@ typedef struct extension_walk {
 
 static int extension_report(extension_walk *w, descset_slice ext) {
   reader r = reader_of(ext);
-  field fl;
+  field fl = {0};
   int rc;
   descset_slice extendee = {(const uint8_t *)"", 0};
   int32_t number = 0;
@@ -411,7 +411,7 @@ static int message_extensions(extension_walk *w, descset_slice msg, int depth) {
   if (depth > DESCSET_MAX_DEPTH)
     return DESCSET_MALFORMED;
   reader r = reader_of(msg);
-  field fl;
+  field fl = {0};
   int rc;
   while ((rc = reader_next(&r, &fl)) > 0) {
     if (fl.wire != 2)
@@ -431,7 +431,7 @@ static int file_extensions(const descset_file *f, void *data) {
   extension_walk *w = data;
   w->file = f;
   reader r = reader_of(f->data);
-  field fl;
+  field fl = {0};
   int rc;
   while ((rc = reader_next(&r, &fl)) > 0) {
     if (fl.wire != 2)

@@ -112,16 +112,17 @@ job *job_alloc(job_table *t, const char *id) {
 }
 
 void job_close_logs(job *j) {
-  for (int s = 0; s < 2; s++)
-    if (j->log_fd[s] >= 0) {
-      close(j->log_fd[s]);
-      j->log_fd[s] = -1;
-    }
+  /* unwatch first: our own close would queue IN_CLOSE_WRITE events */
   if (j->inotify_wd >= 0) {
     inotify_rm_watch(j->table->inotify_fd, j->inotify_wd);
     intmap_del(&j->table->by_wd, (uint64_t)j->inotify_wd);
     j->inotify_wd = -1;
   }
+  for (int s = 0; s < 2; s++)
+    if (j->log_fd[s] >= 0) {
+      close(j->log_fd[s]);
+      j->log_fd[s] = -1;
+    }
 }
 
 void job_free(job *j) {
@@ -248,7 +249,7 @@ static void job_table_inotify_resume(loop *l, void *data) {
 static void job_table_on_inotify(loop *l, int fd, uint32_t events, void *data) {
   job_table *t = data;
   _Alignas(struct inotify_event) char buf[8192];
-  bool overflow = false;
+  bool overflow = false, busy = false;
   for (;;) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n <= 0)
@@ -262,12 +263,15 @@ static void job_table_on_inotify(loop *l, int fd, uint32_t events, void *data) {
         overflow = true;
       job *j = intmap_get(&t->by_wd, (uint64_t)ev->wd);
       if (!j || j == last)
-        continue;
+        continue; /* e.g. IN_IGNORED of a job that ended */
       last = j;
+      busy = true;
       job_logs_refresh(j);
       job_notify(j, JOB_EVENT_OUTPUT);
     }
   }
+  if (!busy && !overflow)
+    return;     /* nothing was written: no need to hold back */
   if (overflow) /* events were lost: look at every watched job */
     for (size_t i = 0; i < t->njobs; i++)
       if (t->jobs[i]->inotify_wd >= 0) {
@@ -432,19 +436,12 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
     job_free(j);
     return -1;
   }
-  _cleanup_close_ int devnull = -1;
   if (logstore_job_dir_create(j->dir, e) < 0) {
     job_free(j);
     return -1;
   }
   if ((j->log_fd[0] = logstore_stream_open_append(j->dir, LOG_STDOUT, e)) < 0 ||
       (j->log_fd[1] = logstore_stream_open_append(j->dir, LOG_STDERR, e)) < 0)
-    goto fail;
-  if ((devnull = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
-    rr_err_sys(e, RR_INTERNAL, errno, "cannot open /dev/null");
-    goto fail;
-  }
-  if (job_logs_watch(j, e) < 0)
     goto fail;
   spawn_opts o = {
       .path = req->path,
@@ -455,7 +452,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
           opts && opts->env_values ? opts->env_values : (const char *const *)req->env_values,
       .nenv = req->nenv,
       .workdir = req->workdir,
-      .stdin_fd = devnull,
+      .stdin_fd = t->devnull_fd,
       .stdout_fd = j->log_fd[0],
       .stderr_fd = j->log_fd[1],
       .ids = opts ? opts->ids : NULL,
@@ -469,7 +466,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   j->state = JOB_RUNNING;
   j->req = *req;
   if (reaper_watch_add(t->r, sr.pid, sr.pidfd, job_on_exit, j, &j->rw, e) < 0 ||
-      job_persist(j, e) < 0 || job_table_insert(t, j, e) < 0) {
+      job_persist(j, e) < 0 || job_logs_watch(j, e) < 0 || job_table_insert(t, j, e) < 0) {
     /* cannot track it: do not leave it running */
     kill(-sr.pid, SIGKILL);
     if (j->rw)
@@ -478,6 +475,9 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
     goto fail;
   }
   memset(req, 0, sizeof *req);
+  /* watched only now so that writing job.json raised no events: take what
+   * the job wrote before the watch existed (and apply the cap to it) */
+  job_logs_refresh(j);
   if (j->req.has_timeout)
     j->timeout_timer = loop_timer_add(t->l, j->req.timeout_ms, job_on_timeout, j);
   *ret = j;
@@ -515,6 +515,7 @@ int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *c
   t->warn_data = cfg->warn_data;
   t->inotify_fd = -1;
   t->lock_fd = -1;
+  t->devnull_fd = -1;
   ulid_gen_init(&t->gen);
   size_t n = strlen(cfg->state_dir) + sizeof "/jobs";
   if (!(t->jobs_dir = malloc(n))) {
@@ -524,6 +525,11 @@ int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *c
   snprintf(t->jobs_dir, n, "%s/jobs", cfg->state_dir);
   if (logstore_mkdirs(t->jobs_dir, e) < 0 || job_table_lock(t, cfg->state_dir, e) < 0)
     goto fail;
+  /* every job's stdin; opened once, not per start */
+  if ((t->devnull_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+    rr_err_sys(e, RR_INTERNAL, errno, "cannot open /dev/null");
+    goto fail;
+  }
   if ((t->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
     rr_err_sys(e, RR_INTERNAL, errno, "inotify_init1");
     goto fail;
@@ -558,6 +564,8 @@ void job_table_free(job_table *t) {
   intmap_free(&t->by_wd);
   if (t->lock_fd >= 0)
     close(t->lock_fd);
+  if (t->devnull_fd >= 0)
+    close(t->devnull_fd);
   free(t->jobs_dir);
   free(t);
 }

@@ -20,7 +20,8 @@ struct job_table {
   job **jobs; /* sorted by id */
   size_t njobs, cap;
   int inotify_fd;
-  int lock_fd; /* flock on STATE/rund.lock */
+  int lock_fd;    /* flock on STATE/rund.lock */
+  int devnull_fd; /* O_RDONLY, the stdin of every job */
   bool inotify_paused;
   uint64_t inotify_timer;
   intmap by_wd; /* inotify wd -> job */

@@ -1,5 +1,6 @@
 /* On-disk state of jobs: STATE/jobs/<ULID>/{job.json,stdout,stderr}.
- * job.json is replaced atomically (tmp + fsync + rename + fsync dir). The
+ * job.json is replaced atomically (tmp + fsync + rename + fsync dir; without
+ * sync, a later version of a small file is one in-place pwrite). The
  * log files are written by the job itself (O_APPEND); the size cap punches
  * the oldest bytes out (offsets stay absolute) and readers are told how many
  * bytes they missed. */
@@ -26,7 +27,9 @@ int logstore_stream_open_append(const char *dir, int stream, rr_err *e);
 int logstore_stream_open_read(const char *dir, int stream, rr_err *e);
 /* Atomically replace dir/job.json with obj (tmp + rename). With sync, the
  * data and the rename are flushed to disk too (power loss, not just a crash
- * of rund; costs a few ms per write on a real disk). */
+ * of rund; costs a few ms per write on a real disk). Without sync, an existing
+ * job.json of at most a page is overwritten in place by one pwrite (atomic
+ * against a crash of rund, padded with spaces) when the new text fits too. */
 int logstore_json_write(const char *dir, json_object *obj, bool sync, rr_err *e);
 /* Parse dir/job.json. */
 int logstore_json_read(const char *dir, json_object **ret, rr_err *e);

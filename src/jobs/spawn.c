@@ -5,6 +5,8 @@
 #include <pwd.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,12 +193,39 @@ int spawn_proc_start_ticks(pid_t pid, uint64_t *ret) {
 enum { STEP_SIGNALS = 1, STEP_SETPGID, STEP_STDIO, STEP_IDS, STEP_CHDIR, STEP_EXEC };
 struct spawn_report {
   int err;
-  int step;
+  int step; /* 0: no failure (yet) */
 };
 
-/* Runs in the child: only async-signal-safe calls, report failures, _exit. */
-static _Noreturn void spawn_child(const spawn_opts *o, const char *exe, char *const argv[],
-                                  char *const envp[], int report_fd) {
+/* What the child needs. With shared set the child runs in our memory (vfork
+ * style) and reports there; else through report_fd. */
+struct spawn_child_args {
+  const spawn_opts *o;
+  const char *exe;
+  char *const *argv;
+  char *const *envp;
+  int report_fd;
+  volatile struct spawn_report *shared;
+};
+
+/* Code that runs on the child's own stack in our address space: ASan must not
+ * poison shadow memory for frames it never unwinds. */
+#if defined(__SANITIZE_ADDRESS__)
+#define SPAWN_CHILD_ATTR __attribute__((no_sanitize_address, noinline))
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SPAWN_CHILD_ATTR __attribute__((no_sanitize_address, noinline))
+#endif
+#endif
+#ifndef SPAWN_CHILD_ATTR
+#define SPAWN_CHILD_ATTR __attribute__((noinline))
+#endif
+
+/* Runs in the child: only async-signal-safe calls and raw syscalls (glibc's
+ * setuid & co. would signal our threads when sharing our memory), report
+ * failures, _exit. Touches nothing of the parent's heap. */
+SPAWN_CHILD_ATTR static _Noreturn void spawn_child(const struct spawn_child_args *a) {
+  const spawn_opts *o = a->o;
+  int report_fd = a->report_fd;
   struct spawn_report r = {0, STEP_SIGNALS};
   sigset_t all;
   struct sigaction dfl = {.sa_handler = SIG_DFL};
@@ -222,7 +251,7 @@ static _Noreturn void spawn_child(const spawn_opts *o, const char *exe, char *co
   for (int i = 0; i < 3; i++)
     if ((src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 3)) < 0)
       goto fail;
-  if (report_fd < 3 && (report_fd = fcntl(report_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+  if (report_fd >= 0 && report_fd < 3 && (report_fd = fcntl(report_fd, F_DUPFD_CLOEXEC, 3)) < 0)
     goto fail;
   for (int i = 0; i < 3; i++)
     if (dup2(src[i], i) < 0)
@@ -230,19 +259,25 @@ static _Noreturn void spawn_child(const spawn_opts *o, const char *exe, char *co
   syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
   r.step = STEP_IDS;
   /* groups, then gid, then uid: after setuid we could no longer change them */
-  if (o->ids && (setgroups(o->ids->ngroups, o->ids->groups) < 0 || setgid(o->ids->gid) < 0 ||
-                 setuid(o->ids->uid) < 0))
+  if (o->ids && (syscall(SYS_setgroups, o->ids->ngroups, o->ids->groups) < 0 ||
+                 syscall(SYS_setgid, o->ids->gid) < 0 || syscall(SYS_setuid, o->ids->uid) < 0))
     goto fail;
   r.step = STEP_CHDIR;
   if (chdir(o->workdir && *o->workdir ? o->workdir : "/") < 0)
     goto fail;
   r.step = STEP_EXEC;
-  execve(exe, argv, envp);
+  execve(a->exe, a->argv, a->envp);
 fail:
   r.err = errno;
-  (void)!write(report_fd, &r, sizeof r);
+  if (a->shared) {
+    a->shared->err = r.err;
+    a->shared->step = r.step;
+  } else
+    (void)!write(report_fd, &r, sizeof r);
   _exit(127);
 }
+
+SPAWN_CHILD_ATTR static int spawn_child_entry(void *arg) { spawn_child(arg); }
 
 int spawn_ids_for_user(uid_t uid, gid_t gid, spawn_ids *ret, rr_err *e) {
   *ret = (spawn_ids){.uid = uid, .gid = gid, .groups = {gid}, .ngroups = 1};
@@ -262,16 +297,32 @@ int spawn_ids_for_user(uid_t uid, gid_t gid, spawn_ids *ret, rr_err *e) {
   return 0;
 }
 
-static pid_t spawn_clone(int *pidfd) {
-  if (!clone3_disabled) {
-    struct clone_args ca = {0};
-    ca.flags = CLONE_PIDFD;
-    ca.pidfd = (uint64_t)(uintptr_t)pidfd;
-    ca.exit_signal = SIGCHLD;
-    long r = syscall(SYS_clone3, &ca, sizeof ca);
-    if (r >= 0 || (errno != ENOSYS && errno != EPERM && errno != E2BIG))
-      return (pid_t)r;
+/* The child shares our memory and we sleep until it has exec'd or exited
+ * (as posix_spawn does): no copy of our page tables, no copy-on-write faults
+ * afterwards, and the exec report needs no pipe. 0 with *pid, or -1 with
+ * errno (ENOSYS/EINVAL: use the fork path). */
+static int spawn_clone_vm(struct spawn_child_args *a, pid_t *pid, int *pidfd) {
+  /* plenty for the child's few libc calls; on our stack, as we sleep meanwhile */
+  _Alignas(16) char stack[32768];
+  /* no handler of ours may run in the child before it has reset them */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int fd = -1;
+  int r = clone(spawn_child_entry, stack + sizeof stack,
+                CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, a, &fd);
+  int saved = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (r < 0) {
+    errno = saved;
+    return -1;
   }
+  *pid = (pid_t)r;
+  *pidfd = fd;
+  return 0;
+}
+
+static pid_t spawn_clone(int *pidfd) {
   *pidfd = -1;
   pid_t pid = fork();
   if (pid > 0) {
@@ -324,24 +375,42 @@ int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e) {
   for (size_t i = 0; i < o->nargs; i++)
     argv[i + 1] = (char *)o->args[i];
   int rc = -1, pipefd[2] = {-1, -1}, pidfd = -1;
-  if (pipe2(pipefd, O_CLOEXEC) < 0) {
-    rr_err_sys(e, RR_INTERNAL, errno, "cannot create the exec report pipe");
-    goto out;
+  pid_t pid = -1;
+  volatile struct spawn_report shared = {0, 0};
+  struct spawn_child_args a = {
+      .o = o, .exe = exe, .argv = argv, .envp = envp, .report_fd = -1, .shared = &shared};
+  struct spawn_report r = {0, 0};
+  ssize_t n = 0;
+  if (clone3_disabled || spawn_clone_vm(&a, &pid, &pidfd) < 0) {
+    if (!clone3_disabled && errno != ENOSYS && errno != EINVAL && errno != EPERM) {
+      rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create a process for \"%s\"", o->path);
+      goto out;
+    }
+    /* fork fallback: the exec report comes through a CLOEXEC pipe */
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+      rr_err_sys(e, RR_INTERNAL, errno, "cannot create the exec report pipe");
+      goto out;
+    }
+    a.shared = NULL;
+    a.report_fd = pipefd[1];
+    pid = spawn_clone(&pidfd);
+    if (pid < 0) {
+      rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create a process for \"%s\"", o->path);
+      goto out;
+    }
+    if (pid == 0) {
+      close(pipefd[0]);
+      spawn_child(&a);
+    }
+    close(pipefd[1]);
+    pipefd[1] = -1;
+    n = rr_read(pipefd[0], &r, sizeof r);
+  } else if (shared.step) { /* the child reported before exiting */
+    r.err = shared.err;
+    r.step = shared.step;
+    n = (ssize_t)sizeof r;
   }
-  pid_t pid = spawn_clone(&pidfd);
-  if (pid < 0) {
-    rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create a process for \"%s\"", o->path);
-    goto out;
-  }
-  if (pid == 0) {
-    close(pipefd[0]);
-    spawn_child(o, exe, argv, envp, pipefd[1]);
-  }
-  close(pipefd[1]);
-  pipefd[1] = -1;
-  struct spawn_report r;
-  ssize_t n = rr_read(pipefd[0], &r, sizeof r);
-  if (n == 0) { /* pipe closed by exec: it runs */
+  if (n == 0) { /* exec'd: it runs */
     *ret = (spawn_result){.pid = pid, .pidfd = pidfd, .start_ticks = 0};
     spawn_proc_start_ticks(pid, &ret->start_ticks);
     rc = 0;

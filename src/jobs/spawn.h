@@ -1,4 +1,5 @@
-/* Starting a process: executable resolution, environment, clone3 with a
+/* Starting a process: executable resolution, environment, a vfork-style
+ * clone (CLONE_VM|CLONE_VFORK) with a
  * pidfd (fork + pidfd_open fallback), new process group, clean signal state,
  * stdio, workdir, and synchronous exec-failure reporting. */
 #pragma once
@@ -56,5 +57,5 @@ int spawn_proc_start_ticks(pid_t pid, uint64_t *ret);
 /* Children get this RLIMIT_NOFILE soft limit (0 = inherit ours): a daemon
  * that raised its own limit must not hand select()-based programs fds >= 1024. */
 void spawn_set_child_nofile(uint64_t soft);
-/* Force clone3 off (tests of the fork fallback). */
+/* Force the fork + pidfd_open path (tests of the fallback). */
 void spawn_set_clone3_disabled(bool disabled);

@@ -36,7 +36,7 @@ static void rund_usage(FILE *f) {
       "  --log-level L        debug, info, warn or error; default info\n"
       "  --fsync              fsync job state on every change (survives power\n"
       "                       loss; slower); without it state survives rund\n"
-      "                       crashes and restarts (atomic renames)\n"
+      "                       crashes and restarts (atomic writes)\n"
       "  --tls-cert F, --tls-key F, --client-ca F\n"
       "                       server certificate chain, its key, and the CA client\n"
       "                       certificates must chain to (all three or none)\n"

@@ -50,6 +50,53 @@ static void test_json_atomic_roundtrip(void **state) {
   assert_int_equal(e.code, RR_DATA_LOSS);
 }
 
+static ino_t json_ino(void) {
+  char p[128];
+  struct stat st;
+  snprintf(p, sizeof p, "%s/job.json", dir);
+  assert_int_equal(stat(p, &st), 0);
+  return st.st_ino;
+}
+
+static const char *json_state(void) {
+  static char buf[64];
+  json_object *back = NULL, *v;
+  assert_int_equal(logstore_json_read(dir, &back, NULL), 0);
+  assert_true(json_object_object_get_ex(back, "state", &v));
+  snprintf(buf, sizeof buf, "%s", json_object_get_string(v));
+  json_object_put(back);
+  return buf;
+}
+
+/* Without sync a small job.json is rewritten in place (same inode), a
+ * shorter version is padded, and a version over a page goes through rename. */
+static void test_json_overwrite_in_place(void **state) {
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "state", json_object_new_string("running-and-quite-long"));
+  assert_int_equal(logstore_json_write(dir, o, false, NULL), 0);
+  ino_t ino = json_ino();
+  assert_string_equal(json_state(), "running-and-quite-long");
+  json_object_object_add(o, "state", json_object_new_string("x"));
+  assert_int_equal(logstore_json_write(dir, o, false, NULL), 0);
+  assert_int_equal(json_ino(), ino);
+  assert_string_equal(json_state(), "x");
+  json_object_object_add(o, "state",
+                         json_object_new_string("exited-with-a-longer-state-than-before"));
+  assert_int_equal(logstore_json_write(dir, o, false, NULL), 0);
+  assert_int_equal(json_ino(), ino);
+  assert_string_equal(json_state(), "exited-with-a-longer-state-than-before");
+  static char big[5000];
+  memset(big, 'b', sizeof big - 1);
+  json_object_object_add(o, "big", json_object_new_string(big));
+  assert_int_equal(logstore_json_write(dir, o, false, NULL), 0);
+  assert_int_not_equal(json_ino(), ino); /* replaced: too large to write in one piece */
+  assert_string_equal(json_state(), "exited-with-a-longer-state-than-before");
+  json_object_put(o);
+  char p[128];
+  snprintf(p, sizeof p, "%s/job.json.tmp", dir);
+  assert_int_equal(access(p, F_OK), -1);
+}
+
 static void test_append_read_and_cap(void **state) {
   int w = logstore_stream_open_append(dir, LOG_STDOUT, NULL);
   assert_true(w >= 0);
@@ -175,6 +222,7 @@ static void test_request_validate(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_json_atomic_roundtrip, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_json_overwrite_in_place, setup, teardown),
       cmocka_unit_test_setup_teardown(test_append_read_and_cap, setup, teardown),
       cmocka_unit_test_setup_teardown(test_first_kept_all_holes, setup, teardown),
       cmocka_unit_test(test_request_strings),

@@ -170,6 +170,17 @@ typedef struct runrpc_exec_request {
   void *userdata;
   void (*on_started)(int pid, void *userdata); /* optional */
   uint64_t deadline_ms;                        /* RPC deadline for the whole exec; 0: none */
+  /* Forward SIGINT, SIGTERM, SIGHUP and SIGQUIT received during the call to
+   * the command's process group (as ExecRequest.signal), like a local
+   * foreground command: the library installs its own handlers (a self-pipe;
+   * signals this process ignores stay ignored and are not forwarded) and
+   * restores the previous ones before returning. The command's exit status
+   * tells what the signal did. Stdin EOF then goes out as close_stdin while
+   * the stream stays open (for later signals) until the server's status.
+   * One such call per process at a time
+   * (another fails with FAILED_PRECONDITION). Needs a rund that knows
+   * ExecRequest.signal. */
+  bool forward_signals;
 } runrpc_exec_request;
 
 typedef struct runrpc_exit_status {

@@ -1,7 +1,11 @@
 /* librunrpc: runrpc_exec, the bidirectional Exec stream with stdin from an fd
- * and output to fds or callbacks, multiplexed with poll() and no threads. */
+ * and output to fds or callbacks, multiplexed with poll() and no threads.
+ * With forward_signals, SIGINT/SIGTERM/SIGHUP/SIGQUIT reach the loop through
+ * a self-pipe and go out as ExecRequest.signal. */
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,14 +13,78 @@
 #include "lib.h"
 
 #define EXEC_STDIN_CHUNK (64u * 1024u)
+#define EXEC_NSIGS 4
+
+static const int exec_fwd_sigs[EXEC_NSIGS] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+/* Write end of the self-pipe of the call forwarding signals, -1 if none:
+ * handlers get no user data, hence one forwarding call per process. */
+static atomic_int exec_sig_wfd = -1;
+
+typedef struct exec_sigfwd {
+  int rfd, wfd;
+  bool installed[EXEC_NSIGS];
+  struct sigaction old[EXEC_NSIGS];
+} exec_sigfwd;
 
 typedef struct exec_ctx {
   const runrpc_exec_request *req;
   grpc_call *call;
+  exec_sigfwd *fwd; /* NULL: not forwarding */
   bool got_exit;
   runrpc_exit_status exit;
   rr_err e;
 } exec_ctx;
+
+static void exec_sig_handler(int sig) {
+  int saved = errno;
+  int fd = atomic_load(&exec_sig_wfd);
+  unsigned char b = (unsigned char)sig;
+  if (fd >= 0 && write(fd, &b, 1) < 0) {
+    /* pipe full (64 KiB of pending signals): dropping more changes nothing */
+  }
+  errno = saved;
+}
+
+static int exec_sigfwd_install(exec_sigfwd *s, rr_err *e) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "exec: cannot create the signal pipe");
+  int none = -1;
+  if (!atomic_compare_exchange_strong(&exec_sig_wfd, &none, p[1])) {
+    close(p[0]);
+    close(p[1]);
+    return rr_err_set(e, RR_FAILED_PRECONDITION,
+                      "exec: another runrpc_exec in this process is already forwarding signals");
+  }
+  s->rfd = p[0];
+  s->wfd = p[1];
+  for (int i = 0; i < EXEC_NSIGS; i++) {
+    struct sigaction sa = {.sa_handler = exec_sig_handler, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    struct sigaction old;
+    if (sigaction(exec_fwd_sigs[i], NULL, &old) < 0)
+      continue;
+    /* ignored here (nohup, background job): a local command would ignore it too */
+    if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN)
+      continue;
+    if (sigaction(exec_fwd_sigs[i], &sa, &s->old[i]) == 0)
+      s->installed[i] = true;
+  }
+  return 0;
+}
+
+static void exec_sigfwd_restore(exec_sigfwd *s) {
+  if (s->rfd < 0)
+    return;
+  for (int i = 0; i < EXEC_NSIGS; i++)
+    if (s->installed[i])
+      sigaction(exec_fwd_sigs[i], &s->old[i], NULL);
+  atomic_store(&exec_sig_wfd, -1);
+  close(s->rfd);
+  close(s->wfd);
+  s->rfd = s->wfd = -1;
+}
 
 static int exec_send(exec_ctx *x, const Runrpc__V1__ExecRequest *m) {
   _cleanup_free_ uint8_t *buf = NULL;
@@ -32,7 +100,24 @@ static int exec_close_stdin(exec_ctx *x) {
   m.close_stdin = 1;
   if (exec_send(x, &m) < 0)
     return -1;
+  if (x->fwd) /* keep our side open: signals may still follow the EOF */
+    return 0;
   return grpc_call_close_send(x->call, &x->e);
+}
+
+/* Send the signals the handler queued in the self-pipe (our side of the
+ * stream stays open after stdin EOF for them; the server's status ends it). */
+static int exec_forward_signals(exec_ctx *x) {
+  unsigned char sigs[64];
+  ssize_t n = read(x->fwd->rfd, sigs, sizeof sigs);
+  for (ssize_t i = 0; i < n && !x->got_exit; i++) {
+    Runrpc__V1__ExecRequest m = RUNRPC__V1__EXEC_REQUEST__INIT;
+    m.msg_case = RUNRPC__V1__EXEC_REQUEST__MSG_SIGNAL;
+    m.signal = sigs[i];
+    if (exec_send(x, &m) < 0)
+      return -1;
+  }
+  return 0;
 }
 
 static int exec_output(exec_ctx *x, runrpc_output_fn fn, int fd, const ProtobufCBinaryData *d,
@@ -138,13 +223,30 @@ static int exec_run(exec_ctx *x) {
       if (exec_handle(x, msg, len) < 0)
         return -1;
     }
-    struct pollfd pfd = {.fd = req->stdin_fd, .events = POLLIN};
-    size_t nfds = stdin_open && !grpc_call_send_full(x->call) ? 1 : 0;
-    int r = grpc_call_wait(x->call, &pfd, nfds, -1, &x->e);
+    /* while the send queue is full, stdin and signals wait (in their fd and pipe) */
+    struct pollfd pfd[2];
+    size_t nfds = 0;
+    int in_i = -1, sig_i = -1;
+    if (!grpc_call_send_full(x->call)) {
+      if (stdin_open) {
+        in_i = (int)nfds;
+        pfd[nfds++] = (struct pollfd){.fd = req->stdin_fd, .events = POLLIN};
+      }
+      if (x->fwd) {
+        sig_i = (int)nfds;
+        pfd[nfds++] = (struct pollfd){.fd = x->fwd->rfd, .events = POLLIN};
+      }
+    }
+    int r = grpc_call_wait(x->call, pfd, nfds, -1, &x->e);
     if (r < 0)
       return -1;
-    if (r == 1 && (pfd.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL))) {
-      if (pfd.revents & POLLNVAL) {
+    if (r != 1)
+      continue;
+    if (sig_i >= 0 && (pfd[sig_i].revents & POLLIN) && exec_forward_signals(x) < 0)
+      return -1;
+    short in_ev = in_i >= 0 ? pfd[in_i].revents : 0;
+    if (in_ev & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) {
+      if (in_ev & POLLNVAL) {
         stdin_open = false;
         if (exec_close_stdin(x) < 0)
           return -1;
@@ -161,10 +263,17 @@ RR_EXPORT int runrpc_exec(runrpc_client *c, const runrpc_exec_request *req,
     return lib_err_out(&(rr_err){RR_INVALID_ARGUMENT, 0, "runrpc_exec: NULL argument"}, err);
   memset(ret_exit, 0, sizeof *ret_exit);
   exec_ctx x = {.req = req};
-  if (grpc_call_start(c->grpc, LIB_JOBS_PATH("Exec"), req->deadline_ms, &x.call, &x.e) < 0)
-    return lib_err_out(&x.e, err);
-  int rv = exec_run(&x);
-  grpc_call_free(x.call); /* cancels if unfinished: rund kills the command */
+  exec_sigfwd fwd = {.rfd = -1, .wfd = -1};
+  if (req->forward_signals) {
+    if (exec_sigfwd_install(&fwd, &x.e) < 0)
+      return lib_err_out(&x.e, err);
+    x.fwd = &fwd;
+  }
+  int rv = grpc_call_start(c->grpc, LIB_JOBS_PATH("Exec"), req->deadline_ms, &x.call, &x.e);
+  if (rv == 0)
+    rv = exec_run(&x);
+  grpc_call_free(x.call);    /* cancels if unfinished: rund kills the command */
+  exec_sigfwd_restore(&fwd); /* no-op if not installed or already given back */
   if (rv < 0)
     return lib_err_out(&x.e, err);
   *ret_exit = x.exit;

@@ -42,6 +42,7 @@ static int exec_run(runctl_ctx *ctx, int argc, char **argv) {
       .stdin_fd = STDIN_FILENO,
       .stdout_fd = STDOUT_FILENO,
       .stderr_fd = STDERR_FILENO,
+      .forward_signals = true, /* Ctrl-C reaches the command, as if it ran here */
   };
   runrpc_exit_status st;
   runrpc_error err;
@@ -64,6 +65,12 @@ const runctl_command runctl_cmd_exec = {
             "passed through live (EOF on stdin reaches the command); runctl exits with the\n"
             "command's status, 128+N if it was killed by signal N. If runctl itself fails\n"
             "it exits 125 (126: command not executable, 127: command not found).\n"
+            "\n"
+            "SIGINT (Ctrl-C), SIGTERM, SIGHUP and SIGQUIT (Ctrl-\\) sent to runctl are\n"
+            "forwarded to the command's process group, which may handle them; runctl\n"
+            "keeps waiting for the command's own exit status. Signals runctl was started\n"
+            "with ignored (nohup) are not forwarded. Killing runctl (SIGKILL) drops the\n"
+            "stream, and rund kills the command's process group.\n"
             "\n"
             "Options:\n"
             "  --env K=V       add K=V to the command's environment (repeatable)\n"

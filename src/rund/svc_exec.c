@@ -1,8 +1,9 @@
 /* Exec: one command per bidi stream. stdin in order through a bounded queue
  * (the client is paused when it is full), stdout/stderr through pipes read
  * only while the call's send queue has room (a slow client slows the
- * command), the exit status last, after every output byte. A cancelled or
- * broken stream kills the command's process group. */
+ * command), the exit status last, after every output byte. signal messages
+ * go to the command's process group until it exits. A cancelled or broken
+ * stream kills the command's process group. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "jobs/signame.h"
 #include "jobs/spawn.h"
 #include "rund.h"
 
@@ -401,8 +403,16 @@ static void exec_on_message(grpc_call *c, ProtobufCMessage *msg) {
     x->stdin_close = true;
     exec_stdin_flush(x);
     break;
+  case RUNDWIRE__EXEC_REQUEST__MSG_SIGNAL:
+    if (signame_check_number(req->signal, "signal", &e) < 0) {
+      exec_fail(x, &e);
+      break;
+    }
+    exec_kill(x, req->signal); /* no-op once exited: a late Ctrl-C races the exit */
+    break;
   default:
-    rr_err_set(&e, RR_INVALID_ARGUMENT, "empty ExecRequest (set start, stdin or close_stdin)");
+    rr_err_set(&e, RR_INVALID_ARGUMENT,
+               "empty ExecRequest (set start, stdin, close_stdin or signal)");
     exec_fail(x, &e);
   }
 out:

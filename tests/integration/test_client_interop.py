@@ -589,14 +589,16 @@ def exec_echo(transform=bytes.upper, code=3, sig=0):
                 yield pb.ExecResponse(stdout=transform(m.stdin))
             elif kind == "close_stdin":
                 p.events.append(("close_stdin", None))
-        p.events.append(("half_close", None))
+                break  # runctl keeps its side open after close_stdin (signals)
+        else:
+            p.events.append(("half_close", None))
         yield pb.ExecResponse(stderr=b"done\n")
         yield pb.ExecResponse(exit=pb.ExitStatus(exit_code=code, signal=sig,
                                                  reason="signaled" if sig else "exited"))
     return run
 
 
-def test_exec_stdin_passthrough_and_half_close(peer):
+def test_exec_stdin_passthrough_and_close_stdin(peer):
     peer.script["Exec"] = exec_echo()
     data = os.urandom(3 * MiB + 17)
     r = runctl(peer, "exec", "--env", "A=b", "--workdir", "/w", "--timeout", "2m", "--",
@@ -605,7 +607,7 @@ def test_exec_stdin_passthrough_and_half_close(peer):
     assert r.stdout == data.upper()
     assert r.stderr == b"done\n"
     kinds = [e[0] for e in peer.events]
-    assert kinds == ["start", "close_stdin", "half_close"], kinds
+    assert kinds == ["start", "close_stdin"], kinds
     start = peer.events[0][1]
     assert start.command.path == "cat" and list(start.command.args) == ["-n"]
     assert dict(start.command.env) == {"A": "b"} and start.command.workdir == "/w"
@@ -620,7 +622,7 @@ def test_exec_empty_stdin(peer):
     r = runctl(peer, "exec", "true", stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"" and r.stderr == b"done\n"
-    assert [e[0] for e in peer.events] == ["start", "close_stdin", "half_close"]
+    assert [e[0] for e in peer.events] == ["start", "close_stdin"]
 
 
 def test_exec_is_interactive(peer):

@@ -9,6 +9,8 @@ the same run on the same machine (bench/run.sh runs this).
  4. rund RSS idle, and after 10,000 finished jobs
  5. TLS (bench/tls.py): cold `runctl exec -- true` over TLS vs `ssh 127.0.0.1
     true` (throwaway sshd), handshake cost, session resumption
+ 6. start+wait of /bin/true with every limit set (a cgroup per job) vs
+    without: the cost of the cgroup (goal: under 1 ms)
 """
 
 import argparse
@@ -103,7 +105,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.environ.get("BUILD_DIR", "build"))
     ap.add_argument("--quick", action="store_true", help="fewer runs, 256 MiB stream")
-    ap.add_argument("--only", default="12345", help="which benches, e.g. 13")
+    ap.add_argument("--only", default="123456", help="which benches, e.g. 13")
     a = ap.parse_args()
     build = os.path.join(ROOT, a.build) if not os.path.isabs(a.build) else a.build
     rund = os.environ.get("RUND") or os.path.join(build, "src/rund/rund")
@@ -149,6 +151,13 @@ def main():
                          "%.0f MiB/s" % (mib / remote), "%.0f%%" % (share * 100), ">= 50%",
                          "ok" if share >= 0.5 else "MISSED"))
             os.unlink(f)
+        if "6" in a.only:
+            n = 300 if a.quick else 2000
+            plain = startwait(sw, "remote", r.addr, str(n))
+            limited = startwait(sw, "limits", r.addr, str(n))
+            cost = limited - plain
+            rows.append(("6 start+wait, all limits", "%.1f us" % plain, "%.1f us" % limited,
+                         "+%.0f us" % cost, "< 1000 us", "ok" if cost < 1000 else "MISSED"))
         r.stop()
         if "4" in a.only:
             r = Rund(rund, runctl, work, "rss")

@@ -3,6 +3,7 @@
  * bench/bench.py can print the ratio of the two measured in the same run.
  *   startwait local N
  *   startwait remote ADDR N
+ *   startwait limits ADDR N    (remote, every limit set: the cgroup's cost)
  * Prints one line: "mode=... n=N total_s=... per_op_us=...". */
 #include <errno.h>
 #include <spawn.h>
@@ -40,8 +41,25 @@ static int local_once(void) {
   return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
+/* generous limits that /bin/true never reaches: the cost measured is the
+ * cgroup's creation, limit writes, placement, usage read and removal */
+static const runrpc_io_limit bench_io = {
+    .rbps = 1u << 30, .wbps = 1u << 30, .riops = 100000, .wiops = 100000};
+static const runrpc_limits bench_limits = {.has_cpu = true,
+                                           .quota_us = 200000,
+                                           .period_us = 100000,
+                                           .has_memory_max = true,
+                                           .memory_max = 1u << 30,
+                                           .has_pids_max = true,
+                                           .pids_max = 100,
+                                           .io = &bench_io,
+                                           .nio = 1};
+static bool with_limits;
+
 static int remote_once(runrpc_client *c) {
   runrpc_start_request req = {.command = {.path = "/bin/true"}};
+  if (with_limits)
+    req.limits = bench_limits;
   char id[RUNRPC_JOB_ID_SIZE];
   runrpc_error err = {0};
   if (runrpc_start(c, &req, id, NULL, &err) < 0) {
@@ -77,7 +95,8 @@ static int run(const char *mode, runrpc_client *c, long n) {
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "local") == 0)
     return run("local", NULL, atol(argv[2]) > 0 ? atol(argv[2]) : 1);
-  if (argc == 4 && strcmp(argv[1], "remote") == 0) {
+  if (argc == 4 && (strcmp(argv[1], "remote") == 0 || strcmp(argv[1], "limits") == 0)) {
+    with_limits = strcmp(argv[1], "limits") == 0;
     runrpc_client *c = NULL;
     runrpc_error err = {0};
     if (runrpc_connect(argv[2], NULL, &c, &err) < 0) {
@@ -85,10 +104,10 @@ int main(int argc, char **argv) {
               err.message);
       return 1;
     }
-    int rc = run("remote", c, atol(argv[3]) > 0 ? atol(argv[3]) : 1);
+    int rc = run(argv[1], c, atol(argv[3]) > 0 ? atol(argv[3]) : 1);
     runrpc_close(c);
     return rc;
   }
-  fprintf(stderr, "usage: startwait local N | startwait remote ADDR N\n");
+  fprintf(stderr, "usage: startwait local N | startwait {remote|limits} ADDR N\n");
   return 2;
 }

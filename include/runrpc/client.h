@@ -108,12 +108,56 @@ typedef struct runrpc_command {
   const char *workdir; /* NULL: "/" */
 } runrpc_command;
 
+#define RUNRPC_MAX_IO_LIMITS 16 /* devices per job */
+#define RUNRPC_DEFAULT_CPU_PERIOD_US 100000u
+
+/* io.max for one block device; 0 = no limit on that one (one must be set). */
+typedef struct runrpc_io_limit {
+  /* "/dev/sda", "8:0", or any path on the device; NULL or "": the device of
+   * the job's working directory. In a status: the resolved "MAJ:MIN". */
+  const char *device;
+  uint64_t rbps, wbps;   /* bytes per second read, written */
+  uint64_t riops, wiops; /* operations per second read, written */
+} runrpc_io_limit;
+
+/* Resource limits enforced by the kernel through a cgroup of the job's own
+ * (cgroup v2 names; rund maps them on cgroup v1 hosts). All zero: none. */
+typedef struct runrpc_limits {
+  bool has_cpu;       /* cpu.max: quota_us of CPU time per period_us */
+  uint64_t quota_us;  /* >= 1000 */
+  uint64_t period_us; /* 1000..1000000; 0: RUNRPC_DEFAULT_CPU_PERIOD_US */
+  bool has_memory_max;
+  uint64_t memory_max; /* bytes, >= 1 MiB */
+  bool has_pids_max;
+  uint64_t pids_max; /* >= 1 */
+  const runrpc_io_limit *io;
+  size_t nio; /* at most RUNRPC_MAX_IO_LIMITS */
+} runrpc_limits;
+
+/* What a job's cgroup counted (fields as runrpc.v1.Usage). */
+typedef struct runrpc_usage {
+  uint64_t cpu_usec; /* user + system */
+  uint64_t cpu_user_usec;
+  uint64_t cpu_system_usec;
+  uint64_t memory_current; /* bytes now (0 once ended) */
+  uint64_t memory_peak;    /* bytes, high-water mark */
+  uint64_t io_read_bytes;
+  uint64_t io_write_bytes;
+  uint64_t io_read_ops;
+  uint64_t io_write_ops;
+  uint64_t pids_current;       /* 0 once ended */
+  uint64_t oom_kills;          /* processes the OOM killer ended in the job */
+  uint64_t cpu_throttled_usec; /* time held back by cpu.max */
+  uint64_t pids_refused;       /* forks refused by pids.max */
+} runrpc_usage;
+
 typedef struct runrpc_start_request {
   runrpc_command command;
   const char *const *tags;
   size_t ntags;
   bool has_timeout; /* job timeout enforced by rund (not an RPC deadline) */
   uint64_t timeout_ms;
+  runrpc_limits limits; /* all zero: no limits (and no cgroup) */
 } runrpc_start_request;
 
 /* A job's status (output; strings owned, free with runrpc_job_status_free). */
@@ -123,7 +167,7 @@ typedef struct runrpc_job_status {
   int pid;
   int exit_code;
   int signal;
-  char *reason; /* "exited", "signaled", "stopped", "timeout", "lost" */
+  char *reason; /* "exited", "signaled", "stopped", "timeout", "oom-killed", "lost" */
   int64_t start_time_unix_ns;
   int64_t end_time_unix_ns; /* 0 while running */
   char *path;               /* command as started */
@@ -138,6 +182,12 @@ typedef struct runrpc_job_status {
   uint64_t timeout_ms;
   uint64_t stdout_bytes;
   uint64_t stderr_bytes;
+  /* Limits in force (io devices resolved to "MAJ:MIN"; owned strings). */
+  bool has_limits;
+  runrpc_limits limits;
+  bool has_usage; /* jobs with a cgroup only */
+  runrpc_usage usage;
+  char *cgroup; /* "v1" or "v2" when the job has a cgroup, else "" */
 } runrpc_job_status;
 
 typedef struct runrpc_logs_request {
@@ -181,12 +231,15 @@ typedef struct runrpc_exec_request {
    * (another fails with FAILED_PRECONDITION). Needs a rund that knows
    * ExecRequest.signal. */
   bool forward_signals;
+  runrpc_limits limits; /* as in runrpc_start_request */
 } runrpc_exec_request;
 
 typedef struct runrpc_exit_status {
-  int exit_code; /* when exited normally */
-  int signal;    /* when killed by a signal, else 0 */
-  char reason[32];
+  int exit_code;   /* when exited normally */
+  int signal;      /* when killed by a signal, else 0 */
+  char reason[32]; /* "exited", "signaled", "timeout", "oom-killed" */
+  bool has_usage;  /* the command had limits (a cgroup) */
+  runrpc_usage usage;
 } runrpc_exit_status;
 
 /* Default options (all zero: defaults). */

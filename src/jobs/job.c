@@ -18,8 +18,9 @@
 
 #include "common/util.h"
 #include "jobs/intmap.h"
-#include "jobs/logstore.h"
+#include "jobs/job_cgroup.h"
 #include "jobs/job_internal.h"
+#include "jobs/logstore.h"
 #include "jobs/spawn.h"
 
 #define JOB_INOTIFY_BATCH_MS 10
@@ -129,6 +130,7 @@ void job_free(job *j) {
   if (!j)
     return;
   job_close_logs(j);
+  cg_job_free(j->cg); /* the cgroup stays: the job runs on */
   job_request_free(&j->req);
   for (size_t i = 0; i < j->nowner; i++)
     free(j->owner[i]);
@@ -303,6 +305,8 @@ static void job_kill_group(job *j, int sig) {
   /* the whole group; the leader alone if it left its group */
   if (kill(-j->pid, sig) < 0 && errno == ESRCH)
     kill(j->pid, sig);
+  if (sig == SIGKILL) /* and whatever left the group but not the cgroup */
+    job_cgroup_kill(j);
 }
 
 void job_on_exit(void *data, pid_t pid, const siginfo_t *si) {
@@ -331,6 +335,7 @@ void job_on_exit(void *data, pid_t pid, const siginfo_t *si) {
     /* we were ending the whole group: do not leave stragglers behind */
     kill(-j->pid, SIGKILL);
   }
+  job_cgroup_end(j, si);
   job_logs_refresh(j);
   job_close_logs(j);
   rr_err e = {0};
@@ -457,6 +462,11 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
       .stderr_fd = j->log_fd[1],
       .ids = opts ? opts->ids : NULL,
   };
+  if (cg_limits_any(&req->limits)) {
+    if (job_cgroup_create(t->cgm, id, &req->limits, &o, &j->cg, e) < 0)
+      goto fail;
+    j->cgroup = cg_job_version(j->cg);
+  }
   spawn_result sr;
   j->start_ns = rr_now_unix_ns();
   if (spawn_process(&o, &sr, e) < 0)
@@ -483,6 +493,12 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   *ret = j;
   return 0;
 fail:
+  if (j->cg) { /* also kills a child we could not track */
+    rr_err ce = {0};
+    if (cg_job_destroy(j->cg, &ce) < 0)
+      job_table_warn(t, "job %s: %s", id, ce.msg);
+    j->cg = NULL;
+  }
   job_close_logs(j);
   job_remove_dir(j->dir);
   job_free(j);
@@ -513,6 +529,7 @@ int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *c
   t->sync = !cfg->no_sync;
   t->warn = cfg->warn;
   t->warn_data = cfg->warn_data;
+  t->cgm = cfg->cgroups;
   t->inotify_fd = -1;
   t->lock_fd = -1;
   t->devnull_fd = -1;

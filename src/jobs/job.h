@@ -12,6 +12,7 @@
 #include "jobs/reaper.h"
 #include "jobs/request.h"
 #include "jobs/ulid.h"
+#include "sandbox/cgroup.h"
 
 /* Same numbers as runrpc.v1.JobState. */
 typedef enum job_state {
@@ -46,18 +47,22 @@ struct job {
   char **owner; /* principals of the starter (none: from before owners existed) */
   size_t nowner;
   job_state state;
-  char reason[16]; /* "", "exited", "signaled", "stopped", "timeout", "lost" */
+  char reason[16]; /* "", "exited", "signaled", "stopped", "timeout", "oom-killed", "lost" */
   pid_t pid;
   uint64_t start_ticks;
   int exit_code, signal;
   int64_t start_ns, end_ns;
   uint64_t size[2];      /* bytes written per stream, dropped ones included */
   uint64_t kept_from[2]; /* first byte still stored per stream */
+  cg_version cgroup;     /* CG_NONE: the job has no cgroup (no limits) */
+  bool has_usage;        /* usage holds the final counters (job ended) */
+  cg_usage usage;
   /* private */
   int log_fd[2]; /* append fds while running: size and hole punching */
   int inotify_wd;
   reaper_watch *rw;
   int end_cause; /* why we are ending it: 0, stop, timeout */
+  cg_job *cg;    /* the job's cgroup while it runs (NULL: none, or not reopened) */
   uint64_t timeout_timer, kill_timer, kill_at;
   job_watch watchers; /* list head */
 };
@@ -66,6 +71,7 @@ typedef struct job_table_config {
   const char *state_dir;  /* jobs live in STATE/jobs */
   uint64_t max_log_bytes; /* per stream; 0 = no cap */
   bool no_sync;           /* skip fsync of job.json (survives rund crashes, not power loss) */
+  cg_manager *cgroups;    /* jobs' cgroups (not owned); NULL: jobs with limits fail */
   /* Problems met while loading (the table itself never logs). */
   void (*warn)(void *data, const char *msg);
   void *warn_data;
@@ -102,6 +108,9 @@ int job_signal(job *j, int sig, rr_err *e);
 /* SIGTERM to the group, SIGKILL after grace_ms (0 = at once). No-op when the
  * job already ended. Watch for JOB_EVENT_EXIT to learn the final status. */
 int job_stop(job *j, uint64_t grace_ms, rr_err *e);
+/* The job's cgroup counters: live while it runs, the final ones after.
+ * False when it has none (no limits). */
+bool job_usage(job *j, cg_usage *ret);
 /* Update size[] (and apply the cap) from the files now. */
 void job_refresh(job *j);
 void job_watch_add(job *j, job_watch *w);

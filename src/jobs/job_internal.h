@@ -20,8 +20,9 @@ struct job_table {
   job **jobs; /* sorted by id */
   size_t njobs, cap;
   int inotify_fd;
-  int lock_fd;    /* flock on STATE/rund.lock */
-  int devnull_fd; /* O_RDONLY, the stdin of every job */
+  int lock_fd;     /* flock on STATE/rund.lock */
+  int devnull_fd;  /* O_RDONLY, the stdin of every job */
+  cg_manager *cgm; /* not owned; NULL: no cgroups */
   bool inotify_paused;
   uint64_t inotify_timer;
   intmap by_wd; /* inotify wd -> job */
@@ -42,5 +43,15 @@ void job_logs_refresh(job *j);
 int job_logs_watch(job *j, rr_err *e);
 /* Reaper callback: record how the job ended (si NULL = unknown). */
 void job_on_exit(void *data, pid_t pid, const siginfo_t *si);
+/* job_cgroup.c: SIGKILL everything in j's cgroup (no-op without one). */
+void job_cgroup_kill(job *j);
+/* At the end of j's main process: final usage, "oom-killed", remove the
+ * cgroup. */
+void job_cgroup_end(job *j, const siginfo_t *si);
+/* After loading j from job.json: reopen the cgroup of a running job, remove
+ * that of one found dead. */
+void job_cgroup_reload(job *j);
+json_object *job_usage_to_json(const cg_usage *u);
+int job_usage_from_json(json_object *o, cg_usage *ret, rr_err *e);
 /* Load every job directory under t->jobs_dir. */
 int job_table_load(job_table *t, rr_err *e);

@@ -1,7 +1,11 @@
 /* Persistence of jobs (job.json) and reloading the table at start-up:
  * finished jobs come back as they were; running ones are adopted through a
  * pidfd when the recorded pid still names the same process (start time from
- * /proc/PID/stat), else they are marked failed/"lost". */
+ * /proc/PID/stat), else they are marked failed/"lost". A running job with a
+ * cgroup gets it reopened (cg_job_open; the cgroup's name is the job id
+ * under the subtree named after the state dir), so stop and timeouts kill
+ * its whole tree and its end reads the final counters; a lost one has its
+ * counters read and its cgroup (with any leftover process) removed. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "jobs/job_cgroup.h"
 #include "jobs/job_internal.h"
 #include "jobs/logstore.h"
 #include "jobs/spawn.h"
@@ -33,6 +38,10 @@ int job_persist(job *j, rr_err *e) {
   json_object_object_add(o, "start_ns", json_object_new_int64(j->start_ns));
   json_object_object_add(o, "end_ns", json_object_new_int64(j->end_ns));
   json_object_object_add(o, "request", job_request_to_json(&j->req));
+  if (j->cgroup)
+    json_object_object_add(o, "cgroup", json_object_new_string(job_cgroup_version_name(j->cgroup)));
+  if (j->has_usage)
+    json_object_object_add(o, "usage", job_usage_to_json(&j->usage));
   if (j->nowner) {
     json_object *own = json_object_new_array();
     for (size_t i = 0; i < j->nowner; i++)
@@ -78,6 +87,7 @@ static void job_adopt_or_lose(job *j) {
   j->state = JOB_FAILED;
   snprintf(j->reason, sizeof j->reason, "lost");
   j->end_ns = rr_now_unix_ns();
+  job_cgroup_end(j, NULL); /* its counters, and no leftovers in a cgroup of ours */
   if (job_persist(j, &e) < 0)
     job_table_warn(t, "job %s: %s", j->id, e.msg);
 }
@@ -137,6 +147,15 @@ static int job_load_one(job_table *t, const char *id, rr_err *e) {
   }
   if (json_object_object_get_ex(o, "owner", &v) && job_load_owner(j, v, e) < 0)
     goto fail;
+  if (json_object_object_get_ex(o, "cgroup", &v)) {
+    const char *cv = json_object_get_string(v);
+    j->cgroup = !cv ? CG_NONE : !strcmp(cv, "v1") ? CG_V1 : !strcmp(cv, "v2") ? CG_V2 : CG_NONE;
+  }
+  if (json_object_object_get_ex(o, "usage", &v)) {
+    if (job_usage_from_json(v, &j->usage, e) < 0)
+      goto fail;
+    j->has_usage = true;
+  }
   json_object_put(o);
   o = NULL;
   for (int s = 0; s < 2; s++) {
@@ -151,8 +170,10 @@ static int job_load_one(job_table *t, const char *id, rr_err *e) {
   }
   if (job_table_insert(t, j, e) < 0)
     goto fail;
-  if (j->state == JOB_RUNNING)
+  if (j->state == JOB_RUNNING) {
+    job_cgroup_reload(j); /* before: a lost job's cgroup is read and removed */
     job_adopt_or_lose(j);
+  }
   return 0;
 fail:
   json_object_put(o);

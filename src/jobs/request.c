@@ -147,6 +147,8 @@ int job_request_validate(const job_request *r, rr_err *e) {
     return rr_err_set(e, RR_INVALID_ARGUMENT, "timeout_ms %llu is out of range (1..%llu)",
                       (unsigned long long)r->timeout_ms,
                       (unsigned long long)REQUEST_MAX_TIMEOUT_MS);
+  if (cg_limits_any(&r->limits) && cg_limits_validate(&r->limits, e) < 0)
+    return -1;
   return 0;
 }
 
@@ -166,7 +168,91 @@ json_object *job_request_to_json(const job_request *r) {
   json_object_object_add(o, "tags", tags);
   if (r->has_timeout)
     json_object_object_add(o, "timeout_ms", json_object_new_uint64(r->timeout_ms));
+  json_object *lim = request_limits_to_json(&r->limits);
+  if (lim)
+    json_object_object_add(o, "limits", lim);
   return o;
+}
+
+json_object *request_limits_to_json(const cg_limits *l) {
+  if (!cg_limits_any(l))
+    return NULL;
+  json_object *o = json_object_new_object();
+  if (l->has_cpu) {
+    json_object_object_add(o, "cpu_quota_us", json_object_new_uint64(l->cpu_quota_us));
+    json_object_object_add(o, "cpu_period_us", json_object_new_uint64(l->cpu_period_us));
+  }
+  if (l->has_memory)
+    json_object_object_add(o, "memory_max", json_object_new_uint64(l->memory_max));
+  if (l->has_pids)
+    json_object_object_add(o, "pids_max", json_object_new_uint64(l->pids_max));
+  if (l->nio) {
+    json_object *io = json_object_new_array();
+    for (size_t i = 0; i < l->nio; i++) {
+      const cg_io_limit *d = &l->io[i];
+      json_object *it = json_object_new_object();
+      char dev[32];
+      snprintf(dev, sizeof dev, "%u:%u", d->major, d->minor);
+      json_object_object_add(it, "device", json_object_new_string(dev));
+      json_object_object_add(it, "rbps", json_object_new_uint64(d->rbps));
+      json_object_object_add(it, "wbps", json_object_new_uint64(d->wbps));
+      json_object_object_add(it, "riops", json_object_new_uint64(d->riops));
+      json_object_object_add(it, "wiops", json_object_new_uint64(d->wiops));
+      json_object_array_add(io, it);
+    }
+    json_object_object_add(o, "io", io);
+  }
+  return o;
+}
+
+/* An optional unsigned member; DATA_LOSS when present with another type. */
+static int json_u64(json_object *o, const char *k, bool *has, uint64_t *ret, rr_err *e) {
+  json_object *v;
+  if (!json_object_object_get_ex(o, k, &v))
+    return 0;
+  if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
+    return rr_err_set(e, RR_DATA_LOSS, "job.json: limits.%s is not a number >= 0", k);
+  *ret = json_object_get_uint64(v);
+  if (has)
+    *has = true;
+  return 0;
+}
+
+int request_limits_from_json(json_object *o, cg_limits *l, rr_err *e) {
+  memset(l, 0, sizeof *l);
+  if (!json_object_is_type(o, json_type_object))
+    return rr_err_set(e, RR_DATA_LOSS, "job.json: limits is not an object");
+  if (json_u64(o, "cpu_quota_us", &l->has_cpu, &l->cpu_quota_us, e) < 0 ||
+      json_u64(o, "cpu_period_us", NULL, &l->cpu_period_us, e) < 0 ||
+      json_u64(o, "memory_max", &l->has_memory, &l->memory_max, e) < 0 ||
+      json_u64(o, "pids_max", &l->has_pids, &l->pids_max, e) < 0)
+    return -1;
+  json_object *io;
+  if (!json_object_object_get_ex(o, "io", &io))
+    return 0;
+  if (!json_object_is_type(io, json_type_array) || json_object_array_length(io) > CG_MAX_IO)
+    return rr_err_set(e, RR_DATA_LOSS, "job.json: limits.io is not an array of <= %d entries",
+                      CG_MAX_IO);
+  for (size_t i = 0; i < json_object_array_length(io); i++) {
+    json_object *it = json_object_array_get_idx(io, i), *dev;
+    cg_io_limit *d = &l->io[i];
+    unsigned maj, min;
+    char end;
+    if (!json_object_is_type(it, json_type_object) ||
+        !json_object_object_get_ex(it, "device", &dev) ||
+        !json_object_is_type(dev, json_type_string) ||
+        sscanf(json_object_get_string(dev), "%u:%u%c", &maj, &min, &end) != 2)
+      return rr_err_set(e, RR_DATA_LOSS, "job.json: limits.io[%zu] has no MAJ:MIN device", i);
+    d->major = maj;
+    d->minor = min;
+    if (json_u64(it, "rbps", NULL, &d->rbps, e) < 0 ||
+        json_u64(it, "wbps", NULL, &d->wbps, e) < 0 ||
+        json_u64(it, "riops", NULL, &d->riops, e) < 0 ||
+        json_u64(it, "wiops", NULL, &d->wiops, e) < 0)
+      return -1;
+    l->nio++;
+  }
+  return 0;
 }
 
 static int json_strv(json_object *arr, const char *field, char ***ret, size_t *n, rr_err *e) {
@@ -224,6 +310,8 @@ int job_request_from_json(json_object *o, job_request *r, rr_err *e) {
     r->has_timeout = true;
     r->timeout_ms = json_object_get_uint64(v);
   }
+  if (json_object_object_get_ex(o, "limits", &v) && request_limits_from_json(v, &r->limits, e) < 0)
+    goto fail;
   return 0;
 nomem:
   rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory loading job.json");

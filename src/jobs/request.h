@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "sandbox/cgroup.h"
 
 #define REQUEST_MAX_ARGS 4096
 #define REQUEST_MAX_ENV 4096
@@ -27,15 +28,19 @@ typedef struct job_request {
   size_t ntags;
   bool has_timeout;
   uint64_t timeout_ms;
+  cg_limits limits; /* io devices already resolved; none set: no cgroup */
 } job_request;
 
 void job_request_free(job_request *r);
 /* Copy len bytes into a new C string, refusing NUL bytes and invalid UTF-8
  * (INVALID_ARGUMENT naming field). */
 int request_string_dup(const void *data, size_t len, const char *field, char **ret, rr_err *e);
-/* Check everything but existence of the executable. */
+/* Check everything but existence of the executable (limits included). */
 int job_request_validate(const job_request *r, rr_err *e);
 /* Check one tag's syntax; field names it in the error. */
 int request_tag_check(const char *tag, const char *field, rr_err *e);
 json_object *job_request_to_json(const job_request *r);
+/* The "limits" object of job.json (NULL when no limit is set). */
+json_object *request_limits_to_json(const cg_limits *l);
+int request_limits_from_json(json_object *o, cg_limits *ret, rr_err *e);
 int job_request_from_json(json_object *o, job_request *ret, rr_err *e);

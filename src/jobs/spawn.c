@@ -190,7 +190,7 @@ int spawn_proc_start_ticks(pid_t pid, uint64_t *ret) {
   return 0;
 }
 
-enum { STEP_SIGNALS = 1, STEP_SETPGID, STEP_STDIO, STEP_IDS, STEP_CHDIR, STEP_EXEC };
+enum { STEP_CGROUP = 1, STEP_SIGNALS, STEP_SETPGID, STEP_STDIO, STEP_IDS, STEP_CHDIR, STEP_EXEC };
 struct spawn_report {
   int err;
   int step; /* 0: no failure (yet) */
@@ -205,6 +205,7 @@ struct spawn_child_args {
   char *const *envp;
   int report_fd;
   volatile struct spawn_report *shared;
+  bool join_procs; /* write cgroup_procs_fds (not placed by clone3) */
 };
 
 /* Code that runs on the child's own stack in our address space: ASan must not
@@ -226,7 +227,19 @@ struct spawn_child_args {
 SPAWN_CHILD_ATTR static _Noreturn void spawn_child(const struct spawn_child_args *a) {
   const spawn_opts *o = a->o;
   int report_fd = a->report_fd;
-  struct spawn_report r = {0, STEP_SIGNALS};
+  struct spawn_report r = {0, STEP_CGROUP};
+  /* first: limits apply to all that follows, and after setuid we may no
+   * longer write the cgroup files */
+  if (a->join_procs)
+    for (size_t i = 0; i < o->ncgroup_procs; i++) {
+      ssize_t w = write(o->cgroup_procs_fds[i], "0", 1);
+      if (w != 1) {
+        if (w >= 0)
+          errno = EIO;
+        goto fail;
+      }
+    }
+  r.step = STEP_SIGNALS;
   sigset_t all;
   struct sigaction dfl = {.sa_handler = SIG_DFL};
   for (int s = 1; s < NSIG; s++)
@@ -322,6 +335,53 @@ static int spawn_clone_vm(struct spawn_child_args *a, pid_t *pid, int *pidfd) {
   return 0;
 }
 
+/* fork-like clone3 straight into a v2 cgroup (the child returns 0 and
+ * reports through the pipe). 0 in the parent with *pid, or -1 with errno
+ * (EINVAL/ENOSYS/E2BIG/EPERM: the kernel or a filter refuses; join by
+ * writing cgroup.procs instead). */
+static int spawn_clone_into_cgroup(struct spawn_child_args *a, int pipefd[2], pid_t *pid,
+                                   int *pidfd) {
+  if (pipe2(pipefd, O_CLOEXEC) < 0)
+    return -1;
+  volatile struct spawn_report *shared = a->shared;
+  a->shared = NULL;
+  a->report_fd = pipefd[1];
+  a->join_procs = false; /* set before the clone: the child sees our memory as of then */
+  int fd = -1;
+  struct clone_args ca;
+  memset(&ca, 0, sizeof ca);
+  ca.flags = CLONE_PIDFD | CLONE_INTO_CGROUP;
+  ca.pidfd = (uint64_t)(uintptr_t)&fd;
+  ca.exit_signal = SIGCHLD;
+  ca.cgroup = (uint64_t)a->o->cgroup_fd;
+  /* no handler of ours may run in the child before it has reset them */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long r = syscall(SYS_clone3, &ca, sizeof ca);
+  int saved = errno;
+  if (r == 0) {
+    close(pipefd[0]);
+    spawn_child(a);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (r < 0) {
+    close(pipefd[0]);
+    close(pipefd[1]);
+    pipefd[0] = pipefd[1] = -1;
+    a->shared = shared;
+    a->report_fd = -1;
+    a->join_procs = true;
+    errno = saved;
+    return -1;
+  }
+  close(pipefd[1]);
+  pipefd[1] = -1;
+  *pid = (pid_t)r;
+  *pidfd = fd;
+  return 0;
+}
+
 static pid_t spawn_clone(int *pidfd) {
   *pidfd = -1;
   pid_t pid = fork();
@@ -340,6 +400,8 @@ static pid_t spawn_clone(int *pidfd) {
 
 static const char *spawn_step_name(int step) {
   switch (step) {
+  case STEP_CGROUP:
+    return "joining its cgroup";
   case STEP_SIGNALS:
     return "resetting signals";
   case STEP_SETPGID:
@@ -377,11 +439,26 @@ int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e) {
   int rc = -1, pipefd[2] = {-1, -1}, pidfd = -1;
   pid_t pid = -1;
   volatile struct spawn_report shared = {0, 0};
-  struct spawn_child_args a = {
-      .o = o, .exe = exe, .argv = argv, .envp = envp, .report_fd = -1, .shared = &shared};
+  struct spawn_child_args a = {.o = o,
+                               .exe = exe,
+                               .argv = argv,
+                               .envp = envp,
+                               .report_fd = -1,
+                               .shared = &shared,
+                               .join_procs = true};
   struct spawn_report r = {0, 0};
   ssize_t n = 0;
-  if (clone3_disabled || spawn_clone_vm(&a, &pid, &pidfd) < 0) {
+  bool placed = false;
+  if (o->cgroup_fd > 0 && !clone3_disabled) {
+    if (spawn_clone_into_cgroup(&a, pipefd, &pid, &pidfd) == 0) {
+      placed = true;
+      n = rr_read(pipefd[0], &r, sizeof r);
+    } else if (errno != EINVAL && errno != ENOSYS && errno != E2BIG && errno != EPERM) {
+      rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create a process for \"%s\"", o->path);
+      goto out;
+    }
+  }
+  if (!placed && (clone3_disabled || spawn_clone_vm(&a, &pid, &pidfd) < 0)) {
     if (!clone3_disabled && errno != ENOSYS && errno != EINVAL && errno != EPERM) {
       rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create a process for \"%s\"", o->path);
       goto out;
@@ -405,7 +482,7 @@ int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e) {
     close(pipefd[1]);
     pipefd[1] = -1;
     n = rr_read(pipefd[0], &r, sizeof r);
-  } else if (shared.step) { /* the child reported before exiting */
+  } else if (!placed && shared.step) { /* the child reported before exiting */
     r.err = shared.err;
     r.step = shared.step;
     n = (ssize_t)sizeof r;
@@ -434,6 +511,8 @@ int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e) {
     code = RR_INVALID_ARGUMENT;
   else if (r.step == STEP_IDS)
     code = RR_PERMISSION_DENIED;
+  else if (r.step == STEP_CGROUP && (r.err == EAGAIN || r.err == ENOSPC || r.err == ENOMEM))
+    code = RR_RESOURCE_EXHAUSTED;
   else if (r.err == EMFILE || r.err == ENFILE || r.err == ENOMEM)
     code = RR_RESOURCE_EXHAUSTED;
   if (r.step == STEP_CHDIR)

@@ -1,7 +1,9 @@
 /* Starting a process: executable resolution, environment, a vfork-style
  * clone (CLONE_VM|CLONE_VFORK) with a
- * pidfd (fork + pidfd_open fallback), new process group, clean signal state,
- * stdio, workdir, and synchronous exec-failure reporting. */
+ * pidfd (fork + pidfd_open fallback), placement into a cgroup before any of
+ * its code runs (clone3 CLONE_INTO_CGROUP, or the child joins first thing),
+ * new process group, clean signal state, stdio, workdir, and synchronous
+ * exec-failure reporting. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,6 +34,13 @@ typedef struct spawn_opts {
   const char *workdir;                /* absolute; NULL = "/" */
   int stdin_fd, stdout_fd, stderr_fd; /* become the child's 0, 1, 2 */
   const spawn_ids *ids;               /* NULL: keep ours */
+  /* cgroup v2 directory fd: the child is created in it (clone3
+   * CLONE_INTO_CGROUP); <= 0 = none, so zeroed opts place nothing. */
+  int cgroup_fd;
+  /* cgroup.procs fds the child writes "0" to before anything else (before
+   * dropping privileges); skipped when cgroup_fd already placed it. */
+  const int *cgroup_procs_fds;
+  size_t ncgroup_procs;
 } spawn_opts;
 
 typedef struct spawn_result {

@@ -303,6 +303,16 @@ int lib_status_copy(const Runrpc__V1__JobStatus *in, runrpc_job_status *out, rr_
     out->has_timeout = true;
     out->timeout_ms = req->timeout_ms;
   }
+  if (in->limits && ok) {
+    out->has_limits = true;
+    ok = lib_limits_copy(in->limits, &out->limits, e) == 0;
+  }
+  if (in->usage) {
+    out->has_usage = true;
+    lib_usage_copy(in->usage, &out->usage);
+  }
+  if (ok)
+    ok = (out->cgroup = dup_or_empty(in->cgroup)) != NULL;
   if (!ok) {
     runrpc_job_status_free(out);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory copying a job status");
@@ -325,6 +335,8 @@ RR_EXPORT void runrpc_job_status_free(runrpc_job_status *s) {
   free_strv(s->args, s->nargs);
   free_strv(s->env, s->nenv);
   free_strv(s->tags, s->ntags);
+  lib_limits_free(&s->limits);
+  free(s->cgroup);
   memset(s, 0, sizeof *s);
 }
 

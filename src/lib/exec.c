@@ -159,6 +159,10 @@ static int exec_handle(exec_ctx *x, const uint8_t *msg, size_t len) {
       x->exit.exit_code = r->exit->exit_code;
       x->exit.signal = r->exit->signal;
       snprintf(x->exit.reason, sizeof x->exit.reason, "%s", r->exit->reason ? r->exit->reason : "");
+      if (r->exit->usage) {
+        x->exit.has_usage = true;
+        lib_usage_copy(r->exit->usage, &x->exit.usage);
+      }
     }
     break;
   default:
@@ -196,6 +200,14 @@ static int exec_run(exec_ctx *x) {
     st.timeout_case = RUNRPC__V1__EXEC_START__TIMEOUT_TIMEOUT_MS;
     st.timeout_ms = req->timeout_ms;
   }
+  lib_limits lim;
+  int any = lib_limits_build(&req->limits, &lim, &x->e);
+  if (any < 0) {
+    lib_command_free(&cmd);
+    return rr_err_wrap(&x->e, "exec");
+  }
+  if (any)
+    st.limits = &lim.msg;
   Runrpc__V1__ExecRequest m = RUNRPC__V1__EXEC_REQUEST__INIT;
   m.msg_case = RUNRPC__V1__EXEC_REQUEST__MSG_START;
   m.start = &st;

@@ -40,6 +40,15 @@ RR_EXPORT int runrpc_start(runrpc_client *c, const runrpc_start_request *req,
     r.timeout_case = RUNRPC__V1__START_REQUEST__TIMEOUT_TIMEOUT_MS;
     r.timeout_ms = req->timeout_ms;
   }
+  lib_limits lim;
+  int any = lib_limits_build(&req->limits, &lim, &e);
+  if (any < 0) {
+    lib_command_free(&cmd);
+    rr_err_wrap(&e, "start");
+    return lib_err_out(&e, err);
+  }
+  if (any)
+    r.limits = &lim.msg;
   _cleanup_pb_ pbmsg *m = NULL;
   int rv = lib_unary(c, LIB_JOBS_PATH("Start"), &r.base, &runrpc__v1__start_response__descriptor,
                      c->call_timeout_ms, &m, &e);

@@ -35,3 +35,19 @@ int lib_status_copy(const Runrpc__V1__JobStatus *in, runrpc_job_status *out, rr_
 int lib_job_id_check(const char *id, rr_err *e);
 /* Write all of buf to fd, waiting with poll() if fd is non-blocking. */
 int lib_write_fd(int fd, const void *buf, size_t len, rr_err *e);
+
+/* Protobuf Limits built from the public struct, pointing into it (io
+ * device strings borrowed); lives on the caller's stack. */
+typedef struct lib_limits {
+  Runrpc__V1__Limits msg;
+  Runrpc__V1__CpuMax cpu;
+  Runrpc__V1__IoMax io[RUNRPC_MAX_IO_LIMITS];
+  Runrpc__V1__IoMax *io_ptrs[RUNRPC_MAX_IO_LIMITS];
+} lib_limits;
+/* Fill out from in: 1 if any limit is set (send &out->msg), 0 if none, -1 on error. */
+int lib_limits_build(const runrpc_limits *in, lib_limits *out, rr_err *e);
+/* Deep copy of received limits (in may be NULL: none); free with lib_limits_free
+ * (also after a failure). */
+int lib_limits_copy(const Runrpc__V1__Limits *in, runrpc_limits *out, rr_err *e);
+void lib_limits_free(runrpc_limits *l);
+void lib_usage_copy(const Runrpc__V1__Usage *in, runrpc_usage *out);

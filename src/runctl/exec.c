@@ -1,5 +1,7 @@
-/* runctl exec [--env K=V]... [--workdir DIR] [--timeout DUR] [--] CMD [ARGS...] */
+/* runctl exec [--env K=V]... [--workdir DIR] [--timeout DUR] [--max-* LIMIT]... [--] CMD [ARGS...]
+ */
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "runctl.h"
@@ -39,6 +41,7 @@ static int exec_run(runctl_ctx *ctx, int argc, char **argv) {
                   .workdir = f.workdir},
       .has_timeout = f.has_timeout,
       .timeout_ms = f.timeout_ms,
+      .limits = f.limits.limits,
       .stdin_fd = STDIN_FILENO,
       .stdout_fd = STDOUT_FILENO,
       .stderr_fd = STDERR_FILENO,
@@ -52,19 +55,27 @@ static int exec_run(runctl_ctx *ctx, int argc, char **argv) {
     runctl_die_if_epipe(&err);
     return runctl_fail("exec", &err, exec_failure_exit(&err));
   }
+  bool oom = strcmp(st.reason, "oom-killed") == 0;
+  if (oom) /* 137 alone does not tell an OOM kill from kill -9 */
+    runctl_oom_note("exec", req.limits.has_memory_max, req.limits.memory_max);
   if (st.signal > 0)
     return 128 + st.signal;
+  if (oom)
+    return 128 + 9;
   return st.exit_code & 0xff;
 }
 
 const runctl_command runctl_cmd_exec = {
     .name = "exec",
     .run = exec_run,
-    .usage = "exec [--env K=V]... [--workdir DIR] [--timeout DUR] [--] CMD [ARGS...]",
+    .usage =
+        "exec [--env K=V]... [--workdir DIR] [--timeout DUR] [--max-* LIMIT]... [--] CMD [ARGS...]",
     .help = "Run a command on the server and wait for it. stdin, stdout and stderr are\n"
             "passed through live (EOF on stdin reaches the command); runctl exits with the\n"
             "command's status, 128+N if it was killed by signal N. If runctl itself fails\n"
             "it exits 125 (126: command not executable, 127: command not found).\n"
+            "A command the OOM killer ended exits 137 and runctl adds one line on stderr:\n"
+            "'runctl: exec: killed by the OOM killer (memory.max SIZE)'.\n"
             "\n"
             "SIGINT (Ctrl-C), SIGTERM, SIGHUP and SIGQUIT (Ctrl-\\) sent to runctl are\n"
             "forwarded to the command's process group, which may handle them; runctl\n"
@@ -75,5 +86,6 @@ const runctl_command runctl_cmd_exec = {
             "Options:\n"
             "  --env K=V       add K=V to the command's environment (repeatable)\n"
             "  --workdir DIR   absolute working directory (default /)\n"
-            "  --timeout DUR   kill the command after DUR (SIGTERM, grace, SIGKILL)\n",
+            "  --timeout DUR   kill the command after DUR (SIGTERM, grace, "
+            "SIGKILL)\n" RUNCTL_LIMITS_HELP,
 };

@@ -27,6 +27,57 @@ static json_object *json_time(int64_t ns) {
   return json_object_new_string(buf);
 }
 
+/* Unset limits are null; io is an array of {device, rbps, wbps, riops, wiops}. */
+static json_object *limits_json(const runrpc_limits *l) {
+  json_object *o = json_object_new_object();
+  json_object *cpu = NULL;
+  if (l->has_cpu) {
+    cpu = json_object_new_object();
+    json_object_object_add(cpu, "quota_us", json_object_new_uint64(l->quota_us));
+    json_object_object_add(
+        cpu, "period_us",
+        json_object_new_uint64(l->period_us ? l->period_us : RUNRPC_DEFAULT_CPU_PERIOD_US));
+  }
+  json_object_object_add(o, "cpu", cpu);
+  json_object_object_add(o, "memory_max",
+                         l->has_memory_max ? json_object_new_uint64(l->memory_max) : NULL);
+  json_object_object_add(o, "pids_max",
+                         l->has_pids_max ? json_object_new_uint64(l->pids_max) : NULL);
+  json_object *io = json_object_new_array();
+  for (size_t i = 0; i < l->nio; i++) {
+    const runrpc_io_limit *d = &l->io[i];
+    json_object *e = json_object_new_object();
+    json_object_object_add(e, "device", json_object_new_string(d->device ? d->device : ""));
+    json_object_object_add(e, "rbps", json_object_new_uint64(d->rbps));
+    json_object_object_add(e, "wbps", json_object_new_uint64(d->wbps));
+    json_object_object_add(e, "riops", json_object_new_uint64(d->riops));
+    json_object_object_add(e, "wiops", json_object_new_uint64(d->wiops));
+    json_object_array_add(io, e);
+  }
+  json_object_object_add(o, "io", io);
+  return o;
+}
+
+json_object *runctl_usage_json(const runrpc_usage *u) {
+  json_object *o = json_object_new_object();
+#define U(f) json_object_object_add(o, #f, json_object_new_uint64(u->f))
+  U(cpu_usec);
+  U(cpu_user_usec);
+  U(cpu_system_usec);
+  U(memory_current);
+  U(memory_peak);
+  U(io_read_bytes);
+  U(io_write_bytes);
+  U(io_read_ops);
+  U(io_write_ops);
+  U(pids_current);
+  U(oom_kills);
+  U(cpu_throttled_usec);
+  U(pids_refused);
+#undef U
+  return o;
+}
+
 json_object *runctl_status_json(const runrpc_job_status *s) {
   json_object *o = json_object_new_object();
   json_object_object_add(o, "job_id", json_object_new_string(s->job_id));
@@ -61,6 +112,13 @@ json_object *runctl_status_json(const runrpc_job_status *s) {
                          s->has_timeout ? json_object_new_uint64(s->timeout_ms) : NULL);
   json_object_object_add(o, "stdout_bytes", json_object_new_uint64(s->stdout_bytes));
   json_object_object_add(o, "stderr_bytes", json_object_new_uint64(s->stderr_bytes));
+  /* only jobs with limits have these: the object of other jobs stays as it was */
+  if (s->has_limits)
+    json_object_object_add(o, "limits", limits_json(&s->limits));
+  if (s->has_usage)
+    json_object_object_add(o, "usage", runctl_usage_json(&s->usage));
+  if (s->cgroup && *s->cgroup)
+    json_object_object_add(o, "cgroup", json_object_new_string(s->cgroup));
   return o;
 }
 
@@ -79,6 +137,53 @@ static void print_quoted(const char *s) {
       putchar(*s);
   }
   putchar('\'');
+}
+
+static double usec_to_s(uint64_t us) { return (double)us / 1e6; }
+
+/* "cgroup:", "cpu:", "memory:", "pids:", "io:" and "io_max:" lines. */
+static void print_resources(const runrpc_job_status *s) {
+  const runrpc_limits *l = &s->limits;
+  const runrpc_usage *u = s->has_usage ? &s->usage : &(runrpc_usage){0};
+  char a[64], b[64], c[64];
+  printf("cgroup: %s\n", s->cgroup && *s->cgroup ? s->cgroup : "-");
+  printf("cpu: %.3f s (user %.3f s, system %.3f s, throttled %.3f s", usec_to_s(u->cpu_usec),
+         usec_to_s(u->cpu_user_usec), usec_to_s(u->cpu_system_usec),
+         usec_to_s(u->cpu_throttled_usec));
+  if (l->has_cpu) {
+    runctl_format_cpu(l->quota_us, l->period_us, a, sizeof a);
+    printf("; max %s", a);
+  }
+  printf(")\n");
+  runctl_format_bytes(u->memory_current, a, sizeof a);
+  runctl_format_bytes(u->memory_peak, b, sizeof b);
+  printf("memory: %s (peak %s", a, b);
+  if (l->has_memory_max) {
+    runctl_format_bytes(l->memory_max, c, sizeof c);
+    printf(", max %s", c);
+  }
+  printf(", oom kills %llu)\n", (unsigned long long)u->oom_kills);
+  printf("pids: %llu (", (unsigned long long)u->pids_current);
+  if (l->has_pids_max)
+    printf("max %llu, ", (unsigned long long)l->pids_max);
+  printf("forks refused %llu)\n", (unsigned long long)u->pids_refused);
+  runctl_format_bytes(u->io_read_bytes, a, sizeof a);
+  runctl_format_bytes(u->io_write_bytes, b, sizeof b);
+  printf("io: read %s / %llu ops, write %s / %llu ops\n", a, (unsigned long long)u->io_read_ops, b,
+         (unsigned long long)u->io_write_ops);
+  for (size_t i = 0; i < l->nio; i++) {
+    const runrpc_io_limit *d = &l->io[i];
+    printf("io_max: %s", d->device && *d->device ? d->device : "(workdir)");
+    if (d->rbps)
+      runctl_format_bytes(d->rbps, a, sizeof a), printf(" rbps %s/s", a);
+    if (d->wbps)
+      runctl_format_bytes(d->wbps, a, sizeof a), printf(" wbps %s/s", a);
+    if (d->riops)
+      printf(" riops %llu", (unsigned long long)d->riops);
+    if (d->wiops)
+      printf(" wiops %llu", (unsigned long long)d->wiops);
+    putchar('\n');
+  }
 }
 
 void runctl_status_print(const runrpc_job_status *s) {
@@ -119,6 +224,8 @@ void runctl_status_print(const runrpc_job_status *s) {
     printf("timeout_ms: -\n");
   printf("stdout_bytes: %llu\n", (unsigned long long)s->stdout_bytes);
   printf("stderr_bytes: %llu\n", (unsigned long long)s->stderr_bytes);
+  if (s->has_limits || s->has_usage || (s->cgroup && *s->cgroup))
+    print_resources(s);
 }
 
 int runctl_status_exit(const runrpc_job_status *s) {
@@ -126,8 +233,21 @@ int runctl_status_exit(const runrpc_job_status *s) {
   case RUNRPC_JOB_EXITED:
     return s->exit_code & 0xff;
   case RUNRPC_JOB_KILLED:
+    /* the OOM killer sends SIGKILL; say 137 even if a server leaves signal 0 */
+    if (s->signal == 0 && s->reason && strcmp(s->reason, "oom-killed") == 0)
+      return 128 + 9;
     return 128 + s->signal;
   default:
     return -1;
   }
+}
+
+void runctl_oom_note(const char *what, bool has_memory_max, uint64_t memory_max) {
+  char max[64] = "";
+  if (has_memory_max) {
+    char b[48];
+    runctl_format_bytes(memory_max, b, sizeof b);
+    snprintf(max, sizeof max, " (memory.max %s)", b);
+  }
+  fprintf(stderr, "runctl: %s: killed by the OOM killer%s\n", what, max);
 }

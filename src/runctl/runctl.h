@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "limits.h"
 #include "runrpc/client.h"
 
 /* Exit codes (docs/dev/CLI.md). */
@@ -69,14 +70,34 @@ typedef struct runctl_strv {
 void runctl_strv_push(runctl_strv *s, const char *str);
 void runctl_strv_free(runctl_strv *s);
 
-/* Shared flags of exec and start: --env, --workdir, --timeout (+ --tag for start). */
+/* Shared flags of exec and start: --env, --workdir, --timeout, the --max-*
+ * limits (+ --tag for start). */
 typedef struct runctl_run_flags {
   runctl_strv env, tags;
   const char *workdir;
   bool has_timeout;
   uint64_t timeout_ms;
   int cmd_index; /* argv index of CMD */
+  runctl_limits limits;
 } runctl_run_flags;
+/* The --max-* lines of start's and exec's help. */
+#define RUNCTL_LIMITS_HELP                                                                         \
+  "\n"                                                                                             \
+  "Resource limits (enforced by the kernel in a cgroup of the job's own):\n"                       \
+  "  --max-cpu CPU         CPU time: a number of CPUs (0.5, 2), a percentage of\n"                 \
+  "                        one CPU (50%), or QUOTA/PERIOD in us (50000/100000)\n"                  \
+  "  --max-memory SIZE     memory.max (at least 1M); SIZE is bytes, or with a suffix\n"            \
+  "                        K, M, G, T (KB, KiB alike: all binary, K = 1024; any case)\n"           \
+  "  --max-pids N          at most N processes and threads\n"                                      \
+  "  --max-rbps [DEV=]SIZE read bytes per second (SIZE as above, \"/s\" optional)\n"               \
+  "  --max-wbps [DEV=]SIZE written bytes per second\n"                                             \
+  "  --max-riops [DEV=]N   read operations per second\n"                                           \
+  "  --max-wiops [DEV=]N   write operations per second\n"                                          \
+  "                        DEV: /dev/sda, 8:0, or any path on the device; default:\n"              \
+  "                        the device of the working directory. Flags for one DEV\n"               \
+  "                        add up to one io.max entry; a repeated flag: last wins.\n"              \
+  "  Seed spellings (one dash or two, VALUE or =VALUE): -max_cpu_bandwidth US (us of\n"            \
+  "  CPU per 100000 us), -max_memory_usage, -max_rbps, -max_wbps, -max_riops, -max_wiops.\n"
 int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_tags,
                            runctl_run_flags *ret);
 void runctl_run_flags_free(runctl_run_flags *f);
@@ -86,6 +107,10 @@ void runctl_format_time(int64_t unix_ns, char *buf, size_t bufsz);
 /* Output of status and list. */
 json_object *runctl_status_json(const runrpc_job_status *s);
 void runctl_status_print(const runrpc_job_status *s);
+json_object *runctl_usage_json(const runrpc_usage *u);
+/* One line on stderr for exec/wait: "runctl: WHAT: killed by the OOM killer (memory.max 64.0 MiB)".
+ */
+void runctl_oom_note(const char *what, bool has_memory_max, uint64_t memory_max);
 /* The exit status a shell would report for a finished job, -1 if not finished. */
 int runctl_status_exit(const runrpc_job_status *s);
 /* Write to stdout/stderr; on EPIPE die by SIGPIPE quietly like any command. */

@@ -1,4 +1,5 @@
-/* runctl start [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR] [--] CMD [ARGS...] */
+/* runctl start [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR] [--max-* LIMIT]... [--]
+ * CMD [ARGS...] */
 #include <stdio.h>
 
 #include "runctl.h"
@@ -28,6 +29,7 @@ static int start_run(runctl_ctx *ctx, int argc, char **argv) {
       .ntags = f.tags.n,
       .has_timeout = f.has_timeout,
       .timeout_ms = f.timeout_ms,
+      .limits = f.limits.limits,
   };
   char id[RUNRPC_JOB_ID_SIZE];
   runrpc_error err;
@@ -43,12 +45,14 @@ static int start_run(runctl_ctx *ctx, int argc, char **argv) {
 const runctl_command runctl_cmd_start = {
     .name = "start",
     .run = start_run,
-    .usage = "start [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR] [--] CMD [ARGS...]",
-    .help = "Start a command as a background job and print its id (a 26-character ULID).\n"
-            "\n"
-            "Options:\n"
-            "  --tag T         label the job, for 'runctl list --tag T' (repeatable)\n"
-            "  --env K=V       add K=V to the command's environment (repeatable)\n"
-            "  --workdir DIR   absolute working directory (default /)\n"
-            "  --timeout DUR   stop the job after DUR (SIGTERM, grace, SIGKILL)\n",
+    .usage = "start [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR] [--max-* LIMIT]... "
+             "[--] CMD [ARGS...]",
+    .help =
+        "Start a command as a background job and print its id (a 26-character ULID).\n"
+        "\n"
+        "Options:\n"
+        "  --tag T         label the job, for 'runctl list --tag T' (repeatable)\n"
+        "  --env K=V       add K=V to the command's environment (repeatable)\n"
+        "  --workdir DIR   absolute working directory (default /)\n"
+        "  --timeout DUR   stop the job after DUR (SIGTERM, grace, SIGKILL)\n" RUNCTL_LIMITS_HELP,
 };

@@ -49,10 +49,12 @@ const runctl_command runctl_cmd_status = {
     .run = status_run,
     .usage = "status ID [--json]",
     .help = "Show a job's status: state, pid, exit code or signal, times, and the\n"
-            "request it was started with.\n"
+            "request it was started with. A job with limits also shows its cgroup\n"
+            "version, the limits in force and what it used (cpu, memory, pids, io).\n"
             "\n"
             "Options:\n"
             "  --json   print one JSON object (job_id, state, pid, exit_code, signal,\n"
             "           reason, start_time, end_time, command, env, workdir, tags,\n"
-            "           timeout_ms, stdout_bytes, stderr_bytes) instead of key: value lines\n",
+            "           timeout_ms, stdout_bytes, stderr_bytes, limits, usage, cgroup)\n"
+            "           instead of key: value lines\n",
 };

@@ -248,18 +248,50 @@ void runctl_strv_free(runctl_strv *s) {
   *s = (runctl_strv){0};
 }
 
+#define RUNCTL_OPT_LIMIT 1000 /* getopt values of the --max-* flags: this + runctl_limit_flag */
+
 int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_tags,
                            runctl_run_flags *f) {
+#define L(flag) (RUNCTL_OPT_LIMIT + (flag))
   static const struct option opts_tags[] = {
-      {"env", required_argument, NULL, 'e'},     {"workdir", required_argument, NULL, 'w'},
-      {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
-      {"tag", required_argument, NULL, 'T'},     {0},
+      {"env", required_argument, NULL, 'e'},
+      {"workdir", required_argument, NULL, 'w'},
+      {"timeout", required_argument, NULL, 't'},
+      {"help", no_argument, NULL, 'h'},
+      {"tag", required_argument, NULL, 'T'},
+      {"max-cpu", required_argument, NULL, L(RUNCTL_LIMIT_CPU)},
+      {"max-memory", required_argument, NULL, L(RUNCTL_LIMIT_MEMORY)},
+      {"max-pids", required_argument, NULL, L(RUNCTL_LIMIT_PIDS)},
+      {"max-rbps", required_argument, NULL, L(RUNCTL_LIMIT_RBPS)},
+      {"max-wbps", required_argument, NULL, L(RUNCTL_LIMIT_WBPS)},
+      {"max-riops", required_argument, NULL, L(RUNCTL_LIMIT_RIOPS)},
+      {"max-wiops", required_argument, NULL, L(RUNCTL_LIMIT_WIOPS)},
+      /* the seed rund's spellings (Go flags: one dash or two) */
+      {"max_cpu_bandwidth", required_argument, NULL, L(RUNCTL_LIMIT_CPU_BANDWIDTH)},
+      {"max_memory_usage", required_argument, NULL, L(RUNCTL_LIMIT_MEMORY)},
+      {"max_rbps", required_argument, NULL, L(RUNCTL_LIMIT_RBPS)},
+      {"max_wbps", required_argument, NULL, L(RUNCTL_LIMIT_WBPS)},
+      {"max_riops", required_argument, NULL, L(RUNCTL_LIMIT_RIOPS)},
+      {"max_wiops", required_argument, NULL, L(RUNCTL_LIMIT_WIOPS)},
+      {0},
   };
+#undef L
   *f = (runctl_run_flags){0};
   runctl_getopt_reset();
-  int c;
-  /* '+': stop at CMD so its own flags are left alone */
-  while ((c = getopt_long(argc, argv, "+:h", opts_tags, NULL)) != -1) {
+  int c, idx = -1;
+  /* '+': stop at CMD so its own flags are left alone; _only: "-max_rbps" is the long option */
+  while ((c = getopt_long_only(argc, argv, "+:h", opts_tags, &idx)) != -1) {
+    if (c >= RUNCTL_OPT_LIMIT && idx >= 0) {
+      const char *name = opts_tags[idx].name;
+      char spelled[64], msg[512];
+      snprintf(spelled, sizeof spelled, "%s%s", strchr(name, '_') ? "-" : "--", name);
+      if (runctl_limits_apply(&f->limits, (runctl_limit_flag)(c - RUNCTL_OPT_LIMIT), spelled,
+                              optarg, msg, sizeof msg) < 0)
+        return runctl_usage_error(ctx, "%s", msg);
+      idx = -1;
+      continue;
+    }
+    idx = -1;
     switch (c) {
     case 'e':
       if (runctl_parse_env(ctx, optarg) < 0)

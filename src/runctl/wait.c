@@ -1,6 +1,7 @@
 /* runctl wait ID */
 #include <getopt.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "runctl.h"
 
@@ -27,6 +28,8 @@ static int wait_run(runctl_ctx *ctx, int argc, char **argv) {
   if (runrpc_wait(ctx->client, id, 0, &st, &err) < 0)
     return runctl_fail(what, &err, RUNCTL_EXIT_EXEC_FAILED);
   rc = runctl_status_exit(&st);
+  if (st.reason && strcmp(st.reason, "oom-killed") == 0)
+    runctl_oom_note(what, st.limits.has_memory_max, st.limits.memory_max);
   if (rc < 0) {
     fprintf(stderr, "runctl: %s: job is %s (reason: %s)\n", what, runrpc_job_state_name(st.state),
             st.reason && *st.reason ? st.reason : "none");
@@ -42,5 +45,7 @@ const runctl_command runctl_cmd_wait = {
     .usage = "wait ID",
     .help = "Wait for a job to end and exit with its status: its exit code, or 128+N if\n"
             "it was killed by signal N. If the wait itself fails (or rund lost track of\n"
-            "the job), runctl exits 125.\n",
+            "the job), runctl exits 125. A job the OOM killer ended (reason oom-killed)\n"
+            "exits 137, with one line on stderr: 'runctl: wait ID: killed by the OOM\n"
+            "killer (memory.max SIZE)'.\n",
 };

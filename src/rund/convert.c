@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "jobs/job_cgroup.h"
 #include "jobs/request.h"
 #include "rund.h"
 
@@ -53,6 +54,106 @@ fail:
   return -1;
 }
 
+int convert_limits(const Rundwire__Limits *l, const char *workdir, cg_limits *r, rr_err *e) {
+  memset(r, 0, sizeof *r);
+  if (!l)
+    return 0;
+  if (l->cpu) {
+    r->has_cpu = true;
+    r->cpu_quota_us = l->cpu->quota_us;
+    /* shown in Status as in force */
+    r->cpu_period_us = l->cpu->period_us ? l->cpu->period_us : CG_DEFAULT_CPU_PERIOD_US;
+  }
+  if (l->memory_case == RUNDWIRE__LIMITS__MEMORY_MEMORY_MAX) {
+    r->has_memory = true;
+    r->memory_max = l->memory_max;
+  }
+  if (l->pids_case == RUNDWIRE__LIMITS__PIDS_PIDS_MAX) {
+    r->has_pids = true;
+    r->pids_max = l->pids_max;
+  }
+  if (l->n_io > CG_MAX_IO)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "limits.io has %zu entries (max %d)", l->n_io,
+                      CG_MAX_IO);
+  for (size_t i = 0; i < l->n_io; i++) {
+    const Rundwire__IoMax *in = l->io[i];
+    cg_io_limit *d = &r->io[i];
+    char field[48];
+    _cleanup_free_ char *spec = NULL;
+    snprintf(field, sizeof field, "limits.io[%zu].device", i);
+    if (in->device.len > 4096)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s is longer than 4096 bytes", field);
+    if (request_string_dup(in->device.data, in->device.len, field, &spec, e) < 0)
+      return -1;
+    const char *dev = *spec ? spec : workdir && *workdir ? workdir : "/";
+    if (cg_device_resolve(dev, field, &d->major, &d->minor, e) < 0)
+      return -1;
+    for (size_t k = 0; k < i; k++)
+      if (r->io[k].major == d->major && r->io[k].minor == d->minor)
+        return rr_err_set(e, RR_INVALID_ARGUMENT,
+                          "%s \"%.200s\" is device %u:%u again (as limits.io[%zu])", field, dev,
+                          d->major, d->minor, k);
+    d->rbps = in->rbps;
+    d->wbps = in->wbps;
+    d->riops = in->riops;
+    d->wiops = in->wiops;
+    r->nio++;
+  }
+  return cg_limits_any(r) ? cg_limits_validate(r, e) : 0;
+}
+
+void convert_usage(const cg_usage *u, Runrpc__V1__Usage *m) {
+  Runrpc__V1__Usage init = RUNRPC__V1__USAGE__INIT;
+  *m = init;
+  m->cpu_usec = u->cpu_usec;
+  m->cpu_user_usec = u->cpu_user_usec;
+  m->cpu_system_usec = u->cpu_system_usec;
+  m->memory_current = u->memory_current;
+  m->memory_peak = u->memory_peak;
+  m->io_read_bytes = u->io_read_bytes;
+  m->io_write_bytes = u->io_write_bytes;
+  m->io_read_ops = u->io_read_ops;
+  m->io_write_ops = u->io_write_ops;
+  m->pids_current = u->pids_current;
+  m->oom_kills = u->oom_kills;
+  m->cpu_throttled_usec = u->cpu_throttled_usec;
+  m->pids_refused = u->pids_refused;
+}
+
+/* The limits in force as API messages inside m. */
+static void convert_limits_out(const cg_limits *l, status_msg *m) {
+  Runrpc__V1__Limits lim = RUNRPC__V1__LIMITS__INIT;
+  if (l->has_cpu) {
+    Runrpc__V1__CpuMax cpu = RUNRPC__V1__CPU_MAX__INIT;
+    cpu.quota_us = l->cpu_quota_us;
+    cpu.period_us = l->cpu_period_us;
+    m->cpu = cpu;
+    lim.cpu = &m->cpu;
+  }
+  if (l->has_memory) {
+    lim.memory_case = RUNRPC__V1__LIMITS__MEMORY_MEMORY_MAX;
+    lim.memory_max = l->memory_max;
+  }
+  if (l->has_pids) {
+    lim.pids_case = RUNRPC__V1__LIMITS__PIDS_PIDS_MAX;
+    lim.pids_max = l->pids_max;
+  }
+  for (size_t i = 0; i < l->nio && i < CG_MAX_IO; i++) {
+    Runrpc__V1__IoMax io = RUNRPC__V1__IO_MAX__INIT;
+    snprintf(m->io_dev[i], sizeof m->io_dev[i], "%u:%u", l->io[i].major, l->io[i].minor);
+    io.device = m->io_dev[i];
+    io.rbps = l->io[i].rbps;
+    io.wbps = l->io[i].wbps;
+    io.riops = l->io[i].riops;
+    io.wiops = l->io[i].wiops;
+    m->io[i] = io;
+    m->io_ptrs[i] = &m->io[i];
+    lim.n_io++;
+  }
+  lim.io = m->io_ptrs;
+  m->limits = lim;
+}
+
 int convert_job_lookup(rund_ctx *ctx, const ProtobufCBinaryData *id, job **ret, rr_err *e) {
   _cleanup_free_ char *s = NULL;
   if (id->len > 64)
@@ -62,7 +163,7 @@ int convert_job_lookup(rund_ctx *ctx, const ProtobufCBinaryData *id, job **ret, 
   return job_table_lookup(ctx->jobs, s, ret, e);
 }
 
-int convert_status(const job *j, status_msg *m, rr_err *e) {
+int convert_status(job *j, status_msg *m, rr_err *e) {
   memset(m, 0, sizeof *m);
   Runrpc__V1__JobStatus st = RUNRPC__V1__JOB_STATUS__INIT;
   Runrpc__V1__StartRequest rq = RUNRPC__V1__START_REQUEST__INIT;
@@ -97,7 +198,18 @@ int convert_status(const job *j, status_msg *m, rr_err *e) {
     rq.timeout_case = RUNRPC__V1__START_REQUEST__TIMEOUT_TIMEOUT_MS;
     rq.timeout_ms = r->timeout_ms;
   }
+  if (cg_limits_any(&r->limits)) {
+    convert_limits_out(&r->limits, m);
+    rq.limits = &m->limits;
+    st.limits = &m->limits;
+  }
   m->request = rq;
+  cg_usage u;
+  if (job_usage(j, &u)) {
+    convert_usage(&u, &m->usage);
+    st.usage = &m->usage;
+  }
+  st.cgroup = (char *)job_cgroup_version_name(j->cgroup);
   st.job_id = (char *)j->id;
   st.state = (Runrpc__V1__JobState)j->state;
   st.pid = j->pid;

@@ -15,6 +15,7 @@
 #include "jobs/spawn.h"
 #include "rpc/services/health.h"
 #include "rpc/services/reflection.h"
+#include "jobs/job_cgroup.h"
 #include "rund.h"
 #include "rund/certs.h"
 #include "rund/opts.h"
@@ -98,10 +99,15 @@ int main(int argc, char **argv) {
     rund_fail("cannot supervise children", &e);
     goto out;
   }
+  if (rund_cgroups_open(&ctx, &o, &e) < 0) {
+    rund_fail("cannot start", &e);
+    goto out;
+  }
   job_table_config cfg = {.state_dir = o.state_dir,
                           .max_log_bytes = o.max_log_bytes,
                           .warn = rund_on_warn,
-                          .no_sync = !o.fsync};
+                          .no_sync = !o.fsync,
+                          .cgroups = ctx.cgroups};
   if (job_table_new(&ctx.jobs, ctx.l, ctx.reaper, &cfg, &e) < 0) {
     rund_fail("cannot open the state dir", &e);
     goto out;
@@ -139,7 +145,9 @@ out:
   }
   grpc_server_free(ctx.server);
   health_free(h);
-  job_table_free(ctx.jobs);
+  job_table_free(ctx.jobs); /* running jobs keep their cgroups */
+  job_cgroup_release_flush(ctx.l);
+  cg_manager_free(ctx.cgroups);
   reaper_free(ctx.reaper);
   if (sigfd >= 0) {
     loop_fd_del(ctx.l, sigfd);

@@ -17,7 +17,7 @@ static void rund_usage(FILE *f) {
       "            [--log-level debug|info|warn|error] [--fsync]\n"
       "            [--tls-cert F --tls-key F --client-ca F] [--tls12]\n"
       "            [--token-file F] [--allow-insecure-tokens] [--admin PRINCIPAL]...\n"
-      "            [--secrets-dir DIR] [--help] [--version]\n"
+      "            [--secrets-dir DIR] [--no-cgroups] [--help] [--version]\n"
       "       rund certs issue NAME --san KIND:VALUE... [--days N] [--out DIR] [--state-dir "
       "DIR]\n"
       "       rund tokens create IDENTITY [--token-file F] [--state-dir DIR]\n"
@@ -49,6 +49,9 @@ static void rund_usage(FILE *f) {
       "                       san:uri|dns|email|ip:VALUE); repeatable\n"
       "  --secrets-dir DIR    secret://NAME env values come from DIR/NAME (mode 0700,\n"
       "                       files 0600); default STATE/secrets if it exists\n"
+      "  --no-cgroups         do not use cgroups: commands with limits are refused\n"
+      "                       (FAILED_PRECONDITION); by default rund makes its jobs'\n"
+      "                       cgroups below its own (v2, or v1 per controller)\n"
       "  --help, --version\n");
 }
 
@@ -120,7 +123,17 @@ static int rund_opts_finish(rund_opts *o) {
 }
 
 int rund_opts_parse(int argc, char **argv, rund_opts *o) {
-  enum { O_CERT = 256, O_KEY, O_CA, O_TLS12, O_TOKENS, O_INSECURE, O_ADMIN, O_SECRETS };
+  enum {
+    O_CERT = 256,
+    O_KEY,
+    O_CA,
+    O_TLS12,
+    O_TOKENS,
+    O_INSECURE,
+    O_ADMIN,
+    O_SECRETS,
+    O_NO_CGROUPS
+  };
   static const struct option longs[] = {{"listen", required_argument, NULL, 'l'},
                                         {"state-dir", required_argument, NULL, 's'},
                                         {"max-log-bytes", required_argument, NULL, 'm'},
@@ -134,6 +147,7 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
                                         {"allow-insecure-tokens", no_argument, NULL, O_INSECURE},
                                         {"admin", required_argument, NULL, O_ADMIN},
                                         {"secrets-dir", required_argument, NULL, O_SECRETS},
+                                        {"no-cgroups", no_argument, NULL, O_NO_CGROUPS},
                                         {"help", no_argument, NULL, 'h'},
                                         {"version", no_argument, NULL, 'V'},
                                         {NULL, 0, NULL, 0}};
@@ -205,6 +219,9 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
       if (!*optarg)
         return BAD("--secrets-dir needs a directory%s", "");
       o->secrets_dir = optarg;
+      break;
+    case O_NO_CGROUPS:
+      o->no_cgroups = true;
       break;
     case 'h':
       rund_usage(stdout);

@@ -25,6 +25,7 @@ typedef struct rund_opts {
   size_t nadmins;
   const char *secrets_dir; /* NULL: STATE/secrets if it exists */
   bool embedded;           /* no --listen and no TLS flags: the embedded default */
+  bool no_cgroups;         /* commands with limits are refused */
 } rund_opts;
 
 /* 0 to run, -1 to exit 0 (--help, --version), else the exit code. */

@@ -25,6 +25,8 @@ typedef struct rund_ctx {
   secrets *secrets;    /* NULL: no secret store */
   char *token_path;    /* reloaded on SIGHUP */
   bool token_optional; /* the default STATE/tokens: may be missing */
+  cg_manager *cgroups; /* NULL: --no-cgroups (commands with limits fail) */
+  ulid_gen exec_ids;   /* names of Exec commands' cgroups */
 } rund_ctx;
 
 struct rund_opts;
@@ -34,6 +36,9 @@ int rund_security_load(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);
 /* Re-read the token file; the old one stays on failure. */
 int rund_tokens_reload(rund_ctx *ctx, rr_err *e);
 void rund_security_free(rund_ctx *ctx);
+/* The cgroup manager (none with --no-cgroups), its subtree named after the
+ * state dir so a restarted rund finds its jobs' cgroups; logs the version. */
+int rund_cgroups_open(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);
 /* Every listener of o (the embedded default's certificates made first);
  * logs each address. */
 int rund_listen_all(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);
@@ -47,6 +52,12 @@ int svc_exec_register(grpc_server *s, rund_ctx *ctx, rr_err *e);
 
 /* convert.c: wire request -> engine, engine -> API messages. */
 int convert_command(const Rundwire__Command *c, job_request *ret, rr_err *e);
+/* Limits of a Start/Exec (l NULL: none) into *ret: io devices resolved (""
+ * = the device of workdir, NULL/"" = "/"), ranges checked; INVALID_ARGUMENT
+ * naming the field ("limits.io[0].device") and the value. */
+int convert_limits(const Rundwire__Limits *l, const char *workdir, cg_limits *ret, rr_err *e);
+/* Usage message from counters. */
+void convert_usage(const cg_usage *u, Runrpc__V1__Usage *ret);
 /* A job id field: NUL/UTF-8 checked, then looked up. */
 int convert_job_lookup(rund_ctx *ctx, const ProtobufCBinaryData *id, job **ret, rr_err *e);
 /* JobStatus for j; free with convert_status_clear. */
@@ -56,8 +67,15 @@ typedef struct status_msg {
   Runrpc__V1__Command command;
   Runrpc__V1__Command__EnvEntry *env;
   Runrpc__V1__Command__EnvEntry **env_ptrs;
+  Runrpc__V1__Limits limits;
+  Runrpc__V1__CpuMax cpu;
+  Runrpc__V1__IoMax io[CG_MAX_IO];
+  Runrpc__V1__IoMax *io_ptrs[CG_MAX_IO];
+  char io_dev[CG_MAX_IO][24];
+  Runrpc__V1__Usage usage;
 } status_msg;
-int convert_status(const job *j, status_msg *m, rr_err *e);
+/* (j is not const: a running job's usage is read live.) */
+int convert_status(job *j, status_msg *m, rr_err *e);
 void convert_status_clear(status_msg *m);
 /* svc_auth.c: the caller's identity (UNAUTHENTICATED when it has none). */
 int rund_call_identity(grpc_call *c, authz_identity *ret, rr_err *e);

@@ -2,6 +2,7 @@
  * secret store, and the listeners (TLS, h2c, unix) with the embedded
  * default's certificates. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "jobs/logstore.h"
 #include "rund.h"
 #include "rund/certs.h"
 #include "rund/opts.h"
@@ -79,6 +81,39 @@ void rund_security_free(rund_ctx *ctx) {
   ctx->secrets = NULL;
   ctx->token_path = NULL;
   ctx->authz.admins = NULL;
+}
+
+int rund_cgroups_open(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
+  if (o->no_cgroups) {
+    rr_info("cgroups", "version=none reason=%s", "\"--no-cgroups\"");
+    return 0;
+  }
+  /* stable per state dir: "runrpc-" + 48 bits of FNV-1a of its real path */
+  char real[PATH_MAX];
+  if (logstore_mkdirs(o->state_dir, e) < 0)
+    return -1;
+  if (!realpath(o->state_dir, real))
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot resolve state dir \"%s\"", o->state_dir);
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (const unsigned char *p = (const unsigned char *)real; *p; p++)
+    h = (h ^ *p) * 0x100000001b3ull;
+  char name[32];
+  snprintf(name, sizeof name, "runrpc-%012llx", (unsigned long long)(h & 0xffffffffffffull));
+  char q[1024];
+  rr_err ce = {0};
+  if (cg_manager_new("/sys/fs/cgroup", name, &ctx->cgroups, &ce) < 0) {
+    /* e.g. an unprivileged rund: jobs without limits still run */
+    ctx->cgroups = NULL;
+    rr_warn("cgroups unusable: commands with limits are refused", "error=%s",
+            rr_log_quote(q, sizeof q, ce.msg));
+    return 0;
+  }
+  rr_info("cgroups", "version=%s detail=%s",
+          cg_manager_version(ctx->cgroups) == CG_V2   ? "v2"
+          : cg_manager_version(ctx->cgroups) == CG_V1 ? "v1"
+                                                      : "none",
+          rr_log_quote(q, sizeof q, cg_manager_describe(ctx->cgroups)));
+  return 0;
 }
 
 /* Refused handshakes and other connection events, one line each. */

@@ -3,7 +3,9 @@
  * only while the call's send queue has room (a slow client slows the
  * command), the exit status last, after every output byte. signal messages
  * go to the command's process group until it exits. A cancelled or broken
- * stream kills the command's process group. */
+ * stream kills the command's process group. A command with limits runs in a
+ * cgroup of its own: killed as a whole with the group, its usage sent with
+ * the exit status, removed at the end. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -13,6 +15,8 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "common/log.h"
+#include "jobs/job_cgroup.h"
 #include "jobs/signame.h"
 #include "jobs/spawn.h"
 #include "rund.h"
@@ -44,6 +48,9 @@ typedef struct exec_sess {
   siginfo_t status;
   bool timed_out;
   uint64_t timeout_timer, kill_timer, drain_timer;
+  cg_job *cg; /* while the command runs, when it has limits */
+  bool has_usage;
+  cg_usage usage; /* final counters */
 } exec_sess;
 
 static uint8_t exec_buf[EXEC_CHUNK];
@@ -86,6 +93,22 @@ static void exec_stdin_watch(exec_sess *x, bool on) {
 static void exec_kill(exec_sess *x, int sig) {
   if (x->started && !x->exited && kill(-x->pid, sig) < 0)
     kill(x->pid, sig);
+  rr_err e = {0};
+  char q[RR_ERR_MSG_MAX + 16];
+  if (sig == SIGKILL && x->cg && cg_job_kill(x->cg, &e) < 0)
+    rr_warn("exec: cannot kill the command's cgroup", "error=%s", rr_log_quote(q, sizeof q, e.msg));
+}
+
+/* The main process ended (or the stream is gone): final counters, then the
+ * cgroup goes, with anything still in it. */
+static void exec_cgroup_end(exec_sess *x) {
+  if (!x->cg)
+    return;
+  rr_err e = {0};
+  char q[RR_ERR_MSG_MAX + 16];
+  if (job_cgroup_finish(x->ctx->l, x->cg, &x->usage, &x->has_usage, &e) < 0)
+    rr_warn("exec: cgroup at the command's end", "error=%s", rr_log_quote(q, sizeof q, e.msg));
+  x->cg = NULL;
 }
 
 static void exec_finish(exec_sess *x, const char *note) {
@@ -94,9 +117,18 @@ static void exec_finish(exec_sess *x, const char *note) {
   x->done = true;
   Runrpc__V1__ExitStatus st = RUNRPC__V1__EXIT_STATUS__INIT;
   char reason[160];
-  const char *base = x->timed_out                      ? "timeout"
-                     : x->status.si_code == CLD_EXITED ? "exited"
-                                                       : "signaled";
+  const char *base = "signaled";
+  if (x->timed_out)
+    base = "timeout";
+  else if (x->status.si_code == CLD_EXITED)
+    base = "exited";
+  else if (x->has_usage && job_cgroup_oom_killed(&x->status, &x->usage))
+    base = "oom-killed";
+  Runrpc__V1__Usage usage;
+  if (x->has_usage) {
+    convert_usage(&x->usage, &usage);
+    st.usage = &usage;
+  }
   if (x->status.si_code == CLD_EXITED)
     st.exit_code = x->status.si_status;
   else
@@ -248,6 +280,7 @@ static void exec_on_exit(void *data, pid_t pid, const siginfo_t *si) {
   x->timeout_timer = x->kill_timer = 0;
   if (x->timed_out) /* we were ending the whole group: no stragglers */
     kill(-x->pid, SIGKILL);
+  exec_cgroup_end(x);
   exec_close_fd(x, &x->in_fd);
   exec_pump_output(x);
   if (!x->done)
@@ -284,7 +317,8 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
   char **child_env = NULL;
   spawn_ids ids;
   bool run_as;
-  if (job_request_validate(&r, e) < 0 || rund_env_resolve(x->ctx, &r, &child_env, e) < 0 ||
+  if (job_request_validate(&r, e) < 0 || convert_limits(st->limits, r.workdir, &r.limits, e) < 0 ||
+      rund_env_resolve(x->ctx, &r, &child_env, e) < 0 ||
       rund_call_run_as(x->c, &ids, &run_as, e) < 0)
     goto out;
   if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
@@ -302,9 +336,16 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
                   .stdout_fd = out[1],
                   .stderr_fd = err[1],
                   .ids = run_as ? &ids : NULL};
+  if (cg_limits_any(&r.limits)) {
+    char name[ULID_LEN + 8] = "exec-";
+    if (ulid_gen_next(&x->ctx->exec_ids, 0, name + 5, e) < 0 ||
+        job_cgroup_create(x->ctx->cgroups, name, &r.limits, &o, &x->cg, e) < 0)
+      goto out;
+  }
   spawn_result sr;
   if (spawn_process(&o, &sr, e) < 0) {
     rund_spawn_error_scrub(&r, child_env, e);
+    exec_cgroup_end(x);
     goto out;
   }
   x->started = true;
@@ -439,6 +480,7 @@ static void exec_on_close(grpc_call *c, grpc_close_reason reason) {
     return;
   /* the client went away (or we are shutting down) before the end: kill */
   exec_kill(x, SIGKILL);
+  exec_cgroup_end(x);
   reaper_watch_forget(x->rw); /* still reaped, no callback */
   loop_timer_cancel(x->l, x->timeout_timer);
   loop_timer_cancel(x->l, x->kill_timer);

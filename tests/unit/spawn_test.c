@@ -218,6 +218,139 @@ static void test_child_nofile_limit(void **state) {
   free(out);
 }
 
+/* cat /proc/self/cgroup placed by fd (v2) and/or cgroup.procs fds. */
+static char *run_cg(int cgroup_fd, const int *procs, size_t nprocs, int *status, rr_err *e) {
+  int p[2];
+  assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  const char *args[] = {"/proc/self/cgroup"};
+  spawn_opts o = {.path = "cat",
+                  .args = args,
+                  .nargs = 1,
+                  .stdin_fd = devnull,
+                  .stdout_fd = p[1],
+                  .stderr_fd = devnull,
+                  .cgroup_fd = cgroup_fd,
+                  .cgroup_procs_fds = procs,
+                  .ncgroup_procs = nprocs};
+  spawn_result r;
+  int rc = spawn_process(&o, &r, e);
+  close(p[1]);
+  close(devnull);
+  if (rc < 0) {
+    close(p[0]);
+    return NULL;
+  }
+  char *out = calloc(1, 65536);
+  size_t got = 0;
+  ssize_t n;
+  while ((n = read(p[0], out + got, 65535 - got)) > 0)
+    got += (size_t)n;
+  close(p[0]);
+  siginfo_t si;
+  assert_int_equal(waitid((idtype_t)P_PIDFD, (id_t)r.pidfd, &si, WEXITED), 0);
+  close(r.pidfd);
+  *status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+  return out;
+}
+
+/* Our own cgroup in the v1 hierarchy ctrl ("" if none), from /proc/self/cgroup. */
+static void own_cgroup(const char *ctrl, char *buf, size_t size) {
+  buf[0] = '\0';
+  FILE *f = fopen("/proc/self/cgroup", "re");
+  if (!f)
+    return;
+  char line[1024];
+  size_t cl = strlen(ctrl);
+  while (fgets(line, sizeof line, f)) {
+    char *a = strchr(line, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+    if (!b || (size_t)(b - a - 1) != cl || strncmp(a + 1, ctrl, cl))
+      continue;
+    line[strcspn(line, "\n")] = '\0';
+    snprintf(buf, size, "%s", b + 1);
+  }
+  fclose(f);
+}
+
+/* A fresh cgroup below our own one in mount (a v1 controller's or the v2
+ * one), named uniquely; its path relative to the hierarchy in rel. */
+static bool make_test_cgroup(const char *mount, const char *ctrl, char *dir, size_t size, char *rel,
+                             size_t relsize) {
+  char own[512];
+  own_cgroup(ctrl, own, sizeof own);
+  if (!own[0])
+    return false;
+  snprintf(rel, relsize, "%s%sspawn_test_%d", own, own[strlen(own) - 1] == '/' ? "" : "/",
+           (int)getpid());
+  snprintf(dir, size, "%s%s", mount, rel);
+  return mkdir(dir, 0755) == 0;
+}
+
+static void test_cgroup_v1_procs_join(void **state) {
+  char dir[1024], rel[600];
+  if (!make_test_cgroup("/sys/fs/cgroup/pids", "pids", dir, sizeof dir, rel, sizeof rel))
+    skip();
+  char p[1100], want[700];
+  snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+  snprintf(want, sizeof want, ":pids:%s\n", rel);
+  int fd = open(p, O_WRONLY | O_CLOEXEC);
+  assert_true(fd >= 0);
+  for (int fallback = 0; fallback < 2; fallback++) {
+    spawn_set_clone3_disabled(fallback); /* vfork-style path, then fork */
+    int st;
+    rr_err e = {0};
+    char *out = run_cg(0, &fd, 1, &st, &e);
+    assert_non_null(out);
+    assert_int_equal(st, 0);
+    assert_non_null(strstr(out, want));
+    free(out);
+    /* a procs fd the child cannot write: a clear spawn failure, nothing left */
+    int bad = open(p, O_RDONLY | O_CLOEXEC);
+    int fds[2] = {fd, bad};
+    assert_null(run_cg(0, fds, 2, &st, &e));
+    assert_int_equal(e.code, RR_INTERNAL);
+    assert_non_null(strstr(e.msg, "joining its cgroup failed"));
+    close(bad);
+    assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+  }
+  spawn_set_clone3_disabled(false);
+  close(fd);
+  assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_cgroup_v2_clone_into(void **state) {
+  char dir[1024], rel[600];
+  struct stat st0;
+  if (stat("/sys/fs/cgroup/unified/cgroup.controllers", &st0) < 0 ||
+      !make_test_cgroup("/sys/fs/cgroup/unified", "", dir, sizeof dir, rel, sizeof rel))
+    skip();
+  char want[700];
+  snprintf(want, sizeof want, "0::%s\n", rel);
+  int cfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  assert_true(cfd > 0);
+  int st;
+  rr_err e = {0};
+  /* placed by clone3 alone (no procs fd to write) */
+  char *out = run_cg(cfd, NULL, 0, &st, &e);
+  assert_non_null(out);
+  assert_int_equal(st, 0);
+  assert_non_null(strstr(out, want));
+  free(out);
+  /* forced fallback: joins through the procs file instead */
+  char p[1100];
+  snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+  int pfd = open(p, O_WRONLY | O_CLOEXEC);
+  spawn_set_clone3_disabled(true);
+  out = run_cg(cfd, &pfd, 1, &st, &e);
+  spawn_set_clone3_disabled(false);
+  assert_non_null(out);
+  assert_non_null(strstr(out, want));
+  free(out);
+  close(pfd);
+  close(cfd);
+  assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_start_ticks(void **state) {
   uint64_t a = 0, b = 0;
   assert_int_equal(spawn_proc_start_ticks(getpid(), &a), 0);
@@ -237,6 +370,8 @@ int main(void) {
       cmocka_unit_test(test_fork_fallback),
       cmocka_unit_test(test_child_nofile_limit),
       cmocka_unit_test(test_start_ticks),
+      cmocka_unit_test(test_cgroup_v1_procs_join),
+      cmocka_unit_test(test_cgroup_v2_clone_into),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

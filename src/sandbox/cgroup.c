@@ -1,0 +1,461 @@
+/* Shared parts of the cgroup module: limit validation, device resolution,
+ * version detection and dispatch to the v1 / v2 backend (cg_ops). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "sandbox/cgroup_internal.h"
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+bool cg_limits_any(const cg_limits *l) {
+  return l->has_cpu || l->has_memory || l->has_pids || l->nio > 0;
+}
+
+int cg_limits_validate(const cg_limits *l, rr_err *e) {
+  if (l->has_cpu) {
+    uint64_t period = l->cpu_period_us ? l->cpu_period_us : CG_DEFAULT_CPU_PERIOD_US;
+    if (period < CG_MIN_CPU_PERIOD_US || period > CG_MAX_CPU_PERIOD_US)
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "limits.cpu.period_us: %" PRIu64 " out of range %u..%u", period,
+                        CG_MIN_CPU_PERIOD_US, CG_MAX_CPU_PERIOD_US);
+    if (l->cpu_quota_us < CG_MIN_CPU_QUOTA_US)
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "limits.cpu.quota_us: %" PRIu64 " is too small (at least %u us)",
+                        l->cpu_quota_us, CG_MIN_CPU_QUOTA_US);
+    if (l->cpu_quota_us > period * CG_MAX_CPUS)
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "limits.cpu.quota_us: %" PRIu64 " is too large (at most %u CPUs, i.e. "
+                        "%" PRIu64 " us per period of %" PRIu64 " us)",
+                        l->cpu_quota_us, CG_MAX_CPUS, period * CG_MAX_CPUS, period);
+  }
+  if (l->has_memory) {
+    if (l->memory_max < CG_MIN_MEMORY_MAX)
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "limits.memory_max: %" PRIu64 " is too small (at least %u bytes)",
+                        l->memory_max, CG_MIN_MEMORY_MAX);
+    if (l->memory_max > CG_MAX_MEMORY_MAX)
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "limits.memory_max: %" PRIu64 " is too large (at most %" PRIu64 " bytes)",
+                        l->memory_max, (uint64_t)CG_MAX_MEMORY_MAX);
+  }
+  if (l->has_pids && (l->pids_max < 1 || l->pids_max > CG_MAX_PIDS_MAX))
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "limits.pids_max: %" PRIu64 " out of range 1..%u",
+                      l->pids_max, CG_MAX_PIDS_MAX);
+  if (l->nio > CG_MAX_IO)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "limits.io: %zu devices (at most %d)", l->nio,
+                      CG_MAX_IO);
+  for (size_t i = 0; i < l->nio; i++) {
+    const cg_io_limit *io = &l->io[i];
+    if (io->major == 0 || io->major >= (1u << 12) || io->minor >= (1u << 20))
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "limits.io[%zu].device: %u:%u is not a block device number", i, io->major,
+                        io->minor);
+    if (!io->rbps && !io->wbps && !io->riops && !io->wiops)
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "limits.io[%zu]: no limit set for %u:%u (want rbps, wbps, riops or wiops)",
+                        i, io->major, io->minor);
+    for (size_t k = 0; k < i; k++)
+      if (l->io[k].major == io->major && l->io[k].minor == io->minor)
+        return rr_err_set(e, RR_INVALID_ARGUMENT,
+                          "limits.io[%zu].device: %u:%u is already limited by limits.io[%zu]", i,
+                          io->major, io->minor, k);
+  }
+  return 0;
+}
+
+/* Strict "MAJ:MIN": digits only, in the kernel's dev_t ranges. */
+static bool parse_majmin(const char *s, unsigned *major, unsigned *minor) {
+  unsigned long v[2];
+  const char *p = s;
+  for (int i = 0; i < 2; i++) {
+    if (*p < '0' || *p > '9')
+      return false;
+    v[i] = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+      v[i] = v[i] * 10 + (unsigned long)(*p - '0');
+      if (v[i] >= (1ul << 20))
+        return false;
+    }
+    if (i == 0 && *p++ != ':')
+      return false;
+  }
+  if (*p || v[0] >= (1ul << 12))
+    return false;
+  *major = (unsigned)v[0];
+  *minor = (unsigned)v[1];
+  return true;
+}
+
+int cg_device_resolve(const char *spec, const char *field, unsigned *major, unsigned *minor,
+                      rr_err *e) {
+  unsigned maj, min;
+  if (!spec || !*spec)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: empty device", field);
+  if (spec[0] == '/') {
+    struct stat st;
+    if (stat(spec, &st) < 0)
+      return rr_err_sys(e, RR_INVALID_ARGUMENT, errno, "%s: cannot stat \"%s\"", field, spec);
+    dev_t dev = S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev;
+    if (S_ISCHR(st.st_mode))
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "%s: \"%s\" is a character device, not a block device", field, spec);
+    maj = major(dev);
+    min = minor(dev);
+    char sys[64];
+    snprintf(sys, sizeof sys, "/sys/dev/block/%u:%u", maj, min);
+    if (maj == 0 || access(sys, F_OK) < 0)
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "%s: \"%s\" is not on a block device (tmpfs?): name a device", field, spec);
+  } else {
+    size_t nd = strspn(spec, "0123456789");
+    bool shape = nd > 0 && spec[nd] == ':' && spec[nd + 1] &&
+                 strspn(spec + nd + 1, "0123456789") == strlen(spec + nd + 1);
+    if (shape && !parse_majmin(spec, &maj, &min))
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "%s: \"%s\" out of range (want MAJ:MIN, major < 4096, minor < 1048576)",
+                        field, spec);
+    if (!parse_majmin(spec, &maj, &min))
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "%s: \"%s\" is neither MAJ:MIN nor an absolute path", field, spec);
+    char sys[64];
+    snprintf(sys, sizeof sys, "/sys/dev/block/%u:%u", maj, min);
+    if (access(sys, F_OK) < 0)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: unknown device %u:%u", field, maj, min);
+  }
+  /* Throttling applies to whole disks: map a partition to its disk. */
+  char path[96], buf[32];
+  snprintf(path, sizeof path, "/sys/dev/block/%u:%u/partition", maj, min);
+  if (access(path, F_OK) == 0) {
+    snprintf(path, sizeof path, "/sys/dev/block/%u:%u/../dev", maj, min);
+    unsigned pmaj, pmin;
+    if (cg_file_read(path, buf, sizeof buf, NULL) < 0 || sscanf(buf, "%u:%u", &pmaj, &pmin) != 2)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: cannot find the disk of partition %u:%u",
+                        field, maj, min);
+    maj = pmaj;
+    min = pmin;
+  }
+  *major = maj;
+  *minor = min;
+  return 0;
+}
+
+/* Names used as one path component: no "/", no dot names, bounded. */
+static int check_name(const char *what, const char *s, rr_err *e) {
+  size_t n = strlen(s);
+  if (n == 0 || n > 128 ||
+      strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                "0123456789_.-") != n ||
+      s[0] == '.')
+    return rr_err_set(e, RR_INVALID_ARGUMENT,
+                      "cgroup %s \"%.140s\" is not a plain name ([A-Za-z0-9_.-], 1..128)", what, s);
+  return 0;
+}
+
+static int read_proc(const char *path, char **ret, rr_err *e) {
+  size_t cap = 65536;
+  char *buf = malloc(cap);
+  if (!buf)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot read %s", path);
+  if (cg_file_read(path, buf, cap, e) < 0) {
+    free(buf);
+    return -1;
+  }
+  *ret = buf;
+  return 0;
+}
+
+int cg_manager_new(const char *root, const char *name, cg_manager **ret, rr_err *e) {
+  if (check_name("subtree name", name, e) < 0)
+    return -1;
+  _cleanup_free_ char *mountinfo = NULL, *proc_cgroup = NULL;
+  _cleanup_free_ cg_mount *mounts = calloc(CG_MAX_MOUNTS, sizeof *mounts);
+  _cleanup_free_ cg_detection *d = calloc(1, sizeof *d);
+  cg_manager *m = calloc(1, sizeof *m);
+  if (!mounts || !d || !m) {
+    free(m);
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot set up cgroups");
+  }
+  m->name = strdup(name);
+  if (!m->name) {
+    free(m);
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot set up cgroups");
+  }
+  struct statfs sfs;
+  bool root_v2 = statfs(root, &sfs) == 0 && sfs.f_type == CGROUP2_SUPER_MAGIC;
+  if (read_proc("/proc/self/mountinfo", &mountinfo, e) < 0 ||
+      read_proc("/proc/self/cgroup", &proc_cgroup, e) < 0) {
+    cg_manager_free(m);
+    return -1;
+  }
+  size_t nmounts = cg_parse_mountinfo(mountinfo, mounts, CG_MAX_MOUNTS);
+  if (cg_detect(root, root_v2, mounts, nmounts, proc_cgroup, d, e) < 0) {
+    cg_manager_free(m);
+    return -1;
+  }
+  if (d->version == CG_V2 && !root_v2) {
+    /* A cgroup2 mount beside v1 ones (hybrid) counts only with controllers. */
+    char buf[256];
+    _cleanup_free_ char *path = cg_path_join(d->hier[0].own_dir, "cgroup.controllers");
+    if (!path || cg_file_read(path, buf, sizeof buf, NULL) < 0 || !cg_parse_v2_controllers(buf))
+      d->version = CG_NONE;
+  }
+  m->version = d->version;
+  if (m->version == CG_NONE) {
+    snprintf(m->describe, sizeof m->describe,
+             "cgroups: none usable under %s (jobs with limits will be refused)", root);
+    *ret = m;
+    return 0;
+  }
+  m->ops = m->version == CG_V1 ? &cg_v1_ops : &cg_v2_ops;
+  if (m->ops->manager_setup(m, d, e) < 0) {
+    cg_manager_free(m);
+    return rr_err_wrap(e, "cannot set up cgroup v%d subtree \"%s\"", (int)d->version, name);
+  }
+  *ret = m;
+  return 0;
+}
+
+cg_version cg_manager_version(const cg_manager *m) { return m->version; }
+
+const char *cg_manager_describe(const cg_manager *m) { return m->describe; }
+
+int cg_manager_check(const cg_manager *m, const cg_limits *l, rr_err *e) {
+  if (!cg_limits_any(l))
+    return 0;
+  if (m->version == CG_NONE)
+    return rr_err_set(e, RR_FAILED_PRECONDITION,
+                      "resource limits need cgroups, and this host has none usable");
+  static const struct {
+    unsigned bit;
+    const char *field;
+  } need[] = {{CG_CTRL_CPU, "limits.cpu"},
+              {CG_CTRL_MEMORY, "limits.memory_max"},
+              {CG_CTRL_PIDS, "limits.pids_max"},
+              {CG_CTRL_IO, "limits.io"}};
+  bool wanted[] = {l->has_cpu, l->has_memory, l->has_pids, l->nio > 0};
+  for (size_t i = 0; i < RR_ARRAY_SIZE(need); i++)
+    if (wanted[i] && !(m->controllers & need[i].bit))
+      return rr_err_set(e, RR_FAILED_PRECONDITION,
+                        "%s needs the %s cgroup controller, which is not available here (%s)",
+                        need[i].field, cg_controller_name(need[i].bit, m->version), m->describe);
+  return 0;
+}
+
+void cg_manager_free(cg_manager *m) {
+  if (!m)
+    return;
+  if (m->ops)
+    m->ops->manager_teardown(m);
+  for (size_t i = 0; i < m->nhier; i++)
+    free(m->hier[i].parent);
+  free(m->v2_own);
+  free(m->v2_subtree);
+  free(m->v2_supervisor);
+  free(m->name);
+  free(m);
+}
+
+static cg_job *job_alloc(cg_manager *m, const char *id) {
+  cg_job *j = calloc(1, sizeof *j);
+  if (!j)
+    return NULL;
+  j->m = m;
+  j->dir_fd = -1;
+  for (size_t i = 0; i < CG_MAX_HIER; i++)
+    j->procs_fd[i] = -1;
+  j->id = strdup(id);
+  bool ok = j->id != NULL;
+  for (size_t i = 0; ok && i < m->nhier; i++)
+    ok = (j->dir[i] = cg_path_join(m->hier[i].parent, id)) != NULL;
+  if (!ok) {
+    cg_job_free(j);
+    return NULL;
+  }
+  return j;
+}
+
+/* Open the fds the child and clone3 need. */
+static int job_open_fds(cg_job *j, rr_err *e) {
+  for (size_t i = 0; i < j->m->nhier; i++) {
+    _cleanup_free_ char *path = cg_path_join(j->dir[i], "cgroup.procs");
+    if (!path)
+      return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot open job cgroup");
+    j->procs_fd[i] = open(path, O_WRONLY | O_CLOEXEC);
+    if (j->procs_fd[i] < 0)
+      return rr_err_sys(e, RR_INTERNAL, errno, "cannot open %s", path);
+  }
+  if (j->m->version == CG_V2) {
+    j->dir_fd = open(j->dir[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (j->dir_fd < 0)
+      return rr_err_sys(e, RR_INTERNAL, errno, "cannot open %s", j->dir[0]);
+  }
+  return 0;
+}
+
+/* rmdir, retrying while the kernel still counts exiting tasks (~1 s). */
+static int rmdir_retry(const char *dir, rr_err *e) {
+  for (int i = 0;; i++) {
+    if (rmdir(dir) == 0 || errno == ENOENT)
+      return 0;
+    if (errno != EBUSY || i >= 200)
+      return rr_err_sys(e, errno == EBUSY ? RR_FAILED_PRECONDITION : RR_INTERNAL, errno,
+                        "cannot remove cgroup %s", dir);
+    cg_sleep_ms(5);
+  }
+}
+
+int cg_job_create(cg_manager *m, const char *id, const cg_limits *l, cg_job **ret, rr_err *e) {
+  if (check_name("job id", id, e) < 0 || cg_limits_validate(l, e) < 0 ||
+      cg_manager_check(m, l, e) < 0)
+    return -1;
+  if (m->version == CG_NONE)
+    return rr_err_set(e, RR_FAILED_PRECONDITION, "no usable cgroups on this host");
+  cg_job *j = job_alloc(m, id);
+  if (!j)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot create cgroup of job %s", id);
+  bool made[CG_MAX_HIER] = {false};
+  int r = 0;
+  for (size_t i = 0; i < m->nhier && r == 0; i++) {
+    if (mkdir(j->dir[i], 0755) < 0)
+      r = rr_err_sys(e, errno == EEXIST ? RR_ALREADY_EXISTS : RR_INTERNAL, errno,
+                     "cannot create cgroup %s", j->dir[i]);
+    else
+      made[i] = true;
+  }
+  if (r == 0)
+    r = job_open_fds(j, e);
+  if (r == 0)
+    r = m->ops->job_apply(j, l, e);
+  if (r < 0) {
+    for (size_t i = 0; i < m->nhier; i++)
+      if (made[i])
+        rmdir(j->dir[i]);
+    cg_job_free(j);
+    return rr_err_wrap(e, "job %s", id);
+  }
+  *ret = j;
+  return 0;
+}
+
+int cg_job_open(cg_manager *m, const char *id, cg_job **ret, rr_err *e) {
+  if (check_name("job id", id, e) < 0)
+    return -1;
+  if (m->version == CG_NONE)
+    return rr_err_set(e, RR_NOT_FOUND, "job %s has no cgroup (no usable cgroups here)", id);
+  cg_job *j = job_alloc(m, id);
+  if (!j)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot open cgroup of job %s", id);
+  for (size_t i = 0; i < m->nhier; i++) {
+    struct stat st;
+    if (stat(j->dir[i], &st) < 0 || !S_ISDIR(st.st_mode)) {
+      int err = errno;
+      rr_err_set(e, RR_NOT_FOUND, "job %s has no cgroup %s (%s)", id, j->dir[i],
+                 strerror(err ? err : ENOTDIR));
+      cg_job_free(j);
+      return -1;
+    }
+  }
+  if (job_open_fds(j, e) < 0) {
+    cg_job_free(j);
+    return rr_err_wrap(e, "job %s", id);
+  }
+  *ret = j;
+  return 0;
+}
+
+cg_version cg_job_version(const cg_job *j) { return j->m->version; }
+
+int cg_job_clone_fd(const cg_job *j) { return j->dir_fd; }
+
+size_t cg_job_procs_fds(const cg_job *j, const int **ret) {
+  *ret = j->procs_fd;
+  return j->m->nhier;
+}
+
+int cg_job_usage(cg_job *j, cg_usage *ret, rr_err *e) {
+  cg_usage u;
+  memset(&u, 0, sizeof u);
+  if (j->m->ops->job_usage(j, &u, e) < 0)
+    return rr_err_wrap(e, "usage of job %s", j->id);
+  *ret = u;
+  return 0;
+}
+
+int cg_job_kill(cg_job *j, rr_err *e) {
+  if (j->m->ops->job_kill(j, e) < 0)
+    return rr_err_wrap(e, "cannot kill the processes of job %s", j->id);
+  return 0;
+}
+
+bool cg_job_empty(cg_job *j) { return j->m->ops->job_empty(j); }
+
+int cg_job_destroy(cg_job *j, rr_err *e) {
+  int r = 0;
+  if (!cg_job_empty(j)) {
+    r = cg_job_kill(j, e);
+    for (int i = 0; i < 200 && !cg_job_empty(j); i++)
+      cg_sleep_ms(5);
+  }
+  /* Close our fds first: an open cgroup fd does not block rmdir, but tidy. */
+  for (size_t i = 0; i < j->m->nhier; i++)
+    if (j->procs_fd[i] >= 0) {
+      close(j->procs_fd[i]);
+      j->procs_fd[i] = -1;
+    }
+  for (size_t i = 0; i < j->m->nhier; i++)
+    if (!j->removed[i] && rmdir_retry(j->dir[i], r < 0 ? NULL : e) < 0 && r == 0)
+      r = rr_err_wrap(e, "job %s", j->id);
+  cg_job_free(j);
+  return r;
+}
+
+int cg_job_remove(cg_job *j, rr_err *e) {
+  for (size_t i = 0; i < j->m->nhier; i++)
+    if (j->procs_fd[i] >= 0) {
+      close(j->procs_fd[i]);
+      j->procs_fd[i] = -1;
+    }
+  bool busy = false;
+  for (size_t i = 0; i < j->m->nhier; i++) {
+    if (j->removed[i])
+      continue;
+    if (rmdir(j->dir[i]) == 0 || errno == ENOENT) {
+      j->removed[i] = true;
+    } else if (errno == EBUSY) {
+      busy = true;
+    } else {
+      int r = rr_err_sys(e, RR_INTERNAL, errno, "cannot remove cgroup %s", j->dir[i]);
+      cg_job_free(j);
+      return r;
+    }
+  }
+  if (busy)
+    return 0;
+  cg_job_free(j);
+  return 1;
+}
+
+void cg_job_free(cg_job *j) {
+  if (!j)
+    return;
+  for (size_t i = 0; i < CG_MAX_HIER; i++) {
+    if (j->procs_fd[i] >= 0)
+      close(j->procs_fd[i]);
+    free(j->dir[i]);
+  }
+  if (j->dir_fd >= 0)
+    close(j->dir_fd);
+  free(j->id);
+  free(j);
+}

@@ -1,0 +1,126 @@
+/* Per-job cgroups behind one interface, on cgroup v2 (unified hierarchy) or
+ * cgroup v1 (one hierarchy per controller). rund gets a subtree below its own
+ * cgroup (never writes elsewhere in the hierarchy); each job with limits gets
+ * a child of it, which the job's first process enters before it runs any of
+ * its own code, and which is removed when the job ends.
+ *
+ * Limits use v2 names and units; on v1 they map to cpu.cfs_quota_us /
+ * cpu.cfs_period_us, memory.limit_in_bytes (+ memory.memsw.limit_in_bytes
+ * when present), blkio.throttle.{read,write}_{bps,iops}_device, pids.max. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+typedef enum cg_version { CG_NONE = 0, CG_V1 = 1, CG_V2 = 2 } cg_version;
+
+#define CG_MAX_IO 16
+#define CG_DEFAULT_CPU_PERIOD_US 100000u
+#define CG_MIN_CPU_PERIOD_US 1000u
+#define CG_MAX_CPU_PERIOD_US 1000000u
+#define CG_MIN_CPU_QUOTA_US 1000u
+#define CG_MIN_MEMORY_MAX (1024u * 1024u)
+#define CG_MAX_MEMORY_MAX (1ull << 60) /* 1 EiB: anything more is a typo */
+#define CG_MAX_CPUS 4096u              /* quota / period must stay below this many CPUs */
+#define CG_MAX_PIDS_MAX 4194304u       /* the kernel's PID_MAX_LIMIT */
+
+typedef struct cg_io_limit {
+  unsigned major, minor;             /* a whole disk (not a partition) */
+  uint64_t rbps, wbps, riops, wiops; /* 0 = no limit on that one */
+} cg_io_limit;
+
+typedef struct cg_limits {
+  bool has_cpu;
+  uint64_t cpu_quota_us, cpu_period_us; /* period 0 = CG_DEFAULT_CPU_PERIOD_US */
+  bool has_memory;
+  uint64_t memory_max; /* bytes */
+  bool has_pids;
+  uint64_t pids_max;
+  size_t nio;
+  cg_io_limit io[CG_MAX_IO];
+} cg_limits;
+
+/* Counters of a job's cgroup (fields as runrpc.v1.Usage). */
+typedef struct cg_usage {
+  uint64_t cpu_usec, cpu_user_usec, cpu_system_usec;
+  uint64_t memory_current, memory_peak;
+  uint64_t io_read_bytes, io_write_bytes, io_read_ops, io_write_ops;
+  uint64_t pids_current;
+  uint64_t oom_kills;
+  uint64_t cpu_throttled_usec;
+  uint64_t pids_refused;
+  /* Times usage hit the memory limit (v2 memory.events max; v1
+   * memory.failcnt + memory.memsw.failcnt, or 1 when those stay 0 but
+   * memory.max_usage_in_bytes reached the limit). */
+  uint64_t memory_limit_hits;
+  /* True when the kernel gives no OOM-kill count (v1 before Linux 4.13, no
+   * oom_kill line in memory.oom_control): oom_kills is then 0 and a job
+   * killed by SIGKILL with memory_limit_hits > 0 is best reported as
+   * oom-killed. */
+  bool oom_kills_unknown;
+} cg_usage;
+
+/* True when any limit is set. */
+bool cg_limits_any(const cg_limits *l);
+/* Range checks (no device lookup): INVALID_ARGUMENT naming the field
+ * ("limits.cpu.quota_us", "limits.memory_max", "limits.io[1].wbps", ...) and
+ * the value. */
+int cg_limits_validate(const cg_limits *l, rr_err *e);
+/* A device for io limits: "MAJ:MIN", a block device node, or any other path
+ * (the device of the filesystem it is on). Partitions resolve to their disk.
+ * INVALID_ARGUMENT naming field and spec when it is no block device. */
+int cg_device_resolve(const char *spec, const char *field, unsigned *major, unsigned *minor,
+                      rr_err *e);
+
+typedef struct cg_manager cg_manager;
+typedef struct cg_job cg_job;
+
+/* Detect the version under root ("/sys/fs/cgroup"), find our own cgroup
+ * (/proc/self/cgroup) and make our subtree NAME below it (on v2, moving this
+ * process into a leaf of its own first: no internal processes). NAME must be
+ * stable for a given state dir, so that a restarted rund finds its jobs'
+ * cgroups. With no usable cgroup support, *ret is a manager of version
+ * CG_NONE (jobs with limits then fail with FAILED_PRECONDITION). */
+int cg_manager_new(const char *root, const char *name, cg_manager **ret, rr_err *e);
+cg_version cg_manager_version(const cg_manager *m);
+/* One line for the start-up log: version, where, which controllers. */
+const char *cg_manager_describe(const cg_manager *m);
+/* FAILED_PRECONDITION naming the missing controller when l needs one we lack. */
+int cg_manager_check(const cg_manager *m, const cg_limits *l, rr_err *e);
+/* Remove our subtree when no job cgroup is left in it (shutdown). */
+void cg_manager_free(cg_manager *m);
+
+/* Create the job's cgroup (named id) and write its limits; on failure
+ * nothing is left behind. */
+int cg_job_create(cg_manager *m, const char *id, const cg_limits *l, cg_job **ret, rr_err *e);
+/* Open the existing cgroup of job id (rund restarted); NOT_FOUND if none. */
+int cg_job_open(cg_manager *m, const char *id, cg_job **ret, rr_err *e);
+cg_version cg_job_version(const cg_job *j);
+/* v2: an O_DIRECTORY fd of the job's cgroup for clone3(CLONE_INTO_CGROUP);
+ * -1 on v1. */
+int cg_job_clone_fd(const cg_job *j);
+/* fds of the job's cgroup.procs files (one per v1 hierarchy; on v2 the one
+ * file): a child writes "0" to each before exec to join (async-signal-safe;
+ * the way in on v1, and on v2 where clone3 cannot place it). */
+size_t cg_job_procs_fds(const cg_job *j, const int **ret);
+/* Read the counters now (zeros for what this host does not count). */
+int cg_job_usage(cg_job *j, cg_usage *ret, rr_err *e);
+/* SIGKILL every process in the cgroup (v2: cgroup.kill when present; v1 and
+ * old v2: freeze, kill each pid listed, thaw), including double-forked
+ * descendants that left the process group. */
+int cg_job_kill(cg_job *j, rr_err *e);
+/* Whether the cgroup has no processes left. */
+bool cg_job_empty(cg_job *j);
+/* Kill what is left, remove the cgroup (retrying briefly while the kernel
+ * still counts exiting tasks), free j. Never fails silently: returns -1 with
+ * e set when the directory could not be removed (j is freed anyway). */
+int cg_job_destroy(cg_job *j, rr_err *e);
+/* Try to remove the cgroup without waiting: 1 when removed (j freed), 0
+ * while it still has processes or exiting tasks (kill them, call again
+ * later; j kept), -1 with e on another error (j freed). */
+int cg_job_remove(cg_job *j, rr_err *e);
+/* Close j's fds and free it, leaving the cgroup (rund shutting down while
+ * the job runs on). */
+void cg_job_free(cg_job *j);

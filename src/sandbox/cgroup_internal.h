@@ -1,0 +1,136 @@
+/* Internals shared by cgroup.c and the two backends (cgroup_v1.c,
+ * cgroup_v2.c): the manager and job objects, the backend ops struct, file
+ * helpers, and the pure parsers of kernel text (unit-tested on sample text). */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sandbox/cgroup.h"
+
+/* Controllers we use, as a bit mask (v1 "cpu"/"cpuacct" are two; v2 "io" is
+ * v1 "blkio"). */
+enum {
+  CG_CTRL_CPU = 1u << 0,
+  CG_CTRL_CPUACCT = 1u << 1,
+  CG_CTRL_MEMORY = 1u << 2,
+  CG_CTRL_IO = 1u << 3,
+  CG_CTRL_PIDS = 1u << 4,
+  CG_CTRL_FREEZER = 1u << 5,
+};
+
+#define CG_MAX_HIER 6    /* v1: one per controller at most; v2: 1 */
+#define CG_MAX_MOUNTS 32 /* cgroup mounts looked at in mountinfo */
+#define CG_PATH_MAX 512  /* longer cgroup paths are refused, not truncated */
+
+typedef struct cg_mount {
+  char path[CG_PATH_MAX]; /* mount point, unescaped */
+  char root[CG_PATH_MAX]; /* root of the mount within its hierarchy */
+  bool v2;                /* cgroup2 (else cgroup v1) */
+  unsigned controllers;   /* v1: CG_CTRL_* named in the super options */
+} cg_mount;
+
+/* Where each hierarchy we use lives, as found by cg_detect. */
+typedef struct cg_detection {
+  cg_version version;
+  size_t nhier;
+  struct {
+    char own_dir[CG_PATH_MAX]; /* mount point + our own cgroup path */
+    unsigned controllers;
+  } hier[CG_MAX_HIER];
+  bool own_is_root;      /* v2: we are in the root cgroup of the hierarchy */
+  char own[CG_PATH_MAX]; /* v2: our cgroup path ("/" for the root) */
+} cg_detection;
+
+typedef struct cg_ops cg_ops;
+
+struct cg_manager {
+  cg_version version;
+  const cg_ops *ops;
+  char *name;
+  unsigned controllers; /* usable controllers, CG_CTRL_* */
+  size_t nhier;         /* v1: hierarchies used; v2: 1 */
+  struct {
+    char *parent; /* directory job cgroups are made in */
+    unsigned controllers;
+  } hier[CG_MAX_HIER];
+  /* v2 only: see the layout comment in cgroup_v2.c. */
+  char *v2_own;            /* our cgroup as found at start */
+  char *v2_subtree;        /* <own>/<name> */
+  char *v2_supervisor;     /* <own>/<name>/supervisor, NULL when not moved */
+  unsigned v2_enabled_own; /* controllers we enabled in <own> */
+  char describe[768];
+};
+
+struct cg_job {
+  cg_manager *m;
+  char *id;
+  char *dir[CG_MAX_HIER];    /* job cgroup, one per hierarchy */
+  bool removed[CG_MAX_HIER]; /* rmdir done (cg_job_remove) */
+  int procs_fd[CG_MAX_HIER];
+  int dir_fd;                /* v2: for clone3(CLONE_INTO_CGROUP), else -1 */
+  uint64_t memory_peak_seen; /* v2 without memory.peak: max of samples */
+};
+
+struct cg_ops {
+  /* Make the subtree below the detected own cgroups; fill m->hier. */
+  int (*manager_setup)(cg_manager *m, const cg_detection *d, rr_err *e);
+  /* Remove the subtree if empty (and undo a v2 move). */
+  void (*manager_teardown)(cg_manager *m);
+  int (*job_apply)(cg_job *j, const cg_limits *l, rr_err *e);
+  int (*job_usage)(cg_job *j, cg_usage *u, rr_err *e);
+  int (*job_kill)(cg_job *j, rr_err *e);
+  bool (*job_empty)(cg_job *j);
+};
+
+extern const cg_ops cg_v1_ops;
+extern const cg_ops cg_v2_ops;
+
+/* ---- file helpers (cgroup.c) ---- */
+/* Read a small file into buf (NUL-terminated); -1 + e on error (errno kept). */
+int cg_file_read(const char *path, char *buf, size_t len, rr_err *e);
+/* Write value to DIR/FILE; EINVAL means the kernel refused the value, so
+ * INVALID_ARGUMENT naming what (e.g. "limits.memory_max"); else INTERNAL. */
+int cg_file_write(const char *dir, const char *file, const char *value, const char *what,
+                  rr_err *e);
+/* Read DIR/FILE as one unsigned number ("max" reads as UINT64_MAX). */
+int cg_file_read_u64(const char *dir, const char *file, uint64_t *ret, rr_err *e);
+/* Whether DIR/FILE exists. */
+bool cg_file_exists(const char *dir, const char *file);
+/* malloc'd "a/b"; NULL on ENOMEM. */
+char *cg_path_join(const char *a, const char *b);
+/* SIGKILL each pid listed in DIR/cgroup.procs; *nkilled = how many listed. */
+int cg_procs_kill_all(const char *dir, size_t *nlisted, rr_err *e);
+/* Whether DIR/cgroup.procs lists no pid (true too when it cannot be read). */
+bool cg_procs_empty(const char *dir);
+/* Sleep ms milliseconds. */
+void cg_sleep_ms(unsigned ms);
+
+/* ---- pure parsers (cgroup.c), tested on sample text ---- */
+/* Value of KEY in a flat keyed file ("key value\n" lines). */
+bool cg_parse_keyed(const char *text, const char *key, uint64_t *ret);
+/* The cgroup2 mounts and v1 cgroup mounts of a /proc/self/mountinfo text;
+ * returns how many were stored in out. */
+size_t cg_parse_mountinfo(const char *text, cg_mount *out, size_t max);
+/* Path of the /proc/self/cgroup line for controller (NULL: the "0::" v2
+ * line; else a line whose controller list contains it). 0, or -1 if none. */
+int cg_parse_proc_cgroup(const char *text, const char *controller, char *out, size_t len);
+/* Decide the version and our own directory per hierarchy from the mounts
+ * under root and our /proc/self/cgroup text. root_is_cgroup2: statfs says
+ * root itself is a cgroup2 mount. v1 wins when any controller we use is
+ * mounted per controller; else a cgroup2 mount under root gives CG_V2, which
+ * the caller keeps only if its cgroup.controllers lists some (else the
+ * controllers are on v1 or nowhere). */
+int cg_detect(const char *root, bool root_is_cgroup2, const cg_mount *mounts, size_t nmounts,
+              const char *proc_cgroup, cg_detection *d, rr_err *e);
+/* v2 io.stat: sum rbytes/wbytes/rios/wios over devices. */
+void cg_parse_io_stat(const char *text, cg_usage *u);
+/* v1 blkio.throttle.io_service_bytes / io_serviced: sum of the per-device
+ * Read and Write lines (Total lines skipped). */
+void cg_parse_blkio(const char *text, uint64_t *read, uint64_t *write);
+/* v2 cpu.stat into u (usage/user/system/throttled). */
+void cg_parse_cpu_stat(const char *text, cg_usage *u);
+/* Controller mask of a space-separated v2 list ("cpuset cpu io memory pids"). */
+unsigned cg_parse_v2_controllers(const char *text);
+/* Name of one controller bit as v2 spells it ("cpu", "io", ...). */
+const char *cg_controller_name(unsigned bit, cg_version v);

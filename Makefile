@@ -20,6 +20,13 @@ build: deps
 test:
 	./test.sh
 
+# cgroup v2 enforcement tests in a qemu VM (Debian's kernel, busybox
+# initramfs, rund inside): tests/vm/README.md
+.PHONY: test-vm
+test-vm: build
+	./scripts/deps.sh vm
+	/usr/bin/python3 tests/vm/run.py
+
 # meson install into PREFIX: bin/rund, bin/runctl, lib/librunrpc.{so,a},
 # include/runrpc/*.h, lib/pkgconfig/runrpc.pc. The build dir is configured
 # for /usr/local; the prefix is changed in place when it differs.

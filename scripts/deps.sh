@@ -3,6 +3,7 @@
 # needs. Idempotent: when all are present it only asks dpkg (no network).
 # Works on a bare Debian 12 (no make, no compiler); uses sudo when not root.
 # RUNRPC_SKIP_DEPS=1 skips it (e.g. on a machine managed some other way).
+# `deps.sh vm` installs only what `make test-vm` (tests/vm/run.py) needs.
 set -eu
 
 PKGS="
@@ -36,8 +37,31 @@ openssh-client
 util-linux
 "
 
+# the cgroup v2 VM (tests/vm): qemu under TCG, a static busybox for the
+# initramfs, mkfs.ext4 for its scratch disk, dpkg-deb/apt-get to unpack
+# Debian's kernel into tests/vm/.cache (the kernel is never installed)
+VM_PKGS="
+qemu-system-x86
+busybox-static
+e2fsprogs
+dpkg
+apt
+libc-bin
+python3
+python3-pytest
+"
+
 if [ "${RUNRPC_SKIP_DEPS:-0}" = 1 ]; then
   exit 0
+fi
+
+# selects the VM's packages instead; the check-and-install below is shared
+deps_vm() {
+  PKGS=$VM_PKGS
+}
+
+if [ "${1:-}" = vm ]; then
+  deps_vm
 fi
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then

@@ -315,7 +315,8 @@ def test_fork_bomb_stops_at_pids_max(cg_target):
 def test_stop_kills_double_forked_grandchild(cg_target):
     t = cg_target
     pidfile = os.path.join(t.scratch, "grandchild-%d.pid" % os.getpid())
-    script = '(sh -c "sleep 300 & echo \\$! > %s" &); sleep 300' % pidfile
+    # the trailing ":" keeps sh alive (busybox sh execs a last command)
+    script = '(sh -c "sleep 300 & echo \\$! > %s" &); sleep 300; :' % pidfile
     jid = t.start("sh", "-c", script, opts=["--max-pids", "100"])
     pid = None
     for _ in range(100):

@@ -95,6 +95,10 @@ int cg_file_write(const char *dir, const char *file, const char *value, const ch
                   rr_err *e);
 /* Read DIR/FILE as one unsigned number ("max" reads as UINT64_MAX). */
 int cg_file_read_u64(const char *dir, const char *file, uint64_t *ret, rr_err *e);
+/* Read DIR/FILE if it exists: 1 read, 0 absent (not counted here), -1 error. */
+int cg_file_read_opt(const char *dir, const char *file, char *buf, size_t len, rr_err *e);
+/* cg_file_write of a decimal number. */
+int cg_file_write_u64(const char *dir, const char *file, uint64_t v, const char *what, rr_err *e);
 /* Whether DIR/FILE exists. */
 bool cg_file_exists(const char *dir, const char *file);
 /* malloc'd "a/b"; NULL on ENOMEM. */

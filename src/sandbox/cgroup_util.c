@@ -443,3 +443,23 @@ const char *cg_controller_name(unsigned bit, cg_version v) {
     return "?";
   }
 }
+
+int cg_file_read_opt(const char *dir, const char *file, char *buf, size_t len, rr_err *e) {
+  _cleanup_free_ char *path = cg_path_join(dir, file);
+  if (!path)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot read %s", file);
+  rr_err tmp;
+  if (cg_file_read(path, buf, len, &tmp) < 0) {
+    if (tmp.sys_errno == ENOENT)
+      return 0;
+    *e = tmp;
+    return -1;
+  }
+  return 1;
+}
+
+int cg_file_write_u64(const char *dir, const char *file, uint64_t v, const char *what, rr_err *e) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%" PRIu64, v);
+  return cg_file_write(dir, file, buf, what, e);
+}

@@ -62,28 +62,24 @@ static void v1_manager_teardown(cg_manager *m) {
       rmdir(m->hier[i].parent); /* fails while job cgroups remain: they are kept */
 }
 
-static int write_u64(const char *dir, const char *file, uint64_t v, const char *what, rr_err *e) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "%" PRIu64, v);
-  return cg_file_write(dir, file, buf, what, e);
-}
-
 static int v1_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
   const cg_manager *m = j->m;
   int h;
   if (l->has_cpu && (h = hier_of(m, CG_CTRL_CPU)) >= 0) {
     uint64_t period = l->cpu_period_us ? l->cpu_period_us : CG_DEFAULT_CPU_PERIOD_US;
-    if (write_u64(j->dir[h], "cpu.cfs_period_us", period, "limits.cpu.period_us", e) < 0 ||
-        write_u64(j->dir[h], "cpu.cfs_quota_us", l->cpu_quota_us, "limits.cpu.quota_us", e) < 0)
+    if (cg_file_write_u64(j->dir[h], "cpu.cfs_period_us", period, "limits.cpu.period_us", e) < 0 ||
+        cg_file_write_u64(j->dir[h], "cpu.cfs_quota_us", l->cpu_quota_us, "limits.cpu.quota_us",
+                          e) < 0)
       return -1;
   }
   if (l->has_memory && (h = hier_of(m, CG_CTRL_MEMORY)) >= 0) {
-    if (write_u64(j->dir[h], "memory.limit_in_bytes", l->memory_max, "limits.memory_max", e) < 0)
+    if (cg_file_write_u64(j->dir[h], "memory.limit_in_bytes", l->memory_max, "limits.memory_max",
+                          e) < 0)
       return -1;
     /* Same value with swap: the job cannot escape the limit by swapping. */
     if (cg_file_exists(j->dir[h], "memory.memsw.limit_in_bytes") &&
-        write_u64(j->dir[h], "memory.memsw.limit_in_bytes", l->memory_max, "limits.memory_max", e) <
-            0)
+        cg_file_write_u64(j->dir[h], "memory.memsw.limit_in_bytes", l->memory_max,
+                          "limits.memory_max", e) < 0)
       return -1;
   }
   if (l->nio > 0 && (h = hier_of(m, CG_CTRL_IO)) >= 0) {
@@ -108,24 +104,9 @@ static int v1_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
     }
   }
   if (l->has_pids && (h = hier_of(m, CG_CTRL_PIDS)) >= 0 &&
-      write_u64(j->dir[h], "pids.max", l->pids_max, "limits.pids_max", e) < 0)
+      cg_file_write_u64(j->dir[h], "pids.max", l->pids_max, "limits.pids_max", e) < 0)
     return -1;
   return 0;
-}
-
-/* Read DIR/FILE if it exists: 1 read, 0 absent (not counted here), -1 error. */
-static int read_opt(const char *dir, const char *file, char *buf, size_t len, rr_err *e) {
-  _cleanup_free_ char *path = cg_path_join(dir, file);
-  if (!path)
-    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot read %s", file);
-  rr_err tmp;
-  if (cg_file_read(path, buf, len, &tmp) < 0) {
-    if (tmp.sys_errno == ENOENT)
-      return 0;
-    *e = tmp;
-    return -1;
-  }
-  return 1;
 }
 
 static int v1_usage_cpu(cg_job *j, cg_usage *u, rr_err *e) {
@@ -133,18 +114,18 @@ static int v1_usage_cpu(cg_job *j, cg_usage *u, rr_err *e) {
   uint64_t v;
   int h = hier_of(j->m, CG_CTRL_CPUACCT), r;
   if (h >= 0) {
-    if ((r = read_opt(j->dir[h], "cpuacct.usage", buf, sizeof buf, e)) < 0)
+    if ((r = cg_file_read_opt(j->dir[h], "cpuacct.usage", buf, sizeof buf, e)) < 0)
       return -1;
     if (r)
       u->cpu_usec = strtoull(buf, NULL, 10) / 1000;
-    if ((r = read_opt(j->dir[h], "cpuacct.usage_user", buf, sizeof buf, e)) < 0)
+    if ((r = cg_file_read_opt(j->dir[h], "cpuacct.usage_user", buf, sizeof buf, e)) < 0)
       return -1;
     if (r) {
       u->cpu_user_usec = strtoull(buf, NULL, 10) / 1000;
-      if (read_opt(j->dir[h], "cpuacct.usage_sys", buf, sizeof buf, e) < 0)
+      if (cg_file_read_opt(j->dir[h], "cpuacct.usage_sys", buf, sizeof buf, e) < 0)
         return -1;
       u->cpu_system_usec = strtoull(buf, NULL, 10) / 1000;
-    } else if ((r = read_opt(j->dir[h], "cpuacct.stat", buf, sizeof buf, e)) < 0) {
+    } else if ((r = cg_file_read_opt(j->dir[h], "cpuacct.stat", buf, sizeof buf, e)) < 0) {
       return -1;
     } else if (r) {
       long hz = sysconf(_SC_CLK_TCK);
@@ -156,7 +137,7 @@ static int v1_usage_cpu(cg_job *j, cg_usage *u, rr_err *e) {
     }
   }
   if ((h = hier_of(j->m, CG_CTRL_CPU)) >= 0) {
-    if ((r = read_opt(j->dir[h], "cpu.stat", buf, sizeof buf, e)) < 0)
+    if ((r = cg_file_read_opt(j->dir[h], "cpu.stat", buf, sizeof buf, e)) < 0)
       return -1;
     if (r && cg_parse_keyed(buf, "throttled_time", &v))
       u->cpu_throttled_usec = v / 1000;
@@ -175,7 +156,7 @@ static int v1_usage_memory(cg_job *j, cg_usage *u, rr_err *e) {
       cg_file_read_u64(j->dir[h], "memory.failcnt", &u->memory_limit_hits, e) < 0)
     return -1;
   /* With memsw at the same limit, the memsw counter is the one that fails. */
-  if ((r = read_opt(j->dir[h], "memory.memsw.failcnt", buf, sizeof buf, e)) < 0)
+  if ((r = cg_file_read_opt(j->dir[h], "memory.memsw.failcnt", buf, sizeof buf, e)) < 0)
     return -1;
   if (r)
     u->memory_limit_hits += strtoull(buf, NULL, 10);
@@ -185,7 +166,7 @@ static int v1_usage_memory(cg_job *j, cg_usage *u, rr_err *e) {
       cg_file_read_u64(j->dir[h], "memory.limit_in_bytes", &limit, e) == 0 &&
       u->memory_peak >= limit)
     u->memory_limit_hits = 1;
-  if ((r = read_opt(j->dir[h], "memory.oom_control", buf, sizeof buf, e)) < 0)
+  if ((r = cg_file_read_opt(j->dir[h], "memory.oom_control", buf, sizeof buf, e)) < 0)
     return -1;
   if (r && cg_parse_keyed(buf, "oom_kill", &v))
     u->oom_kills = v;
@@ -200,11 +181,12 @@ static int v1_usage(cg_job *j, cg_usage *u, rr_err *e) {
   if (v1_usage_cpu(j, u, e) < 0 || v1_usage_memory(j, u, e) < 0)
     return -1;
   if ((h = hier_of(j->m, CG_CTRL_IO)) >= 0) {
-    if ((r = read_opt(j->dir[h], "blkio.throttle.io_service_bytes", buf, sizeof buf, e)) < 0)
+    if ((r = cg_file_read_opt(j->dir[h], "blkio.throttle.io_service_bytes", buf, sizeof buf, e)) <
+        0)
       return -1;
     if (r)
       cg_parse_blkio(buf, &u->io_read_bytes, &u->io_write_bytes);
-    if ((r = read_opt(j->dir[h], "blkio.throttle.io_serviced", buf, sizeof buf, e)) < 0)
+    if ((r = cg_file_read_opt(j->dir[h], "blkio.throttle.io_serviced", buf, sizeof buf, e)) < 0)
       return -1;
     if (r)
       cg_parse_blkio(buf, &u->io_read_ops, &u->io_write_ops);
@@ -212,7 +194,7 @@ static int v1_usage(cg_job *j, cg_usage *u, rr_err *e) {
   if ((h = hier_of(j->m, CG_CTRL_PIDS)) >= 0) {
     if (cg_file_read_u64(j->dir[h], "pids.current", &u->pids_current, e) < 0)
       return -1;
-    if ((r = read_opt(j->dir[h], "pids.events", buf, sizeof buf, e)) < 0)
+    if ((r = cg_file_read_opt(j->dir[h], "pids.events", buf, sizeof buf, e)) < 0)
       return -1;
     if (r)
       cg_parse_keyed(buf, "max", &u->pids_refused);

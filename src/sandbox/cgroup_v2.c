@@ -151,12 +151,6 @@ static void v2_manager_teardown(cg_manager *m) {
   rmdir(m->v2_subtree);
 }
 
-static int write_u64(const char *dir, const char *file, uint64_t v, const char *what, rr_err *e) {
-  char buf[32];
-  snprintf(buf, sizeof buf, "%" PRIu64, v);
-  return cg_file_write(dir, file, buf, what, e);
-}
-
 static int v2_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
   const char *dir = j->dir[0];
   char buf[160];
@@ -166,7 +160,8 @@ static int v2_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
     if (cg_file_write(dir, "cpu.max", buf, "limits.cpu", e) < 0)
       return -1;
   }
-  if (l->has_memory && write_u64(dir, "memory.max", l->memory_max, "limits.memory_max", e) < 0)
+  if (l->has_memory &&
+      cg_file_write_u64(dir, "memory.max", l->memory_max, "limits.memory_max", e) < 0)
     return -1;
   for (size_t i = 0; i < l->nio; i++) {
     const cg_io_limit *io = &l->io[i];
@@ -183,24 +178,9 @@ static int v2_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
     if (cg_file_write(dir, "io.max", buf, what, e) < 0)
       return -1;
   }
-  if (l->has_pids && write_u64(dir, "pids.max", l->pids_max, "limits.pids_max", e) < 0)
+  if (l->has_pids && cg_file_write_u64(dir, "pids.max", l->pids_max, "limits.pids_max", e) < 0)
     return -1;
   return 0;
-}
-
-/* Read DIR/FILE if it exists: 1 read, 0 absent (not counted here), -1 error. */
-static int read_opt(const char *dir, const char *file, char *buf, size_t len, rr_err *e) {
-  _cleanup_free_ char *path = cg_path_join(dir, file);
-  if (!path)
-    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot read %s", file);
-  rr_err tmp;
-  if (cg_file_read(path, buf, len, &tmp) < 0) {
-    if (tmp.sys_errno == ENOENT)
-      return 0;
-    *e = tmp;
-    return -1;
-  }
-  return 1;
 }
 
 static int v2_usage(cg_job *j, cg_usage *u, rr_err *e) {
@@ -209,20 +189,20 @@ static int v2_usage(cg_job *j, cg_usage *u, rr_err *e) {
   char buf[4096];
   int r;
   /* cpu.stat has usage even without the cpu controller. */
-  if ((r = read_opt(dir, "cpu.stat", buf, sizeof buf, e)) < 0)
+  if ((r = cg_file_read_opt(dir, "cpu.stat", buf, sizeof buf, e)) < 0)
     return -1;
   if (r)
     cg_parse_cpu_stat(buf, u);
   if (c & CG_CTRL_MEMORY) {
     if (cg_file_read_u64(dir, "memory.current", &u->memory_current, e) < 0)
       return -1;
-    if ((r = read_opt(dir, "memory.peak", buf, sizeof buf, e)) < 0)
+    if ((r = cg_file_read_opt(dir, "memory.peak", buf, sizeof buf, e)) < 0)
       return -1;
     /* Before Linux 5.19 there is no memory.peak: the max of our samples. */
     if (u->memory_current > j->memory_peak_seen)
       j->memory_peak_seen = u->memory_current;
     u->memory_peak = r ? strtoull(buf, NULL, 10) : j->memory_peak_seen;
-    if ((r = read_opt(dir, "memory.events", buf, sizeof buf, e)) < 0)
+    if ((r = cg_file_read_opt(dir, "memory.events", buf, sizeof buf, e)) < 0)
       return -1;
     if (r) {
       cg_parse_keyed(buf, "oom_kill", &u->oom_kills);
@@ -230,7 +210,7 @@ static int v2_usage(cg_job *j, cg_usage *u, rr_err *e) {
     }
   }
   if (c & CG_CTRL_IO) {
-    if ((r = read_opt(dir, "io.stat", buf, sizeof buf, e)) < 0)
+    if ((r = cg_file_read_opt(dir, "io.stat", buf, sizeof buf, e)) < 0)
       return -1;
     if (r)
       cg_parse_io_stat(buf, u);
@@ -238,7 +218,7 @@ static int v2_usage(cg_job *j, cg_usage *u, rr_err *e) {
   if (c & CG_CTRL_PIDS) {
     if (cg_file_read_u64(dir, "pids.current", &u->pids_current, e) < 0)
       return -1;
-    if ((r = read_opt(dir, "pids.events", buf, sizeof buf, e)) < 0)
+    if ((r = cg_file_read_opt(dir, "pids.events", buf, sizeof buf, e)) < 0)
       return -1;
     if (r)
       cg_parse_keyed(buf, "max", &u->pids_refused);
@@ -249,7 +229,7 @@ static int v2_usage(cg_job *j, cg_usage *u, rr_err *e) {
 static bool v2_empty(cg_job *j) {
   char buf[256];
   uint64_t populated;
-  if (read_opt(j->dir[0], "cgroup.events", buf, sizeof buf, NULL) == 1 &&
+  if (cg_file_read_opt(j->dir[0], "cgroup.events", buf, sizeof buf, NULL) == 1 &&
       cg_parse_keyed(buf, "populated", &populated))
     return populated == 0;
   return cg_procs_empty(j->dir[0]);
@@ -264,7 +244,7 @@ static int v2_kill(cg_job *j, rr_err *e) {
   char buf[256];
   uint64_t frozen = 0;
   for (int i = 0; i < 200; i++) {
-    if (read_opt(dir, "cgroup.events", buf, sizeof buf, NULL) == 1 &&
+    if (cg_file_read_opt(dir, "cgroup.events", buf, sizeof buf, NULL) == 1 &&
         cg_parse_keyed(buf, "frozen", &frozen) && frozen)
       break;
     cg_sleep_ms(5);

@@ -60,6 +60,19 @@ static int remote_once(runrpc_client *c) {
   runrpc_start_request req = {.command = {.path = "/bin/true"}};
   if (with_limits)
     req.limits = bench_limits;
+  /* STARTWAIT_ONLY=cpu|memory|pids|io: just that limit (to see what costs) */
+  const char *only = getenv("STARTWAIT_ONLY");
+  if (with_limits && only) {
+    req.limits = (runrpc_limits){0};
+    if (strcmp(only, "cpu") == 0)
+      req.limits.has_cpu = true, req.limits.quota_us = bench_limits.quota_us;
+    else if (strcmp(only, "memory") == 0)
+      req.limits.has_memory_max = true, req.limits.memory_max = bench_limits.memory_max;
+    else if (strcmp(only, "pids") == 0)
+      req.limits.has_pids_max = true, req.limits.pids_max = bench_limits.pids_max;
+    else
+      req.limits.io = &bench_io, req.limits.nio = 1;
+  }
   char id[RUNRPC_JOB_ID_SIZE];
   runrpc_error err = {0};
   if (runrpc_start(c, &req, id, NULL, &err) < 0) {

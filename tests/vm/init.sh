@@ -62,7 +62,7 @@ echo "RUNRPC-VM: kernel $(uname -r); cgroup.controllers: $(cat /sys/fs/cgroup/cg
 
 [ -f /etc/rund.env ] && . /etc/rund.env
 # rund's stdout/stderr go to the serial console, which the host keeps
-/bin/rund --listen 0.0.0.0:@PORT@ \
+/bin/rund --listen 0.0.0.0:@PORT@ --listen unix:/run/rund.sock \
   --tls-cert /etc/runrpc/tls/server.pem --tls-key /etc/runrpc/tls/server.key \
   --client-ca /etc/runrpc/tls/ca.pem --admin san:uri:runrpc:admin \
   --state-dir /data/state --log-level @LOGLEVEL@ </dev/null &

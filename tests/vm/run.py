@@ -4,6 +4,10 @@ rund, mount cgroup2 there, and run the limit tests against that rund from the
 host over TLS (hostfwd on 127.0.0.1). See tests/vm/README.md.
 
 Binaries: $RUND / $RUNCTL (test.sh's install), else build/.
+`run.py --bench N` runs bench/startwait inside the VM instead of the tests
+(start+wait of /bin/true on rund's unix socket, without and with every
+limit: the cost of a v2 cgroup) and prints one line
+"vm-bench: local_us=.. plain_us=.. limits_us=..".
 Exit status: 0 all passed, 1 a test or a check failed, 2 the VM did not come
 up (or could not be prepared). Every wait is bounded.
 """
@@ -25,6 +29,7 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 CACHE = os.environ.get("RUNRPC_VM_CACHE") or os.path.join(HERE, ".cache")
 RUND = os.environ.get("RUND") or os.path.join(ROOT, "build", "src", "rund", "rund")
 RUNCTL = os.environ.get("RUNCTL") or os.path.join(ROOT, "build", "src", "runctl", "runctl")
+STARTWAIT = os.environ.get("STARTWAIT") or os.path.join(ROOT, "build", "bench", "startwait")
 BUSYBOX = "/bin/busybox"
 
 GUEST_PORT = 7734
@@ -244,7 +249,7 @@ def _shared_libs(binary):
     return libs
 
 
-def build_initramfs(out, rund, modules_dir, module_order, tls, port):
+def build_initramfs(out, rund, modules_dir, module_order, tls, port, extra=()):
     c = Cpio(out)
     for d in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run",
               "data", "root", "etc/runrpc/tls", "lib/modules"):
@@ -259,12 +264,17 @@ def build_initramfs(out, rund, modules_dir, module_order, tls, port):
         if os.path.basename(a) != "busybox":
             c.symlink(a, "/bin/busybox")
     c.copy("bin/rund", rund, 0o755)
-    libdirs = []
-    for lib in _shared_libs(rund):
-        real = os.path.realpath(lib)
-        c.copy(lib, real, 0o755)
-        if os.path.dirname(lib) not in libdirs:
-            libdirs.append(os.path.dirname(lib))
+    libdirs, copied = [], set()
+    for binary in [rund] + list(extra):
+        if binary != rund:
+            c.copy("bin/" + os.path.basename(binary), binary, 0o755)
+        for lib in _shared_libs(binary):
+            if lib in copied:
+                continue
+            copied.add(lib)
+            c.copy(lib, os.path.realpath(lib), 0o755)
+            if os.path.dirname(lib) not in libdirs:
+                libdirs.append(os.path.dirname(lib))
     for name in module_order:
         c.copy("lib/modules/%s.ko" % name, os.path.join(modules_dir, name + ".ko"), 0o644)
     for name in ("server.pem", "server.key", "ca.pem"):
@@ -426,7 +436,41 @@ def main(argv):
             shutil.rmtree(work, ignore_errors=True)
 
 
+def _bench(env, n):
+    """startwait inside the VM (a job of rund, talking to its unix socket)."""
+    res = {}
+    for mode, args in (("local", ["local", str(n)]),
+                       ("plain", ["remote", "unix:/run/rund.sock", str(n)]),
+                       ("limits", ["limits", "unix:/run/rund.sock", str(n)])):
+        r = runctl(env, "exec", "--", "/bin/startwait", *args, timeout=600)
+        m = re.search(rb"per_op_us=([0-9.]+)", r.stdout)
+        if r.returncode != 0 or not m:
+            raise Fail("startwait %s in the VM: exit %d: %s" % (
+                mode, r.returncode, (r.stderr or r.stdout).decode(errors="replace").strip()))
+        res[mode] = float(m.group(1))
+    script = os.environ.get("RUNRPC_VM_BENCH_SCRIPT")  # a sh script to time by hand
+    if script:
+        r = runctl(env, "exec", "--", "/bin/sh", "-c", script, timeout=600)
+        log("script: exit %d\n%s%s" % (r.returncode, r.stdout.decode(errors="replace"),
+                                        r.stderr.decode(errors="replace")))
+    if os.environ.get("RUNRPC_VM_BENCH_EACH") == "1":  # what each limit costs alone
+        for only in ("cpu", "memory", "pids", "io"):
+            r = runctl(env, "exec", "--env", "STARTWAIT_ONLY=" + only, "--", "/bin/startwait",
+                       "limits", "unix:/run/rund.sock", str(n), timeout=600)
+            m = re.search(rb"per_op_us=([0-9.]+)", r.stdout)
+            log("only %s: %s us" % (only, m.group(1).decode() if m else r.stderr.decode()))
+    print("vm-bench: local_us=%.1f plain_us=%.1f limits_us=%.1f"
+          % (res["local"], res["plain"], res["limits"]), flush=True)
+
+
 def _main(work, argv, t_start):
+    bench_n = None
+    if argv[:1] == ["--bench"]:
+        if len(argv) != 2 or not argv[1].isdigit():
+            raise Fail("usage: run.py --bench N")
+        bench_n, argv = int(argv[1]), []
+        if not os.access(STARTWAIT, os.X_OK):
+            raise Fail("%s not built (make build, or set STARTWAIT)" % STARTWAIT)
     vmlinuz, modules_dir, order = ensure_kernel()
     tls_state = os.path.join(work, "state")
     r = _run([RUND, "certs", "init", "--state-dir", tls_state], timeout=60)
@@ -434,7 +478,8 @@ def _main(work, argv, t_start):
         raise Fail("rund certs init: " + (r.stderr or r.stdout).strip()[-500:])
     tls = os.path.join(tls_state, "tls")
     initrd = os.path.join(work, "initrd.cpio")
-    build_initramfs(initrd, RUND, modules_dir, order, tls, GUEST_PORT)
+    build_initramfs(initrd, RUND, modules_dir, order, tls, GUEST_PORT,
+                    [STARTWAIT] if bench_n else [])
     disk = os.path.join(work, "disk.img")
     with open(disk, "wb") as f:
         f.truncate(512 * 1024 * 1024)
@@ -475,6 +520,13 @@ def _main(work, argv, t_start):
             log(info.group(0)[len("RUNRPC-VM: "):])
 
         env = runctl_env(vm.port, tls)
+        if bench_n:
+            try:
+                _bench(env, bench_n)
+            finally:
+                runctl(env, "exec", "--", "/bin/touch", "/run/rund.stop", timeout=60)
+                vm.wait_exit(SHUTDOWN_TIMEOUT)
+            return 0
         tests = [t for t in TESTS if os.path.exists(os.path.join(ROOT, t))]
         missing = [t for t in TESTS if t not in tests]
         for t in missing:

@@ -112,6 +112,7 @@ int main(int argc, char **argv) {
     rund_fail("cannot open the state dir", &e);
     goto out;
   }
+  rund_cgroups_sweep(&ctx); /* what a crashed rund left behind */
   char q[4200];
   rr_info("state loaded", "state_dir=%s jobs=%zu max_log_bytes=%llu",
           rr_log_quote(q, sizeof q, o.state_dir), job_table_count(ctx.jobs),

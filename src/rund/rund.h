@@ -39,6 +39,8 @@ void rund_security_free(rund_ctx *ctx);
 /* The cgroup manager (none with --no-cgroups), its subtree named after the
  * state dir so a restarted rund finds its jobs' cgroups; logs the version. */
 int rund_cgroups_open(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);
+/* Remove job cgroups no running job claims (left by a crash of rund). */
+void rund_cgroups_sweep(rund_ctx *ctx);
 /* Every listener of o (the embedded default's certificates made first);
  * logs each address. */
 int rund_listen_all(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);

@@ -116,6 +116,25 @@ int rund_cgroups_open(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
   return 0;
 }
 
+/* A job cgroup stays when a running job (reopened by the table) owns it. */
+static bool rund_cgroup_keep(const char *name, void *data) {
+  job *j;
+  rr_err e;
+  return job_table_lookup(data, name, &j, &e) == 0 && j->state == JOB_RUNNING && j->cg;
+}
+
+void rund_cgroups_sweep(rund_ctx *ctx) {
+  if (!ctx->cgroups)
+    return;
+  size_t n = 0;
+  rr_err e = {0};
+  char q[1024];
+  if (cg_manager_sweep(ctx->cgroups, rund_cgroup_keep, ctx->jobs, &n, &e) < 0)
+    rr_warn("cannot remove stale cgroups", "error=%s", rr_log_quote(q, sizeof q, e.msg));
+  if (n)
+    rr_info("stale cgroups removed", "count=%zu", n);
+}
+
 /* Refused handshakes and other connection events, one line each. */
 static void rund_conn_log(void *data, const char *peer, const char *what) {
   static const char tls[] = "tls handshake refused: ";

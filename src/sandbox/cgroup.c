@@ -1,5 +1,6 @@
 /* Shared parts of the cgroup module: limit validation, device resolution,
  * version detection and dispatch to the v1 / v2 backend (cg_ops). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -417,6 +418,65 @@ int cg_job_destroy(cg_job *j, rr_err *e) {
     if (!j->removed[i] && rmdir_retry(j->dir[i], r < 0 ? NULL : e) < 0 && r == 0)
       r = rr_err_wrap(e, "job %s", j->id);
   cg_job_free(j);
+  return r;
+}
+
+/* Add name to the set *names (n entries) unless it is there already. */
+static int name_add(char ***names, size_t *n, const char *name) {
+  for (size_t i = 0; i < *n; i++)
+    if (strcmp((*names)[i], name) == 0)
+      return 0;
+  char **grown = realloc(*names, (*n + 1) * sizeof *grown);
+  if (!grown)
+    return -1;
+  *names = grown;
+  if (!(grown[*n] = strdup(name)))
+    return -1;
+  (*n)++;
+  return 0;
+}
+
+int cg_manager_sweep(cg_manager *m, bool (*keep)(const char *name, void *data), void *data,
+                     size_t *ret_removed, rr_err *e) {
+  *ret_removed = 0;
+  char **names = NULL;
+  size_t n = 0;
+  int r = 0;
+  /* every job cgroup in any of our hierarchies (one may lack a half-made one) */
+  for (size_t i = 0; i < m->nhier && r == 0; i++) {
+    DIR *d = opendir(m->hier[i].parent);
+    if (!d) {
+      if (errno != ENOENT)
+        r = rr_err_sys(e, RR_INTERNAL, errno, "cannot list cgroup %s", m->hier[i].parent);
+      continue;
+    }
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d)))
+      if (de->d_type == DT_DIR && de->d_name[0] != '.' && strcmp(de->d_name, "supervisor") != 0 &&
+          name_add(&names, &n, de->d_name) < 0)
+        r = rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot list job cgroups");
+    closedir(d);
+  }
+  for (size_t k = 0; k < n; k++) {
+    if (r == 0 && !keep(names[k], data)) {
+      cg_job *j = job_alloc(m, names[k]);
+      if (!j) {
+        r = rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot sweep job cgroups");
+      } else {
+        struct stat st;
+        for (size_t i = 0; i < m->nhier; i++)
+          j->removed[i] = stat(j->dir[i], &st) < 0;
+        rr_err ke;
+        m->ops->job_kill(j, &ke); /* best effort: destroy tells if it stays busy */
+        if (cg_job_destroy(j, e) < 0)
+          r = -1;
+        else
+          (*ret_removed)++;
+      }
+    }
+    free(names[k]);
+  }
+  free(names);
   return r;
 }
 

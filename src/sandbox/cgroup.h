@@ -89,6 +89,11 @@ cg_version cg_manager_version(const cg_manager *m);
 const char *cg_manager_describe(const cg_manager *m);
 /* FAILED_PRECONDITION naming the missing controller when l needs one we lack. */
 int cg_manager_check(const cg_manager *m, const cg_limits *l, rr_err *e);
+/* Kill the processes in and remove every job cgroup of our subtree that
+ * keep(name) does not claim (left by a crash of rund: finished or lost jobs,
+ * Exec commands whose stream died with it); *ret_removed counts them. */
+int cg_manager_sweep(cg_manager *m, bool (*keep)(const char *name, void *data), void *data,
+                     size_t *ret_removed, rr_err *e);
 /* Remove our subtree when no job cgroup is left in it (shutdown). */
 void cg_manager_free(cg_manager *m);
 

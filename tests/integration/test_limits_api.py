@@ -10,7 +10,7 @@ import time
 import grpc
 import pytest
 
-from conftest import PY, cmd, exec_call, pb, rpc_error, start, wait
+from conftest import PY, cmd, exec_call, pb, pid_alive, rpc_error, start, wait, wait_pid_gone
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 MiB = 1024 * 1024
@@ -302,3 +302,42 @@ def test_exec_dropped_stream_kills_cgroup(rund, stub, tmp_path):
         time.sleep(0.05)
     left = [n for d in runrpc_dirs(rund) for n in os.listdir(d) if n.startswith("exec-")]
     assert not left, "Exec cgroups left behind: %r" % left
+
+
+def test_cgroups_left_by_a_crash_are_swept(rund_factory, tmp_path):
+    """rund SIGKILLed: the running job's cgroup is kept for the next rund,
+    an Exec command (its stream died with rund) and its cgroup are removed."""
+    r = rund_factory().start()
+    stub = r.stub()
+    live = stub.Start(pb.StartRequest(command=cmd("/bin/sleep", "60"), limits=limits(pids_max=8)),
+                      timeout=30).job_id
+    pidfile = tmp_path / "exec.pid"
+
+    def reqs():
+        yield pb.ExecRequest(start=pb.ExecStart(
+            command=cmd("/bin/sh", "-c", "echo $$ > %s; echo go; sleep 60" % pidfile),
+            limits=limits(pids_max=8)))
+        time.sleep(60)
+
+    call = stub.Exec(reqs(), timeout=60)
+    for m in call:
+        if m.WhichOneof("msg") == "stdout":
+            break
+    exec_pid = int(pidfile.read_text())
+    names = {n for d in runrpc_dirs(r) for n in os.listdir(d)
+             if os.path.isdir(os.path.join(d, n))}
+    assert live in names and any(n.startswith("exec-") for n in names), names
+    r.kill()  # a crash: nothing is cleaned up
+    call.cancel()
+    assert pid_alive(exec_pid), "the Exec command should outlive the crashed rund"
+    r.start()
+    assert "stale cgroups removed" in r.stderr_text()
+    assert wait_pid_gone(exec_pid, timeout=10), "the orphaned Exec command was not killed"
+    names = {n for d in runrpc_dirs(r) for n in os.listdir(d)
+             if os.path.isdir(os.path.join(d, n))}
+    assert live in names and not any(n.startswith("exec-") for n in names), names
+    stub = r.stub()
+    st = stub.Stop(pb.StopRequest(job_id=live, grace_ms=0), timeout=30).status
+    assert st.state != pb.JOB_STATE_RUNNING
+    r.stop()
+    assert not runrpc_dirs(r), "cgroups left behind: %r" % runrpc_dirs(r)

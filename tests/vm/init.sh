@@ -4,7 +4,7 @@
 # onto the ext4 disk /dev/vda and switch_root to it, so that / (and every job's
 # default workdir) sits on a real block device, as on a real machine.
 # Stage 2 (on the disk): mount cgroup2 alone, bring up eth0, start rund in
-# the root cgroup and print the markers the host waits for. When rund exits,
+# a cgroup of its own (rund.service) and print the markers the host waits for. When rund exits,
 # report leftover cgroups and power off.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 export HOME=/root
@@ -61,11 +61,18 @@ ifconfig eth0 10.0.2.15 netmask 255.255.255.0 up || fail "ifconfig eth0"
 echo "RUNRPC-VM: kernel $(uname -r); cgroup.controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 
 [ -f /etc/rund.env ] && . /etc/rund.env
+# rund starts in a cgroup of its own below the root, as systemd runs a service
+# with Delegate=yes (controllers enabled for it in the parent): rund moves
+# itself into a leaf of its subtree there and enables the controllers below
+echo "+cpu +memory +io +pids" >/sys/fs/cgroup/cgroup.subtree_control ||
+  fail "enable controllers in the root cgroup"
+mkdir /sys/fs/cgroup/rund.service || fail "mkdir rund.service"
 # rund's stdout/stderr go to the serial console, which the host keeps
-/bin/rund --listen 0.0.0.0:@PORT@ --listen unix:/run/rund.sock \
+(echo 0 >/sys/fs/cgroup/rund.service/cgroup.procs && exec /bin/rund \
+  --listen 0.0.0.0:@PORT@ --listen unix:/run/rund.sock \
   --tls-cert /etc/runrpc/tls/server.pem --tls-key /etc/runrpc/tls/server.key \
   --client-ca /etc/runrpc/tls/ca.pem --admin san:uri:runrpc:admin \
-  --state-dir /data/state --log-level @LOGLEVEL@ </dev/null &
+  --state-dir /data/state --log-level @LOGLEVEL@ </dev/null) &
 rund_pid=$!
 echo $rund_pid >/run/rund.pid
 
@@ -92,6 +99,8 @@ kill -TERM $rund_pid 2>/dev/null
 wait $rund_pid
 rc=$?
 echo "RUNRPC-VM-RUND-EXIT $rc"
+# rund.service is ours; what rund left inside it shows below
+rmdir /sys/fs/cgroup/rund.service 2>/dev/null
 # rund must leave nothing behind in the hierarchy when it shuts down
 # (procs>0: a job still running, left for the next rund to adopt)
 find /sys/fs/cgroup -mindepth 1 -type d | while read -r d; do

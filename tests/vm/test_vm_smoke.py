@@ -6,6 +6,7 @@ Needs RUNRPC_TARGET_ADDR, _CERT, _KEY, _CA (set by run.py); skipped without.
 """
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -31,6 +32,24 @@ def test_job_runs_in_a_cgroup_v2_hierarchy():
     lines = r.stdout.decode().splitlines()
     # v2 only: a single "0::/path" line, no v1 controller lines
     assert len(lines) == 1 and lines[0].startswith("0::/"), lines
+
+
+def test_layout_below_a_delegated_cgroup():
+    """rund started in /rund.service (as under systemd with Delegate=yes) has
+    moved itself into a leaf of its subtree; a command with limits runs in a
+    cgroup of its own below the subtree's jobs/."""
+    r = ctl("exec", "--", "/bin/sh", "-c", "cat /proc/$(cat /run/rund.pid)/cgroup")
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(r"0::/rund\.service/runrpc-[0-9a-f]{12}/supervisor\n",
+                        r.stdout.decode()), r.stdout
+    r = ctl("exec", "--max-pids", "10", "--", "/bin/cat", "/proc/self/cgroup")
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(r"0::/rund\.service/runrpc-[0-9a-f]{12}/jobs/exec-[0-9A-Z]{26}\n",
+                        r.stdout.decode()), r.stdout
+    # controllers reach the job level
+    r = ctl("exec", "--", "/bin/sh", "-c",
+            "cat /sys/fs/cgroup/rund.service/runrpc-*/jobs/cgroup.subtree_control")
+    assert {"cpu", "memory", "io", "pids"} <= set(r.stdout.decode().split()), r.stdout
 
 
 def test_guest_kernel_offers_the_controllers():

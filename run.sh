@@ -14,8 +14,21 @@ if [ ! -x "$rund" ]; then
   echo "run.sh: $rund was not built" >&2
   exit 1
 fi
-# the embedded defaults live in root-owned directories
+case $rund in /*) ;; *) rund="$(pwd)/$rund" ;; esac
+# the embedded defaults live in root-owned directories: sudo for them
+sudo=
 if [ "$#" -eq 0 ] && [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then
-  exec sudo "$rund"
+  sudo=sudo
 fi
-exec "$rund" "$@"
+set -- "$rund" "$@"
+# On a cgroup v2 host run by systemd (Debian 12's default) the terminal's
+# cgroup holds other processes, so rund could not enable controllers there
+# for its jobs' limits: as root, give it a delegated cgroup of its own, as its
+# systemd unit would (Delegate=yes), still in the foreground.
+# RUNRPC_NO_SCOPE=1 leaves it where it is.
+if [ "${RUNRPC_NO_SCOPE:-0}" != 1 ] && { [ -n "$sudo" ] || [ "$(id -u)" = 0 ]; } &&
+  [ -f /sys/fs/cgroup/cgroup.controllers ] && [ -d /run/systemd/system ] &&
+  command -v systemd-run >/dev/null 2>&1; then
+  set -- systemd-run --scope --quiet --collect -p Delegate=yes "$@"
+fi
+exec $sudo "$@"

@@ -1,3 +1,5 @@
+/* gRPC client, connection side: nghttp2 callbacks, driving the socket
+ * (flush, read, settle, poll), connect and close. Calls are in client_call.c. */
 #include "rpc/client/client.h"
 
 #include <nghttp2/nghttp2.h>
@@ -5,74 +7,10 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "rpc/client/client_internal.h"
 #include "rpc/wire.h"
 
-#define CLIENT_READ_CHUNK (64u * 1024u)
-#define CLIENT_STREAM_WINDOW (1u << 20) /* per-stream receive window */
-#define CLIENT_CONN_WINDOW (16u << 20)  /* whole-connection receive window */
-#define CLIENT_MAX_FRAME (1u << 20)
-#define CLIENT_SEND_HIGH_WATER (256u * 1024u)
-/* Received bytes are credited back while the caller's backlog of whole
- * messages is below this; above it the server waits for the caller. */
-#define CLIENT_RECV_LOW_WATER (256u * 1024u)
-#define CLIENT_DEFAULT_CONNECT_MS 10000u
-
-typedef struct call_msg {
-  struct call_msg *next;
-  uint8_t *data;
-  size_t len;
-} call_msg;
-
-struct grpc_call {
-  grpc_client *client;
-  grpc_call *prev, *next; /* client's live calls */
-  int32_t stream_id;      /* 0 once the stream is gone */
-  uint64_t deadline;      /* monotonic ms; 0 = none */
-  uint64_t timeout_ms;
-  char path[128];
-
-  /* send side */
-  uint8_t *sbuf;
-  size_t sbuf_off, sbuf_len, sbuf_cap;
-  bool send_closed; /* half-close requested */
-  bool deferred;    /* data provider returned DEFERRED */
-  bool need_rst;    /* reset after the status arrived while we still send */
-
-  /* receive side */
-  grpc_deframer deframer;
-  call_msg *head, *tail;
-  size_t queued_bytes;    /* wire bytes of whole messages waiting for the caller */
-  size_t pending_consume; /* received bytes not yet credited to the server */
-  int http_status;
-  bool got_headers;
-  bool grpc_ct;    /* content-type application/grpc* */
-  int grpc_status; /* -1: none received */
-  char grpc_message[RR_ERR_MSG_MAX];
-
-  /* outcome */
-  bool done;
-  rr_err status;
-};
-
-struct grpc_client {
-  grpc_transport *t;
-  nghttp2_session *session;
-  const uint8_t *out; /* bytes from mem_send not yet written */
-  size_t out_len;
-  bool dead;
-  rr_err dead_err;
-  size_t orphan_consume; /* bytes of gone streams to credit to the connection */
-  size_t max_recv;
-  grpc_call *calls;
-  uint8_t rbuf[CLIENT_READ_CHUNK];
-  char user_agent[64];
-  char *authorization; /* NULL: none */
-};
-
-static void call_finish(grpc_call *call, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void call_finish(grpc_call *call, int code, const char *fmt, ...) {
+void rr_client_call_finish(grpc_call *call, int code, const char *fmt, ...) {
   if (call->done)
     return;
   call->done = true;
@@ -99,40 +37,12 @@ static void client_fail(grpc_client *c, int code, const char *fmt, ...) {
     rr_err_set(&c->dead_err, code, "connection to %s: %s", c->t->address, why);
   }
   for (grpc_call *call = c->calls; call; call = call->next) {
-    call_finish(call, c->dead_err.code, "%s", c->dead_err.msg);
+    rr_client_call_finish(call, c->dead_err.code, "%s", c->dead_err.msg);
     call->stream_id = 0;
   }
 }
 
 /* ---- nghttp2 callbacks (never send/recv from inside them) ---- */
-
-static ssize_t call_data_read(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t length,
-                              uint32_t *data_flags, nghttp2_data_source *src, void *ud) {
-  /* Looked up by stream, not src->ptr: a freed call has cleared its entry. */
-  grpc_call *call = nghttp2_session_get_stream_user_data(s, stream_id);
-  if (!call) {
-    *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-    return 0;
-  }
-  size_t avail = call->sbuf_len - call->sbuf_off;
-  if (avail == 0) {
-    if (call->send_closed) {
-      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-      return 0;
-    }
-    call->deferred = true;
-    return NGHTTP2_ERR_DEFERRED;
-  }
-  size_t n = avail < length ? avail : length;
-  memcpy(buf, call->sbuf + call->sbuf_off, n);
-  call->sbuf_off += n;
-  if (call->sbuf_off == call->sbuf_len) {
-    call->sbuf_off = call->sbuf_len = 0;
-    if (call->send_closed)
-      *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-  }
-  return (ssize_t)n;
-}
 
 static grpc_call *stream_call(nghttp2_session *s, int32_t stream_id) {
   return nghttp2_session_get_stream_user_data(s, stream_id);
@@ -182,16 +92,17 @@ static void call_remote_end(grpc_call *call) {
     return;
   if (call->grpc_status >= 0) {
     if (call->grpc_status == RR_OK && grpc_deframer_partial(&call->deframer))
-      call_finish(call, RR_INTERNAL, "%s: stream ended in the middle of a message", call->path);
+      rr_client_call_finish(call, RR_INTERNAL, "%s: stream ended in the middle of a message",
+                            call->path);
     else
-      call_finish(call, call->grpc_status, "%s", call->grpc_message);
+      rr_client_call_finish(call, call->grpc_status, "%s", call->grpc_message);
   } else if (call->got_headers && call->http_status != 200) {
-    call_finish(call, grpc_status_from_http(call->http_status),
-                "%s: HTTP status %d from server (not a gRPC response)", call->path,
-                call->http_status);
+    rr_client_call_finish(call, grpc_status_from_http(call->http_status),
+                          "%s: HTTP status %d from server (not a gRPC response)", call->path,
+                          call->http_status);
   } else {
-    call_finish(call, RR_INTERNAL, "%s: server closed the stream without sending a grpc-status",
-                call->path);
+    rr_client_call_finish(call, RR_INTERNAL,
+                          "%s: server closed the stream without sending a grpc-status", call->path);
   }
   if (!call->send_closed || call->sbuf_len > call->sbuf_off)
     call->need_rst = true; /* nobody will read the rest of our stream */
@@ -209,10 +120,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
       call->got_headers = true;
       if (call->http_status == 200 && !call->grpc_ct && call->grpc_status < 0 &&
           !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-        call_finish(call, RR_UNKNOWN,
-                    "%s: response from %s is not gRPC (no content-type "
-                    "application/grpc)",
-                    call->path, c->t->address);
+        rr_client_call_finish(call, RR_UNKNOWN,
+                              "%s: response from %s is not gRPC (no content-type "
+                              "application/grpc)",
+                              call->path, c->t->address);
         call->need_rst = true;
         return 0;
       }
@@ -240,7 +151,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id, c
     rr_err e;
     int r = grpc_deframer_feed(&call->deframer, data, len, &used, &msg, &mlen, &e);
     if (r < 0) {
-      call_finish(call, e.code, "%s: %s", call->path, e.msg);
+      rr_client_call_finish(call, e.code, "%s: %s", call->path, e.msg);
       call->need_rst = true;
       return 0;
     }
@@ -250,7 +161,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id, c
       call_msg *m = malloc(sizeof *m);
       if (!m) {
         free(msg);
-        call_finish(call, RR_RESOURCE_EXHAUSTED, "%s: out of memory", call->path);
+        rr_client_call_finish(call, RR_RESOURCE_EXHAUSTED, "%s: out of memory", call->path);
         call->need_rst = true;
         return 0;
       }
@@ -275,9 +186,9 @@ static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t error
     if (error_code == NGHTTP2_NO_ERROR)
       call_remote_end(call);
     else
-      call_finish(call, grpc_status_from_h2_error(error_code),
-                  "%s: stream reset by %s: %s (HTTP/2 error 0x%x)", call->path, c->t->address,
-                  nghttp2_http2_strerror(error_code), error_code);
+      rr_client_call_finish(call, grpc_status_from_h2_error(error_code),
+                            "%s: stream reset by %s: %s (HTTP/2 error 0x%x)", call->path,
+                            c->t->address, nghttp2_http2_strerror(error_code), error_code);
   }
   /* Data of a closed stream never needs a stream WINDOW_UPDATE; give the
    * connection window back now. */
@@ -291,7 +202,7 @@ static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t error
 /* ---- driving the connection ---- */
 
 /* Write what nghttp2 has to send until the socket would block. */
-static void client_flush(grpc_client *c) {
+void rr_client_flush(grpc_client *c) {
   while (!c->dead) {
     if (c->out_len == 0) {
       const uint8_t *data;
@@ -319,12 +230,12 @@ static void client_flush(grpc_client *c) {
 }
 
 /* Per-call bookkeeping after I/O: credit windows, resets, deadlines. */
-static void client_settle(grpc_client *c) {
+void rr_client_settle(grpc_client *c) {
   uint64_t now = rr_now_mono_ms();
   for (grpc_call *call = c->calls; call; call = call->next) {
     if (!call->done && call->deadline && now >= call->deadline) {
-      call_finish(call, RR_DEADLINE_EXCEEDED, "%s: deadline exceeded after %llu ms", call->path,
-                  (unsigned long long)call->timeout_ms);
+      rr_client_call_finish(call, RR_DEADLINE_EXCEEDED, "%s: deadline exceeded after %llu ms",
+                            call->path, (unsigned long long)call->timeout_ms);
       call->need_rst = true;
     }
     if (call->stream_id && call->need_rst) {
@@ -361,11 +272,11 @@ static void client_read(grpc_client *c) {
     }
     ssize_t r = nghttp2_session_mem_recv(c->session, c->rbuf, (size_t)n);
     if (r < 0) {
-      client_flush(c); /* let a GOAWAY out */
+      rr_client_flush(c); /* let a GOAWAY out */
       client_fail(c, RR_INTERNAL, "HTTP/2 protocol error: %s", nghttp2_strerror((int)r));
       return;
     }
-    client_settle(c);
+    rr_client_settle(c);
     if ((size_t)n < sizeof c->rbuf)
       return;
   }
@@ -373,10 +284,9 @@ static void client_read(grpc_client *c) {
 
 /* One round: flush, poll (socket + caller fds), read. Returns 1 when a
  * caller fd fired, 0 otherwise, -1 on poll failure. */
-static int client_drive(grpc_client *c, struct pollfd *fds, size_t nfds, int timeout_ms,
-                        rr_err *e) {
-  client_settle(c);
-  client_flush(c);
+int rr_client_drive(grpc_client *c, struct pollfd *fds, size_t nfds, int timeout_ms, rr_err *e) {
+  rr_client_settle(c);
+  rr_client_flush(c);
   if (!c->dead && !nghttp2_session_want_read(c->session) &&
       !nghttp2_session_want_write(c->session) && c->out_len == 0)
     client_fail(c, RR_UNAVAILABLE, "HTTP/2 session ended (GOAWAY)");
@@ -425,10 +335,10 @@ static int client_drive(grpc_client *c, struct pollfd *fds, size_t nfds, int tim
   if (buffered || (rev & (POLLIN | POLLHUP | POLLERR)) || (c->t->want_write && (rev & POLLOUT)))
     client_read(c);
   if (!c->dead)
-    client_flush(c);
-  client_settle(c);
+    rr_client_flush(c);
+  rr_client_settle(c);
   if (!c->dead)
-    client_flush(c);
+    rr_client_flush(c);
   return fired;
 }
 
@@ -485,7 +395,7 @@ int grpc_client_new(grpc_transport *t, const grpc_client_options *o, grpc_client
     grpc_client_free(c);
     return rr_err_set(e, RR_INTERNAL, "cannot start HTTP/2: %s", nghttp2_strerror(rv));
   }
-  client_flush(c); /* preface + SETTINGS go out now */
+  rr_client_flush(c); /* preface + SETTINGS go out now */
   if (c->dead) {
     rr_err_set(e, c->dead_err.code, "%s", c->dead_err.msg);
     grpc_client_free(c);
@@ -509,7 +419,7 @@ void grpc_client_free(grpc_client *c) {
     return;
   if (!c->dead) {
     nghttp2_session_terminate_session(c->session, NGHTTP2_NO_ERROR);
-    client_flush(c); /* best effort GOAWAY; never blocks */
+    rr_client_flush(c); /* best effort GOAWAY; never blocks */
   }
   client_fail(c, RR_UNAVAILABLE, "client closed");
   for (grpc_call *call = c->calls; call; call = call->next)
@@ -523,289 +433,3 @@ void grpc_client_free(grpc_client *c) {
 const char *grpc_client_address(const grpc_client *c) { return c->t->address; }
 
 const grpc_transport *grpc_client_transport(const grpc_client *c) { return c->t; }
-
-/* ---- calls ---- */
-
-static void call_unlink(grpc_call *call) {
-  grpc_client *c = call->client;
-  if (!c)
-    return;
-  if (call->prev)
-    call->prev->next = call->next;
-  else
-    c->calls = call->next;
-  if (call->next)
-    call->next->prev = call->prev;
-  call->prev = call->next = NULL;
-}
-
-static int call_error(grpc_call *call, rr_err *e) {
-  if (e) {
-    *e = call->status;
-    if (e->code == RR_OK)
-      e->code = RR_UNKNOWN;
-  }
-  return -1;
-}
-
-int grpc_call_start(grpc_client *c, const char *path, uint64_t timeout_ms, grpc_call **ret,
-                    rr_err *e) {
-  if (c->dead)
-    return rr_err_set(e, c->dead_err.code, "%s", c->dead_err.msg);
-  grpc_call *call = calloc(1, sizeof *call);
-  if (!call)
-    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
-  call->client = c;
-  call->grpc_status = -1;
-  call->timeout_ms = timeout_ms;
-  call->deadline = timeout_ms ? rr_now_mono_ms() + timeout_ms : 0;
-  snprintf(call->path, sizeof call->path, "%s", path);
-  grpc_deframer_init(&call->deframer, c->max_recv);
-
-  char tmo[32] = "";
-  if (timeout_ms)
-    grpc_timeout_format(timeout_ms, tmo, sizeof tmo);
-#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
-  nghttp2_nv nva[] = {
-      NV(":method", "POST"),
-      NV(":scheme", c->t->tls ? "https" : "http"),
-      NV(":path", call->path),
-      NV(":authority", c->t->authority),
-      NV("te", "trailers"),
-      NV("content-type", "application/grpc"),
-      NV("user-agent", c->user_agent),
-      NV("authorization", c->authorization ? c->authorization : ""),
-      NV("grpc-timeout", tmo),
-  };
-#undef NV
-  size_t nnv = RR_ARRAY_SIZE(nva) - 2;
-  if (c->authorization)
-    nnv++;
-  if (timeout_ms) /* grpc-timeout takes the slot authorization left free */
-    nva[nnv++] = nva[RR_ARRAY_SIZE(nva) - 1];
-  nghttp2_data_provider prd = {.source.ptr = NULL, .read_callback = call_data_read};
-  int32_t id = nghttp2_submit_request(c->session, NULL, nva, nnv, &prd, call);
-  if (id < 0) {
-    grpc_deframer_free(&call->deframer);
-    free(call);
-    if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE || id == NGHTTP2_ERR_START_STREAM_NOT_ALLOWED)
-      return rr_err_set(e, RR_UNAVAILABLE, "%s: connection to %s is going away", path,
-                        c->t->address);
-    return rr_err_set(e, RR_INTERNAL, "%s: cannot start stream: %s", path, nghttp2_strerror(id));
-  }
-  call->stream_id = id;
-  call->next = c->calls;
-  if (c->calls)
-    c->calls->prev = call;
-  c->calls = call;
-  client_flush(c);
-  *ret = call;
-  return 0;
-}
-
-static void call_resume(grpc_call *call) {
-  if (call->deferred && call->stream_id && call->client) {
-    call->deferred = false;
-    nghttp2_session_resume_data(call->client->session, call->stream_id);
-  }
-}
-
-size_t grpc_call_send_buffered(const grpc_call *call) { return call->sbuf_len - call->sbuf_off; }
-
-bool grpc_call_send_full(const grpc_call *call) {
-  return grpc_call_send_buffered(call) >= CLIENT_SEND_HIGH_WATER;
-}
-
-bool grpc_call_done(const grpc_call *call) { return call->done; }
-
-int grpc_call_send(grpc_call *call, const void *msg, size_t len, rr_err *e) {
-  if (call->done) /* after an OK status the server wants nothing more: drop it */
-    return call->status.code == RR_OK ? 0 : call_error(call, e);
-  if (call->send_closed)
-    return rr_err_set(e, RR_INTERNAL, "%s: send after half-close", call->path);
-  if (len > UINT32_MAX)
-    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "%s: message of %zu bytes too large", call->path,
-                      len);
-  if (call->sbuf_off > 0 && call->sbuf_off == call->sbuf_len)
-    call->sbuf_off = call->sbuf_len = 0;
-  size_t need = call->sbuf_len + GRPC_PREFIX_LEN + len;
-  if (need > call->sbuf_cap) {
-    if (call->sbuf_off > 0) { /* compact before growing */
-      memmove(call->sbuf, call->sbuf + call->sbuf_off, call->sbuf_len - call->sbuf_off);
-      call->sbuf_len -= call->sbuf_off;
-      call->sbuf_off = 0;
-      need = call->sbuf_len + GRPC_PREFIX_LEN + len;
-    }
-    if (need > call->sbuf_cap) {
-      size_t cap = call->sbuf_cap ? call->sbuf_cap : 4096;
-      while (cap < need)
-        cap *= 2;
-      uint8_t *p = realloc(call->sbuf, cap);
-      if (!p)
-        return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "%s: out of memory", call->path);
-      call->sbuf = p;
-      call->sbuf_cap = cap;
-    }
-  }
-  grpc_wire_put_prefix(call->sbuf + call->sbuf_len, false, (uint32_t)len);
-  if (len)
-    memcpy(call->sbuf + call->sbuf_len + GRPC_PREFIX_LEN, msg, len);
-  call->sbuf_len += GRPC_PREFIX_LEN + len;
-  call_resume(call);
-  client_flush(call->client);
-  while (!call->done && grpc_call_send_full(call)) {
-    if (client_drive(call->client, NULL, 0, -1, e) < 0)
-      return -1;
-  }
-  if (call->done && call->status.code != RR_OK)
-    return call_error(call, e);
-  return 0;
-}
-
-int grpc_call_close_send(grpc_call *call, rr_err *e) {
-  if (call->send_closed)
-    return 0;
-  call->send_closed = true;
-  if (call->done)
-    return 0; /* the status is reported by recv */
-  call_resume(call);
-  client_flush(call->client);
-  return 0;
-}
-
-static int call_pop(grpc_call *call, uint8_t **ret_msg, size_t *ret_len) {
-  call_msg *m = call->head;
-  call->head = m->next;
-  if (!call->head)
-    call->tail = NULL;
-  call->queued_bytes -= m->len + GRPC_PREFIX_LEN;
-  *ret_msg = m->data;
-  *ret_len = m->len;
-  free(m);
-  if (call->client && call->stream_id && call->pending_consume &&
-      call->queued_bytes <= CLIENT_RECV_LOW_WATER) {
-    nghttp2_session_consume(call->client->session, call->stream_id, call->pending_consume);
-    call->pending_consume = 0;
-  }
-  return GRPC_CALL_MESSAGE;
-}
-
-int grpc_call_try_recv(grpc_call *call, uint8_t **ret_msg, size_t *ret_len, rr_err *e) {
-  *ret_msg = NULL;
-  *ret_len = 0;
-  if (call->head)
-    return call_pop(call, ret_msg, ret_len);
-  if (call->done) {
-    if (call->status.code == RR_OK)
-      return GRPC_CALL_END;
-    return call_error(call, e);
-  }
-  return GRPC_CALL_AGAIN;
-}
-
-int grpc_call_wait(grpc_call *call, struct pollfd *fds, size_t nfds, int timeout_ms, rr_err *e) {
-  uint64_t until = timeout_ms >= 0 ? rr_now_mono_ms() + (uint64_t)timeout_ms : 0;
-  bool was_full = grpc_call_send_full(call); /* wake the caller once it can send again */
-  for (;;) {
-    if (call->head || call->done || (was_full && !grpc_call_send_full(call)))
-      return 0;
-    if (!call->client) {
-      call_finish(call, RR_UNAVAILABLE, "%s: client closed", call->path);
-      return 0;
-    }
-    int left = -1;
-    if (until) {
-      uint64_t now = rr_now_mono_ms();
-      if (now >= until)
-        return 0;
-      left = (int)(until - now);
-    }
-    int r = client_drive(call->client, fds, nfds, left, e);
-    if (r != 0)
-      return r;
-  }
-}
-
-int grpc_call_recv(grpc_call *call, uint8_t **ret_msg, size_t *ret_len, rr_err *e) {
-  for (;;) {
-    int r = grpc_call_try_recv(call, ret_msg, ret_len, e);
-    if (r != GRPC_CALL_AGAIN)
-      return r;
-    if (grpc_call_wait(call, NULL, 0, -1, e) < 0) {
-      grpc_call_cancel(call);
-      return -1;
-    }
-  }
-}
-
-void grpc_call_cancel(grpc_call *call) {
-  if (!call->done) {
-    call_finish(call, RR_CANCELLED, "%s: cancelled by the client", call->path);
-    call->need_rst = true;
-  }
-  if (call->client && call->stream_id) {
-    client_settle(call->client);
-    client_flush(call->client);
-  }
-}
-
-void grpc_call_free(grpc_call *call) {
-  if (!call)
-    return;
-  grpc_client *c = call->client;
-  if (c && call->stream_id) {
-    if (!call->done || call->need_rst || !call->send_closed) {
-      nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_CANCEL);
-    }
-    c->orphan_consume += call->pending_consume;
-    nghttp2_session_set_stream_user_data(c->session, call->stream_id, NULL);
-  }
-  call_unlink(call);
-  while (call->head) {
-    call_msg *m = call->head;
-    call->head = m->next;
-    free(m->data);
-    free(m);
-  }
-  grpc_deframer_free(&call->deframer);
-  free(call->sbuf);
-  free(call);
-  if (c) {
-    client_settle(c);
-    client_flush(c);
-  }
-}
-
-int grpc_client_unary(grpc_client *c, const char *path, const void *req, size_t req_len,
-                      uint64_t timeout_ms, uint8_t **ret_resp, size_t *ret_len, rr_err *e) {
-  grpc_call *call;
-  if (grpc_call_start(c, path, timeout_ms, &call, e) < 0)
-    return -1;
-  uint8_t *resp = NULL, *extra = NULL;
-  size_t len = 0, extra_len = 0;
-  int r = -1;
-  if (grpc_call_send(call, req, req_len, e) < 0 || grpc_call_close_send(call, e) < 0)
-    goto out;
-  r = grpc_call_recv(call, &resp, &len, e);
-  if (r == GRPC_CALL_END) {
-    r = rr_err_set(e, RR_INTERNAL, "%s: server sent status OK without a response message", path);
-    goto out;
-  }
-  if (r < 0)
-    goto out;
-  r = grpc_call_recv(call, &extra, &extra_len, e);
-  if (r == GRPC_CALL_MESSAGE) {
-    free(extra);
-    r = rr_err_set(e, RR_INTERNAL, "%s: server sent more than one response message", path);
-    goto out;
-  }
-  if (r < 0)
-    goto out;
-  *ret_resp = TAKE_PTR(resp);
-  *ret_len = len;
-  r = 0;
-out:
-  free(resp);
-  grpc_call_free(call);
-  return r;
-}

@@ -1,0 +1,81 @@
+/* Private to the gRPC client: the structures and the few functions shared
+ * by client.c (connection: nghttp2 callbacks, driving, connect/close) and
+ * client_call.c (the per-call API). Not installed, not for other modules. */
+#pragma once
+#include <nghttp2/nghttp2.h>
+
+#include "rpc/client/client.h"
+#include "rpc/wire.h"
+
+#define CLIENT_READ_CHUNK (64u * 1024u)
+#define CLIENT_STREAM_WINDOW (1u << 20) /* per-stream receive window */
+#define CLIENT_CONN_WINDOW (16u << 20)  /* whole-connection receive window */
+#define CLIENT_MAX_FRAME (1u << 20)
+#define CLIENT_SEND_HIGH_WATER (256u * 1024u)
+/* Received bytes are credited back while the caller's backlog of whole
+ * messages is below this; above it the server waits for the caller. */
+#define CLIENT_RECV_LOW_WATER (256u * 1024u)
+#define CLIENT_DEFAULT_CONNECT_MS 10000u
+
+typedef struct call_msg {
+  struct call_msg *next;
+  uint8_t *data;
+  size_t len;
+} call_msg;
+
+struct grpc_call {
+  grpc_client *client;
+  grpc_call *prev, *next; /* client's live calls */
+  int32_t stream_id;      /* 0 once the stream is gone */
+  uint64_t deadline;      /* monotonic ms; 0 = none */
+  uint64_t timeout_ms;
+  char path[128];
+
+  /* send side */
+  uint8_t *sbuf;
+  size_t sbuf_off, sbuf_len, sbuf_cap;
+  bool send_closed; /* half-close requested */
+  bool deferred;    /* data provider returned DEFERRED */
+  bool need_rst;    /* reset after the status arrived while we still send */
+
+  /* receive side */
+  grpc_deframer deframer;
+  call_msg *head, *tail;
+  size_t queued_bytes;    /* wire bytes of whole messages waiting for the caller */
+  size_t pending_consume; /* received bytes not yet credited to the server */
+  int http_status;
+  bool got_headers;
+  bool grpc_ct;    /* content-type application/grpc* */
+  int grpc_status; /* -1: none received */
+  char grpc_message[RR_ERR_MSG_MAX];
+
+  /* outcome */
+  bool done;
+  rr_err status;
+};
+
+struct grpc_client {
+  grpc_transport *t;
+  nghttp2_session *session;
+  const uint8_t *out; /* bytes from mem_send not yet written */
+  size_t out_len;
+  bool dead;
+  rr_err dead_err;
+  size_t orphan_consume; /* bytes of gone streams to credit to the connection */
+  size_t max_recv;
+  grpc_call *calls;
+  uint8_t rbuf[CLIENT_READ_CHUNK];
+  char user_agent[64];
+  char *authorization; /* NULL: none */
+};
+
+/* Settle the call's status once (later outcomes are ignored). */
+void rr_client_call_finish(grpc_call *call, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Write what nghttp2 has to send until the socket would block. */
+void rr_client_flush(grpc_client *c);
+/* Per-call bookkeeping after I/O: credit windows, resets, deadlines. */
+void rr_client_settle(grpc_client *c);
+/* One round: flush, poll (socket + caller fds), read. Returns 1 when a
+ * caller fd fired, 0 otherwise, -1 on poll failure. */
+int rr_client_drive(grpc_client *c, struct pollfd *fds, size_t nfds, int timeout_ms, rr_err *e);

@@ -185,7 +185,7 @@ typedef struct runrpc_job_status {
   /* Limits in force (io devices resolved to "MAJ:MIN"; owned strings). */
   bool has_limits;
   runrpc_limits limits;
-  bool has_usage; /* jobs with a cgroup only */
+  bool has_usage; /* with a cgroup: its counters; without: cpu from the rusage, once ended */
   runrpc_usage usage;
   char *cgroup; /* "v1" or "v2" when the job has a cgroup, else "" */
 } runrpc_job_status;
@@ -238,7 +238,7 @@ typedef struct runrpc_exit_status {
   int exit_code;   /* when exited normally */
   int signal;      /* when killed by a signal, else 0 */
   char reason[32]; /* "exited", "signaled", "timeout", "oom-killed" */
-  bool has_usage;  /* the command had limits (a cgroup) */
+  bool has_usage;  /* the cgroup's counters; without limits cpu from the rusage */
   runrpc_usage usage;
 } runrpc_exit_status;
 

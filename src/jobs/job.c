@@ -344,6 +344,18 @@ void job_on_exit(void *data, pid_t pid, const siginfo_t *si) {
   job_notify(j, JOB_EVENT_EXIT);
 }
 
+/* The reaper's callback for jobs we started: a job without a cgroup takes its
+ * usage from the rusage (one with a cgroup keeps the cgroup's numbers, which
+ * count every process in it). */
+static void job_on_reaped(void *data, pid_t pid, const siginfo_t *si, const struct rusage *ru) {
+  job *j = data;
+  if (ru && j->cgroup == CG_NONE) {
+    job_usage_from_rusage(ru, &j->usage);
+    j->has_usage = true;
+  }
+  job_on_exit(data, pid, si);
+}
+
 static void job_on_kill_timer(loop *l, void *data) {
   job *j = data;
   j->kill_timer = 0;
@@ -475,7 +487,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   j->start_ticks = sr.start_ticks;
   j->state = JOB_RUNNING;
   j->req = *req;
-  if (reaper_watch_add(t->r, sr.pid, sr.pidfd, job_on_exit, j, &j->rw, e) < 0 ||
+  if (reaper_watch_add(t->r, sr.pid, sr.pidfd, job_on_reaped, j, &j->rw, e) < 0 ||
       job_persist(j, e) < 0 || job_logs_watch(j, e) < 0 || job_table_insert(t, j, e) < 0) {
     /* cannot track it: do not leave it running */
     kill(-sr.pid, SIGKILL);

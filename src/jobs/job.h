@@ -108,8 +108,9 @@ int job_signal(job *j, int sig, rr_err *e);
 /* SIGTERM to the group, SIGKILL after grace_ms (0 = at once). No-op when the
  * job already ended. Watch for JOB_EVENT_EXIT to learn the final status. */
 int job_stop(job *j, uint64_t grace_ms, rr_err *e);
-/* The job's cgroup counters: live while it runs, the final ones after.
- * False when it has none (no limits). */
+/* With a cgroup: its counters, live while it runs, the final ones after.
+ * Without: the rusage (cpu only) once ended. False when there is none
+ * (running without a cgroup, or lost). */
 bool job_usage(job *j, cg_usage *ret);
 /* Update size[] (and apply the cap) from the files now. */
 void job_refresh(job *j);

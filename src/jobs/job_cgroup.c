@@ -126,6 +126,20 @@ bool job_cgroup_oom_killed(const siginfo_t *si, const cg_usage *u) {
   return si && si->si_code != CLD_EXITED && si->si_status == SIGKILL && u->oom_kills > 0;
 }
 
+static uint64_t timeval_usec(const struct timeval *tv) {
+  return (uint64_t)tv->tv_sec * 1000000u + (uint64_t)tv->tv_usec;
+}
+
+void job_usage_from_rusage(const struct rusage *ru, cg_usage *ret) {
+  *ret = (cg_usage){0};
+  ret->cpu_user_usec = timeval_usec(&ru->ru_utime);
+  ret->cpu_system_usec = timeval_usec(&ru->ru_stime);
+  ret->cpu_usec = ret->cpu_user_usec + ret->cpu_system_usec;
+  /* not ru_maxrss: Linux carries the spawner's high-water mark across exec,
+   * and a vfork-style child shares rund's memory until then, so it would
+   * tell rund's size rather than the job's */
+}
+
 const char *job_cgroup_version_name(cg_version v) {
   return v == CG_V1 ? "v1" : v == CG_V2 ? "v2" : "";
 }
@@ -205,6 +219,7 @@ int job_usage_from_json(json_object *o, cg_usage *u, rr_err *e) {
   return 0;
 }
 
+/* Without a cgroup, has_usage is set only at the end (from the rusage). */
 bool job_usage(job *j, cg_usage *ret) {
   if (j->state == JOB_RUNNING && j->cg) {
     rr_err e = {0};

@@ -1,10 +1,12 @@
 /* Glue between commands with limits (jobs and Exec) and the cgroup module:
  * the command gets a cgroup it enters before its first instruction; when it
  * ends, the final counters are read, an OOM kill is recognised and the
- * cgroup is removed. */
+ * cgroup is removed. Commands without a cgroup get their usage from the
+ * rusage of their main process instead. */
 #pragma once
 #include <signal.h>
 #include <stdbool.h>
+#include <sys/resource.h>
 
 #include "common/err.h"
 #include "common/loop.h"
@@ -26,5 +28,9 @@ int job_cgroup_finish(loop *l, cg_job *cg, cg_usage *usage, bool *has_usage, rr_
 void job_cgroup_release_flush(loop *l);
 /* Whether an ending is an OOM kill: SIGKILL while the cgroup counted one. */
 bool job_cgroup_oom_killed(const siginfo_t *si, const cg_usage *u);
+/* The usage of a command without a cgroup from its main process's rusage
+ * (which counts the descendants it waited for): cpu and memory_peak, the
+ * rest 0. */
+void job_usage_from_rusage(const struct rusage *ru, cg_usage *ret);
 /* "v1", "v2", or "" for CG_NONE. */
 const char *job_cgroup_version_name(cg_version v);

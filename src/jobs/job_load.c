@@ -63,6 +63,13 @@ static int json_int(json_object *o, const char *k, int64_t *ret) {
   return 0;
 }
 
+/* Adopted jobs get no rusage-based usage: after a real restart they are not
+ * our children (status and rusage unknown, so "lost"); only a cgroup counts. */
+static void job_adopted_on_exit(void *data, pid_t pid, const siginfo_t *si,
+                                const struct rusage *ru) {
+  job_on_exit(data, pid, si);
+}
+
 static void job_adopt_or_lose(job *j) {
   job_table *t = j->table;
   uint64_t ticks = 0;
@@ -77,7 +84,7 @@ static void job_adopt_or_lose(job *j) {
     if (job_logs_watch(j, &e) < 0)
       job_table_warn(t, "job %s: %s", j->id, e.msg);
     job_logs_refresh(j);
-    if (reaper_watch_add(t->r, j->pid, pidfd, job_on_exit, j, &j->rw, &e) == 0)
+    if (reaper_watch_add(t->r, j->pid, pidfd, job_adopted_on_exit, j, &j->rw, &e) == 0)
       return;
     pidfd = -1;
     job_close_logs(j);

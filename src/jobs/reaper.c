@@ -32,32 +32,35 @@ struct reaper {
   unsigned long orphans;
 };
 
-static void reaper_watch_end(reaper_watch *w, const siginfo_t *si) {
+static void reaper_watch_end(reaper_watch *w, const siginfo_t *si, const struct rusage *ru) {
   reaper *r = w->r;
   loop_fd_del(r->l, w->pidfd);
   close(w->pidfd);
   intmap_del(&r->by_pid, (uint64_t)w->pid);
   if (w->fn)
-    w->fn(w->data, w->pid, si);
+    w->fn(w->data, w->pid, si, ru);
   free(w);
 }
 
 /* Collect the status if the process ended; true when it did. */
 static bool reaper_watch_poll(reaper_watch *w) {
   siginfo_t si;
+  struct rusage ru;
   memset(&si, 0, sizeof si);
-  int rc;
-  while ((rc = waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG)) < 0 &&
+  memset(&ru, 0, sizeof ru);
+  long rc;
+  /* the raw syscall: glibc's waitid has no rusage argument */
+  while ((rc = syscall(SYS_waitid, P_PIDFD, w->pidfd, &si, WEXITED | WNOHANG, &ru)) < 0 &&
          errno == EINTR)
     ;
   if (rc < 0) {
     /* ECHILD: not our child (adopted); the pidfd only says it ended */
-    reaper_watch_end(w, NULL);
+    reaper_watch_end(w, NULL, NULL);
     return true;
   }
   if (si.si_pid == 0)
     return false;
-  reaper_watch_end(w, &si);
+  reaper_watch_end(w, &si, &ru);
   return true;
 }
 
@@ -73,7 +76,7 @@ static void reaper_on_sigchld(loop *l, int fd, uint32_t events, void *data) {
   for (;;) {
     siginfo_t si;
     memset(&si, 0, sizeof si);
-    /* peek first so a watched child's status goes to its owner */
+    /* peek first so a watched child's status and rusage go to its owner */
     if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
       if (errno == EINTR)
         continue;

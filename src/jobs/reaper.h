@@ -1,10 +1,11 @@
 /* Child supervision on the loop: each watched process has a pidfd; its exit
- * status is collected with waitid(P_PIDFD). As a child subreaper we also reap
- * re-parented orphans (SIGCHLD via signalfd, waitpid on pids nobody watches)
- * without ever stealing a watched child's status. */
+ * status and rusage are collected with the waitid syscall (P_PIDFD). As a child subreaper we also
+ * reap re-parented orphans (SIGCHLD via signalfd, waitpid on pids nobody watches) without ever
+ * stealing a watched child's status. */
 #pragma once
 #include <signal.h>
 #include <stdbool.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "common/err.h"
@@ -12,8 +13,9 @@
 
 typedef struct reaper reaper;
 typedef struct reaper_watch reaper_watch;
-/* si is NULL when the status is unknown (a process we did not fork). */
-typedef void (*reaper_exit_fn)(void *data, pid_t pid, const siginfo_t *si);
+/* si and ru are NULL when the status is unknown (a process we did not fork);
+ * ru is the kernel's rusage of the process and the descendants it waited for. */
+typedef void (*reaper_exit_fn)(void *data, pid_t pid, const siginfo_t *si, const struct rusage *ru);
 
 /* Blocks SIGCHLD, watches it with a signalfd, and (subreaper) becomes a
  * child subreaper. */

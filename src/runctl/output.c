@@ -115,6 +115,7 @@ json_object *runctl_status_json(const runrpc_job_status *s) {
   /* only jobs with limits have these: the object of other jobs stays as it was */
   if (s->has_limits)
     json_object_object_add(o, "limits", limits_json(&s->limits));
+  /* ended jobs without a cgroup have one too (from the rusage) */
   if (s->has_usage)
     json_object_object_add(o, "usage", runctl_usage_json(&s->usage));
   if (s->cgroup && *s->cgroup)
@@ -186,6 +187,12 @@ static void print_resources(const runrpc_job_status *s) {
   }
 }
 
+/* A job without a cgroup: usage from the rusage, cpu time only. */
+static void print_rusage(const runrpc_usage *u) {
+  printf("cpu: %.3f s (user %.3f s, system %.3f s)\n", usec_to_s(u->cpu_usec),
+         usec_to_s(u->cpu_user_usec), usec_to_s(u->cpu_system_usec));
+}
+
 void runctl_status_print(const runrpc_job_status *s) {
   char start[48] = "-", end[48] = "-";
   if (s->start_time_unix_ns)
@@ -224,8 +231,10 @@ void runctl_status_print(const runrpc_job_status *s) {
     printf("timeout_ms: -\n");
   printf("stdout_bytes: %llu\n", (unsigned long long)s->stdout_bytes);
   printf("stderr_bytes: %llu\n", (unsigned long long)s->stderr_bytes);
-  if (s->has_limits || s->has_usage || (s->cgroup && *s->cgroup))
+  if (s->has_limits || (s->cgroup && *s->cgroup))
     print_resources(s);
+  else if (s->has_usage)
+    print_rusage(&s->usage);
 }
 
 int runctl_status_exit(const runrpc_job_status *s) {

@@ -50,7 +50,8 @@ const runctl_command runctl_cmd_status = {
     .usage = "status ID [--json]",
     .help = "Show a job's status: state, pid, exit code or signal, times, and the\n"
             "request it was started with. A job with limits also shows its cgroup\n"
-            "version, the limits in force and what it used (cpu, memory, pids, io).\n"
+            "version, the limits in force and what it used (cpu, memory, pids, io);\n"
+            "one without limits shows, once ended, its cpu time.\n"
             "\n"
             "Options:\n"
             "  --json   print one JSON object (job_id, state, pid, exit_code, signal,\n"

@@ -5,7 +5,8 @@
  * go to the command's process group until it exits. A cancelled or broken
  * stream kills the command's process group. A command with limits runs in a
  * cgroup of its own: killed as a whole with the group, its usage sent with
- * the exit status, removed at the end. */
+ * the exit status, removed at the end. Without one, the usage sent is the
+ * rusage of the main process. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -50,7 +51,7 @@ typedef struct exec_sess {
   uint64_t timeout_timer, kill_timer, drain_timer;
   cg_job *cg; /* while the command runs, when it has limits */
   bool has_usage;
-  cg_usage usage; /* final counters */
+  cg_usage usage; /* final counters (the cgroup's, or the rusage) */
 } exec_sess;
 
 static uint8_t exec_buf[EXEC_CHUNK];
@@ -269,12 +270,16 @@ static void exec_on_drain_timer(loop *l, void *data) {
                  " later output not sent)");
 }
 
-static void exec_on_exit(void *data, pid_t pid, const siginfo_t *si) {
+static void exec_on_exit(void *data, pid_t pid, const siginfo_t *si, const struct rusage *ru) {
   exec_sess *x = data;
   x->rw = NULL;
   x->exited = true;
   if (si)
     x->status = *si;
+  if (ru && !x->cg) { /* a cgroup's numbers count every process in it: those win */
+    job_usage_from_rusage(ru, &x->usage);
+    x->has_usage = true;
+  }
   loop_timer_cancel(x->l, x->timeout_timer);
   loop_timer_cancel(x->l, x->kill_timer);
   x->timeout_timer = x->kill_timer = 0;

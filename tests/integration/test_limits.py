@@ -217,12 +217,22 @@ def test_seed_aliases(cg_target):
 
 
 def test_jobs_without_limits_have_no_cgroup(target):
-    jid = target.start("true")
-    target.wait_state(jid)
-    s = target.status(jid)
-    assert "limits" not in s and "usage" not in s and "cgroup" not in s, s
+    # no cgroup, but once ended the rusage of the main process as usage
+    jid = target.start("sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done")
+    r, s = target.wait_state(jid, timeout=60)
+    assert r.rc == 0, r
+    assert "limits" not in s and "cgroup" not in s, s
+    u = s["usage"]
+    assert u["cpu_usec"] > 0 and u["cpu_usec"] == u["cpu_user_usec"] + u["cpu_system_usec"], u
+    for k in ["memory_current", "memory_peak", "io_read_bytes", "io_write_bytes", "io_read_ops", "io_write_ops",
+              "pids_current", "oom_kills", "cpu_throttled_usec", "pids_refused"]:
+        assert u[k] == 0, (k, u)
     h = target("status", jid)
-    assert not re.search(r"^(cgroup|cpu|memory|pids|io|io_max):", h.text, re.M), h.text
+    # only the lines that make sense without a cgroup
+    assert not re.search(r"^(cgroup|pids|io|io_max):", h.text, re.M), h.text
+    assert re.search(r"^cpu: [0-9]+\.[0-9]{3} s \(user [0-9.]+ s, system [0-9.]+ s\)$", h.text,
+                     re.M), h.text
+    assert not re.search(r"^memory:", h.text, re.M), h.text
 
 
 def test_server_refuses_unknown_device(cg_target):

@@ -1,6 +1,7 @@
 """Limits through the API: every bad value is INVALID_ARGUMENT naming the
 field and the value; a good Start shows the limits resolved, the cgroup
-version and usage in Status; Exec reports usage in its exit status; rund's
+version and usage in Status; Exec reports usage in its exit status; without
+limits, usage is the rusage of the main process once it ended; rund's
 cgroups live below our own cgroup and are gone once rund has stopped."""
 
 import os
@@ -194,12 +195,30 @@ def test_default_period_and_explicit_devices(need_cgroups, stub):
     assert [d.device for d in st.limits.io] == [dev]
 
 
-def test_job_without_limits_has_no_usage(stub):
-    job_id = start(stub, "/bin/true").job_id
-    st = wait(stub, job_id)
-    assert not st.HasField("usage")
+def assert_rusage_only(u):
+    """A Usage from the rusage (no cgroup): cpu only, the rest 0."""
+    assert u.cpu_usec > 0 and u.cpu_usec == u.cpu_user_usec + u.cpu_system_usec, u
+    assert (u.memory_peak, u.memory_current, u.pids_current, u.io_read_bytes, u.io_write_bytes, u.io_read_ops,
+            u.io_write_ops, u.oom_kills, u.cpu_throttled_usec, u.pids_refused) == (0,) * 10, u
+
+
+def test_job_without_limits_has_rusage_usage(rund, stub):
+    job_id = start(stub, "/bin/sh", "-c", "sleep 1; " + BUSY).job_id
+    # while it runs: no cgroup, no usage yet (the rusage comes with the end)
+    st = stub.Status(pb.StatusRequest(job_id=job_id), timeout=10).status
+    assert st.state == pb.JOB_STATE_RUNNING, st
+    assert not st.HasField("usage") and not st.HasField("limits") and st.cgroup == "", st
+    st = wait(stub, job_id, timeout=60)
+    assert st.state == pb.JOB_STATE_EXITED and st.reason == "exited", st
     assert not st.HasField("limits")
     assert st.cgroup == ""
+    assert st.HasField("usage")
+    assert_rusage_only(st.usage)
+    # the same after a restart of rund (from job.json)
+    rund.stop()
+    rund.start()
+    again = rund.stub().Status(pb.StatusRequest(job_id=job_id), timeout=10).status
+    assert again.usage == st.usage and again.cgroup == "" and not again.HasField("limits")
 
 
 def test_exec_reports_usage(need_cgroups, rund, stub):
@@ -217,11 +236,26 @@ def test_exec_reports_usage(need_cgroups, rund, stub):
     assert out == b"hi\n"
     assert ex is not None and ex.reason == "exited" and ex.exit_code == 0, ex
     assert ex.HasField("usage") and ex.usage.cpu_usec > 0, ex
-    # without limits: no usage
-    _, _, _, ex, _ = exec_call(stub, "/bin/true")
-    assert not ex.HasField("usage")
-    left = [n for d in runrpc_dirs(rund) for n in os.listdir(d) if n.startswith("exec-")]
+    # removed from a timer once the exit status went out
+    deadline = time.monotonic() + 5
+    while True:
+        left = [n for d in runrpc_dirs(rund) for n in os.listdir(d) if n.startswith("exec-")]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert not left, "Exec cgroups left behind: %r" % left
+
+
+def test_exec_without_limits_reports_rusage(stub):
+    _, out, _, ex, _ = exec_call(stub, "/bin/sh", "-c", BUSY + "; echo hi")
+    assert out == b"hi\n"
+    assert ex.reason == "exited" and ex.exit_code == 0, ex
+    assert ex.HasField("usage"), ex
+    assert_rusage_only(ex.usage)
+    # killed by a signal: still the rusage of what it did
+    _, _, _, ex, _ = exec_call(stub, "/bin/sh", "-c", BUSY + "; kill -9 $$")
+    assert ex.reason == "signaled" and ex.signal == 9, ex
+    assert_rusage_only(ex.usage)
 
 
 @pytest.mark.timeout(90)

@@ -10,10 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
 #include "jobs/job.h"
+#include "jobs/job_cgroup.h"
 #include "jobs/logstore.h"
 #include "jobs/signame.h"
 #include "jobs/spawn.h"
@@ -235,6 +239,8 @@ static void test_restart_keeps_finished_and_adopts_running(void **state) {
    * restart it is not (ECHILD) and ends as failed/"lost" */
   assert_int_equal(l->state, JOB_EXITED);
   assert_int_equal(l->exit_code, 0);
+  assert_false(l->has_usage); /* adopted: no rusage */
+  assert_true(d->has_usage);  /* finished before: its rusage was kept */
   char *o = read_log(l, LOG_STDOUT);
   assert_string_equal(o, "late\n"); /* output written while "rund" was away is there */
   free(o);
@@ -257,6 +263,8 @@ static void test_restart_dead_pid_is_lost(void **state) {
   assert_int_equal(j->state, JOB_FAILED);
   assert_string_equal(j->reason, "lost");
   assert_true(j->end_ns > 0);
+  cg_usage lu;
+  assert_false(job_usage(j, &lu)); /* no rusage for a job we did not reap */
   /* a garbage job dir is skipped with a warning */
   char p[256];
   snprintf(p, sizeof p, "%s/jobs/01ARYZ6S41TSV4RRFFQ69G5FAV", f->dir);
@@ -324,6 +332,120 @@ static void test_orphans_reaped(void **state) {
   while (reaper_orphans_reaped(f->r) == before && rr_now_mono_ms() < end)
     loop_run_once(f->l, 50, NULL);
   assert_true(reaper_orphans_reaped(f->r) > before);
+}
+
+/* What the reaper's callback got. */
+typedef struct reaped {
+  int calls;
+  pid_t pid;
+  bool has_si, has_ru;
+  siginfo_t si;
+  struct rusage ru;
+} reaped;
+
+static void on_reaped(void *data, pid_t pid, const siginfo_t *si, const struct rusage *ru) {
+  reaped *r = data;
+  r->calls++;
+  r->pid = pid;
+  if ((r->has_si = si != NULL))
+    r->si = *si;
+  if ((r->has_ru = ru != NULL))
+    r->ru = *ru;
+}
+
+/* A child that touches 8 MiB and burns 100 ms of CPU, then exits 7. */
+static pid_t fork_busy_child(int *pidfd) {
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    size_t n = 8u << 20;
+    volatile char *p = malloc(n);
+    for (size_t i = 0; p && i < n; i += 4096)
+      p[i] = 1;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t0);
+    do
+      clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 100000000L);
+    _exit(7);
+  }
+  *pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  assert_true(*pidfd >= 0);
+  return pid;
+}
+
+static uint64_t tv_usec(const struct timeval *tv) {
+  return (uint64_t)tv->tv_sec * 1000000u + (uint64_t)tv->tv_usec;
+}
+
+/* Watch a busy child, run the loop until the callback ran; check what it got. */
+static void reap_busy_child(fixture *f, bool zombie_first) {
+  reaped r = {0};
+  int pidfd;
+  pid_t pid = fork_busy_child(&pidfd);
+  if (zombie_first) { /* ended before the watch exists: SIGCHLD and pidfd both pending */
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+  }
+  assert_int_equal(reaper_watch_add(f->r, pid, pidfd, on_reaped, &r, NULL, NULL), 0);
+  uint64_t end = rr_now_mono_ms() + 5000;
+  while (!r.calls && rr_now_mono_ms() < end)
+    loop_run_once(f->l, 50, NULL);
+  assert_int_equal(r.calls, 1);
+  assert_int_equal(r.pid, pid);
+  assert_true(r.has_si && r.has_ru);
+  assert_int_equal(r.si.si_code, CLD_EXITED);
+  assert_int_equal(r.si.si_status, 7);
+  /* the child's numbers: its 100 ms of CPU and 8 MiB touched */
+  assert_true(tv_usec(&r.ru.ru_utime) + tv_usec(&r.ru.ru_stime) >= 50000);
+  assert_true(r.ru.ru_maxrss >= 8 * 1024);
+  assert_int_equal(waitpid(pid, NULL, WNOHANG), -1); /* reaped */
+  cg_usage u;
+  job_usage_from_rusage(&r.ru, &u);
+  assert_int_equal(u.cpu_user_usec, tv_usec(&r.ru.ru_utime));
+  assert_int_equal(u.cpu_system_usec, tv_usec(&r.ru.ru_stime));
+  assert_int_equal(u.cpu_usec, u.cpu_user_usec + u.cpu_system_usec);
+  assert_int_equal(u.memory_peak + u.memory_current + u.pids_current + u.io_read_bytes +
+                       u.io_write_bytes + u.io_read_ops + u.io_write_ops + u.oom_kills +
+                       u.cpu_throttled_usec + u.pids_refused + u.memory_limit_hits,
+                   0);
+}
+
+static void test_reaper_passes_rusage(void **state) { reap_busy_child(*state, false); }
+
+static void test_reaper_zombie_passes_rusage(void **state) { reap_busy_child(*state, true); }
+
+/* Without a cgroup: no usage while running, the rusage after the end, kept
+ * in job.json across a restart; a lost job has none. */
+static void test_job_without_cgroup_usage_from_rusage(void **state) {
+  fixture *f = *state;
+  job *j = start_sh(f, "sleep 5");
+  cg_usage u;
+  assert_false(job_usage(j, &u));
+  assert_int_equal(job_stop(j, 0, NULL), 0);
+  run_until_done(f, j, 3000);
+  assert_int_equal(j->state, JOB_KILLED);
+  assert_true(job_usage(j, &u) && u.memory_peak == 0); /* killed ones too */
+  j = start_sh(f, "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done");
+  run_until_done(f, j, 30000);
+  assert_int_equal(j->state, JOB_EXITED);
+  assert_int_equal(j->cgroup, CG_NONE);
+  assert_true(j->has_usage);
+  assert_true(job_usage(j, &u));
+  assert_true(u.cpu_usec > 0 && u.cpu_usec == u.cpu_user_usec + u.cpu_system_usec);
+  assert_int_equal(
+      u.memory_peak + u.io_read_bytes + u.io_write_bytes + u.pids_current + u.oom_kills, 0);
+  char id[ULID_LEN + 1];
+  strcpy(id, j->id);
+  cg_usage before = u;
+  job_table_free(f->t);
+  table_open(f, 0);
+  assert_int_equal(job_table_lookup(f->t, id, &j, NULL), 0);
+  assert_true(job_usage(j, &u));
+  assert_int_equal(u.cpu_usec, before.cpu_usec);
+  assert_int_equal(u.cpu_user_usec, before.cpu_user_usec);
+  assert_int_equal(u.cpu_system_usec, before.cpu_system_usec);
 }
 
 static void test_signal_names(void **state) {
@@ -406,6 +528,9 @@ int main(void) {
       T(test_restart_adopts_foreign_process),
       T(test_state_dir_locked),
       T(test_orphans_reaped),
+      T(test_reaper_passes_rusage),
+      T(test_reaper_zombie_passes_rusage),
+      T(test_job_without_cgroup_usage_from_rusage),
       T(test_owner_and_env_override),
       cmocka_unit_test(test_signal_names),
   };

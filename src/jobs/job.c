@@ -474,8 +474,8 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
       .stderr_fd = j->log_fd[1],
       .ids = opts ? opts->ids : NULL,
   };
-  if (cg_limits_any(&req->limits)) {
-    if (job_cgroup_create(t->cgm, id, &req->limits, &o, &j->cg, e) < 0)
+  if (req->limits) {
+    if (job_cgroup_create(t->cgm, id, req->limits, &o, &j->cg, e) < 0)
       goto fail;
     j->cgroup = cg_job_version(j->cg);
   }

@@ -23,7 +23,19 @@ void job_request_free(job_request *r) {
   strv_free(r->env_values, r->nenv);
   free(r->workdir);
   strv_free(r->tags, r->ntags);
+  free(r->limits);
   memset(r, 0, sizeof *r);
+}
+
+int job_request_set_limits(job_request *r, const cg_limits *l, rr_err *e) {
+  free(r->limits);
+  r->limits = NULL;
+  if (!cg_limits_any(l))
+    return 0;
+  if (!(r->limits = malloc(sizeof *r->limits)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  *r->limits = *l;
+  return 0;
 }
 
 static bool utf8_valid(const unsigned char *s, size_t len) {
@@ -147,7 +159,7 @@ int job_request_validate(const job_request *r, rr_err *e) {
     return rr_err_set(e, RR_INVALID_ARGUMENT, "timeout_ms %llu is out of range (1..%llu)",
                       (unsigned long long)r->timeout_ms,
                       (unsigned long long)REQUEST_MAX_TIMEOUT_MS);
-  if (cg_limits_any(&r->limits) && cg_limits_validate(&r->limits, e) < 0)
+  if (r->limits && cg_limits_validate(r->limits, e) < 0)
     return -1;
   return 0;
 }
@@ -168,7 +180,7 @@ json_object *job_request_to_json(const job_request *r) {
   json_object_object_add(o, "tags", tags);
   if (r->has_timeout)
     json_object_object_add(o, "timeout_ms", json_object_new_uint64(r->timeout_ms));
-  json_object *lim = request_limits_to_json(&r->limits);
+  json_object *lim = r->limits ? request_limits_to_json(r->limits) : NULL;
   if (lim)
     json_object_object_add(o, "limits", lim);
   return o;
@@ -310,8 +322,11 @@ int job_request_from_json(json_object *o, job_request *r, rr_err *e) {
     r->has_timeout = true;
     r->timeout_ms = json_object_get_uint64(v);
   }
-  if (json_object_object_get_ex(o, "limits", &v) && request_limits_from_json(v, &r->limits, e) < 0)
-    goto fail;
+  if (json_object_object_get_ex(o, "limits", &v)) {
+    cg_limits l;
+    if (request_limits_from_json(v, &l, e) < 0 || job_request_set_limits(r, &l, e) < 0)
+      goto fail;
+  }
   return 0;
 nomem:
   rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory loading job.json");

@@ -28,7 +28,7 @@ typedef struct job_request {
   size_t ntags;
   bool has_timeout;
   uint64_t timeout_ms;
-  cg_limits limits; /* io devices already resolved; none set: no cgroup */
+  cg_limits *limits; /* NULL: no limit, no cgroup; io devices already resolved */
 } job_request;
 
 void job_request_free(job_request *r);
@@ -40,6 +40,9 @@ int job_request_validate(const job_request *r, rr_err *e);
 /* Check one tag's syntax; field names it in the error. */
 int request_tag_check(const char *tag, const char *field, rr_err *e);
 json_object *job_request_to_json(const job_request *r);
+/* Take a copy of *l as r's limits when any is set (else none): the copy is
+ * on the heap so that jobs without limits do not carry its io table. */
+int job_request_set_limits(job_request *r, const cg_limits *l, rr_err *e);
 /* The "limits" object of job.json (NULL when no limit is set). */
 json_object *request_limits_to_json(const cg_limits *l);
 int request_limits_from_json(json_object *o, cg_limits *ret, rr_err *e);

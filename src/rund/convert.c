@@ -54,7 +54,9 @@ fail:
   return -1;
 }
 
-int convert_limits(const Rundwire__Limits *l, const char *workdir, cg_limits *r, rr_err *e) {
+/* Into *r (devices resolved, values checked); all zero when l is NULL. */
+static int convert_limits_in(const Rundwire__Limits *l, const char *workdir, cg_limits *r,
+                             rr_err *e) {
   memset(r, 0, sizeof *r);
   if (!l)
     return 0;
@@ -100,6 +102,13 @@ int convert_limits(const Rundwire__Limits *l, const char *workdir, cg_limits *r,
     r->nio++;
   }
   return cg_limits_any(r) ? cg_limits_validate(r, e) : 0;
+}
+
+int convert_limits(const Rundwire__Limits *l, job_request *r, rr_err *e) {
+  cg_limits lim;
+  if (convert_limits_in(l, r->workdir, &lim, e) < 0)
+    return -1;
+  return job_request_set_limits(r, &lim, e);
 }
 
 void convert_usage(const cg_usage *u, Runrpc__V1__Usage *m) {
@@ -198,8 +207,8 @@ int convert_status(job *j, status_msg *m, rr_err *e) {
     rq.timeout_case = RUNRPC__V1__START_REQUEST__TIMEOUT_TIMEOUT_MS;
     rq.timeout_ms = r->timeout_ms;
   }
-  if (cg_limits_any(&r->limits)) {
-    convert_limits_out(&r->limits, m);
+  if (r->limits) {
+    convert_limits_out(r->limits, m);
     rq.limits = &m->limits;
     st.limits = &m->limits;
   }

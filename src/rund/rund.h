@@ -54,10 +54,10 @@ int svc_exec_register(grpc_server *s, rund_ctx *ctx, rr_err *e);
 
 /* convert.c: wire request -> engine, engine -> API messages. */
 int convert_command(const Rundwire__Command *c, job_request *ret, rr_err *e);
-/* Limits of a Start/Exec (l NULL: none) into *ret: io devices resolved (""
+/* Limits of a Start/Exec (l NULL: none) into r->limits: io devices resolved (""
  * = the device of workdir, NULL/"" = "/"), ranges checked; INVALID_ARGUMENT
  * naming the field ("limits.io[0].device") and the value. */
-int convert_limits(const Rundwire__Limits *l, const char *workdir, cg_limits *ret, rr_err *e);
+int convert_limits(const Rundwire__Limits *l, job_request *r, rr_err *e);
 /* Usage message from counters. */
 void convert_usage(const cg_usage *u, Runrpc__V1__Usage *ret);
 /* A job id field: NUL/UTF-8 checked, then looked up. */

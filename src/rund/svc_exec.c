@@ -322,7 +322,7 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
   char **child_env = NULL;
   spawn_ids ids;
   bool run_as;
-  if (job_request_validate(&r, e) < 0 || convert_limits(st->limits, r.workdir, &r.limits, e) < 0 ||
+  if (job_request_validate(&r, e) < 0 || convert_limits(st->limits, &r, e) < 0 ||
       rund_env_resolve(x->ctx, &r, &child_env, e) < 0 ||
       rund_call_run_as(x->c, &ids, &run_as, e) < 0)
     goto out;
@@ -341,10 +341,10 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
                   .stdout_fd = out[1],
                   .stderr_fd = err[1],
                   .ids = run_as ? &ids : NULL};
-  if (cg_limits_any(&r.limits)) {
+  if (r.limits) {
     char name[ULID_LEN + 8] = "exec-";
     if (ulid_gen_next(&x->ctx->exec_ids, 0, name + 5, e) < 0 ||
-        job_cgroup_create(x->ctx->cgroups, name, &r.limits, &o, &x->cg, e) < 0)
+        job_cgroup_create(x->ctx->cgroups, name, r.limits, &o, &x->cg, e) < 0)
       goto out;
   }
   spawn_result sr;

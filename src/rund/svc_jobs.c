@@ -62,8 +62,7 @@ static void on_start(grpc_call *c, ProtobufCMessage *msg) {
   /* secrets are read last, once everything else is known to be fine */
   nenv = r.nenv;
   /* limits after the rest: an empty io device means the workdir's, once checked */
-  if (job_request_validate(&r, &e) < 0 ||
-      convert_limits(req->limits, r.workdir, &r.limits, &e) < 0 ||
+  if (job_request_validate(&r, &e) < 0 || convert_limits(req->limits, &r, &e) < 0 ||
       rund_env_resolve(call_ctx(c), &r, &child_env, &e) < 0)
     goto fail_req;
   spawn_ids ids;

@@ -29,15 +29,24 @@ static cg_limits limits_sample(void) {
   return l;
 }
 
+/* A heap copy, as job_request holds its limits. */
+static cg_limits *limits_new(cg_limits l) {
+  cg_limits *p = malloc(sizeof *p);
+  assert_non_null(p);
+  *p = l;
+  return p;
+}
+
 static void test_request_limits_json(void **state) {
   job_request r = req_sh("true");
-  r.limits = limits_sample();
+  r.limits = limits_new(limits_sample());
   json_object *o = job_request_to_json(&r);
   job_request back;
   rr_err e = {0};
   assert_int_equal(job_request_from_json(o, &back, &e), 0);
   json_object_put(o);
-  const cg_limits *a = &r.limits, *b = &back.limits;
+  const cg_limits *a = r.limits, *b = back.limits;
+  assert_non_null(b);
   assert_true(b->has_cpu && b->has_memory && b->has_pids);
   assert_int_equal(b->cpu_quota_us, a->cpu_quota_us);
   assert_int_equal(b->cpu_period_us, a->cpu_period_us);
@@ -54,12 +63,12 @@ static void test_request_limits_json(void **state) {
   }
   job_request_free(&back);
   /* no limits: no "limits" key, and none after loading */
-  cg_limits none = {0};
-  r.limits = none;
+  free(r.limits);
+  r.limits = NULL;
   o = job_request_to_json(&r);
   assert_false(json_object_object_get_ex(o, "limits", NULL));
   assert_int_equal(job_request_from_json(o, &back, &e), 0);
-  assert_false(cg_limits_any(&back.limits));
+  assert_null(back.limits);
   json_object_put(o);
   job_request_free(&back);
   job_request_free(&r);
@@ -83,21 +92,21 @@ static void test_request_limits_json(void **state) {
 static void test_request_limits_validate(void **state) {
   job_request r = req_sh("true");
   rr_err e = {0};
-  r.limits = limits_sample();
+  r.limits = limits_new(limits_sample());
   assert_int_equal(job_request_validate(&r, &e), 0);
   static const struct {
     const char *field;
   } cases[] = {{"limits.memory_max"}, {"limits.pids_max"}, {"limits.cpu"}, {"limits.io[1]"}};
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    r.limits = limits_sample();
+    *r.limits = limits_sample();
     if (i == 0)
-      r.limits.memory_max = 0;
+      r.limits->memory_max = 0;
     else if (i == 1)
-      r.limits.pids_max = 0;
+      r.limits->pids_max = 0;
     else if (i == 2)
-      r.limits.cpu_quota_us = 0;
+      r.limits->cpu_quota_us = 0;
     else
-      r.limits.io[1] = (cg_io_limit){.major = 259, .minor = 0}; /* no value at all */
+      r.limits->io[1] = (cg_io_limit){.major = 259, .minor = 0}; /* no value at all */
     assert_int_equal(job_request_validate(&r, &e), -1);
     assert_int_equal(e.code, RR_INVALID_ARGUMENT);
     if (!strstr(e.msg, cases[i].field))
@@ -109,8 +118,7 @@ static void test_request_limits_validate(void **state) {
 static void test_limits_need_cgroups(void **state) {
   fixture *f = *state; /* a table without a cgroup manager */
   job_request r = req_sh("true");
-  r.limits.has_pids = true;
-  r.limits.pids_max = 10;
+  r.limits = limits_new((cg_limits){.has_pids = true, .pids_max = 10});
   job *j = NULL;
   rr_err e = {0};
   assert_int_equal(job_table_start(f->t, &r, NULL, &j, &e), -1);
@@ -153,10 +161,8 @@ static void test_job_in_cgroup(void **state) {
   char name[64];
   table_with_cgroups(f, name, sizeof name);
   job_request r = req_sh("i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo done");
-  r.limits.has_pids = true;
-  r.limits.pids_max = 32;
-  r.limits.has_memory = true;
-  r.limits.memory_max = 256u << 20;
+  r.limits = limits_new(
+      (cg_limits){.has_pids = true, .pids_max = 32, .has_memory = true, .memory_max = 256u << 20});
   job *j = NULL;
   rr_err e = {0};
   if (job_table_start(f->t, &r, NULL, &j, &e) < 0)
@@ -182,7 +188,7 @@ static void test_job_in_cgroup(void **state) {
   assert_true(j->has_usage);
   assert_int_equal(j->usage.cpu_usec, cpu);
   assert_int_equal(j->cgroup, v);
-  assert_true(j->req.limits.has_pids && j->req.limits.pids_max == 32);
+  assert_true(j->req.limits && j->req.limits->has_pids && j->req.limits->pids_max == 32);
   assert_true(job_usage(j, &u) && u.cpu_usec == cpu);
   /* a job without limits has no cgroup; its usage is the rusage (cpu only) */
   job *plain = start_sh(f, "exit 0");
@@ -202,8 +208,7 @@ static void test_stop_kills_cgroup_tree(void **state) {
   snprintf(script, sizeof script, "(setsid sleep 60 & echo $! > %s.tmp; mv %s.tmp %s); sleep 60",
            pidfile, pidfile, pidfile);
   job_request r = req_sh(script);
-  r.limits.has_pids = true;
-  r.limits.pids_max = 32;
+  r.limits = limits_new((cg_limits){.has_pids = true, .pids_max = 32});
   job *j = NULL;
   rr_err e = {0};
   if (job_table_start(f->t, &r, NULL, &j, &e) < 0)

@@ -20,6 +20,10 @@
 #include "rund/certs.h"
 #include "rund/opts.h"
 
+/* The executable at start (not /proc/self/exe at the end: an upgrade puts a
+ * new file at the same path, and that is the one to run). */
+static char rund_exe[4096];
+
 static void rund_on_signal(loop *l, int fd, uint32_t events, void *data) {
   rund_ctx *ctx = data;
   struct signalfd_siginfo si;
@@ -31,6 +35,16 @@ static void rund_on_signal(loop *l, int fd, uint32_t events, void *data) {
         rr_warn("token file not reloaded", "error=%s", rr_log_quote(q, sizeof q, e.msg));
       else
         rr_info("token file reloaded", "tokens=%zu", ctx->tokens.n);
+      continue;
+    }
+    if (si.ssi_signo == SIGUSR2) {
+      if (!*rund_exe) {
+        rr_warn("cannot restart in place: own executable unknown", NULL);
+        continue;
+      }
+      ctx->reexec = true;
+      rr_info("restarting in place", "exe=%s", rr_log_quote(q, sizeof q, rund_exe));
+      loop_stop(l);
       continue;
     }
     rr_info("shutting down", "signal=%s",
@@ -61,6 +75,8 @@ int main(int argc, char **argv) {
     return rc < 0 ? 0 : rc;
   rr_log_set_level(o.log_level);
   signal(SIGPIPE, SIG_IGN);
+  ssize_t n = readlink("/proc/self/exe", rund_exe, sizeof rund_exe - 1);
+  rund_exe[n > 0 ? n : 0] = '\0';
   /* many connections and jobs need many fds; jobs get the usual limit back */
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -83,6 +99,7 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR2);
   sigprocmask(SIG_BLOCK, &set, NULL);
   if ((sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0 ||
       loop_fd_add(ctx.l, sigfd, EPOLLIN, rund_on_signal, &ctx, &e) < 0) {
@@ -156,6 +173,17 @@ out:
   }
   loop_free(ctx.l);
   rund_security_free(&ctx);
+  if (rc == 0 && ctx.reexec) {
+    /* Same pid: the jobs left running stay our children, so the new image
+     * adopts them with their exit status (after a crash it cannot). Every
+     * fd is CLOEXEC; the signal mask carries over, as the new image wants. */
+    rr_info("re-executing", "running_jobs=%zu", running);
+    execv(rund_exe, argv);
+    char qe[4200];
+    rr_error("cannot re-execute", "exe=%s error=%s", rr_log_quote(qe, sizeof qe, rund_exe),
+             strerror(errno));
+    return 1;
+  }
   if (rc == 0)
     rr_info("stopped", "running_jobs_left=%zu", running);
   return rc;

@@ -52,7 +52,13 @@ static void rund_usage(FILE *f) {
       "  --no-cgroups         do not use cgroups: commands with limits are refused\n"
       "                       (FAILED_PRECONDITION); by default rund makes its jobs'\n"
       "                       cgroups below its own (v2, or v1 per controller)\n"
-      "  --help, --version\n");
+      "  --help, --version\n"
+      "\n"
+      "Signals: SIGTERM/SIGINT stop rund (running jobs keep running; the next rund\n"
+      "adopts them, without their exit status); SIGHUP reloads the token file;\n"
+      "SIGUSR2 restarts rund in place (re-executes the file it was started from,\n"
+      "e.g. after an upgrade, keeping its pid): running jobs stay its children\n"
+      "and keep their exit status; connections drop and Exec commands end.\n");
 }
 
 static int rund_parse_size(const char *s, uint64_t *ret) {

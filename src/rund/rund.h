@@ -27,6 +27,7 @@ typedef struct rund_ctx {
   bool token_optional; /* the default STATE/tokens: may be missing */
   cg_manager *cgroups; /* NULL: --no-cgroups (commands with limits fail) */
   ulid_gen exec_ids;   /* names of Exec commands' cgroups */
+  bool reexec;         /* SIGUSR2: exec ourselves again once shut down */
 } rund_ctx;
 
 struct rund_opts;

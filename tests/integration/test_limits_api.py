@@ -280,17 +280,7 @@ def test_stop_kills_double_forked(need_cgroups, rund, stub, tmp_path):
     gc = int(pidfile.read_text())
     st = stub.Stop(pb.StopRequest(job_id=job_id, grace_ms=200), timeout=30).status
     assert st.reason == "stopped", st
-    end = time.monotonic() + 5
-    while time.monotonic() < end:
-        try:
-            with open("/proc/%d/stat" % gc) as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    break
-        except FileNotFoundError:
-            break
-        time.sleep(0.02)
-    else:
-        raise AssertionError("the double-forked grandchild %d survived Stop" % gc)
+    assert wait_pid_gone(gc, timeout=5), "the double-forked grandchild %d survived Stop" % gc
 
 
 def test_no_cgroups_flag(rund_factory):
@@ -343,17 +333,7 @@ def test_exec_dropped_stream_kills_cgroup(need_cgroups, rund, stub, tmp_path):
             break
     gc = int(pidfile.read_text())
     call.cancel()
-    end = time.monotonic() + 10
-    while time.monotonic() < end:
-        try:
-            with open("/proc/%d/stat" % gc) as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    break
-        except FileNotFoundError:
-            break
-        time.sleep(0.02)
-    else:
-        raise AssertionError("the Exec command's grandchild %d survived the dropped stream" % gc)
+    assert wait_pid_gone(gc, timeout=10), "the Exec command's grandchild %d survived the dropped stream" % gc
     end = time.monotonic() + 5
     while time.monotonic() < end and any(
             n.startswith("exec-") for d in runrpc_dirs(rund) for n in os.listdir(d)):

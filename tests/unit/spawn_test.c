@@ -21,24 +21,16 @@
 #define P_PIDFD 3
 #endif
 
-/* Run path args with stdout to a pipe; return the output and the status. */
-static char *run(const char *path, const char *const *args, size_t nargs, const char *const *ek,
-                 const char *const *ev, size_t nenv, const char *wd, int *status, rr_err *e) {
+/* Spawn o with stdout to a pipe (stdin/stderr /dev/null); return the output
+ * and the status, or NULL when spawning failed (e set). */
+static char *run_opts(spawn_opts *o, int *status, rr_err *e) {
   int p[2];
   assert_int_equal(pipe2(p, O_CLOEXEC), 0);
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-  spawn_opts o = {.path = path,
-                  .args = args,
-                  .nargs = nargs,
-                  .env_keys = ek,
-                  .env_values = ev,
-                  .nenv = nenv,
-                  .workdir = wd,
-                  .stdin_fd = devnull,
-                  .stdout_fd = p[1],
-                  .stderr_fd = devnull};
+  o->stdin_fd = o->stderr_fd = devnull;
+  o->stdout_fd = p[1];
   spawn_result r;
-  int rc = spawn_process(&o, &r, e);
+  int rc = spawn_process(o, &r, e);
   close(p[1]);
   close(devnull);
   if (rc < 0) {
@@ -58,6 +50,19 @@ static char *run(const char *path, const char *const *args, size_t nargs, const 
   close(r.pidfd);
   *status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
   return out;
+}
+
+/* Run path args with stdout to a pipe; return the output and the status. */
+static char *run(const char *path, const char *const *args, size_t nargs, const char *const *ek,
+                 const char *const *ev, size_t nenv, const char *wd, int *status, rr_err *e) {
+  spawn_opts o = {.path = path,
+                  .args = args,
+                  .nargs = nargs,
+                  .env_keys = ek,
+                  .env_values = ev,
+                  .nenv = nenv,
+                  .workdir = wd};
+  return run_opts(&o, status, e);
 }
 
 static void test_resolve(void **state) {
@@ -220,38 +225,14 @@ static void test_child_nofile_limit(void **state) {
 
 /* cat /proc/self/cgroup placed by fd (v2) and/or cgroup.procs fds. */
 static char *run_cg(int cgroup_fd, const int *procs, size_t nprocs, int *status, rr_err *e) {
-  int p[2];
-  assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
   const char *args[] = {"/proc/self/cgroup"};
   spawn_opts o = {.path = "cat",
                   .args = args,
                   .nargs = 1,
-                  .stdin_fd = devnull,
-                  .stdout_fd = p[1],
-                  .stderr_fd = devnull,
                   .cgroup_fd = cgroup_fd,
                   .cgroup_procs_fds = procs,
                   .ncgroup_procs = nprocs};
-  spawn_result r;
-  int rc = spawn_process(&o, &r, e);
-  close(p[1]);
-  close(devnull);
-  if (rc < 0) {
-    close(p[0]);
-    return NULL;
-  }
-  char *out = calloc(1, 65536);
-  size_t got = 0;
-  ssize_t n;
-  while ((n = read(p[0], out + got, 65535 - got)) > 0)
-    got += (size_t)n;
-  close(p[0]);
-  siginfo_t si;
-  assert_int_equal(waitid((idtype_t)P_PIDFD, (id_t)r.pidfd, &si, WEXITED), 0);
-  close(r.pidfd);
-  *status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
-  return out;
+  return run_opts(&o, status, e);
 }
 
 /* Our own cgroup in the v1 hierarchy ctrl ("" if none), from /proc/self/cgroup. */

@@ -4,9 +4,10 @@
  * a child of it, which the job's first process enters before it runs any of
  * its own code, and which is removed when the job ends.
  *
- * Limits use v2 names and units; on v1 they map to cpu.cfs_quota_us /
- * cpu.cfs_period_us, memory.limit_in_bytes (+ memory.memsw.limit_in_bytes
- * when present), blkio.throttle.{read,write}_{bps,iops}_device, pids.max. */
+ * Limits use v2 names and units (a memory limit also sets memory.swap.max
+ * to 0: no swap); on v1 they map to cpu.cfs_quota_us / cpu.cfs_period_us,
+ * memory.limit_in_bytes (+ memory.memsw.limit_in_bytes when present, the
+ * same value), blkio.throttle.{read,write}_{bps,iops}_device, pids.max. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>

@@ -17,9 +17,9 @@
  * On shutdown the controllers we enabled in OWN are disabled again, rund
  * moves back to OWN and OWN/NAME is removed (left when jobs remain).
  *
- * Swap: memory.max limits RAM only; memory.swap.max is left as inherited
- * (v1 sets memsw to the same value instead), so on a host with swap a v2
- * job can page out beyond memory.max before it is OOM-killed. */
+ * Swap: with a memory limit, memory.swap.max is set to 0 (v1 sets memsw to
+ * the limit: the same, no swap), so memory.max is a hard cap on every host
+ * and a job over it is OOM-killed rather than paged out. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -160,9 +160,15 @@ static int v2_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
     if (cg_file_write(dir, "cpu.max", buf, "limits.cpu", e) < 0)
       return -1;
   }
-  if (l->has_memory &&
-      cg_file_write_u64(dir, "memory.max", l->memory_max, "limits.memory_max", e) < 0)
-    return -1;
+  if (l->has_memory) {
+    if (cg_file_write_u64(dir, "memory.max", l->memory_max, "limits.memory_max", e) < 0)
+      return -1;
+    /* no swap, as v1's memsw = limit: memory.max is then a hard cap that
+     * ends in the OOM killer, not a job slowly paging out on a host with swap */
+    if (cg_file_exists(dir, "memory.swap.max") &&
+        cg_file_write(dir, "memory.swap.max", "0", "limits.memory_max (memory.swap.max)", e) < 0)
+      return -1;
+  }
   for (size_t i = 0; i < l->nio; i++) {
     const cg_io_limit *io = &l->io[i];
     const struct {

@@ -52,6 +52,15 @@ def test_layout_below_a_delegated_cgroup():
     assert {"cpu", "memory", "io", "pids"} <= set(r.stdout.decode().split()), r.stdout
 
 
+def test_memory_limit_files():
+    """--max-memory writes memory.max and, as v1's memsw, no swap."""
+    r = ctl("exec", "--max-memory", "64M", "--", "/bin/sh", "-c",
+            "d=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup); "
+            "cat $d/memory.max $d/memory.swap.max")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().split() == [str(64 << 20), "0"], r.stdout
+
+
 def test_guest_kernel_offers_the_controllers():
     r = ctl("exec", "--", "/bin/cat", "/sys/fs/cgroup/cgroup.controllers")
     assert r.returncode == 0, r.stderr

@@ -1,5 +1,8 @@
 #include "util.h"
 
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 ssize_t rr_read(int fd, void *buf, size_t len) {
@@ -45,4 +48,40 @@ int64_t rr_now_unix_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int rr_parse_duration_ms(const char *s, uint64_t *ret_ms) {
+  const char *p = s;
+  if (!isdigit((unsigned char)*p) && !(*p == '.' && isdigit((unsigned char)p[1])))
+    return -1;
+  while (isdigit((unsigned char)*p))
+    p++;
+  if (*p == '.') {
+    p++;
+    if (!isdigit((unsigned char)*p))
+      return -1;
+    while (isdigit((unsigned char)*p))
+      p++;
+  }
+  size_t numlen = (size_t)(p - s);
+  if (numlen > 20)
+    return -1;
+  char num[32];
+  memcpy(num, s, numlen);
+  num[numlen] = '\0';
+  static const struct {
+    const char *unit;
+    double ms;
+  } units[] = {{"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
+  for (size_t i = 0; i < RR_ARRAY_SIZE(units); i++)
+    if (!strcmp(p, units[i].unit)) {
+      double ms = strtod(num, NULL) * units[i].ms;
+      if (!(ms >= 0) || ms > 1e15)
+        return -1;
+      *ret_ms = (uint64_t)ms;
+      if ((double)*ret_ms < ms) /* round up: 0.0001s is 1 ms, not 0 */
+        (*ret_ms)++;
+      return 0;
+    }
+  return -1;
 }

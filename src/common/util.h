@@ -42,5 +42,8 @@ int rr_write_all(int fd, const void *buf, size_t len);
 /* Value of a hex digit (either case), -1 if c is not one. */
 int rr_hex_value(char c);
 /* Monotonic and wall clocks. */
+/* "1.5" (seconds), "500ms", "10s", "2m", "1h", "7d" into ms (rounded up);
+ * -1 when malformed or over 10^15 ms. */
+int rr_parse_duration_ms(const char *s, uint64_t *ret_ms);
 uint64_t rr_now_mono_ms(void);
 int64_t rr_now_unix_ns(void);

@@ -176,6 +176,12 @@ int job_table_insert(job_table *t, job *j, rr_err *e) {
   return 0;
 }
 
+void job_table_drop_at(job_table *t, size_t i) {
+  job_free(t->jobs[i]);
+  memmove(t->jobs + i, t->jobs + i + 1, (t->njobs - i - 1) * sizeof *t->jobs);
+  t->njobs--;
+}
+
 size_t job_table_count(const job_table *t) { return t->njobs; }
 
 int job_table_lookup(job_table *t, const char *id, job **ret, rr_err *e) {
@@ -414,7 +420,7 @@ int job_stop(job *j, uint64_t grace_ms, rr_err *e) {
 
 /* ---- start ---- */
 
-static void job_remove_dir(const char *dir) {
+void job_remove_dir(const char *dir) {
   char p[PATH_MAX];
   static const char *const names[] = {"stdout", "stderr", "job.json", "job.json.tmp"};
   for (size_t i = 0; i < RR_ARRAY_SIZE(names); i++) {
@@ -538,6 +544,7 @@ int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *c
   t->l = l;
   t->r = r;
   t->max_log_bytes = cfg->max_log_bytes;
+  t->retention_ms = cfg->retention_ms;
   t->sync = !cfg->no_sync;
   t->warn = cfg->warn;
   t->warn_data = cfg->warn_data;
@@ -567,6 +574,7 @@ int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *c
     goto fail;
   if (job_table_load(t, e) < 0)
     goto fail;
+  job_retention_start(t);
   *ret = t;
   return 0;
 fail:
@@ -586,6 +594,7 @@ void job_table_free(job_table *t) {
   }
   free(t->jobs);
   loop_timer_cancel(t->l, t->inotify_timer);
+  loop_timer_cancel(t->l, t->retention_timer);
   if (t->inotify_fd >= 0) {
     loop_fd_del(t->l, t->inotify_fd);
     close(t->inotify_fd);

@@ -71,7 +71,10 @@ typedef struct job_table_config {
   const char *state_dir;  /* jobs live in STATE/jobs */
   uint64_t max_log_bytes; /* per stream; 0 = no cap */
   bool no_sync;           /* skip fsync of job.json (survives rund crashes, not power loss) */
-  cg_manager *cgroups;    /* jobs' cgroups (not owned); NULL: jobs with limits fail */
+  /* Finished jobs are deleted (table entry, job.json and logs) this long
+   * after they ended, once nobody watches them; 0: kept for ever. */
+  uint64_t retention_ms;
+  cg_manager *cgroups; /* jobs' cgroups (not owned); NULL: jobs with limits fail */
   /* Problems met while loading (the table itself never logs). */
   void (*warn)(void *data, const char *msg);
   void *warn_data;

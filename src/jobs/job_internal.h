@@ -25,7 +25,8 @@ struct job_table {
   cg_manager *cgm; /* not owned; NULL: no cgroups */
   bool inotify_paused;
   uint64_t inotify_timer;
-  intmap by_wd; /* inotify wd -> job */
+  uint64_t retention_ms, retention_timer; /* 0: finished jobs are kept */
+  intmap by_wd;                           /* inotify wd -> job */
 };
 
 job_state job_state_parse(const char *s);
@@ -37,6 +38,13 @@ job *job_alloc(job_table *t, const char *id);
 void job_close_logs(job *j);
 void job_free(job *j);
 int job_table_insert(job_table *t, job *j, rr_err *e);
+/* Free t->jobs[i] and take it out of the table. */
+void job_table_drop_at(job_table *t, size_t i);
+/* Delete a job's files and directory (what is there of them). */
+void job_remove_dir(const char *dir);
+/* job_retention.c: start the timer that deletes finished jobs older than
+ * t->retention_ms (no-op when 0); its timer is cancelled by the table. */
+void job_retention_start(job_table *t);
 /* fstat the open log files, apply the cap. */
 void job_logs_refresh(job *j);
 /* inotify watch on the job's directory. */

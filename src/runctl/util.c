@@ -2,7 +2,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
-#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "runctl.h"
 
 int runctl_usage_error(const runctl_ctx *ctx, const char *fmt, ...) {
@@ -87,45 +87,11 @@ int runctl_getopt_error(const runctl_ctx *ctx, int c, char **argv) {
 
 int runctl_parse_duration(const runctl_ctx *ctx, const char *flag, const char *s,
                           uint64_t *ret_ms) {
-  /* DUR: 1.5 (seconds), 500ms, 10s, 2m, 1h */
-  const char *p = s;
-  if (!isdigit((unsigned char)*p) && !(*p == '.' && isdigit((unsigned char)p[1])))
-    goto bad;
-  while (isdigit((unsigned char)*p))
-    p++;
-  if (*p == '.') {
-    p++;
-    if (!isdigit((unsigned char)*p))
-      goto bad;
-    while (isdigit((unsigned char)*p))
-      p++;
-  }
-  size_t numlen = (size_t)(p - s);
-  if (numlen > 20)
-    goto bad;
-  char num[32];
-  memcpy(num, s, numlen);
-  num[numlen] = '\0';
-  double v = strtod(num, NULL);
-  double mult;
-  if (!*p || strcmp(p, "s") == 0)
-    mult = 1000;
-  else if (strcmp(p, "ms") == 0)
-    mult = 1;
-  else if (strcmp(p, "m") == 0)
-    mult = 60000;
-  else if (strcmp(p, "h") == 0)
-    mult = 3600000;
-  else
-    goto bad;
-  double ms = ceil(v * mult);
-  if (!(ms >= 0) || ms > 1e15)
-    goto bad;
-  *ret_ms = (uint64_t)ms;
-  return 0;
-bad:
-  runctl_usage_error(ctx, "invalid duration \"%s\" for %s (want e.g. 1.5, 500ms, 10s, 2m, 1h)", s,
-                     flag);
+  /* DUR: 1.5 (seconds), 500ms, 10s, 2m, 1h, 1d */
+  if (rr_parse_duration_ms(s, ret_ms) == 0)
+    return 0;
+  runctl_usage_error(ctx, "invalid duration \"%s\" for %s (want e.g. 1.5, 500ms, 10s, 2m, 1h, 1d)",
+                     s, flag);
   return -1;
 }
 

@@ -124,6 +124,7 @@ int main(int argc, char **argv) {
                           .max_log_bytes = o.max_log_bytes,
                           .warn = rund_on_warn,
                           .no_sync = !o.fsync,
+                          .retention_ms = o.retention_ms,
                           .cgroups = ctx.cgroups};
   if (job_table_new(&ctx.jobs, ctx.l, ctx.reaper, &cfg, &e) < 0) {
     rund_fail("cannot open the state dir", &e);

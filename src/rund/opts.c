@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "rund/authz.h"
 
 static void rund_usage(FILE *f) {
@@ -17,7 +18,7 @@ static void rund_usage(FILE *f) {
       "            [--log-level debug|info|warn|error] [--fsync]\n"
       "            [--tls-cert F --tls-key F --client-ca F] [--tls12]\n"
       "            [--token-file F] [--allow-insecure-tokens] [--admin PRINCIPAL]...\n"
-      "            [--secrets-dir DIR] [--no-cgroups] [--help] [--version]\n"
+      "            [--secrets-dir DIR] [--retention DUR] [--no-cgroups] [--help] [--version]\n"
       "       rund certs issue NAME --san KIND:VALUE... [--days N] [--out DIR] [--state-dir "
       "DIR]\n"
       "       rund tokens create IDENTITY [--token-file F] [--state-dir DIR]\n"
@@ -49,6 +50,8 @@ static void rund_usage(FILE *f) {
       "                       san:uri|dns|email|ip:VALUE); repeatable\n"
       "  --secrets-dir DIR    secret://NAME env values come from DIR/NAME (mode 0700,\n"
       "                       files 0600); default STATE/secrets if it exists\n"
+      "  --retention DUR      delete finished jobs (status and logs) DUR after they\n"
+      "                       ended, e.g. 12h or 7d; default: keep them\n"
       "  --no-cgroups         do not use cgroups: commands with limits are refused\n"
       "                       (FAILED_PRECONDITION); by default rund makes its jobs'\n"
       "                       cgroups below its own (v2, or v1 per controller)\n"
@@ -138,7 +141,8 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
     O_INSECURE,
     O_ADMIN,
     O_SECRETS,
-    O_NO_CGROUPS
+    O_NO_CGROUPS,
+    O_RETENTION
   };
   static const struct option longs[] = {{"listen", required_argument, NULL, 'l'},
                                         {"state-dir", required_argument, NULL, 's'},
@@ -154,6 +158,7 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
                                         {"admin", required_argument, NULL, O_ADMIN},
                                         {"secrets-dir", required_argument, NULL, O_SECRETS},
                                         {"no-cgroups", no_argument, NULL, O_NO_CGROUPS},
+                                        {"retention", required_argument, NULL, O_RETENTION},
                                         {"help", no_argument, NULL, 'h'},
                                         {"version", no_argument, NULL, 'V'},
                                         {NULL, 0, NULL, 0}};
@@ -228,6 +233,10 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
       break;
     case O_NO_CGROUPS:
       o->no_cgroups = true;
+      break;
+    case O_RETENTION:
+      if (rr_parse_duration_ms(optarg, &o->retention_ms) < 0 || o->retention_ms == 0)
+        return BAD("--retention \"%s\" is not a duration (e.g. 30s, 12h, 7d)", optarg);
       break;
     case 'h':
       rund_usage(stdout);

@@ -26,6 +26,7 @@ typedef struct rund_opts {
   const char *secrets_dir; /* NULL: STATE/secrets if it exists */
   bool embedded;           /* no --listen and no TLS flags: the embedded default */
   bool no_cgroups;         /* commands with limits are refused */
+  uint64_t retention_ms;   /* finished jobs deleted this long after their end; 0: kept */
 } rund_opts;
 
 /* 0 to run, -1 to exit 0 (--help, --version), else the exit code. */

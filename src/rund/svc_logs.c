@@ -151,8 +151,9 @@ static void logs_on_message(grpc_call *c, ProtobufCMessage *msg) {
   protobuf_c_message_free_unpacked(msg, NULL);
   f->w.fn = follower_on_event;
   f->w.data = f;
-  if (f->follow && j->state == JOB_RUNNING)
-    job_watch_add(j, &f->w);
+  /* also while reading a finished job: a watched job is in use, which keeps
+   * retention from deleting it under the reader */
+  job_watch_add(j, &f->w);
   grpc_call_set_data(c, f);
   follower_pump(f);
   return;

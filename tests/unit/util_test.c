@@ -1,0 +1,78 @@
+/* src/common/util: durations, hex digits. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "common/util.h"
+
+static void test_duration_good(void **state) {
+  static const struct {
+    const char *in;
+    uint64_t ms;
+  } ok[] = {{"0", 0},
+            {"1.5", 1500},
+            {"500ms", 500},
+            {"10s", 10000},
+            {"2m", 120000},
+            {"1h", 3600000},
+            {"7d", 604800000},
+            {".5", 500},
+            {"0.0001s", 1},
+            {"1.0001ms", 2},
+            {"999999999999ms", 999999999999}};
+  for (size_t i = 0; i < RR_ARRAY_SIZE(ok); i++) {
+    uint64_t ms = 12345;
+    if (rr_parse_duration_ms(ok[i].in, &ms) != 0)
+      fail_msg("\"%s\" refused", ok[i].in);
+    if (ms != ok[i].ms)
+      fail_msg("\"%s\": %llu, want %llu", ok[i].in, (unsigned long long)ms,
+               (unsigned long long)ok[i].ms);
+  }
+}
+
+static void test_duration_bad(void **state) {
+  static const char *const bad[] = {"",
+                                    "s",
+                                    "-1",
+                                    "1x",
+                                    "1 s",
+                                    "1.",
+                                    "1.s",
+                                    "ms",
+                                    "1e3",
+                                    "1sm",
+                                    "+5",
+                                    "1.5.5",
+                                    "nan",
+                                    "inf",
+                                    "1w",
+                                    "2000000000000000000000",
+                                    "99999999999999999d"};
+  for (size_t i = 0; i < RR_ARRAY_SIZE(bad); i++) {
+    uint64_t ms = 7;
+    if (rr_parse_duration_ms(bad[i], &ms) != -1)
+      fail_msg("\"%s\" accepted as %llu ms", bad[i], (unsigned long long)ms);
+    assert_int_equal(ms, 7); /* untouched */
+  }
+}
+
+static void test_hex(void **state) {
+  assert_int_equal(rr_hex_value('0'), 0);
+  assert_int_equal(rr_hex_value('9'), 9);
+  assert_int_equal(rr_hex_value('a'), 10);
+  assert_int_equal(rr_hex_value('F'), 15);
+  assert_int_equal(rr_hex_value('g'), -1);
+  assert_int_equal(rr_hex_value('\0'), -1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_duration_good),
+      cmocka_unit_test(test_duration_bad),
+      cmocka_unit_test(test_hex),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -304,18 +304,6 @@ static int job_open_fds(cg_job *j, rr_err *e) {
   return 0;
 }
 
-/* rmdir, retrying while the kernel still counts exiting tasks (~1 s). */
-static int rmdir_retry(const char *dir, rr_err *e) {
-  for (int i = 0;; i++) {
-    if (rmdir(dir) == 0 || errno == ENOENT)
-      return 0;
-    if (errno != EBUSY || i >= 200)
-      return rr_err_sys(e, errno == EBUSY ? RR_FAILED_PRECONDITION : RR_INTERNAL, errno,
-                        "cannot remove cgroup %s", dir);
-    cg_sleep_ms(5);
-  }
-}
-
 int cg_job_create(cg_manager *m, const char *id, const cg_limits *l, cg_job **ret, rr_err *e) {
   if (check_name("job id", id, e) < 0 || cg_limits_validate(l, e) < 0 ||
       cg_manager_check(m, l, e) < 0)
@@ -402,23 +390,23 @@ int cg_job_kill(cg_job *j, rr_err *e) {
 bool cg_job_empty(cg_job *j) { return j->m->ops->job_empty(j); }
 
 int cg_job_destroy(cg_job *j, rr_err *e) {
-  int r = 0;
-  if (!cg_job_empty(j)) {
-    r = cg_job_kill(j, e);
-    for (int i = 0; i < 200 && !cg_job_empty(j); i++)
-      cg_sleep_ms(5);
-  }
-  /* Close our fds first: an open cgroup fd does not block rmdir, but tidy. */
-  for (size_t i = 0; i < j->m->nhier; i++)
-    if (j->procs_fd[i] >= 0) {
-      close(j->procs_fd[i]);
-      j->procs_fd[i] = -1;
+  rr_err ke = {0};
+  for (int i = 0;; i++) {
+    int r = cg_job_remove(j, e); /* j freed unless still busy */
+    if (r != 0)
+      return r < 0 ? -1 : 0;
+    if (i == 200) { /* ~1 s */
+      r = rr_err_set(e, RR_FAILED_PRECONDITION,
+                     "cannot remove the cgroup of job %s: still busy%s%s", j->id,
+                     ke.msg[0] ? " after kill failed: " : "", ke.msg);
+      cg_job_free(j);
+      return r;
     }
-  for (size_t i = 0; i < j->m->nhier; i++)
-    if (!j->removed[i] && rmdir_retry(j->dir[i], r < 0 ? NULL : e) < 0 && r == 0)
-      r = rr_err_wrap(e, "job %s", j->id);
-  cg_job_free(j);
-  return r;
+    /* processes left, or tasks still exiting: kill what is there, again now and then */
+    if (i % 50 == 0)
+      cg_job_kill(j, &ke);
+    cg_sleep_ms(5);
+  }
 }
 
 /* Add name to the set *names (n entries) unless it is there already. */
@@ -466,9 +454,7 @@ int cg_manager_sweep(cg_manager *m, bool (*keep)(const char *name, void *data), 
         struct stat st;
         for (size_t i = 0; i < m->nhier; i++)
           j->removed[i] = stat(j->dir[i], &st) < 0;
-        rr_err ke;
-        m->ops->job_kill(j, &ke); /* best effort: destroy tells if it stays busy */
-        if (cg_job_destroy(j, e) < 0)
+        if (cg_job_destroy(j, e) < 0) /* kills what is left in it */
           r = -1;
         else
           (*ret_removed)++;

@@ -307,14 +307,6 @@ int job_logs_watch(job *j, rr_err *e) {
 
 /* ---- ending ---- */
 
-static void job_kill_group(job *j, int sig) {
-  /* the whole group; the leader alone if it left its group */
-  if (kill(-j->pid, sig) < 0 && errno == ESRCH)
-    kill(j->pid, sig);
-  if (sig == SIGKILL) /* and whatever left the group but not the cgroup */
-    job_cgroup_kill(j);
-}
-
 void job_on_exit(void *data, pid_t pid, const siginfo_t *si) {
   job *j = data;
   job_table *t = j->table;

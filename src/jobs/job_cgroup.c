@@ -3,6 +3,7 @@
  * usage part of job.json. */
 #include "jobs/job_cgroup.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,14 @@ int job_cgroup_finish(loop *l, cg_job *cg, cg_usage *usage, bool *has_usage, rr_
   return 0;
 }
 
+int job_cgroup_signal_tree(pid_t pid, cg_job *cg, int sig, rr_err *e) {
+  /* the whole group; the leader alone if it left its group */
+  if (kill(-pid, sig) < 0 && errno == ESRCH)
+    kill(pid, sig);
+  /* and with SIGKILL whatever left the group but not the cgroup */
+  return sig == SIGKILL && cg ? cg_job_kill(cg, e) : 0;
+}
+
 bool job_cgroup_oom_killed(const siginfo_t *si, const cg_usage *u) {
   return si && si->si_code != CLD_EXITED && si->si_status == SIGKILL && u->oom_kills > 0;
 }
@@ -146,9 +155,9 @@ const char *job_cgroup_version_name(cg_version v) {
 
 /* ---- the job table's side ---- */
 
-void job_cgroup_kill(job *j) {
+void job_kill_group(job *j, int sig) {
   rr_err e = {0};
-  if (j->cg && cg_job_kill(j->cg, &e) < 0)
+  if (job_cgroup_signal_tree(j->pid, j->cg, sig, &e) < 0)
     job_table_warn(j->table, "job %s: cannot kill its cgroup: %s", j->id, e.msg);
 }
 

@@ -92,11 +92,10 @@ static void exec_stdin_watch(exec_sess *x, bool on) {
 }
 
 static void exec_kill(exec_sess *x, int sig) {
-  if (x->started && !x->exited && kill(-x->pid, sig) < 0)
-    kill(x->pid, sig);
   rr_err e = {0};
   char q[RR_ERR_MSG_MAX + 16];
-  if (sig == SIGKILL && x->cg && cg_job_kill(x->cg, &e) < 0)
+  /* not once exited: its pid may be another process's by now (its cgroup is gone then) */
+  if (x->started && !x->exited && job_cgroup_signal_tree(x->pid, x->cg, sig, &e) < 0)
     rr_warn("exec: cannot kill the command's cgroup", "error=%s", rr_log_quote(q, sizeof q, e.msg));
 }
 

@@ -382,6 +382,11 @@ static int spawn_clone_into_cgroup(struct spawn_child_args *a, int pipefd[2], pi
   return 0;
 }
 
+/* A clone flavour the kernel (or a seccomp filter) refuses: use the next one. */
+static bool spawn_clone_refused(int err) {
+  return err == EINVAL || err == ENOSYS || err == E2BIG || err == EPERM;
+}
+
 static pid_t spawn_clone(int *pidfd) {
   *pidfd = -1;
   pid_t pid = fork();
@@ -453,13 +458,13 @@ int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e) {
     if (spawn_clone_into_cgroup(&a, pipefd, &pid, &pidfd) == 0) {
       placed = true;
       n = rr_read(pipefd[0], &r, sizeof r);
-    } else if (errno != EINVAL && errno != ENOSYS && errno != E2BIG && errno != EPERM) {
+    } else if (!spawn_clone_refused(errno)) {
       rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create a process for \"%s\"", o->path);
       goto out;
     }
   }
   if (!placed && (clone3_disabled || spawn_clone_vm(&a, &pid, &pidfd) < 0)) {
-    if (!clone3_disabled && errno != ENOSYS && errno != EINVAL && errno != EPERM) {
+    if (!clone3_disabled && !spawn_clone_refused(errno)) {
       rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create a process for \"%s\"", o->path);
       goto out;
     }

@@ -585,6 +585,8 @@ void job_table_free(job_table *t) {
     job_free(j);
   }
   free(t->jobs);
+  /* cgroups of ended jobs (and Exec commands) still on their way out */
+  job_cgroup_release_flush(t->l);
   loop_timer_cancel(t->l, t->inotify_timer);
   loop_timer_cancel(t->l, t->retention_timer);
   if (t->inotify_fd >= 0) {

@@ -82,7 +82,8 @@ typedef struct job_table_config {
 
 /* Create STATE/jobs, load every job found there (adopting live ones). */
 int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *cfg, rr_err *e);
-/* Running jobs keep running (a later rund adopts them). */
+/* Running jobs keep running (a later rund adopts them). The cgroups of
+ * ended jobs and Exec commands still waiting for removal are removed now. */
 void job_table_free(job_table *t);
 /* How to start a job beyond what it runs. */
 typedef struct job_start_opts {

@@ -15,7 +15,6 @@
 #include "jobs/spawn.h"
 #include "rpc/services/health.h"
 #include "rpc/services/reflection.h"
-#include "jobs/job_cgroup.h"
 #include "rund.h"
 #include "rund/certs.h"
 #include "rund/opts.h"
@@ -164,8 +163,7 @@ out:
   }
   grpc_server_free(ctx.server);
   health_free(h);
-  job_table_free(ctx.jobs); /* running jobs keep their cgroups */
-  job_cgroup_release_flush(ctx.l);
+  job_table_free(ctx.jobs); /* running jobs keep theirs; ended ones' are removed */
   cg_manager_free(ctx.cgroups);
   reaper_free(ctx.reaper);
   if (sigfd >= 0) {

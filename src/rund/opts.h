@@ -37,3 +37,4 @@ int rund_bad_flag(const char *help, const char *fmt, const char *arg);
 /* Subcommands (one file each): argv[0] is the subcommand's name. */
 int rund_cmd_certs(int argc, char **argv);
 int rund_cmd_tokens(int argc, char **argv);
+int rund_cmd_secrets(int argc, char **argv);

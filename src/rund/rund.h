@@ -89,9 +89,13 @@ int rund_call_run_as(grpc_call *c, spawn_ids *ids, bool *set, rr_err *e);
  * the same message as an unknown id. */
 int rund_job_lookup_visible(rund_ctx *ctx, const authz_identity *id,
                             const ProtobufCBinaryData *job_id, job **ret, rr_err *e);
-/* Child env values for r with secret:// references resolved; free with
- * secrets_values_free(v, r->nenv). */
-int rund_env_resolve(rund_ctx *ctx, const job_request *r, char ***ret, rr_err *e);
+/* svc_secrets.c: child env values for r with secret:// references resolved
+ * for caller id (names it may not use: NOT_FOUND as missing ones; refusals
+ * logged); free with secrets_values_free(v, r->nenv). */
+int rund_env_resolve(rund_ctx *ctx, const authz_identity *id, const job_request *r, char ***ret,
+                     rr_err *e);
+/* Log each secret r uses, for id, in job ("exec" for Exec); never a value. */
+void rund_secrets_log_use(const authz_identity *id, const job_request *r, const char *job);
 /* After a spawn failure: replace an error that would show a secret value. */
 void rund_spawn_error_scrub(const job_request *r, char *const *resolved, rr_err *e);
 /* Finish c with the error's code and message. */

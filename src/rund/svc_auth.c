@@ -39,11 +39,6 @@ int rund_job_lookup_visible(rund_ctx *ctx, const authz_identity *id,
   return 0;
 }
 
-int rund_env_resolve(rund_ctx *ctx, const job_request *r, char ***ret, rr_err *e) {
-  return secrets_resolve_env(ctx->secrets, (const char *const *)r->env_keys,
-                             (const char *const *)r->env_values, r->nenv, ret, e);
-}
-
 void rund_spawn_error_scrub(const job_request *r, char *const *resolved, rr_err *e) {
   if (!resolved || !secrets_values_leak(e->msg, (const char *const *)r->env_values,
                                         (const char *const *)resolved, r->nenv))

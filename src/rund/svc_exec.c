@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
 #include "jobs/job_cgroup.h"
 #include "jobs/signame.h"
 #include "jobs/spawn.h"
@@ -307,10 +308,10 @@ static void exec_on_timeout(loop *l, void *data) {
 
 static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
   job_request r;
-  authz_identity id = {0};
+  /* any identity may run commands; it decides which secrets they get */
+  _cleanup_(authz_identity_clear) authz_identity id = {0};
   if (rund_call_identity(x->c, &id, e) < 0)
     return -1;
-  authz_identity_clear(&id); /* any identity may run commands; Exec leaves no job behind */
   if (convert_command(st->command, &r, e) < 0)
     return -1;
   if (st->timeout_case == RUNDWIRE__EXEC_START__TIMEOUT_TIMEOUT_MS) {
@@ -322,7 +323,7 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
   spawn_ids ids;
   bool run_as;
   if (job_request_validate(&r, e) < 0 || convert_limits(st->limits, &r, e) < 0 ||
-      rund_env_resolve(x->ctx, &r, &child_env, e) < 0 ||
+      rund_env_resolve(x->ctx, &id, &r, &child_env, e) < 0 ||
       rund_call_run_as(x->c, &ids, &run_as, e) < 0)
     goto out;
   if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
@@ -352,6 +353,7 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
     exec_cgroup_end(x);
     goto out;
   }
+  rund_secrets_log_use(&id, &r, "exec");
   x->started = true;
   x->pid = sr.pid;
   x->in_fd = in[1];

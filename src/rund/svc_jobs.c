@@ -63,7 +63,7 @@ static void on_start(grpc_call *c, ProtobufCMessage *msg) {
   nenv = r.nenv;
   /* limits after the rest: an empty io device means the workdir's, once checked */
   if (job_request_validate(&r, &e) < 0 || convert_limits(req->limits, &r, &e) < 0 ||
-      rund_env_resolve(call_ctx(c), &r, &child_env, &e) < 0)
+      rund_env_resolve(call_ctx(c), &id, &r, &child_env, &e) < 0)
     goto fail_req;
   spawn_ids ids;
   bool run_as;
@@ -77,6 +77,7 @@ static void on_start(grpc_call *c, ProtobufCMessage *msg) {
     rund_spawn_error_scrub(&r, child_env, &e);
     goto fail_req;
   }
+  rund_secrets_log_use(&id, &j->req, j->id);
   secrets_values_free(child_env, nenv);
   authz_identity_clear(&id);
   Runrpc__V1__StartResponse resp = RUNRPC__V1__START_RESPONSE__INIT;

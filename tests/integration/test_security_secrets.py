@@ -1,11 +1,14 @@
-"""Secrets (docs/dev/SECURITY.md, issue 4): `secret://NAME` env values are
-resolved by rund just before exec; the value reaches the job and nothing
-else (responses, errors, rund's log, the state dir). Plus rund's refusal to
-start with loose permissions on the token file or the secrets dir.
+"""Secrets (docs/dev/SECURITY.md, issues 4 and 9): `secret://NAME` env values
+are resolved by rund just before exec; the value reaches the job and nothing
+else (responses, errors, rund's log, the state dir). Each secret has owners
+(SECRETS_DIR/secrets.acl, `rund secrets allow|deny|list`): anyone else but
+admins gets the NOT_FOUND of a missing secret. Plus rund's refusal to start
+with loose permissions on the token file or the secrets dir.
 """
 
 import hashlib
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -15,7 +18,8 @@ import pytest
 
 from conftest import pb
 from security_helpers import (SecCtl, SecRund, call_error, list_ids, new_token, pki,  # noqa
-                              secrund_factory, token_hash, tls_flags, write_private)
+                              run_rund_cmd, secrund_factory, token_hash, tls_flags,
+                              write_private)
 
 VALUE = "S3cr3t-" + secrets.token_hex(16)
 MULTI = "first line " + secrets.token_hex(8) + "\nsecond\n\n"
@@ -24,9 +28,13 @@ TOKEN = new_token()
 SCRIPT = 'printf %s "$DB_PASS" > "$OUT"; printf %s "$DB_PASS" | sha256sum; echo "plain=$PLAIN"'
 
 
+# alice (her certificate) may use both secrets; root on the unix socket is admin
+ACL = "# NAME PRINCIPAL\ndb san:uri:runrpc:alice\nmulti san:dns:alice.test\n"
+
+
 @pytest.fixture
 def srv(secrund_factory):
-    return secrund_factory(secrets_={"db": VALUE + "\n", "multi": MULTI},
+    return secrund_factory(secrets_={"db": VALUE + "\n", "multi": MULTI, "secrets.acl": ACL},
                            tokens={"alice": TOKEN}).start()
 
 
@@ -115,7 +123,7 @@ def test_unknown_secret_fails_naming_it(srv, pki, tmp_path):
     cmd = pb.Command(path="/bin/touch", args=[str(marker)],
                      env={"DB_PASS": "secret://nosuch", "OK": "secret://db"})
     e = call_error(lambda: stub.Start(pb.StartRequest(command=cmd), timeout=15))
-    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, (e.code(), e.details())
+    assert e.code() == grpc.StatusCode.NOT_FOUND, (e.code(), e.details())
     assert e.details() == 'env "DB_PASS": secret "nosuch" not found', e.details()
 
     def reqs():
@@ -123,13 +131,13 @@ def test_unknown_secret_fails_naming_it(srv, pki, tmp_path):
         yield pb.ExecRequest(close_stdin=True)
 
     e2 = call_error(lambda: list(stub.Exec(reqs(), timeout=15)))
-    assert e2.code() == grpc.StatusCode.FAILED_PRECONDITION, (e2.code(), e2.details())
+    assert e2.code() == grpc.StatusCode.NOT_FOUND, (e2.code(), e2.details())
     assert 'secret "nosuch" not found' in e2.details()
     no_value(e.details(), e2.details())
     assert not marker.exists()
     assert list_ids(srv.unix_stub()) == []
     c = SecCtl(srv.addr)("start", "--env", "X=secret://nosuch", "--", "true")
-    assert c.rc == 1 and "FAILED_PRECONDITION" in c.errtext and "nosuch" in c.errtext, c
+    assert c.rc == 1 and "NOT_FOUND" in c.errtext and "nosuch" in c.errtext, c
     srv.assert_not_logged(VALUE)
 
 
@@ -144,7 +152,7 @@ def test_bad_secret_names_never_resolve(srv, tmp_path, name):
             path="/bin/sh", args=["-c", 'printf %s "$S" > "$OUT"'],
             env={"S": "secret://" + name, "OUT": str(out)})), timeout=15)
     except grpc.RpcError as e:
-        assert e.code() in (grpc.StatusCode.FAILED_PRECONDITION,
+        assert e.code() in (grpc.StatusCode.NOT_FOUND,
                             grpc.StatusCode.INVALID_ARGUMENT), (e.code(), e.details())
         assert "root:" not in e.details()
         no_value(e.details())
@@ -181,8 +189,201 @@ def test_no_secrets_dir_fails_like_unknown(secrund_factory):
     srv.start()
     e = call_error(lambda: srv.unix_stub().Start(pb.StartRequest(command=pb.Command(
         path="true", env={"DB_PASS": "secret://db"})), timeout=15))
-    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, (e.code(), e.details())
+    assert e.code() == grpc.StatusCode.NOT_FOUND, (e.code(), e.details())
     assert e.details() == 'env "DB_PASS": secret "db" not found', e.details()
+
+
+# --------------------------------------------------------------------------
+# owners of secrets (issue 9)
+
+HASH_CMD = ["/bin/sh", "-c", 'printf %s "$X" | sha256sum']
+
+
+def exec_secret(stub, name, key="X"):
+    """Exec printing the hash of secret NAME; returns stdout, or raises."""
+    def reqs():
+        yield pb.ExecRequest(start=pb.ExecStart(command=pb.Command(
+            path=HASH_CMD[0], args=HASH_CMD[1:], env={key: "secret://" + name})))
+        yield pb.ExecRequest(close_stdin=True)
+
+    msgs = list(stub.Exec(reqs(), timeout=30))
+    assert msgs[-1].exit.exit_code == 0, msgs[-1]
+    no_value(*msgs)
+    return b"".join(m.stdout for m in msgs if m.WhichOneof("msg") == "stdout").decode()
+
+
+def start_secret(stub, name, key="X"):
+    return stub.Start(pb.StartRequest(command=pb.Command(
+        path=HASH_CMD[0], args=HASH_CMD[1:], env={key: "secret://" + name})), timeout=15)
+
+
+def assert_like_missing(fn_for, name):
+    """fn_for(name) fails exactly as fn_for(<a missing name>) does."""
+    e = call_error(lambda: fn_for(name))
+    missing = call_error(lambda: fn_for("nosuch"))
+    assert e.code() == grpc.StatusCode.NOT_FOUND, (e.code(), e.details())
+    assert missing.code() == grpc.StatusCode.NOT_FOUND, missing
+    assert e.details() == missing.details().replace('"nosuch"', '"%s"' % name), (
+        e.details(), missing.details())
+    no_value(e.details())
+
+
+@pytest.fixture
+def owners(secrund_factory, pki):
+    srv = secrund_factory(secrets_={"db": VALUE + "\n", "multi": MULTI, "secrets.acl": ACL},
+                          tokens={"alice": TOKEN}, admins=["san:dns:admin.test"]).start()
+    os.chmod(srv.base, 0o711)  # let uid 65534 reach the socket
+    return srv
+
+
+def test_owners_refused_exactly_like_missing(owners, pki):
+    bob = owners.tls_stub(pki.bob)
+    for name in ("db", "multi"):
+        assert_like_missing(lambda n: exec_secret(bob, n), name)
+        assert_like_missing(lambda n: start_secret(bob, n), name)
+    # alice2 shares san:dns:alice.test with alice: granted multi, not db
+    alice2 = owners.tls_stub(pki.alice2)
+    assert exec_secret(alice2, "multi") == "%s  -\n" % sha(MULTI[:-1])
+    assert_like_missing(lambda n: exec_secret(alice2, n), "db")
+    # a token identity is its own principal (token:alice), not the certificate's
+    tok = owners.tls_stub(pki.transport, token=TOKEN)
+    assert_like_missing(lambda n: exec_secret(tok, n), "db")
+    # an unprivileged local user on the unix socket
+    c = SecCtl(owners.addr, nobody=True)("exec", "--env", "X=secret://db", "--", *HASH_CMD)
+    c2 = SecCtl(owners.addr, nobody=True)("exec", "--env", "X=secret://nosuch", "--", *HASH_CMD)
+    assert c.rc == c2.rc != 0, (c, c2)
+    assert "NOT_FOUND" in c.errtext and c.errtext == c2.errtext.replace("nosuch", "db"), (c, c2)
+    assert list_ids(owners.unix_stub()) == []
+    owners.assert_not_logged(VALUE)
+
+
+def test_owners_admins_and_granted_get_the_value(owners, pki):
+    want = "%s  -\n" % sha(VALUE)
+    assert exec_secret(owners.tls_stub(pki.alice), "db") == want
+    assert exec_secret(owners.tls_stub(pki.admin), "db") == want  # --admin
+    assert exec_secret(owners.unix_stub(), "db") == want  # root on the unix socket
+    r = start_secret(owners.tls_stub(pki.alice), "db")
+    w = owners.tls_stub(pki.alice).Wait(pb.WaitRequest(job_id=r.job_id), timeout=30)
+    assert w.status.exit_code == 0
+    log = owners.stderr_text()
+    # each use logged with identity, job (or exec) and name; never the value
+    assert re.search(r'msg="secret used" identity="[^"]*san:uri:runrpc:alice[^"]*" admin=false '
+                     r'job="%s" secret="db" env="X"' % r.job_id, log), log[-3000:]
+    assert re.search(r'msg="secret used" identity="[^"]*san:uri:runrpc:alice[^"]*" admin=false '
+                     r'job="exec" secret="db" env="X"', log), log[-3000:]
+    assert re.search(r'msg="secret used" identity="san:dns:admin.test" admin=true '
+                     r'job="exec" secret="db"', log), log[-3000:]
+    assert re.search(r'msg="secret used" identity="uid:0" admin=true job="exec" secret="db"',
+                     log), log[-3000:]
+    # refusals are logged for the operator (who may tell refused from missing)
+    assert_like_missing(lambda n: exec_secret(owners.tls_stub(pki.bob), n), "db")
+    log = owners.stderr_text()
+    assert re.search(r'msg="secret refused" identity="san:uri:runrpc:bob" secret="db" env="X" '
+                     r'reason=not-an-owner', log), log[-3000:]
+    assert re.search(r'msg="secret refused" identity="san:uri:runrpc:bob" secret="nosuch" '
+                     r'env="X" reason=not-an-owner', log), log[-3000:]
+    owners.assert_not_logged(VALUE, MULTI.split("\n")[0], TOKEN)
+
+
+def secrets_cmd(srv, *args):
+    return run_rund_cmd("secrets", *args, "--secrets-dir", srv.secrets_dir, timeout=30)
+
+
+def test_owner_changes_take_effect_without_restart(owners, pki):
+    pid = owners.proc.pid
+    ctl = SecCtl(owners.addr, nobody=True)
+    bob = owners.tls_stub(pki.bob)
+    want = "%s  -\n" % sha(VALUE)
+    assert_like_missing(lambda n: exec_secret(bob, n), "db")
+    for p in ("uid:65534", "san:uri:runrpc:bob", "token:alice"):
+        r = secrets_cmd(owners, "allow", "db", p)
+        assert r.returncode == 0, r.stderr
+        assert b"may now be used by " + p.encode() in r.stderr, r.stderr
+    c = ctl("exec", "--env", "X=secret://db", "--", *HASH_CMD)
+    assert c.rc == 0 and c.text == want, c
+    assert exec_secret(bob, "db") == want
+    assert exec_secret(owners.tls_stub(pki.transport, token=TOKEN), "db") == want
+    assert re.search(r'msg="secret used" identity="uid:65534" admin=false job="exec" '
+                     r'secret="db"', owners.stderr_text())
+    lst = secrets_cmd(owners, "list", "db")
+    assert lst.returncode == 0, lst.stderr
+    assert lst.stdout.decode().splitlines() == [
+        "db san:uri:runrpc:alice", "db san:uri:runrpc:bob", "db token:alice", "db uid:65534"]
+    assert secrets_cmd(owners, "deny", "db", "uid:65534").returncode == 0
+    assert secrets_cmd(owners, "deny", "db", "san:uri:runrpc:bob").returncode == 0
+    c = ctl("exec", "--env", "X=secret://db", "--", *HASH_CMD)
+    assert c.rc != 0 and "NOT_FOUND" in c.errtext, c
+    assert_like_missing(lambda n: exec_secret(bob, n), "db")
+    assert owners.proc.pid == pid and owners.proc.poll() is None
+    st = os.stat(os.path.join(owners.secrets_dir, "secrets.acl"))
+    assert st.st_mode & 0o777 == 0o600
+    owners.assert_not_logged(VALUE)
+
+
+def test_secrets_cmd_bad_input(owners):
+    for args, rc, want in (
+            (("allow", "db", "user:1"), 2, "want uid:N, token:ID or san"),
+            (("allow", "../db", "uid:1"), 2, "has a character outside"),
+            (("allow", "secrets.acl", "uid:1"), 2, "is reserved"),
+            (("allow", "db"), 2, "missing PRINCIPAL"),
+            (("allow",), 2, "missing NAME PRINCIPAL"),
+            (("grant", "db", "uid:1"), 2, 'unknown verb "grant"'),
+            (("list", "db", "x"), 2, 'unexpected argument "x"'),
+            (("deny", "db", "uid:4242"), 1, 'is not allowed to "uid:4242": nothing to deny')):
+        r = secrets_cmd(owners, *args)
+        assert r.returncode == rc and want in r.stderr.decode(), (args, r.returncode, r.stderr)
+    r = run_rund_cmd("secrets", "list", "--secrets-dir", "/nonexistent-rr")
+    assert r.returncode == 1 and b"/nonexistent-rr" in r.stderr, r.stderr
+
+
+def test_unusable_owner_list_fails_closed(owners, pki):
+    acl = os.path.join(owners.secrets_dir, "secrets.acl")
+    os.chmod(acl, 0o644)
+    e = call_error(lambda: exec_secret(owners.tls_stub(pki.alice), "db"))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, (e.code(), e.details())
+    assert e.details() == "the secret store cannot be used now (rund's log says why)"
+    assert re.search(r'msg="secret store unusable: secret:// references refused" .*'
+                     r'is accessible by group or others', owners.stderr_text())
+    # admins do not depend on it
+    assert exec_secret(owners.unix_stub(), "db") == "%s  -\n" % sha(VALUE)
+    os.chmod(acl, 0o600)
+    assert exec_secret(owners.tls_stub(pki.alice), "db") == "%s  -\n" % sha(VALUE)
+
+
+def test_secret_limits_per_request(secrund_factory):
+    big = "b" * (100 * 1024)
+    srv = secrund_factory(tls=False, secrets_={"db": VALUE, "big": big}).start()
+    stub = srv.unix_stub()
+    many = {"K%d" % i: "secret://db" for i in range(33)}
+    e = call_error(lambda: stub.Start(pb.StartRequest(command=pb.Command(
+        path="true", env=many)), timeout=15))
+    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (e.code(), e.details())
+    assert e.details() == "command.env has 33 secret:// references (max 32 per request)"
+    # 11 x 100 KiB resolved: over the request's 1 MiB, which counts resolved secrets
+    env = {"B%02d" % i: "secret://big" for i in range(11)}
+    e = call_error(lambda: stub.Start(pb.StartRequest(command=pb.Command(
+        path="true", env=env)), timeout=15))
+    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (e.code(), e.details())
+    assert "exceed 1048576 bytes (the request size limit counts resolved secrets)" in \
+        e.details(), e.details()
+    assert big[:64] not in e.details()
+    # the same through Exec, and 10 of them fit
+    e = call_error(lambda: exec_secret(stub, "big", key="B" * 31 * 1024))
+    assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, (e.code(), e.details())
+    assert "longer than 131072 bytes (the limit of one env entry)" in e.details(), e.details()
+    env = {"B%02d" % i: "secret://big" for i in range(10)}
+    r = stub.Start(pb.StartRequest(command=pb.Command(
+        path="/bin/sh", args=["-c", 'test ${#B09} = 102400'], env=env)), timeout=15)
+    assert stub.Wait(pb.WaitRequest(job_id=r.job_id), timeout=30).status.exit_code == 0
+    assert list_ids(stub) == [r.job_id]
+    srv.assert_not_logged(VALUE, big[:64])
+
+
+def test_refuses_malformed_owner_list():
+    line = expect_refuse(lambda r: write_private(os.path.join(r.secrets_dir, "secrets.acl"),
+                                                 "db uid:0\ndb nobody\n"),
+                         ["secrets.acl", "line 2"], secrets_={"db": VALUE})
+    assert VALUE not in line
 
 
 # --------------------------------------------------------------------------

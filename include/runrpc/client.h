@@ -54,10 +54,10 @@ typedef struct runrpc_options {
   size_t max_recv_message_bytes; /* 0: 4 MiB */
   /* TLS (addresses HOST:PORT, [V6]:PORT): the server is verified against
    * tls_ca_file and its name (the address's host, or tls_server_name); the
-   * client presents tls_cert_file/tls_key_file. Files left NULL default to
-   * $RUNRPC_STATE_DIR/tls/{ca.pem,client.pem,client.key} (else
-   * RUNRPC_DEFAULT_STATE_DIR) when readable. unix: and h2c:HOST:PORT are
-   * plaintext. */
+   * client presents tls_cert_file/tls_key_file (both or neither). Only the
+   * files given are used: no CA is INVALID_ARGUMENT, no certificate means
+   * none is presented (the library never picks up files on its own; runctl
+   * has defaults of its own). unix: and h2c:HOST:PORT are plaintext. */
   const char *tls_ca_file;
   const char *tls_cert_file;
   const char *tls_key_file;
@@ -74,7 +74,8 @@ typedef struct runrpc_options {
   const char *tls_session_cache_dir;
 } runrpc_options;
 
-/* Where rund keeps its embedded-default TLS files (STATE/tls/...). */
+/* Where rund keeps its embedded-default TLS files (STATE/tls/...); runctl's
+ * default TLS files, never the library's. */
 #define RUNRPC_DEFAULT_STATE_DIR "/var/lib/runrpc"
 
 /* Facts about the connection of a client. */

@@ -58,16 +58,6 @@ int lib_err_out(const rr_err *e, runrpc_error *err) {
 
 RR_EXPORT void runrpc_options_init(runrpc_options *opts) { memset(opts, 0, sizeof *opts); }
 
-/* STATE/tls/NAME into buf if readable by us, else NULL. */
-static const char *lib_default_file(const char *name, char *buf, size_t len) {
-  const char *state = getenv("RUNRPC_STATE_DIR");
-  if (!state || !*state)
-    state = RUNRPC_DEFAULT_STATE_DIR;
-  if ((size_t)snprintf(buf, len, "%s/tls/%s", state, name) >= len)
-    return NULL;
-  return access(buf, R_OK) == 0 ? buf : NULL;
-}
-
 /* A token goes into a header: printable ASCII without spaces, bounded. */
 static int lib_token_check(const char *token, rr_err *e) {
   size_t n = strlen(token);
@@ -103,7 +93,8 @@ RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
                "a bearer token needs TLS; use --allow-insecure to send it in the clear");
     return lib_err_out(&e, err);
   }
-  char ca[4096], cert[4096], key[4096];
+  /* only the files given: a library must not present credentials it finds
+   * lying around (the admin certificate in the state dir) on its own */
   grpc_tls_client_config tc = {
       .ca_file = opts->tls_ca_file,
       .cert_file = opts->tls_cert_file,
@@ -111,20 +102,16 @@ RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
       .server_name = opts->tls_server_name,
       .session_cache_dir = opts->tls_session_cache_dir,
   };
-  if (tls && !tc.ca_file)
-    tc.ca_file = lib_default_file("ca.pem", ca, sizeof ca);
-  if (tls && !tc.cert_file && !tc.key_file) {
-    tc.cert_file = lib_default_file("client.pem", cert, sizeof cert);
-    tc.key_file = tc.cert_file ? lib_default_file("client.key", key, sizeof key) : NULL;
-    if (!tc.key_file)
-      tc.cert_file = NULL;
-  }
   if (tls && !tc.ca_file) {
     rr_err_set(&e, RR_INVALID_ARGUMENT,
-               "%s is a TLS address: give the CA that signed the server certificate (--ca, "
-               "RUNRPC_CA or tls_ca_file); no readable default %s/tls/ca.pem",
-               addr,
-               getenv("RUNRPC_STATE_DIR") ? getenv("RUNRPC_STATE_DIR") : RUNRPC_DEFAULT_STATE_DIR);
+               "%s is a TLS address: give the CA that signed the server certificate "
+               "(tls_ca_file)",
+               addr);
+    return lib_err_out(&e, err);
+  }
+  if (tls && !tc.cert_file != !tc.key_file) {
+    rr_err_set(&e, RR_INVALID_ARGUMENT, "%s needs both a certificate and its key (tls_%s_file)",
+               addr, tc.cert_file ? "key" : "cert");
     return lib_err_out(&e, err);
   }
   _cleanup_free_ char *authorization = NULL;

@@ -41,10 +41,12 @@ static void print_main_help(void) {
       "  --ca FILE           CA(s) the server certificate must chain to ($RUNRPC_CA)\n"
       "                      TLS files not given: " RUNRPC_DEFAULT_STATE_DIR
       "/tls/{client.pem,client.key,ca.pem}\n"
-      "                      if readable ($RUNRPC_STATE_DIR/tls/ when set)\n"
+      "                      if readable ($RUNRPC_STATE_DIR/tls/ when set); -v names\n"
+      "                      the files used\n"
       "  --server-name NAME  name to verify in the server certificate (default: ADDR's host)\n"
       "  --token TOKEN       bearer token sent with every call ($RUNRPC_TOKEN); needs TLS\n"
       "  --allow-insecure    allow sending the token over a plaintext address\n"
+      "  -v, --verbose       say on stderr which address, TLS files and token are used\n"
       "  --no-session-cache  do not keep TLS sessions on disk ($RUNRPC_NO_SESSION_CACHE=1);\n"
       "                      by default they are kept (0600) in\n"
       "                      $XDG_RUNTIME_DIR/runrpc/tls-sessions, else\n"
@@ -83,10 +85,14 @@ static const char *env_or_null(const char *name) {
 static int global_value(int argc, char **argv, int *i, runctl_ctx *ctx) {
   const struct {
     const char *name;
-    const char **dst;
+    const char **dst, **from;
   } opts[] = {
-      {"--addr", &ctx->addr}, {"--tls-cert", &ctx->tls_cert},       {"--tls-key", &ctx->tls_key},
-      {"--ca", &ctx->ca},     {"--server-name", &ctx->server_name}, {"--token", &ctx->token},
+      {"--addr", &ctx->addr, NULL},
+      {"--tls-cert", &ctx->tls_cert, &ctx->tls_cert_from},
+      {"--tls-key", &ctx->tls_key, &ctx->tls_key_from},
+      {"--ca", &ctx->ca, &ctx->ca_from},
+      {"--server-name", &ctx->server_name, NULL},
+      {"--token", &ctx->token, NULL},
   };
   const char *a = argv[*i];
   for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
@@ -102,6 +108,8 @@ static int global_value(int argc, char **argv, int *i, runctl_ctx *ctx) {
     } else {
       continue;
     }
+    if (opts[k].from)
+      *opts[k].from = opts[k].name;
     return 1;
   }
   return 0;
@@ -116,6 +124,9 @@ int main(int argc, char **argv) {
       .tls_key = env_or_null("RUNRPC_TLS_KEY"),
       .ca = env_or_null("RUNRPC_CA"),
       .token = env_or_null("RUNRPC_TOKEN"),
+      .tls_cert_from = "$RUNRPC_TLS_CERT",
+      .tls_key_from = "$RUNRPC_TLS_KEY",
+      .ca_from = "$RUNRPC_CA",
   };
   const char *nocache = env_or_null("RUNRPC_NO_SESSION_CACHE");
   ctx.no_session_cache = nocache && strcmp(nocache, "0") != 0;
@@ -131,6 +142,8 @@ int main(int argc, char **argv) {
       continue;
     if (strcmp(a, "--allow-insecure") == 0) {
       ctx.allow_insecure = true;
+    } else if (strcmp(a, "-v") == 0 || strcmp(a, "--verbose") == 0) {
+      ctx.verbose = true;
     } else if (strcmp(a, "--no-session-cache") == 0) {
       ctx.no_session_cache = true;
     } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {

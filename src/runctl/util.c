@@ -53,10 +53,87 @@ static const char *session_cache_dir(char *buf, size_t len) {
   return n > 0 && (size_t)n < len ? buf : NULL;
 }
 
+static bool runctl_addr_is_tls(const char *addr) {
+  return strncmp(addr, "unix:", 5) != 0 && strncmp(addr, "h2c:", 4) != 0;
+}
+
+static const char *runctl_state_dir(void) {
+  const char *state = getenv("RUNRPC_STATE_DIR");
+  return state && *state ? state : RUNRPC_DEFAULT_STATE_DIR;
+}
+
+/* STATE/tls/NAME into buf if readable by us, else NULL. */
+static const char *runctl_default_file(const char *name, char *buf, size_t len) {
+  if ((size_t)snprintf(buf, len, "%s/tls/%s", runctl_state_dir(), name) >= len)
+    return NULL;
+  return access(buf, R_OK) == 0 ? buf : NULL;
+}
+
+/* TLS files not given by flag or env: rund's embedded-default files, when
+ * this user can read them. Only runctl chooses them, never the library. */
+static void runctl_tls_defaults(runctl_ctx *ctx) {
+  static const char from[] = "default";
+  if (!runctl_addr_is_tls(ctx->addr))
+    return;
+  if (!ctx->ca &&
+      (ctx->ca = runctl_default_file("ca.pem", ctx->default_file[0], sizeof ctx->default_file[0])))
+    ctx->ca_from = from;
+  if (ctx->tls_cert || ctx->tls_key)
+    return;
+  const char *cert =
+      runctl_default_file("client.pem", ctx->default_file[1], sizeof ctx->default_file[1]);
+  const char *key =
+      runctl_default_file("client.key", ctx->default_file[2], sizeof ctx->default_file[2]);
+  if (cert && key) {
+    ctx->tls_cert = cert;
+    ctx->tls_key = key;
+    ctx->tls_cert_from = ctx->tls_key_from = from;
+  }
+}
+
+static void runctl_say_file(const char *what, const char *path, const char *from) {
+  if (path)
+    fprintf(stderr, "runctl: %s: %s (%s%s)\n", what, path, from,
+            strcmp(from, "default") ? ""
+                                    : ": $RUNRPC_STATE_DIR/tls or " RUNRPC_DEFAULT_STATE_DIR
+                                      "/tls");
+  else
+    fprintf(stderr, "runctl: %s: none\n", what);
+}
+
+/* -v: what this connection uses (never the token itself). */
+static void runctl_say_connect(const runctl_ctx *ctx) {
+  bool tls = runctl_addr_is_tls(ctx->addr);
+  fprintf(stderr, "runctl: address: %s (%s)\n", ctx->addr,
+          tls                                   ? "TLS"
+          : strncmp(ctx->addr, "unix:", 5) == 0 ? "unix socket, plaintext"
+                                                : "h2c, plaintext");
+  if (tls) {
+    runctl_say_file("CA file", ctx->ca, ctx->ca_from);
+    runctl_say_file("client certificate", ctx->tls_cert, ctx->tls_cert_from);
+    runctl_say_file("client key", ctx->tls_key, ctx->tls_key_from);
+    if (ctx->server_name)
+      fprintf(stderr, "runctl: server name: %s (--server-name)\n", ctx->server_name);
+  }
+  if (ctx->token)
+    fprintf(stderr, "runctl: bearer token: given (not shown)\n");
+}
+
 int runctl_connect(runctl_ctx *ctx, int exit_code) {
   char cache[4096];
   runrpc_error err;
   runrpc_options o;
+  runctl_tls_defaults(ctx);
+  if (runctl_addr_is_tls(ctx->addr) && !ctx->ca) {
+    err = (runrpc_error){.code = RUNRPC_INVALID_ARGUMENT};
+    snprintf(err.message, sizeof err.message,
+             "%s is a TLS address: give the CA that signed the server certificate (--ca or "
+             "RUNRPC_CA); no readable default %s/tls/ca.pem",
+             ctx->addr, runctl_state_dir());
+    return runctl_fail("connect", &err, exit_code);
+  }
+  if (ctx->verbose)
+    runctl_say_connect(ctx);
   runrpc_options_init(&o);
   o.tls_cert_file = ctx->tls_cert;
   o.tls_key_file = ctx->tls_key;
@@ -68,6 +145,13 @@ int runctl_connect(runctl_ctx *ctx, int exit_code) {
     o.tls_session_cache_dir = session_cache_dir(cache, sizeof cache);
   if (runrpc_connect(ctx->addr, &o, &ctx->client, &err) < 0)
     return runctl_fail("connect", &err, exit_code);
+  if (ctx->verbose && runctl_addr_is_tls(ctx->addr)) {
+    runrpc_conn_info info;
+    runrpc_conn_info_get(ctx->client, &info);
+    fprintf(stderr, "runctl: connected: TLS 1.3, %s, handshake %llu us\n",
+            info.resumed ? "session resumed" : "full handshake",
+            (unsigned long long)info.handshake_us);
+  }
   return 0;
 }
 

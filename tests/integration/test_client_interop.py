@@ -875,8 +875,9 @@ def test_tls_mtls_and_token_reach_grpcio_server(tls_peer):
     assert r.returncode == 0, r.stderr
 
 
-def test_tls_library_defaults_from_state_dir(tls_peer):
-    # librunrpc picks STATE/tls/{ca.pem,client.pem,client.key} when no files are given
+def test_tls_library_takes_no_files_of_its_own(tls_peer):
+    # librunrpc never picks up STATE/tls/{ca.pem,client.pem,client.key} (the
+    # admin certificate) by itself: only runctl has default files (issue 9)
     state = tempfile.mkdtemp(prefix="rr-state-")
     try:
         os.mkdir(os.path.join(state, "tls"), 0o700)
@@ -885,8 +886,18 @@ def test_tls_library_defaults_from_state_dir(tls_peer):
         env = dict(os.environ, RUNRPC_STATE_DIR=state)
         r = subprocess.run([_find_probe(), tls_peer.addr, "repeat", ULID, "5"],
                            capture_output=True, timeout=30, env=env)
-        assert r.returncode == 0, r.stdout
-        assert r.stdout == b"OK 5\n"
+        assert r.returncode == 1, r.stdout
+        assert r.stdout == (b"ERR INVALID_ARGUMENT\n%s is a TLS address: give the CA that "
+                            b"signed the server certificate (tls_ca_file)"
+                            % tls_peer.addr.encode()), r.stdout
+        assert tls_peer.calls == []
+        # runctl does use them, and says so with -v
+        r = runctl(None, "-v", "status", ULID, addr=tls_peer.addr, env=env)
+        assert r.returncode == 0, r.stderr
+        err = r.stderr.decode()
+        for what, f in (("CA file", "ca.pem"), ("client certificate", "client.pem"),
+                        ("client key", "client.key")):
+            assert "runctl: %s: %s (default" % (what, os.path.join(state, "tls", f)) in err, err
         assert len({c["peer"] for c in tls_peer.calls}) == 1
     finally:
         shutil.rmtree(state, ignore_errors=True)

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include "common/util.h"
+#include "rpc/client/resolve.h"
 
 int grpc_address_parse(const char *addr, grpc_address *ret, rr_err *e) {
   memset(ret, 0, sizeof *ret);
@@ -176,22 +177,18 @@ static int connect_socket(const char *addr, const grpc_address *a, uint64_t dead
       return rr_err_sys(e, RR_UNAVAILABLE, err, "cannot connect to %s", addr);
     return TAKE_FD(fd);
   }
-  struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                           .ai_socktype = SOCK_STREAM,
-                           .ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV};
-  struct addrinfo *res = NULL;
-  int gai = getaddrinfo(a->host, a->port, &hints, &res);
-  if (gai != 0)
-    return rr_err_set(e, RR_UNAVAILABLE, "cannot connect to %s: cannot resolve \"%s\": %s", addr,
-                      a->host, gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
+  resolve_result res;
+  if (resolve_host(addr, a->host, a->port, &res, e) < 0)
+    return -1;
   int last = ECONNREFUSED;
-  for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+  for (size_t i = 0; i < res.n; i++) {
+    const struct sockaddr *sa = (const struct sockaddr *)&res.addr[i];
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
       last = errno;
       continue;
     }
-    last = connect_wait(fd, ai->ai_addr, ai->ai_addrlen, deadline);
+    last = connect_wait(fd, sa, res.len[i], deadline);
     if (last) {
       close(fd);
       if (last == ETIMEDOUT)
@@ -200,10 +197,8 @@ static int connect_socket(const char *addr, const grpc_address *a, uint64_t dead
     }
     int one = 1; /* without it small frames wait ~40 ms for delayed ACKs */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    freeaddrinfo(res);
     return fd;
   }
-  freeaddrinfo(res);
   return rr_err_sys(e, RR_UNAVAILABLE, last, "cannot connect to %s", addr);
 }
 

@@ -121,3 +121,5 @@ void job_refresh(job *j);
 void job_watch_add(job *j, job_watch *w);
 void job_watch_del(job_watch *w);
 const char *job_state_name(job_state s);
+/* fn(data, j) just before retention deletes j (fn NULL: none); job_retention.c. */
+void job_table_set_drop_hook(job_table *t, void (*fn)(void *data, job *j), void *data);

@@ -27,6 +27,9 @@ struct job_table {
   uint64_t inotify_timer;
   uint64_t retention_ms, retention_timer; /* 0: finished jobs are kept */
   intmap by_wd;                           /* inotify wd -> job */
+  /* job_table_set_drop_hook: told before retention deletes a job */
+  void (*on_drop)(void *data, job *j);
+  void *on_drop_data;
 };
 
 job_state job_state_parse(const char *s);

@@ -32,6 +32,8 @@ static void job_retention_run(loop *l, void *data) {
       i++;
       continue;
     }
+    if (t->on_drop)
+      t->on_drop(t->on_drop_data, j);
     job_remove_dir(j->dir);
     job_table_drop_at(t, i);
   }
@@ -43,4 +45,9 @@ void job_retention_start(job_table *t) {
   if (t->retention_ms)
     t->retention_timer =
         loop_timer_add(t->l, retention_period_ms(t->retention_ms), job_retention_run, t);
+}
+
+void job_table_set_drop_hook(job_table *t, void (*fn)(void *data, job *j), void *data) {
+  t->on_drop = fn;
+  t->on_drop_data = data;
 }

@@ -136,6 +136,10 @@ int main(int argc, char **argv) {
   rr_info("state loaded", "state_dir=%s jobs=%zu max_log_bytes=%llu",
           rr_log_quote(q, sizeof q, o.state_dir), job_table_count(ctx.jobs),
           (unsigned long long)o.max_log_bytes);
+  if (rund_quota_open(&ctx, &o, &e) < 0) {
+    rund_fail("cannot start", &e);
+    goto out;
+  }
   if (grpc_server_new(&ctx.server, ctx.l, NULL, &e) < 0 ||
       jobs_service_register(ctx.server, &ctx, &e) < 0 || reflection_register(ctx.server, &e) < 0 ||
       health_register(ctx.server, &h, &e) < 0) {
@@ -165,6 +169,8 @@ out:
   }
   grpc_server_free(ctx.server);
   health_free(h);
+  /* unwatches the jobs: before the table goes */
+  quota_free(ctx.quota);
   job_table_free(ctx.jobs); /* running jobs keep theirs; ended ones' are removed */
   cg_manager_free(ctx.cgroups);
   reaper_free(ctx.reaper);

@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "rund/authz.h"
+#include "rund/quota.h"
 
 static void rund_usage(FILE *f) {
   fprintf(
@@ -19,6 +20,7 @@ static void rund_usage(FILE *f) {
       "            [--tls-cert F --tls-key F --client-ca F] [--tls12]\n"
       "            [--token-file F] [--allow-insecure-tokens] [--admin PRINCIPAL]...\n"
       "            [--secrets-dir DIR] [--retention DUR] [--no-cgroups] [--help] [--version]\n"
+      "            [--quota-running N] [--quota-jobs N] [--quota-followers N] [--fd-reserve N]\n"
       "       rund certs issue NAME --san KIND:VALUE... [--days N] [--out DIR] [--state-dir "
       "DIR]\n"
       "       rund tokens create IDENTITY [--token-file F] [--state-dir DIR]\n"
@@ -55,6 +57,15 @@ static void rund_usage(FILE *f) {
       "  --no-cgroups         do not use cgroups: commands with limits are refused\n"
       "                       (FAILED_PRECONDITION); by default rund makes its jobs'\n"
       "                       cgroups below its own (v2, or v1 per controller)\n"
+      "  --quota-running N    running jobs per identity (each principal of the\n"
+      "                       caller); default 1000; 0: no limit; admins exempt\n"
+      "  --quota-jobs N       kept jobs (running + finished) per identity;\n"
+      "                       default 10000; 0: no limit; admins exempt\n"
+      "  --quota-followers N  concurrent Logs streams per identity; default 256;\n"
+      "                       0: no limit; admins exempt\n"
+      "  --fd-reserve N       file descriptors never spent on starts and Logs\n"
+      "                       streams (kept for admins' calls and rund's own work);\n"
+      "                       default 1/8 of RLIMIT_NOFILE within 64..4096\n"
       "  --help, --version\n"
       "\n"
       "Signals: SIGTERM/SIGINT stop rund (running jobs keep running; the next rund\n"
@@ -116,6 +127,20 @@ static int rund_opt_file(const char **slot, const char *flag, const char *arg) {
   return 0;
 }
 
+/* A count flag: a decimal number 0..1000000000. */
+static int rund_opt_count(uint32_t *slot, const char *flag, const char *arg) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(arg, &end, 10);
+  if (!*arg || *arg == '-' || *arg == '+' || errno || *end || v > 1000000000ull) {
+    fprintf(stderr, "rund: %s \"%s\" is not a count (0..1000000000) (see rund --help)\n", flag,
+            arg);
+    return 2;
+  }
+  *slot = (uint32_t)v;
+  return 0;
+}
+
 /* Checks across flags once all are read. */
 static int rund_opts_finish(rund_opts *o) {
   int tls = !!o->tls_cert + !!o->tls_key + !!o->client_ca;
@@ -142,6 +167,10 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
     O_ADMIN,
     O_SECRETS,
     O_NO_CGROUPS,
+    O_QRUN,
+    O_QJOBS,
+    O_QFOLLOW,
+    O_FDRES,
     O_RETENTION
   };
   static const struct option longs[] = {{"listen", required_argument, NULL, 'l'},
@@ -159,11 +188,19 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
                                         {"secrets-dir", required_argument, NULL, O_SECRETS},
                                         {"no-cgroups", no_argument, NULL, O_NO_CGROUPS},
                                         {"retention", required_argument, NULL, O_RETENTION},
+                                        {"quota-running", required_argument, NULL, O_QRUN},
+                                        {"quota-jobs", required_argument, NULL, O_QJOBS},
+                                        {"quota-followers", required_argument, NULL, O_QFOLLOW},
+                                        {"fd-reserve", required_argument, NULL, O_FDRES},
                                         {"help", no_argument, NULL, 'h'},
                                         {"version", no_argument, NULL, 'V'},
                                         {NULL, 0, NULL, 0}};
-  *o = (rund_opts){
-      .state_dir = RUND_DEFAULT_STATE, .max_log_bytes = 1ull << 30, .log_level = RR_LOG_INFO};
+  *o = (rund_opts){.state_dir = RUND_DEFAULT_STATE,
+                   .max_log_bytes = 1ull << 30,
+                   .log_level = RR_LOG_INFO,
+                   .quota_running = QUOTA_DEFAULT_RUNNING,
+                   .quota_jobs = QUOTA_DEFAULT_JOBS,
+                   .quota_followers = QUOTA_DEFAULT_FOLLOWERS};
   opterr = 0;
   int c, rc = 0;
   while (rc == 0 && (c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
@@ -238,6 +275,23 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
       if (rr_parse_duration_ms(optarg, &o->retention_ms) < 0 || o->retention_ms == 0)
         return BAD("--retention \"%s\" is not a duration (e.g. 30s, 12h, 7d)", optarg);
       break;
+    case O_QRUN:
+      rc = rund_opt_count(&o->quota_running, "--quota-running", optarg);
+      break;
+    case O_QJOBS:
+      rc = rund_opt_count(&o->quota_jobs, "--quota-jobs", optarg);
+      break;
+    case O_QFOLLOW:
+      rc = rund_opt_count(&o->quota_followers, "--quota-followers", optarg);
+      break;
+    case O_FDRES: {
+      uint32_t v;
+      rc = rund_opt_count(&v, "--fd-reserve", optarg);
+      o->fd_reserve = v;
+      if (rc == 0 && v == 0)
+        return BAD("--fd-reserve \"%s\" must be at least 1", optarg);
+      break;
+    }
     case 'h':
       rund_usage(stdout);
       return -1;

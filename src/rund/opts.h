@@ -27,6 +27,10 @@ typedef struct rund_opts {
   bool embedded;           /* no --listen and no TLS flags: the embedded default */
   bool no_cgroups;         /* commands with limits are refused */
   uint64_t retention_ms;   /* finished jobs deleted this long after their end; 0: kept */
+  /* per-identity quotas (0: no limit) and the fd reserve (0: derived from
+   * RLIMIT_NOFILE); see rund/quota.h */
+  uint32_t quota_running, quota_jobs, quota_followers;
+  uint64_t fd_reserve;
 } rund_opts;
 
 /* 0 to run, -1 to exit 0 (--help, --version), else the exit code. */

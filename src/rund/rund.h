@@ -10,6 +10,7 @@
 #include "jobs/reaper.h"
 #include "rpc/server.h"
 #include "rund/authz.h"
+#include "rund/quota.h"
 #include "rund/secrets.h"
 #include "rund/tokens.h"
 #include "rund_wire.pb-c.h"
@@ -28,6 +29,7 @@ typedef struct rund_ctx {
   cg_manager *cgroups; /* NULL: --no-cgroups (commands with limits fail) */
   ulid_gen exec_ids;   /* names of Exec commands' cgroups */
   bool reexec;         /* SIGUSR2: exec ourselves again once shut down */
+  quota *quota;        /* per-identity quotas and the fd reserve */
 } rund_ctx;
 
 struct rund_opts;
@@ -42,6 +44,9 @@ void rund_security_free(rund_ctx *ctx);
 int rund_cgroups_open(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);
 /* Remove job cgroups no running job claims (left by a crash of rund). */
 void rund_cgroups_sweep(rund_ctx *ctx);
+/* setup_quota.c: quotas and the fd reserve from the flags, counting the
+ * loaded jobs; logs the limits. */
+int rund_quota_open(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);
 /* Every listener of o (the embedded default's certificates made first);
  * logs each address. */
 int rund_listen_all(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);

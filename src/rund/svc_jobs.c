@@ -37,7 +37,8 @@ static void on_start(grpc_call *c, ProtobufCMessage *msg) {
   authz_identity id = {0};
   char **child_env = NULL;
   size_t nenv = 0;
-  if (rund_call_identity(c, &id, &e) < 0 || convert_command(req->command, &r, &e) < 0)
+  if (rund_call_identity(c, &id, &e) < 0 || quota_start_check(call_ctx(c)->quota, &id, &e) < 0 ||
+      convert_command(req->command, &r, &e) < 0)
     goto fail;
   if (req->n_tags > REQUEST_MAX_TAGS) {
     rr_err_set(&e, RR_INVALID_ARGUMENT, "tags has %zu entries (max %d)", req->n_tags,
@@ -77,6 +78,8 @@ static void on_start(grpc_call *c, ProtobufCMessage *msg) {
     rund_spawn_error_scrub(&r, child_env, &e);
     goto fail_req;
   }
+  rr_err qe = {0}; /* ENOMEM only: the job runs, uncounted */
+  quota_job_add(call_ctx(c)->quota, j, &qe);
   rund_secrets_log_use(&id, &j->req, j->id);
   secrets_values_free(child_env, nenv);
   authz_identity_clear(&id);

@@ -1,0 +1,25 @@
+/* rund's quotas from its flags: per-identity limits and the fd reserve. */
+#include <stdio.h>
+
+#include "common/log.h"
+#include "rund.h"
+#include "rund/opts.h"
+
+int rund_quota_open(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
+  quota_config cfg = {.running = o->quota_running,
+                      .jobs = o->quota_jobs,
+                      .followers = o->quota_followers,
+                      .fd_reserve = o->fd_reserve};
+  if (quota_new(&ctx->quota, &cfg, e) < 0)
+    return rr_err_wrap(e, "--fd-reserve");
+  if (quota_jobs_load(ctx->quota, ctx->jobs, e) < 0)
+    return rr_err_wrap(e, "counting the jobs of each identity");
+  const quota_config *c = quota_config_get(ctx->quota);
+  rr_info("quotas", "running=%u jobs=%u followers=%u fd_limit=%llu fd_reserve=%llu", c->running,
+          c->jobs, c->followers, (unsigned long long)c->fd_limit,
+          (unsigned long long)c->fd_reserve);
+  if (c->fd_limit < 4096)
+    rr_warn("file descriptor limit is low: few jobs can run at once", "fd_limit=%llu",
+            (unsigned long long)c->fd_limit);
+  return 0;
+}

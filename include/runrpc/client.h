@@ -270,10 +270,17 @@ int runrpc_logs(runrpc_client *client, const runrpc_logs_request *req, runrpc_lo
 /* Stream a job's logs into fds (-1: skip that stream); dropped bytes are not reported. */
 int runrpc_logs_to_fds(runrpc_client *client, const runrpc_logs_request *req, int stdout_fd,
                        int stderr_fd, runrpc_error *err);
-/* Jobs, filtered by state (UNSPECIFIED: any) and tag (NULL/"": any); free with
- * runrpc_job_list_free. */
+/* Jobs, filtered by state (UNSPECIFIED: any) and tag (NULL/"": any), in id
+ * (start) order, every page fetched; free with runrpc_job_list_free. */
 int runrpc_list(runrpc_client *client, runrpc_job_state state, const char *tag,
                 runrpc_job_status **ret_jobs, size_t *ret_count, runrpc_error *err);
+#define RUNRPC_PAGE_TOKEN_SIZE 64
+/* One page of runrpc_list: at most page_size jobs (0: the server's default,
+ * 1000; at most 5000) after page_token (NULL/"": from the first). next_token
+ * gets the token of the next page, "" after the last one. */
+int runrpc_list_page(runrpc_client *client, runrpc_job_state state, const char *tag,
+                     uint32_t page_size, const char *page_token, runrpc_job_status **ret_jobs,
+                     size_t *ret_count, char next_token[RUNRPC_PAGE_TOKEN_SIZE], runrpc_error *err);
 /* Wait until the job ends (timeout_ms 0: no deadline); returns its final status. */
 int runrpc_wait(runrpc_client *client, const char *job_id, uint64_t timeout_ms,
                 runrpc_job_status *ret_status, runrpc_error *err);

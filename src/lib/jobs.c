@@ -1,5 +1,7 @@
 /* librunrpc: the unary and server-streaming Jobs calls. */
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
@@ -166,25 +168,40 @@ RR_EXPORT int runrpc_signal(runrpc_client *c, const char *job_id, int number, co
   return 0;
 }
 
-RR_EXPORT int runrpc_list(runrpc_client *c, runrpc_job_state state, const char *tag,
-                          runrpc_job_status **ret_jobs, size_t *ret_count, runrpc_error *err) {
+RR_EXPORT int runrpc_list_page(runrpc_client *c, runrpc_job_state state, const char *tag,
+                               uint32_t page_size, const char *page_token,
+                               runrpc_job_status **ret_jobs, size_t *ret_count,
+                               char next_token[RUNRPC_PAGE_TOKEN_SIZE], runrpc_error *err) {
   rr_err e = {0};
-  if (!c || !ret_jobs || !ret_count)
-    return lib_err_out(&(rr_err){RR_INVALID_ARGUMENT, 0, "runrpc_list: NULL argument"}, err);
+  if (!c || !ret_jobs || !ret_count || !next_token)
+    return lib_err_out(&(rr_err){RR_INVALID_ARGUMENT, 0, "runrpc_list_page: NULL argument"}, err);
   *ret_jobs = NULL;
   *ret_count = 0;
+  next_token[0] = '\0';
   if ((int)state < 0 || state > RUNRPC_JOB_FAILED) {
     rr_err_set(&e, RR_INVALID_ARGUMENT, "invalid job state %d", (int)state);
+    return lib_err_out(&e, err);
+  }
+  if (page_size > INT32_MAX) {
+    rr_err_set(&e, RR_INVALID_ARGUMENT, "page size %u too large", page_size);
     return lib_err_out(&e, err);
   }
   Runrpc__V1__ListRequest r = RUNRPC__V1__LIST_REQUEST__INIT;
   r.state = (Runrpc__V1__JobState)state;
   r.tag = (char *)(tag ? tag : "");
+  r.page_size = (int32_t)page_size;
+  r.page_token = (char *)(page_token ? page_token : "");
   _cleanup_pb_ pbmsg *m = NULL;
   if (lib_unary(c, LIB_JOBS_PATH("List"), &r.base, &runrpc__v1__list_response__descriptor,
                 c->call_timeout_ms, &m, &e) < 0)
     return lib_err_out(&e, err);
   Runrpc__V1__ListResponse *resp = (Runrpc__V1__ListResponse *)m;
+  const char *next = resp->next_page_token ? resp->next_page_token : "";
+  if (strlen(next) >= RUNRPC_PAGE_TOKEN_SIZE) {
+    rr_err_set(&e, RR_INTERNAL, "list: server returned a %zu-byte page token (max %d)",
+               strlen(next), RUNRPC_PAGE_TOKEN_SIZE - 1);
+    return lib_err_out(&e, err);
+  }
   runrpc_job_status *jobs = calloc(resp->n_jobs ? resp->n_jobs : 1, sizeof *jobs);
   if (!jobs) {
     rr_err_set(&e, RR_RESOURCE_EXHAUSTED, "out of memory for %zu jobs", resp->n_jobs);
@@ -196,9 +213,54 @@ RR_EXPORT int runrpc_list(runrpc_client *c, runrpc_job_state state, const char *
       return lib_err_out(&e, err);
     }
   }
+  snprintf(next_token, RUNRPC_PAGE_TOKEN_SIZE, "%s", next);
   *ret_jobs = jobs;
   *ret_count = resp->n_jobs;
   return 0;
+}
+
+RR_EXPORT int runrpc_list(runrpc_client *c, runrpc_job_state state, const char *tag,
+                          runrpc_job_status **ret_jobs, size_t *ret_count, runrpc_error *err) {
+  if (!c || !ret_jobs || !ret_count)
+    return lib_err_out(&(rr_err){RR_INVALID_ARGUMENT, 0, "runrpc_list: NULL argument"}, err);
+  *ret_jobs = NULL;
+  *ret_count = 0;
+  runrpc_job_status *all = NULL;
+  size_t n = 0;
+  char token[RUNRPC_PAGE_TOKEN_SIZE] = "";
+  do {
+    runrpc_job_status *page;
+    size_t k;
+    char next[RUNRPC_PAGE_TOKEN_SIZE];
+    if (runrpc_list_page(c, state, tag, 0, token, &page, &k, next, err) < 0)
+      goto fail;
+    if (*next && !strcmp(next, token)) { /* would loop for ever */
+      runrpc_job_list_free(page, k);
+      lib_err_out(&(rr_err){RR_INTERNAL, 0, "list: the server returned the same page token twice"},
+                  err);
+      goto fail;
+    }
+    runrpc_job_status *grown = k ? realloc(all, (n + k) * sizeof *all) : all;
+    if (k && !grown) {
+      runrpc_job_list_free(page, k);
+      lib_err_out(&(rr_err){RR_RESOURCE_EXHAUSTED, 0, "list: out of memory"}, err);
+      goto fail;
+    }
+    all = grown;
+    if (k)
+      memcpy(all + n, page, k * sizeof *page);
+    n += k;
+    free(page); /* the strings moved into all */
+    memcpy(token, next, sizeof token);
+  } while (*token);
+  *ret_jobs = all ? all : calloc(1, sizeof *all);
+  *ret_count = n;
+  if (!*ret_jobs)
+    return lib_err_out(&(rr_err){RR_RESOURCE_EXHAUSTED, 0, "list: out of memory"}, err);
+  return 0;
+fail:
+  runrpc_job_list_free(all, n);
+  return -1;
 }
 
 RR_EXPORT int runrpc_logs(runrpc_client *c, const runrpc_logs_request *req, runrpc_logs_fn fn,

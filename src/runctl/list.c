@@ -45,6 +45,12 @@ static void list_print_row(const runrpc_job_status *s) {
   putchar('\n');
 }
 
+static int list_fail(int code, const char *msg) {
+  runrpc_error err = {.code = code};
+  snprintf(err.message, sizeof err.message, "%s", msg);
+  return runctl_fail("list", &err, RUNCTL_EXIT_FAILURE);
+}
+
 static int list_run(runctl_ctx *ctx, int argc, char **argv) {
   static const struct option opts[] = {
       {"json", no_argument, NULL, 'j'},
@@ -83,25 +89,43 @@ static int list_run(runctl_ctx *ctx, int argc, char **argv) {
   int rc = runctl_connect(ctx, RUNCTL_EXIT_FAILURE);
   if (rc)
     return rc;
-  runrpc_job_status *jobs;
-  size_t n;
-  runrpc_error err;
-  if (runrpc_list(ctx->client, state, tag, &jobs, &n, &err) < 0)
-    return runctl_fail("list", &err, RUNCTL_EXIT_FAILURE);
+  /* page by page: rows are printed as they come, memory stays one page */
+  json_object *arr = json ? json_object_new_array() : NULL;
+  if (json && !arr)
+    return list_fail(RUNRPC_RESOURCE_EXHAUSTED, "out of memory");
+  if (!json)
+    printf("%-26s  %-7s  %7s  %-7s  %-20s  %s\n", "ID", "STATE", "PID", "EXIT", "STARTED",
+           "COMMAND");
+  char token[RUNRPC_PAGE_TOKEN_SIZE] = "";
+  do {
+    runrpc_job_status *jobs;
+    size_t n;
+    runrpc_error err;
+    char next[RUNRPC_PAGE_TOKEN_SIZE];
+    if (runrpc_list_page(ctx->client, state, tag, 0, token, &jobs, &n, next, &err) < 0) {
+      if (arr)
+        json_object_put(arr);
+      return runctl_fail("list", &err, RUNCTL_EXIT_FAILURE);
+    }
+    for (size_t i = 0; i < n; i++) {
+      if (json)
+        json_object_array_add(arr, runctl_status_json(&jobs[i]));
+      else
+        list_print_row(&jobs[i]);
+    }
+    runrpc_job_list_free(jobs, n);
+    if (*next && !strcmp(next, token)) {
+      if (arr)
+        json_object_put(arr);
+      return list_fail(RUNRPC_INTERNAL, "the server returned the same page token twice");
+    }
+    memcpy(token, next, sizeof token);
+  } while (*token);
   if (json) {
-    json_object *arr = json_object_new_array();
-    for (size_t i = 0; i < n; i++)
-      json_object_array_add(arr, runctl_status_json(&jobs[i]));
     puts(json_object_to_json_string_ext(arr,
                                         JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(arr);
-  } else {
-    printf("%-26s  %-7s  %7s  %-7s  %-20s  %s\n", "ID", "STATE", "PID", "EXIT", "STARTED",
-           "COMMAND");
-    for (size_t i = 0; i < n; i++)
-      list_print_row(&jobs[i]);
   }
-  runrpc_job_list_free(jobs, n);
   return 0;
 }
 

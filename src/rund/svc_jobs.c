@@ -122,12 +122,58 @@ static void on_status(grpc_call *c, ProtobufCMessage *msg) {
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 
+#define LIST_DEFAULT_PAGE 1000
+#define LIST_MAX_PAGE 5000
+/* Below the 4 MiB clients accept by default (grpcio, librunrpc). */
+#define LIST_MAX_PAGE_BYTES (3u * 1024u * 1024u)
+
+/* Page size and the id to start after ("" = the first) from a ListRequest. */
+static int list_page_args(const Rundwire__ListRequest *req, size_t *size, char after[ULID_LEN + 1],
+                          rr_err *e) {
+  if (req->page_size < 0 || req->page_size > LIST_MAX_PAGE)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "page_size %d is out of range (1..%d; 0 = %d)",
+                      req->page_size, LIST_MAX_PAGE, LIST_DEFAULT_PAGE);
+  *size = req->page_size ? (size_t)req->page_size : LIST_DEFAULT_PAGE;
+  after[0] = '\0';
+  if (!req->page_token.len)
+    return 0;
+  const char *t = (const char *)req->page_token.data;
+  if (!ulid_parse(t, req->page_token.len, NULL)) {
+    char shown[40] = "";
+    for (size_t i = 0; i < req->page_token.len && i < 32; i++)
+      shown[i] = (t[i] > ' ' && t[i] < 0x7f && t[i] != '"') ? t[i] : '?';
+    return rr_err_set(e, RR_INVALID_ARGUMENT,
+                      "page_token \"%s%s\" is not a next_page_token of a List (%zu bytes)", shown,
+                      req->page_token.len > 32 ? "..." : "", req->page_token.len);
+  }
+  for (size_t i = 0; i < ULID_LEN; i++)
+    after[i] = (t[i] >= 'a' && t[i] <= 'z') ? (char)(t[i] - 32) : t[i];
+  after[ULID_LEN] = '\0';
+  return 0;
+}
+
+/* First index of v (sorted by id) whose id sorts after `after`. */
+static size_t list_first_after(job *const *v, size_t n, const char *after) {
+  size_t lo = 0, hi = n;
+  if (!*after)
+    return 0;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (strcmp(v[mid]->id, after) <= 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
 static void on_list(grpc_call *c, ProtobufCMessage *msg) {
   Rundwire__ListRequest *req = (Rundwire__ListRequest *)msg;
   rr_err e = {0};
   _cleanup_free_ char *tag = NULL;
   job **v = NULL;
-  size_t n = 0;
+  size_t n = 0, page = 0, k = 0;
+  char after[ULID_LEN + 1], next[ULID_LEN + 1] = "";
   authz_identity id = {0};
   status_msg *ms = NULL;
   Runrpc__V1__JobStatus **ptrs = NULL;
@@ -142,33 +188,47 @@ static void on_list(grpc_call *c, ProtobufCMessage *msg) {
         request_tag_check(tag, "tag", &e) < 0)
       goto out;
   }
+  if (list_page_args(req, &page, after, &e) < 0)
+    goto out;
   if (job_table_list(call_ctx(c)->jobs, (job_state)req->state, tag, &v, &n, &e) < 0)
     goto out;
-  size_t kept = 0; /* only the caller's jobs */
-  for (size_t i = 0; i < n; i++)
-    if (authz_can_see(&id, v[i]->owner, v[i]->nowner))
-      v[kept++] = v[i];
-  n = kept;
-  ms = calloc(n ? n : 1, sizeof *ms);
-  ptrs = calloc(n ? n : 1, sizeof *ptrs);
+  size_t i = list_first_after(v, n, after);
+  size_t cap = n - i < page ? n - i : page;
+  ms = calloc(cap ? cap : 1, sizeof *ms);
+  ptrs = calloc(cap ? cap : 1, sizeof *ptrs);
   if (!ms || !ptrs) {
-    rr_err_set(&e, RR_RESOURCE_EXHAUSTED, "out of memory listing %zu jobs", n);
+    rr_err_set(&e, RR_RESOURCE_EXHAUSTED, "out of memory listing %zu jobs", cap);
     goto out;
   }
-  size_t k = 0;
-  for (; k < n; k++) {
-    if (convert_status(v[k], &ms[k], &e) < 0)
+  size_t bytes = 0;
+  for (; i < n; i++) {
+    if (!authz_can_see(&id, v[i]->owner, v[i]->nowner))
+      continue; /* only the caller's jobs */
+    if (k == page) {
+      memcpy(next, ms[k - 1].status.job_id, ULID_LEN + 1); /* more follow */
+      break;
+    }
+    if (convert_status(v[i], &ms[k], &e) < 0)
       goto out;
+    size_t sz = protobuf_c_message_get_packed_size(&ms[k].status.base) + 8;
+    if (k && bytes + sz > LIST_MAX_PAGE_BYTES) {
+      convert_status_clear(&ms[k]);
+      memcpy(next, ms[k - 1].status.job_id, ULID_LEN + 1);
+      break;
+    }
+    bytes += sz;
     ptrs[k] = &ms[k].status;
+    k++;
   }
   Runrpc__V1__ListResponse resp = RUNRPC__V1__LIST_RESPONSE__INIT;
-  resp.n_jobs = n;
+  resp.n_jobs = k;
   resp.jobs = ptrs;
+  resp.next_page_token = next;
   grpc_call_send(c, &resp.base, &e);
 out:
   if (ms)
-    for (size_t i = 0; i < n; i++)
-      convert_status_clear(&ms[i]);
+    for (size_t x = 0; x < k; x++)
+      convert_status_clear(&ms[x]);
   free(ms);
   free(ptrs);
   free(v);

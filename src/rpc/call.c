@@ -13,6 +13,7 @@ grpc_call *rpc_call_new(grpc_conn *conn, int32_t stream_id) {
     return NULL;
   c->conn = conn;
   c->stream_id = stream_id;
+  c->low_water = GRPC_CALL_LOW_WATER;
   grpc_deframer_init(&c->deframer, conn->srv->cfg.max_recv_message);
   c->next = conn->calls;
   if (conn->calls)
@@ -29,6 +30,8 @@ static void call_drop_input(grpc_call *c) {
   }
   c->in_tail = NULL;
   grpc_deframer_free(&c->deframer);
+  rpc_conn_release(c->conn, c->held);
+  c->held = 0;
 }
 
 void rpc_call_free(grpc_call *c) {
@@ -70,12 +73,19 @@ static void call_reject(grpc_call *c, int http, int code, const char *fmt, ...) 
   va_end(ap);
 }
 
-static int md_append(rpc_md **arr, size_t *n, const char *key, size_t keylen, const char *value,
-                     size_t len) {
-  rpc_md *p = realloc(*arr, (*n + 1) * sizeof *p);
-  if (!p)
-    return -1;
-  *arr = p;
+/* Append to an array grown by doubling (cap: its capacity), so n headers
+ * cost O(n) and not one realloc each. */
+static int md_append(rpc_md **arr, size_t *n, size_t *cap, const char *key, size_t keylen,
+                     const char *value, size_t len) {
+  if (*n == *cap) {
+    size_t want = *cap ? *cap * 2 : 8;
+    rpc_md *q = realloc(*arr, want * sizeof *q);
+    if (!q)
+      return -1;
+    *arr = q;
+    *cap = want;
+  }
+  rpc_md *p = *arr;
   char *k = strndup(key, keylen);
   char *v = malloc(len + 1);
   if (!k || !v) {
@@ -105,11 +115,8 @@ static bool name_is(const uint8_t *name, size_t len, const char *s) {
 int rpc_call_add_request_md(grpc_call *c, const uint8_t *name, size_t namelen, const uint8_t *value,
                             size_t valuelen) {
   c->md_bytes += namelen + valuelen + 32;
-  if (c->md_bytes > RPC_MAX_REQUEST_HEADERS) {
-    call_reject(c, 200, RR_RESOURCE_EXHAUSTED, "request headers exceed %u bytes",
-                RPC_MAX_REQUEST_HEADERS);
-    return 0;
-  }
+  if (c->md_bytes > RPC_MAX_REQUEST_HEADERS)
+    return -1; /* over our SETTINGS_MAX_HEADER_LIST_SIZE: the stream is reset */
   if (name_is(name, namelen, ":method")) {
     c->saw_post = name_is(value, valuelen, "POST");
   } else if (name_is(name, namelen, ":path")) {
@@ -140,7 +147,8 @@ int rpc_call_add_request_md(grpc_call *c, const uint8_t *name, size_t namelen, c
       call_reject(c, 200, RR_UNIMPLEMENTED,
                   "grpc-encoding \"%.*s\" is not supported (only identity)",
                   (int)(valuelen < 32 ? valuelen : 32), (const char *)value);
-      md_append(&c->out_md, &c->nout_md, "grpc-accept-encoding", 20, "identity", 8);
+      size_t cap = c->nout_md; /* out_md is grown one by one (call_send.c) */
+      md_append(&c->out_md, &c->nout_md, &cap, "grpc-accept-encoding", 20, "identity", 8);
     }
   } else if (namelen > 4 && memcmp(name + namelen - 4, "-bin", 4) == 0) {
     /* several values may be joined with ',': keep the first */
@@ -155,9 +163,11 @@ int rpc_call_add_request_md(grpc_call *c, const uint8_t *name, size_t namelen, c
                   (int)(namelen < 64 ? namelen : 64), (const char *)name);
       return 0;
     }
-    return md_append(&c->md, &c->nmd, (const char *)name, namelen, (const char *)raw, (size_t)n);
+    return md_append(&c->md, &c->nmd, &c->capmd, (const char *)name, namelen, (const char *)raw,
+                     (size_t)n);
   } else {
-    return md_append(&c->md, &c->nmd, (const char *)name, namelen, (const char *)value, valuelen);
+    return md_append(&c->md, &c->nmd, &c->capmd, (const char *)name, namelen, (const char *)value,
+                     valuelen);
   }
   return 0;
 }
@@ -174,6 +184,27 @@ static void call_deadline_fire(loop *l, void *data) {
   c->closed = true; /* no handler callback after this one */
   if (owed && c->method->on_close)
     c->method->on_close(c, GRPC_CLOSE_DEADLINE);
+}
+
+/* The application's authorize hook, before any message byte is kept. */
+static void call_authorize(grpc_call *c) {
+  grpc_server *s = c->conn->srv;
+  int r = 0;
+  if (s->auth.authorize) {
+    rr_err e = {0};
+    r = s->auth.authorize(s->auth.data, c, &e);
+    if (r < 0) {
+      call_reject(c, 200, e.code ? e.code : RR_UNAUTHENTICATED, "%s",
+                  e.msg[0] ? e.msg : "caller not authenticated");
+      return;
+    }
+  }
+  if (r > 0) { /* anonymous: small messages, and no window beyond HTTP/2's initial one */
+    if (c->deframer.max > RPC_ANONYMOUS_MAX_MESSAGE)
+      c->deframer.max = RPC_ANONYMOUS_MAX_MESSAGE;
+    return;
+  }
+  rpc_conn_grant_window(c->conn);
 }
 
 void rpc_call_begin(grpc_call *c) {
@@ -201,6 +232,8 @@ void rpc_call_begin(grpc_call *c) {
         call_reject(c, 200, RR_UNIMPLEMENTED, "unknown service %.100s", service);
     }
   }
+  if (!c->reject_code)
+    call_authorize(c);
   if (c->reject_code) {
     rpc_call_finish_status(c, c->reject_code, c->reject_msg);
     return;
@@ -217,9 +250,39 @@ void rpc_call_fail(grpc_call *c, int code, const char *msg) {
   rpc_call_finish_status(c, code, msg);
 }
 
+/* Can c keep len more request bytes within the connection's and the
+ * server's budgets? If not, it is answered RESOURCE_EXHAUSTED. */
+static bool call_hold(grpc_call *c, size_t len) {
+  grpc_conn *conn = c->conn;
+  grpc_server *s = conn->srv;
+  char why[200];
+  if (conn->held + len > s->cfg.max_conn_recv_buffer)
+    snprintf(why, sizeof why,
+             "request data held for this connection would exceed %zu bytes (%zu held by its "
+             "other calls)",
+             s->cfg.max_conn_recv_buffer, conn->held - c->held);
+  else if (s->held + len > s->cfg.max_recv_buffer)
+    snprintf(why, sizeof why,
+             "the server holds %zu bytes of request data from all clients (limit %zu); retry later",
+             s->held, s->cfg.max_recv_buffer);
+  else {
+    c->held += len;
+    conn->held += len;
+    s->held += len;
+    return true;
+  }
+  rpc_call_fail(c, RR_RESOURCE_EXHAUSTED, why);
+  return false;
+}
+
 void rpc_call_data(grpc_call *c, const uint8_t *data, size_t len) {
   nghttp2_session *h2 = c->conn->h2;
   size_t total = len;
+  /* kept bytes return their connection window when handed over; the rest now */
+  if (!c->method || c->finished || c->closed || !call_hold(c, len)) {
+    nghttp2_session_consume(h2, c->stream_id, total);
+    return;
+  }
   while (len > 0 && c->method && !c->finished && !c->closed) {
     size_t used;
     uint8_t *msg;
@@ -278,7 +341,11 @@ static void call_deliver_messages(grpc_call *c) {
     if (!c->in_head)
       c->in_tail = NULL;
     ProtobufCMessage *msg = protobuf_c_message_unpack(m->request, NULL, b->len, b->data);
+    size_t released = b->len + GRPC_PREFIX_LEN;
     free(b);
+    released = released < c->held ? released : c->held;
+    c->held -= released;
+    rpc_conn_release(c->conn, released);
     if (!msg) {
       char why[200];
       snprintf(why, sizeof why, "cannot decode request message as %s: invalid protobuf",
@@ -351,3 +418,4 @@ void *grpc_call_data(const grpc_call *c) { return c->data; }
 void *grpc_call_method_data(const grpc_call *c) { return c->method ? c->method->data : NULL; }
 loop *grpc_call_loop(const grpc_call *c) { return c->conn->srv->l; }
 size_t grpc_call_queued(const grpc_call *c) { return c->queued; }
+void grpc_call_set_low_water(grpc_call *c, size_t low) { c->low_water = low; }

@@ -132,7 +132,7 @@ static ssize_t call_data_read(nghttp2_session *h2, int32_t stream_id, uint8_t *b
     }
   }
   c->queued -= n;
-  if (c->was_above_low && c->queued < GRPC_CALL_LOW_WATER) {
+  if (c->was_above_low && c->queued < c->low_water) {
     c->was_above_low = false;
     c->writable_pending = true; /* delivered by rpc_conn_service after sending */
   }
@@ -247,7 +247,7 @@ int grpc_call_send(grpc_call *c, const ProtobufCMessage *msg, rr_err *e) {
     c->out_head = b;
   c->out_tail = b;
   c->queued += b->len;
-  if (c->queued >= GRPC_CALL_LOW_WATER)
+  if (c->queued >= c->low_water)
     c->was_above_low = true;
   call_kick(c);
   return 0;

@@ -82,6 +82,39 @@ void rpc_conn_peer_fill(grpc_peer *peer, int fd) {
   }
 }
 
+void rpc_conn_peer_key(const grpc_peer *peer, char *out, size_t outsz) {
+  out[0] = '\0';
+  if (peer->family == AF_UNIX) {
+    if (peer->has_cred)
+      snprintf(out, outsz, "uid:%u", (unsigned)peer->uid);
+    else
+      snprintf(out, outsz, "unix");
+  } else if (peer->family == AF_INET || peer->family == AF_INET6) {
+    /* "1.2.3.4:P" or "[v6]:P" without the port */
+    const char *colon = strrchr(peer->addr, ':');
+    size_t n = colon ? (size_t)(colon - peer->addr) : strlen(peer->addr);
+    snprintf(out, outsz, "%.*s", (int)n, peer->addr);
+  }
+}
+
+void rpc_conn_release(grpc_conn *conn, size_t n) {
+  grpc_server *s = conn->srv;
+  n = n < conn->held ? n : conn->held;
+  conn->held -= n;
+  s->held -= n < s->held ? n : s->held;
+  if (n && !conn->dead)
+    nghttp2_session_consume_connection(conn->h2, n);
+}
+
+void rpc_conn_grant_window(grpc_conn *conn) {
+  if (conn->window_granted || conn->dead)
+    return;
+  conn->window_granted = true;
+  nghttp2_session_set_local_window_size(conn->h2, NGHTTP2_FLAG_NONE, 0,
+                                        (int32_t)conn->srv->cfg.max_conn_recv_buffer);
+  rpc_server_mark_dirty(conn->srv, conn);
+}
+
 void rpc_conn_watch(grpc_conn *conn, bool want_in, bool want_out) {
   loop *l = conn->srv->l;
   /* TLS may need the other direction to make progress on this one */
@@ -308,6 +341,31 @@ static void conn_keepalive_fire(loop *l, void *data) {
   conn->keepalive_timer = loop_timer_add(l, next ? next : 1, conn_keepalive_fire, conn);
 }
 
+/* No call open and no new request for idle_timeout_ms: PINGs alone do not
+ * keep a connection. */
+static void conn_idle_fire(loop *l, void *data) {
+  grpc_conn *conn = data;
+  uint64_t now = loop_now_ms(l), idle = conn->srv->cfg.idle_timeout_ms;
+  conn->idle_timer = 0;
+  if (conn->calls)
+    conn->last_request_ms = now; /* busy: the idle time starts when the last call ends */
+  if (now - conn->last_request_ms < idle) {
+    conn->idle_timer =
+        loop_timer_add(l, idle - (now - conn->last_request_ms), conn_idle_fire, conn);
+    return;
+  }
+  rpc_server_conn_log(conn->srv, conn->peer.addr,
+                      "connection closed: no request for %llu ms (idle timeout)",
+                      (unsigned long long)idle);
+  if (!conn->handshaking) {
+    nghttp2_submit_goaway(conn->h2, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(conn->h2), NGHTTP2_NO_ERROR,
+                          (const uint8_t *)"idle", 4);
+    rpc_conn_service(conn); /* best effort: the GOAWAY if the socket takes it */
+  }
+  rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+}
+
 int rpc_conn_new(grpc_server *s, int in_fd, int out_fd, const grpc_peer *peer, rr_err *e) {
   return rpc_conn_new_ops(s, in_fd, out_fd, peer, &rpc_transport_fd, NULL, e);
 }
@@ -327,7 +385,7 @@ int rpc_conn_new_ops(grpc_server *s, int in_fd, int out_fd, const grpc_peer *pee
   conn->in_fd = in_fd;
   conn->out_fd = out_fd;
   conn->peer = *peer;
-  conn->last_recv_ms = loop_now_ms(s->l);
+  conn->last_recv_ms = conn->last_request_ms = loop_now_ms(s->l);
   if (nghttp2_session_server_new2(&conn->h2, s->cbs, conn, s->opt) != 0) {
     conn->ops->close(conn);
     free(conn);
@@ -340,7 +398,8 @@ int rpc_conn_new_ops(grpc_server *s, int in_fd, int out_fd, const grpc_peer *pee
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
   };
   nghttp2_submit_settings(conn->h2, NGHTTP2_FLAG_NONE, iv, RR_ARRAY_SIZE(iv));
-  nghttp2_session_set_local_window_size(conn->h2, NGHTTP2_FLAG_NONE, 0, RPC_CONN_WINDOW);
+  /* the connection window stays HTTP/2's initial 64 KiB until a call is
+   * authorised (rpc_conn_grant_window) */
   conn->in_events = EPOLLIN;
   if (loop_fd_add(s->l, in_fd, EPOLLIN, conn_on_io, conn, e) < 0 ||
       (out_fd != in_fd && loop_fd_add(s->l, out_fd, 0, conn_on_io, conn, e) < 0)) {
@@ -353,6 +412,10 @@ int rpc_conn_new_ops(grpc_server *s, int in_fd, int out_fd, const grpc_peer *pee
   conn->handshake_timer =
       loop_timer_add(s->l, s->cfg.handshake_timeout_ms, conn_handshake_fire, conn);
   conn->keepalive_timer = loop_timer_add(s->l, s->cfg.keepalive_ms, conn_keepalive_fire, conn);
+  conn->idle_timer = loop_timer_add(s->l, s->cfg.idle_timeout_ms, conn_idle_fire, conn);
+  rpc_conn_peer_key(peer, conn->peer_key, sizeof conn->peer_key);
+  if (conn->peer_key[0] && rpc_peer_table_add(s->peers, conn->peer_key) < 0)
+    conn->peer_key[0] = '\0'; /* not counted: better than refusing on ENOMEM */
   conn->next = s->conns;
   if (s->conns)
     s->conns->prev = conn;
@@ -373,7 +436,9 @@ void rpc_conn_close(grpc_conn *conn, grpc_close_reason reason) {
   loop_timer_cancel(s->l, conn->handshake_timer);
   loop_timer_cancel(s->l, conn->keepalive_timer);
   loop_timer_cancel(s->l, conn->reread_timer);
-  conn->handshake_timer = conn->keepalive_timer = conn->reread_timer = 0;
+  loop_timer_cancel(s->l, conn->idle_timer);
+  conn->handshake_timer = conn->keepalive_timer = conn->reread_timer = conn->idle_timer = 0;
+  rpc_server_conn_forget(s, conn);
   conn->ops->close(conn);
   if (conn->prev)
     conn->prev->next = conn->next;

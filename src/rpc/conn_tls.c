@@ -163,6 +163,8 @@ static void tls_established(grpc_conn *conn) {
   conn->peer.tls = true;
   conn->handshaking = false;
   conn->handshake_done = true;
+  if (rpc_server_probation_end(conn->srv, conn) < 0)
+    return; /* over its peer's share and not an admin: closed */
   rpc_conn_watch(conn, true, false);
   rpc_server_mark_dirty(conn->srv, conn); /* our SETTINGS go out now */
 }

@@ -12,6 +12,7 @@ static int h2_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, 
   grpc_conn *conn = user_data;
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
     return 0;
+  conn->last_request_ms = loop_now_ms(conn->srv->l);
   grpc_call *c = rpc_call_new(conn, frame->hd.stream_id);
   if (!c)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets only this stream */
@@ -19,16 +20,48 @@ static int h2_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, 
   return 0;
 }
 
+/* Decoded header bytes per connection and second: HPACK lets a few wire
+ * bytes name kilobytes, so past RPC_CONN_HEADER_RATE the connection goes. */
+static bool h2_header_rate_ok(grpc_conn *conn, size_t n) {
+  uint64_t now = loop_now_ms(conn->srv->l);
+  if (now - conn->header_window_ms >= 1000) {
+    conn->header_window_ms = now;
+    conn->header_bytes = 0;
+  }
+  conn->header_bytes += n;
+  return conn->header_bytes <= RPC_CONN_HEADER_RATE;
+}
+
 static int h2_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
                         size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                         void *user_data) {
+  grpc_conn *conn = user_data;
+  if (!h2_header_rate_ok(conn, namelen + valuelen + 32)) {
+    rpc_server_conn_log(conn->srv, conn->peer.addr,
+                        "connection closed: more than %u bytes of decoded headers in a second",
+                        RPC_CONN_HEADER_RATE);
+    nghttp2_session_terminate_session(h2, NGHTTP2_ENHANCE_YOUR_CALM);
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the rest of the block is skipped */
+  }
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
     return 0; /* request trailers carry nothing gRPC uses */
   grpc_call *c = h2_call(h2, frame->hd.stream_id);
   if (!c)
     return 0;
-  if (rpc_call_add_request_md(c, name, namelen, value, valuelen) < 0)
+  if (rpc_call_add_request_md(c, name, namelen, value, valuelen) < 0) {
+    /* too many bytes or no memory: reset now, so the rest of the header block
+     * is skipped, not decoded and checked (ENHANCE_YOUR_CALM reads as
+     * RESOURCE_EXHAUSTED in gRPC clients; nghttp2 adds its own reset after) */
+    nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                              NGHTTP2_ENHANCE_YOUR_CALM);
+    if (++conn->header_refusals >= RPC_CONN_HEADER_REFUSALS) {
+      rpc_server_conn_log(conn->srv, conn->peer.addr,
+                          "connection closed: %u requests with headers over %u bytes",
+                          conn->header_refusals, RPC_MAX_REQUEST_HEADERS);
+      nghttp2_session_terminate_session(h2, NGHTTP2_ENHANCE_YOUR_CALM);
+    }
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
   return 0;
 }
 
@@ -70,13 +103,13 @@ static int h2_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, voi
 
 static int h2_on_data_chunk_recv(nghttp2_session *h2, uint8_t flags, int32_t stream_id,
                                  const uint8_t *data, size_t len, void *user_data) {
-  /* the connection window always comes back: a paused stream must not stall others */
-  nghttp2_session_consume_connection(h2, len);
+  /* the connection window comes back as calls hand their bytes over (or
+   * drop them), so a connection holds at most max_conn_recv_buffer */
   grpc_call *c = h2_call(h2, stream_id);
   if (c)
     rpc_call_data(c, data, len);
   else
-    nghttp2_session_consume_stream(h2, stream_id, len);
+    nghttp2_session_consume(h2, stream_id, len);
   return 0;
 }
 

@@ -44,8 +44,14 @@ typedef struct rpc_md {
 /* Request limits the server applies itself (nghttp2 1.52 enforces neither). */
 #define RPC_MAX_REQUEST_HEADERS (64u * 1024u)
 #define RPC_STREAM_WINDOW (1024 * 1024)
-#define RPC_CONN_WINDOW (16 * 1024 * 1024)
 #define RPC_KEEPALIVE_TIMEOUT_MS 20000u
+/* Decoded header bytes a connection may make us process per second: past
+ * it, GOAWAY (ENHANCE_YOUR_CALM). */
+#define RPC_CONN_HEADER_RATE (4u * 1024u * 1024u)
+/* Requests reset for too large headers before the connection goes. */
+#define RPC_CONN_HEADER_REFUSALS 8u
+/* Request messages of calls allowed without an identity (health probes). */
+#define RPC_ANONYMOUS_MAX_MESSAGE (64u * 1024u)
 
 struct grpc_call {
   grpc_conn *conn;
@@ -59,16 +65,17 @@ struct grpc_call {
   bool saw_post, saw_te, saw_content_type;
   int reject_code; /* != 0: answer this status instead of calling a handler */
   int reject_http;
-  char reject_msg[160];
+  char reject_msg[256];
   bool has_deadline;
   uint64_t deadline_ms, deadline_timer;
   rpc_md *md;
-  size_t nmd, md_bytes;
+  size_t nmd, capmd, md_bytes;
 
   /* receive side */
   grpc_deframer deframer;
   rpc_buf *in_head, *in_tail;
   size_t in_count;
+  size_t held;       /* request bytes received and not handed over (prefixes too) */
   size_t unconsumed; /* bytes whose stream window we still owe (paused) */
   bool paused, remote_closed, half_close_delivered;
 
@@ -76,7 +83,7 @@ struct grpc_call {
   rpc_md *out_md, *trail_md;
   size_t nout_md, ntrail_md;
   rpc_buf *out_head, *out_tail;
-  size_t queued;
+  size_t queued, low_water;
   bool was_above_low;
   bool response_submitted, deferred, trailers_submitted, trailers_sent;
   bool finished;
@@ -116,6 +123,16 @@ struct grpc_conn {
   bool settings_seen, ping_outstanding;
   uint64_t last_recv_ms, ping_sent_ms;
   uint64_t handshake_timer, keepalive_timer;
+  /* limits (server.c, call.c) */
+  char peer_key[64];   /* "uid:N", an IP address, or "" (not counted) */
+  bool admin;          /* the server's peer_is_admin said so */
+  bool probation;      /* over its peer's share: TLS must prove an admin */
+  bool window_granted; /* a call was authorised: full connection window */
+  size_t held;         /* request bytes held by this connection's calls */
+  uint64_t last_request_ms, idle_timer;
+  uint64_t header_window_ms; /* start of the current second of header accounting */
+  size_t header_bytes;       /* decoded header bytes in that second */
+  unsigned header_refusals;  /* requests reset for too large headers */
   /* TLS transport (conn_tls.c) */
   void *ssl;             /* SSL * */
   bool handshaking;      /* no HTTP/2 I/O until the TLS handshake is done */
@@ -145,6 +162,10 @@ struct grpc_server {
   bool shutting_down;
   grpc_server_conn_log_fn conn_log;
   void *conn_log_data;
+  grpc_server_auth auth;
+  struct rpc_peer_table *peers; /* connections per peer key */
+  size_t nprobation;            /* connections on probation (admin room) */
+  size_t held;                  /* request bytes held by every connection */
   nghttp2_session_callbacks *cbs;
   nghttp2_option *opt;
 };
@@ -172,11 +193,35 @@ void rpc_conn_read(grpc_conn *conn);
 void rpc_server_conn_log(grpc_server *s, const char *peer, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Request bytes a call no longer holds: counted down and their connection
+ * window returned. */
+void rpc_conn_release(grpc_conn *conn, size_t n);
+/* The first authorised call: the connection gets its whole window. */
+void rpc_conn_grant_window(grpc_conn *conn);
+/* The key a peer's connections are counted under ("" for none). */
+void rpc_conn_peer_key(const grpc_peer *peer, char *out, size_t outsz);
+
+/* server.c: connection admission */
+/* After the TLS handshake: a connection on probation stays only if its peer
+ * is an admin. Returns -1 (connection closed) if not. */
+int rpc_server_probation_end(grpc_server *s, grpc_conn *conn);
+/* A connection is gone: forget it in the per-peer counts. */
+void rpc_server_conn_forget(grpc_server *s, grpc_conn *conn);
+
 /* conn_tls.c */
 /* Serve a TLS connection on fd (taken): handshake first, then HTTP/2. */
 int rpc_conn_new_tls(grpc_server *s, int fd, const grpc_peer *peer, void *ssl_ctx, rr_err *e);
 /* Drive the handshake one step (fd events arrived, or first call). */
 void rpc_conn_tls_handshake(grpc_conn *conn);
+
+/* peers.c: connections per peer key */
+typedef struct rpc_peer_table rpc_peer_table;
+int rpc_peer_table_new(rpc_peer_table **ret);
+void rpc_peer_table_free(rpc_peer_table *t);
+size_t rpc_peer_table_count(rpc_peer_table *t, const char *key);
+/* Count one more connection of key; -1 out of memory. */
+int rpc_peer_table_add(rpc_peer_table *t, const char *key);
+void rpc_peer_table_remove(rpc_peer_table *t, const char *key);
 
 /* h2.c */
 int rpc_h2_callbacks_new(nghttp2_session_callbacks **ret, rr_err *e);

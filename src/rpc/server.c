@@ -26,6 +26,40 @@
 static void server_hook(loop *l, void *data);
 static int server_services_add(grpc_server *s, const char *path);
 
+static void server_config_defaults(grpc_server_config *c) {
+  if (!c->max_recv_message)
+    c->max_recv_message = GRPC_DEFAULT_MAX_MESSAGE;
+  if (!c->max_send_message)
+    c->max_send_message = 16u * 1024u * 1024u;
+  if (!c->max_concurrent_streams)
+    c->max_concurrent_streams = 256;
+  if (!c->max_connections)
+    c->max_connections = 4096;
+  if (!c->keepalive_ms)
+    c->keepalive_ms = 60000;
+  if (!c->handshake_timeout_ms)
+    c->handshake_timeout_ms = 10000;
+  if (!c->max_conn_recv_buffer)
+    c->max_conn_recv_buffer = 16u * 1024u * 1024u;
+  if (c->max_conn_recv_buffer < 65536) /* below HTTP/2's initial window */
+    c->max_conn_recv_buffer = 65536;
+  if (c->max_conn_recv_buffer > INT32_MAX)
+    c->max_conn_recv_buffer = INT32_MAX;
+  if (!c->max_recv_buffer)
+    c->max_recv_buffer = 256u * 1024u * 1024u;
+  if (!c->max_connections_per_peer)
+    c->max_connections_per_peer = c->max_connections;
+  if (!c->admin_connections)
+    c->admin_connections = 64;
+  if (c->admin_connections >= c->max_connections)
+    c->admin_connections = c->max_connections / 2;
+  if (!c->idle_timeout_ms)
+    c->idle_timeout_ms = 300000;
+  /* a message must fit in what a connection may hold */
+  if (c->max_recv_message > c->max_conn_recv_buffer - GRPC_PREFIX_LEN)
+    c->max_recv_message = c->max_conn_recv_buffer - GRPC_PREFIX_LEN;
+}
+
 int grpc_server_new(grpc_server **ret, loop *l, const grpc_server_config *cfg, rr_err *e) {
   grpc_server *s = calloc(1, sizeof *s);
   if (!s)
@@ -33,18 +67,11 @@ int grpc_server_new(grpc_server **ret, loop *l, const grpc_server_config *cfg, r
   s->l = l;
   if (cfg)
     s->cfg = *cfg;
-  if (!s->cfg.max_recv_message)
-    s->cfg.max_recv_message = GRPC_DEFAULT_MAX_MESSAGE;
-  if (!s->cfg.max_send_message)
-    s->cfg.max_send_message = 16u * 1024u * 1024u;
-  if (!s->cfg.max_concurrent_streams)
-    s->cfg.max_concurrent_streams = 256;
-  if (!s->cfg.max_connections)
-    s->cfg.max_connections = 4096;
-  if (!s->cfg.keepalive_ms)
-    s->cfg.keepalive_ms = 60000;
-  if (!s->cfg.handshake_timeout_ms)
-    s->cfg.handshake_timeout_ms = 10000;
+  server_config_defaults(&s->cfg);
+  if (rpc_peer_table_new(&s->peers) < 0) {
+    free(s);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for the server");
+  }
   if (rpc_h2_callbacks_new(&s->cbs, e) < 0 || nghttp2_option_new(&s->opt) != 0) {
     grpc_server_free(s);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "cannot set up nghttp2");
@@ -187,6 +214,15 @@ static void server_listener_resume(loop *l, void *data) {
       loop_fd_mod(l, s->listeners[i].fd, EPOLLIN, NULL);
 }
 
+void grpc_server_set_config(grpc_server *s, const grpc_server_config *cfg) {
+  s->cfg = cfg ? *cfg : (grpc_server_config){0};
+  server_config_defaults(&s->cfg);
+}
+
+void grpc_server_set_auth(grpc_server *s, const grpc_server_auth *auth) {
+  s->auth = auth ? *auth : (grpc_server_auth){0};
+}
+
 void grpc_server_set_conn_log(grpc_server *s, grpc_server_conn_log_fn fn, void *data) {
   s->conn_log = fn;
   s->conn_log_data = data;
@@ -210,6 +246,73 @@ static rpc_listener *server_listener_find(grpc_server *s, int fd) {
   return NULL;
 }
 
+static bool server_peer_is_admin(grpc_server *s, const grpc_peer *peer) {
+  return s->auth.peer_is_admin && s->auth.peer_is_admin(s->auth.data, peer);
+}
+
+/* May this new connection stay? Admins may use every slot; others share
+ * max_connections - admin_connections, at most max_connections_per_peer
+ * each. A TLS peer over its share may still prove to be an admin in the
+ * handshake: it comes in on probation (*probation), within the admin room. */
+static int server_admit(grpc_server *s, const grpc_peer *peer, bool tls, bool *probation) {
+  const grpc_server_config *c = &s->cfg;
+  bool admin = server_peer_is_admin(s, peer);
+  char key[sizeof((grpc_conn *)0)->peer_key];
+  rpc_conn_peer_key(peer, key, sizeof key);
+  size_t mine = key[0] ? rpc_peer_table_count(s->peers, key) : 0;
+  if (s->nconns >= c->max_connections) {
+    rpc_server_conn_log(s, peer->addr, "connection refused: limit of %zu connections reached",
+                        c->max_connections);
+    return -1;
+  }
+  if (admin)
+    return 0;
+  bool over_all = s->nconns >= c->max_connections - c->admin_connections;
+  bool over_peer = mine >= c->max_connections_per_peer;
+  if (!over_all && !over_peer)
+    return 0;
+  if (tls && s->nprobation < c->admin_connections) {
+    *probation = true;
+    return 0;
+  }
+  if (over_peer)
+    rpc_server_conn_log(s, peer->addr,
+                        "connection refused: %s has %zu connections (limit %zu per peer)", key,
+                        mine, c->max_connections_per_peer);
+  else
+    rpc_server_conn_log(s, peer->addr,
+                        "connection refused: %zu connections, the other %zu are kept for admins",
+                        s->nconns, c->admin_connections);
+  return -1;
+}
+
+int rpc_server_probation_end(grpc_server *s, grpc_conn *conn) {
+  if (!conn->probation)
+    return 0;
+  conn->probation = false;
+  s->nprobation--;
+  if (server_peer_is_admin(s, &conn->peer)) {
+    conn->admin = true;
+    return 0;
+  }
+  rpc_server_conn_log(s, conn->peer.addr,
+                      "connection refused: %s is over its share of connections (limit %zu per "
+                      "peer, %zu kept for admins) and is not an admin",
+                      conn->peer_key, s->cfg.max_connections_per_peer, s->cfg.admin_connections);
+  rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+  return -1;
+}
+
+void rpc_server_conn_forget(grpc_server *s, grpc_conn *conn) {
+  if (conn->probation) {
+    conn->probation = false;
+    s->nprobation--;
+  }
+  if (conn->peer_key[0])
+    rpc_peer_table_remove(s->peers, conn->peer_key);
+  conn->peer_key[0] = '\0';
+}
+
 static void server_accept(loop *l, int fd, uint32_t events, void *data) {
   grpc_server *s = data;
   rpc_listener *ls = server_listener_find(s, fd);
@@ -230,9 +333,8 @@ static void server_accept(loop *l, int fd, uint32_t events, void *data) {
     }
     grpc_peer peer;
     rpc_conn_peer_fill(&peer, cfd);
-    if (s->nconns >= s->cfg.max_connections) {
-      rpc_server_conn_log(s, peer.addr, "connection refused: limit of %zu connections reached",
-                          s->cfg.max_connections);
+    bool probation = false;
+    if (server_admit(s, &peer, ls->tls != NULL, &probation) < 0) {
       close(cfd);
       continue;
     }
@@ -240,10 +342,12 @@ static void server_accept(loop *l, int fd, uint32_t events, void *data) {
       int one = 1;
       setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    if (ls->tls)
-      rpc_conn_new_tls(s, cfd, &peer, ls->tls, NULL);
-    else
-      rpc_conn_new(s, cfd, cfd, &peer, NULL);
+    int r = ls->tls ? rpc_conn_new_tls(s, cfd, &peer, ls->tls, NULL)
+                    : rpc_conn_new(s, cfd, cfd, &peer, NULL);
+    if (r == 0 && probation) {
+      s->conns->probation = true; /* the connection just made */
+      s->nprobation++;
+    }
   }
 }
 
@@ -498,5 +602,6 @@ void grpc_server_free(grpc_server *s) {
     nghttp2_session_callbacks_del(s->cbs);
   if (s->opt)
     nghttp2_option_del(s->opt);
+  rpc_peer_table_free(s->peers);
   free(s);
 }

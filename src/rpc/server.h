@@ -70,10 +70,42 @@ typedef struct grpc_server_config {
   size_t max_connections;          /* default 4096; over it new ones are closed */
   uint64_t keepalive_ms;           /* server PING on idle connections; default 60000 */
   uint64_t handshake_timeout_ms;   /* preface/SETTINGS must arrive; default 10000 */
+  /* Request bytes held (received, not yet handed to a handler): per
+   * connection (also its HTTP/2 connection window) and for all together;
+   * defaults 16 MiB and 256 MiB. A call that would pass them gets
+   * RESOURCE_EXHAUSTED. */
+  size_t max_conn_recv_buffer;
+  size_t max_recv_buffer;
+  /* Connections per peer (unix uid, remote IP address), default no limit
+   * but max_connections; admins (grpc_server_auth.peer_is_admin) are exempt. */
+  size_t max_connections_per_peer;
+  /* Of max_connections, slots only admins may take; default 64. */
+  size_t admin_connections;
+  /* A connection with no call open and no new request for this long gets
+   * GOAWAY and is closed (PINGs do not count); default 300000. */
+  uint64_t idle_timeout_ms;
 } grpc_server_config;
 
 /* cfg may be NULL for defaults. */
 int grpc_server_new(grpc_server **ret, loop *l, const grpc_server_config *cfg, rr_err *e);
+/* Replace the configuration (zero fields: defaults); before listening. */
+void grpc_server_set_config(grpc_server *s, const grpc_server_config *cfg);
+
+/* The application's say on who may use the server. */
+typedef struct grpc_server_auth {
+  /* Is this peer (unix peer at accept, TLS peer after the handshake) an
+   * admin? Admins are exempt from the per-peer limit and may use the slots
+   * kept for them. NULL: nobody is. */
+  bool (*peer_is_admin)(void *data, const grpc_peer *peer);
+  /* Request headers of c are in (path, metadata, peer), no message byte is
+   * buffered yet. Return 0 to let the call through, 1 to let it through
+   * without an identity (its messages are limited to 64 KiB and the
+   * connection gets no more flow-control window for it), or -1 with e set
+   * (e.g. UNAUTHENTICATED) to answer with that status. NULL: all pass. */
+  int (*authorize)(void *data, grpc_call *c, rr_err *e);
+  void *data;
+} grpc_server_auth;
+void grpc_server_set_auth(grpc_server *s, const grpc_server_auth *auth);
 /* Register a method (path must be unique). The struct is copied. */
 int grpc_server_add_method(grpc_server *s, const grpc_method *m, rr_err *e);
 /* Listen on "unix:/path" (stale socket replaced, mode 0666; parent dir
@@ -114,6 +146,9 @@ bool grpc_server_has_service(const grpc_server *s, const char *service);
 int grpc_call_send(grpc_call *c, const ProtobufCMessage *msg, rr_err *e);
 /* Bytes queued on this call and not yet handed to the socket. */
 size_t grpc_call_queued(const grpc_call *c);
+/* on_writable fires when grpc_call_queued falls below low (default
+ * GRPC_CALL_LOW_WATER); for handlers that keep their queue short. */
+void grpc_call_set_low_water(grpc_call *c, size_t low);
 /* End the call: trailers (grpc-status, percent-encoded grpc-message, trimmed
  * to the peer's header limit) go out after every queued message. A call with
  * nothing sent gets a Trailers-Only response. Further sends fail. Idempotent. */

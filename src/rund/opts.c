@@ -20,6 +20,7 @@ static void rund_usage(FILE *f) {
       "            [--tls-cert F --tls-key F --client-ca F] [--tls12]\n"
       "            [--token-file F] [--allow-insecure-tokens] [--admin PRINCIPAL]...\n"
       "            [--secrets-dir DIR] [--retention DUR] [--no-cgroups] [--help] [--version]\n"
+      "            [--idle-timeout DUR] [--max-connections N] [--max-connections-per-peer N]\n"
       "            [--quota-running N] [--quota-jobs N] [--quota-followers N] [--fd-reserve N]\n"
       "       rund certs issue NAME --san KIND:VALUE... [--days N] [--out DIR] [--state-dir "
       "DIR]\n"
@@ -66,6 +67,12 @@ static void rund_usage(FILE *f) {
       "  --fd-reserve N       file descriptors never spent on starts and Logs\n"
       "                       streams (kept for admins' calls and rund's own work);\n"
       "                       default 1/8 of RLIMIT_NOFILE within 64..4096\n"
+      "  --idle-timeout DUR   close connections with no call and no request for DUR\n"
+      "                       (PINGs do not count); default 5m\n"
+      "  --max-connections N  default 4096, of which 64 only admins may take\n"
+      "  --max-conns-per-peer N\n"
+      "                       connections per unix uid or remote IP address,\n"
+      "                       admins exempt; default 256\n"
       "  --help, --version\n"
       "\n"
       "Signals: SIGTERM/SIGINT stop rund (running jobs keep running; the next rund\n"
@@ -171,7 +178,10 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
     O_QJOBS,
     O_QFOLLOW,
     O_FDRES,
-    O_RETENTION
+    O_RETENTION,
+    O_IDLE,
+    O_MAXCONN,
+    O_PERPEER
   };
   static const struct option longs[] = {{"listen", required_argument, NULL, 'l'},
                                         {"state-dir", required_argument, NULL, 's'},
@@ -188,6 +198,9 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
                                         {"secrets-dir", required_argument, NULL, O_SECRETS},
                                         {"no-cgroups", no_argument, NULL, O_NO_CGROUPS},
                                         {"retention", required_argument, NULL, O_RETENTION},
+                                        {"idle-timeout", required_argument, NULL, O_IDLE},
+                                        {"max-connections", required_argument, NULL, O_MAXCONN},
+                                        {"max-conns-per-peer", required_argument, NULL, O_PERPEER},
                                         {"quota-running", required_argument, NULL, O_QRUN},
                                         {"quota-jobs", required_argument, NULL, O_QJOBS},
                                         {"quota-followers", required_argument, NULL, O_QFOLLOW},
@@ -275,6 +288,20 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
       if (rr_parse_duration_ms(optarg, &o->retention_ms) < 0 || o->retention_ms == 0)
         return BAD("--retention \"%s\" is not a duration (e.g. 30s, 12h, 7d)", optarg);
       break;
+    case O_IDLE:
+      if (rr_parse_duration_ms(optarg, &o->idle_timeout_ms) < 0 || o->idle_timeout_ms == 0)
+        return BAD("--idle-timeout \"%s\" is not a duration (e.g. 30s, 5m)", optarg);
+      break;
+    case O_MAXCONN:
+    case O_PERPEER: {
+      uint64_t v;
+      if (rund_parse_size(optarg, &v) < 0 || v == 0 || v > 1000000)
+        return BAD(c == O_MAXCONN ? "--max-connections \"%s\" is not a count (1..1000000)"
+                                  : "--max-conns-per-peer \"%s\" is not a count (1..1000000)",
+                   optarg);
+      *(c == O_MAXCONN ? &o->max_connections : &o->max_connections_per_peer) = (uint32_t)v;
+      break;
+    }
     case O_QRUN:
       rc = rund_opt_count(&o->quota_running, "--quota-running", optarg);
       break;

@@ -27,6 +27,9 @@ typedef struct rund_opts {
   bool embedded;           /* no --listen and no TLS flags: the embedded default */
   bool no_cgroups;         /* commands with limits are refused */
   uint64_t retention_ms;   /* finished jobs deleted this long after their end; 0: kept */
+  /* connection limits of the gRPC server (0: its defaults) */
+  uint64_t idle_timeout_ms;
+  uint32_t max_connections, max_connections_per_peer;
   /* per-identity quotas (0: no limit) and the fd reserve (0: derived from
    * RLIMIT_NOFILE); see rund/quota.h */
   uint32_t quota_running, quota_jobs, quota_followers;

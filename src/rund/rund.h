@@ -50,6 +50,8 @@ int rund_quota_open(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);
 /* Every listener of o (the embedded default's certificates made first);
  * logs each address. */
 int rund_listen_all(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);
+/* service.c: the gRPC server's connection limits from the flags. */
+void rund_server_configure(rund_ctx *ctx, const struct rund_opts *o);
 
 /* Register every runrpc.v1.Jobs method on s. */
 int jobs_service_register(grpc_server *s, rund_ctx *ctx, rr_err *e);

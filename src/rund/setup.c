@@ -169,6 +169,7 @@ int rund_listen_all(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
     tls.key_file = paths.server_key;
     tls.client_ca_file = paths.ca;
   }
+  rund_server_configure(ctx, o);
   grpc_server_set_conn_log(ctx->server, rund_conn_log, ctx);
   for (size_t i = 0; i < o->nlisten; i++) {
     const char *addr = o->listen[i];

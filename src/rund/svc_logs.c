@@ -9,7 +9,11 @@
 #include "jobs/logstore.h"
 #include "rund.h"
 
-#define LOGS_CHUNK (64u * 1024u)
+#define LOGS_CHUNK (32u * 1024u)
+/* A follower stops reading past this much queued (the bytes wait on disk),
+ * resumes below LOGS_LOW_WATER: a stalled reader holds ~64 KiB and no fd. */
+#define LOGS_HIGH_WATER (2u * LOGS_CHUNK)
+#define LOGS_LOW_WATER LOGS_CHUNK
 
 typedef struct follower {
   job_watch w;
@@ -25,11 +29,11 @@ typedef struct follower {
 
 static uint8_t logs_buf[LOGS_CHUNK]; /* one loop thread: a shared scratch buffer */
 
+static void follower_close_files(follower *f);
+
 static void follower_free(follower *f) {
   job_watch_del(&f->w);
-  for (int s = 0; s < 2; s++)
-    if (f->fd[s] >= 0)
-      close(f->fd[s]);
+  follower_close_files(f);
   free(f);
 }
 
@@ -59,17 +63,42 @@ static int follower_send_one(follower *f, int s) {
   return n ? 1 : 0;
 }
 
+static void follower_close_files(follower *f) {
+  for (int s = 0; s < 2; s++)
+    if (f->fd[s] >= 0) {
+      close(f->fd[s]);
+      f->fd[s] = -1;
+    }
+}
+
+/* The files are opened while the follower reads and closed while its
+ * reader is stalled. -1 (call finished) if one cannot be opened. */
+static int follower_open_files(follower *f) {
+  rr_err e = {0};
+  for (int s = 0; s < 2; s++)
+    if (f->want[s] && f->fd[s] < 0 &&
+        (f->fd[s] = logstore_stream_open_read(f->j->dir, s, &e)) < 0) {
+      grpc_call_finish(f->c, e.code, e.msg);
+      return -1;
+    }
+  return 0;
+}
+
 /* Send what is there while the client keeps up; finish when it is all out. */
 static void follower_pump(follower *f) {
   if (grpc_call_finished(f->c))
+    return;
+  if (grpc_call_queued(f->c) > LOGS_HIGH_WATER || follower_open_files(f) < 0)
     return;
   /* decide "the job is over" before reading, so bytes written just before
    * the end are read in this same pass */
   bool ended = f->j->state != JOB_RUNNING;
   f->at_eof[0] = f->at_eof[1] = false;
   for (;;) {
-    if (grpc_call_queued(f->c) > GRPC_CALL_HIGH_WATER)
-      return; /* resumed by on_writable */
+    if (grpc_call_queued(f->c) > LOGS_HIGH_WATER) {
+      follower_close_files(f); /* resumed by on_writable */
+      return;
+    }
     bool progress = false;
     for (int k = 0; k < 2; k++) {
       int s = (f->next + k) % 2;
@@ -102,7 +131,6 @@ static void logs_on_writable(grpc_call *c) {
 
 static void logs_on_close(grpc_call *c, grpc_close_reason reason) {
   follower *f = grpc_call_data(c);
-  quota_follower_del(((rund_ctx *)grpc_call_method_data(c))->quota, c);
   if (f)
     follower_free(f);
 }
@@ -117,8 +145,6 @@ static void logs_on_message(grpc_call *c, ProtobufCMessage *msg) {
   int rc = rund_call_identity(c, &id, &e);
   if (rc == 0)
     rc = rund_job_lookup_visible(ctx, &id, &req->job_id, &j, &e);
-  if (rc == 0)
-    rc = quota_follower_add(ctx->quota, &id, c, &e); /* counted until logs_on_close */
   authz_identity_clear(&id);
   if (rc < 0)
     goto fail;
@@ -158,6 +184,7 @@ static void logs_on_message(grpc_call *c, ProtobufCMessage *msg) {
    * retention from deleting it under the reader */
   job_watch_add(j, &f->w);
   grpc_call_set_data(c, f);
+  grpc_call_set_low_water(c, LOGS_LOW_WATER);
   follower_pump(f);
   return;
 fail:

@@ -20,7 +20,7 @@ static void rund_usage(FILE *f) {
       "            [--tls-cert F --tls-key F --client-ca F] [--tls12]\n"
       "            [--token-file F] [--allow-insecure-tokens] [--admin PRINCIPAL]...\n"
       "            [--secrets-dir DIR] [--retention DUR] [--no-cgroups] [--help] [--version]\n"
-      "            [--idle-timeout DUR] [--max-connections N] [--max-connections-per-peer N]\n"
+      "            [--idle-timeout DUR] [--max-connections N] [--max-conns-per-peer N]\n"
       "            [--quota-running N] [--quota-jobs N] [--quota-followers N] [--fd-reserve N]\n"
       "       rund certs issue NAME --san KIND:VALUE... [--days N] [--out DIR] [--state-dir "
       "DIR]\n"
@@ -174,14 +174,14 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
     O_ADMIN,
     O_SECRETS,
     O_NO_CGROUPS,
-    O_QRUN,
-    O_QJOBS,
-    O_QFOLLOW,
-    O_FDRES,
     O_RETENTION,
     O_IDLE,
     O_MAXCONN,
-    O_PERPEER
+    O_PERPEER,
+    O_QRUN,
+    O_QJOBS,
+    O_QFOLLOW,
+    O_FDRES
   };
   static const struct option longs[] = {{"listen", required_argument, NULL, 'l'},
                                         {"state-dir", required_argument, NULL, 's'},

@@ -131,6 +131,7 @@ static void logs_on_writable(grpc_call *c) {
 
 static void logs_on_close(grpc_call *c, grpc_close_reason reason) {
   follower *f = grpc_call_data(c);
+  quota_follower_del(((rund_ctx *)grpc_call_method_data(c))->quota, c);
   if (f)
     follower_free(f);
 }
@@ -145,6 +146,8 @@ static void logs_on_message(grpc_call *c, ProtobufCMessage *msg) {
   int rc = rund_call_identity(c, &id, &e);
   if (rc == 0)
     rc = rund_job_lookup_visible(ctx, &id, &req->job_id, &j, &e);
+  if (rc == 0)
+    rc = quota_follower_add(ctx->quota, &id, c, &e); /* counted until logs_on_close */
   authz_identity_clear(&id);
   if (rc < 0)
     goto fail;

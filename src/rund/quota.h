@@ -18,11 +18,12 @@
 typedef struct quota quota;
 
 typedef struct quota_config {
-  uint32_t running;    /* running jobs per principal; 0: no limit */
-  uint32_t jobs;       /* kept jobs (running + finished) per principal; 0: no limit */
-  uint32_t followers;  /* concurrent Logs streams per principal; 0: no limit */
-  uint64_t fd_limit;   /* RLIMIT_NOFILE; 0: read it now */
-  uint64_t fd_reserve; /* fds never spent on starts or Logs; 0: limit/8 within 64..4096 */
+  uint32_t running;         /* running jobs per principal; 0: no limit */
+  uint32_t jobs;            /* kept jobs (running + finished) per principal; 0: no limit */
+  uint32_t followers;       /* concurrent Logs streams per principal; 0: no limit */
+  uint64_t fd_limit;        /* RLIMIT_NOFILE; 0: read it now */
+  uint64_t fd_reserve;      /* fds never spent on starts or Logs; 0: limit/8 within 64..4096 */
+  bool fd_count_by_readdir; /* tests: count as on kernels before 6.2 */
 } quota_config;
 
 /* INVALID_ARGUMENT when the reserve leaves fewer than 32 fds usable. */

@@ -244,6 +244,13 @@ out:;
 
 static void conn_dispatch(grpc_conn *conn) {
   grpc_call *next;
+  /* ends first: a call the client reset is closed before one it sent after
+   * starts (per-caller counts, e.g. followers, are freed in time) */
+  for (grpc_call *c = conn->calls; c && !conn->dead; c = next) {
+    next = c->next;
+    if (c->close_pending && !c->closed)
+      rpc_call_dispatch(c);
+  }
   for (grpc_call *c = conn->calls; c && !conn->dead; c = next) {
     next = c->next;
     rpc_call_dispatch(c);

@@ -400,7 +400,8 @@ int main(int argc, char **argv) {
       goto out;
   }
   ts.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (ts.sigfd < 0 || loop_fd_add(ts.l, ts.sigfd, EPOLLIN, testserver_on_signal, &ts, &e) < 0)
+  if (ts.sigfd < 0 ||
+      loop_fd_add(ts.l, ts.sigfd, EPOLLIN, "signals", testserver_on_signal, &ts, &e) < 0)
     goto out;
   for (size_t i = 0; grpc_server_listen_address(ts.srv, i); i++)
     printf("listening %s\n", grpc_server_listen_address(ts.srv, i));

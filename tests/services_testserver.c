@@ -67,8 +67,9 @@ static int run(int argc, char **argv, rr_err *e) {
   }
   if (loop_new(&l, e) < 0)
     return -1;
-  if (loop_fd_add(l, sfd, EPOLLIN, on_signal, NULL, e) < 0 || grpc_server_new(&s, l, NULL, e) < 0 ||
-      reflection_register(s, e) < 0 || health_register(s, &h, e) < 0 || jobs_register(s, e) < 0)
+  if (loop_fd_add(l, sfd, EPOLLIN, "signals", on_signal, NULL, e) < 0 ||
+      grpc_server_new(&s, l, NULL, e) < 0 || reflection_register(s, e) < 0 ||
+      health_register(s, &h, e) < 0 || jobs_register(s, e) < 0)
     goto out;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {

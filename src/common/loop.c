@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -11,16 +12,25 @@
 typedef struct fd_watch {
   int fd;
   uint32_t events;
+  const char *name;
   loop_fd_fn fn;
   void *data;
   bool live;
 } fd_watch;
 
-typedef struct timer {
-  uint64_t when, id;
+#define SLOT_FREE UINT32_MAX
+
+/* A timer lives in a slot; the heap orders slot numbers. The id handed out
+ * is (generation << 32 | slot + 1), so cancel finds its slot at once and a
+ * stale id (fired, cancelled, slot reused) is told apart by generation. */
+typedef struct timer_slot {
+  uint64_t when, seq;
   loop_timer_fn fn;
   void *data;
-} timer;
+  uint32_t gen;
+  uint32_t pos; /* index in the heap; SLOT_FREE when not pending */
+  uint32_t next_free;
+} timer_slot;
 
 typedef struct hook {
   uint64_t id;
@@ -34,14 +44,30 @@ struct loop {
   uint64_t now;
   fd_watch **fds; /* indexed by fd */
   size_t nfds;
-  timer *heap;
-  size_t nheap, capheap;
+  timer_slot *slots;
+  uint32_t nslots, free_slot; /* free_slot: head of the free list, SLOT_FREE if none */
+  uint32_t *heap;
+  uint32_t nheap;
+  uint64_t next_seq;
   uint64_t next_id;
   hook *hooks;
   size_t nhooks;
   fd_watch **dead; /* freed after the iteration that removed them */
   size_t ndead, capdead;
+  /* stall watchdog */
+  loop_stall_fn stall_fn;
+  void *stall_data;
+  uint64_t stall_us;
+  uint64_t longest_cb_us, longest_turn_us;
+  uint64_t turn_us, turn_max_us; /* this turn so far; its longest callback */
+  const char *turn_max_name;
 };
+
+static uint64_t loop_clock_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 int loop_new(loop **ret, rr_err *e) {
   loop *l = calloc(1, sizeof *l);
@@ -55,6 +81,7 @@ int loop_new(loop **ret, rr_err *e) {
   }
   l->now = rr_now_mono_ms();
   l->next_id = 1;
+  l->free_slot = SLOT_FREE;
   *ret = l;
   return 0;
 }
@@ -73,13 +100,15 @@ void loop_free(loop *l) {
   loop_reap_dead(l);
   free(l->dead);
   free(l->fds);
+  free(l->slots);
   free(l->heap);
   free(l->hooks);
   close(l->epfd);
   free(l);
 }
 
-int loop_fd_add(loop *l, int fd, uint32_t events, loop_fd_fn fn, void *data, rr_err *e) {
+int loop_fd_add(loop *l, int fd, uint32_t events, const char *name, loop_fd_fn fn, void *data,
+                rr_err *e) {
   if (fd < 0)
     return rr_err_set(e, RR_INTERNAL, "loop: invalid fd %d", fd);
   if ((size_t)fd >= l->nfds) {
@@ -98,7 +127,8 @@ int loop_fd_add(loop *l, int fd, uint32_t events, loop_fd_fn fn, void *data, rr_
   fd_watch *w = calloc(1, sizeof *w);
   if (!w)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "loop: out of memory");
-  *w = (fd_watch){.fd = fd, .events = events, .fn = fn, .data = data, .live = true};
+  *w = (fd_watch){
+      .fd = fd, .events = events, .name = name ? name : "fd", .fn = fn, .data = data, .live = true};
   struct epoll_event ev = {.events = events, .data.ptr = w};
   if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
     int saved = errno;
@@ -143,73 +173,115 @@ void loop_fd_del(loop *l, int fd) {
   l->dead[l->ndead++] = w;
 }
 
-static void heap_swap(timer *h, size_t a, size_t b) {
-  timer t = h[a];
-  h[a] = h[b];
-  h[b] = t;
+/* ---- timers: a binary heap of slot numbers ---- */
+
+static bool timer_less(const loop *l, uint32_t a, uint32_t b) {
+  const timer_slot *x = &l->slots[a], *y = &l->slots[b];
+  return x->when < y->when || (x->when == y->when && x->seq < y->seq);
 }
 
-static bool timer_less(const timer *a, const timer *b) {
-  return a->when < b->when || (a->when == b->when && a->id < b->id);
+static void heap_set(loop *l, uint32_t i, uint32_t slot) {
+  l->heap[i] = slot;
+  l->slots[slot].pos = i;
 }
 
-static void heap_up(timer *h, size_t i) {
+static void heap_up(loop *l, uint32_t i) {
+  uint32_t s = l->heap[i];
   while (i > 0) {
-    size_t p = (i - 1) / 2;
-    if (!timer_less(&h[i], &h[p]))
+    uint32_t p = (i - 1) / 2;
+    if (!timer_less(l, s, l->heap[p]))
       break;
-    heap_swap(h, i, p);
+    heap_set(l, i, l->heap[p]);
     i = p;
   }
+  heap_set(l, i, s);
 }
 
-static void heap_down(timer *h, size_t n, size_t i) {
+static void heap_down(loop *l, uint32_t i) {
+  uint32_t s = l->heap[i], n = l->nheap;
   for (;;) {
-    size_t l = 2 * i + 1, r = l + 1, m = i;
-    if (l < n && timer_less(&h[l], &h[m]))
-      m = l;
-    if (r < n && timer_less(&h[r], &h[m]))
-      m = r;
-    if (m == i)
+    uint32_t c = 2 * i + 1;
+    if (c >= n)
       break;
-    heap_swap(h, i, m);
-    i = m;
+    if (c + 1 < n && timer_less(l, l->heap[c + 1], l->heap[c]))
+      c++;
+    if (!timer_less(l, l->heap[c], s))
+      break;
+    heap_set(l, i, l->heap[c]);
+    i = c;
   }
+  heap_set(l, i, s);
 }
 
-static void heap_remove_at(loop *l, size_t i) {
+/* Take the slot out of the heap and put it on the free list. */
+static void timer_release(loop *l, uint32_t slot) {
+  timer_slot *t = &l->slots[slot];
+  uint32_t i = t->pos;
   l->nheap--;
-  if (i == l->nheap)
-    return;
-  l->heap[i] = l->heap[l->nheap];
-  heap_down(l->heap, l->nheap, i);
-  heap_up(l->heap, i);
+  if (i != l->nheap) { /* the last one fills the hole, then finds its place */
+    uint32_t moved = l->heap[l->nheap];
+    heap_set(l, i, moved);
+    heap_down(l, i);
+    heap_up(l, l->slots[moved].pos);
+  }
+  t->pos = SLOT_FREE;
+  t->gen++;
+  if (!t->gen)
+    t->gen = 1;
+  t->next_free = l->free_slot;
+  l->free_slot = slot;
+}
+
+static int timer_slot_get(loop *l, uint32_t *ret) {
+  if (l->free_slot == SLOT_FREE) {
+    if (l->nslots >= SLOT_FREE / 2)
+      return -1;
+    uint32_t n = l->nslots ? l->nslots * 2 : 64;
+    timer_slot *s = realloc(l->slots, n * sizeof *s);
+    if (!s)
+      return -1;
+    l->slots = s;
+    uint32_t *h = realloc(l->heap, n * sizeof *h);
+    if (!h)
+      return -1; /* slots grew, heap did not: the new slots stay unused */
+    l->heap = h;
+    for (uint32_t i = n; i-- > l->nslots;) {
+      s[i] = (timer_slot){.gen = 1, .pos = SLOT_FREE, .next_free = l->free_slot};
+      l->free_slot = i;
+    }
+    l->nslots = n;
+  }
+  *ret = l->free_slot;
+  l->free_slot = l->slots[*ret].next_free;
+  return 0;
 }
 
 uint64_t loop_timer_add(loop *l, uint64_t ms, loop_timer_fn fn, void *data) {
-  if (l->nheap == l->capheap) {
-    size_t n = l->capheap ? l->capheap * 2 : 64;
-    timer *p = realloc(l->heap, n * sizeof *p);
-    if (!p)
-      return 0;
-    l->heap = p;
-    l->capheap = n;
-  }
-  uint64_t id = l->next_id++;
-  l->heap[l->nheap] = (timer){.when = rr_now_mono_ms() + ms, .id = id, .fn = fn, .data = data};
-  heap_up(l->heap, l->nheap++);
-  return id;
+  uint32_t slot;
+  if (timer_slot_get(l, &slot) < 0)
+    return 0;
+  timer_slot *t = &l->slots[slot];
+  t->when = rr_now_mono_ms() + ms;
+  t->seq = l->next_seq++;
+  t->fn = fn;
+  t->data = data;
+  l->heap[l->nheap] = slot;
+  t->pos = l->nheap++;
+  heap_up(l, t->pos);
+  return (uint64_t)t->gen << 32 | (slot + 1u);
 }
 
 void loop_timer_cancel(loop *l, uint64_t id) {
-  if (!id)
+  uint64_t s = id & 0xffffffffu;
+  if (!s || s > l->nslots)
     return;
-  for (size_t i = 0; i < l->nheap; i++)
-    if (l->heap[i].id == id) {
-      heap_remove_at(l, i);
-      return;
-    }
+  uint32_t slot = (uint32_t)(s - 1);
+  if (l->slots[slot].gen != (uint32_t)(id >> 32) || l->slots[slot].pos == SLOT_FREE)
+    return;
+  timer_release(l, slot);
 }
+
+/* ---- hooks ---- */
 
 uint64_t loop_hook_add(loop *l, loop_hook_fn fn, void *data) {
   hook *p = realloc(l->hooks, (l->nhooks + 1) * sizeof *p);
@@ -230,12 +302,36 @@ void loop_hook_del(loop *l, uint64_t id) {
     }
 }
 
+/* ---- running ---- */
+
+/* Account for one callback that ran from t0 until now. */
+static void loop_account(loop *l, const char *name, uint64_t t0) {
+  uint64_t d = loop_clock_us() - t0;
+  l->turn_us += d;
+  if (d > l->turn_max_us) {
+    l->turn_max_us = d;
+    l->turn_max_name = name;
+  }
+  if (d > l->longest_cb_us)
+    l->longest_cb_us = d;
+}
+
+/* Only the timers due when the run starts, and none added by them (a timer
+ * of 0 ms re-armed from its own callback waits for the next turn). */
 static void loop_run_timers(loop *l) {
   l->now = rr_now_mono_ms();
-  while (l->nheap > 0 && l->heap[0].when <= l->now) {
-    timer t = l->heap[0];
-    heap_remove_at(l, 0);
-    t.fn(l, t.data);
+  uint64_t seq_end = l->next_seq;
+  while (l->nheap > 0) {
+    uint32_t slot = l->heap[0];
+    timer_slot *t = &l->slots[slot];
+    if (t->when > l->now || t->seq >= seq_end)
+      break;
+    loop_timer_fn fn = t->fn;
+    void *data = t->data;
+    timer_release(l, slot);
+    uint64_t t0 = loop_clock_us();
+    fn(l, data);
+    loop_account(l, "timer", t0);
   }
 }
 
@@ -243,19 +339,31 @@ static void loop_run_hooks(loop *l) {
   /* a hook may remove hooks: iterate by id over a snapshot count */
   for (size_t i = 0; i < l->nhooks; i++) {
     hook h = l->hooks[i];
+    uint64_t t0 = loop_clock_us();
     h.fn(l, h.data);
+    loop_account(l, "hook", t0);
     if (i < l->nhooks && l->hooks[i].id != h.id)
       i--; /* the current one was removed */
   }
 }
 
+/* A turn ends before the sleep: its hooks, then the next wait. */
+static void loop_turn_end(loop *l) {
+  if (l->turn_us > l->longest_turn_us)
+    l->longest_turn_us = l->turn_us;
+  if (l->stall_fn && l->turn_us >= l->stall_us)
+    l->stall_fn(l->stall_data, l->turn_max_name ? l->turn_max_name : "loop", l->turn_max_us / 1000u,
+                l->turn_us / 1000u);
+  l->turn_us = l->turn_max_us = 0;
+  l->turn_max_name = NULL;
+}
+
 int loop_run_once(loop *l, int timeout_ms, rr_err *e) {
   loop_run_hooks(l);
+  loop_turn_end(l);
   if (l->nheap > 0) {
-    uint64_t now = rr_now_mono_ms();
-    int until = l->heap[0].when <= now
-                    ? 0
-                    : (int)(l->heap[0].when - now > 86400000 ? 86400000 : l->heap[0].when - now);
+    uint64_t now = rr_now_mono_ms(), when = l->slots[l->heap[0]].when;
+    int until = when <= now ? 0 : (int)(when - now > 86400000 ? 86400000 : when - now);
     if (timeout_ms < 0 || until < timeout_ms)
       timeout_ms = until;
   }
@@ -269,8 +377,12 @@ int loop_run_once(loop *l, int timeout_ms, rr_err *e) {
   l->now = rr_now_mono_ms();
   for (int i = 0; i < n; i++) {
     fd_watch *w = evs[i].data.ptr;
-    if (w->live)
-      w->fn(l, w->fd, evs[i].events, w->data);
+    if (!w->live)
+      continue;
+    const char *name = w->name; /* w may be deleted by its own callback */
+    uint64_t t0 = loop_clock_us();
+    w->fn(l, w->fd, evs[i].events, w->data);
+    loop_account(l, name, t0);
   }
   loop_run_timers(l);
   loop_reap_dead(l);
@@ -287,3 +399,12 @@ int loop_run(loop *l, rr_err *e) {
 void loop_stop(loop *l) { l->stop = true; }
 bool loop_stopping(const loop *l) { return l->stop; }
 uint64_t loop_now_ms(loop *l) { return l->now; }
+
+void loop_stall_set(loop *l, uint64_t threshold_ms, loop_stall_fn fn, void *data) {
+  l->stall_fn = fn;
+  l->stall_data = data;
+  l->stall_us = threshold_ms * 1000u;
+}
+
+uint64_t loop_longest_callback_us(const loop *l) { return l->longest_cb_us; }
+uint64_t loop_longest_turn_us(const loop *l) { return l->longest_turn_us; }

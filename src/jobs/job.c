@@ -24,6 +24,8 @@
 #include "jobs/spawn.h"
 
 #define JOB_INOTIFY_BATCH_MS 10
+#define JOB_INOTIFY_READS 4    /* of 8 KiB (256 events) per batch */
+#define JOB_PUNCH_DRAIN_MS 300 /* at the end, for the last holes */
 
 static const char *const state_names[] = {"unspecified", "running", "exited", "killed", "failed"};
 
@@ -112,7 +114,30 @@ job *job_alloc(job_table *t, const char *id) {
   return j;
 }
 
+/* Put j on the list of jobs to refresh at the end of this batch. */
+static void job_mark_dirty(job_table *t, job *j) {
+  if (j->logs_dirty)
+    return;
+  j->logs_dirty = true;
+  j->dirty_next = t->dirty;
+  t->dirty = j;
+}
+
+/* A job leaving the table before its batch is done leaves the list too. */
+static void job_unmark_dirty(job_table *t, job *j) {
+  if (!j->logs_dirty)
+    return;
+  for (job **p = &t->dirty; *p; p = &(*p)->dirty_next)
+    if (*p == j) {
+      *p = j->dirty_next;
+      break;
+    }
+  j->logs_dirty = false;
+  j->dirty_next = NULL;
+}
+
 void job_close_logs(job *j) {
+  job_unmark_dirty(j->table, j);
   /* unwatch first: our own close would queue IN_CLOSE_WRITE events */
   if (j->inotify_wd >= 0) {
     inotify_rm_watch(j->table->inotify_fd, j->inotify_wd);
@@ -226,6 +251,28 @@ int job_table_list(job_table *t, job_state state, const char *tag, job ***ret, s
 
 /* ---- log growth ---- */
 
+/* Apply the cap to stream s of j: from now on readers are told the bytes
+ * before the new start are dropped (so none ever reads a hole), and the
+ * worker punches them out. A full queue only delays the punch: the next
+ * refresh asks for the whole range not yet asked for. */
+static void job_logs_cap(job *j, int s) {
+  job_table *t = j->table;
+  uint64_t to;
+  if (!logstore_cap_plan(j->size[s], t->max_log_bytes, j->kept_from[s], &to))
+    return;
+  if (!t->punch) {
+    rr_err e = {0};
+    if (logstore_enforce_cap(j->log_fd[s], j->size[s], t->max_log_bytes, &j->kept_from[s], &e) < 0)
+      job_table_warn(t, "job %s %s: %s", j->id, logstore_stream_name(s), e.msg);
+    j->punched_to[s] = j->kept_from[s];
+    return;
+  }
+  j->kept_from[s] = to;
+  if (j->punched_to[s] < to &&
+      punch_queue_add(t->punch, j->log_fd[s], j->punched_to[s], to - j->punched_to[s]))
+    j->punched_to[s] = to;
+}
+
 void job_logs_refresh(job *j) {
   for (int s = 0; s < 2; s++) {
     if (j->log_fd[s] < 0)
@@ -234,11 +281,19 @@ void job_logs_refresh(job *j) {
     if (fstat(j->log_fd[s], &st) < 0)
       continue;
     j->size[s] = (uint64_t)st.st_size;
-    rr_err e = {0};
-    if (logstore_enforce_cap(j->log_fd[s], j->size[s], j->table->max_log_bytes, &j->kept_from[s],
-                             &e) < 0)
-      job_table_warn(j->table, "job %s %s: %s", j->id, logstore_stream_name(s), e.msg);
+    job_logs_cap(j, s);
   }
+}
+
+/* What the punch worker could not do, said at most once a minute. */
+static void job_table_punch_check(job_table *t) {
+  int err;
+  uint64_t n = t->punch ? punch_queue_errors(t->punch, &err) : 0;
+  if (!n || (t->punch_warned_ms && loop_now_ms(t->l) - t->punch_warned_ms < 60000))
+    return;
+  t->punch_warned_ms = loop_now_ms(t->l);
+  job_table_warn(t, "cannot drop old log bytes (%llu punches failed): %s", (unsigned long long)n,
+                 strerror(err));
 }
 
 void job_refresh(job *j) { job_logs_refresh(j); }
@@ -248,49 +303,58 @@ static void job_table_on_inotify(loop *l, int fd, uint32_t events, void *data);
 static void job_table_inotify_resume(loop *l, void *data) {
   job_table *t = data;
   t->inotify_timer = 0;
-  if (loop_fd_add(l, t->inotify_fd, EPOLLIN, job_table_on_inotify, t, NULL) == 0)
+  if (loop_fd_add(l, t->inotify_fd, EPOLLIN, "job logs (inotify)", job_table_on_inotify, t, NULL) ==
+      0)
     t->inotify_paused = false;
   else /* cannot happen short of ENOMEM: try again later */
     t->inotify_timer = loop_timer_add(l, JOB_INOTIFY_BATCH_MS, job_table_inotify_resume, t);
 }
 
+/* Bounded work per call: at most JOB_INOTIFY_READS reads of the queue, then
+ * one refresh (fstat, cap) and one notify per job that grew, whatever the
+ * number of events; writers that never pause cannot keep us here. What is
+ * left in the queue (or lost to its overflow) is seen JOB_INOTIFY_BATCH_MS
+ * later, so a busy job costs one refresh per batch, not one per write. */
 static void job_table_on_inotify(loop *l, int fd, uint32_t events, void *data) {
   job_table *t = data;
   _Alignas(struct inotify_event) char buf[8192];
-  bool overflow = false, busy = false;
-  for (;;) {
+  bool overflow = false;
+  for (int i = 0; i < JOB_INOTIFY_READS; i++) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n <= 0)
       break;
-    /* one refresh + notify per job per batch */
-    job *last = NULL;
     for (char *p = buf; p < buf + n;) {
       struct inotify_event *ev = (struct inotify_event *)p;
       p += sizeof *ev + ev->len;
       if (ev->mask & IN_Q_OVERFLOW)
         overflow = true;
       job *j = intmap_get(&t->by_wd, (uint64_t)ev->wd);
-      if (!j || j == last)
-        continue; /* e.g. IN_IGNORED of a job that ended */
-      last = j;
-      busy = true;
-      job_logs_refresh(j);
-      job_notify(j, JOB_EVENT_OUTPUT);
+      if (j) /* else e.g. IN_IGNORED of a job that ended */
+        job_mark_dirty(t, j);
     }
   }
-  if (!busy && !overflow)
-    return;     /* nothing was written: no need to hold back */
   if (overflow) /* events were lost: look at every watched job */
     for (size_t i = 0; i < t->njobs; i++)
-      if (t->jobs[i]->inotify_wd >= 0) {
-        job_logs_refresh(t->jobs[i]);
-        job_notify(t->jobs[i], JOB_EVENT_OUTPUT);
-      }
+      if (t->jobs[i]->inotify_wd >= 0)
+        job_mark_dirty(t, t->jobs[i]);
+  if (!t->dirty)
+    return; /* nothing was written: no need to hold back */
+  job_table_punch_check(t);
+  while (t->dirty) {
+    job *j = t->dirty;
+    t->dirty = j->dirty_next;
+    j->logs_dirty = false;
+    j->dirty_next = NULL;
+    job_logs_refresh(j);
+    job_notify(j, JOB_EVENT_OUTPUT);
+  }
   /* a busy writer would wake us per write: let events pile up (the kernel
    * merges repeats) and look again a few ms later */
   loop_fd_del(l, fd);
   t->inotify_paused = true;
   t->inotify_timer = loop_timer_add(l, JOB_INOTIFY_BATCH_MS, job_table_inotify_resume, t);
+  if (!t->inotify_timer) /* no memory for a timer: watch again at once rather than never */
+    job_table_inotify_resume(l, t);
 }
 
 int job_logs_watch(job *j, rr_err *e) {
@@ -558,11 +622,16 @@ int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *c
     rr_err_sys(e, RR_INTERNAL, errno, "cannot open /dev/null");
     goto fail;
   }
+  if (t->max_log_bytes && punch_queue_new(&t->punch, e) < 0) {
+    /* no thread: punch on the loop (slow disks may then stall it) */
+    job_table_warn(t, "%s: log caps are applied on the event loop", e->msg);
+    t->punch = NULL;
+  }
   if ((t->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
     rr_err_sys(e, RR_INTERNAL, errno, "inotify_init1");
     goto fail;
   }
-  if (loop_fd_add(l, t->inotify_fd, EPOLLIN, job_table_on_inotify, t, e) < 0)
+  if (loop_fd_add(l, t->inotify_fd, EPOLLIN, "job logs (inotify)", job_table_on_inotify, t, e) < 0)
     goto fail;
   if (job_table_load(t, e) < 0)
     goto fail;
@@ -594,6 +663,7 @@ void job_table_free(job_table *t) {
     close(t->inotify_fd);
   }
   intmap_free(&t->by_wd);
+  punch_queue_free(t->punch, JOB_PUNCH_DRAIN_MS);
   if (t->lock_fd >= 0)
     close(t->lock_fd);
   if (t->devnull_fd >= 0)

@@ -60,6 +60,9 @@ struct job {
   /* private */
   int log_fd[2]; /* append fds while running: size and hole punching */
   int inotify_wd;
+  uint64_t punched_to[2]; /* holes asked for up to here (kept_from: promised) */
+  bool logs_dirty;        /* on the table's list of jobs to refresh this turn */
+  job *dirty_next;
   reaper_watch *rw;
   int end_cause; /* why we are ending it: 0, stop, timeout */
   cg_job *cg;    /* the job's cgroup while it runs (NULL: none, or not reopened) */

@@ -159,6 +159,9 @@ void job_kill_group(job *j, int sig) {
   rr_err e = {0};
   if (job_cgroup_signal_tree(j->pid, j->cg, sig, &e) < 0)
     job_table_warn(j->table, "job %s: cannot kill its cgroup: %s", j->id, e.msg);
+  /* a stopped process acts on a TERM only once continued (as systemd does) */
+  if (sig != SIGKILL && sig != SIGCONT)
+    job_cgroup_signal_tree(j->pid, j->cg, SIGCONT, &e);
 }
 
 void job_cgroup_end(job *j, const siginfo_t *si) {

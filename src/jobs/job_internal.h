@@ -5,6 +5,7 @@
 
 #include "jobs/intmap.h"
 #include "jobs/job.h"
+#include "jobs/punch.h"
 
 enum { CAUSE_NONE, CAUSE_STOP, CAUSE_TIMEOUT };
 
@@ -25,6 +26,9 @@ struct job_table {
   cg_manager *cgm; /* not owned; NULL: no cgroups */
   bool inotify_paused;
   uint64_t inotify_timer;
+  job *dirty;         /* jobs whose logs grew, refreshed once per inotify batch */
+  punch_queue *punch; /* NULL: punch on the loop (no thread could be made) */
+  uint64_t punch_warned_ms;
   uint64_t retention_ms, retention_timer; /* 0: finished jobs are kept */
   intmap by_wd;                           /* inotify wd -> job */
   /* job_table_set_drop_hook: told before retention deletes a job */
@@ -55,7 +59,8 @@ int job_logs_watch(job *j, rr_err *e);
 /* Reaper callback: record how the job ended (si NULL = unknown). */
 void job_on_exit(void *data, pid_t pid, const siginfo_t *si);
 /* job_cgroup.c: sig to j's process group; with SIGKILL also everything in
- * its cgroup (job_cgroup_signal_tree), a failure to do so warned about. */
+ * its cgroup (job_cgroup_signal_tree), a failure to do so warned about; any
+ * other signal is followed by SIGCONT, so that a stopped job acts on it. */
 void job_kill_group(job *j, int sig);
 /* At the end of j's main process: final usage, "oom-killed", remove the
  * cgroup. */

@@ -170,7 +170,7 @@ static int job_load_one(job_table *t, const char *id, rr_err *e) {
     struct stat st;
     if (fd >= 0 && fstat(fd, &st) == 0) {
       j->size[s] = (uint64_t)st.st_size;
-      j->kept_from[s] = logstore_first_kept(fd, j->size[s]);
+      j->kept_from[s] = j->punched_to[s] = logstore_first_kept(fd, j->size[s]);
     }
     if (fd >= 0)
       close(fd);

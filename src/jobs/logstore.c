@@ -174,11 +174,16 @@ uint64_t logstore_first_kept(int fd, uint64_t size) {
   return (uint64_t)o < size ? (uint64_t)o : size;
 }
 
-int logstore_enforce_cap(int fd, uint64_t size, uint64_t cap, uint64_t *kept_from, rr_err *e) {
+bool logstore_cap_plan(uint64_t size, uint64_t cap, uint64_t kept_from, uint64_t *to) {
   if (!cap || size <= cap)
-    return 0;
-  uint64_t to = (size - cap) / LOG_BLOCK * LOG_BLOCK;
-  if (to <= *kept_from)
+    return false;
+  *to = (size - cap) / LOG_BLOCK * LOG_BLOCK;
+  return *to > kept_from;
+}
+
+int logstore_enforce_cap(int fd, uint64_t size, uint64_t cap, uint64_t *kept_from, rr_err *e) {
+  uint64_t to;
+  if (!logstore_cap_plan(size, cap, *kept_from, &to))
     return 0;
   if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)*kept_from,
                 (off_t)(to - *kept_from)) < 0)

@@ -35,8 +35,12 @@ int logstore_json_write(const char *dir, json_object *obj, bool sync, rr_err *e)
 int logstore_json_read(const char *dir, json_object **ret, rr_err *e);
 /* First byte still stored (after punched holes); size if everything is gone. */
 uint64_t logstore_first_kept(int fd, uint64_t size);
+/* Where the kept part of a file of the given size starts under cap: true
+ * with *to past kept_from (block-aligned, at least cap bytes stay) when
+ * bytes from kept_from up to *to must go. */
+bool logstore_cap_plan(uint64_t size, uint64_t cap, uint64_t kept_from, uint64_t *to);
 /* Enforce cap on a file of the given size whose bytes before *kept_from are
- * already gone: punch block-aligned so that at least cap bytes stay.
+ * already gone: punch (here, synchronously) what logstore_cap_plan says.
  * Updates *kept_from. */
 int logstore_enforce_cap(int fd, uint64_t size, uint64_t cap, uint64_t *kept_from, rr_err *e);
 /* Read from a stream at *offset: skips (and counts in *dropped) bytes before

@@ -30,7 +30,12 @@ struct reaper {
   int sigfd;
   intmap by_pid; /* pid -> reaper_watch */
   unsigned long orphans;
+  uint64_t more_timer; /* zombies left after a batch: reap on the next turn */
 };
+
+/* Children reaped per call: a job making orphans as fast as it can must not
+ * keep the loop here. */
+#define REAPER_BATCH 256
 
 static void reaper_watch_end(reaper_watch *w, const siginfo_t *si, const struct rusage *ru) {
   reaper *r = w->r;
@@ -68,12 +73,30 @@ static void reaper_on_pidfd(loop *l, int fd, uint32_t events, void *data) {
   reaper_watch_poll(data);
 }
 
+static void reaper_reap(reaper *r);
+
+static void reaper_on_more(loop *l, void *data) {
+  reaper *r = data;
+  r->more_timer = 0;
+  reaper_reap(r);
+}
+
 static void reaper_on_sigchld(loop *l, int fd, uint32_t events, void *data) {
   reaper *r = data;
   struct signalfd_siginfo ssi;
   while (read(r->sigfd, &ssi, sizeof ssi) == (ssize_t)sizeof ssi)
     ;
-  for (;;) {
+  if (!r->more_timer)
+    reaper_reap(r);
+}
+
+static void reaper_reap(reaper *r) {
+  for (int n = 0;; n++) {
+    if (n == REAPER_BATCH) {
+      r->more_timer = loop_timer_add(r->l, 0, reaper_on_more, r);
+      if (r->more_timer)
+        return; /* else go on: better late than a zombie left behind */
+    }
     siginfo_t si;
     memset(&si, 0, sizeof si);
     /* peek first so a watched child's status and rusage go to its owner */
@@ -116,7 +139,7 @@ int reaper_new(reaper **ret, loop *l, bool subreaper, rr_err *e) {
     free(r);
     return rr_err_sys(e, RR_INTERNAL, saved, "cannot become a child subreaper");
   }
-  if (loop_fd_add(l, r->sigfd, EPOLLIN, reaper_on_sigchld, r, e) < 0) {
+  if (loop_fd_add(l, r->sigfd, EPOLLIN, "reaper (SIGCHLD)", reaper_on_sigchld, r, e) < 0) {
     close(r->sigfd);
     free(r);
     return -1;
@@ -136,6 +159,7 @@ void reaper_free(reaper *r) {
       free(w);
     }
   intmap_free(&r->by_pid);
+  loop_timer_cancel(r->l, r->more_timer);
   loop_fd_del(r->l, r->sigfd);
   close(r->sigfd);
   free(r);
@@ -154,7 +178,7 @@ int reaper_watch_add(reaper *r, pid_t pid, int pidfd, reaper_exit_fn fn, void *d
     free(w);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   }
-  if (loop_fd_add(r->l, pidfd, EPOLLIN, reaper_on_pidfd, w, e) < 0) {
+  if (loop_fd_add(r->l, pidfd, EPOLLIN, "reaper (pidfd)", reaper_on_pidfd, w, e) < 0) {
     intmap_del(&r->by_pid, (uint64_t)pid);
     close(pidfd);
     free(w);

@@ -408,8 +408,8 @@ int rpc_conn_new_ops(grpc_server *s, int in_fd, int out_fd, const grpc_peer *pee
   /* the connection window stays HTTP/2's initial 64 KiB until a call is
    * authorised (rpc_conn_grant_window) */
   conn->in_events = EPOLLIN;
-  if (loop_fd_add(s->l, in_fd, EPOLLIN, conn_on_io, conn, e) < 0 ||
-      (out_fd != in_fd && loop_fd_add(s->l, out_fd, 0, conn_on_io, conn, e) < 0)) {
+  if (loop_fd_add(s->l, in_fd, EPOLLIN, "connection", conn_on_io, conn, e) < 0 ||
+      (out_fd != in_fd && loop_fd_add(s->l, out_fd, 0, "connection", conn_on_io, conn, e) < 0)) {
     loop_fd_del(s->l, in_fd);
     nghttp2_session_del(conn->h2);
     conn->ops->close(conn);

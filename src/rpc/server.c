@@ -362,7 +362,7 @@ static int server_listener_add(grpc_server *s, int fd, const char *unix_path, co
   snprintf(ls->addr, sizeof ls->addr, "%s", addr);
   if (unix_path && !(ls->unix_path = strdup(unix_path)))
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
-  if (loop_fd_add(s->l, fd, EPOLLIN, server_accept, s, e) < 0) {
+  if (loop_fd_add(s->l, fd, EPOLLIN, "listener", server_accept, s, e) < 0) {
     free(ls->unix_path);
     return rr_err_wrap(e, "listen on %s", addr);
   }

@@ -52,6 +52,27 @@ static void rund_on_signal(loop *l, int fd, uint32_t events, void *data) {
   }
 }
 
+/* The loop's watchdog: a turn over RUND_STALL_MS is logged with the source
+ * that took longest, at most once per RUND_STALL_LOG_EVERY_MS (the rest
+ * counted in the next line). */
+#define RUND_STALL_MS 100
+#define RUND_STALL_LOG_EVERY_MS 10000
+static void rund_on_stall(void *data, const char *source, uint64_t source_ms, uint64_t turn_ms) {
+  static uint64_t last_ms, suppressed;
+  uint64_t now = loop_now_ms(data);
+  if (last_ms && now - last_ms < RUND_STALL_LOG_EVERY_MS) {
+    suppressed++;
+    return;
+  }
+  last_ms = now;
+  rr_warn("event loop stalled",
+          "turn_ms=%llu source=\"%s\" source_ms=%llu longest_turn_ms=%llu "
+          "stalls_not_logged=%llu",
+          (unsigned long long)turn_ms, source, (unsigned long long)source_ms,
+          (unsigned long long)(loop_longest_turn_us(data) / 1000u), (unsigned long long)suppressed);
+  suppressed = 0;
+}
+
 static void rund_on_warn(void *data, const char *msg) {
   char q[RR_ERR_MSG_MAX + 160];
   rr_warn("job store", "detail=%s", rr_log_quote(q, sizeof q, msg));
@@ -95,6 +116,7 @@ int main(int argc, char **argv) {
     rund_fail("cannot start", &e);
     return 1;
   }
+  loop_stall_set(ctx.l, RUND_STALL_MS, rund_on_stall, ctx.l);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -103,7 +125,7 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGUSR2);
   sigprocmask(SIG_BLOCK, &set, NULL);
   if ((sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0 ||
-      loop_fd_add(ctx.l, sigfd, EPOLLIN, rund_on_signal, &ctx, &e) < 0) {
+      loop_fd_add(ctx.l, sigfd, EPOLLIN, "signals", rund_on_signal, &ctx, &e) < 0) {
     if (sigfd < 0)
       rr_err_sys(&e, RR_INTERNAL, errno, "signalfd");
     rund_fail("cannot watch signals", &e);

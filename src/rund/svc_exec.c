@@ -76,7 +76,7 @@ static int exec_output_watch(exec_sess *x, bool on, rr_err *e) {
       continue;
     if (!on)
       loop_fd_del(x->l, x->out_fd[k]);
-    else if (loop_fd_add(x->l, x->out_fd[k], EPOLLIN, exec_on_output, x, e) < 0)
+    else if (loop_fd_add(x->l, x->out_fd[k], EPOLLIN, "exec output", exec_on_output, x, e) < 0)
       return -1;
   }
   return 0;
@@ -85,7 +85,7 @@ static int exec_output_watch(exec_sess *x, bool on, rr_err *e) {
 static void exec_stdin_watch(exec_sess *x, bool on) {
   if (x->in_fd < 0 || x->in_watched == on)
     return;
-  if (on && loop_fd_add(x->l, x->in_fd, EPOLLOUT, exec_on_stdin, x, NULL) < 0)
+  if (on && loop_fd_add(x->l, x->in_fd, EPOLLOUT, "exec stdin", exec_on_stdin, x, NULL) < 0)
     return;
   if (!on)
     loop_fd_del(x->l, x->in_fd);
@@ -303,6 +303,7 @@ static void exec_on_timeout(loop *l, void *data) {
   x->timeout_timer = 0;
   x->timed_out = true;
   exec_kill(x, SIGTERM);
+  exec_kill(x, SIGCONT); /* a stopped command acts on the TERM only once continued */
   x->kill_timer = loop_timer_add(l, EXEC_GRACE_MS, exec_on_kill_timer, x);
 }
 

@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "jobs/logstore.h"
+#include "jobs/punch.h"
 #include "jobs/request.h"
 
 static char dir[64];
@@ -148,6 +150,40 @@ static void test_first_kept_all_holes(void **state) {
   close(w);
 }
 
+/* The worker punches what it is given, with its own copy of the fd (the
+ * caller closes its own at once), and counts what fails. */
+static void test_punch_queue(void **state) {
+  int w = logstore_stream_open_append(dir, LOG_STDOUT, NULL);
+  static char z[64 * 1024];
+  memset(z, 'y', sizeof z);
+  assert_int_equal(write(w, z, sizeof z), (ssize_t)sizeof z);
+  punch_queue *q;
+  assert_int_equal(punch_queue_new(&q, NULL), 0);
+  uint64_t to;
+  assert_false(logstore_cap_plan(sizeof z, 1 << 20, 0, &to));
+  assert_true(logstore_cap_plan(sizeof z, 10000, 0, &to));
+  assert_int_equal(to, 53248);
+  assert_false(logstore_cap_plan(sizeof z, 10000, to, &to));
+  assert_true(punch_queue_add(q, w, 0, 53248));
+  close(w);
+  for (int i = 0; i < 500 && punch_queue_pending(q); i++)
+    usleep(2000);
+  assert_int_equal(punch_queue_pending(q), 0);
+  int r = logstore_stream_open_read(dir, LOG_STDOUT, NULL);
+  assert_int_equal(logstore_first_kept(r, sizeof z), 53248);
+  int err = 0;
+  assert_int_equal(punch_queue_errors(q, &err), 0);
+  /* a read-only fd cannot be punched: counted, with its errno */
+  assert_true(punch_queue_add(q, r, 53248, 4096));
+  for (int i = 0; i < 500 && punch_queue_pending(q); i++)
+    usleep(2000);
+  assert_int_equal(punch_queue_errors(q, &err), 1);
+  assert_int_equal(err, EBADF);
+  assert_int_equal(punch_queue_errors(q, &err), 0);
+  close(r);
+  punch_queue_free(q, 1000);
+}
+
 static void test_request_strings(void **state) {
   char *s = NULL;
   rr_err e = {0};
@@ -225,6 +261,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_json_overwrite_in_place, setup, teardown),
       cmocka_unit_test_setup_teardown(test_append_read_and_cap, setup, teardown),
       cmocka_unit_test_setup_teardown(test_first_kept_all_holes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_punch_queue, setup, teardown),
       cmocka_unit_test(test_request_strings),
       cmocka_unit_test(test_request_validate),
   };

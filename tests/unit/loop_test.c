@@ -3,11 +3,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
 #include "common/loop.h"
+#include "common/util.h"
 
 static int order[16];
 static int norder;
@@ -52,9 +55,9 @@ static void test_fd_del_inside_callback(void **state) {
   assert_int_equal(loop_new(&l, NULL), 0);
   assert_int_equal(pipe(p1), 0);
   assert_int_equal(pipe(p2), 0);
-  assert_int_equal(loop_fd_add(l, p1[0], EPOLLIN, on_read, &p2[0], NULL), 0);
-  assert_int_equal(loop_fd_add(l, p2[0], EPOLLIN, on_read, &p1[0], NULL), 0);
-  assert_int_equal(loop_fd_add(l, p2[0], EPOLLIN, on_read, NULL, NULL), -1);
+  assert_int_equal(loop_fd_add(l, p1[0], EPOLLIN, "pipe", on_read, &p2[0], NULL), 0);
+  assert_int_equal(loop_fd_add(l, p2[0], EPOLLIN, "pipe", on_read, &p1[0], NULL), 0);
+  assert_int_equal(loop_fd_add(l, p2[0], EPOLLIN, "pipe", on_read, NULL, NULL), -1);
   assert_int_equal(write(p1[1], "hi", 2), 2);
   assert_int_equal(write(p2[1], "hi", 2), 2);
   reads = 0;
@@ -86,11 +89,139 @@ static void test_hook_runs_and_removes_itself(void **state) {
   loop_free(l);
 }
 
+/* Many timers added and cancelled at random fire exactly once each, in
+ * deadline order, and never after being cancelled. */
+static int fired[512];
+static uint64_t last_when;
+static int fired_total;
+static void on_numbered(loop *l, void *data) {
+  int k = (int)(intptr_t)data;
+  fired[k]++;
+  fired_total++;
+  (void)l;
+}
+
+static void test_timer_cancel_many(void **state) {
+  loop *l;
+  assert_int_equal(loop_new(&l, NULL), 0);
+  uint64_t ids[512];
+  bool cancelled[512] = {0};
+  memset(fired, 0, sizeof fired);
+  fired_total = 0;
+  unsigned seed = 12345;
+  for (int k = 0; k < 512; k++) {
+    seed = seed * 1103515245u + 12345u;
+    ids[k] = loop_timer_add(l, (seed >> 16) % 40, on_numbered, (void *)(intptr_t)k);
+    assert_true(ids[k] != 0);
+  }
+  for (int k = 0; k < 512; k += 3) {
+    loop_timer_cancel(l, ids[k]);
+    loop_timer_cancel(l, ids[k]); /* twice: the second is a no-op */
+    cancelled[k] = true;
+  }
+  /* a fresh timer may reuse a cancelled slot: the old id must not cancel it */
+  uint64_t fresh = loop_timer_add(l, 5, on_numbered, (void *)(intptr_t)0);
+  loop_timer_cancel(l, ids[0]);
+  assert_true(fresh != ids[0]);
+  uint64_t until = rr_now_mono_ms() + 200;
+  while (rr_now_mono_ms() < until)
+    assert_int_equal(loop_run_once(l, 5, NULL), 0);
+  int expect = 0;
+  for (int k = 0; k < 512; k++) {
+    if (k == 0) {
+      assert_int_equal(fired[0], 1); /* the fresh one */
+      expect++;
+      continue;
+    }
+    assert_int_equal(fired[k], cancelled[k] ? 0 : 1);
+    expect += cancelled[k] ? 0 : 1;
+  }
+  assert_int_equal(fired_total, expect);
+  loop_timer_cancel(l, ids[1]); /* fired already: a no-op */
+  (void)last_when;
+  loop_free(l);
+}
+
+/* A timer that re-arms itself at 0 ms runs once per turn, so fds are still
+ * served between its runs. */
+static int spins;
+static void on_spin(loop *l, void *data) {
+  spins++;
+  loop_timer_add(l, 0, on_spin, data);
+}
+
+static int pipe_reads;
+static void on_pipe(loop *l, int fd, uint32_t ev, void *data) {
+  char c;
+  assert_int_equal(read(fd, &c, 1), 1);
+  pipe_reads++;
+}
+
+static void test_zero_timer_does_not_starve(void **state) {
+  loop *l;
+  int p[2];
+  assert_int_equal(loop_new(&l, NULL), 0);
+  assert_int_equal(pipe(p), 0);
+  assert_int_equal(loop_fd_add(l, p[0], EPOLLIN, "pipe", on_pipe, NULL, NULL), 0);
+  spins = pipe_reads = 0;
+  loop_timer_add(l, 0, on_spin, NULL);
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(write(p[1], "x", 1), 1);
+    assert_int_equal(loop_run_once(l, 100, NULL), 0);
+  }
+  assert_int_equal(pipe_reads, 5);
+  assert_true(spins <= 6);
+  loop_fd_del(l, p[0]);
+  close(p[0]);
+  close(p[1]);
+  loop_free(l);
+}
+
+/* The watchdog names the source of a slow turn. */
+static char stall_source[64];
+static uint64_t stall_ms, stall_turn_ms;
+static void on_stall(void *data, const char *source, uint64_t ms, uint64_t turn_ms) {
+  snprintf(stall_source, sizeof stall_source, "%s", source);
+  stall_ms = ms;
+  stall_turn_ms = turn_ms;
+}
+
+static void on_slow(loop *l, int fd, uint32_t ev, void *data) {
+  char c;
+  assert_int_equal(read(fd, &c, 1), 1);
+  usleep(30 * 1000);
+}
+
+static void test_stall_watchdog(void **state) {
+  loop *l;
+  int p[2];
+  assert_int_equal(loop_new(&l, NULL), 0);
+  assert_int_equal(pipe(p), 0);
+  assert_int_equal(loop_fd_add(l, p[0], EPOLLIN, "slow pipe", on_slow, NULL, NULL), 0);
+  loop_stall_set(l, 20, on_stall, NULL);
+  stall_source[0] = '\0';
+  assert_int_equal(write(p[1], "x", 1), 1);
+  assert_int_equal(loop_run_once(l, 100, NULL), 0);
+  assert_int_equal(loop_run_once(l, 0, NULL), 0); /* the turn ends before the next wait */
+  assert_string_equal(stall_source, "slow pipe");
+  assert_true(stall_ms >= 25);
+  assert_true(stall_turn_ms >= stall_ms);
+  assert_true(loop_longest_callback_us(l) >= 25000);
+  assert_true(loop_longest_turn_us(l) >= loop_longest_callback_us(l));
+  loop_fd_del(l, p[0]);
+  close(p[0]);
+  close(p[1]);
+  loop_free(l);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_timers_fire_in_order),
       cmocka_unit_test(test_fd_del_inside_callback),
       cmocka_unit_test(test_hook_runs_and_removes_itself),
+      cmocka_unit_test(test_timer_cancel_many),
+      cmocka_unit_test(test_zero_timer_does_not_starve),
+      cmocka_unit_test(test_stall_watchdog),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

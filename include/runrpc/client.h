@@ -168,7 +168,8 @@ typedef struct runrpc_job_status {
   int pid;
   int exit_code;
   int signal;
-  char *reason; /* "exited", "signaled", "stopped", "timeout", "oom-killed", "lost" */
+  char *reason; /* "exited", "signaled", "stopped", "timeout", "oom-killed", "lost", "corrupt" */
+  char *detail; /* "" or more for a person (e.g. why a job is "corrupt") */
   int64_t start_time_unix_ns;
   int64_t end_time_unix_ns; /* 0 while running */
   char *path;               /* command as started */

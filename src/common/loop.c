@@ -232,25 +232,37 @@ static void timer_release(loop *l, uint32_t slot) {
   l->free_slot = slot;
 }
 
-static int timer_slot_get(loop *l, uint32_t *ret) {
-  if (l->free_slot == SLOT_FREE) {
-    if (l->nslots >= SLOT_FREE / 2)
-      return -1;
-    uint32_t n = l->nslots ? l->nslots * 2 : 64;
-    timer_slot *s = realloc(l->slots, n * sizeof *s);
-    if (!s)
-      return -1;
-    l->slots = s;
-    uint32_t *h = realloc(l->heap, n * sizeof *h);
-    if (!h)
-      return -1; /* slots grew, heap did not: the new slots stay unused */
-    l->heap = h;
-    for (uint32_t i = n; i-- > l->nslots;) {
-      s[i] = (timer_slot){.gen = 1, .pos = SLOT_FREE, .next_free = l->free_slot};
-      l->free_slot = i;
-    }
-    l->nslots = n;
+/* Double the slots (and the heap with them), the new ones on the free list. */
+static int timer_slots_grow(loop *l) {
+  if (l->nslots >= SLOT_FREE / 2)
+    return -1;
+  uint32_t n = l->nslots ? l->nslots * 2 : 64;
+  timer_slot *s = realloc(l->slots, n * sizeof *s);
+  if (!s)
+    return -1;
+  l->slots = s;
+  uint32_t *h = realloc(l->heap, n * sizeof *h);
+  if (!h)
+    return -1; /* slots grew, heap did not: the new slots stay unused */
+  l->heap = h;
+  for (uint32_t i = n; i-- > l->nslots;) {
+    s[i] = (timer_slot){.gen = 1, .pos = SLOT_FREE, .next_free = l->free_slot};
+    l->free_slot = i;
   }
+  l->nslots = n;
+  return 0;
+}
+
+int loop_timer_reserve(loop *l, unsigned n) {
+  while (l->nslots - l->nheap < n)
+    if (timer_slots_grow(l) < 0)
+      return -1;
+  return 0;
+}
+
+static int timer_slot_get(loop *l, uint32_t *ret) {
+  if (l->free_slot == SLOT_FREE && timer_slots_grow(l) < 0)
+    return -1;
   *ret = l->free_slot;
   l->free_slot = l->slots[*ret].next_free;
   return 0;

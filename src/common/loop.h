@@ -33,6 +33,10 @@ void loop_fd_del(loop *l, int fd);
 
 /* Call fn once after ms milliseconds. Returns a non-zero timer id. */
 uint64_t loop_timer_add(loop *l, uint64_t ms, loop_timer_fn fn, void *data);
+/* Make sure the next n loop_timer_add calls cannot fail (no allocation):
+ * -1 on ENOMEM. For a request that must not start unless its deadline can
+ * be armed. */
+int loop_timer_reserve(loop *l, unsigned n);
 /* Cancel a pending timer in O(log n); no-op for 0 or an id that already
  * fired. */
 void loop_timer_cancel(loop *l, uint64_t id);

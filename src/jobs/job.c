@@ -157,6 +157,7 @@ void job_free(job *j) {
   job_close_logs(j);
   cg_job_free(j->cg); /* the cgroup stays: the job runs on */
   job_request_free(&j->req);
+  free(j->detail);
   for (size_t i = 0; i < j->nowner; i++)
     free(j->owner[i]);
   free(j->owner);
@@ -433,6 +434,8 @@ static void job_schedule_kill(job *j, uint64_t grace_ms) {
   loop_timer_cancel(t->l, j->kill_timer);
   j->kill_at = at;
   j->kill_timer = loop_timer_add(t->l, grace_ms, job_on_kill_timer, j);
+  if (!j->kill_timer) /* no memory to wait: end it now rather than never */
+    job_kill_group(j, SIGKILL);
 }
 
 static void job_on_timeout(loop *l, void *data) {
@@ -505,6 +508,8 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
                     rr_err *e) {
   if (job_request_validate(req, e) < 0)
     return -1;
+  if (req->has_timeout && loop_timer_reserve(t->l, 1) < 0)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for the job's timeout");
   char id[ULID_LEN + 1];
   if (ulid_gen_next(&t->gen, 0, id, e) < 0)
     return -1;

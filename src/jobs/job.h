@@ -47,7 +47,9 @@ struct job {
   char **owner; /* principals of the starter (none: from before owners existed) */
   size_t nowner;
   job_state state;
-  char reason[16]; /* "", "exited", "signaled", "stopped", "timeout", "oom-killed", "lost" */
+  char reason[16]; /* "", "exited", "signaled", "stopped", "timeout", "oom-killed", "lost",
+                    "corrupt" */
+  char *detail;    /* NULL, or more for a person (why a job is "corrupt") */
   pid_t pid;
   uint64_t start_ticks;
   int exit_code, signal;

@@ -120,6 +120,52 @@ static int job_load_owner(job *j, json_object *v, rr_err *e) {
   return 0;
 }
 
+/* Sizes and kept starts of the log files as they are on disk. */
+static void job_load_log_sizes(job *j) {
+  for (int s = 0; s < 2; s++) {
+    int fd = logstore_stream_open_read(j->dir, s, NULL);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0) {
+      j->size[s] = (uint64_t)st.st_size;
+      j->kept_from[s] = j->punched_to[s] = logstore_first_kept(fd, j->size[s]);
+    }
+    if (fd >= 0)
+      close(fd);
+  }
+}
+
+/* A job whose job.json cannot be used (truncated by a crash, damaged): it
+ * stays in the table as failed/"corrupt" with why, its logs readable (by
+ * its owners, when those could still be read, and admins), rather than
+ * vanish. job.json is left as it is, for a person to look at. */
+static int job_load_corrupt(job_table *t, const char *id, json_object *o, const rr_err *why,
+                            rr_err *e) {
+  job *j = job_alloc(t, id);
+  if (!j)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  json_object *v;
+  rr_err ignored = {0};
+  if (o && json_object_object_get_ex(o, "owner", &v) && job_load_owner(j, v, &ignored) < 0) {
+    for (size_t i = 0; i < j->nowner; i++)
+      free(j->owner[i]);
+    free(j->owner);
+    j->owner = NULL;
+    j->nowner = 0;
+  }
+  j->state = JOB_FAILED;
+  snprintf(j->reason, sizeof j->reason, "corrupt");
+  j->detail = strdup(why->msg);
+  struct stat st;
+  if (stat(j->dir, &st) == 0)
+    j->start_ns = j->end_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+  job_load_log_sizes(j);
+  if (job_table_insert(t, j, e) < 0) {
+    job_free(j);
+    return -1;
+  }
+  return 0;
+}
+
 static int job_load_one(job_table *t, const char *id, rr_err *e) {
   job *j = job_alloc(t, id);
   if (!j)
@@ -165,16 +211,7 @@ static int job_load_one(job_table *t, const char *id, rr_err *e) {
   }
   json_object_put(o);
   o = NULL;
-  for (int s = 0; s < 2; s++) {
-    int fd = logstore_stream_open_read(j->dir, s, NULL);
-    struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0) {
-      j->size[s] = (uint64_t)st.st_size;
-      j->kept_from[s] = j->punched_to[s] = logstore_first_kept(fd, j->size[s]);
-    }
-    if (fd >= 0)
-      close(fd);
-  }
+  job_load_log_sizes(j);
   if (job_table_insert(t, j, e) < 0)
     goto fail;
   if (j->state == JOB_RUNNING) {
@@ -183,8 +220,14 @@ static int job_load_one(job_table *t, const char *id, rr_err *e) {
   }
   return 0;
 fail:
-  json_object_put(o);
   job_free(j);
+  if (e->code == RR_DATA_LOSS || e->code == RR_NOT_FOUND || e->code == RR_INVALID_ARGUMENT) {
+    rr_err why = *e;
+    int r = job_load_corrupt(t, id, o, &why, e);
+    json_object_put(o);
+    return r < 0 ? -1 : 1;
+  }
+  json_object_put(o);
   return -1;
 }
 
@@ -205,8 +248,11 @@ int job_table_load(job_table *t, rr_err *e) {
       continue;
     }
     rr_err le = {0};
-    if (job_load_one(t, de->d_name, &le) < 0)
+    int r = job_load_one(t, de->d_name, &le);
+    if (r < 0)
       job_table_warn(t, "ignoring job %s: %s", de->d_name, le.msg);
+    else if (r > 0)
+      job_table_warn(t, "job %s is failed/corrupt: %s", de->d_name, le.msg);
   }
   closedir(d);
   return 0;

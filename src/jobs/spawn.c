@@ -221,6 +221,22 @@ struct spawn_child_args {
 #define SPAWN_CHILD_ATTR __attribute__((noinline))
 #endif
 
+/* In the child: every fd above 2 closes at exec. close_range's CLOEXEC
+ * flag needs Linux 5.11; before, mark them one by one up to the limit. */
+SPAWN_CHILD_ATTR static void spawn_fds_cloexec(void) {
+  if (syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) == 0)
+    return;
+  struct rlimit rl;
+  rlim_t max = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_max : 1024;
+  if (max > (1u << 20))
+    max = 1u << 20;
+  for (int fd = 3; (rlim_t)fd < max; fd++) {
+    int fl = fcntl(fd, F_GETFD);
+    if (fl >= 0 && !(fl & FD_CLOEXEC))
+      fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+  }
+}
+
 /* Runs in the child: only async-signal-safe calls and raw syscalls (glibc's
  * setuid & co. would signal our threads when sharing our memory), report
  * failures, _exit. Touches nothing of the parent's heap. */
@@ -269,7 +285,7 @@ SPAWN_CHILD_ATTR static _Noreturn void spawn_child(const struct spawn_child_args
   for (int i = 0; i < 3; i++)
     if (dup2(src[i], i) < 0)
       goto fail;
-  syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
+  spawn_fds_cloexec();
   r.step = STEP_IDS;
   /* groups, then gid, then uid: after setuid we could no longer change them */
   if (o->ids && (syscall(SYS_setgroups, o->ids->ngroups, o->ids->groups) < 0 ||
@@ -389,16 +405,27 @@ static bool spawn_clone_refused(int err) {
 
 static pid_t spawn_clone(int *pidfd) {
   *pidfd = -1;
+  /* no handler of ours may run in the child before it has reset them */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   pid_t pid = fork();
+  if (pid == 0)
+    return 0; /* the child resets its mask itself */
+  int saved = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (pid > 0) {
     *pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (*pidfd < 0) {
-      int saved = errno;
+      saved = errno;
       kill(pid, SIGKILL);
-      waitpid(pid, NULL, 0);
-      errno = saved;
-      return -1;
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
     }
+  }
+  if (pid < 0 || *pidfd < 0) {
+    errno = saved;
+    return -1;
   }
   return pid;
 }

@@ -257,7 +257,8 @@ int lib_status_copy(const Runrpc__V1__JobStatus *in, runrpc_job_status *out, rr_
   out->stdout_bytes = in->stdout_bytes;
   out->stderr_bytes = in->stderr_bytes;
   out->reason = dup_or_empty(in->reason);
-  bool ok = out->reason != NULL;
+  out->detail = dup_or_empty(in->detail);
+  bool ok = out->reason != NULL && out->detail != NULL;
   const Runrpc__V1__StartRequest *req = in->request;
   const Runrpc__V1__Command *cmd = req ? req->command : NULL;
   out->path = dup_or_empty(cmd ? cmd->path : NULL);
@@ -317,6 +318,7 @@ RR_EXPORT void runrpc_job_status_free(runrpc_job_status *s) {
   if (!s)
     return;
   free(s->reason);
+  free(s->detail);
   free(s->path);
   free(s->workdir);
   free_strv(s->args, s->nargs);

@@ -242,6 +242,8 @@ void rpc_call_begin(grpc_call *c) {
     uint64_t now = loop_now_ms(s->l);
     uint64_t wait = c->deadline_ms > now ? c->deadline_ms - now : 0;
     c->deadline_timer = loop_timer_add(s->l, wait, call_deadline_fire, c);
+    if (!c->deadline_timer) /* a call with a deadline nobody watches: refuse it */
+      rpc_call_finish_status(c, RR_RESOURCE_EXHAUSTED, "out of memory for the call's deadline");
   }
 }
 

@@ -410,10 +410,16 @@ static int server_listen_unix(grpc_server *s, const char *path, const char *addr
   _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return rr_err_sys(e, RR_INTERNAL, errno, "socket");
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
-    return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "cannot bind \"%s\"", path);
-  /* access control is by peer credentials (SO_PEERCRED), not file mode */
-  if (chmod(path, 0666) < 0 || listen(fd, SOMAXCONN) < 0) {
+  /* access control is by peer credentials (SO_PEERCRED), not file mode: the
+   * socket is made 0666 by bind itself (a chmod of the path afterwards would
+   * follow a symlink put in its place) */
+  mode_t old_mask = umask(0111);
+  int b = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+  int bind_errno = errno;
+  umask(old_mask);
+  if (b < 0)
+    return rr_err_sys(e, RR_FAILED_PRECONDITION, bind_errno, "cannot bind \"%s\"", path);
+  if (listen(fd, SOMAXCONN) < 0) {
     int saved = errno;
     unlink(path);
     return rr_err_sys(e, RR_INTERNAL, saved, "cannot listen on \"%s\"", path);

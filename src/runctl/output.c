@@ -86,6 +86,8 @@ json_object *runctl_status_json(const runrpc_job_status *s) {
   json_object_object_add(o, "exit_code", json_object_new_int(s->exit_code));
   json_object_object_add(o, "signal", json_object_new_int(s->signal));
   json_object_object_add(o, "reason", json_object_new_string(s->reason ? s->reason : ""));
+  if (s->detail && *s->detail)
+    json_object_object_add(o, "detail", json_object_new_string(s->detail));
   json_object_object_add(o, "start_time", json_time(s->start_time_unix_ns));
   json_object_object_add(o, "end_time", json_time(s->end_time_unix_ns));
   json_object *cmd = json_object_new_array();
@@ -205,6 +207,8 @@ void runctl_status_print(const runrpc_job_status *s) {
   printf("exit_code: %d\n", s->exit_code);
   printf("signal: %d\n", s->signal);
   printf("reason: %s\n", s->reason ? s->reason : "");
+  if (s->detail && *s->detail)
+    printf("detail: %s\n", s->detail);
   printf("start_time: %s\n", start);
   printf("end_time: %s\n", end);
   printf("command: ");

@@ -193,7 +193,7 @@ int convert_status(job *j, status_msg *m, rr_err *e) {
     m->env[i] = en;
     m->env_ptrs[i] = &m->env[i];
   }
-  cmd.path = r->path;
+  cmd.path = r->path ? r->path : (char *)"";
   cmd.n_args = r->nargs;
   cmd.args = r->args;
   cmd.n_env = r->nenv;
@@ -225,6 +225,7 @@ int convert_status(job *j, status_msg *m, rr_err *e) {
   st.exit_code = j->exit_code;
   st.signal = j->signal;
   st.reason = (char *)j->reason;
+  st.detail = j->detail ? j->detail : (char *)"";
   st.start_time_unix_ns = j->start_ns;
   st.end_time_unix_ns = j->end_ns;
   st.request = &m->request;

@@ -305,6 +305,8 @@ static void exec_on_timeout(loop *l, void *data) {
   exec_kill(x, SIGTERM);
   exec_kill(x, SIGCONT); /* a stopped command acts on the TERM only once continued */
   x->kill_timer = loop_timer_add(l, EXEC_GRACE_MS, exec_on_kill_timer, x);
+  if (!x->kill_timer) /* no memory to wait: end it now rather than never */
+    exec_kill(x, SIGKILL);
 }
 
 static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
@@ -342,6 +344,10 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
                   .stdout_fd = out[1],
                   .stderr_fd = err[1],
                   .ids = run_as ? &ids : NULL};
+  if (r.has_timeout && loop_timer_reserve(x->l, 2) < 0) {
+    rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for the command's timeout");
+    goto out;
+  }
   if (r.limits) {
     char name[ULID_LEN + 8] = "exec-";
     if (ulid_gen_next(&x->ctx->exec_ids, 0, name + 5, e) < 0 ||
@@ -362,8 +368,14 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
   x->out_fd[1] = err[0];
   in[1] = out[0] = err[0] = -1;
   for (int i = 0; i < 3; i++) {
-    int fd = i == 0 ? x->in_fd : x->out_fd[i - 1];
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int fd = i == 0 ? x->in_fd : x->out_fd[i - 1], fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+      /* a blocking pipe would stall the loop: do not run it */
+      rr_err_sys(e, RR_INTERNAL, errno, "cannot make the command's pipes non-blocking");
+      kill(-sr.pid, SIGKILL);
+      close(sr.pidfd); /* unwatched: the orphan reaper reaps it */
+      goto out;
+    }
   }
   /* the started_pid message goes first, before any output */
   Runrpc__V1__ExecResponse resp = RUNRPC__V1__EXEC_RESPONSE__INIT;

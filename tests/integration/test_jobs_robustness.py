@@ -10,7 +10,7 @@ import time
 import grpc
 import pytest
 
-from conftest import (MiB, cmd, fd_count, logs, pb, raw_connect, rpc_error, start, unused_ulid,
+from conftest import (Ctl, MiB, cmd, fd_count, logs, pb, raw_connect, rpc_error, start, unused_ulid,
                       wait)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -261,3 +261,44 @@ def test_grpc_python_independent_client_many_calls(stub):
     futs = [stub.Status.future(pb.StatusRequest(job_id=r.job_id), timeout=20) for _ in range(300)]
     for f in futs:
         assert f.result().status.job_id == r.job_id
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "bad state", "missing", "empty"])
+def test_damaged_job_json_marks_that_job_failed_and_the_others_load(rund_factory, damage):
+    r1 = rund_factory().start()
+    stub = r1.stub()
+    bad = start(stub, "/bin/sh", "-c", "echo kept-output")
+    good = start(stub, "/bin/sh", "-c", "exit 4")
+    wait(stub, bad.job_id)
+    wait(stub, good.job_id)
+    r1.stop()
+    path = os.path.join(r1.state, "jobs", bad.job_id, "job.json")
+    with open(path, "rb") as f:
+        text = f.read()
+    if damage == "missing":
+        os.unlink(path)
+    else:
+        new = {"truncated": text[:len(text) // 2], "garbage": b"\x00\xffnot json",
+               "bad state": text.replace(b'"state":"exited"', b'"state":"sleepy"'),
+               "empty": b""}[damage]
+        with open(path, "wb") as f:
+            f.write(new)
+
+    r2 = rund_factory(base=r1.base)
+    r2.start()
+    stub2 = r2.stub()
+    st = stub2.Status(pb.StatusRequest(job_id=bad.job_id), timeout=10).status
+    assert st.state == pb.JOB_STATE_FAILED and st.reason == "corrupt", st
+    assert "job.json" in st.detail, st.detail
+    assert st.exit_code == 0 and st.end_time_unix_ns > 0
+    # its logs are still there, and the other job is as it was
+    assert logs(stub2, bad.job_id)[0] == b"kept-output\n"
+    assert wait(stub2, good.job_id).exit_code == 4
+    assert bad.job_id in {j.job_id for j in stub2.List(pb.ListRequest(), timeout=10).jobs}
+    assert "is failed/corrupt" in r2.stderr_text()
+    # the file is left for a person to look at
+    if damage != "missing":
+        with open(path, "rb") as f:
+            assert f.read() == new
+    out = Ctl(r2.addr)("status", bad.job_id)
+    assert out.rc == 0 and "reason: corrupt" in out.text and "detail: " in out.text, out

@@ -265,7 +265,8 @@ static void test_restart_dead_pid_is_lost(void **state) {
   assert_true(j->end_ns > 0);
   cg_usage lu;
   assert_false(job_usage(j, &lu)); /* no rusage for a job we did not reap */
-  /* a garbage job dir is skipped with a warning */
+  /* a job dir without job.json comes back failed/corrupt, a dir that is not
+   * a job id is skipped; each with a warning */
   char p[256];
   snprintf(p, sizeof p, "%s/jobs/01ARYZ6S41TSV4RRFFQ69G5FAV", f->dir);
   mkdir(p, 0700);
@@ -275,7 +276,11 @@ static void test_restart_dead_pid_is_lost(void **state) {
   f->warnings = 0;
   table_open(f, 0);
   assert_int_equal(f->warnings, 2);
-  assert_int_equal(job_table_count(f->t), 1);
+  assert_int_equal(job_table_count(f->t), 2);
+  assert_int_equal(job_table_lookup(f->t, "01ARYZ6S41TSV4RRFFQ69G5FAV", &j, NULL), 0);
+  assert_int_equal(j->state, JOB_FAILED);
+  assert_string_equal(j->reason, "corrupt");
+  assert_non_null(strstr(j->detail, "job.json"));
 }
 
 static void test_restart_adopts_foreign_process(void **state) {

@@ -142,6 +142,21 @@ static void test_timer_cancel_many(void **state) {
   loop_free(l);
 }
 
+/* After a reserve of n, n adds need no allocation: the slot array does not
+ * move. */
+static void test_timer_reserve(void **state) {
+  loop *l;
+  assert_int_equal(loop_new(&l, NULL), 0);
+  assert_int_equal(loop_timer_reserve(l, 100), 0);
+  uint64_t ids[100];
+  for (int i = 0; i < 100; i++)
+    assert_true((ids[i] = loop_timer_add(l, 1000, on_numbered, (void *)(intptr_t)i)) != 0);
+  for (int i = 0; i < 100; i++)
+    loop_timer_cancel(l, ids[i]);
+  assert_int_equal(loop_timer_reserve(l, 0), 0);
+  loop_free(l);
+}
+
 /* A timer that re-arms itself at 0 ms runs once per turn, so fds are still
  * served between its runs. */
 static int spins;
@@ -220,6 +235,7 @@ int main(void) {
       cmocka_unit_test(test_fd_del_inside_callback),
       cmocka_unit_test(test_hook_runs_and_removes_itself),
       cmocka_unit_test(test_timer_cancel_many),
+      cmocka_unit_test(test_timer_reserve),
       cmocka_unit_test(test_zero_timer_does_not_starve),
       cmocka_unit_test(test_stall_watchdog),
   };

@@ -43,6 +43,20 @@ if ! meson test -C "$dir" --no-rebuild --print-errorlogs --timeout-multiplier 3;
   status=1
 fi
 
+echo "== fuzz smoke (fuzz/run.sh: each libFuzzer target ${RUNRPC_FUZZ_SECONDS:-20} s on its corpus)"
+if [ "${RUNRPC_SKIP_FUZZ:-0}" = 1 ]; then
+  echo "test.sh: fuzz smoke skipped (RUNRPC_SKIP_FUZZ=1)"
+else
+  FUZZ_ASAN_OPTIONS="detect_leaks=$leaks:allocator_may_return_null=1" ./fuzz/run.sh smoke "${RUNRPC_FUZZ_SECONDS:-20}"
+  rc=$?
+  if [ $rc = 77 ]; then
+    echo "test.sh: fuzz smoke skipped: libFuzzer unavailable"
+  elif [ $rc != 0 ]; then
+    echo "test.sh: fuzz smoke FAILED (crashes under build-fuzz/crashes/)" >&2
+    status=1
+  fi
+fi
+
 echo "== install into a temporary prefix"
 destdir="$probe/destdir"
 if ! meson install -C "$dir" --no-rebuild --quiet --destdir "$destdir"; then

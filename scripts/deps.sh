@@ -31,6 +31,9 @@ nghttp2-client
 hyperfine
 procps
 clang-format
+clang
+libclang-rt-14-dev
+python3-h2
 openssl
 openssh-server
 openssh-client

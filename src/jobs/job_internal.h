@@ -70,5 +70,7 @@ void job_cgroup_end(job *j, const siginfo_t *si);
 void job_cgroup_reload(job *j);
 json_object *job_usage_to_json(const cg_usage *u);
 int job_usage_from_json(json_object *o, cg_usage *ret, rr_err *e);
+/* Fill j's fields from its parsed job.json (DATA_LOSS naming what is wrong). */
+int job_load_fields(job *j, json_object *o, rr_err *e);
 /* Load every job directory under t->jobs_dir. */
 int job_table_load(job_table *t, rr_err *e);

@@ -166,19 +166,12 @@ static int job_load_corrupt(job_table *t, const char *id, json_object *o, const 
   return 0;
 }
 
-static int job_load_one(job_table *t, const char *id, rr_err *e) {
-  job *j = job_alloc(t, id);
-  if (!j)
-    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
-  json_object *o = NULL, *v;
+int job_load_fields(job *j, json_object *o, rr_err *e) {
+  json_object *v;
   int64_t x;
-  if (logstore_json_read(j->dir, &o, e) < 0)
-    goto fail;
   if (!json_object_object_get_ex(o, "state", &v) ||
-      !(j->state = job_state_parse(json_object_get_string(v)))) {
-    rr_err_set(e, RR_DATA_LOSS, "job.json: bad state");
-    goto fail;
-  }
+      !(j->state = job_state_parse(json_object_get_string(v))))
+    return rr_err_set(e, RR_DATA_LOSS, "job.json: bad state");
   if (json_object_object_get_ex(o, "reason", &v))
     snprintf(j->reason, sizeof j->reason, "%s", json_object_get_string(v));
   if (json_int(o, "pid", &x) == 0)
@@ -196,19 +189,29 @@ static int job_load_one(job_table *t, const char *id, rr_err *e) {
   if (!json_object_object_get_ex(o, "request", &v) || job_request_from_json(v, &j->req, e) < 0) {
     if (e && e->code == RR_OK)
       rr_err_set(e, RR_DATA_LOSS, "job.json: no request");
-    goto fail;
+    return -1;
   }
   if (json_object_object_get_ex(o, "owner", &v) && job_load_owner(j, v, e) < 0)
-    goto fail;
+    return -1;
   if (json_object_object_get_ex(o, "cgroup", &v)) {
     const char *cv = json_object_get_string(v);
     j->cgroup = !cv ? CG_NONE : !strcmp(cv, "v1") ? CG_V1 : !strcmp(cv, "v2") ? CG_V2 : CG_NONE;
   }
   if (json_object_object_get_ex(o, "usage", &v)) {
     if (job_usage_from_json(v, &j->usage, e) < 0)
-      goto fail;
+      return -1;
     j->has_usage = true;
   }
+  return 0;
+}
+
+static int job_load_one(job_table *t, const char *id, rr_err *e) {
+  job *j = job_alloc(t, id);
+  if (!j)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  json_object *o = NULL;
+  if (logstore_json_read(j->dir, &o, e) < 0 || job_load_fields(j, o, e) < 0)
+    goto fail;
   json_object_put(o);
   o = NULL;
   job_load_log_sizes(j);

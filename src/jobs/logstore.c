@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,15 +154,22 @@ int logstore_json_read(const char *dir, json_object **ret, rr_err *e) {
     got += (size_t)n;
   }
   buf[got] = '\0';
+  return logstore_json_parse(buf, got, p, ret, e);
+}
+
+int logstore_json_parse(const char *buf, size_t len, const char *origin, json_object **ret,
+                        rr_err *e) {
+  if (len > INT32_MAX)
+    return rr_err_set(e, RR_DATA_LOSS, "\"%s\" is too large", origin);
   json_tokener *tok = json_tokener_new();
   if (!tok)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
-  json_object *obj = json_tokener_parse_ex(tok, buf, (int)got);
+  json_object *obj = json_tokener_parse_ex(tok, buf, (int)len);
   enum json_tokener_error jerr = json_tokener_get_error(tok);
   json_tokener_free(tok);
   if (!obj || jerr != json_tokener_success || !json_object_is_type(obj, json_type_object)) {
     json_object_put(obj);
-    return rr_err_set(e, RR_DATA_LOSS, "\"%s\" is not a JSON object", p);
+    return rr_err_set(e, RR_DATA_LOSS, "\"%s\" is not a JSON object", origin);
   }
   *ret = obj;
   return 0;

@@ -33,6 +33,10 @@ int logstore_stream_open_read(const char *dir, int stream, rr_err *e);
 int logstore_json_write(const char *dir, json_object *obj, bool sync, rr_err *e);
 /* Parse dir/job.json. */
 int logstore_json_read(const char *dir, json_object **ret, rr_err *e);
+/* Parse job.json's text (len bytes; origin names it in errors): DATA_LOSS
+ * unless it is one JSON object. */
+int logstore_json_parse(const char *buf, size_t len, const char *origin, json_object **ret,
+                        rr_err *e);
 /* First byte still stored (after punched holes); size if everything is gone. */
 uint64_t logstore_first_kept(int fd, uint64_t size);
 /* Where the kept part of a file of the given size starts under cap: true

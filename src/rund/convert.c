@@ -7,6 +7,55 @@
 #include "jobs/request.h"
 #include "rund.h"
 
+/* FNV-1a of an env name. */
+static size_t convert_env_hash(const char *s) {
+  size_t h = 14695981039346656037ull;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+/* c's env into r (r->env_* allocated for c->n_env entries); on failure
+ * r->nenv entries are filled, for job_request_free. A map on the wire may
+ * repeat a key: the last value wins (protobuf's rule, and job.json's object
+ * keeps one), so the job runs with the environment Status shows. */
+static int convert_env(const Rundwire__Command *c, job_request *r, rr_err *e) {
+  size_t nslots = 16;
+  while (nslots < 2 * c->n_env)
+    nslots *= 2;
+  _cleanup_free_ size_t *slot = calloc(nslots, sizeof *slot); /* index + 1; 0 = free */
+  if (!slot)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  for (size_t i = 0; i < c->n_env; i++) {
+    size_t k = r->nenv;
+    char field[64];
+    snprintf(field, sizeof field, "command.env[%zu] name", i);
+    if (request_string_dup(c->env[i]->key.data, c->env[i]->key.len, field, &r->env_keys[k], e) < 0)
+      return -1;
+    snprintf(field, sizeof field, "command.env[\"%.32s\"]", r->env_keys[k]);
+    char *value = NULL;
+    if (request_string_dup(c->env[i]->value.data, c->env[i]->value.len, field, &value, e) < 0) {
+      free(r->env_keys[k]);
+      r->env_keys[k] = NULL;
+      return -1;
+    }
+    size_t h = convert_env_hash(r->env_keys[k]) & (nslots - 1);
+    while (slot[h] && strcmp(r->env_keys[slot[h] - 1], r->env_keys[k]) != 0)
+      h = (h + 1) & (nslots - 1);
+    if (slot[h]) { /* seen: replace its value */
+      free(r->env_values[slot[h] - 1]);
+      r->env_values[slot[h] - 1] = value;
+      free(r->env_keys[k]);
+      r->env_keys[k] = NULL;
+      continue;
+    }
+    slot[h] = k + 1;
+    r->env_values[k] = value;
+    r->nenv++;
+  }
+  return 0;
+}
+
 int convert_command(const Rundwire__Command *c, job_request *r, rr_err *e) {
   memset(r, 0, sizeof *r);
   if (!c)
@@ -35,19 +84,8 @@ int convert_command(const Rundwire__Command *c, job_request *r, rr_err *e) {
     if (request_string_dup(c->args[i].data, c->args[i].len, field, &r->args[i], e) < 0)
       goto fail;
   }
-  for (size_t i = 0; i < c->n_env; i++) {
-    snprintf(field, sizeof field, "command.env[%zu] name", i);
-    if (request_string_dup(c->env[i]->key.data, c->env[i]->key.len, field, &r->env_keys[i], e) < 0)
-      goto fail;
-    snprintf(field, sizeof field, "command.env[\"%.32s\"]", r->env_keys[i]);
-    if (request_string_dup(c->env[i]->value.data, c->env[i]->value.len, field, &r->env_values[i],
-                           e) < 0) {
-      free(r->env_keys[i]);
-      r->env_keys[i] = NULL;
-      goto fail;
-    }
-    r->nenv++;
-  }
+  if (convert_env(c, r, e) < 0)
+    goto fail;
   return 0;
 fail:
   job_request_free(r);

@@ -223,3 +223,42 @@ def test_malformed_protobuf_rejected(rund, stub):
     e = rpc_error(fn, b"\xff\xff\xff\xff\x0f\x01", timeout=10)
     assert e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.INTERNAL), e
     assert job_count(stub) == 0
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def test_start_env_key_repeated_on_the_wire(rund, stub):
+    """A map key sent twice (found by fuzz/fuzz_request: job.json kept one,
+    Status showed both): the last value wins, the job gets it once, and
+    Status shows what the job got."""
+    from conftest import logs
+    c = (pb.Command(path="/bin/sh", args=["-c", 'echo "$K"; env | grep -c "^K="']).SerializeToString()
+         + pb.Command(env={"K": "first"}).SerializeToString()
+         + pb.Command(env={"K": "second", "L": "x"}).SerializeToString())
+    raw = b"\x0a" + _varint(len(c)) + c
+    fn = rund.channel().unary_unary("/runrpc.v1.Jobs/Start", request_serializer=lambda x: x,
+                                    response_deserializer=pb.StartResponse.FromString)
+    job_id = fn(raw, timeout=10).job_id
+    wait(stub, job_id)
+    out, _, _ = logs(stub, job_id)
+    assert out == b"second\n1\n"
+    # Status (raw: a client's map parsing would hide a repeat) shows the
+    # environment the job got, once, before and after a restart of rund
+    for _ in range(2):
+        status = rund.channel().unary_unary("/runrpc.v1.Jobs/Status",
+                                            request_serializer=pb.StatusRequest.SerializeToString,
+                                            response_deserializer=lambda x: x)
+        got = status(pb.StatusRequest(job_id=job_id), timeout=10)
+        assert b"first" not in got and got.count(b"second") == 1
+        env = pb.StatusResponse.FromString(got).status.request.command.env
+        assert dict(env) == {"K": "second", "L": "x"}
+        rund.stop()
+        rund.start()

@@ -44,7 +44,7 @@ build() {
     rm -f "$dir.setup.log"
   fi
   targets_built=""
-  for t in $targets; do targets_built="$targets_built fuzz/fuzz_$t"; done
+  for x in $targets; do targets_built="$targets_built fuzz/fuzz_$x"; done
   # shellcheck disable=SC2086
   ninja -C "$dir" $targets_built >"$dir/ninja.log" 2>&1 || { cat "$dir/ninja.log" >&2; exit 1; }
 }

@@ -313,7 +313,9 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
   job_request r;
   /* any identity may run commands; it decides which secrets they get */
   _cleanup_(authz_identity_clear) authz_identity id = {0};
-  if (rund_call_identity(x->c, &id, e) < 0)
+  /* a command is a process and 4 fds: the caller's running-jobs quota and
+   * the fd reserve hold for it as for a Start */
+  if (rund_call_identity(x->c, &id, e) < 0 || quota_start_check(x->ctx->quota, &id, e) < 0)
     return -1;
   if (convert_command(st->command, &r, e) < 0)
     return -1;

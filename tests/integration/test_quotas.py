@@ -38,6 +38,10 @@ for a in json.loads(sys.argv[3]):
         elif a[0] == "close":
             streams.pop(a[1]).cancel()
             out.append("closed")
+        elif a[0] == "exec":  # one Exec: its stdout, or the error
+            reqs = [pb.ExecRequest(start=pb.ExecStart(command=pb.Command(path=a[1], args=a[2:]))),
+                    pb.ExecRequest(close_stdin=True)]
+            out.append(b"".join(m.stdout for m in s.Exec(iter(reqs), timeout=30)).decode())
         elif a[0] == "list":
             out.append(sorted(j.job_id for j in s.List(pb.ListRequest(), timeout=10).jobs))
     except grpc.RpcError as e:
@@ -77,6 +81,9 @@ def test_running_quota_refuses_the_uid_not_root(rund_factory):
     assert refused.startswith("RESOURCE_EXHAUSTED:"), refused
     assert 'running-jobs quota of "uid:65534" reached: 3 of 3' in refused, refused
     assert "--quota-running" in refused, refused
+    # an Exec is a running command too
+    ex = as_nobody(r, [["exec", "/bin/echo", "hi"]])[0]
+    assert 'RESOURCE_EXHAUSTED:running-jobs quota of "uid:65534" reached' in ex, ex
     # root is an admin: exempt from per-identity quotas
     for _ in range(4):
         start(root, "sleep", "60")
@@ -94,6 +101,7 @@ def test_running_quota_refuses_the_uid_not_root(rund_factory):
     assert 'running-jobs quota of "uid:65534" reached: 3 of 3' in after[0], after
     stop_all(root)
     assert conftest.ULID_RE.match(as_nobody(r, [["start", "true"]])[0])
+    assert as_nobody(r, [["exec", "/bin/echo", "hi"]]) == ["hi\n"]
 
 
 def test_kept_jobs_quota_and_retention_make_room(rund_factory):

@@ -200,7 +200,8 @@ struct spawn_report {
  * style) and reports there; else through report_fd. */
 struct spawn_child_args {
   const spawn_opts *o;
-  const char *exe;
+  const char *exe;    /* resolved by us; NULL: the child looks it up as the caller */
+  const char *search; /* then: the PATH to search (a name without '/') */
   char *const *argv;
   char *const *envp;
   int report_fd;
@@ -235,6 +236,48 @@ SPAWN_CHILD_ATTR static void spawn_fds_cloexec(void) {
     if (fl >= 0 && !(fl & FD_CLOEXEC))
       fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
   }
+}
+
+/* In the child, as the caller (after setuid and chdir): execve name, or
+ * each PATH entry/name in turn as execvp does; returns with errno set to
+ * the first "exists but cannot run" error, else ENOENT. So that rund never
+ * looks at a path as root on behalf of a local user. */
+SPAWN_CHILD_ATTR static void spawn_child_exec_search(const char *name, const char *search,
+                                                     char *const *argv, char *const *envp) {
+  /* plain loops, not libc's string functions: nothing intercepted here */
+  size_t nlen = 0;
+  bool slash = false;
+  for (; name[nlen]; nlen++)
+    slash |= name[nlen] == '/';
+  if (slash) {
+    execve(name, argv, envp);
+    return;
+  }
+  char buf[4096];
+  int seen = 0;
+  for (const char *p = search;;) {
+    size_t n = 0;
+    while (p[n] && p[n] != ':')
+      n++;
+    /* an empty entry is the working directory, as in execvp; relative
+     * entries are skipped, as when we resolve for ourselves */
+    const char *dir = n ? p : ".";
+    size_t dlen = n ? n : 1;
+    if ((n == 0 || p[0] == '/') && dlen + 1 + nlen < sizeof buf) {
+      for (size_t i = 0; i < dlen; i++)
+        buf[i] = dir[i];
+      buf[dlen] = '/';
+      for (size_t i = 0; i <= nlen; i++)
+        buf[dlen + 1 + i] = name[i];
+      execve(buf, argv, envp);
+      if (errno != ENOENT && errno != ENOTDIR && !seen)
+        seen = errno;
+    }
+    if (!p[n])
+      break;
+    p += n + 1;
+  }
+  errno = seen ? seen : ENOENT;
 }
 
 /* Runs in the child: only async-signal-safe calls and raw syscalls (glibc's
@@ -295,7 +338,10 @@ SPAWN_CHILD_ATTR static _Noreturn void spawn_child(const struct spawn_child_args
   if (chdir(o->workdir && *o->workdir ? o->workdir : "/") < 0)
     goto fail;
   r.step = STEP_EXEC;
-  execve(a->exe, a->argv, a->envp);
+  if (a->exe)
+    execve(a->exe, a->argv, a->envp);
+  else
+    spawn_child_exec_search(o->path, a->search, a->argv, a->envp);
 fail:
   r.err = errno;
   if (a->shared) {
@@ -455,7 +501,10 @@ int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e) {
     if (strcmp(o->env_keys[i], "PATH") == 0)
       search = o->env_values[i];
   _cleanup_free_ char *exe = NULL;
-  if (spawn_resolve(o->path, search, o->workdir, &exe, e) < 0)
+  /* for another uid the child looks the command up itself, as that uid */
+  if (o->ids && (!o->path || !*o->path))
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "command.path is empty");
+  if (!o->ids && spawn_resolve(o->path, search, o->workdir, &exe, e) < 0)
     return -1;
   char **envp = NULL;
   if (spawn_env_build(o, &envp, e) < 0)
@@ -473,6 +522,7 @@ int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e) {
   volatile struct spawn_report shared = {0, 0};
   struct spawn_child_args a = {.o = o,
                                .exe = exe,
+                               .search = search ? search : SPAWN_DEFAULT_PATH,
                                .argv = argv,
                                .envp = envp,
                                .report_fd = -1,

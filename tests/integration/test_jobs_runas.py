@@ -47,3 +47,34 @@ def test_workdir_is_entered_with_the_callers_rights(rund):
         assert b"INVALID_ARGUMENT" in p.stderr and b"Permission denied" in p.stderr
     finally:
         os.rmdir("/tmp/rr-runas-private")
+
+
+def test_command_is_looked_up_with_the_callers_rights(rund):
+    # rund (root) must not tell a local user which files exist where that
+    # user cannot look: a present and an absent file behind a 0700 directory
+    # get the same answer
+    d = "/tmp/rr-runas-hidden"
+    os.makedirs(d, mode=0o700, exist_ok=True)
+    try:
+        with open(d + "/tool", "w") as f:
+            f.write("#!/bin/sh\necho secret\n")
+        os.chmod(d + "/tool", 0o755)
+        there = as_nobody(rund, "exec", "--", d + "/tool")
+        absent = as_nobody(rund, "exec", "--", d + "/absent")
+        assert there.returncode == absent.returncode != 0, (there, absent)
+        assert b"PERMISSION_DENIED" in there.stderr and b"PERMISSION_DENIED" in absent.stderr
+        assert b"secret" not in there.stdout
+        # through PATH too, and a plain miss is still NOT_FOUND
+        p = as_nobody(rund, "exec", "--env", "PATH=%s:/usr/bin" % d, "--", "tool")
+        assert p.returncode != 0 and b"PERMISSION_DENIED" in p.stderr, p
+        p = as_nobody(rund, "exec", "--", "rr-no-such-command")
+        assert p.returncode == 127 and b"NOT_FOUND" in p.stderr, p
+        assert as_nobody(rund, "exec", "--", "true").returncode == 0
+        assert as_nobody(rund, "exec", "--env", "PATH=/nonexistent:/bin", "--", "true").returncode == 0
+    finally:
+        for f in ("tool",):
+            try:
+                os.unlink(os.path.join(d, f))
+            except FileNotFoundError:
+                pass
+        os.rmdir(d)

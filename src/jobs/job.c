@@ -572,10 +572,11 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   *ret = j;
   return 0;
 fail:
-  if (j->cg) { /* also kills a child we could not track */
-    rr_err ce = {0};
-    if (cg_job_destroy(j->cg, &ce) < 0)
-      job_table_warn(t, "job %s: %s", id, ce.msg);
+  if (j->cg) { /* its removal (on a timer) also kills a child we could not track */
+    cg_job_kill(j->cg, NULL);
+    cg_usage unused;
+    bool has;
+    job_cgroup_finish(t->l, j->cg, &unused, &has, NULL);
     j->cg = NULL;
   }
   job_close_logs(j);

@@ -60,7 +60,7 @@ static void release_run(loop *l, void *data) {
     int rc = cg_job_remove(r->cg, &e);
     if (rc == 0 && ++r->tries < RELEASE_TRIES) {
       /* processes outlived the command's main process: they end with it */
-      if ((r->tries == 1 || r->tries % 50 == 0) && cg_job_kill(r->cg, &e) < 0)
+      if ((r->tries == 1 || r->tries % 10 == 0) && cg_job_kill(r->cg, &e) < 0)
         release_warn("cannot kill what is left in a cgroup", &e);
       pp = &r->next;
       continue;

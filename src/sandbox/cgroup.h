@@ -115,7 +115,9 @@ size_t cg_job_procs_fds(const cg_job *j, const int **ret);
 int cg_job_usage(cg_job *j, cg_usage *ret, rr_err *e);
 /* SIGKILL every process in the cgroup (v2: cgroup.kill when present; v1 and
  * old v2: freeze, kill each pid listed, thaw), including double-forked
- * descendants that left the process group. */
+ * descendants that left the process group. Waits ~20 ms at most: a task
+ * that could not be frozen in time (or forked meanwhile) may be left for
+ * the next call. */
 int cg_job_kill(cg_job *j, rr_err *e);
 /* Whether the cgroup has no processes left. */
 bool cg_job_empty(cg_job *j);

@@ -109,6 +109,9 @@ int cg_procs_kill_all(const char *dir, size_t *nlisted, rr_err *e);
 bool cg_procs_empty(const char *dir);
 /* Sleep ms milliseconds. */
 void cg_sleep_ms(unsigned ms);
+/* How long one kill may wait for a freeze or for processes to go (it runs
+ * on rund's event loop; callers that need the cgroup empty call again). */
+#define CG_KILL_WAIT_MS 20
 
 /* ---- pure parsers (cgroup.c), tested on sample text ---- */
 /* Value of KEY in a flat keyed file ("key value\n" lines). */

@@ -249,7 +249,7 @@ static int v2_kill(cg_job *j, rr_err *e) {
     return -1;
   char buf[256];
   uint64_t frozen = 0;
-  for (int i = 0; i < 200; i++) {
+  for (int i = 0; i < CG_KILL_WAIT_MS / 5; i++) {
     if (cg_file_read_opt(dir, "cgroup.events", buf, sizeof buf, NULL) == 1 &&
         cg_parse_keyed(buf, "frozen", &frozen) && frozen)
       break;
@@ -260,7 +260,8 @@ static int v2_kill(cg_job *j, rr_err *e) {
   rr_err tmp;
   if (cg_file_write(dir, "cgroup.freeze", "0", "cgroup.freeze", r < 0 ? &tmp : e) < 0 || r < 0)
     return -1;
-  for (int i = 0; i < 200 && !frozen && n > 0; i++) { /* not frozen in time: make sure */
+  /* not frozen in time: a few more passes; a later kill takes the rest */
+  for (int i = 0; i < CG_KILL_WAIT_MS / 5 && !frozen && n > 0; i++) {
     if (cg_procs_kill_all(dir, &n, e) < 0)
       return -1;
     cg_sleep_ms(5);

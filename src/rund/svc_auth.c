@@ -4,12 +4,44 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "rund.h"
 
 int rund_call_identity(grpc_call *c, authz_identity *ret, rr_err *e) {
   rund_ctx *ctx = grpc_call_method_data(c);
   return authz_identify(&ctx->authz, grpc_call_peer(c),
                         grpc_call_metadata(c, "authorization", NULL), ret, e);
+}
+
+/* The user database is asked (NSS: files, or LDAP/sssd that may take
+ * seconds) at most once every 10 s per local user, since each answer is
+ * waited for on the event loop. */
+#define RUNAS_CACHE_SIZE 64
+#define RUNAS_CACHE_MS 10000
+static struct runas_entry {
+  uid_t uid;
+  gid_t gid;
+  uint64_t until_ms;
+  spawn_ids ids;
+} runas_cache[RUNAS_CACHE_SIZE];
+
+static int rund_ids_for_user(uid_t uid, gid_t gid, spawn_ids *ids, rr_err *e) {
+  uint64_t now = rr_now_mono_ms();
+  struct runas_entry *oldest = &runas_cache[0];
+  for (size_t i = 0; i < RUNAS_CACHE_SIZE; i++) {
+    struct runas_entry *en = &runas_cache[i];
+    if (en->until_ms > now && en->uid == uid && en->gid == gid) {
+      *ids = en->ids;
+      return 0;
+    }
+    if (en->until_ms < oldest->until_ms)
+      oldest = en;
+  }
+  if (spawn_ids_for_user(uid, gid, ids, e) < 0)
+    return -1;
+  *oldest = (struct runas_entry){.uid = uid, .gid = gid, .until_ms = now + RUNAS_CACHE_MS};
+  oldest->ids = *ids;
+  return 0;
 }
 
 int rund_call_run_as(grpc_call *c, spawn_ids *ids, bool *set, rr_err *e) {
@@ -22,7 +54,7 @@ int rund_call_run_as(grpc_call *c, spawn_ids *ids, bool *set, rr_err *e) {
     return rr_err_set(e, RR_PERMISSION_DENIED,
                       "rund runs as uid %u and cannot run commands for uid %u", (unsigned)geteuid(),
                       (unsigned)p->uid);
-  if (spawn_ids_for_user(p->uid, p->gid, ids, e) < 0)
+  if (rund_ids_for_user(p->uid, p->gid, ids, e) < 0)
     return -1;
   *set = true;
   return 0;

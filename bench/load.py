@@ -16,7 +16,8 @@ every 0.25 s and records its latency.
 
 Usage (as root; RLIMIT_NOFILE is raised to its hard limit, 20,000 here):
   bench/load.py [--rund build/src/rund/rund] [SCENARIO...]
-Scenarios' sizes: --conns, --jobs, --followers, --slow-conns, --seconds.
+Scenarios' sizes: --conns, --jobs, --followers, --slow-conns, --seconds;
+--rund-arg adds a flag to every rund (e.g. --rund-arg=--idle-timeout=15s).
 Prints one block per scenario and a summary table at the end.
 """
 
@@ -109,7 +110,7 @@ class Rund:
 
 
 def health_once(addr, timeout=10.0):
-    """(ok, seconds) of one Health/Check on a new connection."""
+    """(ok, seconds[, error]) of one Health/Check on a new connection."""
     ch = grpc.insecure_channel(addr, options=[("grpc.enable_retries", 0),
                                               ("grpc.use_local_subchannel_pool", 1)])
     t = time.monotonic()
@@ -117,8 +118,8 @@ def health_once(addr, timeout=10.0):
         ch.unary_unary(HEALTH, request_serializer=None, response_deserializer=None)(
             b"", timeout=timeout)
         return True, time.monotonic() - t
-    except grpc.RpcError:
-        return False, time.monotonic() - t
+    except grpc.RpcError as e:
+        return False, time.monotonic() - t, "%s %s" % (e.code(), e.details())
     finally:
         ch.close()
 
@@ -128,16 +129,19 @@ class Probe:
 
     def __init__(self, addr):
         self.addr, self.lat, self.fail, self.stop_ = addr, [], 0, threading.Event()
+        self.errors = []
         self.t = threading.Thread(target=self.run, daemon=True)
         self.t.start()
 
     def run(self):
         while not self.stop_.is_set():
-            ok, s = health_once(self.addr)
-            if ok:
-                self.lat.append(s)
+            res = health_once(self.addr)
+            if res[0]:
+                self.lat.append(res[1])
             else:
                 self.fail += 1
+                if len(self.errors) < 3:
+                    self.errors.append("%.1f s: %s" % (res[1], res[2]))
             self.stop_.wait(0.25)
 
     def stop(self):
@@ -146,7 +150,8 @@ class Probe:
         lat = sorted(self.lat)
         p50 = lat[len(lat) // 2] * 1000 if lat else float("nan")
         mx = lat[-1] * 1000 if lat else float("nan")
-        return {"probes": len(lat) + self.fail, "failed": self.fail, "p50_ms": p50, "max_ms": mx}
+        return {"probes": len(lat) + self.fail, "failed": self.fail, "p50_ms": p50, "max_ms": mx,
+                "errors": self.errors}
 
 
 def report(name, before, during, after, probe, extra):
@@ -155,6 +160,8 @@ def report(name, before, during, after, probe, extra):
     log("  rund fds      before %d  during %d  after %d" % (before[1], during[1], after[1]))
     log("  Health/Check  %d probes, %d failed, p50 %.1f ms, max %.1f ms"
         % (probe["probes"], probe["failed"], probe["p50_ms"], probe["max_ms"]))
+    for err in probe["errors"]:
+        log("  probe failed  %s" % err)
     for k, v in extra.items():
         log("  %-13s %s" % (k, v))
     return (name, before, during, after, probe)
@@ -346,70 +353,84 @@ def sc_slowloris(r, a):
 
 
 def flood(r, a, make_chunk, nconns=4):
-    """Send make_chunk(i) on nconns connections as fast as rund reads, for
-    a.seconds or until rund closes; drain what rund sends."""
+    """On each of nconns threads, for a.seconds: connect, send make_chunk(i)
+    as fast as rund reads until rund closes, then connect again (an attacker
+    does); drain what rund sends and note its GOAWAY codes."""
     res = []
 
-    def one(k):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(r.sock)
-        s.sendall(PREFACE + SETTINGS0)
-        s.settimeout(0.5)
-        sent, i, goaway, t0 = 0, 0, None, time.monotonic()
-        closed = None
-        rx = bytearray()
-        while time.monotonic() - t0 < a.seconds:
-            chunk = make_chunk(i)
-            i += 1
-            try:
-                s.sendall(chunk)
-                sent += len(chunk)
-            except socket.timeout:
-                pass
-            except OSError:
-                closed = time.monotonic() - t0
-                break
-            s.setblocking(False)
-            try:
-                while True:
-                    d = s.recv(1 << 20)
-                    if not d:
-                        closed = time.monotonic() - t0
-                        break
-                    if goaway is None and len(rx) < 1 << 16:
-                        rx += d
-            except (BlockingIOError, OSError):
-                pass
-            s.settimeout(0.5)
-            if closed is not None:
-                break
-        # find a GOAWAY (type 7) in the first bytes rund sent
-        off = 0
+    def goaway_codes(rx):
+        off, codes = 0, []
         while off + 9 <= len(rx):
             ln = int.from_bytes(rx[off:off + 3], "big")
-            if rx[off + 3] == 7 and off + 9 + 8 <= len(rx):
-                goaway = int.from_bytes(rx[off + 13:off + 17], "big")
-                break
+            if rx[off + 3] == 7 and off + 17 <= len(rx):
+                codes.append(int.from_bytes(rx[off + 13:off + 17], "big"))
             off += 9 + ln
-        s.close()
-        res.append((sent, i, closed, goaway))
+        return codes
+
+    def one(k):
+        sent, chunks, conns, codes, lifetimes = 0, 0, 0, {}, []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < a.seconds:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.connect(r.sock)
+                s.sendall(PREFACE + SETTINGS0)
+            except OSError:
+                s.close()
+                time.sleep(0.01)
+                continue
+            conns += 1
+            c0, i, rx, closed = time.monotonic(), 0, bytearray(), False
+            while not closed and time.monotonic() - t0 < a.seconds:
+                chunk = make_chunk(i)
+                i += 1
+                s.settimeout(0.5)
+                try:
+                    s.sendall(chunk)
+                    sent += len(chunk)
+                    chunks += 1
+                except socket.timeout:
+                    pass
+                except OSError:
+                    closed = True
+                s.setblocking(False)
+                try:
+                    while True:
+                        d = s.recv(1 << 20)
+                        if not d:
+                            closed = True
+                            break
+                        if len(rx) < 1 << 16:
+                            rx += d
+                except (BlockingIOError, OSError):
+                    pass
+            lifetimes.append(time.monotonic() - c0)
+            for c in goaway_codes(rx):
+                codes[c] = codes.get(c, 0) + 1
+            s.close()
+        res.append((sent, chunks, conns, codes, lifetimes))
 
     ts = [threading.Thread(target=one, args=(k,)) for k in range(nconns)]
     for t in ts:
         t.start()
-    time.sleep(min(3, a.seconds / 2))
+    time.sleep(a.seconds / 2)
     during = r.sample()
     for t in ts:
         t.join(timeout=a.seconds + 30)
     names = {0: "NO_ERROR", 1: "PROTOCOL_ERROR", 2: "INTERNAL_ERROR", 6: "FRAME_SIZE_ERROR",
-             11: "ENHANCE_YOUR_CALM", 9: "COMPRESSION_ERROR"}
-    lines = []
-    for sent, i, closed, goaway in res:
-        lines.append("%.1f MB in %d chunks, %s%s" % (
-            sent / 1e6, i, "closed by rund after %.2f s" % closed if closed is not None
-            else "still open at the end",
-            ", GOAWAY %s" % names.get(goaway, goaway) if goaway is not None else ""))
-    return during, {"connection %d" % k: v for k, v in enumerate(lines)}
+             9: "COMPRESSION_ERROR", 11: "ENHANCE_YOUR_CALM"}
+    sent = sum(x[0] for x in res)
+    conns = sum(x[2] for x in res)
+    codes = {}
+    for x in res:
+        for c, n in x[3].items():
+            codes[names.get(c, c)] = codes.get(names.get(c, c), 0) + n
+    life = sorted(v for x in res for v in x[4])
+    return during, {"flood": "%d threads, %.1f MB sent over %d connections in %d s"
+                    % (nconns, sent / 1e6, conns, a.seconds),
+                    "conn lifetime": "median %.3f s, max %.3f s" % (life[len(life) // 2], life[-1])
+                    if life else "-",
+                    "GOAWAYs seen": str(codes) if codes else "none"}
 
 
 def sc_reset(r, a):
@@ -467,6 +488,9 @@ def main():
     ap.add_argument("--followers", type=int, default=2000)
     ap.add_argument("--slow-conns", type=int, default=500)
     ap.add_argument("--seconds", type=int, default=20, help="length of timed scenarios")
+    ap.add_argument("--rund-arg", action="append", default=[],
+                    help="extra rund flag for every scenario (repeatable), e.g. "
+                    "--rund-arg=--idle-timeout=15s")
     ap.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
     a = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -475,7 +499,7 @@ def main():
     rows = []
     for name in a.scenarios:
         fn, args = SCENARIOS[name]
-        r = Rund(a.rund, args(a))
+        r = Rund(a.rund, args(a) + a.rund_arg)
         try:
             before = settle(r, 0.5)
             probe = Probe(r.addr)

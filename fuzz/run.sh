@@ -19,11 +19,11 @@ targets="h2_server request job_json tokens secrets_acl cert_san runctl_flags"
 
 have_libfuzzer() {
   command -v clang >/dev/null 2>&1 || return 1
-  t=$(mktemp -d)
-  printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return 0; }\n' >"$t/f.c"
-  clang -fsanitize=fuzzer -o "$t/f" "$t/f.c" >/dev/null 2>&1
+  tmpd=$(mktemp -d)
+  printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return 0; }\n' >"$tmpd/f.c"
+  clang -fsanitize=fuzzer -o "$tmpd/f" "$tmpd/f.c" >/dev/null 2>&1
   rc=$?
-  rm -rf "$t"
+  rm -rf "$tmpd"
   return $rc
 }
 

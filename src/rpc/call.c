@@ -209,6 +209,7 @@ static void call_authorize(grpc_call *c) {
 
 void rpc_call_begin(grpc_call *c) {
   grpc_server *s = c->conn->srv;
+  c->begun = true;
   if (!c->reject_code) {
     if (!c->saw_post)
       call_reject(c, 405, RR_INTERNAL, "gRPC requires the POST method");

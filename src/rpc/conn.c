@@ -350,11 +350,20 @@ static void conn_keepalive_fire(loop *l, void *data) {
 
 /* No call open and no new request for idle_timeout_ms: PINGs alone do not
  * keep a connection. */
+/* A call whose request headers all arrived: a request still trickling in
+ * its headers (slowloris) does not keep a connection from being idle. */
+static bool conn_has_call(const grpc_conn *conn) {
+  for (const grpc_call *c = conn->calls; c; c = c->next)
+    if (c->begun)
+      return true;
+  return false;
+}
+
 static void conn_idle_fire(loop *l, void *data) {
   grpc_conn *conn = data;
   uint64_t now = loop_now_ms(l), idle = conn->srv->cfg.idle_timeout_ms;
   conn->idle_timer = 0;
-  if (conn->calls)
+  if (conn_has_call(conn))
     conn->last_request_ms = now; /* busy: the idle time starts when the last call ends */
   if (now - conn->last_request_ms < idle) {
     conn->idle_timer =

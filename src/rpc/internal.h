@@ -62,6 +62,7 @@ struct grpc_call {
   void *data;
 
   /* request headers, validated at end of HEADERS */
+  bool begun; /* all of them arrived (rpc_call_begin ran) */
   bool saw_post, saw_te, saw_content_type;
   int reject_code; /* != 0: answer this status instead of calling a handler */
   int reject_http;

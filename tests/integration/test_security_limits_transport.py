@@ -370,3 +370,46 @@ def test_stalled_logs_readers_hold_little(h2c_rund):
     assert rss1 - rss0 < 32 * 1024, (rss0, rss1)
     cl.close()
     assert u.List(pb.ListRequest(), timeout=10) is not None
+
+
+def test_trickled_headers_do_not_hold_a_connection():
+    """Slowloris (found by bench/load.py): a request whose HEADERS frame
+    arrives a byte at a time kept its connection forever, since a call was
+    open; only calls whose headers are complete keep a connection busy."""
+    r = SecRund(tls=False, extra_args=["--idle-timeout", "1s"]).start()
+    try:
+        block = h2_frame_headers_health()
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(r.sock)
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+        s.sendall(block[:12])  # the frame header: the request has begun
+        s.settimeout(0.2)
+        t0, closed, i = time.monotonic(), False, 12
+        while time.monotonic() - t0 < 8 and not closed:
+            try:
+                s.send(block[i:i + 1] if i < len(block) - 1 else b"")
+                i += 1
+                while True:
+                    if not s.recv(65536):
+                        closed = True
+                        break
+            except socket.timeout:
+                pass
+            except OSError:
+                closed = True
+        took = time.monotonic() - t0
+        s.close()
+        print("\nheaders a byte per 0.2 s, --idle-timeout 1s: closed after %.2f s" % took)
+        assert closed and took < 6, took
+        assert "idle timeout" in r.stderr_text()
+    finally:
+        r.stop()
+
+
+def h2_frame_headers_health():
+    import hpack
+    block = hpack.Encoder().encode([(":method", "POST"), (":scheme", "http"),
+                                    (":path", "/grpc.health.v1.Health/Check"),
+                                    (":authority", "localhost"),
+                                    ("content-type", "application/grpc"), ("te", "trailers")])
+    return struct.pack(">I", len(block))[1:] + bytes([1, 0x5]) + struct.pack(">I", 1) + block

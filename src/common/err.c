@@ -1,11 +1,15 @@
 #include "err.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
 static void err_vset(rr_err *e, int code, int errnum, const char *fmt, va_list ap) {
   if (!e)
     return;
+  /* a full disk or quota is a resource running out, not a fault of ours */
+  if (code == RR_INTERNAL && (errnum == ENOSPC || errnum == EDQUOT))
+    code = RR_RESOURCE_EXHAUSTED;
   e->code = code;
   e->sys_errno = errnum;
   int n = vsnprintf(e->msg, sizeof e->msg, fmt, ap);

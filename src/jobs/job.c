@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -209,6 +210,22 @@ void job_table_drop_at(job_table *t, size_t i) {
 }
 
 size_t job_table_count(const job_table *t) { return t->njobs; }
+
+bool job_table_disk_full(job_table *t) {
+  uint64_t now = loop_now_ms(t->l);
+  if (t->disk_checked_ms && now - t->disk_checked_ms < 1000)
+    return t->disk_full;
+  t->disk_checked_ms = now;
+  struct statvfs sv;
+  bool full = statvfs(t->jobs_dir, &sv) == 0 && sv.f_bavail == 0;
+  if (full != t->disk_full)
+    job_table_warn(t,
+                   full ? "the disk of \"%s\" is full: what running jobs write is lost"
+                        : "the disk of \"%s\" has space again",
+                   t->jobs_dir);
+  t->disk_full = full;
+  return full;
+}
 
 int job_table_lookup(job_table *t, const char *id, job **ret, rr_err *e) {
   size_t len = strlen(id);

@@ -112,6 +112,9 @@ int job_table_lookup(job_table *t, const char *id, job **ret, rr_err *e);
 int job_table_list(job_table *t, job_state state, const char *tag, job ***ret, size_t *n,
                    rr_err *e);
 size_t job_table_count(const job_table *t);
+/* Whether the disk of the state dir has no space left for jobs (statvfs,
+ * looked at most once a second): what running jobs write is then lost. */
+bool job_table_disk_full(job_table *t);
 /* Signal the job's process group; FAILED_PRECONDITION when not running. */
 int job_signal(job *j, int sig, rr_err *e);
 /* SIGTERM to the group, SIGKILL after grace_ms (0 = at once). No-op when the

@@ -29,6 +29,8 @@ struct job_table {
   job *dirty;         /* jobs whose logs grew, refreshed once per inotify batch */
   punch_queue *punch; /* NULL: punch on the loop (no thread could be made) */
   uint64_t punch_warned_ms;
+  uint64_t disk_checked_ms; /* job_table_disk_full's last look */
+  bool disk_full;
   uint64_t retention_ms, retention_timer; /* 0: finished jobs are kept */
   intmap by_wd;                           /* inotify wd -> job */
   /* job_table_set_drop_hook: told before retention deletes a job */

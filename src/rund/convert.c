@@ -264,6 +264,9 @@ int convert_status(job *j, status_msg *m, rr_err *e) {
   st.signal = j->signal;
   st.reason = (char *)j->reason;
   st.detail = j->detail ? j->detail : (char *)"";
+  if (!j->detail && j->state == JOB_RUNNING && job_table_disk_full(j->table))
+    st.detail = (char *)"the disk of rund's state dir is full: output the job writes now is "
+                        "lost (it may fail), until space frees";
   st.start_time_unix_ns = j->start_ns;
   st.end_time_unix_ns = j->end_ns;
   st.request = &m->request;

@@ -29,7 +29,7 @@
 #include "test/v1/echo.pb-c.h"
 
 typedef struct echo_call {
-  grpc_call *call;
+  rpc_call *call;
   loop *l;
   uint64_t timer;
   int32_t *sizes, *intervals; /* responses still to send */
@@ -41,37 +41,37 @@ typedef struct echo_call {
   Test__V1__SimpleRequest *unary; /* held while sleeping */
 } echo_call;
 
-static echo_call *echo_state(grpc_call *c) {
-  echo_call *ec = grpc_call_data(c);
+static echo_call *echo_state(rpc_call *c) {
+  echo_call *ec = rpc_call_data(c);
   if (ec)
     return ec;
   ec = calloc(1, sizeof *ec);
   if (!ec)
     return NULL;
   ec->call = c;
-  ec->l = grpc_call_loop(c);
-  grpc_call_set_data(c, ec);
-  const grpc_peer *peer = grpc_call_peer(c);
+  ec->l = rpc_call_loop(c);
+  rpc_call_set_data(c, ec);
+  const rpc_peer *peer = rpc_call_peer(c);
   char sans[2048] = "";
   for (size_t i = 0; i < peer->nsans; i++) {
     size_t used = strlen(sans);
     snprintf(sans + used, sizeof sans - used, "%s%s", i ? "," : "", peer->sans[i]);
   }
-  grpc_call_add_metadata(c, false, "x-runrpc-peer-tls", peer->tls ? "1" : "0", 1, NULL);
-  grpc_call_add_metadata(c, false, "x-runrpc-peer-sans", sans, strlen(sans), NULL);
+  rpc_call_add_metadata(c, false, "x-runrpc-peer-tls", peer->tls ? "1" : "0", 1, NULL);
+  rpc_call_add_metadata(c, false, "x-runrpc-peer-sans", sans, strlen(sans), NULL);
   /* custom_metadata: echo these back, initial and trailing */
   size_t len;
-  const char *v = grpc_call_metadata(c, "x-grpc-test-echo-initial", &len);
+  const char *v = rpc_call_metadata(c, "x-grpc-test-echo-initial", &len);
   if (v)
-    grpc_call_add_metadata(c, false, "x-grpc-test-echo-initial", v, len, NULL);
-  v = grpc_call_metadata(c, "x-grpc-test-echo-trailing-bin", &len);
+    rpc_call_add_metadata(c, false, "x-grpc-test-echo-initial", v, len, NULL);
+  v = rpc_call_metadata(c, "x-grpc-test-echo-trailing-bin", &len);
   if (v)
-    grpc_call_add_metadata(c, true, "x-grpc-test-echo-trailing-bin", v, len, NULL);
+    rpc_call_add_metadata(c, true, "x-grpc-test-echo-trailing-bin", v, len, NULL);
   return ec;
 }
 
-static void echo_on_close(grpc_call *c, grpc_close_reason reason) {
-  echo_call *ec = grpc_call_data(c);
+static void echo_on_close(rpc_call *c, rpc_close_reason reason) {
+  echo_call *ec = rpc_call_data(c);
   if (!ec)
     return;
   loop_timer_cancel(ec->l, ec->timer);
@@ -91,7 +91,7 @@ static void echo_set_status(echo_call *ec, const Test__V1__EchoStatus *st) {
   ec->msg = strdup(st->message ? st->message : "");
 }
 
-static int echo_send_payload(grpc_call *c, size_t size, bool simple, rr_err *e) {
+static int echo_send_payload(rpc_call *c, size_t size, bool simple, rr_err *e) {
   uint8_t *body = calloc(1, size ? size : 1);
   if (!body)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte payload", size);
@@ -102,11 +102,11 @@ static int echo_send_payload(grpc_call *c, size_t size, bool simple, rr_err *e) 
   if (simple) {
     Test__V1__SimpleResponse resp = TEST__V1__SIMPLE_RESPONSE__INIT;
     resp.payload = &p;
-    r = grpc_call_send(c, &resp.base, e);
+    r = rpc_call_send(c, &resp.base, e);
   } else {
     Test__V1__StreamingOutputCallResponse resp = TEST__V1__STREAMING_OUTPUT_CALL_RESPONSE__INIT;
     resp.payload = &p;
-    r = grpc_call_send(c, &resp.base, e);
+    r = rpc_call_send(c, &resp.base, e);
   }
   free(body);
   return r;
@@ -122,9 +122,9 @@ static void echo_timer_fire(loop *l, void *data) {
 
 /* Send the queued responses, honouring intervals and back-pressure. */
 static void echo_pump(echo_call *ec) {
-  grpc_call *c = ec->call;
+  rpc_call *c = ec->call;
   while (ec->idx < ec->n && !ec->timer) {
-    if (grpc_call_queued(c) > GRPC_CALL_HIGH_WATER)
+    if (rpc_call_queued(c) > RPC_CALL_HIGH_WATER)
       return; /* on_writable brings us back */
     int32_t us = ec->intervals[ec->idx];
     if (us > 0 && !ec->waited) {
@@ -136,13 +136,13 @@ static void echo_pump(echo_call *ec) {
     rr_err e;
     if (echo_send_payload(c, (size_t)(ec->sizes[ec->idx] > 0 ? ec->sizes[ec->idx] : 0), false, &e) <
         0) {
-      grpc_call_finish_err(c, &e);
+      rpc_call_finish_err(c, &e);
       return;
     }
     ec->idx++;
   }
   if (ec->idx == ec->n && (ec->streaming_out_only || ec->half_closed))
-    grpc_call_finish(c, ec->code, ec->msg);
+    rpc_call_finish(c, ec->code, ec->msg);
 }
 
 static int echo_queue(echo_call *ec, Test__V1__ResponseParameters **params, size_t n) {
@@ -163,29 +163,29 @@ static int echo_queue(echo_call *ec, Test__V1__ResponseParameters **params, size
   return 0;
 }
 
-static void empty_on_message(grpc_call *c, ProtobufCMessage *msg) {
+static void empty_on_message(rpc_call *c, ProtobufCMessage *msg) {
   protobuf_c_message_free_unpacked(msg, NULL);
   echo_state(c);
   Test__V1__Empty out = TEST__V1__EMPTY__INIT;
   rr_err e;
-  if (grpc_call_send(c, &out.base, &e) < 0)
-    grpc_call_finish_err(c, &e);
+  if (rpc_call_send(c, &out.base, &e) < 0)
+    rpc_call_finish_err(c, &e);
   else
-    grpc_call_finish(c, RR_OK, NULL);
+    rpc_call_finish(c, RR_OK, NULL);
 }
 
 static void unary_answer(echo_call *ec) {
   Test__V1__SimpleRequest *req = ec->unary;
-  grpc_call *c = ec->call;
+  rpc_call *c = ec->call;
   echo_set_status(ec, req->response_status);
   rr_err e;
   if (ec->code)
-    grpc_call_finish(c, ec->code, ec->msg);
+    rpc_call_finish(c, ec->code, ec->msg);
   else if (echo_send_payload(c, (size_t)(req->response_size > 0 ? req->response_size : 0), true,
                              &e) < 0)
-    grpc_call_finish_err(c, &e);
+    rpc_call_finish_err(c, &e);
   else
-    grpc_call_finish(c, RR_OK, NULL);
+    rpc_call_finish(c, RR_OK, NULL);
 }
 
 static void unary_sleep_fire(loop *l, void *data) {
@@ -194,11 +194,11 @@ static void unary_sleep_fire(loop *l, void *data) {
   unary_answer(ec);
 }
 
-static void unary_on_message(grpc_call *c, ProtobufCMessage *msg) {
+static void unary_on_message(rpc_call *c, ProtobufCMessage *msg) {
   echo_call *ec = echo_state(c);
   if (!ec) {
     protobuf_c_message_free_unpacked(msg, NULL);
-    grpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
+    rpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
   ec->unary = (Test__V1__SimpleRequest *)msg;
@@ -208,12 +208,12 @@ static void unary_on_message(grpc_call *c, ProtobufCMessage *msg) {
     unary_answer(ec);
 }
 
-static void stream_out_on_message(grpc_call *c, ProtobufCMessage *msg) {
+static void stream_out_on_message(rpc_call *c, ProtobufCMessage *msg) {
   Test__V1__StreamingOutputCallRequest *req = (Test__V1__StreamingOutputCallRequest *)msg;
   echo_call *ec = echo_state(c);
   if (!ec || echo_queue(ec, req->response_parameters, req->n_response_parameters) < 0) {
     protobuf_c_message_free_unpacked(msg, NULL);
-    grpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
+    rpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
   ec->streaming_out_only = true;
@@ -222,40 +222,40 @@ static void stream_out_on_message(grpc_call *c, ProtobufCMessage *msg) {
   echo_pump(ec);
 }
 
-static void duplex_on_message(grpc_call *c, ProtobufCMessage *msg) {
+static void duplex_on_message(rpc_call *c, ProtobufCMessage *msg) {
   Test__V1__StreamingOutputCallRequest *req = (Test__V1__StreamingOutputCallRequest *)msg;
   echo_call *ec = echo_state(c);
   if (!ec || echo_queue(ec, req->response_parameters, req->n_response_parameters) < 0) {
     protobuf_c_message_free_unpacked(msg, NULL);
-    grpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
+    rpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
   bool fail = req->response_status && req->response_status->code != 0;
   echo_set_status(ec, req->response_status);
   protobuf_c_message_free_unpacked(msg, NULL);
   if (fail) /* status_code_and_message on a duplex call ends it at once */
-    grpc_call_finish(c, ec->code, ec->msg);
+    rpc_call_finish(c, ec->code, ec->msg);
   else
     echo_pump(ec);
 }
 
-static void duplex_on_half_close(grpc_call *c) {
+static void duplex_on_half_close(rpc_call *c) {
   echo_call *ec = echo_state(c);
   if (!ec) {
-    grpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
+    rpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
   ec->half_closed = true;
   echo_pump(ec);
 }
 
-static void echo_on_writable(grpc_call *c) {
-  echo_call *ec = grpc_call_data(c);
+static void echo_on_writable(rpc_call *c) {
+  echo_call *ec = rpc_call_data(c);
   if (ec)
     echo_pump(ec);
 }
 
-static void stream_in_on_message(grpc_call *c, ProtobufCMessage *msg) {
+static void stream_in_on_message(rpc_call *c, ProtobufCMessage *msg) {
   Test__V1__StreamingInputCallRequest *req = (Test__V1__StreamingInputCallRequest *)msg;
   echo_call *ec = echo_state(c);
   if (ec && req->payload)
@@ -263,20 +263,20 @@ static void stream_in_on_message(grpc_call *c, ProtobufCMessage *msg) {
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-static void stream_in_on_half_close(grpc_call *c) {
+static void stream_in_on_half_close(rpc_call *c) {
   echo_call *ec = echo_state(c);
   Test__V1__StreamingInputCallResponse out = TEST__V1__STREAMING_INPUT_CALL_RESPONSE__INIT;
   out.aggregated_payload_size = ec ? (int32_t)ec->aggregated : 0;
   rr_err e;
-  if (grpc_call_send(c, &out.base, &e) < 0)
-    grpc_call_finish_err(c, &e);
+  if (rpc_call_send(c, &out.base, &e) < 0)
+    rpc_call_finish_err(c, &e);
   else
-    grpc_call_finish(c, RR_OK, NULL);
+    rpc_call_finish(c, RR_OK, NULL);
 }
 
 typedef struct testserver {
   loop *l;
-  grpc_server *srv;
+  rpc_server *srv;
   int sigfd;
 } testserver;
 
@@ -285,12 +285,12 @@ static void testserver_on_signal(loop *l, int fd, uint32_t events, void *data) {
   struct signalfd_siginfo si;
   if (rr_read(fd, &si, sizeof si) != sizeof si)
     return;
-  grpc_server_shutdown(ts->srv);
+  rpc_server_shutdown(ts->srv);
   loop_stop(l);
 }
 
-static int testserver_register(grpc_server *s, rr_err *e) {
-  const grpc_method methods[] = {
+static int testserver_register(rpc_server *s, rr_err *e) {
+  const rpc_method methods[] = {
       {"/test.v1.Echo/EmptyCall", &test__v1__empty__descriptor, false, false, empty_on_message,
        NULL, NULL, echo_on_close, NULL},
       {"/test.v1.Echo/UnaryCall", &test__v1__simple_request__descriptor, false, false,
@@ -303,30 +303,30 @@ static int testserver_register(grpc_server *s, rr_err *e) {
        true, duplex_on_message, duplex_on_half_close, echo_on_writable, echo_on_close, NULL},
   };
   for (size_t i = 0; i < RR_ARRAY_SIZE(methods); i++)
-    if (grpc_server_add_method(s, &methods[i], e) < 0)
+    if (rpc_server_add_method(s, &methods[i], e) < 0)
       return -1;
   return 0;
 }
 
-static void probe_on_message(grpc_call *c, ProtobufCMessage *msg) {
+static void probe_on_message(rpc_call *c, ProtobufCMessage *msg) {
   protobuf_c_message_free_unpacked(msg, NULL);
   SSL *ssl = c->conn->ssl;
   int resumed = ssl && SSL_session_reused(ssl);
-  fprintf(stderr, "tls-call path=%s resumed=%d\n", grpc_call_path(c), resumed);
+  fprintf(stderr, "tls-call path=%s resumed=%d\n", rpc_call_path(c), resumed);
   char why[64];
   snprintf(why, sizeof why, "tls probe: resumed=%d", resumed);
-  grpc_call_finish(c, RR_UNIMPLEMENTED, why);
+  rpc_call_finish(c, RR_UNIMPLEMENTED, why);
 }
 
-static void probe_on_close(grpc_call *c, grpc_close_reason reason) {}
+static void probe_on_close(rpc_call *c, rpc_close_reason reason) {}
 
 static void testserver_conn_log(void *data, const char *peer, const char *what) {
   fprintf(stderr, "conn-log peer=%s what=%s\n", peer, what);
 }
 
 int main(int argc, char **argv) {
-  grpc_server_config cfg = {0};
-  grpc_tls_config tls = {0};
+  rpc_server_config cfg = {0};
+  rpc_tls_config tls = {0};
   const char *listen[8];
   size_t nlisten = 0;
   const char *probe = NULL;
@@ -376,35 +376,35 @@ int main(int argc, char **argv) {
   testserver ts = {.sigfd = -1};
   rr_err e = {0};
   int rc = 1;
-  if (loop_new(&ts.l, &e) < 0 || grpc_server_new(&ts.srv, ts.l, &cfg, &e) < 0 ||
+  if (loop_new(&ts.l, &e) < 0 || rpc_server_new(&ts.srv, ts.l, &cfg, &e) < 0 ||
       testserver_register(ts.srv, &e) < 0)
     goto out;
-  grpc_method pm = {probe,
-                    &test__v1__simple_request__descriptor,
-                    false,
-                    false,
-                    probe_on_message,
-                    NULL,
-                    NULL,
-                    probe_on_close,
-                    NULL};
-  if (probe && grpc_server_add_method(ts.srv, &pm, &e) < 0)
+  rpc_method pm = {probe,
+                   &test__v1__simple_request__descriptor,
+                   false,
+                   false,
+                   probe_on_message,
+                   NULL,
+                   NULL,
+                   probe_on_close,
+                   NULL};
+  if (probe && rpc_server_add_method(ts.srv, &pm, &e) < 0)
     goto out;
-  grpc_server_set_conn_log(ts.srv, testserver_conn_log, NULL);
+  rpc_server_set_conn_log(ts.srv, testserver_conn_log, NULL);
   bool use_tls = tls.cert_file || tls.key_file || tls.client_ca_file;
   for (size_t i = 0; i < nlisten; i++) {
     bool plain =
         !use_tls || strncmp(listen[i], "unix:", 5) == 0 || strncmp(listen[i], "h2c:", 4) == 0;
-    if ((plain ? grpc_server_listen(ts.srv, listen[i], &e)
-               : grpc_server_listen_tls(ts.srv, listen[i], &tls, &e)) < 0)
+    if ((plain ? rpc_server_listen(ts.srv, listen[i], &e)
+               : rpc_server_listen_tls(ts.srv, listen[i], &tls, &e)) < 0)
       goto out;
   }
   ts.sigfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
   if (ts.sigfd < 0 ||
       loop_fd_add(ts.l, ts.sigfd, EPOLLIN, "signals", testserver_on_signal, &ts, &e) < 0)
     goto out;
-  for (size_t i = 0; grpc_server_listen_address(ts.srv, i); i++)
-    printf("listening %s\n", grpc_server_listen_address(ts.srv, i));
+  for (size_t i = 0; rpc_server_listen_address(ts.srv, i); i++)
+    printf("listening %s\n", rpc_server_listen_address(ts.srv, i));
   printf("ready\n");
   fflush(stdout);
   if (loop_run(ts.l, &e) == 0)
@@ -412,7 +412,7 @@ int main(int argc, char **argv) {
 out:
   if (rc)
     fprintf(stderr, "rpc-testserver: %s\n", e.msg);
-  grpc_server_free(ts.srv);
+  rpc_server_free(ts.srv);
   if (ts.sigfd >= 0)
     close(ts.sigfd);
   loop_free(ts.l);

@@ -1,5 +1,5 @@
 /* Test-only server for tests/integration/test_reflection_health.py before rund
- * exists: reflection + health on a grpc_server, plus runrpc.v1.Jobs paths
+ * exists: reflection + health on a rpc_server, plus runrpc.v1.Jobs paths
  * that answer UNIMPLEMENTED (so list_services sees what rund will serve).
  * Takes rund's flags: --listen ADDR (repeatable), --state-dir DIR (unused).
  * Run: RUND=build-b/tests/services_testserver pytest tests/integration/... */
@@ -17,12 +17,12 @@
 #include "rpc/services/reflection.h"
 #include "runrpc/v1/jobs.pb-c.h"
 
-static void jobs_on_message(grpc_call *c, ProtobufCMessage *msg) {
+static void jobs_on_message(rpc_call *c, ProtobufCMessage *msg) {
   protobuf_c_message_free_unpacked(msg, NULL);
-  grpc_call_finish(c, RR_UNIMPLEMENTED, "services_testserver does not run jobs");
+  rpc_call_finish(c, RR_UNIMPLEMENTED, "services_testserver does not run jobs");
 }
 
-static void jobs_on_close(grpc_call *c, grpc_close_reason reason) {}
+static void jobs_on_close(rpc_call *c, rpc_close_reason reason) {}
 
 static void on_signal(loop *l, int fd, uint32_t events, void *data) {
   struct signalfd_siginfo si;
@@ -30,13 +30,13 @@ static void on_signal(loop *l, int fd, uint32_t events, void *data) {
     loop_stop(l);
 }
 
-static int jobs_register(grpc_server *s, rr_err *e) {
+static int jobs_register(rpc_server *s, rr_err *e) {
   const ProtobufCServiceDescriptor *d = &runrpc__v1__jobs__descriptor;
   for (unsigned i = 0; i < d->n_methods; i++) {
     char path[128];
     const char *name = d->methods[i].name;
     snprintf(path, sizeof path, "/%s/%s", d->name, name);
-    grpc_method m = {
+    rpc_method m = {
         .path = path,
         .request = d->methods[i].input,
         .client_streaming = strcmp(name, "Exec") == 0,
@@ -44,7 +44,7 @@ static int jobs_register(grpc_server *s, rr_err *e) {
         .on_message = jobs_on_message,
         .on_close = jobs_on_close,
     };
-    if (grpc_server_add_method(s, &m, e) < 0)
+    if (rpc_server_add_method(s, &m, e) < 0)
       return -1;
   }
   return 0;
@@ -52,7 +52,7 @@ static int jobs_register(grpc_server *s, rr_err *e) {
 
 static int run(int argc, char **argv, rr_err *e) {
   loop *l = NULL;
-  grpc_server *s = NULL;
+  rpc_server *s = NULL;
   health *h = NULL;
   int rc = -1;
   sigset_t mask;
@@ -68,12 +68,12 @@ static int run(int argc, char **argv, rr_err *e) {
   if (loop_new(&l, e) < 0)
     return -1;
   if (loop_fd_add(l, sfd, EPOLLIN, "signals", on_signal, NULL, e) < 0 ||
-      grpc_server_new(&s, l, NULL, e) < 0 || reflection_register(s, e) < 0 ||
+      rpc_server_new(&s, l, NULL, e) < 0 || reflection_register(s, e) < 0 ||
       health_register(s, &h, e) < 0 || jobs_register(s, e) < 0)
     goto out;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--listen") == 0 && i + 1 < argc) {
-      if (grpc_server_listen(s, argv[++i], e) < 0)
+      if (rpc_server_listen(s, argv[++i], e) < 0)
         goto out;
     } else if (strcmp(argv[i], "--state-dir") == 0 && i + 1 < argc) {
       i++;
@@ -87,8 +87,8 @@ static int run(int argc, char **argv, rr_err *e) {
   rc = 0;
 out:
   if (s) {
-    grpc_server_shutdown(s);
-    grpc_server_free(s);
+    rpc_server_shutdown(s);
+    rpc_server_free(s);
   }
   health_free(h);
   if (l) {

@@ -82,10 +82,10 @@ RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
   runrpc_options none = {0};
   if (!opts)
     opts = &none;
-  grpc_address a;
-  if (grpc_address_parse(addr, &a, &e) < 0)
+  rpc_address a;
+  if (rpc_address_parse(addr, &a, &e) < 0)
     return lib_err_out(&e, err);
-  bool tls = a.kind == GRPC_ADDRESS_TCP && a.tls;
+  bool tls = a.kind == RPC_ADDRESS_TCP && a.tls;
   if (opts->token && lib_token_check(opts->token, &e) < 0)
     return lib_err_out(&e, err);
   if (opts->token && !tls && !opts->allow_insecure) {
@@ -95,7 +95,7 @@ RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
   }
   /* only the files given: a library must not present credentials it finds
    * lying around (the admin certificate in the state dir) on its own */
-  grpc_tls_client_config tc = {
+  rpc_tls_client_config tc = {
       .ca_file = opts->tls_ca_file,
       .cert_file = opts->tls_cert_file,
       .key_file = opts->tls_key_file,
@@ -126,14 +126,14 @@ RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
     return lib_err_out(&e, err);
   }
   c->call_timeout_ms = opts->call_timeout_ms ? opts->call_timeout_ms : LIB_DEFAULT_CALL_TIMEOUT_MS;
-  grpc_client_options go = {
+  rpc_client_options go = {
       .connect_timeout_ms = opts->connect_timeout_ms,
       .max_recv_message = opts->max_recv_message_bytes,
       .user_agent = "runrpc-c/0.1.0",
       .tls = tls ? &tc : NULL,
       .authorization = authorization,
   };
-  if (grpc_client_connect(addr, &go, &c->grpc, &e) < 0) {
+  if (rpc_client_connect(addr, &go, &c->grpc, &e) < 0) {
     free(c);
     return lib_err_out(&e, err);
   }
@@ -143,7 +143,7 @@ RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
 
 RR_EXPORT void runrpc_conn_info_get(const runrpc_client *client, runrpc_conn_info *info) {
   memset(info, 0, sizeof *info);
-  const grpc_transport *t = client ? grpc_client_transport(client->grpc) : NULL;
+  const rpc_client_transport *t = client ? rpc_client_get_transport(client->grpc) : NULL;
   if (!t)
     return;
   info->tls = t->tls;
@@ -154,7 +154,7 @@ RR_EXPORT void runrpc_conn_info_get(const runrpc_client *client, runrpc_conn_inf
 RR_EXPORT void runrpc_close(runrpc_client *client) {
   if (!client)
     return;
-  grpc_client_free(client->grpc);
+  rpc_client_free(client->grpc);
   free(client);
 }
 
@@ -178,7 +178,7 @@ int lib_unary(runrpc_client *c, const char *path, const ProtobufCMessage *req,
     return -1;
   _cleanup_free_ uint8_t *resp = NULL;
   size_t resp_len = 0;
-  if (grpc_client_unary(c->grpc, path, buf, len, timeout_ms, &resp, &resp_len, e) < 0)
+  if (rpc_client_unary(c->grpc, path, buf, len, timeout_ms, &resp, &resp_len, e) < 0)
     return -1;
   ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, resp_len, resp);
   if (!m)

@@ -29,7 +29,7 @@ typedef struct exec_sigfwd {
 
 typedef struct exec_ctx {
   const runrpc_exec_request *req;
-  grpc_call *call;
+  rpc_client_call *call;
   exec_sigfwd *fwd; /* NULL: not forwarding */
   bool got_exit;
   runrpc_exit_status exit;
@@ -91,7 +91,7 @@ static int exec_send(exec_ctx *x, const Runrpc__V1__ExecRequest *m) {
   size_t len = 0;
   if (lib_pack(&m->base, &buf, &len, &x->e) < 0)
     return -1;
-  return grpc_call_send(x->call, buf, len, &x->e);
+  return rpc_client_call_send(x->call, buf, len, &x->e);
 }
 
 static int exec_close_stdin(exec_ctx *x) {
@@ -102,7 +102,7 @@ static int exec_close_stdin(exec_ctx *x) {
     return -1;
   if (x->fwd) /* keep our side open: signals may still follow the EOF */
     return 0;
-  return grpc_call_close_send(x->call, &x->e);
+  return rpc_client_call_close_send(x->call, &x->e);
 }
 
 /* Send the signals the handler queued in the self-pipe (our side of the
@@ -222,10 +222,10 @@ static int exec_run(exec_ctx *x) {
     for (;;) {
       _cleanup_free_ uint8_t *msg = NULL;
       size_t len;
-      int r = grpc_call_try_recv(x->call, &msg, &len, &x->e);
-      if (r == GRPC_CALL_AGAIN)
+      int r = rpc_client_call_try_recv(x->call, &msg, &len, &x->e);
+      if (r == RPC_CLIENT_CALL_AGAIN)
         break;
-      if (r == GRPC_CALL_END) {
+      if (r == RPC_CLIENT_CALL_END) {
         if (!x->got_exit)
           return rr_err_set(&x->e, RR_INTERNAL, "exec: stream ended without an exit status");
         return 0;
@@ -239,7 +239,7 @@ static int exec_run(exec_ctx *x) {
     struct pollfd pfd[2];
     size_t nfds = 0;
     int in_i = -1, sig_i = -1;
-    if (!grpc_call_send_full(x->call)) {
+    if (!rpc_client_call_send_full(x->call)) {
       if (stdin_open) {
         in_i = (int)nfds;
         pfd[nfds++] = (struct pollfd){.fd = req->stdin_fd, .events = POLLIN};
@@ -249,7 +249,7 @@ static int exec_run(exec_ctx *x) {
         pfd[nfds++] = (struct pollfd){.fd = x->fwd->rfd, .events = POLLIN};
       }
     }
-    int r = grpc_call_wait(x->call, pfd, nfds, -1, &x->e);
+    int r = rpc_client_call_wait(x->call, pfd, nfds, -1, &x->e);
     if (r < 0)
       return -1;
     if (r != 1)
@@ -281,11 +281,11 @@ RR_EXPORT int runrpc_exec(runrpc_client *c, const runrpc_exec_request *req,
       return lib_err_out(&x.e, err);
     x.fwd = &fwd;
   }
-  int rv = grpc_call_start(c->grpc, LIB_JOBS_PATH("Exec"), req->deadline_ms, &x.call, &x.e);
+  int rv = rpc_client_call_start(c->grpc, LIB_JOBS_PATH("Exec"), req->deadline_ms, &x.call, &x.e);
   if (rv == 0)
     rv = exec_run(&x);
-  grpc_call_free(x.call);    /* cancels if unfinished: rund kills the command */
-  exec_sigfwd_restore(&fwd); /* no-op if not installed or already given back */
+  rpc_client_call_free(x.call); /* cancels if unfinished: rund kills the command */
+  exec_sigfwd_restore(&fwd);    /* no-op if not installed or already given back */
   if (rv < 0)
     return lib_err_out(&x.e, err);
   *ret_exit = x.exit;

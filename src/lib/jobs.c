@@ -284,17 +284,17 @@ RR_EXPORT int runrpc_logs(runrpc_client *c, const runrpc_logs_request *req, runr
   size_t len = 0;
   if (lib_pack(&r.base, &buf, &len, &e) < 0)
     return lib_err_out(&e, err);
-  grpc_call *call;
-  if (grpc_call_start(c->grpc, LIB_JOBS_PATH("Logs"), req->timeout_ms, &call, &e) < 0)
+  rpc_client_call *call;
+  if (rpc_client_call_start(c->grpc, LIB_JOBS_PATH("Logs"), req->timeout_ms, &call, &e) < 0)
     return lib_err_out(&e, err);
   int rv = -1;
-  if (grpc_call_send(call, buf, len, &e) < 0 || grpc_call_close_send(call, &e) < 0)
+  if (rpc_client_call_send(call, buf, len, &e) < 0 || rpc_client_call_close_send(call, &e) < 0)
     goto out;
   for (;;) {
     _cleanup_free_ uint8_t *msg = NULL;
     size_t mlen;
-    int r2 = grpc_call_recv(call, &msg, &mlen, &e);
-    if (r2 == GRPC_CALL_END)
+    int r2 = rpc_client_call_recv(call, &msg, &mlen, &e);
+    if (r2 == RPC_CLIENT_CALL_END)
       break;
     if (r2 < 0)
       goto out;
@@ -313,7 +313,7 @@ RR_EXPORT int runrpc_logs(runrpc_client *c, const runrpc_logs_request *req, runr
   }
   rv = 0;
 out:
-  grpc_call_free(call);
+  rpc_client_call_free(call);
   return rv < 0 ? lib_err_out(&e, err) : 0;
 }
 

@@ -12,7 +12,7 @@
 #define LIB_JOBS_PATH(m) "/runrpc.v1.Jobs/" m
 
 struct runrpc_client {
-  grpc_client *grpc;
+  rpc_client *grpc;
   uint64_t call_timeout_ms;
 };
 

@@ -7,14 +7,14 @@
 #include "common/util.h"
 #include "rpc/internal.h"
 
-grpc_call *rpc_call_new(grpc_conn *conn, int32_t stream_id) {
-  grpc_call *c = calloc(1, sizeof *c);
+rpc_call *rpc_call_new(rpc_conn *conn, int32_t stream_id) {
+  rpc_call *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
   c->conn = conn;
   c->stream_id = stream_id;
-  c->low_water = GRPC_CALL_LOW_WATER;
-  grpc_deframer_init(&c->deframer, conn->srv->cfg.max_recv_message);
+  c->low_water = RPC_CALL_LOW_WATER;
+  rpc_deframer_init(&c->deframer, conn->srv->cfg.max_recv_message);
   c->next = conn->calls;
   if (conn->calls)
     conn->calls->prev = c;
@@ -22,20 +22,20 @@ grpc_call *rpc_call_new(grpc_conn *conn, int32_t stream_id) {
   return c;
 }
 
-static void call_drop_input(grpc_call *c) {
+static void call_drop_input(rpc_call *c) {
   while (c->in_head) {
     rpc_buf *b = c->in_head;
     c->in_head = b->next;
     free(b);
   }
   c->in_tail = NULL;
-  grpc_deframer_free(&c->deframer);
+  rpc_deframer_free(&c->deframer);
   rpc_conn_release(c->conn, c->held);
   c->held = 0;
 }
 
-void rpc_call_free(grpc_call *c) {
-  grpc_conn *conn = c->conn;
+void rpc_call_destroy(rpc_call *c) {
+  rpc_conn *conn = c->conn;
   if (c->prev)
     c->prev->next = c->next;
   else if (conn->calls == c)
@@ -60,9 +60,9 @@ void rpc_call_free(grpc_call *c) {
   free(c);
 }
 
-static void call_reject(grpc_call *c, int http, int code, const char *fmt, ...)
+static void call_reject(rpc_call *c, int http, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-static void call_reject(grpc_call *c, int http, int code, const char *fmt, ...) {
+static void call_reject(rpc_call *c, int http, int code, const char *fmt, ...) {
   if (c->reject_code)
     return; /* the first problem is the one reported */
   c->reject_code = code;
@@ -112,7 +112,7 @@ static bool name_is(const uint8_t *name, size_t len, const char *s) {
   return len == strlen(s) && memcmp(name, s, len) == 0;
 }
 
-int rpc_call_add_request_md(grpc_call *c, const uint8_t *name, size_t namelen, const uint8_t *value,
+int rpc_call_add_request_md(rpc_call *c, const uint8_t *name, size_t namelen, const uint8_t *value,
                             size_t valuelen) {
   c->md_bytes += namelen + valuelen + 32;
   if (c->md_bytes > RPC_MAX_REQUEST_HEADERS)
@@ -135,7 +135,7 @@ int rpc_call_add_request_md(grpc_call *c, const uint8_t *name, size_t namelen, c
     c->saw_te = true; /* nghttp2 already insists on "trailers" */
   } else if (name_is(name, namelen, "grpc-timeout")) {
     uint64_t ms;
-    if (grpc_timeout_parse((const char *)value, valuelen, &ms) < 0) {
+    if (rpc_timeout_parse((const char *)value, valuelen, &ms) < 0) {
       call_reject(c, 400, RR_INTERNAL, "malformed grpc-timeout \"%.*s\"",
                   (int)(valuelen < 32 ? valuelen : 32), (const char *)value);
     } else {
@@ -157,7 +157,7 @@ int rpc_call_add_request_md(grpc_call *c, const uint8_t *name, size_t namelen, c
     _cleanup_free_ uint8_t *raw = malloc(vlen / 4 * 3 + 3);
     if (!raw)
       return -1;
-    long n = grpc_base64_decode((const char *)value, vlen, raw, vlen / 4 * 3 + 3);
+    long n = rpc_base64_decode((const char *)value, vlen, raw, vlen / 4 * 3 + 3);
     if (n < 0) {
       call_reject(c, 200, RR_INVALID_ARGUMENT, "metadata \"%.*s\": invalid base64 value",
                   (int)(namelen < 64 ? namelen : 64), (const char *)name);
@@ -173,7 +173,7 @@ int rpc_call_add_request_md(grpc_call *c, const uint8_t *name, size_t namelen, c
 }
 
 static void call_deadline_fire(loop *l, void *data) {
-  grpc_call *c = data;
+  rpc_call *c = data;
   c->deadline_timer = 0;
   if (c->finished || c->stream_closed || c->closed)
     return;
@@ -183,12 +183,12 @@ static void call_deadline_fire(loop *l, void *data) {
   bool owed = c->engaged;
   c->closed = true; /* no handler callback after this one */
   if (owed && c->method->on_close)
-    c->method->on_close(c, GRPC_CLOSE_DEADLINE);
+    c->method->on_close(c, RPC_CLOSE_DEADLINE);
 }
 
 /* The application's authorize hook, before any message byte is kept. */
-static void call_authorize(grpc_call *c) {
-  grpc_server *s = c->conn->srv;
+static void call_authorize(rpc_call *c) {
+  rpc_server *s = c->conn->srv;
   int r = 0;
   if (s->auth.authorize) {
     rr_err e = {0};
@@ -207,8 +207,8 @@ static void call_authorize(grpc_call *c) {
   rpc_conn_grant_window(c->conn);
 }
 
-void rpc_call_begin(grpc_call *c) {
-  grpc_server *s = c->conn->srv;
+void rpc_call_begin(rpc_call *c) {
+  rpc_server *s = c->conn->srv;
   c->begun = true;
   if (!c->reject_code) {
     if (!c->saw_post)
@@ -227,7 +227,7 @@ void rpc_call_begin(grpc_call *c) {
       const char *slash = strchr(c->path + 1, '/');
       size_t n = slash ? (size_t)(slash - c->path - 1) : strlen(c->path + 1);
       snprintf(service, sizeof service, "%.*s", (int)(n < 200 ? n : 200), c->path + 1);
-      if (slash && grpc_server_has_service(s, service))
+      if (slash && rpc_server_has_service(s, service))
         call_reject(c, 200, RR_UNIMPLEMENTED, "unknown method %.100s", c->path);
       else
         call_reject(c, 200, RR_UNIMPLEMENTED, "unknown service %.100s", service);
@@ -248,16 +248,16 @@ void rpc_call_begin(grpc_call *c) {
   }
 }
 
-void rpc_call_fail(grpc_call *c, int code, const char *msg) {
+void rpc_call_fail(rpc_call *c, int code, const char *msg) {
   call_drop_input(c);
   rpc_call_finish_status(c, code, msg);
 }
 
 /* Can c keep len more request bytes within the connection's and the
  * server's budgets? If not, it is answered RESOURCE_EXHAUSTED. */
-static bool call_hold(grpc_call *c, size_t len) {
-  grpc_conn *conn = c->conn;
-  grpc_server *s = conn->srv;
+static bool call_hold(rpc_call *c, size_t len) {
+  rpc_conn *conn = c->conn;
+  rpc_server *s = conn->srv;
   char why[200];
   if (conn->held + len > s->cfg.max_conn_recv_buffer)
     snprintf(why, sizeof why,
@@ -278,7 +278,7 @@ static bool call_hold(grpc_call *c, size_t len) {
   return false;
 }
 
-void rpc_call_data(grpc_call *c, const uint8_t *data, size_t len) {
+void rpc_call_on_data(rpc_call *c, const uint8_t *data, size_t len) {
   nghttp2_session *h2 = c->conn->h2;
   size_t total = len;
   /* kept bytes return their connection window when handed over; the rest now */
@@ -291,7 +291,7 @@ void rpc_call_data(grpc_call *c, const uint8_t *data, size_t len) {
     uint8_t *msg;
     size_t msglen;
     rr_err e;
-    int r = grpc_deframer_feed(&c->deframer, data, len, &used, &msg, &msglen, &e);
+    int r = rpc_deframer_feed(&c->deframer, data, len, &used, &msg, &msglen, &e);
     if (r < 0) {
       rpc_call_fail(c, e.code, e.msg);
       break;
@@ -325,18 +325,18 @@ void rpc_call_data(grpc_call *c, const uint8_t *data, size_t len) {
     nghttp2_session_consume_stream(h2, c->stream_id, total);
 }
 
-void rpc_call_remote_closed(grpc_call *c) {
+void rpc_call_remote_closed(rpc_call *c) {
   c->remote_closed = true;
   if (!c->method || c->finished || c->closed)
     return;
-  if (grpc_deframer_partial(&c->deframer))
+  if (rpc_deframer_partial(&c->deframer))
     rpc_call_fail(c, RR_INTERNAL, "request stream ended in the middle of a message");
   else if (!c->method->client_streaming && c->in_count != 1)
     rpc_call_fail(c, RR_UNIMPLEMENTED, "unary method called without a request message");
 }
 
-static void call_deliver_messages(grpc_call *c) {
-  const grpc_method *m = c->method;
+static void call_deliver_messages(rpc_call *c) {
+  const rpc_method *m = c->method;
   while (!c->paused && c->in_head && !c->finished && !c->closed &&
          (m->client_streaming || c->remote_closed)) {
     rpc_buf *b = c->in_head;
@@ -344,7 +344,7 @@ static void call_deliver_messages(grpc_call *c) {
     if (!c->in_head)
       c->in_tail = NULL;
     ProtobufCMessage *msg = protobuf_c_message_unpack(m->request, NULL, b->len, b->data);
-    size_t released = b->len + GRPC_PREFIX_LEN;
+    size_t released = b->len + RPC_PREFIX_LEN;
     free(b);
     released = released < c->held ? released : c->held;
     c->held -= released;
@@ -361,8 +361,8 @@ static void call_deliver_messages(grpc_call *c) {
   }
 }
 
-void rpc_call_dispatch(grpc_call *c) {
-  const grpc_method *m = c->method;
+void rpc_call_dispatch(rpc_call *c) {
+  const rpc_method *m = c->method;
   if (!c->closed && c->close_pending) {
     c->closed = true;
     call_drop_input(c);
@@ -385,12 +385,12 @@ void rpc_call_dispatch(grpc_call *c) {
     }
   }
   if (c->stream_closed && (c->closed || !m))
-    rpc_call_free(c);
+    rpc_call_destroy(c);
 }
 
 /* ---- public accessors ---- */
 
-const char *grpc_call_metadata(const grpc_call *c, const char *key, size_t *len) {
+const char *rpc_call_metadata(const rpc_call *c, const char *key, size_t *len) {
   for (size_t i = 0; c && i < c->nmd; i++)
     if (strcmp(c->md[i].key, key) == 0) {
       if (len)
@@ -400,7 +400,7 @@ const char *grpc_call_metadata(const grpc_call *c, const char *key, size_t *len)
   return NULL;
 }
 
-void grpc_call_pause_recv(grpc_call *c, bool paused) {
+void rpc_call_pause_recv(rpc_call *c, bool paused) {
   if (!c || c->closed || c->paused == paused)
     return;
   c->paused = paused;
@@ -412,13 +412,13 @@ void grpc_call_pause_recv(grpc_call *c, bool paused) {
   rpc_server_mark_dirty(c->conn->srv, c->conn); /* deliver what queued up */
 }
 
-const grpc_peer *grpc_call_peer(const grpc_call *c) { return &c->conn->peer; }
-const char *grpc_call_path(const grpc_call *c) { return c->path; }
-uint64_t grpc_call_deadline(const grpc_call *c) { return c->has_deadline ? c->deadline_ms : 0; }
-bool grpc_call_finished(const grpc_call *c) { return c->finished || c->closed; }
-void grpc_call_set_data(grpc_call *c, void *data) { c->data = data; }
-void *grpc_call_data(const grpc_call *c) { return c->data; }
-void *grpc_call_method_data(const grpc_call *c) { return c->method ? c->method->data : NULL; }
-loop *grpc_call_loop(const grpc_call *c) { return c->conn->srv->l; }
-size_t grpc_call_queued(const grpc_call *c) { return c->queued; }
-void grpc_call_set_low_water(grpc_call *c, size_t low) { c->low_water = low; }
+const rpc_peer *rpc_call_peer(const rpc_call *c) { return &c->conn->peer; }
+const char *rpc_call_path(const rpc_call *c) { return c->path; }
+uint64_t rpc_call_deadline(const rpc_call *c) { return c->has_deadline ? c->deadline_ms : 0; }
+bool rpc_call_finished(const rpc_call *c) { return c->finished || c->closed; }
+void rpc_call_set_data(rpc_call *c, void *data) { c->data = data; }
+void *rpc_call_data(const rpc_call *c) { return c->data; }
+void *rpc_call_method_data(const rpc_call *c) { return c->method ? c->method->data : NULL; }
+loop *rpc_call_loop(const rpc_call *c) { return c->conn->srv->l; }
+size_t rpc_call_queued(const rpc_call *c) { return c->queued; }
+void rpc_call_set_low_water(rpc_call *c, size_t low) { c->low_water = low; }

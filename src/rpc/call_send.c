@@ -53,20 +53,20 @@ static void headers_add_md(rpc_headers *h, const rpc_md *md, size_t n) {
     char *b64 = malloc(sz);
     if (!b64)
       continue;
-    long len = grpc_base64_encode((const uint8_t *)md[i].value, md[i].len, b64, sz);
+    long len = rpc_base64_encode((const uint8_t *)md[i].value, md[i].len, b64, sz);
     h->owned[h->nowned++] = b64;
     headers_add(h, md[i].key, b64, len < 0 ? 0 : (size_t)len);
   }
 }
 
-size_t rpc_call_header_budget(const grpc_call *c) {
+size_t rpc_call_header_budget(const rpc_call *c) {
   uint32_t peer =
       nghttp2_session_get_remote_settings(c->conn->h2, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE);
   return peer < 16384 ? peer : 16384;
 }
 
 /* grpc-status and grpc-message (trimmed to what the peer accepts) + trailing md. */
-static void headers_add_status(rpc_headers *h, grpc_call *c, char *code_buf, size_t code_sz) {
+static void headers_add_status(rpc_headers *h, rpc_call *c, char *code_buf, size_t code_sz) {
   snprintf(code_buf, code_sz, "%d", c->status);
   headers_add(h, "grpc-status", code_buf, strlen(code_buf));
   headers_add_md(h, c->trail_md, c->ntrail_md);
@@ -79,12 +79,12 @@ static void headers_add_status(rpc_headers *h, grpc_call *c, char *code_buf, siz
   char *enc = malloc(room);
   if (!enc)
     return;
-  size_t n = grpc_percent_encode(msg, strlen(msg), enc, room);
+  size_t n = rpc_percent_encode(msg, strlen(msg), enc, room);
   h->owned[h->nowned++] = enc;
   headers_add(h, "grpc-message", enc, n);
 }
 
-static int call_submit_trailers_only(grpc_call *c) {
+static int call_submit_trailers_only(rpc_call *c) {
   rpc_headers h;
   char http[8], code[16];
   int r = -1;
@@ -100,7 +100,7 @@ static int call_submit_trailers_only(grpc_call *c) {
   return r;
 }
 
-static int call_submit_trailers(nghttp2_session *h2, grpc_call *c) {
+static int call_submit_trailers(nghttp2_session *h2, rpc_call *c) {
   rpc_headers h;
   char code[16];
   int r = -1;
@@ -114,7 +114,7 @@ static int call_submit_trailers(nghttp2_session *h2, grpc_call *c) {
 
 static ssize_t call_data_read(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, size_t length,
                               uint32_t *flags, nghttp2_data_source *source, void *user_data) {
-  grpc_call *c = source->ptr;
+  rpc_call *c = source->ptr;
   size_t n = 0;
   while (n < length && c->out_head) {
     rpc_buf *b = c->out_head;
@@ -150,9 +150,9 @@ static ssize_t call_data_read(nghttp2_session *h2, int32_t stream_id, uint8_t *b
   return (ssize_t)n;
 }
 
-static bool call_stream_usable(const grpc_call *c) { return !c->stream_closed && !c->conn->dead; }
+static bool call_stream_usable(const rpc_call *c) { return !c->stream_closed && !c->conn->dead; }
 
-static void call_kick(grpc_call *c) {
+static void call_kick(rpc_call *c) {
   if (c->deferred) {
     c->deferred = false;
     nghttp2_session_resume_data(c->conn->h2, c->stream_id);
@@ -160,7 +160,7 @@ static void call_kick(grpc_call *c) {
   rpc_server_mark_dirty(c->conn->srv, c->conn);
 }
 
-static int call_submit_response(grpc_call *c) {
+static int call_submit_response(rpc_call *c) {
   rpc_headers h;
   int r = -1;
   if (headers_init(&h, 3 + c->nout_md) == 0) {
@@ -174,7 +174,7 @@ static int call_submit_response(grpc_call *c) {
   return r;
 }
 
-void rpc_call_finish_status(grpc_call *c, int code, const char *msg) {
+void rpc_call_finish_status(rpc_call *c, int code, const char *msg) {
   if (c->finished)
     return;
   c->finished = true;
@@ -193,7 +193,7 @@ void rpc_call_finish_status(grpc_call *c, int code, const char *msg) {
   call_kick(c);
 }
 
-void rpc_call_drop_output(grpc_call *c) {
+void rpc_call_drop_output(rpc_call *c) {
   /* a message already partly handed to nghttp2 must finish, or the framing breaks */
   rpc_buf *keep = c->out_head && c->out_head->off > 0 ? c->out_head : NULL;
   rpc_buf *b = keep ? keep->next : c->out_head;
@@ -216,9 +216,9 @@ void rpc_md_free(rpc_md *md, size_t n) {
   free(md);
 }
 
-int grpc_call_send(grpc_call *c, const ProtobufCMessage *msg, rr_err *e) {
+int rpc_call_send(rpc_call *c, const ProtobufCMessage *msg, rr_err *e) {
   if (!c)
-    return rr_err_set(e, RR_INTERNAL, "grpc_call_send: no call");
+    return rr_err_set(e, RR_INTERNAL, "rpc_call_send: no call");
   if (c->closed || !call_stream_usable(c))
     return rr_err_set(e, RR_CANCELLED, "call %s was cancelled", c->path ? c->path : "");
   if (c->finished)
@@ -228,12 +228,12 @@ int grpc_call_send(grpc_call *c, const ProtobufCMessage *msg, rr_err *e) {
   if (size > max || size > UINT32_MAX)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED,
                       "response message larger than max (%zu vs. %zu bytes)", size, max);
-  rpc_buf *b = malloc(sizeof *b + GRPC_PREFIX_LEN + size);
+  rpc_buf *b = malloc(sizeof *b + RPC_PREFIX_LEN + size);
   if (!b)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for a %zu-byte response", size);
-  *b = (rpc_buf){.len = GRPC_PREFIX_LEN + size};
-  grpc_wire_put_prefix(b->data, false, (uint32_t)size);
-  protobuf_c_message_pack(msg, b->data + GRPC_PREFIX_LEN);
+  *b = (rpc_buf){.len = RPC_PREFIX_LEN + size};
+  rpc_wire_put_prefix(b->data, false, (uint32_t)size);
+  protobuf_c_message_pack(msg, b->data + RPC_PREFIX_LEN);
   if (!c->response_submitted) {
     if (call_submit_response(c) != 0) {
       free(b);
@@ -253,14 +253,14 @@ int grpc_call_send(grpc_call *c, const ProtobufCMessage *msg, rr_err *e) {
   return 0;
 }
 
-void grpc_call_finish(grpc_call *c, int code, const char *message) {
+void rpc_call_finish(rpc_call *c, int code, const char *message) {
   if (!c || c->closed)
     return;
   rpc_call_finish_status(c, code, message);
 }
 
-void grpc_call_finish_err(grpc_call *c, const rr_err *e) {
-  grpc_call_finish(c, e ? e->code : RR_UNKNOWN, e ? e->msg : "unknown error");
+void rpc_call_finish_err(rpc_call *c, const rr_err *e) {
+  rpc_call_finish(c, e ? e->code : RR_UNKNOWN, e ? e->msg : "unknown error");
 }
 
 static bool md_key_reserved(const char *k) {
@@ -268,13 +268,13 @@ static bool md_key_reserved(const char *k) {
          strcmp(k, "te") == 0 || strcmp(k, "user-agent") == 0 || strcmp(k, "content-length") == 0;
 }
 
-int grpc_call_add_metadata(grpc_call *c, bool trailing, const char *key, const char *value,
-                           size_t len, rr_err *e) {
+int rpc_call_add_metadata(rpc_call *c, bool trailing, const char *key, const char *value,
+                          size_t len, rr_err *e) {
   if (!c || c->closed)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "call is closed");
-  if (!grpc_metadata_key_valid(key, strlen(key)) || md_key_reserved(key))
+  if (!rpc_metadata_key_valid(key, strlen(key)) || md_key_reserved(key))
     return rr_err_set(e, RR_INVALID_ARGUMENT, "invalid or reserved metadata key \"%s\"", key);
-  if (!key_is_bin(key) && !grpc_metadata_value_valid(value, len))
+  if (!key_is_bin(key) && !rpc_metadata_value_valid(value, len))
     return rr_err_set(e, RR_INVALID_ARGUMENT,
                       "metadata \"%s\": value must be printable ASCII (or use a -bin key)", key);
   if (trailing ? c->trailers_submitted : c->response_submitted)

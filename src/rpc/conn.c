@@ -19,11 +19,11 @@
 #define CONN_WRITE_BUDGET (1024u * 1024u)
 #define CONN_STAGE (64u * 1024u)
 
-static ssize_t fd_read(grpc_conn *conn, void *buf, size_t len) {
+static ssize_t fd_read(rpc_conn *conn, void *buf, size_t len) {
   return rr_read(conn->in_fd, buf, len);
 }
 
-static ssize_t fd_write(grpc_conn *conn, const void *buf, size_t len) {
+static ssize_t fd_write(rpc_conn *conn, const void *buf, size_t len) {
   ssize_t n;
   do {
     n = send(conn->out_fd, buf, len, MSG_NOSIGNAL); /* a gone peer is EPIPE, not SIGPIPE */
@@ -33,7 +33,7 @@ static ssize_t fd_write(grpc_conn *conn, const void *buf, size_t len) {
   return n;
 }
 
-static void fd_close(grpc_conn *conn) {
+static void fd_close(rpc_conn *conn) {
   close(conn->in_fd);
   if (conn->out_fd != conn->in_fd)
     close(conn->out_fd);
@@ -41,7 +41,7 @@ static void fd_close(grpc_conn *conn) {
 
 const rpc_transport_ops rpc_transport_fd = {"fd", fd_read, fd_write, fd_close, NULL};
 
-void rpc_conn_peer_fill(grpc_peer *peer, int fd) {
+void rpc_conn_peer_fill(rpc_peer *peer, int fd) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   memset(peer, 0, sizeof *peer);
@@ -82,7 +82,7 @@ void rpc_conn_peer_fill(grpc_peer *peer, int fd) {
   }
 }
 
-void rpc_conn_peer_key(const grpc_peer *peer, char *out, size_t outsz) {
+void rpc_conn_peer_key(const rpc_peer *peer, char *out, size_t outsz) {
   out[0] = '\0';
   if (peer->family == AF_UNIX) {
     if (peer->has_cred)
@@ -97,8 +97,8 @@ void rpc_conn_peer_key(const grpc_peer *peer, char *out, size_t outsz) {
   }
 }
 
-void rpc_conn_release(grpc_conn *conn, size_t n) {
-  grpc_server *s = conn->srv;
+void rpc_conn_release(rpc_conn *conn, size_t n) {
+  rpc_server *s = conn->srv;
   n = n < conn->held ? n : conn->held;
   conn->held -= n;
   s->held -= n < s->held ? n : s->held;
@@ -106,7 +106,7 @@ void rpc_conn_release(grpc_conn *conn, size_t n) {
     nghttp2_session_consume_connection(conn->h2, n);
 }
 
-void rpc_conn_grant_window(grpc_conn *conn) {
+void rpc_conn_grant_window(rpc_conn *conn) {
   if (conn->window_granted || conn->dead)
     return;
   conn->window_granted = true;
@@ -115,7 +115,7 @@ void rpc_conn_grant_window(grpc_conn *conn) {
   rpc_server_mark_dirty(conn->srv, conn);
 }
 
-void rpc_conn_watch(grpc_conn *conn, bool want_in, bool want_out) {
+void rpc_conn_watch(rpc_conn *conn, bool want_in, bool want_out) {
   loop *l = conn->srv->l;
   /* TLS may need the other direction to make progress on this one */
   uint32_t in = want_in || conn->write_wants_read ? EPOLLIN : 0;
@@ -134,10 +134,10 @@ void rpc_conn_watch(grpc_conn *conn, bool want_in, bool want_out) {
   conn->out_events = out;
 }
 
-static bool conn_write_pending(const grpc_conn *conn) { return conn->woff < conn->wlen; }
+static bool conn_write_pending(const rpc_conn *conn) { return conn->woff < conn->wlen; }
 
 static void conn_reread_fire(loop *l, void *data) {
-  grpc_conn *conn = data;
+  rpc_conn *conn = data;
   conn->reread_timer = 0;
   if (!conn->dead && !conn_write_pending(conn))
     rpc_conn_read(conn);
@@ -145,7 +145,7 @@ static void conn_reread_fire(loop *l, void *data) {
 
 /* Bytes the TLS layer decrypted but we did not take: epoll will not report
  * them, so come back for them from the loop. */
-static void conn_pending_check(grpc_conn *conn) {
+static void conn_pending_check(rpc_conn *conn) {
   if (conn->dead || conn->reread_timer || !conn->ops->pending || !conn->ops->pending(conn))
     return;
   conn->reread_timer = loop_timer_add(conn->srv->l, 0, conn_reread_fire, conn);
@@ -153,14 +153,14 @@ static void conn_pending_check(grpc_conn *conn) {
 
 /* Write p[0..n) or keep what the socket did not take in wbuf (which then
  * holds at most one staging buffer plus one frame). -1 if closed. */
-static int conn_out(grpc_conn *conn, const uint8_t *p, size_t n) {
+static int conn_out(rpc_conn *conn, const uint8_t *p, size_t n) {
   size_t off = 0;
   while (!conn_write_pending(conn) && off < n) {
     ssize_t w = conn->ops->write(conn, p + off, n - off);
     if (w < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         break;
-      rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+      rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
       return -1;
     }
     off += (size_t)w;
@@ -170,7 +170,7 @@ static int conn_out(grpc_conn *conn, const uint8_t *p, size_t n) {
   size_t keep = conn->wlen - conn->woff;
   uint8_t *q = malloc(keep + n - off);
   if (!q) {
-    rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+    rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
     return -1;
   }
   if (keep)
@@ -186,7 +186,7 @@ static int conn_out(grpc_conn *conn, const uint8_t *p, size_t n) {
 /* Write what nghttp2 has queued until the socket pushes back or the budget
  * is spent. Small frames are gathered into one write, so a response (HEADERS,
  * DATA, trailers) wakes the peer once. Returns -1 if the connection closed. */
-static int conn_flush(grpc_conn *conn) {
+static int conn_flush(rpc_conn *conn) {
   static uint8_t stage[CONN_STAGE]; /* one loop thread: shared, always emptied */
   size_t budget = CONN_WRITE_BUDGET, slen = 0;
   while (conn_write_pending(conn)) {
@@ -194,7 +194,7 @@ static int conn_flush(grpc_conn *conn) {
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         goto out;
-      rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+      rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
       return -1;
     }
     conn->woff += (size_t)n;
@@ -204,7 +204,7 @@ static int conn_flush(grpc_conn *conn) {
     const uint8_t *data;
     ssize_t n = nghttp2_session_mem_send(conn->h2, &data);
     if (n < 0) {
-      rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+      rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
       return -1;
     }
     if (n == 0)
@@ -232,7 +232,7 @@ out:;
   bool want_read = nghttp2_session_want_read(conn->h2);
   bool want_write = nghttp2_session_want_write(conn->h2);
   if (!pending && !want_read && !want_write) { /* GOAWAY exchanged, nothing left */
-    rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+    rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
     return -1;
   }
   /* while our output is stuck, stop reading: the peer cannot make us queue */
@@ -242,22 +242,22 @@ out:;
   return 0;
 }
 
-static void conn_dispatch(grpc_conn *conn) {
-  grpc_call *next;
+static void conn_dispatch(rpc_conn *conn) {
+  rpc_call *next;
   /* ends first: a call the client reset is closed before one it sent after
    * starts (per-caller counts, e.g. followers, are freed in time) */
-  for (grpc_call *c = conn->calls; c && !conn->dead; c = next) {
+  for (rpc_call *c = conn->calls; c && !conn->dead; c = next) {
     next = c->next;
     if (c->close_pending && !c->closed)
       rpc_call_dispatch(c);
   }
-  for (grpc_call *c = conn->calls; c && !conn->dead; c = next) {
+  for (rpc_call *c = conn->calls; c && !conn->dead; c = next) {
     next = c->next;
     rpc_call_dispatch(c);
   }
 }
 
-void rpc_conn_service(grpc_conn *conn) {
+void rpc_conn_service(rpc_conn *conn) {
   if (conn->dead || conn->handshaking)
     return;
   conn_dispatch(conn);
@@ -266,20 +266,20 @@ void rpc_conn_service(grpc_conn *conn) {
   conn_dispatch(conn); /* events the send produced: on_writable, on_close */
 }
 
-void rpc_conn_read(grpc_conn *conn) {
+void rpc_conn_read(rpc_conn *conn) {
   uint8_t buf[16384];
   for (int i = 0; i < 8 && !conn->dead && !conn_write_pending(conn); i++) {
     ssize_t n = conn->ops->read(conn, buf, sizeof buf);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       break;
     if (n <= 0) {
-      rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+      rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
       return;
     }
     ssize_t r = nghttp2_session_mem_recv(conn->h2, buf, (size_t)n);
     if (r < 0) { /* protocol error: send nghttp2's GOAWAY if it can go now, then drop */
       if (conn_flush(conn) == 0)
-        rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+        rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
       return;
     }
     rpc_conn_service(conn);
@@ -294,7 +294,7 @@ void rpc_conn_read(grpc_conn *conn) {
 }
 
 static void conn_on_io(loop *l, int fd, uint32_t events, void *data) {
-  grpc_conn *conn = data;
+  rpc_conn *conn = data;
   if (conn->dead)
     return;
   if (conn->handshaking) {
@@ -316,22 +316,22 @@ static void conn_on_io(loop *l, int fd, uint32_t events, void *data) {
 }
 
 static void conn_handshake_fire(loop *l, void *data) {
-  grpc_conn *conn = data;
+  rpc_conn *conn = data;
   conn->handshake_timer = 0;
   if (conn->handshaking)
     rpc_server_conn_log(conn->srv, conn->peer.addr,
                         "tls handshake refused: no handshake within %llu ms",
                         (unsigned long long)conn->srv->cfg.handshake_timeout_ms);
   if (!conn->settings_seen)
-    rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+    rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
 }
 
 static void conn_keepalive_fire(loop *l, void *data) {
-  grpc_conn *conn = data;
+  rpc_conn *conn = data;
   uint64_t now = loop_now_ms(l), every = conn->srv->cfg.keepalive_ms, next;
   conn->keepalive_timer = 0;
   if (conn->ping_outstanding && now - conn->ping_sent_ms >= RPC_KEEPALIVE_TIMEOUT_MS) {
-    rpc_conn_close(conn, GRPC_CLOSE_CANCELLED); /* peer gone silent */
+    rpc_conn_close(conn, RPC_CLOSE_CANCELLED); /* peer gone silent */
     return;
   }
   if (!conn->ping_outstanding && now - conn->last_recv_ms >= every) {
@@ -352,15 +352,15 @@ static void conn_keepalive_fire(loop *l, void *data) {
  * keep a connection. */
 /* A call whose request headers all arrived: a request still trickling in
  * its headers (slowloris) does not keep a connection from being idle. */
-static bool conn_has_call(const grpc_conn *conn) {
-  for (const grpc_call *c = conn->calls; c; c = c->next)
+static bool conn_has_call(const rpc_conn *conn) {
+  for (const rpc_call *c = conn->calls; c; c = c->next)
     if (c->begun)
       return true;
   return false;
 }
 
 static void conn_idle_fire(loop *l, void *data) {
-  grpc_conn *conn = data;
+  rpc_conn *conn = data;
   uint64_t now = loop_now_ms(l), idle = conn->srv->cfg.idle_timeout_ms;
   conn->idle_timer = 0;
   if (conn_has_call(conn))
@@ -379,18 +379,18 @@ static void conn_idle_fire(loop *l, void *data) {
                           (const uint8_t *)"idle", 4);
     rpc_conn_service(conn); /* best effort: the GOAWAY if the socket takes it */
   }
-  rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+  rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
 }
 
-int rpc_conn_new(grpc_server *s, int in_fd, int out_fd, const grpc_peer *peer, rr_err *e) {
+int rpc_conn_new(rpc_server *s, int in_fd, int out_fd, const rpc_peer *peer, rr_err *e) {
   return rpc_conn_new_ops(s, in_fd, out_fd, peer, &rpc_transport_fd, NULL, e);
 }
 
-int rpc_conn_new_ops(grpc_server *s, int in_fd, int out_fd, const grpc_peer *peer,
+int rpc_conn_new_ops(rpc_server *s, int in_fd, int out_fd, const rpc_peer *peer,
                      const rpc_transport_ops *ops, void *ssl, rr_err *e) {
-  grpc_conn *conn = calloc(1, sizeof *conn);
+  rpc_conn *conn = calloc(1, sizeof *conn);
   if (!conn) {
-    grpc_conn tmp = {.in_fd = in_fd, .out_fd = out_fd, .ssl = ssl};
+    rpc_conn tmp = {.in_fd = in_fd, .out_fd = out_fd, .ssl = ssl};
     ops->close(&tmp);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for a connection");
   }
@@ -441,8 +441,8 @@ int rpc_conn_new_ops(grpc_server *s, int in_fd, int out_fd, const grpc_peer *pee
   return 0;
 }
 
-void rpc_conn_close(grpc_conn *conn, grpc_close_reason reason) {
-  grpc_server *s = conn->srv;
+void rpc_conn_close(rpc_conn *conn, rpc_close_reason reason) {
+  rpc_server *s = conn->srv;
   if (conn->dead)
     return;
   conn->dead = true;
@@ -467,7 +467,7 @@ void rpc_conn_close(grpc_conn *conn, grpc_close_reason reason) {
   /* freed by the server hook, once no callback can be on the stack */
   if (s->ndead == s->capdead) {
     size_t n = s->capdead ? s->capdead * 2 : 16;
-    grpc_conn **p = realloc(s->dead, n * sizeof *p);
+    rpc_conn **p = realloc(s->dead, n * sizeof *p);
     if (p) {
       s->dead = p;
       s->capdead = n;
@@ -475,7 +475,7 @@ void rpc_conn_close(grpc_conn *conn, grpc_close_reason reason) {
   }
   if (s->ndead < s->capdead)
     s->dead[s->ndead++] = conn; /* else leaked: better than a use-after-free */
-  for (grpc_call *c = conn->calls; c; c = c->next) {
+  for (rpc_call *c = conn->calls; c; c = c->next) {
     if (c->closed)
       continue;
     c->closed = true;
@@ -484,10 +484,10 @@ void rpc_conn_close(grpc_conn *conn, grpc_close_reason reason) {
   }
 }
 
-void rpc_conn_free(grpc_conn *conn) {
+void rpc_conn_free(rpc_conn *conn) {
   nghttp2_session_del(conn->h2); /* first: it must not see freed stream data */
   while (conn->calls)
-    rpc_call_free(conn->calls);
+    rpc_call_destroy(conn->calls);
   free(conn->wbuf);
   rpc_tls_sans_free(conn->peer.sans, conn->peer.nsans);
   free(conn);

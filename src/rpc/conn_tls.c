@@ -15,7 +15,7 @@
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-static ssize_t tls_read(grpc_conn *conn, void *buf, size_t len) {
+static ssize_t tls_read(rpc_conn *conn, void *buf, size_t len) {
   SSL *ssl = conn->ssl;
   size_t got = 0;
   if (len > INT_MAX)
@@ -54,7 +54,7 @@ static ssize_t tls_read(grpc_conn *conn, void *buf, size_t len) {
   return (ssize_t)got;
 }
 
-static ssize_t tls_write(grpc_conn *conn, const void *buf, size_t len) {
+static ssize_t tls_write(rpc_conn *conn, const void *buf, size_t len) {
   ERR_clear_error();
   int n = SSL_write(conn->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
   if (n > 0)
@@ -78,7 +78,7 @@ static ssize_t tls_write(grpc_conn *conn, const void *buf, size_t len) {
   }
 }
 
-static void tls_close(grpc_conn *conn) {
+static void tls_close(rpc_conn *conn) {
   SSL *ssl = conn->ssl;
   if (ssl) {
     if (conn->handshake_done) /* close_notify, best effort: never waits for the peer's */
@@ -92,11 +92,11 @@ static void tls_close(grpc_conn *conn) {
     close(conn->out_fd);
 }
 
-static bool tls_pending(const grpc_conn *conn) { return conn->ssl && SSL_pending(conn->ssl) > 0; }
+static bool tls_pending(const rpc_conn *conn) { return conn->ssl && SSL_pending(conn->ssl) > 0; }
 
 const rpc_transport_ops rpc_transport_tls = {"tls", tls_read, tls_write, tls_close, tls_pending};
 
-int rpc_conn_new_tls(grpc_server *s, int fd, const grpc_peer *peer, void *ssl_ctx, rr_err *e) {
+int rpc_conn_new_tls(rpc_server *s, int fd, const rpc_peer *peer, void *ssl_ctx, rr_err *e) {
   SSL *ssl = SSL_new(ssl_ctx);
   if (!ssl || SSL_set_fd(ssl, fd) != 1) {
     SSL_free(ssl);
@@ -108,15 +108,15 @@ int rpc_conn_new_tls(grpc_server *s, int fd, const grpc_peer *peer, void *ssl_ct
   return rpc_conn_new_ops(s, fd, fd, peer, &rpc_transport_tls, ssl, e);
 }
 
-static void tls_refuse(grpc_conn *conn, const char *reason) {
+static void tls_refuse(rpc_conn *conn, const char *reason) {
   rpc_server_conn_log(conn->srv, conn->peer.addr, "tls handshake refused: %s", reason);
-  rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+  rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
 }
 
 /* Before the first TLS byte is parsed: a client speaking plaintext gets a
  * clear reason instead of OpenSSL's "wrong version number". Returns 1 to go
  * on with the handshake, 0 to wait, -1 if the connection was refused. */
-static int tls_peek_first_bytes(grpc_conn *conn) {
+static int tls_peek_first_bytes(rpc_conn *conn) {
   unsigned char buf[sizeof h2_preface - 1];
   ssize_t n = recv(conn->in_fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -139,7 +139,7 @@ static int tls_peek_first_bytes(grpc_conn *conn) {
 }
 
 /* Handshake done: check ALPN, take the client's identity, start HTTP/2. */
-static void tls_established(grpc_conn *conn) {
+static void tls_established(rpc_conn *conn) {
   SSL *ssl = conn->ssl;
   if (!rpc_tls_alpn_is_h2(ssl)) { /* a client without any ALPN never reached the callback */
     tls_refuse(conn, "client offered no h2 ALPN");
@@ -169,7 +169,7 @@ static void tls_established(grpc_conn *conn) {
   rpc_server_mark_dirty(conn->srv, conn); /* our SETTINGS go out now */
 }
 
-void rpc_conn_tls_handshake(grpc_conn *conn) {
+void rpc_conn_tls_handshake(rpc_conn *conn) {
   SSL *ssl = conn->ssl;
   if (!conn->tls_started) {
     int r = tls_peek_first_bytes(conn);

@@ -4,16 +4,16 @@
 
 #include "rpc/internal.h"
 
-static grpc_call *h2_call(nghttp2_session *h2, int32_t stream_id) {
+static rpc_call *h2_call(nghttp2_session *h2, int32_t stream_id) {
   return nghttp2_session_get_stream_user_data(h2, stream_id);
 }
 
 static int h2_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data) {
-  grpc_conn *conn = user_data;
+  rpc_conn *conn = user_data;
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
     return 0;
   conn->last_request_ms = loop_now_ms(conn->srv->l);
-  grpc_call *c = rpc_call_new(conn, frame->hd.stream_id);
+  rpc_call *c = rpc_call_new(conn, frame->hd.stream_id);
   if (!c)
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets only this stream */
   nghttp2_session_set_stream_user_data(h2, frame->hd.stream_id, c);
@@ -22,7 +22,7 @@ static int h2_on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, 
 
 /* Decoded header bytes per connection and second: HPACK lets a few wire
  * bytes name kilobytes, so past RPC_CONN_HEADER_RATE the connection goes. */
-static bool h2_header_rate_ok(grpc_conn *conn, size_t n) {
+static bool h2_header_rate_ok(rpc_conn *conn, size_t n) {
   uint64_t now = loop_now_ms(conn->srv->l);
   if (now - conn->header_window_ms >= 1000) {
     conn->header_window_ms = now;
@@ -35,7 +35,7 @@ static bool h2_header_rate_ok(grpc_conn *conn, size_t n) {
 static int h2_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
                         size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                         void *user_data) {
-  grpc_conn *conn = user_data;
+  rpc_conn *conn = user_data;
   if (!h2_header_rate_ok(conn, namelen + valuelen + 32)) {
     rpc_server_conn_log(conn->srv, conn->peer.addr,
                         "connection closed: more than %u bytes of decoded headers in a second",
@@ -45,7 +45,7 @@ static int h2_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const u
   }
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
     return 0; /* request trailers carry nothing gRPC uses */
-  grpc_call *c = h2_call(h2, frame->hd.stream_id);
+  rpc_call *c = h2_call(h2, frame->hd.stream_id);
   if (!c)
     return 0;
   if (rpc_call_add_request_md(c, name, namelen, value, valuelen) < 0) {
@@ -66,9 +66,9 @@ static int h2_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const u
 }
 
 static int h2_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data) {
-  grpc_conn *conn = user_data;
+  rpc_conn *conn = user_data;
   conn->last_recv_ms = loop_now_ms(conn->srv->l);
-  grpc_call *c;
+  rpc_call *c;
   switch (frame->hd.type) {
   case NGHTTP2_HEADERS:
     c = h2_call(h2, frame->hd.stream_id);
@@ -105,9 +105,9 @@ static int h2_on_data_chunk_recv(nghttp2_session *h2, uint8_t flags, int32_t str
                                  const uint8_t *data, size_t len, void *user_data) {
   /* the connection window comes back as calls hand their bytes over (or
    * drop them), so a connection holds at most max_conn_recv_buffer */
-  grpc_call *c = h2_call(h2, stream_id);
+  rpc_call *c = h2_call(h2, stream_id);
   if (c)
-    rpc_call_data(c, data, len);
+    rpc_call_on_data(c, data, len);
   else
     nghttp2_session_consume(h2, stream_id, len);
   return 0;
@@ -115,13 +115,13 @@ static int h2_on_data_chunk_recv(nghttp2_session *h2, uint8_t flags, int32_t str
 
 static int h2_on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t error_code,
                               void *user_data) {
-  grpc_call *c = h2_call(h2, stream_id);
+  rpc_call *c = h2_call(h2, stream_id);
   if (!c)
     return 0;
   c->stream_closed = true;
   if (!c->closed && !c->close_pending) {
     c->close_pending = true;
-    c->close_reason = c->trailers_sent ? GRPC_CLOSE_FINISHED : GRPC_CLOSE_CANCELLED;
+    c->close_reason = c->trailers_sent ? RPC_CLOSE_FINISHED : RPC_CLOSE_CANCELLED;
   }
   return 0;
 }
@@ -129,13 +129,13 @@ static int h2_on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t e
 static int h2_on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data) {
   if (frame->hd.type != NGHTTP2_HEADERS || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
     return 0;
-  grpc_call *c = h2_call(h2, frame->hd.stream_id);
+  rpc_call *c = h2_call(h2, frame->hd.stream_id);
   if (!c)
     return 0;
   c->trailers_sent = true;
   if (!c->closed && !c->close_pending) {
     c->close_pending = true;
-    c->close_reason = GRPC_CLOSE_FINISHED;
+    c->close_reason = RPC_CLOSE_FINISHED;
   }
   /* the client may still be sending: tell it we need no more (gRPC spec) */
   if (!c->remote_closed)

@@ -10,19 +10,19 @@
 #include "rpc/server.h"
 #include "rpc/wire.h"
 
-typedef struct grpc_conn grpc_conn;
+typedef struct rpc_conn rpc_conn;
 
 /* Byte transport under HTTP/2 (plain fds, TLS). read and write return >0
  * bytes, 0 on EOF (read), or -1 with errno (EAGAIN: retry when the loop says
  * the fd is ready). */
 typedef struct rpc_transport_ops {
   const char *name;
-  ssize_t (*read)(grpc_conn *conn, void *buf, size_t len);
-  ssize_t (*write)(grpc_conn *conn, const void *buf, size_t len);
-  void (*close)(grpc_conn *conn);
+  ssize_t (*read)(rpc_conn *conn, void *buf, size_t len);
+  ssize_t (*write)(rpc_conn *conn, const void *buf, size_t len);
+  void (*close)(rpc_conn *conn);
   /* Decrypted bytes buffered inside the transport (the fd will not say so);
    * NULL: never any. */
-  bool (*pending)(const grpc_conn *conn);
+  bool (*pending)(const rpc_conn *conn);
 } rpc_transport_ops;
 
 extern const rpc_transport_ops rpc_transport_fd;
@@ -53,11 +53,11 @@ typedef struct rpc_md {
 /* Request messages of calls allowed without an identity (health probes). */
 #define RPC_ANONYMOUS_MAX_MESSAGE (64u * 1024u)
 
-struct grpc_call {
-  grpc_conn *conn;
-  grpc_call *next, *prev; /* conn->calls */
+struct rpc_call {
+  rpc_conn *conn;
+  rpc_call *next, *prev; /* conn->calls */
   int32_t stream_id;
-  const grpc_method *method; /* NULL until resolved / when rejected */
+  const rpc_method *method; /* NULL until resolved / when rejected */
   char *path;
   void *data;
 
@@ -73,7 +73,7 @@ struct grpc_call {
   size_t nmd, capmd, md_bytes;
 
   /* receive side */
-  grpc_deframer deframer;
+  rpc_deframer deframer;
   rpc_buf *in_head, *in_tail;
   size_t in_count;
   size_t held;       /* request bytes received and not handed over (prefixes too) */
@@ -96,7 +96,7 @@ struct grpc_call {
   bool closed;  /* handler detached (on_close delivered or never owed) */
   bool stream_closed;
   bool close_pending;
-  grpc_close_reason close_reason;
+  rpc_close_reason close_reason;
   bool writable_pending;
 };
 
@@ -107,17 +107,17 @@ typedef struct rpc_listener {
   void *tls; /* SSL_CTX * for TLS listeners, else NULL */
 } rpc_listener;
 
-struct grpc_conn {
-  grpc_server *srv;
-  grpc_conn *next, *prev; /* srv->conns */
-  grpc_conn *dirty_next;  /* srv->dirty list */
+struct rpc_conn {
+  rpc_server *srv;
+  rpc_conn *next, *prev; /* srv->conns */
+  rpc_conn *dirty_next;  /* srv->dirty list */
   bool in_dirty;
   const rpc_transport_ops *ops;
   int in_fd, out_fd;
   uint32_t in_events, out_events;
   nghttp2_session *h2;
-  grpc_peer peer;
-  grpc_call *calls;
+  rpc_peer peer;
+  rpc_call *calls;
   uint8_t *wbuf; /* what mem_send gave us that the socket did not take */
   size_t wlen, woff;
   bool dead;
@@ -144,26 +144,26 @@ struct grpc_conn {
   uint64_t reread_timer; /* decrypted bytes left inside the TLS layer */
 };
 
-struct grpc_server {
+struct rpc_server {
   loop *l;
-  grpc_server_config cfg;
-  grpc_method **methods;
+  rpc_server_config cfg;
+  rpc_method **methods;
   size_t nmethods;
   char **services; /* sorted, distinct */
   size_t nservices;
   rpc_listener *listeners;
   size_t nlisteners;
-  grpc_conn *conns;
+  rpc_conn *conns;
   size_t nconns;
-  grpc_conn *dirty;
-  grpc_conn **dead;
+  rpc_conn *dirty;
+  rpc_conn **dead;
   size_t ndead, capdead;
   uint64_t hook_id;
   uint64_t accept_resume_timer; /* listeners paused after EMFILE */
   bool shutting_down;
-  grpc_server_conn_log_fn conn_log;
+  rpc_server_conn_log_fn conn_log;
   void *conn_log_data;
-  grpc_server_auth auth;
+  rpc_server_auth auth;
   struct rpc_peer_table *peers; /* connections per peer key */
   size_t nprobation;            /* connections on probation (admin room) */
   size_t held;                  /* request bytes held by every connection */
@@ -172,48 +172,48 @@ struct grpc_server {
 };
 
 /* server.c */
-const grpc_method *rpc_server_find_method(const grpc_server *s, const char *path);
-void rpc_server_mark_dirty(grpc_server *s, grpc_conn *conn);
+const rpc_method *rpc_server_find_method(const rpc_server *s, const char *path);
+void rpc_server_mark_dirty(rpc_server *s, rpc_conn *conn);
 
 /* conn.c */
-int rpc_conn_new(grpc_server *s, int in_fd, int out_fd, const grpc_peer *peer, rr_err *e);
+int rpc_conn_new(rpc_server *s, int in_fd, int out_fd, const rpc_peer *peer, rr_err *e);
 /* Same with a transport; ssl (SSL *, taken) starts it in the TLS handshake. */
-int rpc_conn_new_ops(grpc_server *s, int in_fd, int out_fd, const grpc_peer *peer,
+int rpc_conn_new_ops(rpc_server *s, int in_fd, int out_fd, const rpc_peer *peer,
                      const rpc_transport_ops *ops, void *ssl, rr_err *e);
 /* Tear down: handlers get on_close(reason), fds closed, memory freed later. */
-void rpc_conn_close(grpc_conn *conn, grpc_close_reason reason);
-void rpc_conn_free(grpc_conn *conn);
+void rpc_conn_close(rpc_conn *conn, rpc_close_reason reason);
+void rpc_conn_free(rpc_conn *conn);
 /* Deliver pending call events, then write what nghttp2 has to send. */
-void rpc_conn_service(grpc_conn *conn);
-void rpc_conn_peer_fill(grpc_peer *peer, int fd);
+void rpc_conn_service(rpc_conn *conn);
+void rpc_conn_peer_fill(rpc_peer *peer, int fd);
 /* Set which fd events the connection waits for (HTTP/2 phase). */
-void rpc_conn_watch(grpc_conn *conn, bool want_in, bool want_out);
+void rpc_conn_watch(rpc_conn *conn, bool want_in, bool want_out);
 /* The fd is readable (or TLS asked for it): read and feed nghttp2. */
-void rpc_conn_read(grpc_conn *conn);
+void rpc_conn_read(rpc_conn *conn);
 /* Report a connection-level event to the server's log callback. */
-void rpc_server_conn_log(grpc_server *s, const char *peer, const char *fmt, ...)
+void rpc_server_conn_log(rpc_server *s, const char *peer, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Request bytes a call no longer holds: counted down and their connection
  * window returned. */
-void rpc_conn_release(grpc_conn *conn, size_t n);
+void rpc_conn_release(rpc_conn *conn, size_t n);
 /* The first authorised call: the connection gets its whole window. */
-void rpc_conn_grant_window(grpc_conn *conn);
+void rpc_conn_grant_window(rpc_conn *conn);
 /* The key a peer's connections are counted under ("" for none). */
-void rpc_conn_peer_key(const grpc_peer *peer, char *out, size_t outsz);
+void rpc_conn_peer_key(const rpc_peer *peer, char *out, size_t outsz);
 
 /* server.c: connection admission */
 /* After the TLS handshake: a connection on probation stays only if its peer
  * is an admin. Returns -1 (connection closed) if not. */
-int rpc_server_probation_end(grpc_server *s, grpc_conn *conn);
+int rpc_server_probation_end(rpc_server *s, rpc_conn *conn);
 /* A connection is gone: forget it in the per-peer counts. */
-void rpc_server_conn_forget(grpc_server *s, grpc_conn *conn);
+void rpc_server_conn_forget(rpc_server *s, rpc_conn *conn);
 
 /* conn_tls.c */
 /* Serve a TLS connection on fd (taken): handshake first, then HTTP/2. */
-int rpc_conn_new_tls(grpc_server *s, int fd, const grpc_peer *peer, void *ssl_ctx, rr_err *e);
+int rpc_conn_new_tls(rpc_server *s, int fd, const rpc_peer *peer, void *ssl_ctx, rr_err *e);
 /* Drive the handshake one step (fd events arrived, or first call). */
-void rpc_conn_tls_handshake(grpc_conn *conn);
+void rpc_conn_tls_handshake(rpc_conn *conn);
 
 /* peers.c: connections per peer key */
 typedef struct rpc_peer_table rpc_peer_table;
@@ -228,26 +228,26 @@ void rpc_peer_table_remove(rpc_peer_table *t, const char *key);
 int rpc_h2_callbacks_new(nghttp2_session_callbacks **ret, rr_err *e);
 
 /* call.c */
-grpc_call *rpc_call_new(grpc_conn *conn, int32_t stream_id);
-void rpc_call_free(grpc_call *c);
+rpc_call *rpc_call_new(rpc_conn *conn, int32_t stream_id);
+void rpc_call_destroy(rpc_call *c);
 /* Request headers are complete: resolve the method, start the deadline. */
-void rpc_call_begin(grpc_call *c);
+void rpc_call_begin(rpc_call *c);
 /* Request bytes for this call arrived. */
-void rpc_call_data(grpc_call *c, const uint8_t *data, size_t len);
-void rpc_call_remote_closed(grpc_call *c);
+void rpc_call_on_data(rpc_call *c, const uint8_t *data, size_t len);
+void rpc_call_remote_closed(rpc_call *c);
 /* Run handler callbacks owed to c (never from inside nghttp2 callbacks).
  * May free c. */
-void rpc_call_dispatch(grpc_call *c);
+void rpc_call_dispatch(rpc_call *c);
 /* Answer with status/message without involving a handler. */
-void rpc_call_fail(grpc_call *c, int code, const char *msg);
-int rpc_call_add_request_md(grpc_call *c, const uint8_t *name, size_t namelen, const uint8_t *value,
+void rpc_call_fail(rpc_call *c, int code, const char *msg);
+int rpc_call_add_request_md(rpc_call *c, const uint8_t *name, size_t namelen, const uint8_t *value,
                             size_t valuelen);
 
 /* call_send.c */
 /* Set the status and queue trailers (Trailers-Only if nothing was sent). */
-void rpc_call_finish_status(grpc_call *c, int code, const char *msg);
+void rpc_call_finish_status(rpc_call *c, int code, const char *msg);
 /* Forget queued output that has not started going out (deadline). */
-void rpc_call_drop_output(grpc_call *c);
+void rpc_call_drop_output(rpc_call *c);
 void rpc_md_free(rpc_md *md, size_t n);
 /* The peer's header-list limit as a budget for our headers. */
-size_t rpc_call_header_budget(const grpc_call *c);
+size_t rpc_call_header_budget(const rpc_call *c);

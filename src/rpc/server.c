@@ -24,11 +24,11 @@
 #define SERVER_HOOK_ROUNDS 16
 
 static void server_hook(loop *l, void *data);
-static int server_services_add(grpc_server *s, const char *path);
+static int server_services_add(rpc_server *s, const char *path);
 
-static void server_config_defaults(grpc_server_config *c) {
+static void server_config_defaults(rpc_server_config *c) {
   if (!c->max_recv_message)
-    c->max_recv_message = GRPC_DEFAULT_MAX_MESSAGE;
+    c->max_recv_message = RPC_DEFAULT_MAX_MESSAGE;
   if (!c->max_send_message)
     c->max_send_message = 16u * 1024u * 1024u;
   if (!c->max_concurrent_streams)
@@ -56,12 +56,12 @@ static void server_config_defaults(grpc_server_config *c) {
   if (!c->idle_timeout_ms)
     c->idle_timeout_ms = 300000;
   /* a message must fit in what a connection may hold */
-  if (c->max_recv_message > c->max_conn_recv_buffer - GRPC_PREFIX_LEN)
-    c->max_recv_message = c->max_conn_recv_buffer - GRPC_PREFIX_LEN;
+  if (c->max_recv_message > c->max_conn_recv_buffer - RPC_PREFIX_LEN)
+    c->max_recv_message = c->max_conn_recv_buffer - RPC_PREFIX_LEN;
 }
 
-int grpc_server_new(grpc_server **ret, loop *l, const grpc_server_config *cfg, rr_err *e) {
-  grpc_server *s = calloc(1, sizeof *s);
+int rpc_server_new(rpc_server **ret, loop *l, const rpc_server_config *cfg, rr_err *e) {
+  rpc_server *s = calloc(1, sizeof *s);
   if (!s)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for the server");
   s->l = l;
@@ -73,23 +73,23 @@ int grpc_server_new(grpc_server **ret, loop *l, const grpc_server_config *cfg, r
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for the server");
   }
   if (rpc_h2_callbacks_new(&s->cbs, e) < 0 || nghttp2_option_new(&s->opt) != 0) {
-    grpc_server_free(s);
+    rpc_server_free(s);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "cannot set up nghttp2");
   }
-  /* windows come back only when a call takes the data (grpc_call_pause_recv) */
+  /* windows come back only when a call takes the data (rpc_call_pause_recv) */
   nghttp2_option_set_no_auto_window_update(s->opt, 1);
   /* CVE-2023-44487 ("rapid reset"): burst 1000, then 33 resets/s */
   nghttp2_option_set_stream_reset_rate_limit(s->opt, 1000, 33);
   s->hook_id = loop_hook_add(l, server_hook, s);
   if (!s->hook_id) {
-    grpc_server_free(s);
+    rpc_server_free(s);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "cannot add loop hook");
   }
   *ret = s;
   return 0;
 }
 
-int grpc_server_add_method(grpc_server *s, const grpc_method *m, rr_err *e) {
+int rpc_server_add_method(rpc_server *s, const rpc_method *m, rr_err *e) {
   if (!m->path || m->path[0] != '/' || !strchr(m->path + 1, '/') || !m->request || !m->on_message)
     return rr_err_set(e, RR_INVALID_ARGUMENT,
                       "method \"%s\": need a \"/pkg.Service/Method\" path, a request type "
@@ -97,11 +97,11 @@ int grpc_server_add_method(grpc_server *s, const grpc_method *m, rr_err *e) {
                       m->path ? m->path : "");
   if (rpc_server_find_method(s, m->path))
     return rr_err_set(e, RR_ALREADY_EXISTS, "method \"%s\" registered twice", m->path);
-  grpc_method **p = realloc(s->methods, (s->nmethods + 1) * sizeof *p);
+  rpc_method **p = realloc(s->methods, (s->nmethods + 1) * sizeof *p);
   if (!p)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   s->methods = p;
-  grpc_method *copy = malloc(sizeof *copy);
+  rpc_method *copy = malloc(sizeof *copy);
   char *path = strdup(m->path);
   if (!copy || !path) {
     free(copy);
@@ -116,7 +116,7 @@ int grpc_server_add_method(grpc_server *s, const grpc_method *m, rr_err *e) {
   return 0;
 }
 
-const grpc_method *rpc_server_find_method(const grpc_server *s, const char *path) {
+const rpc_method *rpc_server_find_method(const rpc_server *s, const char *path) {
   for (size_t i = 0; i < s->nmethods; i++)
     if (strcmp(s->methods[i]->path, path) == 0)
       return s->methods[i];
@@ -128,7 +128,7 @@ static size_t method_service_len(const char *path) {
   return (size_t)(strchr(path + 1, '/') - (path + 1));
 }
 
-bool grpc_server_has_service(const grpc_server *s, const char *service) {
+bool rpc_server_has_service(const rpc_server *s, const char *service) {
   size_t n = strlen(service);
   for (size_t i = 0; i < s->nmethods; i++) {
     const char *p = s->methods[i]->path;
@@ -143,7 +143,7 @@ static int service_cmp(const void *a, const void *b) {
 }
 
 /* Keep s->services: distinct service names of the methods, sorted. */
-static int server_services_add(grpc_server *s, const char *path) {
+static int server_services_add(rpc_server *s, const char *path) {
   size_t len = method_service_len(path);
   for (size_t i = 0; i < s->nservices; i++)
     if (strlen(s->services[i]) == len && memcmp(s->services[i], path + 1, len) == 0)
@@ -159,14 +159,14 @@ static int server_services_add(grpc_server *s, const char *path) {
   return 0;
 }
 
-size_t grpc_server_service_names(const grpc_server *s, const char **out, size_t max) {
+size_t rpc_server_service_names(const rpc_server *s, const char **out, size_t max) {
   size_t n = 0;
   for (; n < s->nservices && n < max; n++)
     out[n] = s->services[n];
   return n;
 }
 
-void rpc_server_mark_dirty(grpc_server *s, grpc_conn *conn) {
+void rpc_server_mark_dirty(rpc_server *s, rpc_conn *conn) {
   if (conn->in_dirty || conn->dead)
     return;
   conn->in_dirty = true;
@@ -177,12 +177,12 @@ void rpc_server_mark_dirty(grpc_server *s, grpc_conn *conn) {
 static void server_wake(loop *l, void *data) {}
 
 static void server_hook(loop *l, void *data) {
-  grpc_server *s = data;
+  rpc_server *s = data;
   for (int round = 0; round < SERVER_HOOK_ROUNDS && s->dirty; round++) {
-    grpc_conn *list = s->dirty;
+    rpc_conn *list = s->dirty;
     s->dirty = NULL;
     while (list) {
-      grpc_conn *conn = list;
+      rpc_conn *conn = list;
       list = conn->dirty_next;
       conn->dirty_next = NULL;
       conn->in_dirty = false;
@@ -190,7 +190,7 @@ static void server_hook(loop *l, void *data) {
     }
   }
   /* work left (a handler keeps producing): come back without sleeping */
-  grpc_conn **pp = &s->dirty;
+  rpc_conn **pp = &s->dirty;
   while (*pp) {
     if ((*pp)->dead)
       *pp = (*pp)->dirty_next;
@@ -207,28 +207,28 @@ static void server_hook(loop *l, void *data) {
 static void server_accept(loop *l, int fd, uint32_t events, void *data);
 
 static void server_listener_resume(loop *l, void *data) {
-  grpc_server *s = data;
+  rpc_server *s = data;
   s->accept_resume_timer = 0;
   for (size_t i = 0; i < s->nlisteners; i++)
     if (s->listeners[i].fd >= 0)
       loop_fd_mod(l, s->listeners[i].fd, EPOLLIN, NULL);
 }
 
-void grpc_server_set_config(grpc_server *s, const grpc_server_config *cfg) {
-  s->cfg = cfg ? *cfg : (grpc_server_config){0};
+void rpc_server_set_config(rpc_server *s, const rpc_server_config *cfg) {
+  s->cfg = cfg ? *cfg : (rpc_server_config){0};
   server_config_defaults(&s->cfg);
 }
 
-void grpc_server_set_auth(grpc_server *s, const grpc_server_auth *auth) {
-  s->auth = auth ? *auth : (grpc_server_auth){0};
+void rpc_server_set_auth(rpc_server *s, const rpc_server_auth *auth) {
+  s->auth = auth ? *auth : (rpc_server_auth){0};
 }
 
-void grpc_server_set_conn_log(grpc_server *s, grpc_server_conn_log_fn fn, void *data) {
+void rpc_server_set_conn_log(rpc_server *s, rpc_server_conn_log_fn fn, void *data) {
   s->conn_log = fn;
   s->conn_log_data = data;
 }
 
-void rpc_server_conn_log(grpc_server *s, const char *peer, const char *fmt, ...) {
+void rpc_server_conn_log(rpc_server *s, const char *peer, const char *fmt, ...) {
   if (!s->conn_log)
     return;
   char what[512];
@@ -239,14 +239,14 @@ void rpc_server_conn_log(grpc_server *s, const char *peer, const char *fmt, ...)
   s->conn_log(s->conn_log_data, peer, what);
 }
 
-static rpc_listener *server_listener_find(grpc_server *s, int fd) {
+static rpc_listener *server_listener_find(rpc_server *s, int fd) {
   for (size_t i = 0; i < s->nlisteners; i++)
     if (s->listeners[i].fd == fd)
       return &s->listeners[i];
   return NULL;
 }
 
-static bool server_peer_is_admin(grpc_server *s, const grpc_peer *peer) {
+static bool server_peer_is_admin(rpc_server *s, const rpc_peer *peer) {
   return s->auth.peer_is_admin && s->auth.peer_is_admin(s->auth.data, peer);
 }
 
@@ -254,10 +254,10 @@ static bool server_peer_is_admin(grpc_server *s, const grpc_peer *peer) {
  * max_connections - admin_connections, at most max_connections_per_peer
  * each. A TLS peer over its share may still prove to be an admin in the
  * handshake: it comes in on probation (*probation), within the admin room. */
-static int server_admit(grpc_server *s, const grpc_peer *peer, bool tls, bool *probation) {
-  const grpc_server_config *c = &s->cfg;
+static int server_admit(rpc_server *s, const rpc_peer *peer, bool tls, bool *probation) {
+  const rpc_server_config *c = &s->cfg;
   bool admin = server_peer_is_admin(s, peer);
-  char key[sizeof((grpc_conn *)0)->peer_key];
+  char key[sizeof((rpc_conn *)0)->peer_key];
   rpc_conn_peer_key(peer, key, sizeof key);
   size_t mine = key[0] ? rpc_peer_table_count(s->peers, key) : 0;
   if (s->nconns >= c->max_connections) {
@@ -286,7 +286,7 @@ static int server_admit(grpc_server *s, const grpc_peer *peer, bool tls, bool *p
   return -1;
 }
 
-int rpc_server_probation_end(grpc_server *s, grpc_conn *conn) {
+int rpc_server_probation_end(rpc_server *s, rpc_conn *conn) {
   if (!conn->probation)
     return 0;
   conn->probation = false;
@@ -299,11 +299,11 @@ int rpc_server_probation_end(grpc_server *s, grpc_conn *conn) {
                       "connection refused: %s is over its share of connections (limit %zu per "
                       "peer, %zu kept for admins) and is not an admin",
                       conn->peer_key, s->cfg.max_connections_per_peer, s->cfg.admin_connections);
-  rpc_conn_close(conn, GRPC_CLOSE_CANCELLED);
+  rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
   return -1;
 }
 
-void rpc_server_conn_forget(grpc_server *s, grpc_conn *conn) {
+void rpc_server_conn_forget(rpc_server *s, rpc_conn *conn) {
   if (conn->probation) {
     conn->probation = false;
     s->nprobation--;
@@ -314,7 +314,7 @@ void rpc_server_conn_forget(grpc_server *s, grpc_conn *conn) {
 }
 
 static void server_accept(loop *l, int fd, uint32_t events, void *data) {
-  grpc_server *s = data;
+  rpc_server *s = data;
   rpc_listener *ls = server_listener_find(s, fd);
   if (!ls)
     return;
@@ -331,7 +331,7 @@ static void server_accept(loop *l, int fd, uint32_t events, void *data) {
       }
       return;
     }
-    grpc_peer peer;
+    rpc_peer peer;
     rpc_conn_peer_fill(&peer, cfd);
     bool probation = false;
     if (server_admit(s, &peer, ls->tls != NULL, &probation) < 0) {
@@ -351,7 +351,7 @@ static void server_accept(loop *l, int fd, uint32_t events, void *data) {
   }
 }
 
-static int server_listener_add(grpc_server *s, int fd, const char *unix_path, const char *addr,
+static int server_listener_add(rpc_server *s, int fd, const char *unix_path, const char *addr,
                                SSL_CTX *tls, rr_err *e) {
   rpc_listener *p = realloc(s->listeners, (s->nlisteners + 1) * sizeof *p);
   if (!p)
@@ -385,7 +385,7 @@ static int mkdir_parents(char *path, rr_err *e) {
   return 0;
 }
 
-static int server_listen_unix(grpc_server *s, const char *path, const char *addr, rr_err *e) {
+static int server_listen_unix(rpc_server *s, const char *path, const char *addr, rr_err *e) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   if (!path[0] || strlen(path) >= sizeof sa.sun_path)
     return rr_err_set(e, RR_INVALID_ARGUMENT, "invalid unix socket path \"%s\" (empty or too long)",
@@ -444,7 +444,7 @@ static bool addr_is_loopback(const struct sockaddr *sa) {
 
 /* prefix: "" or "h2c:" (kept in the printed address); tls: NULL for plaintext,
  * which is allowed on loopback only. */
-static int server_listen_tcp(grpc_server *s, const char *prefix, const char *addr, SSL_CTX *tls,
+static int server_listen_tcp(rpc_server *s, const char *prefix, const char *addr, SSL_CTX *tls,
                              rr_err *e) {
   char host[256];
   const char *port;
@@ -508,7 +508,7 @@ static int server_listen_tcp(grpc_server *s, const char *prefix, const char *add
   return 0;
 }
 
-int grpc_server_listen(grpc_server *s, const char *addr, rr_err *e) {
+int rpc_server_listen(rpc_server *s, const char *addr, rr_err *e) {
   if (s->shutting_down)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "server is shutting down");
   if (strncmp(addr, "unix:", 5) == 0)
@@ -519,8 +519,7 @@ int grpc_server_listen(grpc_server *s, const char *addr, rr_err *e) {
   return server_listen_tcp(s, "", addr, NULL, e);
 }
 
-int grpc_server_listen_tls(grpc_server *s, const char *addr, const grpc_tls_config *tls,
-                           rr_err *e) {
+int rpc_server_listen_tls(rpc_server *s, const char *addr, const rpc_tls_config *tls, rr_err *e) {
   if (s->shutting_down)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "server is shutting down");
   if (strncmp(addr, "unix:", 5) == 0 || strncmp(addr, "h2c:", 4) == 0)
@@ -541,12 +540,12 @@ int grpc_server_listen_tls(grpc_server *s, const char *addr, const grpc_tls_conf
   return 0;
 }
 
-const char *grpc_server_listen_address(const grpc_server *s, size_t i) {
+const char *rpc_server_listen_address(const rpc_server *s, size_t i) {
   return i < s->nlisteners ? s->listeners[i].addr : NULL;
 }
 
-int grpc_server_add_fds(grpc_server *s, int in_fd, int out_fd, rr_err *e) {
-  grpc_peer peer;
+int rpc_server_add_fds(rpc_server *s, int in_fd, int out_fd, rr_err *e) {
+  rpc_peer peer;
   rpc_conn_peer_fill(&peer, in_fd);
   int fl_in = fcntl(in_fd, F_GETFL), fl_out = fcntl(out_fd, F_GETFL);
   if (fl_in < 0 || fl_out < 0 || fcntl(in_fd, F_SETFL, fl_in | O_NONBLOCK) < 0 ||
@@ -555,7 +554,7 @@ int grpc_server_add_fds(grpc_server *s, int in_fd, int out_fd, rr_err *e) {
   return rpc_conn_new(s, in_fd, out_fd, &peer, e);
 }
 
-void grpc_server_shutdown(grpc_server *s) {
+void rpc_server_shutdown(rpc_server *s) {
   if (!s || s->shutting_down)
     return;
   s->shutting_down = true;
@@ -572,19 +571,19 @@ void grpc_server_shutdown(grpc_server *s) {
       unlink(ls->unix_path);
   }
   while (s->conns) {
-    grpc_conn *conn = s->conns;
+    rpc_conn *conn = s->conns;
     nghttp2_submit_goaway(conn->h2, NGHTTP2_FLAG_NONE,
                           nghttp2_session_get_last_proc_stream_id(conn->h2), NGHTTP2_NO_ERROR, NULL,
                           0);
     rpc_conn_service(conn); /* best effort: the GOAWAY if the socket takes it */
-    rpc_conn_close(conn, GRPC_CLOSE_SHUTDOWN);
+    rpc_conn_close(conn, RPC_CLOSE_SHUTDOWN);
   }
 }
 
-void grpc_server_free(grpc_server *s) {
+void rpc_server_free(rpc_server *s) {
   if (!s)
     return;
-  grpc_server_shutdown(s);
+  rpc_server_shutdown(s);
   s->dirty = NULL;
   for (size_t i = 0; i < s->ndead; i++)
     rpc_conn_free(s->dead[i]);

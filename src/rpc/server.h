@@ -1,6 +1,6 @@
 /* gRPC server on nghttp2: listeners, connections, calls. Single-threaded on
  * a loop. Handlers are asynchronous: they get callbacks and answer with
- * grpc_call_send / grpc_call_finish whenever they like (from any loop
+ * rpc_call_send / rpc_call_finish whenever they like (from any loop
  * callback), until on_close. */
 #pragma once
 #include <protobuf-c/protobuf-c.h>
@@ -12,11 +12,11 @@
 #include "common/err.h"
 #include "common/loop.h"
 
-typedef struct grpc_server grpc_server;
-typedef struct grpc_call grpc_call;
+typedef struct rpc_server rpc_server;
+typedef struct rpc_call rpc_call;
 
 /* Who is on the other end of a connection. */
-typedef struct grpc_peer {
+typedef struct rpc_peer {
   int family;    /* AF_UNIX, AF_INET, AF_INET6, or AF_UNSPEC for stdio */
   bool has_cred; /* SO_PEERCRED was read (unix sockets) */
   uid_t uid;
@@ -28,17 +28,17 @@ typedef struct grpc_peer {
    * "email:V", "ip:V" (owned by the connection; NULL/0 otherwise). */
   char **sans;
   size_t nsans;
-} grpc_peer;
+} rpc_peer;
 
 /* Why a call ended, passed to on_close. */
-typedef enum grpc_close_reason {
-  GRPC_CLOSE_FINISHED = 0, /* trailers were sent after grpc_call_finish */
-  GRPC_CLOSE_CANCELLED,    /* client RST_STREAM or connection lost */
-  GRPC_CLOSE_DEADLINE,     /* grpc-timeout passed (server sent DEADLINE_EXCEEDED) */
-  GRPC_CLOSE_SHUTDOWN,     /* server shutting down */
-} grpc_close_reason;
+typedef enum rpc_close_reason {
+  RPC_CLOSE_FINISHED = 0, /* trailers were sent after rpc_call_finish */
+  RPC_CLOSE_CANCELLED,    /* client RST_STREAM or connection lost */
+  RPC_CLOSE_DEADLINE,     /* grpc-timeout passed (server sent DEADLINE_EXCEEDED) */
+  RPC_CLOSE_SHUTDOWN,     /* server shutting down */
+} rpc_close_reason;
 
-typedef struct grpc_method {
+typedef struct rpc_method {
   const char *path;                          /* "/runrpc.v1.Jobs/Start" */
   const ProtobufCMessageDescriptor *request; /* how to decode requests */
   bool client_streaming;
@@ -47,24 +47,24 @@ typedef struct grpc_method {
    * (msg, NULL)). Non-client-streaming methods get exactly one, once the
    * client half-closed; a request count other than one is answered by the
    * server itself (UNIMPLEMENTED) without calling the handler. */
-  void (*on_message)(grpc_call *c, ProtobufCMessage *msg);
+  void (*on_message)(rpc_call *c, ProtobufCMessage *msg);
   /* Client half-closed (client-streaming methods only; may be NULL). */
-  void (*on_half_close)(grpc_call *c);
-  /* The send queue fell below GRPC_CALL_LOW_WATER (may be NULL). */
-  void (*on_writable)(grpc_call *c);
+  void (*on_half_close)(rpc_call *c);
+  /* The send queue fell below RPC_CALL_LOW_WATER (may be NULL). */
+  void (*on_writable)(rpc_call *c);
   /* The call is over; c is invalid after this returns. Free per-call state
    * and unregister anything that points at c. Always called exactly once. */
-  void (*on_close)(grpc_call *c, grpc_close_reason reason);
-  void *data; /* service context: grpc_call_method_data() */
-} grpc_method;
+  void (*on_close)(rpc_call *c, rpc_close_reason reason);
+  void *data; /* service context: rpc_call_method_data() */
+} rpc_method;
 
-/* Handlers producing a stream stop sending while grpc_call_queued() is above
+/* Handlers producing a stream stop sending while rpc_call_queued() is above
  * HIGH and resume in on_writable (called when it falls below LOW). */
-#define GRPC_CALL_HIGH_WATER (1024u * 1024u)
-#define GRPC_CALL_LOW_WATER (256u * 1024u)
+#define RPC_CALL_HIGH_WATER (1024u * 1024u)
+#define RPC_CALL_LOW_WATER (256u * 1024u)
 
-typedef struct grpc_server_config {
-  size_t max_recv_message;         /* default GRPC_DEFAULT_MAX_MESSAGE (4 MiB) */
+typedef struct rpc_server_config {
+  size_t max_recv_message;         /* default RPC_DEFAULT_MAX_MESSAGE (4 MiB) */
   size_t max_send_message;         /* default 16 MiB */
   uint32_t max_concurrent_streams; /* per connection, default 256 */
   size_t max_connections;          /* default 4096; over it new ones are closed */
@@ -77,100 +77,100 @@ typedef struct grpc_server_config {
   size_t max_conn_recv_buffer;
   size_t max_recv_buffer;
   /* Connections per peer (unix uid, remote IP address), default no limit
-   * but max_connections; admins (grpc_server_auth.peer_is_admin) are exempt. */
+   * but max_connections; admins (rpc_server_auth.peer_is_admin) are exempt. */
   size_t max_connections_per_peer;
   /* Of max_connections, slots only admins may take; default 64. */
   size_t admin_connections;
   /* A connection with no call open and no new request for this long gets
    * GOAWAY and is closed (PINGs do not count); default 300000. */
   uint64_t idle_timeout_ms;
-} grpc_server_config;
+} rpc_server_config;
 
 /* cfg may be NULL for defaults. */
-int grpc_server_new(grpc_server **ret, loop *l, const grpc_server_config *cfg, rr_err *e);
+int rpc_server_new(rpc_server **ret, loop *l, const rpc_server_config *cfg, rr_err *e);
 /* Replace the configuration (zero fields: defaults); before listening. */
-void grpc_server_set_config(grpc_server *s, const grpc_server_config *cfg);
+void rpc_server_set_config(rpc_server *s, const rpc_server_config *cfg);
 
 /* The application's say on who may use the server. */
-typedef struct grpc_server_auth {
+typedef struct rpc_server_auth {
   /* Is this peer (unix peer at accept, TLS peer after the handshake) an
    * admin? Admins are exempt from the per-peer limit and may use the slots
    * kept for them. NULL: nobody is. */
-  bool (*peer_is_admin)(void *data, const grpc_peer *peer);
+  bool (*peer_is_admin)(void *data, const rpc_peer *peer);
   /* Request headers of c are in (path, metadata, peer), no message byte is
    * buffered yet. Return 0 to let the call through, 1 to let it through
    * without an identity (its messages are limited to 64 KiB and the
    * connection gets no more flow-control window for it), or -1 with e set
    * (e.g. UNAUTHENTICATED) to answer with that status. NULL: all pass. */
-  int (*authorize)(void *data, grpc_call *c, rr_err *e);
+  int (*authorize)(void *data, rpc_call *c, rr_err *e);
   void *data;
-} grpc_server_auth;
-void grpc_server_set_auth(grpc_server *s, const grpc_server_auth *auth);
+} rpc_server_auth;
+void rpc_server_set_auth(rpc_server *s, const rpc_server_auth *auth);
 /* Register a method (path must be unique). The struct is copied. */
-int grpc_server_add_method(grpc_server *s, const grpc_method *m, rr_err *e);
+int rpc_server_add_method(rpc_server *s, const rpc_method *m, rr_err *e);
 /* Listen on "unix:/path" (stale socket replaced, mode 0666; parent dir
  * created 0755) or "host:port" / "[v6]:port" (TCP; non-loopback refused
  * until TLS exists). */
-int grpc_server_listen(grpc_server *s, const char *addr, rr_err *e);
+int rpc_server_listen(rpc_server *s, const char *addr, rr_err *e);
 /* Printable address of the i-th listener ("127.0.0.1:40123" with the port
  * the kernel chose for port 0, "unix:/path"), NULL past the end. */
-const char *grpc_server_listen_address(const grpc_server *s, size_t i);
+const char *rpc_server_listen_address(const rpc_server *s, size_t i);
 /* TLS for TCP listeners (docs/dev/SECURITY.md): TLS 1.3 (1.2 only if
  * allow_tls12), ALPN h2, client certificate required and verified. */
-typedef struct grpc_tls_config {
+typedef struct rpc_tls_config {
   const char *cert_file;      /* server certificate chain, PEM */
   const char *key_file;       /* its private key, PEM */
   const char *client_ca_file; /* CA(s) that client certificates must chain to */
   bool allow_tls12;
-} grpc_tls_config;
+} rpc_tls_config;
 /* Listen on TCP "host:port" / "[v6]:port" serving gRPC over TLS. The files
  * are loaded (and checked) now. */
-int grpc_server_listen_tls(grpc_server *s, const char *addr, const grpc_tls_config *tls, rr_err *e);
+int rpc_server_listen_tls(rpc_server *s, const char *addr, const rpc_tls_config *tls, rr_err *e);
 /* Connection-level events the daemon should log (TLS handshake refused,
  * connection limit hit...): peer is printable, what is one sentence. */
-typedef void (*grpc_server_conn_log_fn)(void *data, const char *peer, const char *what);
-void grpc_server_set_conn_log(grpc_server *s, grpc_server_conn_log_fn fn, void *data);
+typedef void (*rpc_server_conn_log_fn)(void *data, const char *peer, const char *what);
+void rpc_server_set_conn_log(rpc_server *s, rpc_server_conn_log_fn fn, void *data);
 /* Serve one connection over already-open fds (e.g. stdin/stdout). */
-int grpc_server_add_fds(grpc_server *s, int in_fd, int out_fd, rr_err *e);
+int rpc_server_add_fds(rpc_server *s, int in_fd, int out_fd, rr_err *e);
 /* Stop accepting, GOAWAY to every connection, cancel calls (on_close with
- * GRPC_CLOSE_SHUTDOWN), close listeners (unix socket files unlinked). */
-void grpc_server_shutdown(grpc_server *s);
-void grpc_server_free(grpc_server *s);
+ * RPC_CLOSE_SHUTDOWN), close listeners (unix socket files unlinked). */
+void rpc_server_shutdown(rpc_server *s);
+void rpc_server_free(rpc_server *s);
 /* Distinct service names ("runrpc.v1.Jobs") of registered methods, sorted. */
-size_t grpc_server_service_names(const grpc_server *s, const char **out, size_t max);
-bool grpc_server_has_service(const grpc_server *s, const char *service);
+size_t rpc_server_service_names(const rpc_server *s, const char **out, size_t max);
+bool rpc_server_has_service(const rpc_server *s, const char *service);
 
 /* Queue a response message. Fails (-1, e set) if the call is finished or
  * closed, or the message exceeds max_send_message (RESOURCE_EXHAUSTED).
- * Never blocks; the caller watches grpc_call_queued for back-pressure. */
-int grpc_call_send(grpc_call *c, const ProtobufCMessage *msg, rr_err *e);
+ * Never blocks; the caller watches rpc_call_queued for back-pressure. */
+int rpc_call_send(rpc_call *c, const ProtobufCMessage *msg, rr_err *e);
 /* Bytes queued on this call and not yet handed to the socket. */
-size_t grpc_call_queued(const grpc_call *c);
-/* on_writable fires when grpc_call_queued falls below low (default
- * GRPC_CALL_LOW_WATER); for handlers that keep their queue short. */
-void grpc_call_set_low_water(grpc_call *c, size_t low);
+size_t rpc_call_queued(const rpc_call *c);
+/* on_writable fires when rpc_call_queued falls below low (default
+ * RPC_CALL_LOW_WATER); for handlers that keep their queue short. */
+void rpc_call_set_low_water(rpc_call *c, size_t low);
 /* End the call: trailers (grpc-status, percent-encoded grpc-message, trimmed
  * to the peer's header limit) go out after every queued message. A call with
  * nothing sent gets a Trailers-Only response. Further sends fail. Idempotent. */
-void grpc_call_finish(grpc_call *c, int code, const char *message);
+void rpc_call_finish(rpc_call *c, int code, const char *message);
 /* Same, from an error object. */
-void grpc_call_finish_err(grpc_call *c, const rr_err *e);
+void rpc_call_finish_err(rpc_call *c, const rr_err *e);
 /* First value of request metadata key (lower case), or NULL. -bin values are
  * returned decoded with *len set (len may be NULL). */
-const char *grpc_call_metadata(const grpc_call *c, const char *key, size_t *len);
+const char *rpc_call_metadata(const rpc_call *c, const char *key, size_t *len);
 /* Add initial metadata (before the first send) or trailing metadata. */
-int grpc_call_add_metadata(grpc_call *c, bool trailing, const char *key, const char *value,
-                           size_t len, rr_err *e);
-const grpc_peer *grpc_call_peer(const grpc_call *c);
-const char *grpc_call_path(const grpc_call *c);
+int rpc_call_add_metadata(rpc_call *c, bool trailing, const char *key, const char *value,
+                          size_t len, rr_err *e);
+const rpc_peer *rpc_call_peer(const rpc_call *c);
+const char *rpc_call_path(const rpc_call *c);
 /* Monotonic ms when the deadline passes, 0 if none. */
-uint64_t grpc_call_deadline(const grpc_call *c);
-bool grpc_call_finished(const grpc_call *c);
+uint64_t rpc_call_deadline(const rpc_call *c);
+bool rpc_call_finished(const rpc_call *c);
 /* Stop (true) or resume delivering request messages. While paused the
  * server stops returning HTTP/2 flow-control window for this stream, so a
  * fast client is held back instead of growing our buffers. */
-void grpc_call_pause_recv(grpc_call *c, bool paused);
-void grpc_call_set_data(grpc_call *c, void *data);
-void *grpc_call_data(const grpc_call *c);
-void *grpc_call_method_data(const grpc_call *c);
-loop *grpc_call_loop(const grpc_call *c);
+void rpc_call_pause_recv(rpc_call *c, bool paused);
+void rpc_call_set_data(rpc_call *c, void *data);
+void *rpc_call_data(const rpc_call *c);
+void *rpc_call_method_data(const rpc_call *c);
+loop *rpc_call_loop(const rpc_call *c);

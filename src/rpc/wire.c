@@ -6,7 +6,7 @@
 
 #include "common/util.h"
 
-void grpc_wire_put_prefix(uint8_t out[GRPC_PREFIX_LEN], bool compressed, uint32_t len) {
+void rpc_wire_put_prefix(uint8_t out[RPC_PREFIX_LEN], bool compressed, uint32_t len) {
   out[0] = compressed ? 1 : 0;
   out[1] = (uint8_t)(len >> 24);
   out[2] = (uint8_t)(len >> 16);
@@ -14,12 +14,12 @@ void grpc_wire_put_prefix(uint8_t out[GRPC_PREFIX_LEN], bool compressed, uint32_
   out[4] = (uint8_t)len;
 }
 
-void grpc_deframer_init(grpc_deframer *d, size_t max_message) {
+void rpc_deframer_init(rpc_deframer *d, size_t max_message) {
   memset(d, 0, sizeof *d);
   d->max = max_message;
 }
 
-void grpc_deframer_free(grpc_deframer *d) {
+void rpc_deframer_free(rpc_deframer *d) {
   free(d->msg);
   d->msg = NULL;
   d->hdr_len = d->msg_len = d->msg_have = 0;
@@ -28,28 +28,28 @@ void grpc_deframer_free(grpc_deframer *d) {
 /* Buffer size for a body of which have bytes arrived: grows with what was
  * actually received (a peer announcing 4 MiB and sending 5 bytes costs 64 KiB),
  * derived from msg_have so the struct needs no capacity field. */
-static size_t deframer_capacity(const grpc_deframer *d, size_t have) {
+static size_t deframer_capacity(const rpc_deframer *d, size_t have) {
   size_t cap = 65536;
   while (cap < have)
     cap *= 2;
   return cap < d->msg_len ? cap : d->msg_len;
 }
 
-int grpc_deframer_feed(grpc_deframer *d, const uint8_t *data, size_t len, size_t *consumed,
-                       uint8_t **ret_msg, size_t *ret_len, rr_err *e) {
+int rpc_deframer_feed(rpc_deframer *d, const uint8_t *data, size_t len, size_t *consumed,
+                      uint8_t **ret_msg, size_t *ret_len, rr_err *e) {
   size_t used = 0;
   *consumed = 0;
   *ret_msg = NULL;
   *ret_len = 0;
   for (;;) {
-    if (d->hdr_len < GRPC_PREFIX_LEN) {
-      size_t n = GRPC_PREFIX_LEN - d->hdr_len;
+    if (d->hdr_len < RPC_PREFIX_LEN) {
+      size_t n = RPC_PREFIX_LEN - d->hdr_len;
       if (n > len - used)
         n = len - used;
       memcpy(d->hdr + d->hdr_len, data + used, n);
       d->hdr_len += n;
       used += n;
-      if (d->hdr_len < GRPC_PREFIX_LEN)
+      if (d->hdr_len < RPC_PREFIX_LEN)
         break;
       if (d->hdr[0] == 1)
         return rr_err_set(e, RR_INTERNAL,
@@ -92,9 +92,9 @@ int grpc_deframer_feed(grpc_deframer *d, const uint8_t *data, size_t len, size_t
   return 0;
 }
 
-bool grpc_deframer_partial(const grpc_deframer *d) { return d->hdr_len > 0; }
+bool rpc_deframer_partial(const rpc_deframer *d) { return d->hdr_len > 0; }
 
-int grpc_timeout_parse(const char *s, size_t len, uint64_t *ret_ms) {
+int rpc_timeout_parse(const char *s, size_t len, uint64_t *ret_ms) {
   if (len < 2 || len > 9)
     return -1;
   uint64_t v = 0;
@@ -130,7 +130,7 @@ int grpc_timeout_parse(const char *s, size_t len, uint64_t *ret_ms) {
   return 0;
 }
 
-void grpc_timeout_format(uint64_t ms, char *out, size_t outsz) {
+void rpc_timeout_format(uint64_t ms, char *out, size_t outsz) {
   static const struct {
     uint64_t div;
     char unit;
@@ -147,7 +147,7 @@ void grpc_timeout_format(uint64_t ms, char *out, size_t outsz) {
 
 static bool percent_needs_escape(unsigned char c) { return c < 0x20 || c > 0x7e || c == '%'; }
 
-size_t grpc_percent_encode(const char *in, size_t inlen, char *out, size_t outsz) {
+size_t rpc_percent_encode(const char *in, size_t inlen, char *out, size_t outsz) {
   static const char hex[] = "0123456789ABCDEF";
   size_t o = 0;
   if (outsz == 0)
@@ -170,7 +170,7 @@ size_t grpc_percent_encode(const char *in, size_t inlen, char *out, size_t outsz
   return o;
 }
 
-size_t grpc_percent_decode(const char *in, size_t inlen, char *out, size_t outsz) {
+size_t rpc_percent_decode(const char *in, size_t inlen, char *out, size_t outsz) {
   size_t o = 0;
   if (outsz == 0)
     return 0;
@@ -191,7 +191,7 @@ size_t grpc_percent_decode(const char *in, size_t inlen, char *out, size_t outsz
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-long grpc_base64_encode(const uint8_t *in, size_t len, char *out, size_t outsz) {
+long rpc_base64_encode(const uint8_t *in, size_t len, char *out, size_t outsz) {
   size_t need = len / 3 * 4 + (len % 3 ? len % 3 + 1 : 0);
   if (need + 1 > outsz)
     return -1;
@@ -231,7 +231,7 @@ static int b64_value(char c) {
   return -1;
 }
 
-long grpc_base64_decode(const char *in, size_t len, uint8_t *out, size_t outsz) {
+long rpc_base64_decode(const char *in, size_t len, uint8_t *out, size_t outsz) {
   /* padding is optional, but when present it must complete the last quantum */
   size_t pad = 0;
   while (len > 0 && in[len - 1] == '=' && pad < 2) {
@@ -263,7 +263,7 @@ long grpc_base64_decode(const char *in, size_t len, uint8_t *out, size_t outsz) 
   return (long)o;
 }
 
-int grpc_status_from_http(int http_status) {
+int rpc_status_from_http(int http_status) {
   switch (http_status) {
   case 400:
     return RR_INTERNAL;
@@ -283,7 +283,7 @@ int grpc_status_from_http(int http_status) {
   }
 }
 
-int grpc_status_from_h2_error(uint32_t h2_error) {
+int rpc_status_from_h2_error(uint32_t h2_error) {
   switch (h2_error) {
   case 0x7:
     return RR_UNAVAILABLE; /* REFUSED_STREAM: safe to retry */
@@ -298,7 +298,7 @@ int grpc_status_from_h2_error(uint32_t h2_error) {
   }
 }
 
-bool grpc_metadata_key_valid(const char *k, size_t len) {
+bool rpc_metadata_key_valid(const char *k, size_t len) {
   if (len == 0)
     return false;
   for (size_t i = 0; i < len; i++) {
@@ -309,7 +309,7 @@ bool grpc_metadata_key_valid(const char *k, size_t len) {
   return true;
 }
 
-bool grpc_metadata_value_valid(const char *v, size_t len) {
+bool rpc_metadata_value_valid(const char *v, size_t len) {
   for (size_t i = 0; i < len; i++)
     if ((unsigned char)v[i] < 0x20 || (unsigned char)v[i] > 0x7e)
       return false;

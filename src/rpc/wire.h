@@ -8,57 +8,57 @@
 
 #include "common/err.h"
 
-#define GRPC_DEFAULT_MAX_MESSAGE (4u * 1024u * 1024u)
-#define GRPC_PREFIX_LEN 5
+#define RPC_DEFAULT_MAX_MESSAGE (4u * 1024u * 1024u)
+#define RPC_PREFIX_LEN 5
 
 /* Write the 5-byte length prefix (flag byte + big-endian length). */
-void grpc_wire_put_prefix(uint8_t out[GRPC_PREFIX_LEN], bool compressed, uint32_t len);
+void rpc_wire_put_prefix(uint8_t out[RPC_PREFIX_LEN], bool compressed, uint32_t len);
 
 /* Incremental deframer: bytes in (any split), whole messages out. */
-typedef struct grpc_deframer {
-  uint8_t hdr[GRPC_PREFIX_LEN];
+typedef struct rpc_deframer {
+  uint8_t hdr[RPC_PREFIX_LEN];
   size_t hdr_len;  /* bytes of hdr filled */
   uint8_t *msg;    /* current message body */
   size_t msg_len;  /* announced length */
   size_t msg_have; /* bytes of body received */
   size_t max;      /* limit on msg_len */
-} grpc_deframer;
+} rpc_deframer;
 
-void grpc_deframer_init(grpc_deframer *d, size_t max_message);
-void grpc_deframer_free(grpc_deframer *d);
+void rpc_deframer_init(rpc_deframer *d, size_t max_message);
+void rpc_deframer_free(rpc_deframer *d);
 /* Consume up to len bytes of data. When a whole message is ready, returns 1
  * with *consumed set, and *ret_msg and *ret_len (caller frees *ret_msg; may be
  * NULL for an empty message). Returns 0 when all input was consumed with no
  * message complete, -1 with e set on a bad prefix (RR_INTERNAL for a set
  * compressed flag, RR_RESOURCE_EXHAUSTED over max). Call in a loop. */
-int grpc_deframer_feed(grpc_deframer *d, const uint8_t *data, size_t len, size_t *consumed,
-                       uint8_t **ret_msg, size_t *ret_len, rr_err *e);
+int rpc_deframer_feed(rpc_deframer *d, const uint8_t *data, size_t len, size_t *consumed,
+                      uint8_t **ret_msg, size_t *ret_len, rr_err *e);
 /* True if a message is partially received (for "stream ended mid-message"). */
-bool grpc_deframer_partial(const grpc_deframer *d);
+bool rpc_deframer_partial(const rpc_deframer *d);
 
 /* Parse a grpc-timeout value ("1S", "2500m", "0n"; <= 8 digits + H/M/S/m/u/n)
  * into milliseconds (rounded up, saturating). Returns 0 or -1 if malformed. */
-int grpc_timeout_parse(const char *s, size_t len, uint64_t *ret_ms);
+int rpc_timeout_parse(const char *s, size_t len, uint64_t *ret_ms);
 /* Format ms as a grpc-timeout value into out (>= 16 bytes). */
-void grpc_timeout_format(uint64_t ms, char *out, size_t outsz);
+void rpc_timeout_format(uint64_t ms, char *out, size_t outsz);
 
 /* Percent-encode a grpc-message (bytes outside 0x20..0x7E, and '%').
  * Writes at most outsz-1 bytes, never splitting an escape; NUL-terminates.
  * Returns the length written. */
-size_t grpc_percent_encode(const char *in, size_t inlen, char *out, size_t outsz);
+size_t rpc_percent_encode(const char *in, size_t inlen, char *out, size_t outsz);
 /* Lenient decode (bad escapes kept verbatim). Returns length; NUL-terminates. */
-size_t grpc_percent_decode(const char *in, size_t inlen, char *out, size_t outsz);
+size_t rpc_percent_decode(const char *in, size_t inlen, char *out, size_t outsz);
 
 /* Base64 (standard alphabet) for -bin metadata: encode without padding;
  * decode accepts padding or none. Return length, or -1 if out too small or
  * input invalid. */
-long grpc_base64_encode(const uint8_t *in, size_t len, char *out, size_t outsz);
-long grpc_base64_decode(const char *in, size_t len, uint8_t *out, size_t outsz);
+long rpc_base64_encode(const uint8_t *in, size_t len, char *out, size_t outsz);
+long rpc_base64_decode(const char *in, size_t len, uint8_t *out, size_t outsz);
 
 /* gRPC code for an HTTP :status when grpc-status is missing. */
-int grpc_status_from_http(int http_status);
+int rpc_status_from_http(int http_status);
 /* gRPC code for an HTTP/2 RST_STREAM error code. */
-int grpc_status_from_h2_error(uint32_t h2_error);
+int rpc_status_from_h2_error(uint32_t h2_error);
 /* Metadata key syntax: [0-9a-z_.-]+ ; value: printable ASCII (non -bin). */
-bool grpc_metadata_key_valid(const char *k, size_t len);
-bool grpc_metadata_value_valid(const char *v, size_t len);
+bool rpc_metadata_key_valid(const char *k, size_t len);
+bool rpc_metadata_value_valid(const char *v, size_t len);

@@ -100,7 +100,7 @@ static const char *bearer_token(const char *auth, size_t *len) {
   return t;
 }
 
-int authz_identify(const authz_config *cfg, const grpc_peer *peer, const char *authorization,
+int authz_identify(const authz_config *cfg, const rpc_peer *peer, const char *authorization,
                    authz_identity *ret, rr_err *e) {
   authz_identity id = {0};
   if (authorization) {

@@ -31,7 +31,7 @@ int authz_principal_check(const char *p, rr_err *e);
 bool authz_principal_equal(const char *a, const char *b);
 /* The caller's identity from its connection and `authorization` metadata
  * (NULL if none): UNAUTHENTICATED when there is none or the token is bad. */
-int authz_identify(const authz_config *cfg, const grpc_peer *peer, const char *authorization,
+int authz_identify(const authz_config *cfg, const rpc_peer *peer, const char *authorization,
                    authz_identity *ret, rr_err *e);
 void authz_identity_clear(authz_identity *id);
 /* Admin, or shares a principal with owner (an owner-less job: admins only). */

@@ -285,6 +285,6 @@ void convert_status_clear(status_msg *m) {
   m->env_ptrs = NULL;
 }
 
-void rund_call_fail(grpc_call *c, const rr_err *e) {
-  grpc_call_finish(c, e->code ? e->code : RR_UNKNOWN, e->msg);
+void rund_call_fail(rpc_call *c, const rr_err *e) {
+  rpc_call_finish(c, e->code ? e->code : RR_UNKNOWN, e->msg);
 }

@@ -162,7 +162,7 @@ int main(int argc, char **argv) {
     rund_fail("cannot start", &e);
     goto out;
   }
-  if (grpc_server_new(&ctx.server, ctx.l, NULL, &e) < 0 ||
+  if (rpc_server_new(&ctx.server, ctx.l, NULL, &e) < 0 ||
       jobs_service_register(ctx.server, &ctx, &e) < 0 || reflection_register(ctx.server, &e) < 0 ||
       health_register(ctx.server, &h, &e) < 0) {
     rund_fail("cannot set up the gRPC server", &e);
@@ -181,7 +181,7 @@ out:
   if (h)
     health_shutdown(h);
   if (ctx.server)
-    grpc_server_shutdown(ctx.server);
+    rpc_server_shutdown(ctx.server);
   size_t running = 0;
   if (ctx.jobs) {
     job **v = NULL;
@@ -189,7 +189,7 @@ out:
       rr_info("leaving running jobs; the next rund adopts them", "running=%zu", running);
     free(v);
   }
-  grpc_server_free(ctx.server);
+  rpc_server_free(ctx.server);
   health_free(h);
   /* unwatches the jobs: before the table goes */
   quota_free(ctx.quota);

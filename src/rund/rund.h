@@ -18,7 +18,7 @@
 
 typedef struct rund_ctx {
   loop *l;
-  grpc_server *server;
+  rpc_server *server;
   reaper *reaper;
   job_table *jobs;
   authz_config authz; /* authz.tokens points at tokens */
@@ -54,11 +54,11 @@ int rund_listen_all(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);
 void rund_server_configure(rund_ctx *ctx, const struct rund_opts *o);
 
 /* Register every runrpc.v1.Jobs method on s. */
-int jobs_service_register(grpc_server *s, rund_ctx *ctx, rr_err *e);
+int jobs_service_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
 /* Per group of methods (svc_jobs.c, svc_logs.c, svc_exec.c). */
-int svc_jobs_register(grpc_server *s, rund_ctx *ctx, rr_err *e);
-int svc_logs_register(grpc_server *s, rund_ctx *ctx, rr_err *e);
-int svc_exec_register(grpc_server *s, rund_ctx *ctx, rr_err *e);
+int svc_jobs_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
+int svc_logs_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
+int svc_exec_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
 
 /* convert.c: wire request -> engine, engine -> API messages. */
 int convert_command(const Rundwire__Command *c, job_request *ret, rr_err *e);
@@ -88,10 +88,10 @@ typedef struct status_msg {
 int convert_status(job *j, status_msg *m, rr_err *e);
 void convert_status_clear(status_msg *m);
 /* svc_auth.c: the caller's identity (UNAUTHENTICATED when it has none). */
-int rund_call_identity(grpc_call *c, authz_identity *ret, rr_err *e);
+int rund_call_identity(rpc_call *c, authz_identity *ret, rr_err *e);
 /* Credentials for the caller's commands: a unix-socket peer other than
  * rund's own uid runs as itself (*set true); everyone else as rund. */
-int rund_call_run_as(grpc_call *c, spawn_ids *ids, bool *set, rr_err *e);
+int rund_call_run_as(rpc_call *c, spawn_ids *ids, bool *set, rr_err *e);
 /* Look a job id up for caller id: a job it may not see is NOT_FOUND with
  * the same message as an unknown id. */
 int rund_job_lookup_visible(rund_ctx *ctx, const authz_identity *id,
@@ -106,4 +106,4 @@ void rund_secrets_log_use(const authz_identity *id, const job_request *r, const 
 /* After a spawn failure: replace an error that would show a secret value. */
 void rund_spawn_error_scrub(const job_request *r, char *const *resolved, rr_err *e);
 /* Finish c with the error's code and message. */
-void rund_call_fail(grpc_call *c, const rr_err *e);
+void rund_call_fail(rpc_call *c, const rr_err *e);

@@ -10,7 +10,7 @@
 /* Connections one unix uid or remote address may hold (admins: more). */
 #define RUND_PEER_CONNECTIONS 256
 
-static bool rund_peer_is_admin(void *data, const grpc_peer *peer) {
+static bool rund_peer_is_admin(void *data, const rpc_peer *peer) {
   rund_ctx *ctx = data;
   authz_identity id = {0};
   rr_err e = {0};
@@ -27,34 +27,34 @@ static bool rund_path_is_public(const char *path) {
          strncmp(path, "/grpc.reflection.", 17) == 0;
 }
 
-static int rund_authorize(void *data, grpc_call *c, rr_err *e) {
+static int rund_authorize(void *data, rpc_call *c, rr_err *e) {
   rund_ctx *ctx = data;
   authz_identity id = {0};
-  int r = authz_identify(&ctx->authz, grpc_call_peer(c),
-                         grpc_call_metadata(c, "authorization", NULL), &id, e);
+  int r = authz_identify(&ctx->authz, rpc_call_peer(c), rpc_call_metadata(c, "authorization", NULL),
+                         &id, e);
   authz_identity_clear(&id);
-  if (r < 0 && rund_path_is_public(grpc_call_path(c)))
+  if (r < 0 && rund_path_is_public(rpc_call_path(c)))
     return 1;
   return r < 0 ? -1 : 0;
 }
 
-int jobs_service_register(grpc_server *s, rund_ctx *ctx, rr_err *e) {
+int jobs_service_register(rpc_server *s, rund_ctx *ctx, rr_err *e) {
   if (svc_jobs_register(s, ctx, e) < 0 || svc_logs_register(s, ctx, e) < 0 ||
       svc_exec_register(s, ctx, e) < 0)
     return rr_err_wrap(e, "cannot register runrpc.v1.Jobs");
-  grpc_server_set_auth(s, &(grpc_server_auth){.peer_is_admin = rund_peer_is_admin,
-                                              .authorize = rund_authorize,
-                                              .data = ctx});
+  rpc_server_set_auth(s, &(rpc_server_auth){.peer_is_admin = rund_peer_is_admin,
+                                            .authorize = rund_authorize,
+                                            .data = ctx});
   return 0;
 }
 
 void rund_server_configure(rund_ctx *ctx, const struct rund_opts *o) {
-  grpc_server_set_config(ctx->server,
-                         &(grpc_server_config){
-                             .idle_timeout_ms = o->idle_timeout_ms,
-                             .max_connections = o->max_connections,
-                             .max_connections_per_peer = o->max_connections_per_peer
-                                                             ? o->max_connections_per_peer
-                                                             : RUND_PEER_CONNECTIONS,
-                         });
+  rpc_server_set_config(ctx->server,
+                        &(rpc_server_config){
+                            .idle_timeout_ms = o->idle_timeout_ms,
+                            .max_connections = o->max_connections,
+                            .max_connections_per_peer = o->max_connections_per_peer
+                                                            ? o->max_connections_per_peer
+                                                            : RUND_PEER_CONNECTIONS,
+                        });
 }

@@ -152,10 +152,10 @@ static bool addr_is_tcp_tls(const char *addr) {
 }
 
 int rund_listen_all(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
-  grpc_tls_config tls = {.cert_file = o->tls_cert,
-                         .key_file = o->tls_key,
-                         .client_ca_file = o->client_ca,
-                         .allow_tls12 = o->tls12};
+  rpc_tls_config tls = {.cert_file = o->tls_cert,
+                        .key_file = o->tls_key,
+                        .client_ca_file = o->client_ca,
+                        .allow_tls12 = o->tls12};
   certs_paths paths;
   char q[4200];
   if (o->embedded) {
@@ -170,22 +170,22 @@ int rund_listen_all(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
     tls.client_ca_file = paths.ca;
   }
   rund_server_configure(ctx, o);
-  grpc_server_set_conn_log(ctx->server, rund_conn_log, ctx);
+  rpc_server_set_conn_log(ctx->server, rund_conn_log, ctx);
   for (size_t i = 0; i < o->nlisten; i++) {
     const char *addr = o->listen[i];
     int rc;
     if (!addr_is_tcp_tls(addr))
-      rc = grpc_server_listen(ctx->server, addr, e);
+      rc = rpc_server_listen(ctx->server, addr, e);
     else if (!tls.cert_file)
       rc = rr_err_set(e, RR_INVALID_ARGUMENT,
                       "%s needs TLS: give --tls-cert/--tls-key/--client-ca, or use "
                       "h2c:HOST:PORT on loopback",
                       addr);
     else
-      rc = grpc_server_listen_tls(ctx->server, addr, &tls, e);
+      rc = rpc_server_listen_tls(ctx->server, addr, &tls, e);
     if (rc < 0)
       return -1;
-    const char *bound = grpc_server_listen_address(ctx->server, i);
+    const char *bound = rpc_server_listen_address(ctx->server, i);
     rr_info("listening", "addr=%s tls=%s", rr_log_quote(q, sizeof q, bound ? bound : addr),
             addr_is_tcp_tls(addr) ? "true" : "false");
   }

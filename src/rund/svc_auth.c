@@ -7,10 +7,10 @@
 #include "common/util.h"
 #include "rund.h"
 
-int rund_call_identity(grpc_call *c, authz_identity *ret, rr_err *e) {
-  rund_ctx *ctx = grpc_call_method_data(c);
-  return authz_identify(&ctx->authz, grpc_call_peer(c),
-                        grpc_call_metadata(c, "authorization", NULL), ret, e);
+int rund_call_identity(rpc_call *c, authz_identity *ret, rr_err *e) {
+  rund_ctx *ctx = rpc_call_method_data(c);
+  return authz_identify(&ctx->authz, rpc_call_peer(c), rpc_call_metadata(c, "authorization", NULL),
+                        ret, e);
 }
 
 /* The user database is asked (NSS: files, or LDAP/sssd that may take
@@ -44,8 +44,8 @@ static int rund_ids_for_user(uid_t uid, gid_t gid, spawn_ids *ids, rr_err *e) {
   return 0;
 }
 
-int rund_call_run_as(grpc_call *c, spawn_ids *ids, bool *set, rr_err *e) {
-  const grpc_peer *p = grpc_call_peer(c);
+int rund_call_run_as(rpc_call *c, spawn_ids *ids, bool *set, rr_err *e) {
+  const rpc_peer *p = rpc_call_peer(c);
   *set = false;
   /* a local user must not gain rund's privileges through the socket */
   if (p->family != AF_UNIX || !p->has_cred || p->uid == geteuid())

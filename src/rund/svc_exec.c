@@ -36,7 +36,7 @@ typedef struct stdin_chunk {
 } stdin_chunk;
 
 typedef struct exec_sess {
-  grpc_call *c;
+  rpc_call *c;
   rund_ctx *ctx;
   loop *l;
   bool started, exited, done;
@@ -140,10 +140,10 @@ static void exec_finish(exec_sess *x, const char *note) {
   resp.msg_case = RUNRPC__V1__EXEC_RESPONSE__MSG_EXIT;
   resp.exit = &st;
   rr_err e = {0};
-  if (grpc_call_send(x->c, &resp.base, &e) < 0)
-    grpc_call_finish(x->c, e.code, e.msg);
+  if (rpc_call_send(x->c, &resp.base, &e) < 0)
+    rpc_call_finish(x->c, e.code, e.msg);
   else
-    grpc_call_finish(x->c, RR_OK, NULL);
+    rpc_call_finish(x->c, RR_OK, NULL);
 }
 
 static void exec_maybe_finish(exec_sess *x) {
@@ -155,7 +155,7 @@ static void exec_maybe_finish(exec_sess *x) {
 static void exec_pump_output(exec_sess *x) {
   for (int s = 0; s < 2; s++) {
     while (x->out_fd[s] >= 0) {
-      if (grpc_call_queued(x->c) > GRPC_CALL_HIGH_WATER) {
+      if (rpc_call_queued(x->c) > RPC_CALL_HIGH_WATER) {
         /* stop reading: the pipe fills and the command blocks */
         if (!x->out_paused) {
           x->out_paused = true;
@@ -180,8 +180,8 @@ static void exec_pump_output(exec_sess *x) {
       else
         resp.stderr = (ProtobufCBinaryData){.len = (size_t)n, .data = exec_buf};
       rr_err e = {0};
-      if (grpc_call_send(x->c, &resp.base, &e) < 0) {
-        grpc_call_finish(x->c, e.code, e.msg);
+      if (rpc_call_send(x->c, &resp.base, &e) < 0) {
+        rpc_call_finish(x->c, e.code, e.msg);
         return;
       }
     }
@@ -191,8 +191,8 @@ static void exec_pump_output(exec_sess *x) {
 
 static void exec_on_output(loop *l, int fd, uint32_t events, void *data) { exec_pump_output(data); }
 
-static void exec_on_writable(grpc_call *c) {
-  exec_sess *x = grpc_call_data(c);
+static void exec_on_writable(rpc_call *c) {
+  exec_sess *x = rpc_call_data(c);
   if (!x || !x->started)
     return;
   if (x->out_paused) {
@@ -200,7 +200,7 @@ static void exec_on_writable(grpc_call *c) {
     rr_err e = {0};
     if (exec_output_watch(x, true, &e) < 0) {
       exec_kill(x, SIGKILL);
-      grpc_call_finish(c, e.code, e.msg);
+      rpc_call_finish(c, e.code, e.msg);
       return;
     }
   }
@@ -246,7 +246,7 @@ static void exec_stdin_flush(exec_sess *x) {
   }
   if (x->recv_paused && x->stdin_queued < EXEC_STDIN_LOW) {
     x->recv_paused = false;
-    grpc_call_pause_recv(x->c, false);
+    rpc_call_pause_recv(x->c, false);
   }
 }
 
@@ -383,7 +383,7 @@ static int exec_start(exec_sess *x, const Rundwire__ExecStart *st, rr_err *e) {
   Runrpc__V1__ExecResponse resp = RUNRPC__V1__EXEC_RESPONSE__INIT;
   resp.msg_case = RUNRPC__V1__EXEC_RESPONSE__MSG_STARTED_PID;
   resp.started_pid = sr.pid;
-  grpc_call_send(x->c, &resp.base, NULL);
+  rpc_call_send(x->c, &resp.base, NULL);
   if (exec_output_watch(x, true, e) < 0 ||
       reaper_watch_add(x->ctx->reaper, sr.pid, sr.pidfd, exec_on_exit, x, &x->rw, e) < 0) {
     kill(-sr.pid, SIGKILL);
@@ -412,9 +412,9 @@ static void exec_fail(exec_sess *x, const rr_err *e) {
   rund_call_fail(x->c, e);
 }
 
-static void exec_on_message(grpc_call *c, ProtobufCMessage *msg) {
+static void exec_on_message(rpc_call *c, ProtobufCMessage *msg) {
   Rundwire__ExecRequest *req = (Rundwire__ExecRequest *)msg;
-  exec_sess *x = grpc_call_data(c);
+  exec_sess *x = rpc_call_data(c);
   rr_err e = {0};
   if (!x || x->done)
     goto out;
@@ -457,7 +457,7 @@ static void exec_on_message(grpc_call *c, ProtobufCMessage *msg) {
     x->stdin_queued += ch->len;
     if (x->stdin_queued > EXEC_STDIN_HIGH && !x->recv_paused) {
       x->recv_paused = true;
-      grpc_call_pause_recv(c, true);
+      rpc_call_pause_recv(c, true);
     }
     exec_stdin_flush(x);
     break;
@@ -481,8 +481,8 @@ out:
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-static void exec_on_half_close(grpc_call *c) {
-  exec_sess *x = grpc_call_data(c);
+static void exec_on_half_close(rpc_call *c) {
+  exec_sess *x = rpc_call_data(c);
   if (!x || x->done)
     return;
   if (!x->started) {
@@ -495,8 +495,8 @@ static void exec_on_half_close(grpc_call *c) {
   exec_stdin_flush(x);
 }
 
-static void exec_on_close(grpc_call *c, grpc_close_reason reason) {
-  exec_sess *x = grpc_call_data(c);
+static void exec_on_close(rpc_call *c, rpc_close_reason reason) {
+  exec_sess *x = rpc_call_data(c);
   if (!x)
     return;
   /* the client went away (or we are shutting down) before the end: kill */
@@ -518,40 +518,40 @@ static void exec_on_close(grpc_call *c, grpc_close_reason reason) {
 }
 
 /* The session exists from the first callback; on_message creates it lazily. */
-static void exec_on_message_first(grpc_call *c, ProtobufCMessage *msg) {
-  if (!grpc_call_data(c)) {
+static void exec_on_message_first(rpc_call *c, ProtobufCMessage *msg) {
+  if (!rpc_call_data(c)) {
     exec_sess *x = calloc(1, sizeof *x);
     if (!x) {
-      grpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
+      rpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
       protobuf_c_message_free_unpacked(msg, NULL);
       return;
     }
     x->c = c;
-    x->ctx = grpc_call_method_data(c);
-    x->l = grpc_call_loop(c);
+    x->ctx = rpc_call_method_data(c);
+    x->l = rpc_call_loop(c);
     x->in_fd = x->out_fd[0] = x->out_fd[1] = -1;
-    grpc_call_set_data(c, x);
+    rpc_call_set_data(c, x);
   }
   exec_on_message(c, msg);
 }
 
-static void exec_on_half_close_first(grpc_call *c) {
-  if (!grpc_call_data(c)) {
-    grpc_call_finish(c, RR_INVALID_ARGUMENT, "Exec stream closed before a start message");
+static void exec_on_half_close_first(rpc_call *c) {
+  if (!rpc_call_data(c)) {
+    rpc_call_finish(c, RR_INVALID_ARGUMENT, "Exec stream closed before a start message");
     return;
   }
   exec_on_half_close(c);
 }
 
-int svc_exec_register(grpc_server *s, rund_ctx *ctx, rr_err *e) {
-  const grpc_method m = {"/runrpc.v1.Jobs/Exec",
-                         &rundwire__exec_request__descriptor,
-                         true,
-                         true,
-                         exec_on_message_first,
-                         exec_on_half_close_first,
-                         exec_on_writable,
-                         exec_on_close,
-                         ctx};
-  return grpc_server_add_method(s, &m, e);
+int svc_exec_register(rpc_server *s, rund_ctx *ctx, rr_err *e) {
+  const rpc_method m = {"/runrpc.v1.Jobs/Exec",
+                        &rundwire__exec_request__descriptor,
+                        true,
+                        true,
+                        exec_on_message_first,
+                        exec_on_half_close_first,
+                        exec_on_writable,
+                        exec_on_close,
+                        ctx};
+  return rpc_server_add_method(s, &m, e);
 }

@@ -7,10 +7,10 @@
 #include "jobs/signame.h"
 #include "rund.h"
 
-static rund_ctx *call_ctx(grpc_call *c) { return grpc_call_method_data(c); }
+static rund_ctx *call_ctx(rpc_call *c) { return rpc_call_method_data(c); }
 
 /* Send one JobStatus-bearing response (Stop/Status/Wait share the shape). */
-static void reply_status(grpc_call *c, job *j, const ProtobufCMessageDescriptor *d) {
+static void reply_status(rpc_call *c, job *j, const ProtobufCMessageDescriptor *d) {
   status_msg m;
   rr_err e = {0};
   job_refresh(j); /* byte counts as of now, not of the last inotify batch */
@@ -22,14 +22,14 @@ static void reply_status(grpc_call *c, job *j, const ProtobufCMessageDescriptor 
   Runrpc__V1__StatusResponse resp = RUNRPC__V1__STATUS_RESPONSE__INIT;
   resp.base.descriptor = d;
   resp.status = &m.status;
-  if (grpc_call_send(c, &resp.base, &e) < 0)
+  if (rpc_call_send(c, &resp.base, &e) < 0)
     rund_call_fail(c, &e);
   else
-    grpc_call_finish(c, RR_OK, NULL);
+    rpc_call_finish(c, RR_OK, NULL);
   convert_status_clear(&m);
 }
 
-static void on_start(grpc_call *c, ProtobufCMessage *msg) {
+static void on_start(rpc_call *c, ProtobufCMessage *msg) {
   Rundwire__StartRequest *req = (Rundwire__StartRequest *)msg;
   rr_err e = {0};
   job_request r;
@@ -86,10 +86,10 @@ static void on_start(grpc_call *c, ProtobufCMessage *msg) {
   Runrpc__V1__StartResponse resp = RUNRPC__V1__START_RESPONSE__INIT;
   resp.job_id = j->id;
   resp.pid = j->pid;
-  if (grpc_call_send(c, &resp.base, &e) < 0)
+  if (rpc_call_send(c, &resp.base, &e) < 0)
     rund_call_fail(c, &e);
   else
-    grpc_call_finish(c, RR_OK, NULL);
+    rpc_call_finish(c, RR_OK, NULL);
   protobuf_c_message_free_unpacked(msg, NULL);
   return;
 fail_req:
@@ -102,7 +102,7 @@ fail:
 }
 
 /* The caller's identity and the job it names, if it may see it. */
-static int call_job(grpc_call *c, const ProtobufCBinaryData *job_id, job **ret, rr_err *e) {
+static int call_job(rpc_call *c, const ProtobufCBinaryData *job_id, job **ret, rr_err *e) {
   authz_identity id = {0};
   if (rund_call_identity(c, &id, e) < 0)
     return -1;
@@ -111,7 +111,7 @@ static int call_job(grpc_call *c, const ProtobufCBinaryData *job_id, job **ret, 
   return rc;
 }
 
-static void on_status(grpc_call *c, ProtobufCMessage *msg) {
+static void on_status(rpc_call *c, ProtobufCMessage *msg) {
   Rundwire__StatusRequest *req = (Rundwire__StatusRequest *)msg;
   rr_err e = {0};
   job *j;
@@ -167,7 +167,7 @@ static size_t list_first_after(job *const *v, size_t n, const char *after) {
   return lo;
 }
 
-static void on_list(grpc_call *c, ProtobufCMessage *msg) {
+static void on_list(rpc_call *c, ProtobufCMessage *msg) {
   Rundwire__ListRequest *req = (Rundwire__ListRequest *)msg;
   rr_err e = {0};
   _cleanup_free_ char *tag = NULL;
@@ -224,7 +224,7 @@ static void on_list(grpc_call *c, ProtobufCMessage *msg) {
   resp.n_jobs = k;
   resp.jobs = ptrs;
   resp.next_page_token = next;
-  grpc_call_send(c, &resp.base, &e);
+  rpc_call_send(c, &resp.base, &e);
 out:
   if (ms)
     for (size_t x = 0; x < k; x++)
@@ -236,11 +236,11 @@ out:
   if (e.code)
     rund_call_fail(c, &e);
   else
-    grpc_call_finish(c, RR_OK, NULL);
+    rpc_call_finish(c, RR_OK, NULL);
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-static void on_signal(grpc_call *c, ProtobufCMessage *msg) {
+static void on_signal(rpc_call *c, ProtobufCMessage *msg) {
   Rundwire__SignalRequest *req = (Rundwire__SignalRequest *)msg;
   rr_err e = {0};
   job *j;
@@ -267,19 +267,19 @@ static void on_signal(grpc_call *c, ProtobufCMessage *msg) {
   if (job_signal(j, sig, &e) < 0)
     goto out;
   Runrpc__V1__SignalResponse resp = RUNRPC__V1__SIGNAL_RESPONSE__INIT;
-  grpc_call_send(c, &resp.base, &e);
+  rpc_call_send(c, &resp.base, &e);
 out:
   if (e.code)
     rund_call_fail(c, &e);
   else
-    grpc_call_finish(c, RR_OK, NULL);
+    rpc_call_finish(c, RR_OK, NULL);
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 
 /* Wait and Stop: answer once the job has ended. */
 typedef struct waiter {
   job_watch w;
-  grpc_call *c;
+  rpc_call *c;
   const ProtobufCMessageDescriptor *resp;
 } waiter;
 
@@ -291,14 +291,14 @@ static void waiter_on_event(job_watch *w, int event) {
   reply_status(wt->c, w->job, wt->resp);
 }
 
-static void waiter_start(grpc_call *c, job *j, const ProtobufCMessageDescriptor *d) {
+static void waiter_start(rpc_call *c, job *j, const ProtobufCMessageDescriptor *d) {
   if (j->state != JOB_RUNNING) {
     reply_status(c, j, d);
     return;
   }
   waiter *wt = calloc(1, sizeof *wt);
   if (!wt) {
-    grpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
+    rpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "out of memory");
     return;
   }
   wt->c = c;
@@ -306,18 +306,18 @@ static void waiter_start(grpc_call *c, job *j, const ProtobufCMessageDescriptor 
   wt->w.fn = waiter_on_event;
   wt->w.data = wt;
   job_watch_add(j, &wt->w);
-  grpc_call_set_data(c, wt);
+  rpc_call_set_data(c, wt);
 }
 
-static void waiter_on_close(grpc_call *c, grpc_close_reason reason) {
-  waiter *wt = grpc_call_data(c);
+static void waiter_on_close(rpc_call *c, rpc_close_reason reason) {
+  waiter *wt = rpc_call_data(c);
   if (!wt)
     return;
   job_watch_del(&wt->w); /* the job keeps running whatever the reason */
   free(wt);
 }
 
-static void on_wait(grpc_call *c, ProtobufCMessage *msg) {
+static void on_wait(rpc_call *c, ProtobufCMessage *msg) {
   Rundwire__WaitRequest *req = (Rundwire__WaitRequest *)msg;
   rr_err e = {0};
   job *j;
@@ -328,7 +328,7 @@ static void on_wait(grpc_call *c, ProtobufCMessage *msg) {
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-static void on_stop(grpc_call *c, ProtobufCMessage *msg) {
+static void on_stop(rpc_call *c, ProtobufCMessage *msg) {
   Rundwire__StopRequest *req = (Rundwire__StopRequest *)msg;
   rr_err e = {0};
   job *j;
@@ -342,10 +342,10 @@ static void on_stop(grpc_call *c, ProtobufCMessage *msg) {
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-static void plain_on_close(grpc_call *c, grpc_close_reason reason) {}
+static void plain_on_close(rpc_call *c, rpc_close_reason reason) {}
 
-int svc_jobs_register(grpc_server *s, rund_ctx *ctx, rr_err *e) {
-  const grpc_method methods[] = {
+int svc_jobs_register(rpc_server *s, rund_ctx *ctx, rr_err *e) {
+  const rpc_method methods[] = {
       {"/runrpc.v1.Jobs/Start", &rundwire__start_request__descriptor, false, false, on_start, NULL,
        NULL, plain_on_close, ctx},
       {"/runrpc.v1.Jobs/Status", &rundwire__status_request__descriptor, false, false, on_status,
@@ -360,7 +360,7 @@ int svc_jobs_register(grpc_server *s, rund_ctx *ctx, rr_err *e) {
        NULL, waiter_on_close, ctx},
   };
   for (size_t i = 0; i < RR_ARRAY_SIZE(methods); i++)
-    if (grpc_server_add_method(s, &methods[i], e) < 0)
+    if (rpc_server_add_method(s, &methods[i], e) < 0)
       return -1;
   return 0;
 }

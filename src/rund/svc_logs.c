@@ -17,7 +17,7 @@
 
 typedef struct follower {
   job_watch w;
-  grpc_call *c;
+  rpc_call *c;
   job *j;
   bool follow;
   bool want[2];
@@ -44,7 +44,7 @@ static int follower_send_one(follower *f, int s) {
   ssize_t n = logstore_stream_read(f->fd[s], f->j->kept_from[s], &f->offset[s], logs_buf,
                                    sizeof logs_buf, &dropped, &e);
   if (n < 0) {
-    grpc_call_finish(f->c, e.code, e.msg);
+    rpc_call_finish(f->c, e.code, e.msg);
     return -1;
   }
   if (n == 0 && !dropped)
@@ -56,8 +56,8 @@ static int follower_send_one(follower *f, int s) {
   resp.data.data = logs_buf;
   resp.data.len = (size_t)n;
   resp.dropped = dropped;
-  if (grpc_call_send(f->c, &resp.base, &e) < 0) {
-    grpc_call_finish(f->c, e.code, e.msg);
+  if (rpc_call_send(f->c, &resp.base, &e) < 0) {
+    rpc_call_finish(f->c, e.code, e.msg);
     return -1;
   }
   return n ? 1 : 0;
@@ -78,7 +78,7 @@ static int follower_open_files(follower *f) {
   for (int s = 0; s < 2; s++)
     if (f->want[s] && f->fd[s] < 0 &&
         (f->fd[s] = logstore_stream_open_read(f->j->dir, s, &e)) < 0) {
-      grpc_call_finish(f->c, e.code, e.msg);
+      rpc_call_finish(f->c, e.code, e.msg);
       return -1;
     }
   return 0;
@@ -86,16 +86,16 @@ static int follower_open_files(follower *f) {
 
 /* Send what is there while the client keeps up; finish when it is all out. */
 static void follower_pump(follower *f) {
-  if (grpc_call_finished(f->c))
+  if (rpc_call_finished(f->c))
     return;
-  if (grpc_call_queued(f->c) > LOGS_HIGH_WATER || follower_open_files(f) < 0)
+  if (rpc_call_queued(f->c) > LOGS_HIGH_WATER || follower_open_files(f) < 0)
     return;
   /* decide "the job is over" before reading, so bytes written just before
    * the end are read in this same pass */
   bool ended = f->j->state != JOB_RUNNING;
   f->at_eof[0] = f->at_eof[1] = false;
   for (;;) {
-    if (grpc_call_queued(f->c) > LOGS_HIGH_WATER) {
+    if (rpc_call_queued(f->c) > LOGS_HIGH_WATER) {
       follower_close_files(f); /* resumed by on_writable */
       return;
     }
@@ -117,28 +117,28 @@ static void follower_pump(follower *f) {
       break;
   }
   if (!f->follow || ended)
-    grpc_call_finish(f->c, RR_OK, NULL);
+    rpc_call_finish(f->c, RR_OK, NULL);
   /* else: at EOF while it runs; job events wake us up */
 }
 
 static void follower_on_event(job_watch *w, int event) { follower_pump(w->data); }
 
-static void logs_on_writable(grpc_call *c) {
-  follower *f = grpc_call_data(c);
+static void logs_on_writable(rpc_call *c) {
+  follower *f = rpc_call_data(c);
   if (f)
     follower_pump(f);
 }
 
-static void logs_on_close(grpc_call *c, grpc_close_reason reason) {
-  follower *f = grpc_call_data(c);
-  quota_follower_del(((rund_ctx *)grpc_call_method_data(c))->quota, c);
+static void logs_on_close(rpc_call *c, rpc_close_reason reason) {
+  follower *f = rpc_call_data(c);
+  quota_follower_del(((rund_ctx *)rpc_call_method_data(c))->quota, c);
   if (f)
     follower_free(f);
 }
 
-static void logs_on_message(grpc_call *c, ProtobufCMessage *msg) {
+static void logs_on_message(rpc_call *c, ProtobufCMessage *msg) {
   Rundwire__LogsRequest *req = (Rundwire__LogsRequest *)msg;
-  rund_ctx *ctx = grpc_call_method_data(c);
+  rund_ctx *ctx = rpc_call_method_data(c);
   rr_err e = {0};
   job *j;
   follower *f = NULL;
@@ -186,8 +186,8 @@ static void logs_on_message(grpc_call *c, ProtobufCMessage *msg) {
   /* also while reading a finished job: a watched job is in use, which keeps
    * retention from deleting it under the reader */
   job_watch_add(j, &f->w);
-  grpc_call_set_data(c, f);
-  grpc_call_set_low_water(c, LOGS_LOW_WATER);
+  rpc_call_set_data(c, f);
+  rpc_call_set_low_water(c, LOGS_LOW_WATER);
   follower_pump(f);
   return;
 fail:
@@ -197,15 +197,15 @@ fail:
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-int svc_logs_register(grpc_server *s, rund_ctx *ctx, rr_err *e) {
-  const grpc_method m = {"/runrpc.v1.Jobs/Logs",
-                         &rundwire__logs_request__descriptor,
-                         false,
-                         true,
-                         logs_on_message,
-                         NULL,
-                         logs_on_writable,
-                         logs_on_close,
-                         ctx};
-  return grpc_server_add_method(s, &m, e);
+int svc_logs_register(rpc_server *s, rund_ctx *ctx, rr_err *e) {
+  const rpc_method m = {"/runrpc.v1.Jobs/Logs",
+                        &rundwire__logs_request__descriptor,
+                        false,
+                        true,
+                        logs_on_message,
+                        NULL,
+                        logs_on_writable,
+                        logs_on_close,
+                        ctx};
+  return rpc_server_add_method(s, &m, e);
 }

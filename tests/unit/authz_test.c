@@ -63,11 +63,11 @@ static void fx_init(fx *f, char **admins, size_t nadmins) {
   f->cfg = (authz_config){.tokens = &f->tokens, .admins = admins, .nadmins = nadmins};
 }
 
-static grpc_peer peer_unix(uid_t uid) {
-  return (grpc_peer){.family = AF_UNIX, .has_cred = true, .uid = uid};
+static rpc_peer peer_unix(uid_t uid) {
+  return (rpc_peer){.family = AF_UNIX, .has_cred = true, .uid = uid};
 }
 
-static void expect_fail(fx *f, const grpc_peer *p, const char *auth, const char *msg) {
+static void expect_fail(fx *f, const rpc_peer *p, const char *auth, const char *msg) {
   authz_identity id = {0};
   rr_err e = {0};
   assert_int_equal(authz_identify(&f->cfg, p, auth, &id, &e), -1);
@@ -84,7 +84,7 @@ static void test_identify(void **state) {
   fx_init(&f, admins, 2);
   authz_identity id;
   rr_err e = {0};
-  grpc_peer u = peer_unix(1000);
+  rpc_peer u = peer_unix(1000);
   assert_int_equal(authz_identify(&f.cfg, &u, NULL, &id, &e), 0);
   assert_int_equal(id.n, 1);
   assert_string_equal(id.principals[0], "uid:1000");
@@ -99,7 +99,7 @@ static void test_identify(void **state) {
   assert_true(id.admin);
   authz_identity_clear(&id);
   char *sans[] = {"dns:ROOT.example", "uri:spiffe://x/y"};
-  grpc_peer t = {.family = AF_INET, .tls = true, .sans = sans, .nsans = 2};
+  rpc_peer t = {.family = AF_INET, .tls = true, .sans = sans, .nsans = 2};
   assert_int_equal(authz_identify(&f.cfg, &t, NULL, &id, &e), 0);
   assert_int_equal(id.n, 2);
   assert_string_equal(id.principals[0], "san:dns:ROOT.example");
@@ -122,9 +122,9 @@ static void test_identify(void **state) {
 static void test_identify_refusals(void **state) {
   fx f;
   fx_init(&f, NULL, 0);
-  grpc_peer u = peer_unix(0);
-  grpc_peer h2c = {.family = AF_INET};
-  grpc_peer t = {.family = AF_INET6, .tls = true};
+  rpc_peer u = peer_unix(0);
+  rpc_peer h2c = {.family = AF_INET};
+  rpc_peer t = {.family = AF_INET6, .tls = true};
   expect_fail(&f, &u, f.bearer, "bearer tokens are accepted only over TLS");
   expect_fail(&f, &h2c, f.bearer, "bearer tokens are accepted only over TLS");
   expect_fail(&f, &h2c, NULL,

@@ -25,31 +25,31 @@
 /* ---- address parsing ---- */
 
 static void test_address_parse(void **state) {
-  grpc_address a;
+  rpc_address a;
   rr_err e;
-  assert_int_equal(grpc_address_parse("unix:/run/x.sock", &a, &e), 0);
-  assert_int_equal(a.kind, GRPC_ADDRESS_UNIX);
+  assert_int_equal(rpc_address_parse("unix:/run/x.sock", &a, &e), 0);
+  assert_int_equal(a.kind, RPC_ADDRESS_UNIX);
   assert_string_equal(a.path, "/run/x.sock");
-  assert_int_equal(grpc_address_parse("127.0.0.1:8080", &a, &e), 0);
-  assert_int_equal(a.kind, GRPC_ADDRESS_TCP);
+  assert_int_equal(rpc_address_parse("127.0.0.1:8080", &a, &e), 0);
+  assert_int_equal(a.kind, RPC_ADDRESS_TCP);
   assert_string_equal(a.host, "127.0.0.1");
   assert_string_equal(a.port, "8080");
-  assert_int_equal(grpc_address_parse("[::1]:9", &a, &e), 0);
+  assert_int_equal(rpc_address_parse("[::1]:9", &a, &e), 0);
   assert_string_equal(a.host, "::1");
   assert_string_equal(a.port, "9");
-  assert_int_equal(grpc_address_parse("localhost:65535", &a, &e), 0);
+  assert_int_equal(rpc_address_parse("localhost:65535", &a, &e), 0);
   const char *bad[] = {"",           "unix:",   "localhost", "host:",   "host:0",
                        "host:65536", "host:x1", "::1:80",    "[::1]80", ":80"};
   for (size_t i = 0; i < RR_ARRAY_SIZE(bad); i++) {
-    assert_int_equal(grpc_address_parse(bad[i], &a, &e), -1);
+    assert_int_equal(rpc_address_parse(bad[i], &a, &e), -1);
     assert_int_equal(e.code, RR_INVALID_ARGUMENT);
   }
 }
 
 static void test_connect_refused(void **state) {
-  grpc_client *c;
+  rpc_client *c;
   rr_err e;
-  assert_int_equal(grpc_client_connect("unix:/nonexistent/dir/x.sock", NULL, &c, &e), -1);
+  assert_int_equal(rpc_client_connect("unix:/nonexistent/dir/x.sock", NULL, &c, &e), -1);
   assert_int_equal(e.code, RR_UNAVAILABLE);
   assert_non_null(strstr(e.msg, "unix:/nonexistent/dir/x.sock"));
   assert_non_null(strstr(e.msg, "No such file or directory"));
@@ -106,11 +106,11 @@ static void srv_respond(srv *sv, srv_stream *st) {
 /* Append n messages of size sz with byte pattern (i + seed). */
 static void srv_add_messages(srv_stream *st, int n, size_t sz, uint32_t announced) {
   for (int m = 0; m < n; m++) {
-    st->out = realloc(st->out, st->out_len + GRPC_PREFIX_LEN + sz);
-    grpc_wire_put_prefix(st->out + st->out_len, false, announced ? announced : (uint32_t)sz);
+    st->out = realloc(st->out, st->out_len + RPC_PREFIX_LEN + sz);
+    rpc_wire_put_prefix(st->out + st->out_len, false, announced ? announced : (uint32_t)sz);
     for (size_t i = 0; i < sz; i++)
-      st->out[st->out_len + GRPC_PREFIX_LEN + i] = (uint8_t)(i + (size_t)m);
-    st->out_len += GRPC_PREFIX_LEN + sz;
+      st->out[st->out_len + RPC_PREFIX_LEN + i] = (uint8_t)(i + (size_t)m);
+    st->out_len += RPC_PREFIX_LEN + sz;
   }
 }
 
@@ -222,7 +222,7 @@ static void srv_run(int fd) {
 
 typedef struct fixture {
   pid_t pid;
-  grpc_client *c;
+  rpc_client *c;
 } fixture;
 
 static int setup(void **state) {
@@ -236,10 +236,10 @@ static int setup(void **state) {
     srv_run(sv[1]);
   }
   close(sv[1]);
-  grpc_transport *t;
+  rpc_client_transport *t;
   rr_err e;
-  if (grpc_transport_from_fd(sv[0], "socketpair", &t, &e) < 0 ||
-      grpc_client_new(t, NULL, &f->c, &e) < 0)
+  if (rpc_client_transport_from_fd(sv[0], "socketpair", &t, &e) < 0 ||
+      rpc_client_new(t, NULL, &f->c, &e) < 0)
     return -1;
   *state = f;
   return 0;
@@ -247,7 +247,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   fixture *f = *state;
-  grpc_client_free(f->c);
+  rpc_client_free(f->c);
   kill(f->pid, SIGKILL);
   waitpid(f->pid, NULL, 0);
   free(f);
@@ -260,7 +260,7 @@ static int unary(fixture *f, const char *method, uint64_t timeout_ms, rr_err *e)
   snprintf(path, sizeof path, "/t.S/%s", method);
   uint8_t *resp = NULL;
   size_t len = 0;
-  int r = grpc_client_unary(f->c, path, "ping", 4, timeout_ms, &resp, &len, e);
+  int r = rpc_client_unary(f->c, path, "ping", 4, timeout_ms, &resp, &len, e);
   if (r == 0) {
     assert_int_equal(len, 4);
     assert_memory_equal(resp, "ping", 4);
@@ -321,14 +321,14 @@ static void test_deadline_on_silent_server(void **state) {
 static void test_max_message(void **state) {
   rr_err e;
   fixture *f = *state;
-  grpc_call *call;
-  assert_int_equal(grpc_call_start(f->c, "/t.S/TooBig", 5000, &call, &e), 0);
-  assert_int_equal(grpc_call_close_send(call, &e), 0);
+  rpc_client_call *call;
+  assert_int_equal(rpc_client_call_start(f->c, "/t.S/TooBig", 5000, &call, &e), 0);
+  assert_int_equal(rpc_client_call_close_send(call, &e), 0);
   uint8_t *m;
   size_t n;
-  assert_int_equal(grpc_call_recv(call, &m, &n, &e), -1);
+  assert_int_equal(rpc_client_call_recv(call, &m, &n, &e), -1);
   assert_int_equal(e.code, RR_RESOURCE_EXHAUSTED);
-  grpc_call_free(call);
+  rpc_client_call_free(call);
   assert_int_equal(unary(*state, "Echo", 5000, &e), 0);
 }
 
@@ -337,17 +337,17 @@ static void test_streaming_big_messages(void **state) {
    * window credit as we consume (without it this stalls at the window) */
   rr_err e;
   fixture *f = *state;
-  grpc_call *call;
-  assert_int_equal(grpc_call_start(f->c, "/t.S/Big", 10000, &call, &e), 0);
-  assert_int_equal(grpc_call_close_send(call, &e), 0);
+  rpc_client_call *call;
+  assert_int_equal(rpc_client_call_start(f->c, "/t.S/Big", 10000, &call, &e), 0);
+  assert_int_equal(rpc_client_call_close_send(call, &e), 0);
   int got = 0;
   for (;;) {
     uint8_t *m;
     size_t n;
-    int r = grpc_call_recv(call, &m, &n, &e);
-    if (r == GRPC_CALL_END)
+    int r = rpc_client_call_recv(call, &m, &n, &e);
+    if (r == RPC_CLIENT_CALL_END)
       break;
-    assert_int_equal(r, GRPC_CALL_MESSAGE);
+    assert_int_equal(r, RPC_CLIENT_CALL_MESSAGE);
     assert_int_equal(n, got < 64 ? 65536 : 3u << 20);
     for (size_t i = 0; i < n; i += 4099)
       assert_int_equal(m[i], (uint8_t)(i + (size_t)(got < 64 ? got : 0)));
@@ -355,49 +355,49 @@ static void test_streaming_big_messages(void **state) {
     got++;
   }
   assert_int_equal(got, 65);
-  grpc_call_free(call);
+  rpc_client_call_free(call);
 }
 
 static void test_concurrent_streams_out_of_order(void **state) {
   rr_err e;
   fixture *f = *state;
-  grpc_call *calls[3];
+  rpc_client_call *calls[3];
   char body[3][8];
   for (int i = 0; i < 3; i++) {
     snprintf(body[i], sizeof body[i], "call-%d", i);
-    assert_int_equal(grpc_call_start(f->c, "/t.S/Gather", 5000, &calls[i], &e), 0);
-    assert_int_equal(grpc_call_send(calls[i], body[i], 6, &e), 0);
-    assert_int_equal(grpc_call_close_send(calls[i], &e), 0);
+    assert_int_equal(rpc_client_call_start(f->c, "/t.S/Gather", 5000, &calls[i], &e), 0);
+    assert_int_equal(rpc_client_call_send(calls[i], body[i], 6, &e), 0);
+    assert_int_equal(rpc_client_call_close_send(calls[i], &e), 0);
   }
   for (int i = 0; i < 3; i++) { /* the server answers 2, 1, 0; we read 0, 1, 2 */
     uint8_t *m;
     size_t n;
-    assert_int_equal(grpc_call_recv(calls[i], &m, &n, &e), GRPC_CALL_MESSAGE);
+    assert_int_equal(rpc_client_call_recv(calls[i], &m, &n, &e), RPC_CLIENT_CALL_MESSAGE);
     assert_int_equal(n, 6);
     assert_memory_equal(m, body[i], 6);
     free(m);
-    assert_int_equal(grpc_call_recv(calls[i], &m, &n, &e), GRPC_CALL_END);
+    assert_int_equal(rpc_client_call_recv(calls[i], &m, &n, &e), RPC_CLIENT_CALL_END);
   }
   for (int i = 0; i < 3; i++)
-    grpc_call_free(calls[i]);
+    rpc_client_call_free(calls[i]);
 }
 
 static void test_bidi_many_messages(void **state) {
   /* the Echo server answers after our half-close with everything we sent */
   rr_err e;
   fixture *f = *state;
-  grpc_call *call;
-  assert_int_equal(grpc_call_start(f->c, "/t.S/Echo", 10000, &call, &e), 0);
+  rpc_client_call *call;
+  assert_int_equal(rpc_client_call_start(f->c, "/t.S/Echo", 10000, &call, &e), 0);
   uint8_t msg[1000];
   for (int i = 0; i < 2000; i++) {
     memset(msg, i & 0xff, sizeof msg);
-    assert_int_equal(grpc_call_send(call, msg, (size_t)(i % 1000), &e), 0);
+    assert_int_equal(rpc_client_call_send(call, msg, (size_t)(i % 1000), &e), 0);
   }
-  assert_int_equal(grpc_call_close_send(call, &e), 0);
+  assert_int_equal(rpc_client_call_close_send(call, &e), 0);
   for (int i = 0; i < 2000; i++) {
     uint8_t *m;
     size_t n;
-    assert_int_equal(grpc_call_recv(call, &m, &n, &e), GRPC_CALL_MESSAGE);
+    assert_int_equal(rpc_client_call_recv(call, &m, &n, &e), RPC_CLIENT_CALL_MESSAGE);
     assert_int_equal(n, (size_t)(i % 1000));
     if (n)
       assert_int_equal(m[n - 1], i & 0xff);
@@ -405,24 +405,24 @@ static void test_bidi_many_messages(void **state) {
   }
   uint8_t *m;
   size_t n;
-  assert_int_equal(grpc_call_recv(call, &m, &n, &e), GRPC_CALL_END);
-  grpc_call_free(call);
+  assert_int_equal(rpc_client_call_recv(call, &m, &n, &e), RPC_CLIENT_CALL_END);
+  rpc_client_call_free(call);
 }
 
 static void test_server_vanishes(void **state) {
   rr_err e;
   fixture *f = *state;
-  grpc_call *silent;
-  assert_int_equal(grpc_call_start(f->c, "/t.S/Silent", 0, &silent, &e), 0);
-  assert_int_equal(grpc_call_close_send(silent, &e), 0);
+  rpc_client_call *silent;
+  assert_int_equal(rpc_client_call_start(f->c, "/t.S/Silent", 0, &silent, &e), 0);
+  assert_int_equal(rpc_client_call_close_send(silent, &e), 0);
   assert_int_equal(unary(*state, "Close", 5000, &e), -1);
   assert_int_equal(e.code, RR_UNAVAILABLE);
   assert_non_null(strstr(e.msg, "socketpair"));
   uint8_t *m;
   size_t n;
-  assert_int_equal(grpc_call_recv(silent, &m, &n, &e), -1); /* the other call fails too */
+  assert_int_equal(rpc_client_call_recv(silent, &m, &n, &e), -1); /* the other call fails too */
   assert_int_equal(e.code, RR_UNAVAILABLE);
-  grpc_call_free(silent);
+  rpc_client_call_free(silent);
   assert_int_equal(unary(*state, "Echo", 5000, &e), -1); /* and new calls */
   assert_int_equal(e.code, RR_UNAVAILABLE);
 }
@@ -430,14 +430,14 @@ static void test_server_vanishes(void **state) {
 static void test_cancel_then_reuse(void **state) {
   rr_err e;
   fixture *f = *state;
-  grpc_call *call;
-  assert_int_equal(grpc_call_start(f->c, "/t.S/Silent", 0, &call, &e), 0);
-  grpc_call_cancel(call);
+  rpc_client_call *call;
+  assert_int_equal(rpc_client_call_start(f->c, "/t.S/Silent", 0, &call, &e), 0);
+  rpc_client_call_cancel(call);
   uint8_t *m;
   size_t n;
-  assert_int_equal(grpc_call_recv(call, &m, &n, &e), -1);
+  assert_int_equal(rpc_client_call_recv(call, &m, &n, &e), -1);
   assert_int_equal(e.code, RR_CANCELLED);
-  grpc_call_free(call);
+  rpc_client_call_free(call);
   assert_int_equal(unary(*state, "Echo", 5000, &e), 0);
 }
 

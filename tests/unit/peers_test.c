@@ -47,16 +47,16 @@ static void test_many_keys(void **state) {
 
 static void test_peer_key(void **state) {
   char key[64];
-  grpc_peer p = {.family = AF_UNIX, .has_cred = true, .uid = 1000};
+  rpc_peer p = {.family = AF_UNIX, .has_cred = true, .uid = 1000};
   rpc_conn_peer_key(&p, key, sizeof key);
   assert_string_equal(key, "uid:1000");
-  p = (grpc_peer){.family = AF_INET, .addr = "127.0.0.1:40000"};
+  p = (rpc_peer){.family = AF_INET, .addr = "127.0.0.1:40000"};
   rpc_conn_peer_key(&p, key, sizeof key);
   assert_string_equal(key, "127.0.0.1");
-  p = (grpc_peer){.family = AF_INET6, .addr = "[::1]:7734"};
+  p = (rpc_peer){.family = AF_INET6, .addr = "[::1]:7734"};
   rpc_conn_peer_key(&p, key, sizeof key);
   assert_string_equal(key, "[::1]");
-  p = (grpc_peer){.family = AF_UNSPEC, .addr = "fd:0"};
+  p = (rpc_peer){.family = AF_UNSPEC, .addr = "fd:0"};
   rpc_conn_peer_key(&p, key, sizeof key);
   assert_string_equal(key, ""); /* stdio: not counted */
 }

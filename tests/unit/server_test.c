@@ -167,8 +167,8 @@ static int32_t client_call(client *cl, const char *path, const char *timeout, bo
 
 typedef struct counters {
   int messages, half_closes, closes, writables;
-  grpc_close_reason last_reason;
-  grpc_call *call;
+  rpc_close_reason last_reason;
+  rpc_call *call;
   bool answer; /* unary: reply at once */
   bool pause_first;
   const char *finish_msg;
@@ -176,29 +176,29 @@ typedef struct counters {
 
 static counters ctr;
 
-static void t_on_message(grpc_call *c, ProtobufCMessage *msg) {
+static void t_on_message(rpc_call *c, ProtobufCMessage *msg) {
   Test__V1__SimpleRequest *req = (Test__V1__SimpleRequest *)msg;
   ctr.messages++;
   ctr.call = c;
   if (ctr.pause_first && ctr.messages == 1)
-    grpc_call_pause_recv(c, true);
+    rpc_call_pause_recv(c, true);
   if (ctr.answer) {
     Test__V1__SimpleResponse resp = TEST__V1__SIMPLE_RESPONSE__INIT;
     Test__V1__Payload p = TEST__V1__PAYLOAD__INIT;
     p.body = req->payload ? req->payload->body : p.body;
     resp.payload = &p;
-    assert_int_equal(grpc_call_send(c, &resp.base, NULL), 0);
-    grpc_call_finish(c, ctr.finish_msg ? RR_ABORTED : RR_OK, ctr.finish_msg);
-    grpc_call_finish(c, RR_INTERNAL, "ignored: finish is idempotent");
-    assert_int_equal(grpc_call_send(c, &resp.base, NULL), -1);
+    assert_int_equal(rpc_call_send(c, &resp.base, NULL), 0);
+    rpc_call_finish(c, ctr.finish_msg ? RR_ABORTED : RR_OK, ctr.finish_msg);
+    rpc_call_finish(c, RR_INTERNAL, "ignored: finish is idempotent");
+    assert_int_equal(rpc_call_send(c, &resp.base, NULL), -1);
   }
   protobuf_c_message_free_unpacked(msg, NULL);
 }
 
-static void t_on_half_close(grpc_call *c) { ctr.half_closes++; }
-static void t_on_writable(grpc_call *c) { ctr.writables++; }
+static void t_on_half_close(rpc_call *c) { ctr.half_closes++; }
+static void t_on_writable(rpc_call *c) { ctr.writables++; }
 
-static void t_on_close(grpc_call *c, grpc_close_reason reason) {
+static void t_on_close(rpc_call *c, rpc_close_reason reason) {
   ctr.closes++;
   ctr.last_reason = reason;
   ctr.call = NULL;
@@ -206,7 +206,7 @@ static void t_on_close(grpc_call *c, grpc_close_reason reason) {
 
 typedef struct fixture {
   loop *l;
-  grpc_server *srv;
+  rpc_server *srv;
   client cl;
 } fixture;
 
@@ -214,21 +214,21 @@ static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
   memset(&ctr, 0, sizeof ctr);
   assert_int_equal(loop_new(&f->l, NULL), 0);
-  assert_int_equal(grpc_server_new(&f->srv, f->l, NULL, NULL), 0);
-  grpc_method m[] = {
+  assert_int_equal(rpc_server_new(&f->srv, f->l, NULL, NULL), 0);
+  rpc_method m[] = {
       {"/test.v1.Echo/UnaryCall", &test__v1__simple_request__descriptor, false, false, t_on_message,
        NULL, NULL, t_on_close, NULL},
       {"/test.v1.Echo/FullDuplexCall", &test__v1__simple_request__descriptor, true, true,
        t_on_message, t_on_half_close, t_on_writable, t_on_close, NULL},
   };
   for (size_t i = 0; i < RR_ARRAY_SIZE(m); i++)
-    assert_int_equal(grpc_server_add_method(f->srv, &m[i], NULL), 0);
+    assert_int_equal(rpc_server_add_method(f->srv, &m[i], NULL), 0);
   rr_err e;
-  assert_int_equal(grpc_server_add_method(f->srv, &m[0], &e), -1);
+  assert_int_equal(rpc_server_add_method(f->srv, &m[0], &e), -1);
   assert_int_equal(e.code, RR_ALREADY_EXISTS);
   int sv[2];
   assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-  assert_int_equal(grpc_server_add_fds(f->srv, sv[0], sv[0], NULL), 0);
+  assert_int_equal(rpc_server_add_fds(f->srv, sv[0], sv[0], NULL), 0);
   client_init(&f->cl, sv[1], 0);
   *state = f;
   return 0;
@@ -237,7 +237,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fixture *f = *state;
   client_free(&f->cl);
-  grpc_server_free(f->srv);
+  rpc_server_free(f->srv);
   loop_run_once(f->l, 0, NULL);
   loop_free(f->l);
   free(f);
@@ -252,7 +252,7 @@ static size_t frame_request(uint8_t *out, size_t size, const char *body) {
   req.payload = &p;
   size_t n = protobuf_c_message_get_packed_size(&req.base);
   assert_true(n + 5 <= size);
-  grpc_wire_put_prefix(out, false, (uint32_t)n);
+  rpc_wire_put_prefix(out, false, (uint32_t)n);
   protobuf_c_message_pack(&req.base, out + 5);
   return n + 5;
 }
@@ -273,7 +273,7 @@ static void test_unary_round_trip(void **state) {
   assert_true(pump(f->l, &f->cl, closes_seen, &one));
   assert_int_equal(ctr.messages, 1);
   assert_int_equal(ctr.closes, 1);
-  assert_int_equal(ctr.last_reason, GRPC_CLOSE_FINISHED);
+  assert_int_equal(ctr.last_reason, RPC_CLOSE_FINISHED);
   assert_non_null(strstr(st->headers, ":status: 200"));
   assert_non_null(strstr(st->headers, "grpc-status: 0"));
   assert_int_equal(st->nheaders_frames, 2); /* headers, then trailers */
@@ -335,7 +335,7 @@ static void test_deadline(void **state) {
   assert_true(pump(f->l, &f->cl, stream_closed, st));
   assert_int_equal(ctr.messages, 1);
   assert_int_equal(ctr.closes, 1);
-  assert_int_equal(ctr.last_reason, GRPC_CLOSE_DEADLINE);
+  assert_int_equal(ctr.last_reason, RPC_CLOSE_DEADLINE);
   assert_non_null(strstr(st->headers, "grpc-status: 4"));
   assert_int_equal(st->close_code, NGHTTP2_NO_ERROR); /* RST(NO_ERROR) after trailers */
   pump(f->l, &f->cl, NULL, NULL);
@@ -351,7 +351,7 @@ static void test_cancel(void **state) {
   assert_true(pump(f->l, &f->cl, have_message, &one));
   nghttp2_submit_rst_stream(f->cl.h2, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
   assert_true(pump(f->l, &f->cl, closes_seen, &one));
-  assert_int_equal(ctr.last_reason, GRPC_CLOSE_CANCELLED);
+  assert_int_equal(ctr.last_reason, RPC_CLOSE_CANCELLED);
   pump(f->l, &f->cl, NULL, NULL);
   assert_int_equal(ctr.closes, 1);
   assert_int_equal(ctr.half_closes, 0);
@@ -367,7 +367,7 @@ static void test_disconnect_closes_calls(void **state) {
   close(f->cl.fd);
   f->cl.fd = -1;
   assert_true(pump(f->l, NULL, closes_seen, &one));
-  assert_int_equal(ctr.last_reason, GRPC_CLOSE_CANCELLED);
+  assert_int_equal(ctr.last_reason, RPC_CLOSE_CANCELLED);
 }
 
 static bool window_exhausted(void *arg) {
@@ -393,16 +393,16 @@ static void test_pause_recv_holds_back_client(void **state) {
   assert_int_equal(ctr.messages, 1);
   assert_true(f->cl.body_off < 2 * 1024 * 1024); /* the client was held back */
   assert_true(ctr.call != NULL);
-  grpc_call_pause_recv(ctr.call, false);
+  rpc_call_pause_recv(ctr.call, false);
   int all = (int)count;
   assert_true(pump(f->l, &f->cl, have_message, &all));
   assert_int_equal(f->cl.body_off, len);
   assert_true(pump(f->l, &f->cl, NULL, NULL));
   assert_int_equal(ctr.half_closes, 1);
-  grpc_call_finish(ctr.call, RR_OK, NULL);
+  rpc_call_finish(ctr.call, RR_OK, NULL);
   int one = 1;
   assert_true(pump(f->l, &f->cl, closes_seen, &one));
-  assert_int_equal(ctr.last_reason, GRPC_CLOSE_FINISHED);
+  assert_int_equal(ctr.last_reason, RPC_CLOSE_FINISHED);
   free(text);
   free(body);
 }
@@ -413,7 +413,7 @@ static void test_message_trimmed_to_peer_limit(void **state) {
   client_free(&f->cl);
   int sv[2];
   assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-  assert_int_equal(grpc_server_add_fds(f->srv, sv[0], sv[0], NULL), 0);
+  assert_int_equal(rpc_server_add_fds(f->srv, sv[0], sv[0], NULL), 0);
   client_init(&f->cl, sv[1], 1024);
   char *big = malloc(5001);
   memset(big, '\n', 5000); /* each byte becomes 3 when percent-encoded */
@@ -441,25 +441,25 @@ static void test_shutdown_closes_calls(void **state) {
   client_call(&f->cl, "/test.v1.Echo/FullDuplexCall", NULL, true, body, n, false);
   int one = 1;
   assert_true(pump(f->l, &f->cl, have_message, &one));
-  grpc_server_shutdown(f->srv);
+  rpc_server_shutdown(f->srv);
   assert_int_equal(ctr.closes, 1);
-  assert_int_equal(ctr.last_reason, GRPC_CLOSE_SHUTDOWN);
+  assert_int_equal(ctr.last_reason, RPC_CLOSE_SHUTDOWN);
   const char *names[4];
-  assert_int_equal(grpc_server_service_names(f->srv, names, 4), 1);
+  assert_int_equal(rpc_server_service_names(f->srv, names, 4), 1);
   assert_string_equal(names[0], "test.v1.Echo");
-  assert_true(grpc_server_has_service(f->srv, "test.v1.Echo"));
-  assert_false(grpc_server_has_service(f->srv, "test.v1"));
+  assert_true(rpc_server_has_service(f->srv, "test.v1.Echo"));
+  assert_false(rpc_server_has_service(f->srv, "test.v1"));
 }
 
 static void test_listen_errors(void **state) {
   fixture *f = *state;
   rr_err e;
-  assert_int_equal(grpc_server_listen(f->srv, "0.0.0.0:0", &e), -1);
+  assert_int_equal(rpc_server_listen(f->srv, "0.0.0.0:0", &e), -1);
   assert_non_null(strstr(e.msg, "TLS is required for non-loopback addresses"));
-  assert_int_equal(grpc_server_listen(f->srv, "nonsense", &e), -1);
-  assert_int_equal(grpc_server_listen(f->srv, "127.0.0.1:0", &e), 0);
-  assert_non_null(strstr(grpc_server_listen_address(f->srv, 0), "127.0.0.1:"));
-  assert_null(grpc_server_listen_address(f->srv, 1));
+  assert_int_equal(rpc_server_listen(f->srv, "nonsense", &e), -1);
+  assert_int_equal(rpc_server_listen(f->srv, "127.0.0.1:0", &e), 0);
+  assert_non_null(strstr(rpc_server_listen_address(f->srv, 0), "127.0.0.1:"));
+  assert_null(rpc_server_listen_address(f->srv, 1));
 }
 
 int main(void) {

@@ -10,11 +10,11 @@
 #include "rpc/wire.h"
 
 static void test_prefix(void **state) {
-  uint8_t p[GRPC_PREFIX_LEN];
-  grpc_wire_put_prefix(p, false, 0x01020304);
+  uint8_t p[RPC_PREFIX_LEN];
+  rpc_wire_put_prefix(p, false, 0x01020304);
   uint8_t want[] = {0, 1, 2, 3, 4};
   assert_memory_equal(p, want, 5);
-  grpc_wire_put_prefix(p, true, 5);
+  rpc_wire_put_prefix(p, true, 5);
   uint8_t want2[] = {1, 0, 0, 0, 5};
   assert_memory_equal(p, want2, 5);
 }
@@ -25,20 +25,20 @@ static void test_deframer_any_split(void **state) {
   size_t sizes[] = {3, 0, 70000};
   size_t total = 0;
   for (size_t i = 0; i < 3; i++)
-    total += GRPC_PREFIX_LEN + sizes[i];
+    total += RPC_PREFIX_LEN + sizes[i];
   uint8_t *buf = malloc(total);
   size_t off = 0;
   for (size_t i = 0; i < 3; i++) {
-    grpc_wire_put_prefix(buf + off, false, (uint32_t)sizes[i]);
-    off += GRPC_PREFIX_LEN;
+    rpc_wire_put_prefix(buf + off, false, (uint32_t)sizes[i]);
+    off += RPC_PREFIX_LEN;
     for (size_t j = 0; j < sizes[i]; j++)
       buf[off + j] = (uint8_t)(j * 7 + i);
     off += sizes[i];
   }
   size_t steps[] = {1, 2, 4, 5, 6, 7, 13, 4096, 65536, total};
   for (size_t s = 0; s < RR_ARRAY_SIZE(steps); s++) {
-    grpc_deframer d;
-    grpc_deframer_init(&d, GRPC_DEFAULT_MAX_MESSAGE);
+    rpc_deframer d;
+    rpc_deframer_init(&d, RPC_DEFAULT_MAX_MESSAGE);
     size_t got = 0;
     for (size_t pos = 0; pos < total;) {
       size_t n = steps[s] < total - pos ? steps[s] : total - pos;
@@ -48,7 +48,7 @@ static void test_deframer_any_split(void **state) {
         uint8_t *msg;
         size_t len;
         rr_err e;
-        int r = grpc_deframer_feed(&d, p, n, &used, &msg, &len, &e);
+        int r = rpc_deframer_feed(&d, p, n, &used, &msg, &len, &e);
         assert_true(r >= 0);
         assert_true(used <= n);
         p += used;
@@ -69,93 +69,93 @@ static void test_deframer_any_split(void **state) {
       }
     }
     assert_int_equal(got, 3);
-    assert_false(grpc_deframer_partial(&d));
-    grpc_deframer_free(&d);
+    assert_false(rpc_deframer_partial(&d));
+    rpc_deframer_free(&d);
   }
   free(buf);
 }
 
 static void test_deframer_empty_message_alone(void **state) {
-  grpc_deframer d;
-  grpc_deframer_init(&d, 10);
+  rpc_deframer d;
+  rpc_deframer_init(&d, 10);
   uint8_t p[5] = {0, 0, 0, 0, 0};
   size_t used, len = 99;
   uint8_t *msg = (uint8_t *)1;
   rr_err e;
-  assert_int_equal(grpc_deframer_feed(&d, p, 5, &used, &msg, &len, &e), 1);
+  assert_int_equal(rpc_deframer_feed(&d, p, 5, &used, &msg, &len, &e), 1);
   assert_int_equal(used, 5);
   assert_int_equal(len, 0);
   assert_null(msg);
   /* nothing fed: nothing comes out */
-  assert_int_equal(grpc_deframer_feed(&d, p, 0, &used, &msg, &len, &e), 0);
-  grpc_deframer_free(&d);
+  assert_int_equal(rpc_deframer_feed(&d, p, 0, &used, &msg, &len, &e), 0);
+  rpc_deframer_free(&d);
 }
 
 static void test_deframer_errors(void **state) {
-  grpc_deframer d;
+  rpc_deframer d;
   size_t used, len;
   uint8_t *msg;
   rr_err e;
-  grpc_deframer_init(&d, 100);
+  rpc_deframer_init(&d, 100);
   uint8_t big[5];
-  grpc_wire_put_prefix(big, false, 101);
-  assert_int_equal(grpc_deframer_feed(&d, big, 5, &used, &msg, &len, &e), -1);
+  rpc_wire_put_prefix(big, false, 101);
+  assert_int_equal(rpc_deframer_feed(&d, big, 5, &used, &msg, &len, &e), -1);
   assert_int_equal(e.code, RR_RESOURCE_EXHAUSTED);
   assert_non_null(strstr(e.msg, "larger than max"));
-  grpc_deframer_free(&d);
+  rpc_deframer_free(&d);
 
-  grpc_deframer_init(&d, 100);
+  rpc_deframer_init(&d, 100);
   uint8_t comp[5];
-  grpc_wire_put_prefix(comp, true, 1);
-  assert_int_equal(grpc_deframer_feed(&d, comp, 5, &used, &msg, &len, &e), -1);
+  rpc_wire_put_prefix(comp, true, 1);
+  assert_int_equal(rpc_deframer_feed(&d, comp, 5, &used, &msg, &len, &e), -1);
   assert_int_equal(e.code, RR_INTERNAL);
-  grpc_deframer_free(&d);
+  rpc_deframer_free(&d);
 
-  grpc_deframer_init(&d, 100);
+  rpc_deframer_init(&d, 100);
   uint8_t bad[5] = {7, 0, 0, 0, 1};
-  assert_int_equal(grpc_deframer_feed(&d, bad, 5, &used, &msg, &len, &e), -1);
+  assert_int_equal(rpc_deframer_feed(&d, bad, 5, &used, &msg, &len, &e), -1);
   assert_int_equal(e.code, RR_INTERNAL);
-  grpc_deframer_free(&d);
+  rpc_deframer_free(&d);
 
   /* exactly max is allowed */
-  grpc_deframer_init(&d, 4);
+  rpc_deframer_init(&d, 4);
   uint8_t ok[9] = {0, 0, 0, 0, 4, 'a', 'b', 'c', 'd'};
-  assert_int_equal(grpc_deframer_feed(&d, ok, 8, &used, &msg, &len, &e), 0);
-  assert_true(grpc_deframer_partial(&d));
-  assert_int_equal(grpc_deframer_feed(&d, ok + 8, 1, &used, &msg, &len, &e), 1);
+  assert_int_equal(rpc_deframer_feed(&d, ok, 8, &used, &msg, &len, &e), 0);
+  assert_true(rpc_deframer_partial(&d));
+  assert_int_equal(rpc_deframer_feed(&d, ok + 8, 1, &used, &msg, &len, &e), 1);
   assert_memory_equal(msg, "abcd", 4);
   free(msg);
   /* a partial message at free time is released (ASan checks the leak) */
-  assert_int_equal(grpc_deframer_feed(&d, ok, 7, &used, &msg, &len, &e), 0);
-  assert_true(grpc_deframer_partial(&d));
-  grpc_deframer_free(&d);
+  assert_int_equal(rpc_deframer_feed(&d, ok, 7, &used, &msg, &len, &e), 0);
+  assert_true(rpc_deframer_partial(&d));
+  rpc_deframer_free(&d);
 }
 
 /* A peer announcing a huge message but sending little costs little memory:
  * checked indirectly by feeding a max-size message in small steps. */
 static void test_deframer_large(void **state) {
-  grpc_deframer d;
-  grpc_deframer_init(&d, GRPC_DEFAULT_MAX_MESSAGE);
+  rpc_deframer d;
+  rpc_deframer_init(&d, RPC_DEFAULT_MAX_MESSAGE);
   uint8_t p[5];
-  grpc_wire_put_prefix(p, false, GRPC_DEFAULT_MAX_MESSAGE);
+  rpc_wire_put_prefix(p, false, RPC_DEFAULT_MAX_MESSAGE);
   size_t used, len;
   uint8_t *msg;
   rr_err e;
-  assert_int_equal(grpc_deframer_feed(&d, p, 5, &used, &msg, &len, &e), 0);
+  assert_int_equal(rpc_deframer_feed(&d, p, 5, &used, &msg, &len, &e), 0);
   uint8_t chunk[16384];
   size_t sent = 0;
   int r = 0;
-  while (sent < GRPC_DEFAULT_MAX_MESSAGE) {
+  while (sent < RPC_DEFAULT_MAX_MESSAGE) {
     memset(chunk, (int)(sent / sizeof chunk) & 0xff, sizeof chunk);
-    r = grpc_deframer_feed(&d, chunk, sizeof chunk, &used, &msg, &len, &e);
+    r = rpc_deframer_feed(&d, chunk, sizeof chunk, &used, &msg, &len, &e);
     assert_int_equal(used, sizeof chunk);
     sent += used;
   }
   assert_int_equal(r, 1);
-  assert_int_equal(len, GRPC_DEFAULT_MAX_MESSAGE);
-  assert_int_equal(msg[len - 1], (uint8_t)((GRPC_DEFAULT_MAX_MESSAGE / sizeof chunk - 1) & 0xff));
+  assert_int_equal(len, RPC_DEFAULT_MAX_MESSAGE);
+  assert_int_equal(msg[len - 1], (uint8_t)((RPC_DEFAULT_MAX_MESSAGE / sizeof chunk - 1) & 0xff));
   free(msg);
-  grpc_deframer_free(&d);
+  rpc_deframer_free(&d);
 }
 
 static void test_timeout_parse(void **state) {
@@ -175,56 +175,56 @@ static void test_timeout_parse(void **state) {
             {"1H", 3600000},
             {"99999999H", 99999999ull * 3600000}};
   for (size_t i = 0; i < RR_ARRAY_SIZE(ok); i++) {
-    assert_int_equal(grpc_timeout_parse(ok[i].s, strlen(ok[i].s), &ms), 0);
+    assert_int_equal(rpc_timeout_parse(ok[i].s, strlen(ok[i].s), &ms), 0);
     assert_int_equal(ms, ok[i].ms);
   }
   const char *bad[] = {"", "S", "1", "123456789S", "1s", "-1S", "1 S", "1.5S", "12x"};
   for (size_t i = 0; i < RR_ARRAY_SIZE(bad); i++)
-    assert_int_equal(grpc_timeout_parse(bad[i], strlen(bad[i]), &ms), -1);
+    assert_int_equal(rpc_timeout_parse(bad[i], strlen(bad[i]), &ms), -1);
 }
 
 static void test_timeout_format(void **state) {
   char buf[16];
-  grpc_timeout_format(2500, buf, sizeof buf);
+  rpc_timeout_format(2500, buf, sizeof buf);
   assert_string_equal(buf, "2500m");
-  grpc_timeout_format(0, buf, sizeof buf);
+  rpc_timeout_format(0, buf, sizeof buf);
   assert_string_equal(buf, "0m");
-  grpc_timeout_format(100000000, buf, sizeof buf);
+  rpc_timeout_format(100000000, buf, sizeof buf);
   assert_string_equal(buf, "100000S");
-  grpc_timeout_format(UINT64_MAX, buf, sizeof buf);
+  rpc_timeout_format(UINT64_MAX, buf, sizeof buf);
   assert_string_equal(buf, "99999999H");
   uint64_t ms;
-  grpc_timeout_format(123456789012ull, buf, sizeof buf);
-  assert_int_equal(grpc_timeout_parse(buf, strlen(buf), &ms), 0);
+  rpc_timeout_format(123456789012ull, buf, sizeof buf);
+  assert_int_equal(rpc_timeout_parse(buf, strlen(buf), &ms), 0);
   assert_true(ms >= 123456789012ull);
 }
 
 static void test_percent(void **state) {
   const char *in = "\t\ntest with whitespace\r\nand Unicode BMP ☺ and non-BMP 😈\t\n";
   char enc[256], dec[256];
-  size_t n = grpc_percent_encode(in, strlen(in), enc, sizeof enc);
+  size_t n = rpc_percent_encode(in, strlen(in), enc, sizeof enc);
   assert_int_equal(n, strlen(enc));
   for (size_t i = 0; i < n; i++)
     assert_true(enc[i] >= 0x20 && enc[i] <= 0x7e);
-  size_t m = grpc_percent_decode(enc, n, dec, sizeof dec);
+  size_t m = rpc_percent_decode(enc, n, dec, sizeof dec);
   assert_int_equal(m, strlen(in));
   assert_string_equal(dec, in);
 
-  grpc_percent_encode("bad \t\n ☺ 100%", strlen("bad \t\n ☺ 100%"), enc, sizeof enc);
+  rpc_percent_encode("bad \t\n ☺ 100%", strlen("bad \t\n ☺ 100%"), enc, sizeof enc);
   assert_string_equal(enc, "bad %09%0A %E2%98%BA 100%25");
 
   /* truncation never splits an escape */
-  n = grpc_percent_encode("ab\n", 3, enc, 5);
+  n = rpc_percent_encode("ab\n", 3, enc, 5);
   assert_string_equal(enc, "ab");
   assert_int_equal(n, 2);
-  n = grpc_percent_encode("ab\n", 3, enc, 6);
+  n = rpc_percent_encode("ab\n", 3, enc, 6);
   assert_string_equal(enc, "ab%0A");
 
   /* lenient decode: bad escapes kept */
   const char *odd = "100% sure %zz %4";
-  grpc_percent_decode(odd, strlen(odd), dec, sizeof dec);
+  rpc_percent_decode(odd, strlen(odd), dec, sizeof dec);
   assert_string_equal(dec, odd);
-  grpc_percent_decode("a%41%62", 7, dec, 3);
+  rpc_percent_decode("a%41%62", 7, dec, 3);
   assert_string_equal(dec, "aA");
 }
 
@@ -236,23 +236,23 @@ static void test_base64(void **state) {
   char enc[32];
   uint8_t dec[32];
   for (size_t i = 0; i < RR_ARRAY_SIZE(v); i++) {
-    long n = grpc_base64_encode((const uint8_t *)v[i].raw, strlen(v[i].raw), enc, sizeof enc);
+    long n = rpc_base64_encode((const uint8_t *)v[i].raw, strlen(v[i].raw), enc, sizeof enc);
     assert_int_equal(n, strlen(v[i].enc));
     assert_string_equal(enc, v[i].enc);
-    n = grpc_base64_decode(v[i].enc, strlen(v[i].enc), dec, sizeof dec);
+    n = rpc_base64_decode(v[i].enc, strlen(v[i].enc), dec, sizeof dec);
     assert_int_equal(n, strlen(v[i].raw));
     assert_memory_equal(dec, v[i].raw, (size_t)n);
   }
-  assert_int_equal(grpc_base64_decode("Zm8=", 4, dec, sizeof dec), 2);
-  assert_int_equal(grpc_base64_decode("Zg==", 4, dec, sizeof dec), 1);
-  assert_int_equal(grpc_base64_decode("q6ur", 4, dec, sizeof dec), 3);
+  assert_int_equal(rpc_base64_decode("Zm8=", 4, dec, sizeof dec), 2);
+  assert_int_equal(rpc_base64_decode("Zg==", 4, dec, sizeof dec), 1);
+  assert_int_equal(rpc_base64_decode("q6ur", 4, dec, sizeof dec), 3);
   assert_memory_equal(dec, "\xab\xab\xab", 3);
-  assert_int_equal(grpc_base64_decode("Zg=", 3, dec, sizeof dec), -1);
-  assert_int_equal(grpc_base64_decode("Z", 1, dec, sizeof dec), -1);
-  assert_int_equal(grpc_base64_decode("Zm9v!A", 6, dec, sizeof dec), -1);
-  assert_int_equal(grpc_base64_decode("Zm9vYmFy", 8, dec, 5), -1);
-  assert_int_equal(grpc_base64_encode((const uint8_t *)"foo", 3, enc, 4), -1);
-  assert_int_equal(grpc_base64_encode((const uint8_t *)"foo", 3, enc, 5), 4);
+  assert_int_equal(rpc_base64_decode("Zg=", 3, dec, sizeof dec), -1);
+  assert_int_equal(rpc_base64_decode("Z", 1, dec, sizeof dec), -1);
+  assert_int_equal(rpc_base64_decode("Zm9v!A", 6, dec, sizeof dec), -1);
+  assert_int_equal(rpc_base64_decode("Zm9vYmFy", 8, dec, 5), -1);
+  assert_int_equal(rpc_base64_encode((const uint8_t *)"foo", 3, enc, 4), -1);
+  assert_int_equal(rpc_base64_encode((const uint8_t *)"foo", 3, enc, 5), 4);
   /* random round trips */
   uint8_t raw[97];
   char big[160];
@@ -262,40 +262,40 @@ static void test_base64(void **state) {
     size_t len = (size_t)rand() % sizeof raw;
     for (size_t i = 0; i < len; i++)
       raw[i] = (uint8_t)rand();
-    long n = grpc_base64_encode(raw, len, big, sizeof big);
+    long n = rpc_base64_encode(raw, len, big, sizeof big);
     assert_true(n >= 0);
-    assert_int_equal(grpc_base64_decode(big, (size_t)n, back, sizeof back), (long)len);
+    assert_int_equal(rpc_base64_decode(big, (size_t)n, back, sizeof back), (long)len);
     assert_memory_equal(back, raw, len);
   }
 }
 
 static void test_status_maps(void **state) {
-  assert_int_equal(grpc_status_from_http(400), RR_INTERNAL);
-  assert_int_equal(grpc_status_from_http(401), RR_UNAUTHENTICATED);
-  assert_int_equal(grpc_status_from_http(403), RR_PERMISSION_DENIED);
-  assert_int_equal(grpc_status_from_http(404), RR_UNIMPLEMENTED);
-  assert_int_equal(grpc_status_from_http(429), RR_UNAVAILABLE);
-  assert_int_equal(grpc_status_from_http(503), RR_UNAVAILABLE);
-  assert_int_equal(grpc_status_from_http(500), RR_UNKNOWN);
-  assert_int_equal(grpc_status_from_h2_error(7), RR_UNAVAILABLE);
-  assert_int_equal(grpc_status_from_h2_error(8), RR_CANCELLED);
-  assert_int_equal(grpc_status_from_h2_error(0xb), RR_RESOURCE_EXHAUSTED);
-  assert_int_equal(grpc_status_from_h2_error(0xc), RR_PERMISSION_DENIED);
-  assert_int_equal(grpc_status_from_h2_error(2), RR_INTERNAL);
-  assert_int_equal(grpc_status_from_h2_error(0), RR_INTERNAL);
+  assert_int_equal(rpc_status_from_http(400), RR_INTERNAL);
+  assert_int_equal(rpc_status_from_http(401), RR_UNAUTHENTICATED);
+  assert_int_equal(rpc_status_from_http(403), RR_PERMISSION_DENIED);
+  assert_int_equal(rpc_status_from_http(404), RR_UNIMPLEMENTED);
+  assert_int_equal(rpc_status_from_http(429), RR_UNAVAILABLE);
+  assert_int_equal(rpc_status_from_http(503), RR_UNAVAILABLE);
+  assert_int_equal(rpc_status_from_http(500), RR_UNKNOWN);
+  assert_int_equal(rpc_status_from_h2_error(7), RR_UNAVAILABLE);
+  assert_int_equal(rpc_status_from_h2_error(8), RR_CANCELLED);
+  assert_int_equal(rpc_status_from_h2_error(0xb), RR_RESOURCE_EXHAUSTED);
+  assert_int_equal(rpc_status_from_h2_error(0xc), RR_PERMISSION_DENIED);
+  assert_int_equal(rpc_status_from_h2_error(2), RR_INTERNAL);
+  assert_int_equal(rpc_status_from_h2_error(0), RR_INTERNAL);
 }
 
 static void test_metadata_syntax(void **state) {
-  assert_true(grpc_metadata_key_valid("x-grpc-test-echo-initial", 24));
-  assert_true(grpc_metadata_key_valid("a.b_c-9", 7));
-  assert_false(grpc_metadata_key_valid("", 0));
-  assert_false(grpc_metadata_key_valid("Upper", 5));
-  assert_false(grpc_metadata_key_valid(":path", 5));
-  assert_false(grpc_metadata_key_valid("a b", 3));
-  assert_true(grpc_metadata_value_valid("hello world ~", 13));
-  assert_true(grpc_metadata_value_valid("", 0));
-  assert_false(grpc_metadata_value_valid("a\nb", 3));
-  assert_false(grpc_metadata_value_valid("\x80", 1));
+  assert_true(rpc_metadata_key_valid("x-grpc-test-echo-initial", 24));
+  assert_true(rpc_metadata_key_valid("a.b_c-9", 7));
+  assert_false(rpc_metadata_key_valid("", 0));
+  assert_false(rpc_metadata_key_valid("Upper", 5));
+  assert_false(rpc_metadata_key_valid(":path", 5));
+  assert_false(rpc_metadata_key_valid("a b", 3));
+  assert_true(rpc_metadata_value_valid("hello world ~", 13));
+  assert_true(rpc_metadata_value_valid("", 0));
+  assert_false(rpc_metadata_value_valid("a\nb", 3));
+  assert_false(rpc_metadata_value_valid("\x80", 1));
 }
 
 int main(void) {

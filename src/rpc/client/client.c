@@ -10,7 +10,7 @@
 #include "rpc/client/client_internal.h"
 #include "rpc/wire.h"
 
-void rr_client_call_finish(grpc_call *call, int code, const char *fmt, ...) {
+void rr_client_call_finish(rpc_client_call *call, int code, const char *fmt, ...) {
   if (call->done)
     return;
   call->done = true;
@@ -22,11 +22,11 @@ void rr_client_call_finish(grpc_call *call, int code, const char *fmt, ...) {
   va_end(ap);
 }
 
-static void client_fail(grpc_client *c, int code, const char *fmt, ...)
+static void client_fail(rpc_client *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* The connection is unusable: remember why and fail every live call. */
-static void client_fail(grpc_client *c, int code, const char *fmt, ...) {
+static void client_fail(rpc_client *c, int code, const char *fmt, ...) {
   if (!c->dead) {
     c->dead = true;
     char why[RR_ERR_MSG_MAX];
@@ -36,7 +36,7 @@ static void client_fail(grpc_client *c, int code, const char *fmt, ...) {
     va_end(ap);
     rr_err_set(&c->dead_err, code, "connection to %s: %s", c->t->address, why);
   }
-  for (grpc_call *call = c->calls; call; call = call->next) {
+  for (rpc_client_call *call = c->calls; call; call = call->next) {
     rr_client_call_finish(call, c->dead_err.code, "%s", c->dead_err.msg);
     call->stream_id = 0;
   }
@@ -44,7 +44,7 @@ static void client_fail(grpc_client *c, int code, const char *fmt, ...) {
 
 /* ---- nghttp2 callbacks (never send/recv from inside them) ---- */
 
-static grpc_call *stream_call(nghttp2_session *s, int32_t stream_id) {
+static rpc_client_call *stream_call(nghttp2_session *s, int32_t stream_id) {
   return nghttp2_session_get_stream_user_data(s, stream_id);
 }
 
@@ -58,7 +58,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
                      void *ud) {
   if (frame->hd.type != NGHTTP2_HEADERS)
     return 0;
-  grpc_call *call = stream_call(s, frame->hd.stream_id);
+  rpc_client_call *call = stream_call(s, frame->hd.stream_id);
   if (!call)
     return 0;
   if (header_is(name, namelen, ":status")) {
@@ -67,8 +67,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
       st = st * 10 + (value[i] - '0');
     call->http_status = st;
   } else if (header_is(name, namelen, "content-type")) {
-    call->grpc_ct = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
-                    (valuelen == 16 || value[16] == '+' || value[16] == ';');
+    call->rpc_ct = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
+                   (valuelen == 16 || value[16] == '+' || value[16] == ';');
   } else if (header_is(name, namelen, "grpc-status")) {
     int st = 0;
     bool ok = valuelen > 0 && valuelen <= 3;
@@ -78,26 +78,25 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
       else
         st = st * 10 + (value[i] - '0');
     }
-    call->grpc_status = ok ? st : RR_UNKNOWN;
+    call->rpc_status = ok ? st : RR_UNKNOWN;
   } else if (header_is(name, namelen, "grpc-message")) {
-    grpc_percent_decode((const char *)value, valuelen, call->grpc_message,
-                        sizeof call->grpc_message);
+    rpc_percent_decode((const char *)value, valuelen, call->rpc_message, sizeof call->rpc_message);
   }
   return 0;
 }
 
 /* The server ended its side: settle the status from what it sent. */
-static void call_remote_end(grpc_call *call) {
+static void call_remote_end(rpc_client_call *call) {
   if (call->done)
     return;
-  if (call->grpc_status >= 0) {
-    if (call->grpc_status == RR_OK && grpc_deframer_partial(&call->deframer))
+  if (call->rpc_status >= 0) {
+    if (call->rpc_status == RR_OK && rpc_deframer_partial(&call->deframer))
       rr_client_call_finish(call, RR_INTERNAL, "%s: stream ended in the middle of a message",
                             call->path);
     else
-      rr_client_call_finish(call, call->grpc_status, "%s", call->grpc_message);
+      rr_client_call_finish(call, call->rpc_status, "%s", call->rpc_message);
   } else if (call->got_headers && call->http_status != 200) {
-    rr_client_call_finish(call, grpc_status_from_http(call->http_status),
+    rr_client_call_finish(call, rpc_status_from_http(call->http_status),
                           "%s: HTTP status %d from server (not a gRPC response)", call->path,
                           call->http_status);
   } else {
@@ -109,16 +108,16 @@ static void call_remote_end(grpc_call *call) {
 }
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud) {
-  grpc_client *c = ud;
+  rpc_client *c = ud;
   if (frame->hd.type == NGHTTP2_GOAWAY)
     return 0;
-  grpc_call *call = frame->hd.stream_id ? stream_call(s, frame->hd.stream_id) : NULL;
+  rpc_client_call *call = frame->hd.stream_id ? stream_call(s, frame->hd.stream_id) : NULL;
   if (!call)
     return 0;
   if (frame->hd.type == NGHTTP2_HEADERS) {
     if (frame->headers.cat == NGHTTP2_HCAT_RESPONSE) {
       call->got_headers = true;
-      if (call->http_status == 200 && !call->grpc_ct && call->grpc_status < 0 &&
+      if (call->http_status == 200 && !call->rpc_ct && call->rpc_status < 0 &&
           !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         rr_client_call_finish(call, RR_UNKNOWN,
                               "%s: response from %s is not gRPC (no content-type "
@@ -137,8 +136,8 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
 
 static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id, const uint8_t *data,
                          size_t len, void *ud) {
-  grpc_client *c = ud;
-  grpc_call *call = stream_call(s, stream_id);
+  rpc_client *c = ud;
+  rpc_client_call *call = stream_call(s, stream_id);
   if (!call || call->done) {
     c->orphan_consume += len;
     return 0;
@@ -149,7 +148,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id, c
     uint8_t *msg = NULL;
     size_t mlen = 0;
     rr_err e;
-    int r = grpc_deframer_feed(&call->deframer, data, len, &used, &msg, &mlen, &e);
+    int r = rpc_deframer_feed(&call->deframer, data, len, &used, &msg, &mlen, &e);
     if (r < 0) {
       rr_client_call_finish(call, e.code, "%s: %s", call->path, e.msg);
       call->need_rst = true;
@@ -171,22 +170,22 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id, c
       else
         call->head = m;
       call->tail = m;
-      call->queued_bytes += mlen + GRPC_PREFIX_LEN;
+      call->queued_bytes += mlen + RPC_PREFIX_LEN;
     }
   }
   return 0;
 }
 
 static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t error_code, void *ud) {
-  grpc_client *c = ud;
-  grpc_call *call = stream_call(s, stream_id);
+  rpc_client *c = ud;
+  rpc_client_call *call = stream_call(s, stream_id);
   if (!call)
     return 0;
   if (!call->done) {
     if (error_code == NGHTTP2_NO_ERROR)
       call_remote_end(call);
     else
-      rr_client_call_finish(call, grpc_status_from_h2_error(error_code),
+      rr_client_call_finish(call, rpc_status_from_h2_error(error_code),
                             "%s: stream reset by %s: %s (HTTP/2 error 0x%x)", call->path,
                             c->t->address, nghttp2_http2_strerror(error_code), error_code);
   }
@@ -202,7 +201,7 @@ static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t error
 /* ---- driving the connection ---- */
 
 /* Write what nghttp2 has to send until the socket would block. */
-void rr_client_flush(grpc_client *c) {
+void rr_client_flush(rpc_client *c) {
   while (!c->dead) {
     if (c->out_len == 0) {
       const uint8_t *data;
@@ -230,9 +229,9 @@ void rr_client_flush(grpc_client *c) {
 }
 
 /* Per-call bookkeeping after I/O: credit windows, resets, deadlines. */
-void rr_client_settle(grpc_client *c) {
+void rr_client_settle(rpc_client *c) {
   uint64_t now = rr_now_mono_ms();
-  for (grpc_call *call = c->calls; call; call = call->next) {
+  for (rpc_client_call *call = c->calls; call; call = call->next) {
     if (!call->done && call->deadline && now >= call->deadline) {
       rr_client_call_finish(call, RR_DEADLINE_EXCEEDED, "%s: deadline exceeded after %llu ms",
                             call->path, (unsigned long long)call->timeout_ms);
@@ -256,7 +255,7 @@ void rr_client_settle(grpc_client *c) {
 }
 
 /* Read what the socket has and feed it to nghttp2. */
-static void client_read(grpc_client *c) {
+static void client_read(rpc_client *c) {
   for (int i = 0; i < 16 && !c->dead; i++) {
     ssize_t n = c->t->ops->read(c->t, c->rbuf, sizeof c->rbuf);
     if (n < 0) {
@@ -284,14 +283,14 @@ static void client_read(grpc_client *c) {
 
 /* One round: flush, poll (socket + caller fds), read. Returns 1 when a
  * caller fd fired, 0 otherwise, -1 on poll failure. */
-int rr_client_drive(grpc_client *c, struct pollfd *fds, size_t nfds, int timeout_ms, rr_err *e) {
+int rr_client_drive(rpc_client *c, struct pollfd *fds, size_t nfds, int timeout_ms, rr_err *e) {
   rr_client_settle(c);
   rr_client_flush(c);
   if (!c->dead && !nghttp2_session_want_read(c->session) &&
       !nghttp2_session_want_write(c->session) && c->out_len == 0)
     client_fail(c, RR_UNAVAILABLE, "HTTP/2 session ended (GOAWAY)");
   uint64_t now = rr_now_mono_ms();
-  for (grpc_call *call = c->calls; call; call = call->next) {
+  for (rpc_client_call *call = c->calls; call; call = call->next) {
     if (call->done || !call->deadline)
       continue;
     uint64_t left = call->deadline > now ? call->deadline - now : 0;
@@ -344,19 +343,20 @@ int rr_client_drive(grpc_client *c, struct pollfd *fds, size_t nfds, int timeout
 
 /* ---- client ---- */
 
-int grpc_client_new(grpc_transport *t, const grpc_client_options *o, grpc_client **ret, rr_err *e) {
-  grpc_client *c = calloc(1, sizeof *c);
+int rpc_client_new(rpc_client_transport *t, const rpc_client_options *o, rpc_client **ret,
+                   rr_err *e) {
+  rpc_client *c = calloc(1, sizeof *c);
   if (!c) {
-    grpc_transport_free(t);
+    rpc_client_transport_free(t);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   }
   c->t = t;
-  c->max_recv = o && o->max_recv_message ? o->max_recv_message : GRPC_DEFAULT_MAX_MESSAGE;
+  c->max_recv = o && o->max_recv_message ? o->max_recv_message : RPC_DEFAULT_MAX_MESSAGE;
   snprintf(c->user_agent, sizeof c->user_agent, "%s",
            o && o->user_agent ? o->user_agent : "runrpc-c/0.1.0");
   if (o && o->authorization && !(c->authorization = strdup(o->authorization))) {
     free(c);
-    grpc_transport_free(t);
+    rpc_client_transport_free(t);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   }
 
@@ -365,7 +365,7 @@ int grpc_client_new(grpc_transport *t, const grpc_client_options *o, grpc_client
   if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0) {
     free(c->authorization);
     free(c);
-    grpc_transport_free(t);
+    rpc_client_transport_free(t);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   }
   nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
@@ -377,7 +377,7 @@ int grpc_client_new(grpc_transport *t, const grpc_client_options *o, grpc_client
   nghttp2_session_callbacks_del(cb);
   nghttp2_option_del(opt);
   if (rv != 0) {
-    grpc_transport_free(t);
+    rpc_client_transport_free(t);
     free(c->authorization);
     free(c);
     return rr_err_set(e, RR_INTERNAL, "cannot create HTTP/2 session: %s", nghttp2_strerror(rv));
@@ -392,29 +392,28 @@ int grpc_client_new(grpc_transport *t, const grpc_client_options *o, grpc_client
     rv =
         nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, CLIENT_CONN_WINDOW);
   if (rv != 0) {
-    grpc_client_free(c);
+    rpc_client_free(c);
     return rr_err_set(e, RR_INTERNAL, "cannot start HTTP/2: %s", nghttp2_strerror(rv));
   }
   rr_client_flush(c); /* preface + SETTINGS go out now */
   if (c->dead) {
     rr_err_set(e, c->dead_err.code, "%s", c->dead_err.msg);
-    grpc_client_free(c);
+    rpc_client_free(c);
     return -1;
   }
   *ret = c;
   return 0;
 }
 
-int grpc_client_connect(const char *addr, const grpc_client_options *o, grpc_client **ret,
-                        rr_err *e) {
-  grpc_transport *t;
+int rpc_client_connect(const char *addr, const rpc_client_options *o, rpc_client **ret, rr_err *e) {
+  rpc_client_transport *t;
   uint64_t ms = o && o->connect_timeout_ms ? o->connect_timeout_ms : CLIENT_DEFAULT_CONNECT_MS;
-  if (grpc_transport_connect(addr, o ? o->tls : NULL, ms, &t, e) < 0)
+  if (rpc_client_transport_connect(addr, o ? o->tls : NULL, ms, &t, e) < 0)
     return -1;
-  return grpc_client_new(t, o, ret, e);
+  return rpc_client_new(t, o, ret, e);
 }
 
-void grpc_client_free(grpc_client *c) {
+void rpc_client_free(rpc_client *c) {
   if (!c)
     return;
   if (!c->dead) {
@@ -422,14 +421,14 @@ void grpc_client_free(grpc_client *c) {
     rr_client_flush(c); /* best effort GOAWAY; never blocks */
   }
   client_fail(c, RR_UNAVAILABLE, "client closed");
-  for (grpc_call *call = c->calls; call; call = call->next)
+  for (rpc_client_call *call = c->calls; call; call = call->next)
     call->client = NULL;
   nghttp2_session_del(c->session);
-  grpc_transport_free(c->t);
+  rpc_client_transport_free(c->t);
   free(c->authorization);
   free(c);
 }
 
-const char *grpc_client_address(const grpc_client *c) { return c->t->address; }
+const char *rpc_client_address(const rpc_client *c) { return c->t->address; }
 
-const grpc_transport *grpc_client_transport(const grpc_client *c) { return c->t; }
+const rpc_client_transport *rpc_client_get_transport(const rpc_client *c) { return c->t; }

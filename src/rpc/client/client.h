@@ -15,69 +15,70 @@
 #include "common/err.h"
 #include "rpc/client/transport.h"
 
-typedef struct grpc_client grpc_client;
-typedef struct grpc_call grpc_call;
+typedef struct rpc_client rpc_client;
+typedef struct rpc_client_call rpc_client_call;
 
-typedef struct grpc_client_options {
-  uint64_t connect_timeout_ms;       /* 0: 10 s (TCP connect + TLS handshake) */
-  size_t max_recv_message;           /* 0: GRPC_DEFAULT_MAX_MESSAGE (4 MiB) */
-  const char *user_agent;            /* NULL: "runrpc-c/VERSION" */
-  const grpc_tls_client_config *tls; /* for TLS addresses (HOST:PORT) */
-  const char *authorization;         /* "authorization" metadata on every call, or NULL */
-} grpc_client_options;
+typedef struct rpc_client_options {
+  uint64_t connect_timeout_ms;      /* 0: 10 s (TCP connect + TLS handshake) */
+  size_t max_recv_message;          /* 0: RPC_DEFAULT_MAX_MESSAGE (4 MiB) */
+  const char *user_agent;           /* NULL: "runrpc-c/VERSION" */
+  const rpc_tls_client_config *tls; /* for TLS addresses (HOST:PORT) */
+  const char *authorization;        /* "authorization" metadata on every call, or NULL */
+} rpc_client_options;
 
-/* Results of grpc_call_recv / grpc_call_try_recv. */
+/* Results of rpc_client_call_recv / rpc_client_call_try_recv. */
 enum {
-  GRPC_CALL_END = 0,     /* stream finished with status OK */
-  GRPC_CALL_MESSAGE = 1, /* *ret_msg holds a message */
-  GRPC_CALL_AGAIN = 2,   /* try_recv only: nothing yet */
+  RPC_CLIENT_CALL_END = 0,     /* stream finished with status OK */
+  RPC_CLIENT_CALL_MESSAGE = 1, /* *ret_msg holds a message */
+  RPC_CLIENT_CALL_AGAIN = 2,   /* try_recv only: nothing yet */
 };
 
 /* Connect to addr (see transport.h: unix:, h2c:, TLS HOST:PORT) and start
  * HTTP/2 with prior knowledge. */
-int grpc_client_connect(const char *addr, const grpc_client_options *o, grpc_client **ret,
-                        rr_err *e);
+int rpc_client_connect(const char *addr, const rpc_client_options *o, rpc_client **ret, rr_err *e);
 /* Start HTTP/2 over an already connected transport (taken, even on failure). */
-int grpc_client_new(grpc_transport *t, const grpc_client_options *o, grpc_client **ret, rr_err *e);
+int rpc_client_new(rpc_client_transport *t, const rpc_client_options *o, rpc_client **ret,
+                   rr_err *e);
 /* Close the connection. Calls still alive fail with UNAVAILABLE; free them after. */
-void grpc_client_free(grpc_client *c);
+void rpc_client_free(rpc_client *c);
 /* The address the client was connected to, for messages. */
-const char *grpc_client_address(const grpc_client *c);
+const char *rpc_client_address(const rpc_client *c);
 /* The transport under the client (TLS facts: handshake time, resumption). */
-const grpc_transport *grpc_client_transport(const grpc_client *c);
+const rpc_client_transport *rpc_client_get_transport(const rpc_client *c);
 
 /* Open a call on method path "/pkg.Service/Method"; timeout_ms 0 = no
  * deadline, else sent as grpc-timeout and enforced locally. */
-int grpc_call_start(grpc_client *c, const char *path, uint64_t timeout_ms, grpc_call **ret,
-                    rr_err *e);
+int rpc_client_call_start(rpc_client *c, const char *path, uint64_t timeout_ms,
+                          rpc_client_call **ret, rr_err *e);
 /* Queue one message; blocks (driving the connection) only while more than
  * the send high-water mark is buffered. Fails with the call's status if it ended
  * with an error; dropped (returns 0) if it already ended with OK. */
-int grpc_call_send(grpc_call *call, const void *msg, size_t len, rr_err *e);
+int rpc_client_call_send(rpc_client_call *call, const void *msg, size_t len, rr_err *e);
 /* Half-close: no more messages from us (END_STREAM after what is queued). */
-int grpc_call_close_send(grpc_call *call, rr_err *e);
+int rpc_client_call_close_send(rpc_client_call *call, rr_err *e);
 /* Bytes queued but not yet handed to HTTP/2. */
-size_t grpc_call_send_buffered(const grpc_call *call);
+size_t rpc_client_call_send_buffered(const rpc_client_call *call);
 /* True once more should not be queued without waiting (above high water). */
-bool grpc_call_send_full(const grpc_call *call);
-/* Next message: GRPC_CALL_MESSAGE (caller frees *ret_msg, NULL if empty),
- * GRPC_CALL_END on status OK, -1 with the call's status in e. Blocks. */
-int grpc_call_recv(grpc_call *call, uint8_t **ret_msg, size_t *ret_len, rr_err *e);
-/* Same without blocking: GRPC_CALL_AGAIN when nothing is ready. */
-int grpc_call_try_recv(grpc_call *call, uint8_t **ret_msg, size_t *ret_len, rr_err *e);
+bool rpc_client_call_send_full(const rpc_client_call *call);
+/* Next message: RPC_CLIENT_CALL_MESSAGE (caller frees *ret_msg, NULL if empty),
+ * RPC_CLIENT_CALL_END on status OK, -1 with the call's status in e. Blocks. */
+int rpc_client_call_recv(rpc_client_call *call, uint8_t **ret_msg, size_t *ret_len, rr_err *e);
+/* Same without blocking: RPC_CLIENT_CALL_AGAIN when nothing is ready. */
+int rpc_client_call_try_recv(rpc_client_call *call, uint8_t **ret_msg, size_t *ret_len, rr_err *e);
 /* Drive the connection until the call has something to report (a message,
  * its end, or room to send again after being full), one of the caller fds has
  * revents, or timeout_ms passes
  * (-1: no limit besides the call's deadline). Returns 1 if a caller fd fired,
  * 0 otherwise, -1 if poll() failed. */
-int grpc_call_wait(grpc_call *call, struct pollfd *fds, size_t nfds, int timeout_ms, rr_err *e);
+int rpc_client_call_wait(rpc_client_call *call, struct pollfd *fds, size_t nfds, int timeout_ms,
+                         rr_err *e);
 /* True once the call's status is known. */
-bool grpc_call_done(const grpc_call *call);
+bool rpc_client_call_done(const rpc_client_call *call);
 /* Cancel (RST_STREAM CANCEL); the status becomes CANCELLED unless known. */
-void grpc_call_cancel(grpc_call *call);
+void rpc_client_call_cancel(rpc_client_call *call);
 /* Cancel if still running and free (NULL ok). */
-void grpc_call_free(grpc_call *call);
+void rpc_client_call_free(rpc_client_call *call);
 
 /* One request, one response. *ret_resp is malloc'd (NULL if empty). */
-int grpc_client_unary(grpc_client *c, const char *path, const void *req, size_t req_len,
-                      uint64_t timeout_ms, uint8_t **ret_resp, size_t *ret_len, rr_err *e);
+int rpc_client_unary(rpc_client *c, const char *path, const void *req, size_t req_len,
+                     uint64_t timeout_ms, uint8_t **ret_resp, size_t *ret_len, rr_err *e);

@@ -12,8 +12,8 @@
 
 /* ---- calls ---- */
 
-static void call_unlink(grpc_call *call) {
-  grpc_client *c = call->client;
+static void call_unlink(rpc_client_call *call) {
+  rpc_client *c = call->client;
   if (!c)
     return;
   if (call->prev)
@@ -25,7 +25,7 @@ static void call_unlink(grpc_call *call) {
   call->prev = call->next = NULL;
 }
 
-static int call_error(grpc_call *call, rr_err *e) {
+static int call_error(rpc_client_call *call, rr_err *e) {
   if (e) {
     *e = call->status;
     if (e->code == RR_OK)
@@ -38,7 +38,7 @@ static int call_error(grpc_call *call, rr_err *e) {
 static ssize_t call_data_read(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t length,
                               uint32_t *data_flags, nghttp2_data_source *src, void *ud) {
   /* Looked up by stream, not src->ptr: a freed call has cleared its entry. */
-  grpc_call *call = nghttp2_session_get_stream_user_data(s, stream_id);
+  rpc_client_call *call = nghttp2_session_get_stream_user_data(s, stream_id);
   if (!call) {
     *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     return 0;
@@ -63,23 +63,23 @@ static ssize_t call_data_read(nghttp2_session *s, int32_t stream_id, uint8_t *bu
   return (ssize_t)n;
 }
 
-int grpc_call_start(grpc_client *c, const char *path, uint64_t timeout_ms, grpc_call **ret,
-                    rr_err *e) {
+int rpc_client_call_start(rpc_client *c, const char *path, uint64_t timeout_ms,
+                          rpc_client_call **ret, rr_err *e) {
   if (c->dead)
     return rr_err_set(e, c->dead_err.code, "%s", c->dead_err.msg);
-  grpc_call *call = calloc(1, sizeof *call);
+  rpc_client_call *call = calloc(1, sizeof *call);
   if (!call)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   call->client = c;
-  call->grpc_status = -1;
+  call->rpc_status = -1;
   call->timeout_ms = timeout_ms;
   call->deadline = timeout_ms ? rr_now_mono_ms() + timeout_ms : 0;
   snprintf(call->path, sizeof call->path, "%s", path);
-  grpc_deframer_init(&call->deframer, c->max_recv);
+  rpc_deframer_init(&call->deframer, c->max_recv);
 
   char tmo[32] = "";
   if (timeout_ms)
-    grpc_timeout_format(timeout_ms, tmo, sizeof tmo);
+    rpc_timeout_format(timeout_ms, tmo, sizeof tmo);
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
   nghttp2_nv nva[] = {
       NV(":method", "POST"),
@@ -101,7 +101,7 @@ int grpc_call_start(grpc_client *c, const char *path, uint64_t timeout_ms, grpc_
   nghttp2_data_provider prd = {.source.ptr = NULL, .read_callback = call_data_read};
   int32_t id = nghttp2_submit_request(c->session, NULL, nva, nnv, &prd, call);
   if (id < 0) {
-    grpc_deframer_free(&call->deframer);
+    rpc_deframer_free(&call->deframer);
     free(call);
     if (id == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE || id == NGHTTP2_ERR_START_STREAM_NOT_ALLOWED)
       return rr_err_set(e, RR_UNAVAILABLE, "%s: connection to %s is going away", path,
@@ -118,22 +118,24 @@ int grpc_call_start(grpc_client *c, const char *path, uint64_t timeout_ms, grpc_
   return 0;
 }
 
-static void call_resume(grpc_call *call) {
+static void call_resume(rpc_client_call *call) {
   if (call->deferred && call->stream_id && call->client) {
     call->deferred = false;
     nghttp2_session_resume_data(call->client->session, call->stream_id);
   }
 }
 
-size_t grpc_call_send_buffered(const grpc_call *call) { return call->sbuf_len - call->sbuf_off; }
-
-bool grpc_call_send_full(const grpc_call *call) {
-  return grpc_call_send_buffered(call) >= CLIENT_SEND_HIGH_WATER;
+size_t rpc_client_call_send_buffered(const rpc_client_call *call) {
+  return call->sbuf_len - call->sbuf_off;
 }
 
-bool grpc_call_done(const grpc_call *call) { return call->done; }
+bool rpc_client_call_send_full(const rpc_client_call *call) {
+  return rpc_client_call_send_buffered(call) >= CLIENT_SEND_HIGH_WATER;
+}
 
-int grpc_call_send(grpc_call *call, const void *msg, size_t len, rr_err *e) {
+bool rpc_client_call_done(const rpc_client_call *call) { return call->done; }
+
+int rpc_client_call_send(rpc_client_call *call, const void *msg, size_t len, rr_err *e) {
   if (call->done) /* after an OK status the server wants nothing more: drop it */
     return call->status.code == RR_OK ? 0 : call_error(call, e);
   if (call->send_closed)
@@ -143,13 +145,13 @@ int grpc_call_send(grpc_call *call, const void *msg, size_t len, rr_err *e) {
                       len);
   if (call->sbuf_off > 0 && call->sbuf_off == call->sbuf_len)
     call->sbuf_off = call->sbuf_len = 0;
-  size_t need = call->sbuf_len + GRPC_PREFIX_LEN + len;
+  size_t need = call->sbuf_len + RPC_PREFIX_LEN + len;
   if (need > call->sbuf_cap) {
     if (call->sbuf_off > 0) { /* compact before growing */
       memmove(call->sbuf, call->sbuf + call->sbuf_off, call->sbuf_len - call->sbuf_off);
       call->sbuf_len -= call->sbuf_off;
       call->sbuf_off = 0;
-      need = call->sbuf_len + GRPC_PREFIX_LEN + len;
+      need = call->sbuf_len + RPC_PREFIX_LEN + len;
     }
     if (need > call->sbuf_cap) {
       size_t cap = call->sbuf_cap ? call->sbuf_cap : 4096;
@@ -162,13 +164,13 @@ int grpc_call_send(grpc_call *call, const void *msg, size_t len, rr_err *e) {
       call->sbuf_cap = cap;
     }
   }
-  grpc_wire_put_prefix(call->sbuf + call->sbuf_len, false, (uint32_t)len);
+  rpc_wire_put_prefix(call->sbuf + call->sbuf_len, false, (uint32_t)len);
   if (len)
-    memcpy(call->sbuf + call->sbuf_len + GRPC_PREFIX_LEN, msg, len);
-  call->sbuf_len += GRPC_PREFIX_LEN + len;
+    memcpy(call->sbuf + call->sbuf_len + RPC_PREFIX_LEN, msg, len);
+  call->sbuf_len += RPC_PREFIX_LEN + len;
   call_resume(call);
   rr_client_flush(call->client);
-  while (!call->done && grpc_call_send_full(call)) {
+  while (!call->done && rpc_client_call_send_full(call)) {
     if (rr_client_drive(call->client, NULL, 0, -1, e) < 0)
       return -1;
   }
@@ -177,7 +179,7 @@ int grpc_call_send(grpc_call *call, const void *msg, size_t len, rr_err *e) {
   return 0;
 }
 
-int grpc_call_close_send(grpc_call *call, rr_err *e) {
+int rpc_client_call_close_send(rpc_client_call *call, rr_err *e) {
   if (call->send_closed)
     return 0;
   call->send_closed = true;
@@ -188,12 +190,12 @@ int grpc_call_close_send(grpc_call *call, rr_err *e) {
   return 0;
 }
 
-static int call_pop(grpc_call *call, uint8_t **ret_msg, size_t *ret_len) {
+static int call_pop(rpc_client_call *call, uint8_t **ret_msg, size_t *ret_len) {
   call_msg *m = call->head;
   call->head = m->next;
   if (!call->head)
     call->tail = NULL;
-  call->queued_bytes -= m->len + GRPC_PREFIX_LEN;
+  call->queued_bytes -= m->len + RPC_PREFIX_LEN;
   *ret_msg = m->data;
   *ret_len = m->len;
   free(m);
@@ -202,27 +204,28 @@ static int call_pop(grpc_call *call, uint8_t **ret_msg, size_t *ret_len) {
     nghttp2_session_consume(call->client->session, call->stream_id, call->pending_consume);
     call->pending_consume = 0;
   }
-  return GRPC_CALL_MESSAGE;
+  return RPC_CLIENT_CALL_MESSAGE;
 }
 
-int grpc_call_try_recv(grpc_call *call, uint8_t **ret_msg, size_t *ret_len, rr_err *e) {
+int rpc_client_call_try_recv(rpc_client_call *call, uint8_t **ret_msg, size_t *ret_len, rr_err *e) {
   *ret_msg = NULL;
   *ret_len = 0;
   if (call->head)
     return call_pop(call, ret_msg, ret_len);
   if (call->done) {
     if (call->status.code == RR_OK)
-      return GRPC_CALL_END;
+      return RPC_CLIENT_CALL_END;
     return call_error(call, e);
   }
-  return GRPC_CALL_AGAIN;
+  return RPC_CLIENT_CALL_AGAIN;
 }
 
-int grpc_call_wait(grpc_call *call, struct pollfd *fds, size_t nfds, int timeout_ms, rr_err *e) {
+int rpc_client_call_wait(rpc_client_call *call, struct pollfd *fds, size_t nfds, int timeout_ms,
+                         rr_err *e) {
   uint64_t until = timeout_ms >= 0 ? rr_now_mono_ms() + (uint64_t)timeout_ms : 0;
-  bool was_full = grpc_call_send_full(call); /* wake the caller once it can send again */
+  bool was_full = rpc_client_call_send_full(call); /* wake the caller once it can send again */
   for (;;) {
-    if (call->head || call->done || (was_full && !grpc_call_send_full(call)))
+    if (call->head || call->done || (was_full && !rpc_client_call_send_full(call)))
       return 0;
     if (!call->client) {
       rr_client_call_finish(call, RR_UNAVAILABLE, "%s: client closed", call->path);
@@ -241,19 +244,19 @@ int grpc_call_wait(grpc_call *call, struct pollfd *fds, size_t nfds, int timeout
   }
 }
 
-int grpc_call_recv(grpc_call *call, uint8_t **ret_msg, size_t *ret_len, rr_err *e) {
+int rpc_client_call_recv(rpc_client_call *call, uint8_t **ret_msg, size_t *ret_len, rr_err *e) {
   for (;;) {
-    int r = grpc_call_try_recv(call, ret_msg, ret_len, e);
-    if (r != GRPC_CALL_AGAIN)
+    int r = rpc_client_call_try_recv(call, ret_msg, ret_len, e);
+    if (r != RPC_CLIENT_CALL_AGAIN)
       return r;
-    if (grpc_call_wait(call, NULL, 0, -1, e) < 0) {
-      grpc_call_cancel(call);
+    if (rpc_client_call_wait(call, NULL, 0, -1, e) < 0) {
+      rpc_client_call_cancel(call);
       return -1;
     }
   }
 }
 
-void grpc_call_cancel(grpc_call *call) {
+void rpc_client_call_cancel(rpc_client_call *call) {
   if (!call->done) {
     rr_client_call_finish(call, RR_CANCELLED, "%s: cancelled by the client", call->path);
     call->need_rst = true;
@@ -264,10 +267,10 @@ void grpc_call_cancel(grpc_call *call) {
   }
 }
 
-void grpc_call_free(grpc_call *call) {
+void rpc_client_call_free(rpc_client_call *call) {
   if (!call)
     return;
-  grpc_client *c = call->client;
+  rpc_client *c = call->client;
   if (c && call->stream_id) {
     if (!call->done || call->need_rst || !call->send_closed) {
       nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, call->stream_id, NGHTTP2_CANCEL);
@@ -282,7 +285,7 @@ void grpc_call_free(grpc_call *call) {
     free(m->data);
     free(m);
   }
-  grpc_deframer_free(&call->deframer);
+  rpc_deframer_free(&call->deframer);
   free(call->sbuf);
   free(call);
   if (c) {
@@ -291,25 +294,25 @@ void grpc_call_free(grpc_call *call) {
   }
 }
 
-int grpc_client_unary(grpc_client *c, const char *path, const void *req, size_t req_len,
-                      uint64_t timeout_ms, uint8_t **ret_resp, size_t *ret_len, rr_err *e) {
-  grpc_call *call;
-  if (grpc_call_start(c, path, timeout_ms, &call, e) < 0)
+int rpc_client_unary(rpc_client *c, const char *path, const void *req, size_t req_len,
+                     uint64_t timeout_ms, uint8_t **ret_resp, size_t *ret_len, rr_err *e) {
+  rpc_client_call *call;
+  if (rpc_client_call_start(c, path, timeout_ms, &call, e) < 0)
     return -1;
   uint8_t *resp = NULL, *extra = NULL;
   size_t len = 0, extra_len = 0;
   int r = -1;
-  if (grpc_call_send(call, req, req_len, e) < 0 || grpc_call_close_send(call, e) < 0)
+  if (rpc_client_call_send(call, req, req_len, e) < 0 || rpc_client_call_close_send(call, e) < 0)
     goto out;
-  r = grpc_call_recv(call, &resp, &len, e);
-  if (r == GRPC_CALL_END) {
+  r = rpc_client_call_recv(call, &resp, &len, e);
+  if (r == RPC_CLIENT_CALL_END) {
     r = rr_err_set(e, RR_INTERNAL, "%s: server sent status OK without a response message", path);
     goto out;
   }
   if (r < 0)
     goto out;
-  r = grpc_call_recv(call, &extra, &extra_len, e);
-  if (r == GRPC_CALL_MESSAGE) {
+  r = rpc_client_call_recv(call, &extra, &extra_len, e);
+  if (r == RPC_CLIENT_CALL_MESSAGE) {
     free(extra);
     r = rr_err_set(e, RR_INTERNAL, "%s: server sent more than one response message", path);
     goto out;
@@ -321,6 +324,6 @@ int grpc_client_unary(grpc_client *c, const char *path, const void *req, size_t 
   r = 0;
 out:
   free(resp);
-  grpc_call_free(call);
+  rpc_client_call_free(call);
   return r;
 }

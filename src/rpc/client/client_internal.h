@@ -23,11 +23,11 @@ typedef struct call_msg {
   size_t len;
 } call_msg;
 
-struct grpc_call {
-  grpc_client *client;
-  grpc_call *prev, *next; /* client's live calls */
-  int32_t stream_id;      /* 0 once the stream is gone */
-  uint64_t deadline;      /* monotonic ms; 0 = none */
+struct rpc_client_call {
+  rpc_client *client;
+  rpc_client_call *prev, *next; /* client's live calls */
+  int32_t stream_id;            /* 0 once the stream is gone */
+  uint64_t deadline;            /* monotonic ms; 0 = none */
   uint64_t timeout_ms;
   char path[128];
 
@@ -39,23 +39,23 @@ struct grpc_call {
   bool need_rst;    /* reset after the status arrived while we still send */
 
   /* receive side */
-  grpc_deframer deframer;
+  rpc_deframer deframer;
   call_msg *head, *tail;
   size_t queued_bytes;    /* wire bytes of whole messages waiting for the caller */
   size_t pending_consume; /* received bytes not yet credited to the server */
   int http_status;
   bool got_headers;
-  bool grpc_ct;    /* content-type application/grpc* */
-  int grpc_status; /* -1: none received */
-  char grpc_message[RR_ERR_MSG_MAX];
+  bool rpc_ct;    /* content-type application/grpc* */
+  int rpc_status; /* -1: none received */
+  char rpc_message[RR_ERR_MSG_MAX];
 
   /* outcome */
   bool done;
   rr_err status;
 };
 
-struct grpc_client {
-  grpc_transport *t;
+struct rpc_client {
+  rpc_client_transport *t;
   nghttp2_session *session;
   const uint8_t *out; /* bytes from mem_send not yet written */
   size_t out_len;
@@ -63,19 +63,19 @@ struct grpc_client {
   rr_err dead_err;
   size_t orphan_consume; /* bytes of gone streams to credit to the connection */
   size_t max_recv;
-  grpc_call *calls;
+  rpc_client_call *calls;
   uint8_t rbuf[CLIENT_READ_CHUNK];
   char user_agent[64];
   char *authorization; /* NULL: none */
 };
 
 /* Settle the call's status once (later outcomes are ignored). */
-void rr_client_call_finish(grpc_call *call, int code, const char *fmt, ...)
+void rr_client_call_finish(rpc_client_call *call, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Write what nghttp2 has to send until the socket would block. */
-void rr_client_flush(grpc_client *c);
+void rr_client_flush(rpc_client *c);
 /* Per-call bookkeeping after I/O: credit windows, resets, deadlines. */
-void rr_client_settle(grpc_client *c);
+void rr_client_settle(rpc_client *c);
 /* One round: flush, poll (socket + caller fds), read. Returns 1 when a
  * caller fd fired, 0 otherwise, -1 on poll failure. */
-int rr_client_drive(grpc_client *c, struct pollfd *fds, size_t nfds, int timeout_ms, rr_err *e);
+int rr_client_drive(rpc_client *c, struct pollfd *fds, size_t nfds, int timeout_ms, rr_err *e);

@@ -13,7 +13,7 @@
 #include "common/util.h"
 #include "rpc/client/resolve.h"
 
-int grpc_address_parse(const char *addr, grpc_address *ret, rr_err *e) {
+int rpc_address_parse(const char *addr, rpc_address *ret, rr_err *e) {
   memset(ret, 0, sizeof *ret);
   if (!addr || !*addr)
     return rr_err_set(e, RR_INVALID_ARGUMENT, "empty address (want unix:PATH or HOST:PORT)");
@@ -25,11 +25,11 @@ int grpc_address_parse(const char *addr, grpc_address *ret, rr_err *e) {
       return rr_err_set(e, RR_INVALID_ARGUMENT,
                         "invalid address \"%s\": socket path longer than %zu bytes", addr,
                         sizeof ret->path - 1);
-    ret->kind = GRPC_ADDRESS_UNIX;
+    ret->kind = RPC_ADDRESS_UNIX;
     strcpy(ret->path, p);
     return 0;
   }
-  ret->kind = GRPC_ADDRESS_TCP;
+  ret->kind = RPC_ADDRESS_TCP;
   ret->tls = true;
   if (strncmp(addr, "h2c:", 4) == 0) {
     ret->tls = false;
@@ -67,7 +67,7 @@ int grpc_address_parse(const char *addr, grpc_address *ret, rr_err *e) {
   return 0;
 }
 
-static ssize_t plain_read(grpc_transport *t, void *buf, size_t len) {
+static ssize_t plain_read(rpc_client_transport *t, void *buf, size_t len) {
   ssize_t n;
   do
     n = recv(t->fd, buf, len, 0);
@@ -75,7 +75,7 @@ static ssize_t plain_read(grpc_transport *t, void *buf, size_t len) {
   return n;
 }
 
-static ssize_t plain_write(grpc_transport *t, const void *buf, size_t len) {
+static ssize_t plain_write(rpc_client_transport *t, const void *buf, size_t len) {
   ssize_t n;
   do /* MSG_NOSIGNAL: a dead server must not SIGPIPE the caller's process */
     n = send(t->fd, buf, len, MSG_NOSIGNAL);
@@ -83,26 +83,26 @@ static ssize_t plain_write(grpc_transport *t, const void *buf, size_t len) {
   return n;
 }
 
-static void plain_close(grpc_transport *t) {
+static void plain_close(rpc_client_transport *t) {
   if (t->fd >= 0)
     close(t->fd);
   t->fd = -1;
   free(t);
 }
 
-static const grpc_transport_ops plain_ops = {
+static const rpc_client_transport_ops plain_ops = {
     .read = plain_read,
     .write = plain_write,
     .close = plain_close,
     .pending = NULL,
 };
 
-void grpc_transport_free(grpc_transport *t) {
+void rpc_client_transport_free(rpc_client_transport *t) {
   if (t)
     t->ops->close(t);
 }
 
-int grpc_transport_wait_fd(int fd, short events, uint64_t deadline) {
+int rpc_client_transport_wait_fd(int fd, short events, uint64_t deadline) {
   for (;;) {
     int timeout = -1;
     if (deadline) {
@@ -128,7 +128,7 @@ static int connect_wait(int fd, const struct sockaddr *sa, socklen_t salen, uint
   if (errno != EINPROGRESS && errno != EINTR)
     return errno;
   {
-    int r = grpc_transport_wait_fd(fd, POLLOUT, deadline);
+    int r = rpc_client_transport_wait_fd(fd, POLLOUT, deadline);
     if (r)
       return r;
     int soerr = 0;
@@ -139,9 +139,9 @@ static int connect_wait(int fd, const struct sockaddr *sa, socklen_t salen, uint
   }
 }
 
-static int transport_new(int fd, const char *addr, const char *authority, grpc_transport **ret,
-                         rr_err *e) {
-  grpc_transport *t = calloc(1, sizeof *t);
+static int transport_new(int fd, const char *addr, const char *authority,
+                         rpc_client_transport **ret, rr_err *e) {
+  rpc_client_transport *t = calloc(1, sizeof *t);
   if (!t) {
     close(fd);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
@@ -154,7 +154,7 @@ static int transport_new(int fd, const char *addr, const char *authority, grpc_t
   return 0;
 }
 
-int grpc_transport_from_fd(int fd, const char *label, grpc_transport **ret, rr_err *e) {
+int rpc_client_transport_from_fd(int fd, const char *label, rpc_client_transport **ret, rr_err *e) {
   int fl = fcntl(fd, F_GETFL);
   if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
     int saved = errno;
@@ -165,8 +165,8 @@ int grpc_transport_from_fd(int fd, const char *label, grpc_transport **ret, rr_e
 }
 
 /* Connect the socket of a: returns the fd, or -1 with e set. */
-static int connect_socket(const char *addr, const grpc_address *a, uint64_t deadline, rr_err *e) {
-  if (a->kind == GRPC_ADDRESS_UNIX) {
+static int connect_socket(const char *addr, const rpc_address *a, uint64_t deadline, rr_err *e) {
+  if (a->kind == RPC_ADDRESS_UNIX) {
     _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
       return rr_err_sys(e, RR_UNAVAILABLE, errno, "cannot connect to %s: socket", addr);
@@ -203,16 +203,16 @@ static int connect_socket(const char *addr, const grpc_address *a, uint64_t dead
 }
 
 /* :authority is HOST:PORT (brackets kept), without an "h2c:" prefix. */
-static const char *address_authority(const char *addr, const grpc_address *a) {
-  if (a->kind == GRPC_ADDRESS_UNIX)
+static const char *address_authority(const char *addr, const rpc_address *a) {
+  if (a->kind == RPC_ADDRESS_UNIX)
     return "localhost";
   return strncmp(addr, "h2c:", 4) == 0 ? addr + 4 : addr;
 }
 
-int grpc_transport_connect_plain(const char *addr, uint64_t timeout_ms, grpc_transport **ret,
-                                 rr_err *e) {
-  grpc_address a;
-  if (grpc_address_parse(addr, &a, e) < 0)
+int rpc_client_transport_connect_plain(const char *addr, uint64_t timeout_ms,
+                                       rpc_client_transport **ret, rr_err *e) {
+  rpc_address a;
+  if (rpc_address_parse(addr, &a, e) < 0)
     return -1;
   uint64_t deadline = timeout_ms ? rr_now_mono_ms() + timeout_ms : 0;
   int fd = connect_socket(addr, &a, deadline, e);
@@ -221,25 +221,25 @@ int grpc_transport_connect_plain(const char *addr, uint64_t timeout_ms, grpc_tra
   return transport_new(fd, addr, address_authority(addr, &a), ret, e);
 }
 
-int grpc_transport_connect(const char *addr, const grpc_tls_client_config *tls, uint64_t timeout_ms,
-                           grpc_transport **ret, rr_err *e) {
-  grpc_address a;
-  if (grpc_address_parse(addr, &a, e) < 0)
+int rpc_client_transport_connect(const char *addr, const rpc_tls_client_config *tls,
+                                 uint64_t timeout_ms, rpc_client_transport **ret, rr_err *e) {
+  rpc_address a;
+  if (rpc_address_parse(addr, &a, e) < 0)
     return -1;
-  if (a.kind == GRPC_ADDRESS_UNIX || !a.tls)
-    return grpc_transport_connect_plain(addr, timeout_ms, ret, e);
+  if (a.kind == RPC_ADDRESS_UNIX || !a.tls)
+    return rpc_client_transport_connect_plain(addr, timeout_ms, ret, e);
   if (!tls || !tls->ca_file)
     return rr_err_set(e, RR_INVALID_ARGUMENT,
                       "%s is a TLS address and no CA file was given to verify the server "
                       "(use h2c:%s for plaintext on loopback)",
                       addr, addr);
-  if (grpc_transport_tls_check(tls, e) < 0) /* bad files: fail before touching the server */
+  if (rpc_client_transport_tls_check(tls, e) < 0) /* bad files: fail before touching the server */
     return -1;
   uint64_t deadline = timeout_ms ? rr_now_mono_ms() + timeout_ms : 0;
   int fd = connect_socket(addr, &a, deadline, e);
   if (fd < 0)
     return -1;
-  if (grpc_transport_tls_start(fd, addr, a.host, tls, deadline, ret, e) < 0)
+  if (rpc_client_transport_tls_start(fd, addr, a.host, tls, deadline, ret, e) < 0)
     return -1;
   snprintf((*ret)->authority, sizeof(*ret)->authority, "%s", addr);
   return 0;

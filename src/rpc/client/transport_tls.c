@@ -44,7 +44,7 @@ static struct {
 } tls_cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 typedef struct tls_transport {
-  grpc_transport base;
+  rpc_client_transport base;
   char session_key[TLS_CACHE_KEY];
   bool established;
   char *disk_dir;                /* session cache directory, or NULL */
@@ -52,11 +52,11 @@ typedef struct tls_transport {
   bool disk_saved;               /* one ticket per connection is enough */
 } tls_transport;
 
-static void tls_set_error(grpc_transport *t, const char *why) {
+static void tls_set_error(rpc_client_transport *t, const char *why) {
   snprintf(t->error, sizeof t->error, "TLS: %.200s", why[0] ? why : "protocol error");
 }
 
-static ssize_t tls_read(grpc_transport *t, void *buf, size_t len) {
+static ssize_t tls_read(rpc_client_transport *t, void *buf, size_t len) {
   SSL *ssl = t->ssl;
   size_t got = 0;
   if (len > INT_MAX)
@@ -98,7 +98,7 @@ static ssize_t tls_read(grpc_transport *t, void *buf, size_t len) {
 /* The server refused us after our side of the handshake was done (TLS 1.3
  * verifies client certificates then): its alert is likely waiting to be read
  * although the connection was reset. Put it in t->error. */
-static void tls_read_alert(grpc_transport *t) {
+static void tls_read_alert(rpc_client_transport *t) {
   char buf[512];
   for (int i = 0; i < 8; i++) {
     ERR_clear_error();
@@ -116,7 +116,7 @@ static void tls_read_alert(grpc_transport *t) {
   ERR_clear_error();
 }
 
-static ssize_t tls_write(grpc_transport *t, const void *buf, size_t len) {
+static ssize_t tls_write(rpc_client_transport *t, const void *buf, size_t len) {
   ERR_clear_error();
   int n = SSL_write(t->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
   if (n > 0)
@@ -141,7 +141,7 @@ static ssize_t tls_write(grpc_transport *t, const void *buf, size_t len) {
   }
 }
 
-static void tls_close(grpc_transport *t) {
+static void tls_close(rpc_client_transport *t) {
   tls_transport *tt = (tls_transport *)t;
   if (t->ssl) {
     if (tt->established) /* close_notify, best effort */
@@ -155,9 +155,9 @@ static void tls_close(grpc_transport *t) {
   free(tt);
 }
 
-static bool tls_pending(grpc_transport *t) { return SSL_pending(t->ssl) > 0; }
+static bool tls_pending(rpc_client_transport *t) { return SSL_pending(t->ssl) > 0; }
 
-static const grpc_transport_ops tls_ops = {
+static const rpc_client_transport_ops tls_ops = {
     .read = tls_read,
     .write = tls_write,
     .close = tls_close,
@@ -197,7 +197,7 @@ static int tls_disk_dir_open(const char *dir, bool create) {
 }
 
 /* File name of a session: SHA-256 of what must match to reuse it. */
-static void tls_disk_name(const char *addr, const char *name, const grpc_tls_client_config *cfg,
+static void tls_disk_name(const char *addr, const char *name, const rpc_tls_client_config *cfg,
                           char out[TLS_DISK_NAME]) {
   char key[4 * PATH_MAX];
   unsigned char md[SHA256_DIGEST_LENGTH];
@@ -247,7 +247,7 @@ static bool tls_session_usable(SSL_SESSION *sess, const char *name) {
 
 /* The saved session for this connection, or NULL (never an error: a cache
  * problem only costs a full handshake). */
-static SSL_SESSION *tls_disk_load(const tls_transport *tt, const grpc_tls_client_config *cfg,
+static SSL_SESSION *tls_disk_load(const tls_transport *tt, const rpc_tls_client_config *cfg,
                                   const char *name) {
   int dfd = tls_disk_dir_open(tt->disk_dir, false);
   if (dfd < 0)
@@ -368,7 +368,7 @@ static SSL_SESSION *tls_session_find(const char *key) {
 }
 
 /* The context for these files: the cached one or a new one (reference taken). */
-static int tls_ctx_get(const grpc_tls_client_config *cfg, const char *key, SSL_CTX **ret,
+static int tls_ctx_get(const rpc_tls_client_config *cfg, const char *key, SSL_CTX **ret,
                        rr_err *e) {
   pthread_mutex_lock(&tls_cache.lock);
   if (tls_cache.ctx && strcmp(tls_cache.ctx_key, key) == 0) {
@@ -400,7 +400,7 @@ static int tls_ctx_get(const grpc_tls_client_config *cfg, const char *key, SSL_C
 
 /* Paths cut at 300 bytes: a collision would only reuse a context of the
  * same three (long) paths. */
-static void tls_ctx_key(const grpc_tls_client_config *tls, char key[TLS_CTX_KEY]) {
+static void tls_ctx_key(const rpc_tls_client_config *tls, char key[TLS_CTX_KEY]) {
   snprintf(key, TLS_CTX_KEY, "%.300s\n%.300s\n%.300s", tls->ca_file,
            tls->cert_file ? tls->cert_file : "", tls->key_file ? tls->key_file : "");
 }
@@ -425,7 +425,7 @@ static uint64_t now_us(void) {
 }
 
 static int tls_handshake(tls_transport *tt, uint64_t deadline, rr_err *e) {
-  grpc_transport *t = &tt->base;
+  rpc_client_transport *t = &tt->base;
   SSL *ssl = t->ssl;
   uint64_t t0 = now_us();
   for (;;) {
@@ -435,8 +435,8 @@ static int tls_handshake(tls_transport *tt, uint64_t deadline, rr_err *e) {
       break;
     int err = SSL_get_error(ssl, r);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-      int w =
-          grpc_transport_wait_fd(t->fd, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+      int w = rpc_client_transport_wait_fd(t->fd, err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+                                           deadline);
       if (w == ETIMEDOUT)
         return rr_err_set(e, RR_UNAVAILABLE, "TLS handshake with %s failed: timed out", t->address);
       if (w)
@@ -460,7 +460,7 @@ static int tls_handshake(tls_transport *tt, uint64_t deadline, rr_err *e) {
   return 0;
 }
 
-int grpc_transport_tls_check(const grpc_tls_client_config *tls, rr_err *e) {
+int rpc_client_transport_tls_check(const rpc_tls_client_config *tls, rr_err *e) {
   char ctx_key[TLS_CTX_KEY];
   SSL_CTX *ctx;
   tls_ctx_key(tls, ctx_key);
@@ -470,15 +470,15 @@ int grpc_transport_tls_check(const grpc_tls_client_config *tls, rr_err *e) {
   return 0;
 }
 
-int grpc_transport_tls_start(int fd, const char *addr, const char *host,
-                             const grpc_tls_client_config *tls, uint64_t deadline_ms,
-                             grpc_transport **ret, rr_err *e) {
+int rpc_client_transport_tls_start(int fd, const char *addr, const char *host,
+                                   const rpc_tls_client_config *tls, uint64_t deadline_ms,
+                                   rpc_client_transport **ret, rr_err *e) {
   tls_transport *tt = calloc(1, sizeof *tt);
   if (!tt) {
     close(fd);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   }
-  grpc_transport *t = &tt->base;
+  rpc_client_transport *t = &tt->base;
   t->ops = &tls_ops;
   t->fd = fd;
   t->tls = true;

@@ -1,5 +1,5 @@
 /* grpc.health.v1.Health: serving status per service name with watchers
- * (health.c, no I/O), and the Check/Watch glue on a grpc_server
+ * (health.c, no I/O), and the Check/Watch glue on a rpc_server
  * (health_server.c). "" names the server as a whole and starts SERVING. */
 #pragma once
 #include <stdbool.h>
@@ -22,7 +22,7 @@ typedef void (*health_watch_fn)(void *data, int serving_status);
 
 /* A table holding "" = SERVING. */
 int health_new(health **ret, rr_err *e);
-/* Free the table and any watch left (free the grpc_server first). */
+/* Free the table and any watch left (free the rpc_server first). */
 void health_free(health *h);
 /* Set service's status (HEALTH_SERVING..NOT_SERVING; "" = whole server) and
  * tell its watchers if it changed. Ignored after health_shutdown. */
@@ -39,6 +39,6 @@ int health_watch_add(health *h, const char *service, health_watch_fn fn, void *d
 void health_watch_remove(health_watch *w);
 
 /* Create a table and serve /grpc.health.v1.Health/Check and /Watch from it on
- * s. *ret stays owned by the caller: health_free it after grpc_server_free.
+ * s. *ret stays owned by the caller: health_free it after rpc_server_free.
  * On failure s may keep a method pointing at freed state: free s. */
-int health_register(grpc_server *s, health **ret, rr_err *e);
+int health_register(rpc_server *s, health **ret, rr_err *e);

@@ -1,6 +1,6 @@
 /* grpc.reflection.v1 and v1alpha ServerReflection: a pure core that answers
  * one request from a serialized FileDescriptorSet (reflection.c), and the
- * glue that serves it on a grpc_server (reflection_server.c). */
+ * glue that serves it on a rpc_server (reflection_server.c). */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -56,4 +56,4 @@ void reflection_stream_clear(reflection_stream *s);
 
 /* Serve /grpc.reflection.v1.ServerReflection/ServerReflectionInfo and the
  * v1alpha one on s, from the embedded set; list_services reports s's services. */
-int reflection_register(grpc_server *s, rr_err *e);
+int reflection_register(rpc_server *s, rr_err *e);

@@ -1,4 +1,4 @@
-/* ServerReflectionInfo on a grpc_server: a bidi stream, one answer per request. */
+/* ServerReflectionInfo on a rpc_server: a bidi stream, one answer per request. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -11,61 +11,61 @@ typedef struct reflection_call {
   reflection_stream stream;
 } reflection_call;
 
-static void reflection_on_message(grpc_call *c, ProtobufCMessage *msg) {
+static void reflection_on_message(rpc_call *c, ProtobufCMessage *msg) {
   Grpc__Reflection__V1__ServerReflectionRequest *req =
       (Grpc__Reflection__V1__ServerReflectionRequest *)msg;
-  reflection_call *rc = grpc_call_data(c);
+  reflection_call *rc = rpc_call_data(c);
   if (!rc) {
     rc = calloc(1, sizeof *rc);
     if (!rc) {
       protobuf_c_message_free_unpacked(msg, NULL);
-      grpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "reflection: out of memory");
+      rpc_call_finish(c, RR_RESOURCE_EXHAUSTED, "reflection: out of memory");
       return;
     }
-    grpc_call_set_data(c, rc);
+    rpc_call_set_data(c, rc);
   }
-  const grpc_server *s = grpc_call_method_data(c);
+  const rpc_server *s = rpc_call_method_data(c);
   const char *names[REFLECTION_MAX_SERVICES];
-  size_t n = grpc_server_service_names(s, names, RR_ARRAY_SIZE(names));
+  size_t n = rpc_server_service_names(s, names, RR_ARRAY_SIZE(names));
   reflection_source src = {reflection_descriptor_set, reflection_descriptor_set_len, names,
                            n < RR_ARRAY_SIZE(names) ? n : RR_ARRAY_SIZE(names)};
   reflection_reply reply;
   rr_err e = {0};
   if (reflection_answer(&src, &rc->stream, req, &reply, &e) < 0 ||
-      grpc_call_send(c, &reply.response.base, &e) < 0) {
+      rpc_call_send(c, &reply.response.base, &e) < 0) {
     reflection_reply_clear(&reply);
     protobuf_c_message_free_unpacked(msg, NULL);
-    grpc_call_finish_err(c, &e);
+    rpc_call_finish_err(c, &e);
     return;
   }
   reflection_reply_clear(&reply);
   protobuf_c_message_free_unpacked(msg, NULL);
   /* a client that sends faster than it reads is held back, not buffered */
-  if (grpc_call_queued(c) > GRPC_CALL_HIGH_WATER)
-    grpc_call_pause_recv(c, true);
+  if (rpc_call_queued(c) > RPC_CALL_HIGH_WATER)
+    rpc_call_pause_recv(c, true);
 }
 
-static void reflection_on_writable(grpc_call *c) { grpc_call_pause_recv(c, false); }
+static void reflection_on_writable(rpc_call *c) { rpc_call_pause_recv(c, false); }
 
-static void reflection_on_half_close(grpc_call *c) { grpc_call_finish(c, RR_OK, NULL); }
+static void reflection_on_half_close(rpc_call *c) { rpc_call_finish(c, RR_OK, NULL); }
 
-static void reflection_on_close(grpc_call *c, grpc_close_reason reason) {
-  reflection_call *rc = grpc_call_data(c);
+static void reflection_on_close(rpc_call *c, rpc_close_reason reason) {
+  reflection_call *rc = rpc_call_data(c);
   if (!rc)
     return;
   reflection_stream_clear(&rc->stream);
   free(rc);
-  grpc_call_set_data(c, NULL);
+  rpc_call_set_data(c, NULL);
 }
 
-int reflection_register(grpc_server *s, rr_err *e) {
+int reflection_register(rpc_server *s, rr_err *e) {
   /* v1alpha has v1's wire format: both decode with v1's descriptor */
   static const char *const paths[] = {
       "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
       "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
   };
   for (size_t i = 0; i < RR_ARRAY_SIZE(paths); i++) {
-    grpc_method m = {
+    rpc_method m = {
         .path = paths[i],
         .request = &grpc__reflection__v1__server_reflection_request__descriptor,
         .client_streaming = true,
@@ -76,7 +76,7 @@ int reflection_register(grpc_server *s, rr_err *e) {
         .on_close = reflection_on_close,
         .data = s,
     };
-    if (grpc_server_add_method(s, &m, e) < 0)
+    if (rpc_server_add_method(s, &m, e) < 0)
       return rr_err_wrap(e, "cannot register reflection");
   }
   return 0;

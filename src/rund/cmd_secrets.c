@@ -99,33 +99,11 @@ static int secrets_change(int dirfd, const char *dir, bool allow, const char *na
 }
 
 int rund_cmd_secrets(int argc, char **argv) {
-  static const struct option longs[] = {{"secrets-dir", required_argument, NULL, 'd'},
-                                        {"state-dir", required_argument, NULL, 's'},
-                                        {"help", no_argument, NULL, 'h'},
-                                        {NULL, 0, NULL, 0}};
   const char *dir = NULL, *state = RUND_DEFAULT_STATE;
-  opterr = 0;
-  optind = 1;
-  int c;
-  while ((c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
-    switch (c) {
-    case 'd':
-      dir = optarg;
-      break;
-    case 's':
-      state = optarg;
-      break;
-    case 'h':
-      secrets_usage(stdout);
-      return 0;
-    case ':':
-      return rund_bad_flag(HELP, "%s needs a value", argv[optind - 1]);
-    default:
-      return rund_bad_flag(HELP, "unknown flag \"%s\"", argv[optind - 1]);
-    }
-  }
-  if (optind >= argc)
-    return rund_bad_flag(HELP, "%s", "secrets: missing verb (allow, deny, list)");
+  int rc = rund_subcmd_flags(argc, argv, "secrets-dir", &dir, &state, secrets_usage, HELP,
+                             "allow, deny, list");
+  if (rc)
+    return rc < 0 ? 0 : rc;
   const char *verb = argv[optind];
   bool list = !strcmp(verb, "list"), allow = !strcmp(verb, "allow");
   if (!list && !allow && strcmp(verb, "deny") != 0)

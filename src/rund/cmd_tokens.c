@@ -68,33 +68,10 @@ static int tokens_append(const char *path, const char *line, rr_err *e) {
 }
 
 int rund_cmd_tokens(int argc, char **argv) {
-  static const struct option longs[] = {{"token-file", required_argument, NULL, 't'},
-                                        {"state-dir", required_argument, NULL, 's'},
-                                        {"help", no_argument, NULL, 'h'},
-                                        {NULL, 0, NULL, 0}};
   const char *file = NULL, *state = RUND_DEFAULT_STATE;
-  opterr = 0;
-  optind = 1;
-  int c;
-  while ((c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
-    switch (c) {
-    case 't':
-      file = optarg;
-      break;
-    case 's':
-      state = optarg;
-      break;
-    case 'h':
-      tokens_usage(stdout);
-      return 0;
-    case ':':
-      return rund_bad_flag(HELP, "%s needs a value", argv[optind - 1]);
-    default:
-      return rund_bad_flag(HELP, "unknown flag \"%s\"", argv[optind - 1]);
-    }
-  }
-  if (optind >= argc)
-    return rund_bad_flag(HELP, "%s", "tokens: missing verb (create)");
+  int rc = rund_subcmd_flags(argc, argv, "token-file", &file, &state, tokens_usage, HELP, "create");
+  if (rc)
+    return rc < 0 ? 0 : rc;
   if (strcmp(argv[optind], "create") != 0)
     return rund_bad_flag(HELP, "tokens: unknown verb \"%s\" (want create)", argv[optind]);
   if (optind + 1 >= argc)

@@ -1,5 +1,6 @@
 /* rund's command line: flags of the daemon and the subcommand table. */
 #pragma once
+#include <stdio.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,6 +41,13 @@ typedef struct rund_opts {
 int rund_opts_parse(int argc, char **argv, rund_opts *o);
 /* Print "rund: MSG (see HELP)" on stderr; returns 2. */
 int rund_bad_flag(const char *help, const char *fmt, const char *arg);
+/* The flags of a `rund NOUN VERB` subcommand with one file or directory
+ * flag (--PATH_FLAG X), --state-dir DIR and --help: 0 with optind at the
+ * verb (missing: an error naming verbs), -1 after printing usage (exit 0),
+ * else the exit code. */
+int rund_subcmd_flags(int argc, char **argv, const char *path_flag, const char **path,
+                      const char **state, void (*usage)(FILE *), const char *help,
+                      const char *verbs);
 
 /* Subcommands (one file each): argv[0] is the subcommand's name. */
 int rund_cmd_certs(int argc, char **argv);

@@ -489,6 +489,7 @@ void rpc_conn_free(rpc_conn *conn) {
   while (conn->calls)
     rpc_call_destroy(conn->calls);
   free(conn->wbuf);
+  free(conn->ident_key); /* NULL once forgotten by the server */
   rpc_tls_sans_free(conn->peer.sans, conn->peer.nsans);
   free(conn);
 }

@@ -126,6 +126,7 @@ struct rpc_conn {
   uint64_t handshake_timer, keepalive_timer;
   /* limits (server.c, call.c) */
   char peer_key[64];   /* "uid:N", an IP address, or "" (not counted) */
+  char *ident_key;     /* TLS: "san:" + the certificate's first SAN, counted too */
   bool admin;          /* the server's peer_is_admin said so */
   bool probation;      /* over its peer's share: TLS must prove an admin */
   bool window_granted; /* a call was authorised: full connection window */
@@ -204,7 +205,9 @@ void rpc_conn_peer_key(const rpc_peer *peer, char *out, size_t outsz);
 
 /* server.c: connection admission */
 /* After the TLS handshake: a connection on probation stays only if its peer
- * is an admin. Returns -1 (connection closed) if not. */
+ * is an admin; any other is counted under its certificate identity too
+ * (max_connections_per_peer of them, whatever addresses they come from).
+ * Returns -1 (connection closed) if not admitted. */
 int rpc_server_probation_end(rpc_server *s, rpc_conn *conn);
 /* A connection is gone: forget it in the per-peer counts. */
 void rpc_server_conn_forget(rpc_server *s, rpc_conn *conn);

@@ -286,9 +286,40 @@ static int server_admit(rpc_server *s, const rpc_peer *peer, bool tls, bool *pro
   return -1;
 }
 
-int rpc_server_probation_end(rpc_server *s, rpc_conn *conn) {
-  if (!conn->probation)
+/* A TLS connection's identity (its certificate's first SAN) has its share
+ * too, so one client certificate cannot take every slot from many
+ * addresses. */
+static int server_admit_identity(rpc_server *s, rpc_conn *conn) {
+  if (conn->admin || !conn->peer.nsans || !s->cfg.max_connections_per_peer)
     return 0;
+  size_t n = strlen(conn->peer.sans[0]) + sizeof "san:";
+  char *key = malloc(n);
+  if (!key)
+    return 0; /* not counted: better than refusing on ENOMEM */
+  snprintf(key, n, "san:%s", conn->peer.sans[0]);
+  size_t mine = rpc_peer_table_count(s->peers, key);
+  if (mine >= s->cfg.max_connections_per_peer) {
+    rpc_server_conn_log(s, conn->peer.addr,
+                        "connection refused: %s has %zu connections (limit %zu per peer)", key,
+                        mine, s->cfg.max_connections_per_peer);
+    free(key);
+    rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
+    return -1;
+  }
+  if (rpc_peer_table_add(s->peers, key) < 0) {
+    free(key);
+    return 0;
+  }
+  conn->ident_key = key;
+  return 0;
+}
+
+int rpc_server_probation_end(rpc_server *s, rpc_conn *conn) {
+  if (!conn->probation) {
+    if (!conn->admin && server_peer_is_admin(s, &conn->peer))
+      conn->admin = true;
+    return server_admit_identity(s, conn);
+  }
   conn->probation = false;
   s->nprobation--;
   if (server_peer_is_admin(s, &conn->peer)) {
@@ -311,6 +342,11 @@ void rpc_server_conn_forget(rpc_server *s, rpc_conn *conn) {
   if (conn->peer_key[0])
     rpc_peer_table_remove(s->peers, conn->peer_key);
   conn->peer_key[0] = '\0';
+  if (conn->ident_key) {
+    rpc_peer_table_remove(s->peers, conn->ident_key);
+    free(conn->ident_key);
+    conn->ident_key = NULL;
+  }
 }
 
 static void server_accept(loop *l, int fd, uint32_t events, void *data) {

@@ -15,7 +15,7 @@ import grpc
 import pytest
 
 from conftest import fd_count, pb, rss_kib
-from security_helpers import SecRund
+from security_helpers import SecRund, pki  # noqa: F401
 
 h2 = pytest.importorskip("h2.connection")
 import h2.config  # noqa: E402
@@ -345,6 +345,57 @@ def test_connections_per_peer_with_admin_room():
         for p in procs:
             p.stdin.close()
             p.wait(10)
+        r.stop()
+
+
+def tls_hold(r, cert, src):
+    """A TLS connection from address src with cert, kept open; None if rund
+    closed it right after the handshake."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=r.pki.ca.cert)
+    ctx.load_cert_chain(cert.cert, cert.key)
+    ctx.set_alpn_protocols(["h2"])
+    raw = socket.create_connection(("127.0.0.1", r.tls_port), timeout=5, source_address=(src, 0))
+    s = ctx.wrap_socket(raw, server_hostname="localhost")
+    s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    s.settimeout(1.0)
+    try:
+        while True:  # rund's SETTINGS (and ACK) come; a refused one is closed
+            if not s.recv(4096):
+                s.close()
+                return None
+    except (socket.timeout, TimeoutError):
+        return s
+    except (ConnectionResetError, ssl.SSLError):
+        s.close()
+        return None
+
+
+def test_connections_per_certificate_identity(pki):
+    # one certificate has its share whatever addresses it comes from
+    r = SecRund(pki=pki, extra_args=["--max-conns-per-peer", "3"])
+    r.start()
+    held = []
+    try:
+        for src in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
+            held.append(tls_hold(r, pki.alice, src))
+        assert all(held), held
+        assert tls_hold(r, pki.alice, "127.0.0.4") is None  # a 4th from a new address
+        other = tls_hold(r, pki.bob, "127.0.0.5")  # another identity is not affected
+        assert other is not None
+        held.append(other)
+        assert "san:uri:runrpc:alice has 3 connections (limit 3 per peer)" in r.stderr_text()
+        held.pop(0).close()  # a slot freed is a slot usable again
+        deadline = time.monotonic() + 5
+        again = None
+        while again is None and time.monotonic() < deadline:
+            again = tls_hold(r, pki.alice, "127.0.0.6")
+        assert again is not None
+        held.append(again)
+    finally:
+        for s in held:
+            if s:
+                s.close()
         r.stop()
 
 

@@ -80,7 +80,7 @@ long)
     "$0" run "$t" "$secs" >"$dir/long-$t.log" 2>&1 || echo "fuzz/run.sh: $t: FAILED (see $dir/long-$t.log)" >&2
     grep -E '^(stat::|Done)' "$dir/long-$t.log" | tr '\n' ' ' | sed "s/^/fuzz\/run.sh: $t: /"
     echo
-    "$0" merge "$t" | tail -n 1
+    "$0" merge "$t" 2>"$dir/merge-$t.log" | tail -n 1
   done
   ;;
 build)
@@ -120,6 +120,10 @@ merge)
   rm -rf "$tmp"
   mkdir -p "$tmp"
   run_one "$t" 600 -merge=1 "$tmp" "fuzz/corpus/$t" "$dir/grown/$t"
+  # regression inputs (crashes once found) stay whatever their coverage
+  for f in "fuzz/corpus/$t"/regress-*; do
+    [ -f "$f" ] && cp "$f" "$tmp/"
+  done
   rm -rf "fuzz/corpus/$t"
   mv "$tmp" "fuzz/corpus/$t"
   echo "fuzz/run.sh: fuzz/corpus/$t: $(ls "fuzz/corpus/$t" | wc -l) files, $(du -sk "fuzz/corpus/$t" | cut -f1) KiB"

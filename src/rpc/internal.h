@@ -159,6 +159,7 @@ struct rpc_server {
   rpc_conn *dirty;
   rpc_conn **dead;
   size_t ndead, capdead;
+  size_t freed_since_trim; /* connections freed since the last malloc_trim */
   uint64_t hook_id;
   uint64_t accept_resume_timer; /* listeners paused after EMFILE */
   bool shutting_down;

@@ -397,6 +397,12 @@ void job_on_exit(void *data, pid_t pid, const siginfo_t *si) {
   loop_timer_cancel(t->l, j->kill_timer);
   j->timeout_timer = j->kill_timer = 0;
   j->end_ns = rr_now_unix_ns();
+  siginfo_t recorded;
+  int64_t recorded_end;
+  if (!si && job_exit_file_read(j, &recorded, &recorded_end) == 0) {
+    si = &recorded; /* not our child (adopted): its waiter said how it ended */
+    j->end_ns = recorded_end;
+  }
   if (!si) {
     j->state = JOB_FAILED;
     snprintf(j->reason, sizeof j->reason, "lost");
@@ -498,7 +504,8 @@ int job_stop(job *j, uint64_t grace_ms, rr_err *e) {
 
 void job_remove_dir(const char *dir) {
   char p[PATH_MAX];
-  static const char *const names[] = {"stdout", "stderr", "job.json", "job.json.tmp"};
+  static const char *const names[] = {"stdout", "stderr", "job.json", "job.json.tmp",
+                                      JOB_EXIT_FILE};
   for (size_t i = 0; i < RR_ARRAY_SIZE(names); i++) {
     snprintf(p, sizeof p, "%s/%s", dir, names[i]);
     unlink(p);
@@ -521,6 +528,16 @@ static int job_set_owner(job *j, const job_start_opts *opts, rr_err *e) {
   return 0;
 }
 
+/* The empty file rund-waiter writes the command's end to. */
+static int job_exit_file_create(job *j, rr_err *e) {
+  char p[PATH_MAX];
+  snprintf(p, sizeof p, "%s/" JOB_EXIT_FILE, j->dir);
+  int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot create \"%s\"", p);
+  return fd;
+}
+
 int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, job **ret,
                     rr_err *e) {
   if (job_request_validate(req, e) < 0)
@@ -530,6 +547,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   char id[ULID_LEN + 1];
   if (ulid_gen_next(&t->gen, 0, id, e) < 0)
     return -1;
+  int status_fd = -1; /* rund-waiter's STATE/jobs/<ID>/exit */
   job *j = job_alloc(t, id);
   if (!j)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
@@ -558,6 +576,12 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
       .stderr_fd = j->log_fd[1],
       .ids = opts ? opts->ids : NULL,
   };
+  if (t->waiter) {
+    if ((status_fd = job_exit_file_create(j, e)) < 0)
+      goto fail;
+    o.waiter = t->waiter;
+    o.waiter_status_fd = status_fd;
+  }
   if (req->limits) {
     if (job_cgroup_create(t->cgm, id, req->limits, &o, &j->cg, e) < 0)
       goto fail;
@@ -567,6 +591,10 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   j->start_ns = rr_now_unix_ns();
   if (spawn_process(&o, &sr, e) < 0)
     goto fail;
+  if (status_fd >= 0) {
+    close(status_fd);
+    status_fd = -1;
+  }
   j->pid = sr.pid;
   j->start_ticks = sr.start_ticks;
   j->state = JOB_RUNNING;
@@ -589,6 +617,8 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   *ret = j;
   return 0;
 fail:
+  if (status_fd >= 0)
+    close(status_fd);
   if (j->cg) { /* its removal (on a timer) also kills a child we could not track */
     cg_job_kill(j->cg, NULL);
     cg_usage unused;
@@ -628,6 +658,10 @@ int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *c
   t->warn = cfg->warn;
   t->warn_data = cfg->warn_data;
   t->cgm = cfg->cgroups;
+  if (cfg->waiter && !(t->waiter = strdup(cfg->waiter))) {
+    free(t);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  }
   t->inotify_fd = -1;
   t->lock_fd = -1;
   t->devnull_fd = -1;
@@ -692,5 +726,6 @@ void job_table_free(job_table *t) {
   if (t->devnull_fd >= 0)
     close(t->devnull_fd);
   free(t->jobs_dir);
+  free(t->waiter);
   free(t);
 }

@@ -80,6 +80,10 @@ typedef struct job_table_config {
    * after they ended, once nobody watches them; 0: kept for ever. */
   uint64_t retention_ms;
   cg_manager *cgroups; /* jobs' cgroups (not owned); NULL: jobs with limits fail */
+  /* rund-waiter (src/waiter): every job's first process, which writes how the
+   * command ended to STATE/jobs/<ID>/exit, so a job that ends while no rund
+   * runs keeps its real status. NULL: the command is the job's process. */
+  const char *waiter;
   /* Problems met while loading (the table itself never logs). */
   void (*warn)(void *data, const char *msg);
   void *warn_data;

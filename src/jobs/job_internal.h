@@ -24,6 +24,7 @@ struct job_table {
   int lock_fd;     /* flock on STATE/rund.lock */
   int devnull_fd;  /* O_RDONLY, the stdin of every job */
   cg_manager *cgm; /* not owned; NULL: no cgroups */
+  char *waiter;    /* rund-waiter's path; NULL: none */
   bool inotify_paused;
   uint64_t inotify_timer;
   job *dirty;         /* jobs whose logs grew, refreshed once per inotify batch */
@@ -74,5 +75,10 @@ json_object *job_usage_to_json(const cg_usage *u);
 int job_usage_from_json(json_object *o, cg_usage *ret, rr_err *e);
 /* Fill j's fields from its parsed job.json (DATA_LOSS naming what is wrong). */
 int job_load_fields(job *j, json_object *o, rr_err *e);
+/* How j's command ended, from the file rund-waiter wrote (JOB_EXIT_FILE):
+ * 0 with *ret (si_code CLD_EXITED or CLD_KILLED, si_status) and *end_ns,
+ * -1 when it says nothing (no waiter, or it could not tell). */
+int job_exit_file_read(job *j, siginfo_t *ret, int64_t *end_ns);
+#define JOB_EXIT_FILE "exit"
 /* Load every job directory under t->jobs_dir. */
 int job_table_load(job_table *t, rr_err *e);

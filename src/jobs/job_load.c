@@ -8,6 +8,9 @@
  * counters read and its cgroup (with any leftover process) removed. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +56,36 @@ int job_persist(job *j, rr_err *e) {
   return rc;
 }
 
+/* ---- the waiter's record ---- */
+
+int job_exit_file_read(job *j, siginfo_t *ret, int64_t *end_ns) {
+  char p[PATH_MAX], buf[64];
+  snprintf(p, sizeof p, "%s/" JOB_EXIT_FILE, j->dir);
+  _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return -1;
+  ssize_t n = rr_read(fd, buf, sizeof buf - 1);
+  if (n <= 0)
+    return -1; /* empty: the waiter died before the command ended */
+  buf[n] = '\0';
+  char kind[8];
+  int v;
+  long long ns;
+  if (sscanf(buf, "%7s %d %lld", kind, &v, &ns) != 3 || ns <= 0)
+    return -1;
+  memset(ret, 0, sizeof *ret);
+  if (strcmp(kind, "exit") == 0 && v >= 0 && v <= 255)
+    ret->si_code = CLD_EXITED;
+  else if (strcmp(kind, "signal") == 0 && v > 0 && v < NSIG)
+    ret->si_code = CLD_KILLED;
+  else
+    return -1;
+  ret->si_status = v;
+  ret->si_pid = j->pid;
+  *end_ns = ns;
+  return 0;
+}
+
 /* ---- load ---- */
 
 static int json_int(json_object *o, const char *k, int64_t *ret) {
@@ -91,12 +124,8 @@ static void job_adopt_or_lose(job *j) {
   }
   if (pidfd >= 0)
     close(pidfd);
-  j->state = JOB_FAILED;
-  snprintf(j->reason, sizeof j->reason, "lost");
-  j->end_ns = rr_now_unix_ns();
-  job_cgroup_end(j, NULL); /* its counters, and no leftovers in a cgroup of ours */
-  if (job_persist(j, &e) < 0)
-    job_table_warn(t, "job %s: %s", j->id, e.msg);
+  /* it ended while no rund ran: its waiter may have said how */
+  job_on_exit(j, j->pid, NULL);
 }
 
 /* "owner": ["uid:1000", ...]; anything else is a damaged file. */

@@ -190,37 +190,7 @@ int spawn_proc_start_ticks(pid_t pid, uint64_t *ret) {
   return 0;
 }
 
-enum { STEP_CGROUP = 1, STEP_SIGNALS, STEP_SETPGID, STEP_STDIO, STEP_IDS, STEP_CHDIR, STEP_EXEC };
-struct spawn_report {
-  int err;
-  int step; /* 0: no failure (yet) */
-};
-
-/* What the child needs. With shared set the child runs in our memory (vfork
- * style) and reports there; else through report_fd. */
-struct spawn_child_args {
-  const spawn_opts *o;
-  const char *exe;    /* resolved by us; NULL: the child looks it up as the caller */
-  const char *search; /* then: the PATH to search (a name without '/') */
-  char *const *argv;
-  char *const *envp;
-  int report_fd;
-  volatile struct spawn_report *shared;
-  bool join_procs; /* write cgroup_procs_fds (not placed by clone3) */
-};
-
-/* Code that runs on the child's own stack in our address space: ASan must not
- * poison shadow memory for frames it never unwinds. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SPAWN_CHILD_ATTR __attribute__((no_sanitize_address, noinline))
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SPAWN_CHILD_ATTR __attribute__((no_sanitize_address, noinline))
-#endif
-#endif
-#ifndef SPAWN_CHILD_ATTR
-#define SPAWN_CHILD_ATTR __attribute__((noinline))
-#endif
+#include "jobs/spawn_internal.h"
 
 /* In the child: every fd above 2 closes at exec. close_range's CLOEXEC
  * flag needs Linux 5.11; before, mark them one by one up to the limit. */
@@ -283,7 +253,7 @@ SPAWN_CHILD_ATTR static void spawn_child_exec_search(const char *name, const cha
 /* Runs in the child: only async-signal-safe calls and raw syscalls (glibc's
  * setuid & co. would signal our threads when sharing our memory), report
  * failures, _exit. Touches nothing of the parent's heap. */
-SPAWN_CHILD_ATTR static _Noreturn void spawn_child(const struct spawn_child_args *a) {
+SPAWN_CHILD_ATTR _Noreturn void spawn_child(const struct spawn_child_args *a) {
   const spawn_opts *o = a->o;
   int report_fd = a->report_fd;
   struct spawn_report r = {0, STEP_CGROUP};
@@ -315,7 +285,7 @@ SPAWN_CHILD_ATTR static _Noreturn void spawn_child(const struct spawn_child_args
     }
   }
   r.step = STEP_SETPGID;
-  if (setpgid(0, 0) < 0)
+  if (!a->in_group && setpgid(0, 0) < 0)
     goto fail;
   r.step = STEP_STDIO;
   int src[3] = {o->stdin_fd, o->stdout_fd, o->stderr_fd};
@@ -490,9 +460,104 @@ static const char *spawn_step_name(int step) {
     return "switching to the caller's uid/gid";
   case STEP_CHDIR:
     return "changing to the working directory";
+  case STEP_WAITER_GROUP:
+    return "creating the process group of rund-waiter";
+  case STEP_WAITER_EXEC:
+    return "executing rund-waiter";
   default:
     return "executing";
   }
+}
+
+int spawn_launch(struct spawn_child_args *a, pid_t *pid, int *pidfd, struct spawn_report *r) {
+  int pipefd[2] = {-1, -1};
+  ssize_t n = 0;
+  bool placed = false;
+  *r = (struct spawn_report){0, 0};
+  if (a->o->cgroup_fd > 0 && !clone3_disabled) {
+    if (spawn_clone_into_cgroup(a, pipefd, pid, pidfd) == 0) {
+      placed = true;
+      n = rr_read(pipefd[0], r, sizeof *r);
+    } else if (!spawn_clone_refused(errno)) {
+      *r = (struct spawn_report){errno, STEP_CREATE};
+      return 1;
+    }
+  }
+  if (!placed && (clone3_disabled || spawn_clone_vm(a, pid, pidfd) < 0)) {
+    if (!clone3_disabled && !spawn_clone_refused(errno)) {
+      *r = (struct spawn_report){errno, STEP_CREATE};
+      return 1;
+    }
+    /* fork fallback: the exec report comes through a CLOEXEC pipe */
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+      *r = (struct spawn_report){errno, STEP_REPORT_PIPE};
+      return 1;
+    }
+    a->shared = NULL;
+    a->report_fd = pipefd[1];
+    *pid = spawn_clone(pidfd);
+    if (*pid < 0) {
+      *r = (struct spawn_report){errno, STEP_CREATE};
+      close(pipefd[0]);
+      close(pipefd[1]);
+      return 1;
+    }
+    if (*pid == 0) {
+      close(pipefd[0]);
+      spawn_child(a);
+    }
+    close(pipefd[1]);
+    n = rr_read(pipefd[0], r, sizeof *r);
+  } else if (!placed && a->shared->step) { /* the child reported before exiting */
+    r->err = a->shared->err;
+    r->step = a->shared->step;
+    n = (ssize_t)sizeof *r;
+  }
+  if (pipefd[0] >= 0)
+    close(pipefd[0]);
+  if (n == 0) /* exec'd: it runs */
+    return 0;
+  siginfo_t si;
+  while (waitid(P_PID, (id_t)*pid, &si, WEXITED) < 0 && errno == EINTR)
+    ;
+  close(*pidfd);
+  *pidfd = -1;
+  if (n != (ssize_t)sizeof *r)
+    *r = (struct spawn_report){0, STEP_REPORT_LOST};
+  return 1;
+}
+
+/* The error for a failed start, by the step that failed. */
+static int spawn_report_error(const spawn_opts *o, const struct spawn_report *r, rr_err *e) {
+  if (r->step == STEP_CREATE)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, r->err, "cannot create a process for \"%s\"",
+                      o->path);
+  if (r->step == STEP_REPORT_PIPE)
+    return rr_err_sys(e, RR_INTERNAL, r->err, "cannot create the exec report pipe");
+  if (r->step == STEP_REPORT_LOST)
+    return rr_err_set(e, RR_INTERNAL, "command \"%s\": lost the child's exec report", o->path);
+  int code = RR_INTERNAL;
+  if (r->step == STEP_EXEC)
+    code = (r->err == ENOENT || r->err == ENOTDIR)                     ? RR_NOT_FOUND
+           : (r->err == EACCES || r->err == EPERM || r->err == EISDIR) ? RR_PERMISSION_DENIED
+           : (r->err == E2BIG)                                         ? RR_INVALID_ARGUMENT
+                                                                       : RR_FAILED_PRECONDITION;
+  else if (r->step == STEP_CHDIR)
+    code = RR_INVALID_ARGUMENT;
+  else if (r->step == STEP_IDS)
+    code = RR_PERMISSION_DENIED;
+  else if (r->step == STEP_CGROUP && (r->err == EAGAIN || r->err == ENOSPC || r->err == ENOMEM))
+    code = RR_RESOURCE_EXHAUSTED;
+  else if (r->err == EMFILE || r->err == ENFILE || r->err == ENOMEM)
+    code = RR_RESOURCE_EXHAUSTED;
+  if (r->step == STEP_CHDIR)
+    return rr_err_sys(e, code, r->err, "command.workdir \"%s\" cannot be entered",
+                      o->workdir ? o->workdir : "/");
+  if (r->step == STEP_WAITER_EXEC)
+    return rr_err_sys(e, code, r->err, "command \"%s\": executing rund-waiter \"%s\" failed",
+                      o->path, o->waiter);
+  return rr_err_sys(e, code, r->err, "command \"%s\": %s failed", o->path,
+                    spawn_step_name(r->step));
 }
 
 int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e) {
@@ -517,7 +582,7 @@ int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e) {
   argv[0] = (char *)o->path;
   for (size_t i = 0; i < o->nargs; i++)
     argv[i + 1] = (char *)o->args[i];
-  int rc = -1, pipefd[2] = {-1, -1}, pidfd = -1;
+  int rc = -1, pidfd = -1;
   pid_t pid = -1;
   volatile struct spawn_report shared = {0, 0};
   struct spawn_child_args a = {.o = o,
@@ -528,85 +593,15 @@ int spawn_process(const spawn_opts *o, spawn_result *ret, rr_err *e) {
                                .report_fd = -1,
                                .shared = &shared,
                                .join_procs = true};
-  struct spawn_report r = {0, 0};
-  ssize_t n = 0;
-  bool placed = false;
-  if (o->cgroup_fd > 0 && !clone3_disabled) {
-    if (spawn_clone_into_cgroup(&a, pipefd, &pid, &pidfd) == 0) {
-      placed = true;
-      n = rr_read(pipefd[0], &r, sizeof r);
-    } else if (!spawn_clone_refused(errno)) {
-      rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create a process for \"%s\"", o->path);
-      goto out;
-    }
-  }
-  if (!placed && (clone3_disabled || spawn_clone_vm(&a, &pid, &pidfd) < 0)) {
-    if (!clone3_disabled && !spawn_clone_refused(errno)) {
-      rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create a process for \"%s\"", o->path);
-      goto out;
-    }
-    /* fork fallback: the exec report comes through a CLOEXEC pipe */
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
-      rr_err_sys(e, RR_INTERNAL, errno, "cannot create the exec report pipe");
-      goto out;
-    }
-    a.shared = NULL;
-    a.report_fd = pipefd[1];
-    pid = spawn_clone(&pidfd);
-    if (pid < 0) {
-      rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create a process for \"%s\"", o->path);
-      goto out;
-    }
-    if (pid == 0) {
-      close(pipefd[0]);
-      spawn_child(&a);
-    }
-    close(pipefd[1]);
-    pipefd[1] = -1;
-    n = rr_read(pipefd[0], &r, sizeof r);
-  } else if (!placed && shared.step) { /* the child reported before exiting */
-    r.err = shared.err;
-    r.step = shared.step;
-    n = (ssize_t)sizeof r;
-  }
-  if (n == 0) { /* exec'd: it runs */
+  struct spawn_report r;
+  int lr =
+      o->waiter ? spawn_waiter_launch(&a, &pid, &pidfd, &r) : spawn_launch(&a, &pid, &pidfd, &r);
+  if (lr == 0) {
     *ret = (spawn_result){.pid = pid, .pidfd = pidfd, .start_ticks = 0};
     spawn_proc_start_ticks(pid, &ret->start_ticks);
     rc = 0;
-    goto out;
-  }
-  siginfo_t si;
-  while (waitid(P_PID, (id_t)pid, &si, WEXITED) < 0 && errno == EINTR)
-    ;
-  close(pidfd);
-  if (n != (ssize_t)sizeof r) {
-    rr_err_set(e, RR_INTERNAL, "command \"%s\": lost the child's exec report", o->path);
-    goto out;
-  }
-  int code = RR_INTERNAL;
-  if (r.step == STEP_EXEC)
-    code = (r.err == ENOENT || r.err == ENOTDIR)                    ? RR_NOT_FOUND
-           : (r.err == EACCES || r.err == EPERM || r.err == EISDIR) ? RR_PERMISSION_DENIED
-           : (r.err == E2BIG)                                       ? RR_INVALID_ARGUMENT
-                                                                    : RR_FAILED_PRECONDITION;
-  else if (r.step == STEP_CHDIR)
-    code = RR_INVALID_ARGUMENT;
-  else if (r.step == STEP_IDS)
-    code = RR_PERMISSION_DENIED;
-  else if (r.step == STEP_CGROUP && (r.err == EAGAIN || r.err == ENOSPC || r.err == ENOMEM))
-    code = RR_RESOURCE_EXHAUSTED;
-  else if (r.err == EMFILE || r.err == ENFILE || r.err == ENOMEM)
-    code = RR_RESOURCE_EXHAUSTED;
-  if (r.step == STEP_CHDIR)
-    rr_err_sys(e, code, r.err, "command.workdir \"%s\" cannot be entered",
-               o->workdir ? o->workdir : "/");
-  else
-    rr_err_sys(e, code, r.err, "command \"%s\": %s failed", o->path, spawn_step_name(r.step));
-out:
-  if (pipefd[0] >= 0)
-    close(pipefd[0]);
-  if (pipefd[1] >= 0)
-    close(pipefd[1]);
+  } else
+    spawn_report_error(o, &r, e);
   free(argv);
   spawn_strv_free(envp);
   return rc;

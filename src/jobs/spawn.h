@@ -41,6 +41,12 @@ typedef struct spawn_opts {
    * dropping privileges); skipped when cgroup_fd already placed it. */
   const int *cgroup_procs_fds;
   size_t ncgroup_procs;
+  /* Background jobs: rund-waiter's path. It becomes the process (pid and
+   * group leader; stdin_fd as its 0, 1 and 2) and the command its child; it
+   * writes how the command ended to waiter_status_fd and ends the same way.
+   * NULL: the command is the process. */
+  const char *waiter;
+  int waiter_status_fd;
 } spawn_opts;
 
 typedef struct spawn_result {

@@ -83,8 +83,12 @@ json_object *runctl_status_json(const runrpc_job_status *s) {
   json_object_object_add(o, "job_id", json_object_new_string(s->job_id));
   json_object_object_add(o, "state", json_object_new_string(runrpc_job_state_name(s->state)));
   json_object_object_add(o, "pid", json_object_new_int(s->pid));
-  json_object_object_add(o, "exit_code", json_object_new_int(s->exit_code));
-  json_object_object_add(o, "signal", json_object_new_int(s->signal));
+  /* null where it does not apply: 0 would read as success for a job whose
+   * end is unknown (failed/"lost") or that still runs */
+  json_object_object_add(o, "exit_code",
+                         s->state == RUNRPC_JOB_EXITED ? json_object_new_int(s->exit_code) : NULL);
+  json_object_object_add(o, "signal",
+                         s->state == RUNRPC_JOB_KILLED ? json_object_new_int(s->signal) : NULL);
   json_object_object_add(o, "reason", json_object_new_string(s->reason ? s->reason : ""));
   if (s->detail && *s->detail)
     json_object_object_add(o, "detail", json_object_new_string(s->detail));
@@ -204,8 +208,14 @@ void runctl_status_print(const runrpc_job_status *s) {
   printf("job_id: %s\n", s->job_id);
   printf("state: %s\n", runrpc_job_state_name(s->state));
   printf("pid: %d\n", s->pid);
-  printf("exit_code: %d\n", s->exit_code);
-  printf("signal: %d\n", s->signal);
+  if (s->state == RUNRPC_JOB_EXITED)
+    printf("exit_code: %d\n", s->exit_code);
+  else
+    printf("exit_code: -\n");
+  if (s->state == RUNRPC_JOB_KILLED)
+    printf("signal: %d\n", s->signal);
+  else
+    printf("signal: -\n");
   printf("reason: %s\n", s->reason ? s->reason : "");
   if (s->detail && *s->detail)
     printf("detail: %s\n", s->detail);

@@ -57,5 +57,7 @@ const runctl_command runctl_cmd_status = {
             "  --json   print one JSON object (job_id, state, pid, exit_code, signal,\n"
             "           reason, start_time, end_time, command, env, workdir, tags,\n"
             "           timeout_ms, stdout_bytes, stderr_bytes, limits, usage, cgroup)\n"
-            "           instead of key: value lines\n",
+            "           instead of key: value lines; exit_code is null unless the job\n"
+            "           exited, signal null unless it was killed (a failed job's end is\n"
+            "           unknown: reason says why)\n",
 };

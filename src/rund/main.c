@@ -143,7 +143,13 @@ int main(int argc, char **argv) {
     rund_fail("cannot start", &e);
     goto out;
   }
+  static char waiter[4096];
+  if (rund_waiter_find(rund_exe, waiter, sizeof waiter) < 0)
+    rr_warn("rund-waiter not found next to rund: jobs that end while rund is down will be "
+            "\"lost\"",
+            NULL);
   job_table_config cfg = {.state_dir = o.state_dir,
+                          .waiter = *waiter ? waiter : NULL,
                           .max_log_bytes = o.max_log_bytes,
                           .warn = rund_on_warn,
                           .no_sync = !o.fsync,

@@ -42,6 +42,9 @@ void rund_security_free(rund_ctx *ctx);
 /* The cgroup manager (none with --no-cgroups), its subtree named after the
  * state dir so a restarted rund finds its jobs' cgroups; logs the version. */
 int rund_cgroups_open(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);
+/* rund-waiter next to exe: EXEDIR/../libexec/runrpc (installed) or
+ * EXEDIR/../waiter (build tree). 0 with its path in buf, -1 if none. */
+int rund_waiter_find(const char *exe, char *buf, size_t n);
 /* Remove job cgroups no running job claims (left by a crash of rund). */
 void rund_cgroups_sweep(rund_ctx *ctx);
 /* setup_quota.c: quotas and the fd reserve from the flags, counting the

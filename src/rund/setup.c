@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -117,6 +118,21 @@ int rund_cgroups_open(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
 }
 
 /* A job cgroup stays when a running job (reopened by the table) owns it. */
+int rund_waiter_find(const char *exe, char *buf, size_t n) {
+  static const char *const rel[] = {"../libexec/runrpc/rund-waiter", "../waiter/rund-waiter"};
+  const char *slash = strrchr(exe, '/');
+  if (!slash)
+    return -1;
+  for (size_t i = 0; i < RR_ARRAY_SIZE(rel); i++) {
+    if ((size_t)snprintf(buf, n, "%.*s/%s", (int)(slash - exe), exe, rel[i]) >= n)
+      continue;
+    if (access(buf, X_OK) == 0)
+      return 0;
+  }
+  *buf = '\0';
+  return -1;
+}
+
 static bool rund_cgroup_keep(const char *name, void *data) {
   job *j;
   rr_err e;

@@ -224,7 +224,7 @@ def test_status_json_and_human(peer):
     assert peer.last("Status")["request"].job_id == ULID  # upper-cased client side
     o = json.loads(r.stdout)
     assert o == {
-        "job_id": ULID, "state": "exited", "pid": 4242, "exit_code": 0, "signal": 0,
+        "job_id": ULID, "state": "exited", "pid": 4242, "exit_code": 0, "signal": None,
         "reason": "exited", "start_time": "2024-05-01T12:00:00.123456Z",
         "end_time": "2024-05-01T12:00:01.000000Z",
         "command": ["/bin/echo", "hello world", "it's"], "env": {"A": "1", "B": "x y"},

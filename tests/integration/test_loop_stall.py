@@ -158,11 +158,21 @@ def cgroup_limits_or_skip(stub):
 
 
 def wait_stopped(pid, timeout=5):
+    """Until the job's command (the child of its rund-waiter, pid) stops."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        with open("/proc/%d/stat" % pid) as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "T":
-                return
+        try:
+            with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+                procs = [int(c) for c in f.read().split()] or [pid]
+        except OSError:
+            procs = [pid]
+        for p in procs:
+            try:
+                with open("/proc/%d/stat" % p) as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "T":
+                        return
+            except OSError:
+                pass
         time.sleep(0.02)
     raise AssertionError("pid %d never stopped" % pid)
 

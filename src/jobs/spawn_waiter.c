@@ -1,0 +1,112 @@
+/* Background jobs start through rund-waiter (src/waiter): rund makes a
+ * vfork-style child W in its own memory; W leads a new process group,
+ * starts the command as its own child with the usual spawn_launch (so a
+ * failed exec is still reported before Start returns), then executes
+ * rund-waiter, which outlives rund and records the command's end in the
+ * job's directory. rund sleeps meanwhile (CLONE_VFORK) and wakes when W has
+ * executed rund-waiter: one clone and one exec of a small static program
+ * more than a plain spawn, and no copy of rund's memory. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "jobs/spawn_internal.h"
+
+enum { WAITER_STACK = 256 * 1024, WAITER_STATUS_FD = 3 };
+
+struct spawn_waiter_args {
+  struct spawn_child_args *child;
+  volatile struct spawn_report *report; /* W's own failure, for rund */
+};
+
+/* Runs in W on its own stack, in our memory: no allocation, no return. */
+SPAWN_CHILD_ATTR static _Noreturn void spawn_waiter_child(struct spawn_waiter_args *w) {
+  const spawn_opts *o = w->child->o;
+  struct spawn_report r = {0, STEP_WAITER_GROUP};
+  pid_t pid = -1;
+  int pidfd = -1;
+  if (setpgid(0, 0) < 0) {
+    r.err = errno;
+    goto fail;
+  }
+  w->child->in_group = true;
+  if (spawn_launch(w->child, &pid, &pidfd, &r) != 0)
+    goto fail; /* the command is gone already */
+  /* W's fd table is its own copy: keep stdin_fd as 0-2, the status file as
+   * 3, and nothing else of rund's */
+  r.step = STEP_WAITER_EXEC;
+  int sfd = fcntl(o->waiter_status_fd, F_DUPFD_CLOEXEC, 10);
+  if (sfd < 0 || dup2(o->stdin_fd, 0) < 0 || dup2(o->stdin_fd, 1) < 0 || dup2(o->stdin_fd, 2) < 0 ||
+      dup2(sfd, WAITER_STATUS_FD) < 0) {
+    r.err = errno;
+    goto kill;
+  }
+  syscall(SYS_close_range, (unsigned)WAITER_STATUS_FD + 1, ~0u, 0u);
+  char pidarg[16], *p = pidarg + sizeof pidarg;
+  *--p = '\0';
+  for (unsigned v = (unsigned)pid; p == pidarg + sizeof pidarg - 1 || v; v /= 10)
+    *--p = (char)('0' + v % 10);
+  char *argv[] = {"rund-waiter", p, NULL};
+  char *envp[] = {NULL};
+  execve(o->waiter, argv, envp);
+  r.err = errno;
+kill:
+  kill(pid, SIGKILL);
+  siginfo_t si;
+  while (waitid(P_PID, (id_t)pid, &si, WEXITED) < 0 && errno == EINTR)
+    ;
+fail:
+  w->report->err = r.err;
+  w->report->step = r.step;
+  _exit(127);
+}
+
+SPAWN_CHILD_ATTR static int spawn_waiter_entry(void *arg) { spawn_waiter_child(arg); }
+
+int spawn_waiter_launch(struct spawn_child_args *a, pid_t *pid, int *pidfd,
+                        struct spawn_report *r) {
+  /* W's frames are never unwound: a stack of their own, made once */
+  static char *stack;
+  if (!stack) {
+    void *m = mmap(NULL, WAITER_STACK, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (m == MAP_FAILED) {
+      *r = (struct spawn_report){errno, STEP_CREATE};
+      return 1;
+    }
+    stack = m;
+  }
+  volatile struct spawn_report report = {0, 0};
+  struct spawn_waiter_args w = {.child = a, .report = &report};
+  /* W runs with every signal blocked, and rund-waiter keeps them so */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int fd = -1;
+  int rc = clone(spawn_waiter_entry, stack + WAITER_STACK,
+                 CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &w, &fd);
+  int saved = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc < 0) {
+    *r = (struct spawn_report){saved, STEP_CREATE};
+    return 1;
+  }
+  if (report.step) { /* W failed and exited: reap it */
+    siginfo_t si;
+    while (waitid(P_PID, (id_t)rc, &si, WEXITED) < 0 && errno == EINTR)
+      ;
+    close(fd);
+    *r = (struct spawn_report){report.err, report.step};
+    return 1;
+  }
+  *pid = (pid_t)rc;
+  *pidfd = fd;
+  return 0;
+}

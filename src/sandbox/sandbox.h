@@ -1,0 +1,60 @@
+/* Starting a process in a sandbox described by an OCI config (spec.h):
+ * clone3 with CLONE_PIDFD and the namespace flags (+ CLONE_INTO_CGROUP on
+ * cgroup v2), a sync socket between parent and child; the parent writes the
+ * uid/gid maps; the child sets up in bubblewrap's and crun's order (mount
+ * propagation private, root, mounts, pivot_root and detach the old root,
+ * masked and read-only paths, hostname, sysctls, rlimits, ids,
+ * capabilities, no_new_privs, seccomp last, exec). Any step that fails is
+ * reported to the parent as (step, errno, message) and the child _exits:
+ * sb_spawn then fails with FAILED_PRECONDITION
+ *   "sandbox: mount proc on /proc: Operation not permitted"
+ * (NOT_FOUND / PERMISSION_DENIED for an executable that is missing or not
+ * executable, as for plain processes).
+ *
+ * With a new pid namespace the command is not PID 1: a small init runs
+ * first (reaps orphans, forwards every signal to the command's process
+ * group, exits as the command did: its code, or 128+N for a signal), and
+ * records how the command ended on status_fd when given. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+#include "sandbox/spec.h"
+
+/* A seccomp filter compiled once (libseccomp to BPF) and loaded by any
+ * number of children without allocating. */
+typedef struct sb_filter sb_filter;
+
+/* INVALID_ARGUMENT naming the rule for what libseccomp refuses. */
+int sb_filter_compile(const sb_seccomp *s, sb_filter **ret, rr_err *e);
+void sb_filter_free(sb_filter *f);
+
+typedef struct sb_spawn_opts {
+  int stdin_fd, stdout_fd, stderr_fd; /* become the command's 0, 1, 2 */
+  /* cgroup v2 directory fd: created in it (CLONE_INTO_CGROUP); <= 0 none. */
+  int cgroup_fd;
+  /* cgroup.procs fds the child writes "0" to first (v1, or v2 without
+   * CLONE_INTO_CGROUP). */
+  const int *cgroup_procs_fds;
+  size_t ncgroup_procs;
+  /* Compiled spec->seccomp (NULL: compiled now, for one-off callers). */
+  const sb_filter *filter;
+  /* >= 0: the init (or, without a pid namespace, nobody) writes
+   * "exit N END_NS\n" or "signal N END_NS\n" here when the command ends
+   * (the format of rund-waiter). */
+  int status_fd;
+  /* Started with a process group of its own (rund kills the group). */
+  bool new_process_group;
+} sb_spawn_opts;
+
+typedef struct sb_spawn_result {
+  pid_t pid; /* in the caller's pid namespace: the init when there is one */
+  int pidfd; /* CLOEXEC; owned by the caller */
+  uint64_t start_ticks;
+} sb_spawn_result;
+
+/* Start s's process; on failure nothing is left running. */
+int sb_spawn(const sb_spec *s, const sb_spawn_opts *o, sb_spawn_result *ret, rr_err *e);

@@ -22,7 +22,7 @@
 #include "jobs/job_cgroup.h"
 #include "jobs/job_internal.h"
 #include "jobs/logstore.h"
-#include "jobs/spawn.h"
+#include "sandbox/spawn.h"
 
 #define JOB_INOTIFY_BATCH_MS 10
 #define JOB_INOTIFY_READS 4    /* of 8 KiB (256 events) per batch */

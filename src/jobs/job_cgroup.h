@@ -10,8 +10,8 @@
 
 #include "common/err.h"
 #include "common/loop.h"
-#include "jobs/spawn.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/spawn.h"
 
 /* FAILED_PRECONDITION unless m can enforce l (m NULL: rund runs without
  * cgroups); then create cgroup name with l and point o's cgroup fields at

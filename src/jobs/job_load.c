@@ -22,7 +22,7 @@
 #include "jobs/job_cgroup.h"
 #include "jobs/job_internal.h"
 #include "jobs/logstore.h"
-#include "jobs/spawn.h"
+#include "sandbox/spawn.h"
 
 /* ---- persistence ---- */
 

@@ -12,9 +12,9 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "jobs/spawn.h"
 #include "rpc/services/health.h"
 #include "rpc/services/reflection.h"
+#include "sandbox/spawn.h"
 #include "rund.h"
 #include "rund/certs.h"
 #include "rund/opts.h"

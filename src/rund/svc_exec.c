@@ -20,7 +20,7 @@
 #include "common/util.h"
 #include "jobs/job_cgroup.h"
 #include "jobs/signame.h"
-#include "jobs/spawn.h"
+#include "sandbox/spawn.h"
 #include "rund.h"
 
 #define EXEC_CHUNK (64u * 1024u)

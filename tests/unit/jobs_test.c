@@ -20,8 +20,8 @@
 #include "jobs/job_cgroup.h"
 #include "jobs/logstore.h"
 #include "jobs/signame.h"
-#include "jobs/spawn.h"
 #include "jobs_helpers.h"
+#include "sandbox/spawn.h"
 
 static char *read_log(job *j, int s) {
   int fd = logstore_stream_open_read(j->dir, s, NULL);

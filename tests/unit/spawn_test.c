@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "jobs/spawn.h"
+#include "sandbox/spawn.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3

@@ -1,4 +1,4 @@
-#include "jobs/spawn.h"
+#include "sandbox/spawn.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -190,7 +190,7 @@ int spawn_proc_start_ticks(pid_t pid, uint64_t *ret) {
   return 0;
 }
 
-#include "jobs/spawn_internal.h"
+#include "sandbox/spawn_internal.h"
 
 /* In the child: every fd above 2 closes at exec. close_range's CLOEXEC
  * flag needs Linux 5.11; before, mark them one by one up to the limit. */

@@ -5,7 +5,7 @@
 #include <sys/types.h>
 
 #include "common/err.h"
-#include "jobs/spawn.h"
+#include "sandbox/spawn.h"
 
 enum {
   STEP_CGROUP = 1,

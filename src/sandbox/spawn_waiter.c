@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "jobs/spawn_internal.h"
+#include "sandbox/spawn_internal.h"
 
 enum { WAITER_STACK = 256 * 1024, WAITER_STATUS_FD = 3 };
 

@@ -22,6 +22,7 @@
 #define SB_MAX_RLIMITS 16
 #define SB_MAX_SYSCALL_RULES 4096
 #define SB_MAX_GROUPS 256
+#define SB_MAX_ARGS 65536 /* process.args, and process.env */
 
 typedef enum sb_ns_type {
   SB_NS_PID,

@@ -81,3 +81,6 @@ const char *sb_cap_name(int cap);
 /* "RLIMIT_NOFILE" <-> RLIMIT_NOFILE; -1 / NULL if unknown. */
 int sb_rlimit_from_name(const char *name);
 const char *sb_rlimit_name(int resource);
+
+/* The seccomp rule set of the default (strict false) or strict profile. */
+int sb_profile_seccomp(bool strict, sb_seccomp **ret, rr_err *e);

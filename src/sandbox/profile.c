@@ -1,0 +1,348 @@
+/* Profiles: names, clamping, binds, and the OCI config that default and
+ * strict make of a request. Choices (profile.h has the contract):
+ *  - net: default keeps the host's network unless the request asks for
+ *    none; strict always has its own (only lo): a request's "host" is
+ *    clamped to none, as strict means no network.
+ *  - root: default runs on the request's rootfs writable, or on the
+ *    host's root read-only with the working directory bound writable onto
+ *    itself (so `make` in a project works; not for "/" nor below /proc,
+ *    /sys, /dev, /tmp, which are fresh mounts); strict's root is always
+ *    read-only and its cwd stays read-only.
+ *  - ids: strict maps one uid and one gid: inside the request's ids (or
+ *    the caller's numbers), outside the caller's, except that a root
+ *    caller is mapped from nobody (65534): strict never runs as host root.
+ *    default runs as the request's ids, or as the caller with its groups.
+ *  - strict adds RLIMIT_NOFILE 1024 and RLIMIT_CORE 0, and its pids and
+ *    memory limits to the request's limits for each of the two it leaves
+ *    unset. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "common/util.h"
+#include "sandbox/profile.h"
+#include "sandbox/spec_internal.h"
+
+#define NOBODY 65534u
+#define DEFAULT_HOSTNAME "runrpc"
+
+static const char *const profile_names[SB_PROFILE_COUNT] = {"host", "default", "strict"};
+
+const char *sb_profile_name(sb_profile p) {
+  return (unsigned)p < SB_PROFILE_COUNT ? profile_names[p] : NULL;
+}
+
+int sb_profile_from_name(const char *name, const char *field, sb_profile *ret, rr_err *e) {
+  for (int i = 0; i < SB_PROFILE_COUNT; i++)
+    if (strcmp(name, profile_names[i]) == 0) {
+      *ret = (sb_profile)i;
+      return 0;
+    }
+  return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: unknown profile %s (want host, default or strict)",
+                    field, SJ_QUOTE(name));
+}
+
+sb_profile sb_profile_clamp(sb_profile requested, sb_profile min) {
+  return requested < min ? min : requested;
+}
+
+/* ---- binds ---- */
+
+int sb_bind_parse(const char *text, const char *field, sb_bind *ret, char **storage, rr_err *e) {
+  if (strlen(text) > 2 * SB_PATH_MAX)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: longer than %d bytes", field, 2 * SB_PATH_MAX);
+  _cleanup_free_ char *s = strdup(text);
+  if (!s)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "%s: out of memory", field);
+  char *src = s, *dst = strchr(s, ':'), *mode = NULL;
+  if (!dst)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: %s is not SOURCE:DESTINATION[:ro|rw]", field,
+                      SJ_QUOTE(text));
+  *dst++ = '\0';
+  if ((mode = strchr(dst, ':')))
+    *mode++ = '\0';
+  if (mode && strcmp(mode, "ro") != 0 && strcmp(mode, "rw") != 0)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: mode %s is not \"ro\" or \"rw\"", field,
+                      SJ_QUOTE(mode));
+  char p[300];
+  snprintf(p, sizeof p, "%s.source", field);
+  if (sb_path_check(src, p, e) < 0)
+    return -1;
+  snprintf(p, sizeof p, "%s.destination", field);
+  if (sb_path_check(dst, p, e) < 0)
+    return -1;
+  *ret = (sb_bind){
+      .source = src, .destination = dst, .readonly = mode && mode[0] == 'r' && mode[1] == 'o'};
+  free(*storage);
+  *storage = TAKE_PTR(s);
+  return 0;
+}
+
+/* p at or below dir (both canonical). */
+static bool path_below(const char *p, const char *dir) {
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/')
+    n--;
+  if (n == 1 && dir[0] == '/')
+    return true;
+  return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
+static bool below_any(const char *p, const char *const *allowed, size_t nallowed, bool resolve) {
+  for (size_t i = 0; i < nallowed; i++) {
+    char real[PATH_MAX];
+    const char *dir = allowed[i];
+    if (resolve) {
+      if (!realpath(dir, real))
+        continue; /* an allowed dir that does not exist allows nothing */
+      dir = real;
+    }
+    if (path_below(p, dir))
+      return true;
+  }
+  return false;
+}
+
+int sb_binds_check(const sb_bind *b, size_t n, const char *const *allowed, size_t nallowed,
+                   rr_err *e) {
+  if (n > SB_MAX_BINDS)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "binds: %zu entries (at most %d)", n, SB_MAX_BINDS);
+  for (size_t i = 0; i < n; i++) {
+    char field[64], real[PATH_MAX];
+    snprintf(field, sizeof field, "binds[%zu].source", i);
+    if (sb_path_check(b[i].source, field, e) < 0)
+      return -1;
+    snprintf(field, sizeof field, "binds[%zu].destination", i);
+    if (sb_path_check(b[i].destination, field, e) < 0)
+      return -1;
+    snprintf(field, sizeof field, "binds[%zu].source", i);
+    /* refused before resolving, so that the answer tells nothing of paths elsewhere */
+    if (!below_any(b[i].source, allowed, nallowed, false) &&
+        !below_any(b[i].source, allowed, nallowed, true))
+      return rr_err_set(e, RR_PERMISSION_DENIED,
+                        "%s: %s is not below a directory allowed for binds", field,
+                        SJ_QUOTE(b[i].source));
+    if (!realpath(b[i].source, real))
+      return rr_err_sys(e, errno == ENOENT ? RR_NOT_FOUND : RR_FAILED_PRECONDITION, errno,
+                        "%s: cannot resolve %s", field, SJ_QUOTE(b[i].source));
+    if (!below_any(real, allowed, nallowed, true))
+      return rr_err_set(e, RR_PERMISSION_DENIED,
+                        "%s: %s resolves to %s, not below a directory allowed for binds", field,
+                        SJ_QUOTE(b[i].source), SJ_QUOTE(real));
+  }
+  return 0;
+}
+
+/* ---- the config of a profile ---- */
+
+static int add_mount(sb_spec *s, const char *dst, const char *type, const char *src,
+                     const char *const *options, rr_err *e) {
+  sb_mount *m = &s->mounts[s->nmounts++];
+  size_t n = 0;
+  while (options[n])
+    n++;
+  if (!(m->destination = strdup(dst)) || (type && !(m->type = strdup(type))) ||
+      !(m->source = strdup(src)) || !(m->options = sj_strings_dup(options, n)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "mounts: out of memory");
+  m->noptions = n;
+  return sb_mount_options_parse(m, "mounts", e);
+}
+
+static bool path_is_fresh_mount(const char *p) {
+  static const char *const fresh[] = {"/proc", "/sys", "/dev", "/tmp"};
+  for (size_t i = 0; i < RR_ARRAY_SIZE(fresh); i++)
+    if (path_below(p, fresh[i]))
+      return true;
+  return false;
+}
+
+static int mounts_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e) {
+  bool strict = p == SB_PROFILE_STRICT;
+  const char *cwd = s->process.cwd;
+  if (!(s->mounts = calloc(16 + pa->nbinds, sizeof *s->mounts)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "mounts: out of memory");
+  const char *devpts_host[] = {"nosuid",    "noexec", "newinstance", "ptmxmode=0666",
+                               "mode=0620", "gid=5",  NULL};
+  const char *devpts_userns[] = {"nosuid",        "noexec",    "newinstance",
+                                 "ptmxmode=0666", "mode=0620", NULL};
+  const char *tmp_default[] = {"nosuid", "nodev", "mode=1777", "size=25%", NULL};
+  const char *tmp_strict[] = {"nosuid", "nodev", "mode=1777", "size=" SB_STRICT_TMP_SIZE, NULL};
+  if (add_mount(s, "/proc", "proc", "proc", (const char *[]){"nosuid", "noexec", "nodev", NULL},
+                e) < 0 ||
+      add_mount(s, "/dev", "tmpfs", "tmpfs",
+                (const char *[]){"nosuid", "strictatime", "mode=755", "size=65536k", NULL},
+                e) < 0 ||
+      add_mount(s, "/dev/pts", "devpts", "devpts", strict ? devpts_userns : devpts_host, e) < 0 ||
+      add_mount(s, "/dev/shm", "tmpfs", "shm",
+                (const char *[]){"nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL},
+                e) < 0 ||
+      add_mount(s, "/dev/mqueue", "mqueue", "mqueue",
+                (const char *[]){"nosuid", "noexec", "nodev", NULL}, e) < 0 ||
+      add_mount(s, "/sys", "sysfs", "sysfs",
+                (const char *[]){"nosuid", "noexec", "nodev", "ro", NULL}, e) < 0 ||
+      add_mount(s, "/tmp", "tmpfs", "tmpfs", strict ? tmp_strict : tmp_default, e) < 0)
+    return -1;
+  if (!strict && !pa->rootfs && strcmp(cwd, "/") != 0 && !path_is_fresh_mount(cwd) &&
+      add_mount(s, cwd, "bind", cwd, (const char *[]){"rbind", "rw", NULL}, e) < 0)
+    return -1;
+  for (size_t i = 0; i < pa->nbinds; i++)
+    if (add_mount(s, pa->binds[i].destination, "bind", pa->binds[i].source,
+                  (const char *[]){"rbind", pa->binds[i].readonly ? "ro" : "rw", NULL}, e) < 0)
+      return -1;
+  return 0;
+}
+
+static const char *const masked_paths[] = {
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+};
+static const char *const readonly_paths[] = {"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                                             "/proc/sysrq-trigger"};
+
+static int params_check(sb_profile p, const sb_params *pa, rr_err *e) {
+  if (p != SB_PROFILE_DEFAULT && p != SB_PROFILE_STRICT)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "profile %s: no sandbox config to make",
+                      sb_profile_name(p) ? sb_profile_name(p) : "?");
+  if (!pa->nargs || !pa->argv[0] || !pa->argv[0][0])
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "argv: required (at least the command)");
+  if (pa->nargs > SB_MAX_ARGS || pa->nenv > SB_MAX_ARGS)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: more than %d entries",
+                      pa->nargs > SB_MAX_ARGS ? "argv" : "env", SB_MAX_ARGS);
+  for (size_t i = 0; i < pa->nargs; i++)
+    if (!pa->argv[i] || strlen(pa->argv[i]) > SB_ARG_MAX)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "argv[%zu]: missing or longer than %d bytes", i,
+                        SB_ARG_MAX);
+  for (size_t i = 0; i < pa->nenv; i++) {
+    const char *v = pa->env[i], *eq = v ? strchr(v, '=') : NULL;
+    if (!eq || eq == v || strlen(v) > SB_ARG_MAX)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "env[%zu]: %s is not KEY=VALUE", i,
+                        v ? SJ_QUOTE(v) : "null");
+  }
+  if (pa->cwd && sb_path_check(pa->cwd, "cwd", e) < 0)
+    return -1;
+  if (pa->rootfs && sb_path_check(pa->rootfs, "rootfs", e) < 0)
+    return -1;
+  if (pa->nbinds > SB_MAX_BINDS)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "binds: %zu entries (at most %d)", pa->nbinds,
+                      SB_MAX_BINDS);
+  for (size_t i = 0; i < pa->nbinds; i++) {
+    char field[64];
+    snprintf(field, sizeof field, "binds[%zu].source", i);
+    if (sb_path_check(pa->binds[i].source ? pa->binds[i].source : "", field, e) < 0)
+      return -1;
+    snprintf(field, sizeof field, "binds[%zu].destination", i);
+    if (sb_path_check(pa->binds[i].destination ? pa->binds[i].destination : "", field, e) < 0)
+      return -1;
+  }
+  if (pa->net != SB_NET_PROFILE && pa->net != SB_NET_NONE && pa->net != SB_NET_HOST)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "net: unknown mode %d", (int)pa->net);
+  if (pa->hostname && sb_hostname_check(pa->hostname, "hostname", e) < 0)
+    return -1;
+  if (pa->nhost_groups > SB_MAX_GROUPS)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "host_groups: %zu groups (at most %d)",
+                      pa->nhost_groups, SB_MAX_GROUPS);
+  if (pa->limits && cg_limits_validate(pa->limits, e) < 0)
+    return -1;
+  return 0;
+}
+
+static int ids_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e) {
+  sb_process *pr = &s->process;
+  pr->uid = pa->has_user ? pa->uid : (uint32_t)pa->host_uid;
+  pr->gid = pa->has_user ? pa->gid : (uint32_t)pa->host_gid;
+  if (p != SB_PROFILE_STRICT) {
+    for (size_t i = 0; !pa->has_user && i < pa->nhost_groups; i++)
+      pr->additional_gids[pr->ngids++] = (uint32_t)pa->host_groups[i];
+    return 0;
+  }
+  s->uid_maps = calloc(1, sizeof *s->uid_maps);
+  s->gid_maps = calloc(1, sizeof *s->gid_maps);
+  if (!s->uid_maps || !s->gid_maps)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  s->uid_maps[0] = (sb_id_map){pr->uid, pa->host_uid == 0 ? NOBODY : (uint32_t)pa->host_uid, 1};
+  s->gid_maps[0] = (sb_id_map){pr->gid, pa->host_gid == 0 ? NOBODY : (uint32_t)pa->host_gid, 1};
+  s->nuid_maps = s->ngid_maps = 1;
+  return 0;
+}
+
+static int spec_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e) {
+  bool strict = p == SB_PROFILE_STRICT;
+  sb_process *pr = &s->process;
+  if (!(s->oci_version = strdup("1.2.0")) || !(pr->args = sj_strings_dup(pa->argv, pa->nargs)) ||
+      !(pr->env = sj_strings_dup(pa->env, pa->nenv)) ||
+      !(pr->cwd = strdup(pa->cwd ? pa->cwd : "/")) ||
+      !(s->hostname = strdup(pa->hostname ? pa->hostname : DEFAULT_HOSTNAME)) ||
+      !(s->root_path = strdup(pa->rootfs ? pa->rootfs : "/")) ||
+      !(s->masked_paths = sj_strings_dup(masked_paths, RR_ARRAY_SIZE(masked_paths))) ||
+      !(s->readonly_paths = sj_strings_dup(readonly_paths, RR_ARRAY_SIZE(readonly_paths))))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  pr->nargs = pa->nargs;
+  pr->nenv = pa->nenv;
+  s->nmasked_paths = RR_ARRAY_SIZE(masked_paths);
+  s->nreadonly_paths = RR_ARRAY_SIZE(readonly_paths);
+  s->root_readonly = strict || !pa->rootfs;
+  static const sb_ns_type base[] = {SB_NS_PID, SB_NS_MOUNT, SB_NS_IPC, SB_NS_UTS, SB_NS_CGROUP};
+  for (size_t i = 0; i < RR_ARRAY_SIZE(base); i++)
+    s->ns[base[i]].enabled = true;
+  s->ns[SB_NS_NET].enabled = strict || pa->net == SB_NET_NONE;
+  s->ns[SB_NS_USER].enabled = strict;
+  if (ids_build(s, p, pa, e) < 0 || mounts_build(s, p, pa, e) < 0)
+    return -1;
+  pr->no_new_privileges = true;
+  pr->has_caps = true;
+  if (!strict) {
+    static const char *const docker_caps[] = {
+        "CAP_CHOWN",   "CAP_DAC_OVERRIDE", "CAP_FSETID",           "CAP_FOWNER",
+        "CAP_MKNOD",   "CAP_NET_RAW",      "CAP_SETGID",           "CAP_SETUID",
+        "CAP_SETFCAP", "CAP_SETPCAP",      "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+        "CAP_KILL",    "CAP_AUDIT_WRITE"};
+    uint64_t set = 0;
+    for (size_t i = 0; i < RR_ARRAY_SIZE(docker_caps); i++)
+      set |= 1ull << sb_cap_from_name(docker_caps[i]);
+    /* effective and permitted only matter to uid 0: exec drops them for others */
+    pr->caps = (sb_caps){.bounding = set, .effective = set, .permitted = set};
+  } else {
+    pr->rlimits[0] = (sb_rlimit){.resource = RLIMIT_NOFILE, .soft = 1024, .hard = 1024};
+    pr->rlimits[1] = (sb_rlimit){.resource = RLIMIT_CORE, .soft = 0, .hard = 0};
+    pr->nrlimits = 2;
+  }
+  if (sb_profile_seccomp(strict, &s->seccomp, e) < 0)
+    return -1;
+  cg_limits l = pa->limits ? *pa->limits : (cg_limits){0};
+  if (strict && !l.has_pids)
+    l.has_pids = true, l.pids_max = SB_STRICT_PIDS_MAX;
+  if (strict && !l.has_memory)
+    l.has_memory = true, l.memory_max = SB_STRICT_MEMORY_MAX;
+  if (cg_limits_any(&l)) {
+    if (!(s->resources = malloc(sizeof *s->resources)))
+      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+    *s->resources = l;
+  }
+  return 0;
+}
+
+int sb_spec_for_profile(sb_profile p, const sb_params *params, sb_spec **ret, rr_err *e) {
+  if (params_check(p, params, e) < 0)
+    return -1;
+  sb_spec *s = sb_spec_new();
+  if (!s)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  if (spec_build(s, p, params, e) < 0 || sb_spec_validate(s, e) < 0) {
+    sb_spec_free(s);
+    return -1;
+  }
+  *ret = s;
+  return 0;
+}

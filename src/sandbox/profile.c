@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/util.h"
 #include "sandbox/profile.h"
@@ -91,27 +93,100 @@ static bool path_below(const char *p, const char *dir) {
   return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
 }
 
-static bool below_any(const char *p, const char *const *allowed, size_t nallowed, bool resolve) {
-  for (size_t i = 0; i < nallowed; i++) {
-    char real[PATH_MAX];
-    const char *dir = allowed[i];
-    if (resolve) {
-      if (!realpath(dir, real))
-        continue; /* an allowed dir that does not exist allows nothing */
-      dir = real;
-    }
-    if (path_below(p, dir))
+#define MAX_SYMLINKS 40 /* as the kernel's path walk */
+
+/* p may be looked at while resolving: below an allowed dir, or on the way to one. */
+static bool probe_ok(const char *p, char (*dirs)[PATH_MAX], size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (path_below(p, dirs[i]) || path_below(dirs[i], p))
       return true;
-  }
   return false;
+}
+
+static int bind_denied(const char *field, const char *src, rr_err *e) {
+  return rr_err_set(e, RR_PERMISSION_DENIED, "%s: %s is not below a directory allowed for binds",
+                    field, SJ_QUOTE(src));
+}
+
+/* realpath(src) component by component, never looking at a path outside the
+ * allowed dirs and those leading to them: rund resolves as root, and the
+ * answer must tell nothing of paths elsewhere (a caller's symlink to
+ * /root/x gets the same refusal whether /root/x exists or not). */
+static int bind_resolve(const char *src, const char *field, char (*dirs)[PATH_MAX], size_t n,
+                        rr_err *e) {
+  char rest[2 * PATH_MAX], cur[PATH_MAX] = "", next[PATH_MAX], target[PATH_MAX];
+  snprintf(rest, sizeof rest, "%s", src);
+  size_t pos = 0;
+  int links = 0;
+  for (;;) {
+    while (rest[pos] == '/')
+      pos++;
+    size_t len = strcspn(rest + pos, "/");
+    if (!len)
+      break;
+    const char *comp = rest + pos;
+    pos += len;
+    if (len == 1 && comp[0] == '.')
+      continue;
+    if (len == 2 && comp[0] == '.' && comp[1] == '.') {
+      char *slash = strrchr(cur, '/');
+      if (slash)
+        *slash = '\0';
+      continue;
+    }
+    if ((size_t)snprintf(next, sizeof next, "%s/%.*s", cur, (int)len, comp) >= sizeof next)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: %s resolves to a path too long", field,
+                        SJ_QUOTE(src));
+    if (!probe_ok(next, dirs, n))
+      return bind_denied(field, src, e);
+    struct stat st;
+    if (lstat(next, &st) < 0)
+      return rr_err_sys(e,
+                        errno == ENOENT || errno == ENOTDIR ? RR_NOT_FOUND : RR_FAILED_PRECONDITION,
+                        errno, "%s: cannot resolve %s", field, SJ_QUOTE(src));
+    if (!S_ISLNK(st.st_mode)) {
+      memcpy(cur, next, sizeof cur);
+      continue;
+    }
+    ssize_t tl = readlink(next, target, sizeof target - 1);
+    if (tl < 0)
+      return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "%s: cannot resolve %s", field,
+                        SJ_QUOTE(src));
+    target[tl] = '\0';
+    if (++links > MAX_SYMLINKS)
+      return rr_err_sys(e, RR_FAILED_PRECONDITION, ELOOP, "%s: cannot resolve %s", field,
+                        SJ_QUOTE(src));
+    char joined[sizeof rest];
+    if ((size_t)snprintf(joined, sizeof joined, "%s/%s", target, rest + pos) >= sizeof joined)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: %s resolves to a path too long", field,
+                        SJ_QUOTE(src));
+    memcpy(rest, joined, sizeof rest);
+    pos = 0;
+    if (target[0] == '/')
+      cur[0] = '\0';
+  }
+  for (size_t i = 0; i < n; i++)
+    if (path_below(cur[0] ? cur : "/", dirs[i]))
+      return 0;
+  return bind_denied(field, src, e);
 }
 
 int sb_binds_check(const sb_bind *b, size_t n, const char *const *allowed, size_t nallowed,
                    rr_err *e) {
   if (n > SB_MAX_BINDS)
     return rr_err_set(e, RR_INVALID_ARGUMENT, "binds: %zu entries (at most %d)", n, SB_MAX_BINDS);
+  if (nallowed > SB_MAX_BINDS)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "allowed bind dirs: %zu (at most %d)", nallowed,
+                      SB_MAX_BINDS);
+  _cleanup_free_ char(*dirs)[PATH_MAX] = calloc(nallowed ? nallowed : 1, PATH_MAX);
+  if (!dirs)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "binds: out of memory");
+  size_t ndirs = 0;
+  for (size_t i = 0; i < nallowed; i++)
+    if (realpath(allowed[i], dirs[ndirs])) /* one that does not exist allows nothing */
+      ndirs++;
   for (size_t i = 0; i < n; i++) {
-    char field[64], real[PATH_MAX];
+    char field[64];
     snprintf(field, sizeof field, "binds[%zu].source", i);
     if (sb_path_check(b[i].source, field, e) < 0)
       return -1;
@@ -119,19 +194,8 @@ int sb_binds_check(const sb_bind *b, size_t n, const char *const *allowed, size_
     if (sb_path_check(b[i].destination, field, e) < 0)
       return -1;
     snprintf(field, sizeof field, "binds[%zu].source", i);
-    /* refused before resolving, so that the answer tells nothing of paths elsewhere */
-    if (!below_any(b[i].source, allowed, nallowed, false) &&
-        !below_any(b[i].source, allowed, nallowed, true))
-      return rr_err_set(e, RR_PERMISSION_DENIED,
-                        "%s: %s is not below a directory allowed for binds", field,
-                        SJ_QUOTE(b[i].source));
-    if (!realpath(b[i].source, real))
-      return rr_err_sys(e, errno == ENOENT ? RR_NOT_FOUND : RR_FAILED_PRECONDITION, errno,
-                        "%s: cannot resolve %s", field, SJ_QUOTE(b[i].source));
-    if (!below_any(real, allowed, nallowed, true))
-      return rr_err_set(e, RR_PERMISSION_DENIED,
-                        "%s: %s resolves to %s, not below a directory allowed for binds", field,
-                        SJ_QUOTE(b[i].source), SJ_QUOTE(real));
+    if (bind_resolve(b[i].source, field, dirs, ndirs, e) < 0)
+      return -1;
   }
   return 0;
 }

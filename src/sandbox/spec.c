@@ -404,7 +404,7 @@ static int read_bounded(const char *path, char **ret, size_t *len, rr_err *e) {
 
 int sb_spec_load(const char *path, const char *bundle_dir, sb_spec **ret, rr_err *e) {
   _cleanup_free_ char *buf = NULL;
-  size_t len;
+  size_t len = 0;
   if (read_bounded(path, &buf, &len, e) < 0)
     return -1;
   json_tokener *tok = json_tokener_new_ex(SB_JSON_DEPTH);

@@ -14,7 +14,16 @@
  * With a new pid namespace the command is not PID 1: a small init runs
  * first (reaps orphans, forwards every signal to the command's process
  * group, exits as the command did: its code, or 128+N for a signal), and
- * records how the command ended on status_fd when given. */
+ * records how the command ended on status_fd when given. In a pid
+ * namespace joined by path the init stays outside it (setns moves only
+ * children) as a subreaper, the command inside.
+ *
+ * Seccomp is loaded last, just before execve, when no_new_privileges is
+ * set; without it loading needs CAP_SYS_ADMIN, so (as runc does) it comes
+ * before the ids and capabilities change, and the filter must allow what
+ * follows (setgroups, setresuid/gid, capset, prctl, chdir, execve).
+ * Not supported: a user namespace joined by path together with new
+ * namespaces (UNIMPLEMENTED). */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,0 +1,314 @@
+/* The child of sb_spawn, in bubblewrap's and crun's order: cgroup, joined
+ * namespaces (user first), the parent's uid/gid maps, process group,
+ * signals, stdio, mounts and root (sandbox_mount.c), hostname, lo, sysctls,
+ * masked and read-only paths, the root read-only;
+ * then (after the init's fork when there is one) the command's own steps:
+ * rlimits, umask, ids, capabilities, cwd, no_new_privs, seccomp, exec.
+ * A real fork: it may use libc, but allocates nothing (all was prepared). */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "sandbox/sandbox_internal.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+char *sb_fmt_u64(char *buf, unsigned long long v) {
+  char tmp[24];
+  size_t n = 0;
+  do
+    tmp[n++] = (char)('0' + v % 10);
+  while ((v /= 10));
+  for (size_t i = 0; i < n; i++)
+    buf[i] = tmp[n - 1 - i];
+  buf[n] = '\0';
+  return buf;
+}
+
+_Noreturn void sb_child_fail(const struct sb_child *c, int err, const char *what, ...) {
+  struct sb_report r;
+  memset(&r, 0, sizeof r);
+  r.err = err;
+  size_t n = 0;
+  va_list ap;
+  va_start(ap, what);
+  for (const char *p = what; p; p = va_arg(ap, const char *))
+    for (; *p && n + 1 < sizeof r.what; p++)
+      r.what[n++] = *p;
+  va_end(ap);
+  (void)!send(c->sock, &r, sizeof r, MSG_NOSIGNAL);
+  _exit(127);
+}
+
+static void sb_child_cgroup(const struct sb_child *c) {
+  /* first: limits apply to all that follows, and later we may lose the
+   * right to write the cgroup files */
+  for (size_t i = 0; i < c->o->ncgroup_procs; i++) {
+    ssize_t w = write(c->o->cgroup_procs_fds[i], "0", 1);
+    if (w != 1)
+      sb_child_fail(c, w < 0 ? errno : EIO, "join cgroup", NULL);
+  }
+}
+
+static const char *const sb_ns_names[SB_NS_COUNT] = {"pid",    "mount",   "ipc",  "uts",
+                                                     "cgroup", "network", "user", "time"};
+
+static void sb_child_namespaces(struct sb_child *c) {
+  if (c->ns_fds[SB_NS_USER] >= 0 && setns(c->ns_fds[SB_NS_USER], CLONE_NEWUSER) < 0)
+    sb_child_fail(c, errno, "join user namespace", NULL);
+  if (c->wait_maps) {
+    char go;
+    ssize_t n;
+    while ((n = recv(c->sock, &go, 1, 0)) < 0 && errno == EINTR)
+      ;
+    if (n != 1) /* the parent gave up */
+      _exit(127);
+    /* root of the new namespace when mapped, so that what we create
+     * belongs to a mapped id */
+    if (syscall(SYS_setresgid, 0, 0, 0) == 0)
+      syscall(SYS_setresuid, 0, 0, 0);
+  }
+  for (int t = 0; t < SB_NS_COUNT; t++)
+    if (t != SB_NS_USER && c->ns_fds[t] >= 0 && setns(c->ns_fds[t], 0) < 0)
+      sb_child_fail(c, errno, "join ", sb_ns_names[t], " namespace \"", c->s->ns[t].path, "\"",
+                    NULL);
+  if (c->unshare_cgroup && unshare(CLONE_NEWCGROUP) < 0)
+    sb_child_fail(c, errno, "create the cgroup namespace", NULL);
+}
+
+/* Default dispositions; the mask stays full (the parent blocked all) until
+ * the command's exec, the init keeps it. */
+static void sb_child_signals(void) {
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int s = 1; s < NSIG; s++)
+    if (s != SIGKILL && s != SIGSTOP)
+      sigaction(s, &dfl, NULL); /* errors on reserved signals are fine */
+}
+
+static int sb_fd_above2(int fd) { return fd >= 0 && fd < 3 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : fd; }
+
+static void sb_child_stdio(struct sb_child *c) {
+  int src[3] = {c->o->stdin_fd, c->o->stdout_fd, c->o->stderr_fd};
+  /* everything we still need moves above 2 first so dup2 never clobbers it */
+  int sock = sb_fd_above2(c->sock);
+  if (sock < 0)
+    sb_child_fail(c, errno, "set up stdio", NULL);
+  c->sock = sock;
+  if ((c->status_fd = sb_fd_above2(c->status_fd)) < 0 && c->o->status_fd >= 0)
+    sb_child_fail(c, errno, "set up stdio", NULL);
+  for (int i = 0; i < 3; i++)
+    if ((src[i] = sb_fd_above2(src[i])) < 0)
+      sb_child_fail(c, errno, "set up stdio", NULL);
+  for (int i = 0; i < 3; i++)
+    if (src[i] != i && dup2(src[i], i) < 0)
+      sb_child_fail(c, errno, "set up stdio", NULL);
+    else if (src[i] == i)
+      fcntl(i, F_SETFD, 0);
+  /* nothing of the caller's but 0, 1, 2 reaches the command */
+  syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
+}
+
+/* A new network namespace has only lo, down: bring it up. */
+static void sb_child_loopback(const struct sb_child *c) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, "lo", 3);
+  if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+    sb_child_fail(c, errno, "bring lo up", NULL);
+  ifr.ifr_flags |= IFF_UP;
+  if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+    sb_child_fail(c, errno, "bring lo up", NULL);
+  close(fd);
+}
+
+static void sb_write_file(const struct sb_child *c, const char *path, const char *v,
+                          const char *what) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+  size_t len = strlen(v);
+  if (fd < 0 || write(fd, v, len) != (ssize_t)len)
+    sb_child_fail(c, errno, what, " \"", v, "\" to ", path, NULL);
+  close(fd);
+}
+
+static void sb_child_sysctls(const struct sb_child *c) {
+  for (size_t i = 0; i < c->s->nsysctls; i++) {
+    char path[4096] = "/proc/sys/";
+    const char *k = c->s->sysctl_keys[i];
+    size_t n = strlen(path), kl = strlen(k);
+    if (n + kl >= sizeof path)
+      sb_child_fail(c, ENAMETOOLONG, "sysctl ", k, NULL);
+    for (size_t j = 0; j <= kl; j++)
+      path[n + j] = k[j] == '.' ? '/' : k[j];
+    sb_write_file(c, path, c->s->sysctl_values[i], "write");
+  }
+}
+
+/* Shared by the init and the command: everything before the fork. */
+static void sb_child_shared(struct sb_child *c) {
+  const sb_spec *s = c->s;
+  sb_child_cgroup(c);
+  sb_child_namespaces(c);
+  if (c->o->new_process_group && setpgid(0, 0) < 0)
+    sb_child_fail(c, errno, "create the process group", NULL);
+  sb_child_signals();
+  sb_child_stdio(c);
+  if (s->process.has_oom_score_adj) {
+    char v[24];
+    long adj = s->process.oom_score_adj;
+    char *p = sb_fmt_u64(v + 1, (unsigned long long)(adj < 0 ? -adj : adj));
+    if (adj < 0)
+      *--p = '-';
+    sb_write_file(c, "/proc/self/oom_score_adj", p, "write");
+  }
+  sb_mount_setup(c);
+  if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
+    sb_child_fail(c, errno, "set hostname \"", s->hostname, "\"", NULL);
+  if (s->domainname && setdomainname(s->domainname, strlen(s->domainname)) < 0)
+    sb_child_fail(c, errno, "set domainname \"", s->domainname, "\"", NULL);
+  if (c->new_ns[SB_NS_NET])
+    sb_child_loopback(c);
+  sb_child_sysctls(c);
+  sb_mount_finish(c);
+}
+
+static void sb_child_seccomp(const struct sb_child *c) {
+  if (c->prog && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, c->prog) < 0)
+    sb_child_fail(c, errno, "load the seccomp filter", NULL);
+}
+
+/* process.user then capabilities, keeping the permitted set across the uid
+ * change (PR_SET_KEEPCAPS) as runc and crun do. */
+static void sb_child_ids_caps(const struct sb_child *c) {
+  const sb_process *p = &c->s->process;
+  char num[24];
+  if (c->caps) {
+    int max = (int)cap_max_bits();
+    for (int b = 0; b < max; b++)
+      if (!(b < 64 && (p->caps.bounding >> b & 1)) && prctl(PR_CAPBSET_DROP, b, 0, 0, 0) < 0 &&
+          errno != EINVAL)
+        sb_child_fail(c, errno, "drop capability ", sb_fmt_u64(num, (unsigned)b),
+                      " from the bounding set", NULL);
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+      sb_child_fail(c, errno, "keep capabilities", NULL);
+  }
+  if (c->setgroups_allowed &&
+      syscall(SYS_setgroups, p->ngids, p->ngids ? p->additional_gids : NULL) < 0)
+    sb_child_fail(c, errno, "set additional gids", NULL);
+  if (syscall(SYS_setresgid, p->gid, p->gid, p->gid) < 0)
+    sb_child_fail(c, errno, "set gid ", sb_fmt_u64(num, p->gid), NULL);
+  if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
+    sb_child_fail(c, errno, "set uid ", sb_fmt_u64(num, p->uid), NULL);
+  if (!c->caps)
+    return;
+  if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0 || cap_set_proc(c->caps) < 0)
+    sb_child_fail(c, errno, "set capabilities", NULL);
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+    sb_child_fail(c, errno, "clear ambient capabilities", NULL);
+  for (int b = 0; b < 64; b++)
+    if ((p->caps.ambient >> b & 1) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, b, 0, 0) < 0)
+      sb_child_fail(c, errno, "raise ambient capability ", sb_fmt_u64(num, (unsigned)b), NULL);
+}
+
+/* execve args[0], or each PATH entry/args[0] as execvp does; returns with
+ * errno: the first "exists but cannot run" error, else ENOENT. */
+static void sb_child_exec(const struct sb_child *c) {
+  const char *name = c->argv[0];
+  size_t nlen = strlen(name);
+  if (strchr(name, '/')) {
+    execve(name, c->argv, c->envp);
+    return;
+  }
+  char buf[4096];
+  int seen = 0;
+  for (const char *p = c->search;;) {
+    size_t n = strcspn(p, ":");
+    /* relative entries (and empty ones: the cwd) are skipped */
+    if (p[0] == '/' && n + 1 + nlen < sizeof buf) {
+      memcpy(buf, p, n);
+      buf[n] = '/';
+      memcpy(buf + n + 1, name, nlen + 1);
+      execve(buf, c->argv, c->envp);
+      if (errno != ENOENT && errno != ENOTDIR && !seen)
+        seen = errno;
+    }
+    if (!p[n])
+      break;
+    p += n + 1;
+  }
+  errno = seen ? seen : ENOENT;
+}
+
+/* The command's own steps, last to first before exec: seccomp is the last
+ * unless it needs CAP_SYS_ADMIN (no no_new_privs), then it comes before the
+ * ids and capabilities are dropped, as in runc; the filter must then allow
+ * what follows (setresuid, capset, prctl, chdir, execve). */
+static _Noreturn void sb_child_command(struct sb_child *c) {
+  const sb_process *p = &c->s->process;
+  char num[24];
+  if (c->status_fd >= 0)
+    close(c->status_fd); /* the init's, not the command's */
+  if (c->with_init && setpgid(0, 0) < 0)
+    sb_child_fail(c, errno, "create the command's process group", NULL);
+  for (size_t i = 0; i < p->nrlimits; i++) {
+    struct rlimit rl = {p->rlimits[i].soft, p->rlimits[i].hard};
+    if (setrlimit(p->rlimits[i].resource, &rl) < 0)
+      sb_child_fail(c, errno, "set rlimit ", sb_fmt_u64(num, (unsigned)p->rlimits[i].resource),
+                    NULL);
+  }
+  if (p->has_umask)
+    umask(p->umask);
+  if (!p->no_new_privileges)
+    sb_child_seccomp(c);
+  sb_child_ids_caps(c);
+  const char *cwd = p->cwd && *p->cwd ? p->cwd : "/";
+  if (chdir(cwd) < 0)
+    sb_child_fail(c, errno, "chdir \"", cwd, "\"", NULL);
+  if (p->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    sb_child_fail(c, errno, "set no_new_privs", NULL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  if (p->no_new_privileges)
+    sb_child_seccomp(c);
+  sb_child_exec(c);
+  struct sb_report r;
+  memset(&r, 0, sizeof r);
+  r.err = errno;
+  r.exec = 1;
+  size_t n = 0;
+  const char *parts[] = {"exec \"", c->argv[0], "\""};
+  for (size_t i = 0; i < 3; i++)
+    for (const char *q = parts[i]; *q && n + 1 < sizeof r.what; q++)
+      r.what[n++] = *q;
+  (void)!send(c->sock, &r, sizeof r, MSG_NOSIGNAL);
+  _exit(127);
+}
+
+_Noreturn void sb_child_run(struct sb_child *c) {
+  sb_child_shared(c);
+  if (c->with_init) {
+    pid_t cmd = fork();
+    if (cmd < 0)
+      sb_child_fail(c, errno, "fork the command", NULL);
+    if (cmd > 0)
+      sb_init_run(c, cmd);
+  }
+  sb_child_command(c);
+}

@@ -402,6 +402,55 @@ static int read_bounded(const char *path, char **ret, size_t *len, rr_err *e) {
   return 0;
 }
 
+/* strchr() would also find a NUL byte (its terminator). */
+static bool char_in(char c, const char *set) { return c && strchr(set, c); }
+
+/* json-c saturates integers beyond int64/uint64 (2^64 reads as
+ * UINT64_MAX): refuse them in the text, which is valid JSON by now. */
+static int json_ints_check(const char *buf, size_t len, const char *path, rr_err *e) {
+  bool in_string = false;
+  for (size_t i = 0; i < len; i++) {
+    char c = buf[i];
+    if (in_string) {
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"')
+      in_string = true;
+    if (c != '-' && (c < '0' || c > '9'))
+      continue;
+    size_t start = i++;
+    while (i < len && buf[i] >= '0' && buf[i] <= '9')
+      i++;
+    bool integer = i >= len || !char_in(buf[i], ".eE");
+    char num[32];
+    size_t n = i - start;
+    if (integer) {
+      bool ok = n < sizeof num;
+      if (ok) {
+        memcpy(num, buf + start, n);
+        num[n] = '\0';
+        errno = 0;
+        if (c == '-')
+          (void)strtoll(num, NULL, 10);
+        else
+          (void)strtoull(num, NULL, 10);
+        ok = errno != ERANGE;
+      }
+      if (!ok)
+        return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: integer at byte %zu is out of range", path,
+                          start);
+    }
+    while (i < len && char_in(buf[i], "0123456789.eE+-"))
+      i++;
+    i--;
+  }
+  return 0;
+}
+
 int sb_spec_load(const char *path, const char *bundle_dir, sb_spec **ret, rr_err *e) {
   _cleanup_free_ char *buf = NULL;
   size_t len = 0;
@@ -420,11 +469,13 @@ int sb_spec_load(const char *path, const char *bundle_dir, sb_spec **ret, rr_err
                       jerr == json_tokener_continue ? "unexpected end of file"
                                                     : json_tokener_error_desc(jerr));
   }
-  while (end < len && strchr(" \t\r\n", buf[end]))
+  while (end < len && char_in(buf[end], " \t\r\n"))
     end++;
   int rc = -1;
   if (end < len)
     rr_err_set(e, RR_INVALID_ARGUMENT, "%s: not JSON: text after the value at byte %zu", path, end);
+  else if (json_ints_check(buf, len, path, e) < 0)
+    rc = -1;
   else if ((rc = sb_spec_from_json(o, bundle_dir, ret, e)) < 0)
     rr_err_wrap(e, "%s", path);
   json_object_put(o);

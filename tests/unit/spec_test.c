@@ -640,6 +640,26 @@ static void test_load(void **state) {
   write_file("badfield.json", "{\"process\": {\"args\": [1]}}");
   expect_load_error("badfield.json", RR_INVALID_ARGUMENT,
                     "badfield.json: process.args[0]: must be a string, not an integer");
+  /* beyond what json-c keeps exactly (it would saturate them) */
+  write_file("big_int.json", "{\"process\": {\"rlimits\": [{\"type\": \"RLIMIT_CPU\", "
+                             "\"soft\": 1, \"hard\": 18446744073709551616}]}}");
+  expect_load_error("big_int.json", RR_INVALID_ARGUMENT, "integer at byte 67 is out of range");
+  write_file("small_int.json", "{\"x\": \"-99999999999999999999\", \"process\": "
+                               "{\"oomScoreAdj\": -9223372036854775809}}");
+  expect_load_error("small_int.json", RR_INVALID_ARGUMENT, "integer at byte 58 is out of range");
+  write_file("max_int.json", "{\"process\": {\"rlimits\": [{\"type\": \"RLIMIT_CPU\", "
+                             "\"soft\": 1e2, \"hard\": 18446744073709551615}]}, "
+                             "\"annotations\": {\"a\": 1.5e999999999999999999999}}");
+  snprintf(p, sizeof p, "%s/max_int.json", tmpdir);
+  if (sb_spec_load(p, tmpdir, &s, &e) != -1 || !strstr(e.msg, "process.rlimits[0].soft: must be "
+                                                              "an integer, not a fraction"))
+    fail_msg("max_int.json: %s", e.msg); /* the range scan let UINT64_MAX and exponents pass */
+  snprintf(p, sizeof p, "%s/nul.json", tmpdir);
+  FILE *f = fopen(p, "w");
+  assert_non_null(f);
+  assert_int_equal(fwrite("{}\n\0", 1, 4, f), 4);
+  fclose(f);
+  expect_load_error("nul.json", RR_INVALID_ARGUMENT, "not JSON");
   char deep[300] = {0};
   memset(deep, '[', 200);
   write_file("deep.json", deep);

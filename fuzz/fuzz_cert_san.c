@@ -9,8 +9,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "auth/authz.h"
 #include "rpc/tls.h"
-#include "rund/authz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

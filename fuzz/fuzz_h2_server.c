@@ -12,12 +12,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth/authz.h"
 #include "common/loop.h"
 #include "fuzz_jobs_check.h"
 #include "rpc/server.h"
 #include "rpc/services/health.h"
 #include "rpc/services/reflection.h"
-#include "rund/authz.h"
 #include "runrpc/v1/jobs.pb-c.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rund/secrets_acl.h"
+#include "auth/secrets_acl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,8 +1,11 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 ssize_t rr_read(int fd, void *buf, size_t len) {
@@ -84,4 +87,26 @@ int rr_parse_duration_ms(const char *s, uint64_t *ret_ms) {
       return 0;
     }
   return -1;
+}
+
+int rr_mkdirs(const char *dir, rr_err *e) {
+  char p[PATH_MAX];
+  if (strlen(dir) >= sizeof p)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "path too long: \"%s\"", dir);
+  strcpy(p, dir);
+  for (char *s = p + 1;; s++) {
+    if (*s == '/' || *s == '\0') {
+      char c = *s;
+      *s = '\0';
+      if (mkdir(p, 0700) < 0 && errno != EEXIST)
+        return rr_err_sys(e, RR_INTERNAL, errno, "cannot create directory \"%s\"", p);
+      *s = c;
+      if (!c)
+        break;
+    }
+  }
+  struct stat st;
+  if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+    return rr_err_set(e, RR_INTERNAL, "\"%s\" is not a directory", dir);
+  return 0;
 }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "common/err.h"
+
 #define RR_EXPORT __attribute__((visibility("default")))
 #define RR_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define RR_UNUSED __attribute__((unused))
@@ -47,3 +49,5 @@ int rr_hex_value(char c);
 int rr_parse_duration_ms(const char *s, uint64_t *ret_ms);
 uint64_t rr_now_mono_ms(void);
 int64_t rr_now_unix_ns(void);
+/* mkdir -p dir (0700 for created components). */
+int rr_mkdirs(const char *dir, rr_err *e);

@@ -672,7 +672,7 @@ int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *c
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   }
   snprintf(t->jobs_dir, n, "%s/jobs", cfg->state_dir);
-  if (logstore_mkdirs(t->jobs_dir, e) < 0 || job_table_lock(t, cfg->state_dir, e) < 0)
+  if (rr_mkdirs(t->jobs_dir, e) < 0 || job_table_lock(t, cfg->state_dir, e) < 0)
     goto fail;
   /* every job's stdin; opened once, not per start */
   if ((t->devnull_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {

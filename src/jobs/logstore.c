@@ -16,28 +16,6 @@
 
 const char *logstore_stream_name(int stream) { return stream == LOG_STDERR ? "stderr" : "stdout"; }
 
-int logstore_mkdirs(const char *dir, rr_err *e) {
-  char p[PATH_MAX];
-  if (strlen(dir) >= sizeof p)
-    return rr_err_set(e, RR_INVALID_ARGUMENT, "path too long: \"%s\"", dir);
-  strcpy(p, dir);
-  for (char *s = p + 1;; s++) {
-    if (*s == '/' || *s == '\0') {
-      char c = *s;
-      *s = '\0';
-      if (mkdir(p, 0700) < 0 && errno != EEXIST)
-        return rr_err_sys(e, RR_INTERNAL, errno, "cannot create directory \"%s\"", p);
-      *s = c;
-      if (!c)
-        break;
-    }
-  }
-  struct stat st;
-  if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
-    return rr_err_set(e, RR_INTERNAL, "\"%s\" is not a directory", dir);
-  return 0;
-}
-
 int logstore_job_dir_create(const char *dir, rr_err *e) {
   if (mkdir(dir, 0700) < 0)
     return rr_err_sys(e, RR_INTERNAL, errno, "cannot create job directory \"%s\"", dir);

@@ -17,8 +17,6 @@ enum { LOG_STDOUT = 0, LOG_STDERR = 1 };
 
 /* "stdout" / "stderr". */
 const char *logstore_stream_name(int stream);
-/* mkdir -p dir (0700 for created components). */
-int logstore_mkdirs(const char *dir, rr_err *e);
 /* Create the job's directory (must not exist). */
 int logstore_job_dir_create(const char *dir, rr_err *e);
 /* Open (create) a stream file for appending; the fd goes to the job. */

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rund/certs.h"
+#include "auth/certs.h"
 #include "rund/opts.h"
 
 #define HELP "rund certs --help"

@@ -10,11 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/authz.h"
+#include "auth/secrets.h"
+#include "auth/secrets_acl.h"
 #include "common/util.h"
-#include "rund/authz.h"
 #include "rund/opts.h"
-#include "rund/secrets.h"
-#include "rund/secrets_acl.h"
 
 #define HELP "rund secrets --help"
 

@@ -10,9 +10,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/tokens.h"
 #include "common/util.h"
 #include "rund/opts.h"
-#include "rund/tokens.h"
 
 #define HELP "rund tokens --help"
 

@@ -10,14 +10,14 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "auth/certs.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "rpc/services/health.h"
 #include "rpc/services/reflection.h"
-#include "sandbox/spawn.h"
 #include "rund.h"
-#include "rund/certs.h"
 #include "rund/opts.h"
+#include "sandbox/spawn.h"
 
 /* The executable at start (not /proc/self/exe at the end: an upgrade puts a
  * new file at the same path, and that is the one to run). */

@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/authz.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "rund/authz.h"
 #include "rund/quota.h"
 
 static void rund_usage(FILE *f) {

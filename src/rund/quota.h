@@ -7,9 +7,9 @@
 #pragma once
 #include <stdint.h>
 
+#include "auth/authz.h"
 #include "common/err.h"
 #include "jobs/job.h"
-#include "rund/authz.h"
 
 #define QUOTA_DEFAULT_RUNNING 1000u
 #define QUOTA_DEFAULT_JOBS 10000u

@@ -3,18 +3,18 @@
 #pragma once
 #include <stdint.h>
 
+#include "auth/authz.h"
+#include "auth/secrets.h"
+#include "auth/tokens.h"
 #include "common/err.h"
 #include "common/loop.h"
 #include "jobs/job.h"
 #include "jobs/reaper.h"
 #include "rpc/server.h"
-#include "sandbox/spawn.h"
-#include "rund/authz.h"
 #include "rund/quota.h"
-#include "rund/secrets.h"
-#include "rund/tokens.h"
 #include "rund_wire.pb-c.h"
 #include "runrpc/v1/jobs.pb-c.h"
+#include "sandbox/spawn.h"
 
 typedef struct rund_ctx {
   loop *l;

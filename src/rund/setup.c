@@ -9,11 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/certs.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "jobs/logstore.h"
 #include "rund.h"
-#include "rund/certs.h"
 #include "rund/opts.h"
 
 /* STATE/NAME when it exists (NULL if not), for optional default files. */
@@ -91,7 +90,7 @@ int rund_cgroups_open(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
   }
   /* stable per state dir: "runrpc-" + 48 bits of FNV-1a of its real path */
   char real[PATH_MAX];
-  if (logstore_mkdirs(o->state_dir, e) < 0)
+  if (rr_mkdirs(o->state_dir, e) < 0)
     return -1;
   if (!realpath(o->state_dir, real))
     return rr_err_sys(e, RR_INTERNAL, errno, "cannot resolve state dir \"%s\"", o->state_dir);

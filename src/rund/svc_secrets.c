@@ -30,6 +30,8 @@ int rund_env_resolve(rund_ctx *ctx, const authz_identity *id, const job_request 
                             .keys = (const char *const *)r->env_keys,
                             .values = (const char *const *)r->env_values,
                             .n = r->nenv,
+                            .item_max = REQUEST_MAX_ITEM,
+                            .total_max = REQUEST_MAX_TOTAL,
                             .other_bytes = other};
   if (secrets_resolve_env(ctx->secrets, &res, ret, e) == 0)
     return 0;

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "rund/authz.h"
+#include "auth/authz.h"
 
 static void test_principal_check(void **state) {
   static const char *const good[] = {"uid:0",

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "rund/certs.h"
+#include "auth/certs.h"
 
 static X509 *load_cert(const char *path) {
   FILE *f = fopen(path, "re");

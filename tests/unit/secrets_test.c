@@ -10,9 +10,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "jobs/request.h"
-#include "rund/secrets.h"
-#include "rund/secrets_acl.h"
+#include "auth/secrets.h"
+#include "auth/secrets_acl.h"
+
+/* rund passes its request bounds (jobs/request.h): the same here */
+#define ITEM_MAX (128u * 1024u)
+#define TOTAL_MAX (1024u * 1024u)
 
 typedef struct fx {
   char dir[64];
@@ -60,8 +63,13 @@ static const authz_identity bob = {bob_principals, 1, false};
 static int resolve(const secrets *s, const authz_identity *who, const char *const *keys,
                    const char *const *values, size_t n, size_t other, char ***out,
                    secrets_resolution *res, rr_err *e) {
-  *res = (secrets_resolution){
-      .caller = who, .keys = keys, .values = values, .n = n, .other_bytes = other};
+  *res = (secrets_resolution){.caller = who,
+                              .keys = keys,
+                              .values = values,
+                              .n = n,
+                              .item_max = ITEM_MAX,
+                              .total_max = TOTAL_MAX,
+                              .other_bytes = other};
   return secrets_resolve_env(s, res, out, e);
 }
 
@@ -197,7 +205,7 @@ static void test_limits(void **state) {
   static char big[300 * 1024];
   memset(big, 'b', sizeof big);
   put(f, "big", big, sizeof big, 0600);
-  put(f, "item", big, REQUEST_MAX_ITEM, 0600);
+  put(f, "item", big, ITEM_MAX, 0600);
   put(f, "half", big, 100 * 1024, 0600);
   assert_int_equal(secrets_open(f->dir, &s, &e), 0);
   /* too many references: refused before anything is read */
@@ -223,8 +231,7 @@ static void test_limits(void **state) {
   assert_int_equal(resolve(s, &admin, hk, hv, 2, 10, &out, &res, &e), 0);
   assert_int_equal(strlen(out[1]), 100 * 1024);
   secrets_values_free(out, 2);
-  assert_int_equal(resolve(s, &admin, hk, hv, 2, REQUEST_MAX_TOTAL - 150 * 1024, &out, &res, &e),
-                   -1);
+  assert_int_equal(resolve(s, &admin, hk, hv, 2, TOTAL_MAX - 150 * 1024, &out, &res, &e), -1);
   assert_int_equal(e.code, RR_RESOURCE_EXHAUSTED);
   assert_int_equal(res.failed, 1);
   if (!strstr(e.msg, "with secret \"half\" resolved (env \"H2\") exceed 1048576 bytes"))

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "rund/tokens.h"
+#include "auth/tokens.h"
 
 #define H64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define H64B "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"

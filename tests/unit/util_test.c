@@ -1,10 +1,15 @@
-/* src/common/util: durations, hex digits. */
+/* src/common/util: durations, hex digits, mkdir -p. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/util.h"
 
@@ -68,11 +73,38 @@ static void test_hex(void **state) {
   assert_int_equal(rr_hex_value('\0'), -1);
 }
 
+static void test_mkdirs(void **state) {
+  char base[] = "/tmp/rr-util-XXXXXX", deep[128], file[128];
+  assert_non_null(mkdtemp(base));
+  snprintf(deep, sizeof deep, "%s/a/b/c", base);
+  rr_err e = {0};
+  assert_int_equal(rr_mkdirs(deep, &e), 0);
+  struct stat st;
+  assert_int_equal(stat(deep, &st), 0);
+  assert_true(S_ISDIR(st.st_mode));
+  assert_int_equal(st.st_mode & 07777, 0700);
+  assert_int_equal(rr_mkdirs(deep, &e), 0); /* existing: fine */
+  snprintf(file, sizeof file, "%s/f", base);
+  int fd = open(file, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  assert_true(fd >= 0);
+  close(fd);
+  snprintf(deep, sizeof deep, "%s/f/x", base);
+  assert_int_equal(rr_mkdirs(deep, &e), -1);
+  assert_int_equal(e.code, RR_INTERNAL);
+  assert_non_null(strstr(e.msg, "cannot create directory"));
+  assert_int_equal(rr_mkdirs(file, &e), -1);
+  assert_non_null(strstr(e.msg, "is not a directory"));
+  char rm[256];
+  snprintf(rm, sizeof rm, "rm -rf %s", base);
+  assert_int_equal(system(rm), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_duration_good),
       cmocka_unit_test(test_duration_bad),
       cmocka_unit_test(test_hex),
+      cmocka_unit_test(test_mkdirs),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-#include "rund/secrets_acl.h"
+#include "auth/secrets_acl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -8,9 +8,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/authz.h"
+#include "auth/secrets.h"
 #include "common/util.h"
-#include "rund/authz.h"
-#include "rund/secrets.h"
 
 void secrets_acl_free(secrets_acl *a) {
   for (size_t i = 0; i < a->n; i++) {

@@ -6,8 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "auth/authz.h"
 #include "common/err.h"
-#include "rund/authz.h"
 
 struct stat;
 
@@ -39,8 +39,11 @@ typedef struct secrets_resolution {
   const authz_identity *caller; /* admins may use any secret, others what the owner list grants */
   const char *const *keys, *const *values;
   size_t n;
+  /* the request's bounds (the caller's, e.g. REQUEST_MAX_ITEM and _TOTAL):
+   * one "KEY=VALUE" entry, and path, args and env together */
+  size_t item_max, total_max;
   size_t other_bytes; /* path and args of the request: counted with the resolved
-                       * env against REQUEST_MAX_TOTAL */
+                       * env against total_max */
   /* out, after a failure: which value failed (n if none), and whether it was
    * a name refused to the caller (the error is then the same as a missing
    * one) or the owner list was unusable (the error is for rund's log only) */

@@ -1,4 +1,4 @@
-#include "rund/secrets.h"
+#include "auth/secrets.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -10,9 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth/secrets_acl.h"
 #include "common/util.h"
-#include "jobs/request.h"
-#include "rund/secrets_acl.h"
 
 struct secrets {
   char *dir;
@@ -195,13 +194,13 @@ static int secrets_too_big(const secrets_resolution *r, size_t i, const char *na
                       SECRETS_VALUE_MAX);
   if (size > item_room)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED,
-                      "env \"%.100s\" with secret \"%s\" resolved is longer than %u bytes (the "
+                      "env \"%.100s\" with secret \"%s\" resolved is longer than %zu bytes (the "
                       "limit of one env entry)",
-                      key, name, REQUEST_MAX_ITEM);
+                      key, name, r->item_max);
   return rr_err_set(e, RR_RESOURCE_EXHAUSTED,
                     "command.args and command.env with secret \"%s\" resolved (env \"%.100s\") "
-                    "exceed %u bytes (the request size limit counts resolved secrets)",
-                    name, key, REQUEST_MAX_TOTAL);
+                    "exceed %zu bytes (the request size limit counts resolved secrets)",
+                    name, key, r->total_max);
 }
 
 /* Bytes of the request without the secrets; refs counted. */
@@ -231,7 +230,7 @@ static int secrets_resolve_one(const secrets *s, const secrets_acl *acl, secrets
   if (!s)
     return secrets_not_found(r, i, name, false, e);
   size_t key_len = strlen(r->keys[i]) + 2;
-  size_t item_room = REQUEST_MAX_ITEM > key_len ? REQUEST_MAX_ITEM - key_len : 0;
+  size_t item_room = r->item_max > key_len ? r->item_max - key_len : 0;
   size_t limit = SECRETS_VALUE_MAX;
   limit = limit < item_room ? limit : item_room;
   limit = limit < *budget ? limit : *budget;
@@ -253,7 +252,7 @@ int secrets_resolve_env(const secrets *s, secrets_resolution *r, char ***ret, rr
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED,
                       "command.env has %zu secret:// references (max %d per request)", nrefs,
                       SECRETS_MAX_REFS);
-  size_t budget = base < REQUEST_MAX_TOTAL ? REQUEST_MAX_TOTAL - base : 0;
+  size_t budget = base < r->total_max ? r->total_max - base : 0;
   secrets_acl acl = {0};
   /* the owner list is read at each use: an edit needs no restart */
   if (nrefs && s && !(r->caller && r->caller->admin) &&

@@ -1,4 +1,4 @@
-#include "rund/authz.h"
+#include "auth/authz.h"
 
 #include <stdio.h>
 #include <stdlib.h>

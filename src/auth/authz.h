@@ -5,9 +5,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "auth/tokens.h"
 #include "common/err.h"
 #include "rpc/server.h"
-#include "rund/tokens.h"
 
 #define AUTHZ_MAX_PRINCIPALS 64
 #define AUTHZ_PRINCIPAL_MAX 1100

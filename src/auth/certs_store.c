@@ -12,9 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/certs.h"
 #include "common/util.h"
-#include "jobs/logstore.h"
-#include "rund/certs.h"
 
 #define CERTS_FILE_MAX (256u * 1024u)
 
@@ -150,7 +149,7 @@ void certs_paths_init(certs_paths *p, const char *state_dir) {
 
 /* STATE/tls exists, is ours and is 0700. */
 static int tls_dir_prepare(const char *state_dir, const char *dir, rr_err *e) {
-  if (logstore_mkdirs(state_dir, e) < 0)
+  if (rr_mkdirs(state_dir, e) < 0)
     return -1;
   if (mkdir(dir, 0700) < 0 && errno != EEXIST)
     return rr_err_sys(e, RR_INTERNAL, errno, "cannot create \"%s\"", dir);

@@ -1,4 +1,4 @@
-#include "rund/tokens.h"
+#include "auth/tokens.h"
 
 #include <errno.h>
 #include <fcntl.h>

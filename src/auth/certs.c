@@ -1,4 +1,4 @@
-#include "rund/certs.h"
+#include "auth/certs.h"
 
 #include <arpa/inet.h>
 #include <openssl/bn.h>

@@ -12,6 +12,8 @@
  *    the caller's numbers), outside the caller's, except that a root
  *    caller is mapped from nobody (65534): strict never runs as host root.
  *    default runs as the request's ids, or as the caller with its groups.
+ *  - /sys: a new sysfs, except on the host's root in the host's network
+ *    namespace (default's usual case): a read-only bind of the host's.
  *  - strict adds RLIMIT_NOFILE 1024 and RLIMIT_CORE 0, and its pids and
  *    memory limits to the request's limits for each of the two it leaves
  *    unset. */
@@ -223,6 +225,18 @@ static bool path_is_fresh_mount(const char *p) {
   return false;
 }
 
+/* A new sysfs, or on the host's root in the host's network namespace a
+ * read-only bind of its /sys: there /sys already is that namespace's sysfs
+ * and the kernel refuses to mount a superblock on itself (EBUSY). Not
+ * recursive: the host's cgroup and debug mounts below stay out. */
+static int sys_mount(sb_spec *s, const sb_params *pa, rr_err *e) {
+  if (!pa->rootfs && !s->ns[SB_NS_NET].enabled)
+    return add_mount(s, "/sys", "bind", "/sys",
+                     (const char *[]){"bind", "nosuid", "noexec", "nodev", "ro", NULL}, e);
+  return add_mount(s, "/sys", "sysfs", "sysfs",
+                   (const char *[]){"nosuid", "noexec", "nodev", "ro", NULL}, e);
+}
+
 static int mounts_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e) {
   bool strict = p == SB_PROFILE_STRICT;
   const char *cwd = s->process.cwd;
@@ -245,8 +259,7 @@ static int mounts_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e
                 e) < 0 ||
       add_mount(s, "/dev/mqueue", "mqueue", "mqueue",
                 (const char *[]){"nosuid", "noexec", "nodev", NULL}, e) < 0 ||
-      add_mount(s, "/sys", "sysfs", "sysfs",
-                (const char *[]){"nosuid", "noexec", "nodev", "ro", NULL}, e) < 0 ||
+      sys_mount(s, pa, e) < 0 ||
       add_mount(s, "/tmp", "tmpfs", "tmpfs", strict ? tmp_strict : tmp_default, e) < 0)
     return -1;
   if (!strict && !pa->rootfs && strcmp(cwd, "/") != 0 && !path_is_fresh_mount(cwd) &&

@@ -321,8 +321,9 @@ static void test_default(void **state) {
   const sb_mount *m = find_mount(s, "/dev/pts");
   assert_true(has_option(m, "gid=5"));
   assert_string_equal(m->data, "newinstance,ptmxmode=0666,mode=0620,gid=5");
-  m = find_mount(s, "/sys");
-  assert_true(m->readonly && (m->flags & MS_NOEXEC));
+  m = find_mount(s, "/sys"); /* the host's, as the network is */
+  assert_true(m->readonly && m->bind && (m->flags & MS_NOEXEC) && !(m->flags & MS_REC));
+  assert_string_equal(m->source, "/sys");
   m = find_mount(s, "/tmp");
   assert_false(m->readonly);
   assert_string_equal(m->data, "mode=1777,size=25%");
@@ -395,6 +396,9 @@ static void test_default(void **state) {
   s = make(SB_PROFILE_DEFAULT, &pa);
   assert_true(s->ns[SB_NS_NET].enabled);
   assert_int_equal(s->nmounts, 7);
+  m = find_mount(s, "/sys"); /* its own network: its own sysfs */
+  assert_string_equal(m->type, "sysfs");
+  assert_false(m->bind);
   sb_spec_free(s);
   pa.cwd = NULL;
   pa.rootfs = "/srv/rootfs";

@@ -1,6 +1,6 @@
 /* Cross-field checks of a config, as runc's validator makes them: what
- * needs which namespace, ids inside the maps, rlimits and ambient
- * capabilities the kernel would refuse. */
+ * needs which namespace, ids inside the maps, rlimits the kernel would
+ * refuse. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -131,13 +131,8 @@ int sb_spec_validate(const sb_spec *s, rr_err *e) {
       return rr_err_set(e, RR_INVALID_ARGUMENT,
                         "process.rlimits[%zu]: soft %" PRIu64 " is above hard %" PRIu64, i,
                         p->rlimits[i].soft, p->rlimits[i].hard);
-  uint64_t stray = p->caps.ambient & ~(p->caps.permitted & p->caps.inheritable);
-  if (p->has_caps && stray) {
-    int c = __builtin_ctzll(stray);
-    return rr_err_set(e, RR_INVALID_ARGUMENT,
-                      "process.capabilities.ambient: %s is not both permitted and inheritable",
-                      sb_cap_name(c) ? sb_cap_name(c) : "?");
-  }
+  /* ambient capabilities outside permitted and inheritable are let through:
+   * `runc spec` writes them so (no inheritable set) and runc skips them */
   if (sysctls_check(s, e) < 0)
     return -1;
   if (s->resources && cg_limits_validate(s->resources, e) < 0)

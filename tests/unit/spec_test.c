@@ -21,90 +21,7 @@
 #include <unistd.h>
 
 #include "sandbox/spec.h"
-
-static const char full_config[] =
-    "{"
-    "\"ociVersion\": \"1.0.2-dev\","
-    "\"annotations\": {\"org.example\": \"ignored\"},"
-    "\"hooks\": {\"prestart\": [{\"path\": \"/bin/true\"}]},"
-    "\"process\": {"
-    "  \"terminal\": true, \"consoleSize\": {\"height\": 24, \"width\": 80},"
-    "  \"user\": {\"uid\": 1000, \"gid\": 1000, \"umask\": 18, \"additionalGids\": [5, 1001]},"
-    "  \"args\": [\"sh\", \"-c\", \"echo hi\"],"
-    "  \"env\": [\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\","
-    "            \"TERM=xterm\", \"EMPTY=\"],"
-    "  \"cwd\": \"/work\","
-    "  \"capabilities\": {"
-    "    \"bounding\": [\"CAP_AUDIT_WRITE\", \"CAP_KILL\", \"CAP_NET_BIND_SERVICE\"],"
-    "    \"effective\": [\"CAP_AUDIT_WRITE\", \"CAP_KILL\"],"
-    "    \"inheritable\": [\"CAP_KILL\"],"
-    "    \"permitted\": [\"CAP_AUDIT_WRITE\", \"CAP_KILL\", \"CAP_NET_BIND_SERVICE\"],"
-    "    \"ambient\": [\"CAP_KILL\"]},"
-    "  \"rlimits\": [{\"type\": \"RLIMIT_NOFILE\", \"hard\": 1024, \"soft\": 1024},"
-    "              {\"type\": \"RLIMIT_CORE\", \"hard\": 18446744073709551615, \"soft\": 0}],"
-    "  \"noNewPrivileges\": true, \"oomScoreAdj\": -500,"
-    "  \"apparmorProfile\": \"ignored\", \"selinuxLabel\": \"ignored\""
-    "},"
-    "\"root\": {\"path\": \"rootfs\", \"readonly\": true},"
-    "\"hostname\": \"runc\", \"domainname\": \"example.org\","
-    "\"mounts\": ["
-    "  {\"destination\": \"/proc\", \"type\": \"proc\", \"source\": \"proc\"},"
-    "  {\"destination\": \"/dev\", \"type\": \"tmpfs\", \"source\": \"tmpfs\","
-    "   \"options\": [\"nosuid\", \"strictatime\", \"mode=755\", \"size=65536k\"]},"
-    "  {\"destination\": \"/dev/pts\", \"type\": \"devpts\", \"source\": \"devpts\","
-    "   \"options\": [\"nosuid\", \"noexec\", \"newinstance\", \"ptmxmode=0666\", \"mode=0620\","
-    "                 \"gid=5\"]},"
-    "  {\"destination\": \"/dev/shm\", \"type\": \"tmpfs\", \"source\": \"shm\","
-    "   \"options\": [\"nosuid\", \"noexec\", \"nodev\", \"mode=1777\", \"size=65536k\"]},"
-    "  {\"destination\": \"/dev/mqueue\", \"type\": \"mqueue\", \"source\": \"mqueue\","
-    "   \"options\": [\"nosuid\", \"noexec\", \"nodev\"]},"
-    "  {\"destination\": \"/sys\", \"type\": \"sysfs\", \"source\": \"sysfs\","
-    "   \"options\": [\"nosuid\", \"noexec\", \"nodev\", \"ro\"]},"
-    "  {\"destination\": \"/sys/fs/cgroup\", \"type\": \"cgroup\", \"source\": \"cgroup\","
-    "   \"options\": [\"nosuid\", \"noexec\", \"nodev\", \"relatime\", \"ro\"]},"
-    "  {\"destination\": \"/work\", \"source\": \"work\","
-    "   \"options\": [\"rbind\", \"rslave\", \"ro\", \"tmpcopyup\"]}"
-    "],"
-    "\"linux\": {"
-    "  \"namespaces\": [{\"type\": \"pid\"}, {\"type\": \"network\"}, {\"type\": \"ipc\"},"
-    "                 {\"type\": \"uts\"}, {\"type\": \"mount\"}, {\"type\": \"cgroup\"},"
-    "                 {\"type\": \"user\"}, {\"type\": \"time\", \"path\": \"/proc/1/ns/time\"}],"
-    "  \"uidMappings\": [{\"containerID\": 0, \"hostID\": 100000, \"size\": 65536}],"
-    "  \"gidMappings\": [{\"containerID\": 0, \"hostID\": 100000, \"size\": 65536}],"
-    "  \"devices\": [{\"path\": \"/dev/fuse\", \"type\": \"c\", \"major\": 10, \"minor\": 229}],"
-    "  \"resources\": {"
-    "    \"devices\": [{\"allow\": false, \"access\": \"rwm\"}],"
-    "    \"cpu\": {\"quota\": 50000, \"period\": 100000, \"shares\": 1024},"
-    "    \"memory\": {\"limit\": 268435456, \"swap\": 268435456},"
-    "    \"pids\": {\"limit\": 100},"
-    "    \"blockIO\": {\"weight\": 10,"
-    "      \"throttleReadBpsDevice\": [{\"major\": 8, \"minor\": 0, \"rate\": 1048576}],"
-    "      \"throttleWriteIOPSDevice\": [{\"major\": 8, \"minor\": 0, \"rate\": 100},"
-    "                                  {\"major\": 253, \"minor\": 1, \"rate\": 0}]}"
-    "  },"
-    "  \"cgroupsPath\": \"/runrpc/job1\","
-    "  \"seccomp\": {"
-    "    \"defaultAction\": \"SCMP_ACT_ERRNO\", \"defaultErrnoRet\": 1,"
-    "    \"architectures\": [\"SCMP_ARCH_X86_64\", \"SCMP_ARCH_X86\", \"SCMP_ARCH_AARCH64\"],"
-    "    \"flags\": [\"SECCOMP_FILTER_FLAG_LOG\"],"
-    "    \"syscalls\": ["
-    "      {\"names\": [\"read\", \"write\", \"exit_group\"], \"action\": \"SCMP_ACT_ALLOW\"},"
-    "      {\"names\": [\"clone\"], \"action\": \"SCMP_ACT_ALLOW\","
-    "       \"args\": [{\"index\": 0, \"value\": 2114060288, \"valueTwo\": 0,"
-    "                  \"op\": \"SCMP_CMP_MASKED_EQ\"}]},"
-    "      {\"names\": [\"clone3\"], \"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 38},"
-    "      {\"names\": [\"kill\"], \"action\": \"SCMP_ACT_KILL_THREAD\"},"
-    "      {\"names\": [\"ptrace\"], \"action\": \"SCMP_ACT_KILL_PROCESS\"},"
-    "      {\"names\": [\"socket\"], \"action\": \"SCMP_ACT_LOG\","
-    "       \"args\": [{\"index\": 0, \"value\": 1, \"op\": \"SCMP_CMP_NE\"},"
-    "                  {\"index\": 1, \"value\": 18446744073709551615, \"op\": \"SCMP_CMP_LE\"}]}"
-    "    ]},"
-    "  \"sysctl\": {\"net.ipv4.ip_forward\": \"1\", \"kernel.shmmax\": \"65536\"},"
-    "  \"maskedPaths\": [\"/proc/acpi\", \"/proc/kcore\", \"/sys/firmware\"],"
-    "  \"readonlyPaths\": [\"/proc/bus\", \"/proc/sys\"],"
-    "  \"rootfsPropagation\": \"rslave\","
-    "  \"mountLabel\": \"ignored\", \"intelRdt\": {\"closID\": \"x\"}"
-    "}}";
+#include "spec_fixtures.h"
 
 static json_object *parse_text(const char *text) {
   json_object *o = json_tokener_parse(text);
@@ -549,8 +466,6 @@ static const invalid_case invalid_cases[] = {
     {"/linux/namespaces/1/type", "\"time\"",
      "linux.sysctl: \"net.ipv4.ip_forward\" needs a new \"network\" namespace"},
     {"/process/rlimits/0/soft", "2048", "process.rlimits[0]: soft 2048 is above hard 1024"},
-    {"/process/capabilities/inheritable", "[]",
-     "process.capabilities.ambient: CAP_KILL is not both permitted and inheritable"},
 };
 
 static void test_validate(void **state) {
@@ -571,6 +486,44 @@ static void test_validate(void **state) {
     sb_spec_free(s);
     json_object_put(o);
   }
+}
+
+/* ---- runc's own configs ---- */
+
+static void test_runc_spec(void **state) {
+  rr_err e = {0};
+  json_object *o = parse_text(runc_spec);
+  sb_spec *s = parse_ok(o, "/bundle");
+  if (sb_spec_validate(s, &e) < 0)
+    fail_msg("runc spec: %s", e.msg);
+  assert_string_equal(s->root_path, "/bundle/rootfs");
+  assert_int_equal(s->nmounts, 7);
+  assert_true(s->process.caps.ambient ==
+              (CAP("CAP_AUDIT_WRITE") | CAP("CAP_KILL") | CAP("CAP_NET_BIND_SERVICE")));
+  assert_int_equal(s->process.caps.inheritable, 0); /* runc writes none: ambient kept anyway */
+  assert_int_equal(s->process.rlimits[0].resource, RLIMIT_NOFILE);
+  assert_true(s->ns[SB_NS_NET].enabled && !s->ns[SB_NS_USER].enabled);
+  assert_null(s->resources); /* only linux.resources.devices, ignored */
+  json_object *j = sb_spec_to_json(s);
+  sb_spec *t = parse_ok(j, NULL);
+  assert_spec_equal(s, t);
+  json_object_put(j);
+  sb_spec_free(t);
+  sb_spec_free(s);
+  json_object_put(o);
+
+  o = parse_text(runc_spec_rootless);
+  s = parse_ok(o, "/bundle");
+  if (sb_spec_validate(s, &e) < 0)
+    fail_msg("runc spec --rootless: %s", e.msg);
+  assert_true(s->ns[SB_NS_USER].enabled);
+  assert_int_equal(s->nuid_maps, 1);
+  assert_int_equal(s->uid_maps[0].size, 1);
+  const sb_mount *sys = &s->mounts[5];
+  assert_string_equal(sys->destination, "/sys");
+  assert_true(sys->bind && (sys->flags & MS_REC) && sys->readonly); /* rbind, as rootless does */
+  sb_spec_free(s);
+  json_object_put(o);
 }
 
 /* ---- names ---- */
@@ -682,8 +635,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_full_config), cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_bad_fields),  cmocka_unit_test(test_bounds),
-      cmocka_unit_test(test_validate),    cmocka_unit_test(test_names),
-      cmocka_unit_test(test_load),
+      cmocka_unit_test(test_validate),    cmocka_unit_test(test_runc_spec),
+      cmocka_unit_test(test_names),       cmocka_unit_test(test_load),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

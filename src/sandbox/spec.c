@@ -345,9 +345,9 @@ static int spec_parse(json_object *o, const char *bundle_dir, sb_spec *s, rr_err
     free(TAKE_PTR(s->hostname));
   if (s->domainname && !s->domainname[0])
     free(TAKE_PTR(s->domainname));
-  if (s->hostname && sb_hostname_check(s->hostname, "hostname", e) < 0)
+  if (s->hostname && sb_hostname_check_lax(s->hostname, "hostname", e) < 0)
     return -1;
-  if (s->domainname && sb_hostname_check(s->domainname, "domainname", e) < 0)
+  if (s->domainname && sb_hostname_check_lax(s->domainname, "domainname", e) < 0)
     return -1;
   if ((r = sj_member(o, "", "mounts", json_type_array, &v, e)) < 0 ||
       (r && sb_mounts_from_json(v, "mounts", bundle_dir, s, e) < 0))

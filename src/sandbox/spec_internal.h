@@ -56,8 +56,10 @@ char **sj_strings_dup(const char *const *v, size_t n);
 
 /* An absolute path without "." or ".." components, at most SB_PATH_MAX. */
 int sb_path_check(const char *p, const char *path, rr_err *e);
-/* RFC 1123 host name label rules, 1..64 bytes. */
+/* RFC 1123 host name label rules, 1..64 bytes (what a request may ask). */
 int sb_hostname_check(const char *h, const char *path, rr_err *e);
+/* What a config may set, as runc: 1..64 printable bytes, no space or '/'. */
+int sb_hostname_check_lax(const char *h, const char *path, rr_err *e);
 
 /* Fill m's flags, propagation, data, bind and readonly from its options
  * (kept in m->options); unknown options are filesystem data. */

@@ -233,6 +233,16 @@ int sb_path_check(const char *p, const char *path, rr_err *e) {
   return 0;
 }
 
+int sb_hostname_check_lax(const char *h, const char *path, rr_err *e) {
+  size_t len = strlen(h);
+  bool ok = len >= 1 && len <= SB_HOSTNAME_MAX;
+  for (const char *c = h; ok && *c; c++)
+    ok = *c > ' ' && *c < 0x7f && *c != '/';
+  if (!ok)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: %s is not a valid hostname", path, SJ_QUOTE(h));
+  return 0;
+}
+
 int sb_hostname_check(const char *h, const char *path, rr_err *e) {
   size_t len = strlen(h);
   bool ok = len >= 1 && len <= SB_HOSTNAME_MAX;

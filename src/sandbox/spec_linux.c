@@ -141,10 +141,10 @@ static int resources_from_json(json_object *l, sb_spec *s, rr_err *e) {
   if ((r = sj_member(res, rp, "cpu", json_type_object, &v, e)) < 0)
     return -1;
   if (r) {
-    /* quota -1 (or absent) is no limit */
+    /* quota -1, 0 (or absent) is no limit, as runc reads it */
     if ((r = sj_i64(v, "linux.resources.cpu", "quota", -1, INT64_MAX, &i, e)) < 0)
       return -1;
-    if (r && i >= 0) {
+    if (r && i > 0) {
       c->has_cpu = true;
       c->cpu_quota_us = (uint64_t)i;
     }
@@ -156,9 +156,10 @@ static int resources_from_json(json_object *l, sb_spec *s, rr_err *e) {
   if ((r = sj_member(res, rp, "memory", json_type_object, &v, e)) < 0)
     return -1;
   if (r) {
+    /* -1 and 0 are no limit, as runc reads them */
     if ((r = sj_i64(v, "linux.resources.memory", "limit", -1, INT64_MAX, &i, e)) < 0)
       return -1;
-    if (r && i >= 0) {
+    if (r && i > 0) {
       c->has_memory = true;
       c->memory_max = (uint64_t)i;
     }

@@ -238,6 +238,19 @@ static void test_round_trip(void **state) {
   sb_spec_free(t);
   sb_spec_free(s);
 
+  /* what runc accepts: a hostname with "_", limits of 0 (= none) */
+  json_object *z = parse_text(full_config);
+  json_pointer_set(&z, "/hostname", json_object_new_string("my_host"));
+  json_pointer_set(&z, "/linux/resources/cpu/quota", json_object_new_int(0));
+  json_pointer_set(&z, "/linux/resources/memory/limit", json_object_new_int(0));
+  s = parse_ok(z, "/bundle");
+  assert_string_equal(s->hostname, "my_host");
+  assert_false(s->resources->has_cpu);
+  assert_false(s->resources->has_memory);
+  assert_true(s->resources->has_pids);
+  sb_spec_free(s);
+  json_object_put(z);
+
   /* a minimal config too: absent fields stay absent */
   json_object *o = parse_text("{\"ociVersion\":\"1.2.0\",\"process\":{\"args\":[\"true\"],"
                               "\"cwd\":\"/\"},\"linux\":{\"namespaces\":[{\"type\":\"pid\"}]}}");
@@ -294,7 +307,8 @@ static const bad_case bad_cases[] = {
     {"/root/path", "7", "root.path: must be a string, not an integer"},
     {"/root/path", "\"\"", "root.path: required"},
     {"/hostname", "\"a b\"", "hostname: \"a b\" is not a valid hostname"},
-    {"/hostname", "\"-lead\"", "hostname: \"-lead\" is not a valid hostname"},
+    {"/hostname", "\"a/b\"", "hostname: \"a/b\" is not a valid hostname"},
+    {"/domainname", "\"tab\\there\"", "domainname: \"tab\\x09here\" is not a valid hostname"},
     {"/mounts/0/options", "[\"ro,nosuid\"]",
      "mounts[0].options[0]: \"ro,nosuid\" is not one option"},
     {"/mounts/1/type", "\"\"", "mounts[1].type: required for a mount that is no bind"},

@@ -151,24 +151,33 @@ static void sb_mount_one(const struct sb_child *c, int rootfd, const sb_mount *m
   if (fd < 0)
     SB_MOUNT_FAIL(c, errno, m);
   unsigned long extra = m->flags & ~(MS_BIND | MS_REC | MS_REMOUNT);
+  bool remount = m->bind && (m->readonly || extra);
   int r;
   if (m->bind)
     r = mount(sb_fd_path(source, srcfd), sb_fd_path(target, fd), NULL,
               MS_BIND | (m->flags & MS_REC), NULL);
-  else
+  else {
     r = mount(m->source ? m->source : m->type, sb_fd_path(target, fd), m->type, m->flags & ~MS_REC,
               m->data);
+    /* the same superblock is mounted there already (the host's sysfs in a
+     * copy of the host root, same net namespace): the kernel refuses it on
+     * itself; a bind of it with the flags asked is the same view */
+    if (r < 0 && errno == EBUSY) {
+      r = mount(target, target, NULL, MS_BIND | MS_REC, NULL);
+      remount = true;
+    }
+  }
   int err = errno;
   close(fd);
   if (r < 0)
     SB_MOUNT_FAIL(c, err, m);
-  if (!(m->bind && (m->readonly || extra)) && !m->propagation)
+  if (!remount && !m->propagation)
     return;
   /* the fd resolved before the mount names what is under it: look again */
   if ((fd = sb_resolve(rootfd, m->destination, SB_NO_CREATE)) < 0)
     SB_MOUNT_FAIL(c, errno, m);
   sb_fd_path(target, fd);
-  if (m->bind && (m->readonly || extra)) {
+  if (remount) {
     unsigned long fl = extra | (m->readonly ? MS_RDONLY : 0) | sb_locked_flags(fd, NULL);
     if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | fl, NULL) < 0)
       sb_child_fail(c, errno, "remount ", m->destination, m->readonly ? " read-only" : "", NULL);

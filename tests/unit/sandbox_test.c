@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sandbox/profile.h"
 #include "sandbox/sandbox.h"
 
 #ifndef P_PIDFD
@@ -488,7 +489,7 @@ static void test_join_namespaces(void **state) {
   char uts[64], pid[64];
   snprintf(uts, sizeof uts, "/proc/%d/ns/uts", (int)ra.pid);
   snprintf(pid, sizeof pid, "/proc/%d/ns/pid", (int)ra.pid);
-  char *args_b[] = {"sh", "-c", "hostname; echo $$"};
+  char *args_b[] = {"sh", "-c", "hostname; readlink /proc/self/ns/pid"};
   sb_spec b;
   memset(&b, 0, sizeof b);
   b.process.args = args_b;
@@ -499,9 +500,12 @@ static void test_join_namespaces(void **state) {
   b.ns[SB_NS_PID] = (sb_namespace){true, pid};
   run_result rr;
   run_ok(&b, NULL, &rr);
-  /* A: init 1, command 2; B: command 3 (its init stays outside, setns
+  /* B's command is in A's pid namespace (B's init stays outside: setns
    * moves only children) */
-  assert_string_equal(rr.out, "sbtest\n3\n");
+  char want[128], link[64] = {0};
+  assert_true(readlink(pid, link, sizeof link - 1) > 0);
+  snprintf(want, sizeof want, "sbtest\n%s\n", link);
+  assert_string_equal(rr.out, want);
   assert_int_equal(strncmp(rr.status_line, "exit 0 ", 7), 0);
   close(in[1]);
   siginfo_t si;
@@ -511,6 +515,36 @@ static void test_join_namespaces(void **state) {
   b.ns[SB_NS_UTS].path = "/no/such/ns";
   assert_int_equal(run(&b, NULL, &rr, &e), -1);
   assert_int_equal(e.code, RR_NOT_FOUND);
+}
+
+/* The configs rund will run: default and strict profiles (profile.c) as
+ * they come, through the engine. */
+static void test_profiles(void **state) {
+  (void)state;
+  const char *argv[] = {"sh", "-c",
+                        "hostname; echo $$; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status;"
+                        "grep -c : /proc/net/dev; (echo x > /x) 2>/dev/null || echo ro"};
+  const char *env[] = {"PATH=/usr/bin:/bin"};
+  sb_params prm = {.argv = argv, .nargs = 3, .env = env, .nenv = 1};
+  for (sb_profile p = SB_PROFILE_DEFAULT; p <= SB_PROFILE_STRICT; p++) {
+    sb_spec *s = NULL;
+    rr_err e = {0};
+    if (sb_spec_for_profile(p, &prm, &s, &e) < 0)
+      fail_msg("%s: %s", sb_profile_name(p), e.msg);
+    run_result rr;
+    if (run(s, NULL, &rr, &e) < 0)
+      fail_msg("%s: %s: %s", sb_profile_name(p), rr_code_name(e.code), e.msg);
+    char want[256];
+    /* default keeps the host's network (more than lo), strict has lo only */
+    snprintf(want, sizeof want, "runrpc\n2\nNoNewPrivs:\t1\nSeccomp:\t2\n%s\nro\n",
+             p == SB_PROFILE_STRICT ? "1" : "");
+    bool same = p == SB_PROFILE_STRICT ? strcmp(rr.out, want) == 0
+                                       : strncmp(rr.out, want, strlen(want) - 4) == 0 &&
+                                             strstr(rr.out, "\nro\n") && !strstr(rr.out, "\n1\nro");
+    sb_spec_free(s);
+    if (!same || rr.status != 0)
+      fail_msg("%s: status %d, got:\n%s", sb_profile_name(p), rr.status, rr.out);
+  }
 }
 
 /* Our memory cgroup's directory (v1), or "" when there is none. */
@@ -616,6 +650,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_no_init_caps),
       cmocka_unit_test(test_busybox_root_symlink),
       cmocka_unit_test(test_join_namespaces),
+      cmocka_unit_test(test_profiles),
       cmocka_unit_test(test_cgroup_join),
       cmocka_unit_test(test_filter_errors),
   };

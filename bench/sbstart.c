@@ -3,10 +3,10 @@
  * "net"); the host root read-only; proc, tmpfs /dev with the default
  * devices, /dev/pts, /dev/shm, /tmp; masked and read-only paths; runc's
  * default capabilities; no_new_privs; a seccomp filter compiled once)
- * against fork+exec+wait of /bin/true in this process, alternated in
- * rounds so both see the same machine. Needs root.
- *   sbstart N ROUNDS [net]
- * Prints each round, then the medians and their ratio. */
+ * against fork+exec+wait of /bin/true in this process, alternated one by
+ * one so both see the same machine (the cores are shared). Needs root.
+ *   sbstart N [net]
+ * Prints p10, median and p90 of each and the ratio of the medians. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -154,16 +154,19 @@ static int cmp_double(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+static double percentile(double *v, long n, int p) {
+  qsort(v, (size_t)n, sizeof v[0], cmp_double);
+  return v[n * p / 100];
+}
+
 int main(int argc, char **argv) {
-  if (argc < 3) {
-    fprintf(stderr, "usage: sbstart N ROUNDS [net]\n");
+  long n = argc > 1 ? atol(argv[1]) : 0;
+  if (n <= 0 || n > 100000) {
+    fprintf(stderr, "usage: sbstart N [net]\n");
     return 2;
   }
-  long n = atol(argv[1]), rounds = atol(argv[2]);
-  if (n <= 0 || rounds <= 0 || rounds > 100)
-    return 2;
   sb_spec s;
-  spec_init(&s, argc > 3 && strcmp(argv[3], "net") == 0);
+  spec_init(&s, argc > 2 && strcmp(argv[2], "net") == 0);
   sb_filter *f = NULL;
   rr_err e = {0};
   if (sb_filter_compile(&filter, &f, &e) < 0) {
@@ -176,28 +179,29 @@ int main(int argc, char **argv) {
                      .stderr_fd = devnull,
                      .filter = f,
                      .status_fd = -1};
-  double local[100], sandbox[100];
+  double *local = calloc((size_t)n, sizeof *local), *sandbox = calloc((size_t)n, sizeof *sandbox);
+  if (!local || !sandbox)
+    return 1;
   for (long i = 0; i < 5; i++) /* warm up */
     if (local_once() < 0 || sandbox_once(&s, &o) < 0)
       return 1;
-  for (long r = 0; r < rounds; r++) {
+  for (long i = 0; i < n; i++) {
     double t0 = now_s();
-    for (long i = 0; i < n; i++)
-      if (local_once() < 0)
-        return 1;
+    if (local_once() < 0)
+      return 1;
     double t1 = now_s();
-    for (long i = 0; i < n; i++)
-      if (sandbox_once(&s, &o) < 0)
-        return 1;
-    double t2 = now_s();
-    local[r] = (t1 - t0) / (double)n * 1e6;
-    sandbox[r] = (t2 - t1) / (double)n * 1e6;
-    printf("round=%ld local_us=%.1f sandbox_us=%.1f\n", r, local[r], sandbox[r]);
+    if (sandbox_once(&s, &o) < 0)
+      return 1;
+    local[i] = (t1 - t0) * 1e6;
+    sandbox[i] = (now_s() - t1) * 1e6;
   }
-  qsort(local, (size_t)rounds, sizeof local[0], cmp_double);
-  qsort(sandbox, (size_t)rounds, sizeof sandbox[0], cmp_double);
-  double ml = local[rounds / 2], ms = sandbox[rounds / 2];
-  printf("median local_us=%.1f sandbox_us=%.1f ratio=%.1f\n", ml, ms, ms / ml);
+  double l50 = percentile(local, n, 50), s50 = percentile(sandbox, n, 50);
+  printf("n=%ld local_us p10=%.0f p50=%.0f p90=%.0f sandbox_us p10=%.0f p50=%.0f p90=%.0f "
+         "ratio=%.2f\n",
+         n, percentile(local, n, 10), l50, percentile(local, n, 90), percentile(sandbox, n, 10),
+         s50, percentile(sandbox, n, 90), s50 / l50);
   sb_filter_free(f);
+  free(local);
+  free(sandbox);
   return 0;
 }

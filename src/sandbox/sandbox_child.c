@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "sandbox/sandbox_internal.h"
+#include "sandbox/spawn_internal.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -301,14 +302,18 @@ static _Noreturn void sb_child_command(struct sb_child *c) {
   _exit(127);
 }
 
+SPAWN_CHILD_ATTR static int sb_child_command_entry(void *c) { sb_child_command(c); }
+
 _Noreturn void sb_child_run(struct sb_child *c) {
   sb_child_shared(c);
-  if (c->with_init) {
-    pid_t cmd = fork();
-    if (cmd < 0)
-      sb_child_fail(c, errno, "fork the command", NULL);
-    if (cmd > 0)
-      sb_init_run(c, cmd);
-  }
-  sb_child_command(c);
+  if (!c->with_init)
+    sb_child_command(c);
+  /* the command runs in our memory until its exec, and we wait (vfork
+   * style): no second copy of the page tables of the caller we come from */
+  _Alignas(16) char stack[65536];
+  pid_t cmd =
+      clone(sb_child_command_entry, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, c);
+  if (cmd < 0)
+    sb_child_fail(c, errno, "fork the command", NULL);
+  sb_init_run(c, cmd);
 }

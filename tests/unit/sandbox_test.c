@@ -175,7 +175,8 @@ static void test_inside(void **state) {
                   "wc -c < /proc/timer_list; ls /dev | tr '\\n' ' '; echo; readlink /dev/ptmx;"
                   "echo x > /proc/sys/kernel/hostname || echo ro-sys;"
                   "echo $FOO; pwd; echo hi > /tmp/f && cat /tmp/f;"
-                  "cat /proc/sys/kernel/msgmax /proc/sys/kernel/domainname"};
+                  "cat /proc/sys/kernel/msgmax /proc/sys/kernel/domainname;"
+                  "grep -E '^(CapEff|NoNewPrivs):' /proc/1/status"};
   sb_spec s;
   spec_default(&s, args, 3);
   char *keys[] = {"kernel.msgmax"}, *values[] = {"4242"};
@@ -192,7 +193,9 @@ static void test_inside(void **state) {
     fail_msg("got:\n%s", rr.out);
   assert_non_null(strstr(rr.out, "fd full mqueue null ptmx pts random stderr stdin stdout tty "
                                  "urandom zero \npts/ptmx\n"));
-  assert_non_null(strstr(rr.out, "ro-sys\nbar\n/\nhi\n4242\nsbdomain\n"));
+  /* the init keeps CAP_KILL only, with no_new_privs */
+  assert_non_null(strstr(rr.out, "ro-sys\nbar\n/\nhi\n4242\nsbdomain\n"
+                                 "CapEff:\t0000000000000020\nNoNewPrivs:\t1\n"));
   /* the init reported the command's end on status_fd */
   assert_int_equal(strncmp(rr.status_line, "exit 0 ", 7), 0);
   assert_int_equal(rr.status_line[strlen(rr.status_line) - 1], '\n');

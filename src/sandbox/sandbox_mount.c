@@ -133,6 +133,18 @@ static unsigned long sb_locked_flags(int fd, const char *path) {
   return fl;
 }
 
+/* Every mount below fd read-only too (Linux 5.12): a read-only rbind or
+ * host root must not leave the host's submounts writable. Before 5.12 only
+ * the top one is (ENOSYS ignored). */
+static int sb_rdonly_tree(int fd) {
+  struct mount_attr a;
+  memset(&a, 0, sizeof a);
+  a.attr_set = MOUNT_ATTR_RDONLY;
+  if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof a) < 0 && errno != ENOSYS)
+    return -1;
+  return 0;
+}
+
 #define SB_MOUNT_FAIL(c, err, m)                                                                   \
   sb_child_fail(c, err, (m)->bind ? "bind " : "mount ",                                            \
                 (m)->bind   ? ((m)->source ? (m)->source : "")                                     \
@@ -161,9 +173,10 @@ static void sb_mount_one(const struct sb_child *c, int rootfd, const sb_mount *m
               m->data);
     /* the same superblock is mounted there already (the host's sysfs in a
      * copy of the host root, same net namespace): the kernel refuses it on
-     * itself; a bind of it with the flags asked is the same view */
+     * itself; a bind of it with the flags asked is the same view (not
+     * recursive: the host's cgroup mounts below stay out) */
     if (r < 0 && errno == EBUSY) {
-      r = mount(target, target, NULL, MS_BIND | MS_REC, NULL);
+      r = mount(target, target, NULL, MS_BIND, NULL);
       remount = true;
     }
   }
@@ -179,7 +192,8 @@ static void sb_mount_one(const struct sb_child *c, int rootfd, const sb_mount *m
   sb_fd_path(target, fd);
   if (remount) {
     unsigned long fl = extra | (m->readonly ? MS_RDONLY : 0) | sb_locked_flags(fd, NULL);
-    if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | fl, NULL) < 0)
+    if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | fl, NULL) < 0 ||
+        (m->bind && m->readonly && (m->flags & MS_REC) && sb_rdonly_tree(fd) < 0))
       sb_child_fail(c, errno, "remount ", m->destination, m->readonly ? " read-only" : "", NULL);
   }
   if (m->propagation && mount(NULL, target, NULL, m->propagation, NULL) < 0)
@@ -299,6 +313,11 @@ void sb_mount_setup(const struct sb_child *c) {
   int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0)
     sb_child_fail(c, errno, "open the root \"", root, "\"", NULL);
+  /* the host's root read-only with all its mounts, before ours are added
+   * (and so no mountpoint is ever created on the host) */
+  if (s->root_path && s->root_readonly && strcmp(s->root_path, "/") == 0 &&
+      sb_rdonly_tree(rootfd) < 0)
+    sb_child_fail(c, errno, "make the host root read-only", NULL);
   for (size_t i = 0; i < s->nmounts && i < SB_MAX_MOUNTS; i++) {
     sb_mount_one(c, rootfd, &s->mounts[i], srcfds[i]);
     if (srcfds[i] >= 0)

@@ -393,15 +393,16 @@ static void test_user_namespace(void **state) {
  * cwd, umask, rlimits. */
 static void test_no_init_caps(void **state) {
   (void)state;
-  char *args[] = {
-      "sh", "-c",
-      "echo $$; id -u; grep -E '^Cap(Eff|Bnd|Amb):' /proc/self/status; pwd; umask;"
-      "ulimit -n; cat /proc/self/oom_score_adj; grep -c ' /sys sysfs ro,' /proc/mounts"};
+  char *args[] = {"sh", "-c",
+                  "echo $$; id -u; grep -E '^Cap(Eff|Bnd|Amb):' /proc/self/status; pwd; umask;"
+                  "ulimit -n; cat /proc/self/oom_score_adj; grep -c ' /sys sysfs ro,' "
+                  "/proc/mounts; grep ' /sys' /proc/mounts | grep -c ' rw,'"};
   sb_spec s;
   spec_default(&s, args, 3);
   s.ns[SB_NS_PID].enabled = false;
   /* the host's net namespace: sysfs is the host's /sys again (EBUSY on
-   * itself), bound read-only instead */
+   * itself), bound read-only instead, on the host's own (read-only with
+   * all its submounts, the cgroup ones too: nothing under /sys is rw) */
   s.ns[SB_NS_NET].enabled = false;
   s.process.uid = 1000;
   s.process.gid = 1000;
@@ -423,7 +424,7 @@ static void test_no_init_caps(void **state) {
   char want[512];
   snprintf(want, sizeof want,
            "%d\n1000\nCapEff:\t0000000000000400\nCapBnd:\t0000000000000421\n"
-           "CapAmb:\t0000000000000400\n/proc\n0027\n123\n345\n1\n",
+           "CapAmb:\t0000000000000400\n/proc\n0027\n123\n345\n2\n0\n",
            (int)rr.pid);
   assert_string_equal(rr.out, want);
   assert_string_equal(rr.status_line, ""); /* nobody writes it without an init */
@@ -554,6 +555,40 @@ static void test_profiles(void **state) {
   }
 }
 
+/* A read-only rbind is read-only all the way down (mount_setattr
+ * AT_RECURSIVE): a host mount below its source is not writable inside. */
+static void test_rbind_readonly(void **state) {
+  (void)state;
+  char data[] = "/tmp/sbtest-rbind-XXXXXX", sub[64];
+  assert_non_null(mkdtemp(data));
+  snprintf(sub, sizeof sub, "%s/sub", data);
+  assert_int_equal(mkdir(sub, 0755), 0);
+  assert_int_equal(mount("tmpfs", sub, "tmpfs", 0, NULL), 0);
+  char *args[] = {"sh", "-c",
+                  "(echo x > /mnt/sub/f) 2>/dev/null || echo ro-sub;"
+                  "(echo x > /mnt/f) 2>/dev/null || echo ro-top"};
+  sb_spec s;
+  spec_default(&s, args, 3);
+  sb_mount m[8];
+  memcpy(m, default_mounts, sizeof default_mounts);
+  m[6] = (sb_mount){.destination = "/mnt",
+                    .source = data,
+                    .bind = true,
+                    .readonly = true,
+                    .flags = MS_BIND | MS_REC | MS_RDONLY};
+  s.mounts = m;
+  s.nmounts = 7;
+  run_result rr;
+  rr_err e = {0};
+  int rc = run(&s, NULL, &rr, &e);
+  umount2(sub, MNT_DETACH);
+  rmdir(sub);
+  rmdir(data);
+  if (rc < 0)
+    fail_msg("%s", e.msg);
+  assert_string_equal(rr.out, "ro-sub\nro-top\n");
+}
+
 /* Our memory cgroup's directory (v1), or "" when there is none. */
 static void own_memory_cgroup(char *buf, size_t len) {
   FILE *f = fopen("/proc/self/cgroup", "re");
@@ -658,6 +693,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_busybox_root_symlink),
       cmocka_unit_test(test_join_namespaces),
       cmocka_unit_test(test_profiles),
+      cmocka_unit_test(test_rbind_readonly),
       cmocka_unit_test(test_cgroup_join),
       cmocka_unit_test(test_filter_errors),
   };

@@ -97,6 +97,11 @@ static void job_notify(job *j, int event) {
 
 /* ---- table bookkeeping ---- */
 
+static void job_kill_warn(void *data, const rr_err *e) {
+  job *j = data;
+  job_table_warn(j->table, "job %s: cannot kill its cgroup: %s", j->id, e->msg);
+}
+
 job *job_alloc(job_table *t, const char *id) {
   job *j = calloc(1, sizeof *j);
   if (!j)
@@ -106,6 +111,7 @@ job *job_alloc(job_table *t, const char *id) {
   j->log_fd[0] = j->log_fd[1] = -1;
   j->inotify_wd = -1;
   j->watchers.prev = j->watchers.next = &j->watchers;
+  kill_ctl_init(&j->kill, t->l, &j->cg, job_kill_warn, j);
   size_t n = strlen(t->jobs_dir) + ULID_LEN + 2;
   if (!(j->dir = malloc(n))) {
     free(j);
@@ -393,9 +399,6 @@ void job_on_exit(void *data, pid_t pid, const siginfo_t *si) {
   job *j = data;
   job_table *t = j->table;
   j->rw = NULL;
-  loop_timer_cancel(t->l, j->timeout_timer);
-  loop_timer_cancel(t->l, j->kill_timer);
-  j->timeout_timer = j->kill_timer = 0;
   j->end_ns = rr_now_unix_ns();
   siginfo_t recorded;
   int64_t recorded_end;
@@ -415,12 +418,10 @@ void job_on_exit(void *data, pid_t pid, const siginfo_t *si) {
     j->signal = si->si_status;
     snprintf(j->reason, sizeof j->reason, "signaled");
   }
-  if (si && j->end_cause) {
+  if (si && j->kill.cause)
     snprintf(j->reason, sizeof j->reason, "%s",
-             j->end_cause == CAUSE_TIMEOUT ? "timeout" : "stopped");
-    /* we were ending the whole group: do not leave stragglers behind */
-    kill(-j->pid, SIGKILL);
-  }
+             j->kill.cause == KILL_CAUSE_TIMEOUT ? "timeout" : "stopped");
+  kill_ctl_ended(&j->kill, si != NULL);
   job_cgroup_end(j, si);
   job_logs_refresh(j);
   job_close_logs(j);
@@ -442,36 +443,6 @@ static void job_on_reaped(void *data, pid_t pid, const siginfo_t *si, const stru
   job_on_exit(data, pid, si);
 }
 
-static void job_on_kill_timer(loop *l, void *data) {
-  job *j = data;
-  j->kill_timer = 0;
-  if (j->state == JOB_RUNNING)
-    job_kill_group(j, SIGKILL);
-}
-
-static void job_schedule_kill(job *j, uint64_t grace_ms) {
-  job_table *t = j->table;
-  uint64_t at = loop_now_ms(t->l) + grace_ms;
-  if (j->kill_timer && j->kill_at <= at)
-    return;
-  loop_timer_cancel(t->l, j->kill_timer);
-  j->kill_at = at;
-  j->kill_timer = loop_timer_add(t->l, grace_ms, job_on_kill_timer, j);
-  if (!j->kill_timer) /* no memory to wait: end it now rather than never */
-    job_kill_group(j, SIGKILL);
-}
-
-static void job_on_timeout(loop *l, void *data) {
-  job *j = data;
-  j->timeout_timer = 0;
-  if (j->state != JOB_RUNNING)
-    return;
-  if (!j->end_cause)
-    j->end_cause = CAUSE_TIMEOUT;
-  job_kill_group(j, SIGTERM);
-  job_schedule_kill(j, JOB_DEFAULT_GRACE_MS);
-}
-
 int job_signal(job *j, int sig, rr_err *e) {
   if (j->state != JOB_RUNNING)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "job %s is not running (%s)", j->id,
@@ -489,14 +460,7 @@ int job_stop(job *j, uint64_t grace_ms, rr_err *e) {
                       (unsigned long long)grace_ms, JOB_MAX_GRACE_MS);
   if (j->state != JOB_RUNNING)
     return 0;
-  if (!j->end_cause)
-    j->end_cause = CAUSE_STOP;
-  if (grace_ms == 0) {
-    job_kill_group(j, SIGKILL);
-    return 0;
-  }
-  job_kill_group(j, SIGTERM);
-  job_schedule_kill(j, grace_ms);
+  kill_ctl_stop(&j->kill, grace_ms, KILL_CAUSE_STOP);
   return 0;
 }
 
@@ -596,6 +560,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
     status_fd = -1;
   }
   j->pid = sr.pid;
+  kill_ctl_attach(&j->kill, sr.pid);
   j->start_ticks = sr.start_ticks;
   j->state = JOB_RUNNING;
   j->req = *req;
@@ -613,7 +578,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
    * the job wrote before the watch existed (and apply the cap to it) */
   job_logs_refresh(j);
   if (j->req.has_timeout)
-    j->timeout_timer = loop_timer_add(t->l, j->req.timeout_ms, job_on_timeout, j);
+    kill_ctl_timeout_arm(&j->kill, j->req.timeout_ms);
   *ret = j;
   return 0;
 fail:
@@ -706,8 +671,7 @@ void job_table_free(job_table *t) {
   for (size_t i = 0; i < t->njobs; i++) {
     job *j = t->jobs[i];
     reaper_watch_forget(j->rw);
-    loop_timer_cancel(t->l, j->timeout_timer);
-    loop_timer_cancel(t->l, j->kill_timer);
+    kill_ctl_cancel(&j->kill);
     job_free(j);
   }
   free(t->jobs);

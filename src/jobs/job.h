@@ -9,6 +9,7 @@
 
 #include "common/err.h"
 #include "common/loop.h"
+#include "jobs/kill.h"
 #include "jobs/reaper.h"
 #include "jobs/request.h"
 #include "jobs/ulid.h"
@@ -23,7 +24,7 @@ typedef enum job_state {
 } job_state;
 
 enum { JOB_EVENT_OUTPUT = 1, JOB_EVENT_EXIT = 2 };
-#define JOB_DEFAULT_GRACE_MS 10000u
+#define JOB_DEFAULT_GRACE_MS KILL_DEFAULT_GRACE_MS
 #define JOB_MAX_GRACE_MS 3600000u
 
 typedef struct job job;
@@ -66,9 +67,8 @@ struct job {
   bool logs_dirty;        /* on the table's list of jobs to refresh this turn */
   job *dirty_next;
   reaper_watch *rw;
-  int end_cause; /* why we are ending it: 0, stop, timeout */
-  cg_job *cg;    /* the job's cgroup while it runs (NULL: none, or not reopened) */
-  uint64_t timeout_timer, kill_timer, kill_at;
+  cg_job *cg;         /* the job's cgroup while it runs (NULL: none, or not reopened) */
+  kill_ctl kill;      /* stop, timeout, and why we are ending it */
   job_watch watchers; /* list head */
 };
 

@@ -123,14 +123,6 @@ int job_cgroup_finish(loop *l, cg_job *cg, cg_usage *usage, bool *has_usage, rr_
   return 0;
 }
 
-int job_cgroup_signal_tree(pid_t pid, cg_job *cg, int sig, rr_err *e) {
-  /* the whole group; the leader alone if it left its group */
-  if (kill(-pid, sig) < 0 && errno == ESRCH)
-    kill(pid, sig);
-  /* and with SIGKILL whatever left the group but not the cgroup */
-  return sig == SIGKILL && cg ? cg_job_kill(cg, e) : 0;
-}
-
 bool job_cgroup_oom_killed(const siginfo_t *si, const cg_usage *u) {
   return si && si->si_code != CLD_EXITED && si->si_status == SIGKILL && u->oom_kills > 0;
 }
@@ -155,15 +147,6 @@ const char *job_cgroup_version_name(cg_version v) {
 
 /* ---- the job table's side ---- */
 
-void job_kill_group(job *j, int sig) {
-  rr_err e = {0};
-  if (job_cgroup_signal_tree(j->pid, j->cg, sig, &e) < 0)
-    job_table_warn(j->table, "job %s: cannot kill its cgroup: %s", j->id, e.msg);
-  /* a stopped process acts on a TERM only once continued (as systemd does) */
-  if (sig != SIGKILL && sig != SIGCONT)
-    job_cgroup_signal_tree(j->pid, j->cg, SIGCONT, &e);
-}
-
 void job_cgroup_end(job *j, const siginfo_t *si) {
   if (!j->cg)
     return;
@@ -172,7 +155,7 @@ void job_cgroup_end(job *j, const siginfo_t *si) {
     job_table_warn(j->table, "job %s: cgroup at its end: %s", j->id, e.msg);
   j->cg = NULL;
   /* a stop or timeout we caused keeps its reason */
-  if (!j->end_cause && j->has_usage && job_cgroup_oom_killed(si, &j->usage))
+  if (!j->kill.cause && j->has_usage && job_cgroup_oom_killed(si, &j->usage))
     snprintf(j->reason, sizeof j->reason, "oom-killed");
 }
 

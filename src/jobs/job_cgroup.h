@@ -26,10 +26,6 @@ int job_cgroup_create(cg_manager *m, const char *name, const cg_limits *l, spawn
 int job_cgroup_finish(loop *l, cg_job *cg, cg_usage *usage, bool *has_usage, rr_err *e);
 /* Remove the cgroups still on their way out now (shutdown; bounded waits). */
 void job_cgroup_release_flush(loop *l);
-/* Send sig to the process group of pid (pid alone if it left it) and, for
- * SIGKILL, kill everything in cg too (NULL: none); -1 with e when the cgroup
- * could not be killed. */
-int job_cgroup_signal_tree(pid_t pid, cg_job *cg, int sig, rr_err *e);
 /* Whether an ending is an OOM kill: SIGKILL while the cgroup counted one. */
 bool job_cgroup_oom_killed(const siginfo_t *si, const cg_usage *u);
 /* The usage of a command without a cgroup from its main process's rusage

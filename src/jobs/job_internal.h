@@ -7,8 +7,6 @@
 #include "jobs/job.h"
 #include "jobs/punch.h"
 
-enum { CAUSE_NONE, CAUSE_STOP, CAUSE_TIMEOUT };
-
 struct job_table {
   loop *l;
   reaper *r;
@@ -61,10 +59,6 @@ void job_logs_refresh(job *j);
 int job_logs_watch(job *j, rr_err *e);
 /* Reaper callback: record how the job ended (si NULL = unknown). */
 void job_on_exit(void *data, pid_t pid, const siginfo_t *si);
-/* job_cgroup.c: sig to j's process group; with SIGKILL also everything in
- * its cgroup (job_cgroup_signal_tree), a failure to do so warned about; any
- * other signal is followed by SIGCONT, so that a stopped job acts on it. */
-void job_kill_group(job *j, int sig);
 /* At the end of j's main process: final usage, "oom-killed", remove the
  * cgroup. */
 void job_cgroup_end(job *j, const siginfo_t *si);

@@ -1,0 +1,413 @@
+#include "jobs/exec_session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "jobs/job_cgroup.h"
+#include "jobs/kill.h"
+#include "jobs/signame.h"
+#include "sandbox/spawn.h"
+
+#define EXEC_CHUNK (64u * 1024u)
+#define EXEC_STDIN_HIGH (1024u * 1024u)
+#define EXEC_STDIN_LOW (256u * 1024u)
+#define EXEC_DRAIN_MS 2000u /* after exit, how long leftover holders of the pipes may keep them */
+
+typedef struct stdin_chunk {
+  struct stdin_chunk *next;
+  size_t len, off;
+  uint8_t data[];
+} stdin_chunk;
+
+struct exec_session {
+  exec_session_env env;
+  const exec_session_ops *ops;
+  void *data;
+  bool started, exited, done;
+  pid_t pid;
+  reaper_watch *rw;
+  int in_fd, out_fd[2];
+  bool in_watched, out_paused;
+  stdin_chunk *head, *tail;
+  size_t stdin_queued;
+  bool stdin_close, recv_paused;
+  siginfo_t status;
+  kill_ctl kill; /* timeout, and kills of the group (and cgroup) */
+  uint64_t drain_timer;
+  cg_job *cg; /* while the command runs, when it has limits */
+  bool has_usage;
+  cg_usage usage; /* final counters (the cgroup's, or the rusage) */
+};
+
+/* One read buffer for every session: the loop is single-threaded. */
+static uint8_t exec_buf[EXEC_CHUNK];
+
+static void exec_close_fd(exec_session *x, int *fd) {
+  if (*fd >= 0) {
+    loop_fd_del(x->env.l, *fd); /* no-op when not watched */
+    close(*fd);
+    *fd = -1;
+  }
+}
+
+static void exec_warn(exec_session *x, const char *what, const rr_err *e) {
+  if (x->ops->warn)
+    x->ops->warn(x->data, what, e->msg);
+}
+
+static void exec_kill_warn(void *data, const rr_err *e) {
+  exec_warn(data, "exec: cannot kill the command's cgroup", e);
+}
+
+static void exec_on_output(loop *l, int fd, uint32_t events, void *data);
+static void exec_on_stdin(loop *l, int fd, uint32_t events, void *data);
+
+/* Watch or unwatch: epoll reports HUP/ERR even with no events asked, so a
+ * paused fd must leave the loop or it spins. */
+static int exec_output_watch(exec_session *x, bool on, rr_err *e) {
+  for (int k = 0; k < 2; k++) {
+    if (x->out_fd[k] < 0)
+      continue;
+    if (!on)
+      loop_fd_del(x->env.l, x->out_fd[k]);
+    else if (loop_fd_add(x->env.l, x->out_fd[k], EPOLLIN, "exec output", exec_on_output, x, e) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+static void exec_stdin_watch(exec_session *x, bool on) {
+  if (x->in_fd < 0 || x->in_watched == on)
+    return;
+  if (on && loop_fd_add(x->env.l, x->in_fd, EPOLLOUT, "exec stdin", exec_on_stdin, x, NULL) < 0)
+    return;
+  if (!on)
+    loop_fd_del(x->env.l, x->in_fd);
+  x->in_watched = on;
+}
+
+/* The main process ended (or the session is going): final counters, then
+ * the cgroup goes, with anything still in it. */
+static void exec_cgroup_end(exec_session *x) {
+  if (!x->cg)
+    return;
+  rr_err e = {0};
+  if (job_cgroup_finish(x->env.l, x->cg, &x->usage, &x->has_usage, &e) < 0)
+    exec_warn(x, "exec: cgroup at the command's end", &e);
+  x->cg = NULL;
+}
+
+static void exec_finish(exec_session *x, const char *note) {
+  if (x->done)
+    return;
+  x->done = true;
+  char reason[160];
+  const char *base = "signaled";
+  if (x->kill.cause == KILL_CAUSE_TIMEOUT)
+    base = "timeout";
+  else if (x->status.si_code == CLD_EXITED)
+    base = "exited";
+  else if (x->has_usage && job_cgroup_oom_killed(&x->status, &x->usage))
+    base = "oom-killed";
+  snprintf(reason, sizeof reason, "%s%s", base, note ? note : "");
+  exec_session_end end = {
+      .status = &x->status, .reason = reason, .usage = x->has_usage ? &x->usage : NULL};
+  x->ops->finished(x->data, &end);
+}
+
+static void exec_maybe_finish(exec_session *x) {
+  if (x->exited && x->out_fd[0] < 0 && x->out_fd[1] < 0)
+    exec_finish(x, NULL);
+}
+
+/* Read what the pipes have while the consumer keeps up. */
+static void exec_pump_output(exec_session *x) {
+  for (int s = 0; s < 2; s++) {
+    while (x->out_fd[s] >= 0) {
+      if (x->ops->output_blocked(x->data)) {
+        /* stop reading: the pipe fills and the command blocks */
+        if (!x->out_paused) {
+          x->out_paused = true;
+          exec_output_watch(x, false, NULL);
+        }
+        return;
+      }
+      ssize_t n = read(x->out_fd[s], exec_buf, sizeof exec_buf);
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0 && errno == EAGAIN)
+        break;
+      if (n <= 0) {
+        exec_close_fd(x, &x->out_fd[s]);
+        break;
+      }
+      if (x->ops->output(x->data, s, exec_buf, (size_t)n) < 0)
+        return;
+    }
+  }
+  exec_maybe_finish(x);
+}
+
+static void exec_on_output(loop *l, int fd, uint32_t events, void *data) { exec_pump_output(data); }
+
+int exec_session_output_resume(exec_session *x, rr_err *e) {
+  if (!x->started)
+    return 0;
+  if (x->out_paused) {
+    x->out_paused = false;
+    if (exec_output_watch(x, true, e) < 0) {
+      kill_ctl_send(&x->kill, SIGKILL);
+      return -1;
+    }
+  }
+  exec_pump_output(x);
+  return 0;
+}
+
+static void exec_stdin_drop(exec_session *x) {
+  while (x->head) {
+    stdin_chunk *ch = x->head;
+    x->head = ch->next;
+    free(ch);
+  }
+  x->tail = NULL;
+  x->stdin_queued = 0;
+}
+
+static void exec_stdin_flush(exec_session *x) {
+  while (x->head && x->in_fd >= 0) {
+    stdin_chunk *ch = x->head;
+    ssize_t n = write(x->in_fd, ch->data + ch->off, ch->len - ch->off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && errno == EAGAIN) {
+      exec_stdin_watch(x, true);
+      return;
+    }
+    if (n < 0) { /* EPIPE: the command closed its stdin; drop the rest */
+      exec_close_fd(x, &x->in_fd);
+      break;
+    }
+    ch->off += (size_t)n;
+    x->stdin_queued -= (size_t)n;
+    if (ch->off == ch->len) {
+      x->head = ch->next;
+      if (!x->head)
+        x->tail = NULL;
+      free(ch);
+    }
+  }
+  if (x->in_fd < 0)
+    exec_stdin_drop(x);
+  if (x->in_fd >= 0 && !x->head) {
+    exec_stdin_watch(x, false);
+    if (x->stdin_close)
+      exec_close_fd(x, &x->in_fd); /* the command sees EOF */
+  }
+  if (x->recv_paused && x->stdin_queued < EXEC_STDIN_LOW) {
+    x->recv_paused = false;
+    x->ops->stdin_pause(x->data, false);
+  }
+}
+
+static void exec_on_stdin(loop *l, int fd, uint32_t events, void *data) { exec_stdin_flush(data); }
+
+int exec_session_stdin_write(exec_session *x, const uint8_t *data, size_t len, rr_err *e) {
+  if (x->stdin_close)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "stdin sent after close_stdin");
+  if (x->in_fd < 0 || !len)
+    return 0; /* the command closed its stdin or exited: discard */
+  stdin_chunk *ch = malloc(sizeof *ch + len);
+  if (!ch)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory queueing stdin");
+  ch->next = NULL;
+  ch->len = len;
+  ch->off = 0;
+  memcpy(ch->data, data, len);
+  if (x->tail)
+    x->tail->next = ch;
+  else
+    x->head = ch;
+  x->tail = ch;
+  x->stdin_queued += len;
+  if (x->stdin_queued > EXEC_STDIN_HIGH && !x->recv_paused) {
+    x->recv_paused = true;
+    x->ops->stdin_pause(x->data, true);
+  }
+  exec_stdin_flush(x);
+  return 0;
+}
+
+void exec_session_stdin_close(exec_session *x) {
+  x->stdin_close = true;
+  exec_stdin_flush(x);
+}
+
+int exec_session_signal(exec_session *x, int sig, rr_err *e) {
+  if (signame_check_number(sig, "signal", e) < 0)
+    return -1;
+  kill_ctl_send(&x->kill, sig); /* no-op once exited: a late Ctrl-C races the exit */
+  return 0;
+}
+
+static void exec_on_drain_timer(loop *l, void *data) {
+  exec_session *x = data;
+  x->drain_timer = 0;
+  if (x->done)
+    return;
+  if (x->out_paused) { /* the consumer is still taking output: not stuck */
+    x->drain_timer = loop_timer_add(l, EXEC_DRAIN_MS, exec_on_drain_timer, x);
+    return;
+  }
+  exec_pump_output(x);
+  if (x->done)
+    return;
+  exec_close_fd(x, &x->out_fd[0]);
+  exec_close_fd(x, &x->out_fd[1]);
+  exec_finish(x, " (output pipes still held open by a leftover process 2 s after exit;"
+                 " later output not sent)");
+}
+
+static void exec_on_exit(void *data, pid_t pid, const siginfo_t *si, const struct rusage *ru) {
+  exec_session *x = data;
+  x->rw = NULL;
+  x->exited = true;
+  if (si)
+    x->status = *si;
+  if (ru && !x->cg) { /* a cgroup's numbers count every process in it: those win */
+    job_usage_from_rusage(ru, &x->usage);
+    x->has_usage = true;
+  }
+  kill_ctl_ended(&x->kill, true);
+  exec_cgroup_end(x);
+  exec_close_fd(x, &x->in_fd);
+  exec_pump_output(x);
+  if (!x->done)
+    x->drain_timer = loop_timer_add(x->env.l, EXEC_DRAIN_MS, exec_on_drain_timer, x);
+}
+
+int exec_session_new(const exec_session_env *env, const exec_session_ops *ops, void *data,
+                     exec_session **ret, rr_err *e) {
+  exec_session *x = calloc(1, sizeof *x);
+  if (!x)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  x->env = *env;
+  x->ops = ops;
+  x->data = data;
+  x->in_fd = x->out_fd[0] = x->out_fd[1] = -1;
+  kill_ctl_init(&x->kill, env->l, &x->cg, exec_kill_warn, x);
+  *ret = x;
+  return 0;
+}
+
+/* After the spawn: our ends of the pipes non-blocking (a blocking pipe
+ * would stall the loop), then watch them and the process. */
+static int exec_watch(exec_session *x, const spawn_result *sr, rr_err *e) {
+  for (int i = 0; i < 3; i++) {
+    int fd = i == 0 ? x->in_fd : x->out_fd[i - 1], fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+      rr_err_sys(e, RR_INTERNAL, errno, "cannot make the command's pipes non-blocking");
+      kill(-sr->pid, SIGKILL);
+      close(sr->pidfd); /* unwatched: the orphan reaper reaps it */
+      return -1;
+    }
+  }
+  /* the start goes first, before any output */
+  x->ops->started(x->data, sr->pid);
+  if (exec_output_watch(x, true, e) < 0 ||
+      reaper_watch_add(x->env.r, sr->pid, sr->pidfd, exec_on_exit, x, &x->rw, e) < 0) {
+    kill(-sr->pid, SIGKILL);
+    return -1; /* exec_session_free closes the fds; the orphan reaper reaps */
+  }
+  return 0;
+}
+
+int exec_session_start(exec_session *x, const job_request *r, const job_start_opts *opts,
+                       rr_err *e) {
+  int rc = -1, in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+  if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+    rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create pipes");
+    goto out;
+  }
+  spawn_opts o = {.path = r->path,
+                  .args = (const char *const *)r->args,
+                  .nargs = r->nargs,
+                  .env_keys = (const char *const *)r->env_keys,
+                  .env_values = opts && opts->env_values ? opts->env_values
+                                                         : (const char *const *)r->env_values,
+                  .nenv = r->nenv,
+                  .workdir = r->workdir,
+                  .stdin_fd = in[0],
+                  .stdout_fd = out[1],
+                  .stderr_fd = err[1],
+                  .ids = opts ? opts->ids : NULL};
+  /* the timeout's two timers cannot fail later */
+  if (r->has_timeout && loop_timer_reserve(x->env.l, 2) < 0) {
+    rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for the command's timeout");
+    goto out;
+  }
+  if (r->limits) {
+    char name[ULID_LEN + 8] = "exec-";
+    if (ulid_gen_next(x->env.names, 0, name + 5, e) < 0 ||
+        job_cgroup_create(x->env.cgroups, name, r->limits, &o, &x->cg, e) < 0)
+      goto out;
+  }
+  spawn_result sr;
+  if (spawn_process(&o, &sr, e) < 0) {
+    exec_cgroup_end(x);
+    goto out;
+  }
+  x->started = true;
+  x->pid = sr.pid;
+  kill_ctl_attach(&x->kill, sr.pid);
+  x->in_fd = in[1];
+  x->out_fd[0] = out[0];
+  x->out_fd[1] = err[0];
+  in[1] = out[0] = err[0] = -1;
+  if (exec_watch(x, &sr, e) < 0)
+    goto out;
+  if (r->has_timeout)
+    kill_ctl_timeout_arm(&x->kill, r->timeout_ms);
+  rc = 0;
+out:
+  for (int i = 0; i < 2; i++) {
+    if (in[i] >= 0)
+      close(in[i]);
+    if (out[i] >= 0)
+      close(out[i]);
+    if (err[i] >= 0)
+      close(err[i]);
+  }
+  return rc;
+}
+
+bool exec_session_started(const exec_session *x) { return x->started; }
+
+bool exec_session_done(const exec_session *x) { return x->done; }
+
+void exec_session_abort(exec_session *x) {
+  kill_ctl_send(&x->kill, SIGKILL);
+  x->done = true;
+}
+
+void exec_session_free(exec_session *x) {
+  if (!x)
+    return;
+  /* the consumer went away (or we are shutting down) before the end: kill */
+  kill_ctl_send(&x->kill, SIGKILL);
+  exec_cgroup_end(x);
+  reaper_watch_forget(x->rw); /* still reaped, no callback */
+  kill_ctl_cancel(&x->kill);
+  loop_timer_cancel(x->env.l, x->drain_timer);
+  exec_close_fd(x, &x->in_fd);
+  exec_close_fd(x, &x->out_fd[0]);
+  exec_close_fd(x, &x->out_fd[1]);
+  exec_stdin_drop(x);
+  free(x);
+}

@@ -196,6 +196,16 @@ static int sb_prepare(const sb_spec *s, struct sb_child *c, rr_err *e) {
         return rr_err_set(e, RR_UNIMPLEMENTED,
                           "sandbox: a user namespace joined by path with new namespaces");
   c->wait_maps = c->new_ns[SB_NS_USER];
+  if (c->wait_maps && s->nuid_maps && s->ngid_maps) {
+    bool uid0 = false, gid0 = false;
+    for (size_t i = 0; i < s->nuid_maps; i++)
+      uid0 |= s->uid_maps[i].container_id == 0;
+    for (size_t i = 0; i < s->ngid_maps; i++)
+      gid0 |= s->gid_maps[i].container_id == 0;
+    c->setup_unmapped_root = !uid0 || !gid0;
+    c->setup_uid = uid0 ? 0 : s->uid_maps[0].container_id;
+    c->setup_gid = gid0 ? 0 : s->gid_maps[0].container_id;
+  }
   c->setgroups_allowed = !c->new_ns[SB_NS_USER] || sb_have_setgid();
   /* a joined pid namespace holds only the children of who joined it: an
    * init forks the command there too */

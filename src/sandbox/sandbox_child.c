@@ -14,6 +14,8 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -78,10 +80,17 @@ static void sb_child_namespaces(struct sb_child *c) {
       ;
     if (n != 1) /* the parent gave up */
       _exit(127);
-    /* root of the new namespace when mapped, so that what we create
-     * belongs to a mapped id */
-    if (syscall(SYS_setresgid, 0, 0, 0) == 0)
-      syscall(SYS_setresuid, 0, 0, 0);
+    /* a mapped id, so that what we create belongs to one (else EOVERFLOW):
+     * root of the namespace, or when 0 is not mapped the first mapped ids,
+     * keeping our capabilities across (undone before the command's ids) */
+    if (c->setup_unmapped_root &&
+        prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP | SECBIT_KEEP_CAPS, 0, 0, 0) < 0)
+      sb_child_fail(c, errno, "keep capabilities", NULL);
+    if (syscall(SYS_setresgid, c->setup_gid, c->setup_gid, c->setup_gid) < 0 ||
+        syscall(SYS_setresuid, c->setup_uid, c->setup_uid, c->setup_uid) < 0) {
+      if (c->setup_unmapped_root)
+        sb_child_fail(c, errno, "switch to a mapped id", NULL);
+    }
   }
   for (int t = 0; t < SB_NS_COUNT; t++)
     if (t != SB_NS_USER && c->ns_fds[t] >= 0 && setns(c->ns_fds[t], 0) < 0)
@@ -199,6 +208,8 @@ static void sb_child_seccomp(const struct sb_child *c) {
 static void sb_child_ids_caps(const struct sb_child *c) {
   const sb_process *p = &c->s->process;
   char num[24];
+  if (c->setup_unmapped_root && prctl(PR_SET_SECUREBITS, 0, 0, 0, 0) < 0)
+    sb_child_fail(c, errno, "restore the securebits", NULL);
   if (c->caps) {
     int max = (int)cap_max_bits();
     for (int b = 0; b < max; b++)
@@ -216,6 +227,14 @@ static void sb_child_ids_caps(const struct sb_child *c) {
     sb_child_fail(c, errno, "set gid ", sb_fmt_u64(num, p->gid), NULL);
   if (syscall(SYS_setresuid, p->uid, p->uid, p->uid) < 0)
     sb_child_fail(c, errno, "set uid ", sb_fmt_u64(num, p->uid), NULL);
+  if (!c->caps && c->setup_unmapped_root && p->uid != 0) {
+    /* as a setuid away from root would have: no capabilities left */
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    memset(d, 0, sizeof d);
+    if (syscall(SYS_capset, &h, d) < 0)
+      sb_child_fail(c, errno, "drop capabilities", NULL);
+  }
   if (!c->caps)
     return;
   if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0 || cap_set_proc(c->caps) < 0)

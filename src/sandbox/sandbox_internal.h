@@ -8,6 +8,7 @@
 #include <linux/filter.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/capability.h>
 
 #include "sandbox/sandbox.h"
@@ -33,6 +34,10 @@ struct sb_child {
   bool new_ns[SB_NS_COUNT]; /* created by the clone */
   bool wait_maps;           /* new user ns: wait for the parent's maps */
   bool setgroups_allowed;   /* not "deny" in /proc/PID/setgroups */
+  /* ids the child sets up as in a new user ns (root when 0 is mapped, else
+   * the first mapped ids, keeping its caps) */
+  uint32_t setup_uid, setup_gid;
+  bool setup_unmapped_root; /* 0 is not mapped: setup_* are not 0 */
   bool with_init;           /* new pid ns: PID 1 forks the command */
   bool unshare_cgroup;      /* new cgroup ns made after joining the cgroup (v1) */
   char *const *argv, *const *envp;

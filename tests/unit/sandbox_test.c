@@ -387,6 +387,30 @@ static void test_user_namespace(void **state) {
   rmdir(data);
 }
 
+/* Only the command's ids mapped (strict's map for a non-root caller): the
+ * set-up runs as them with the namespace's caps (what it creates must
+ * belong to a mapped id), the command gets what its spec says. */
+static void test_user_namespace_no_root(void **state) {
+  (void)state;
+  char *args[] = {"sh", "-c",
+                  "id -u; id -g; grep -E '^CapEff:' /proc/self/status; ls /dev | wc -w;"
+                  "echo x > /tmp/f && stat -c %u:%g /tmp/f"};
+  sb_spec s;
+  spec_default(&s, args, 3);
+  s.ns[SB_NS_USER].enabled = true;
+  sb_id_map map = {1000, 100000, 1};
+  s.uid_maps = s.gid_maps = &map;
+  s.nuid_maps = s.ngid_maps = 1;
+  s.process.uid = s.process.gid = 1000;
+  run_result rr;
+  run_ok(&s, NULL, &rr);
+  assert_string_equal(rr.out, "1000\n1000\nCapEff:\t0000000000000000\n13\n1000:1000\n");
+  /* no capabilities in the spec: none either (as after a setuid from root) */
+  s.process.has_caps = false;
+  run_ok(&s, NULL, &rr);
+  assert_string_equal(rr.out, "1000\n1000\nCapEff:\t0000000000000000\n13\n1000:1000\n");
+}
+
 /* No pid namespace: no init, the command is the process; caps kept across
  * the uid change (KEEPCAPS), so the ambient one is raised and survives the
  * exec of a non-root (the others do not, as the kernel wants); bounding;
@@ -534,7 +558,11 @@ static void test_profiles(void **state) {
                         "grep -c : /proc/net/dev; (echo x > /x) 2>/dev/null || echo ro"};
   const char *env[] = {"PATH=/usr/bin:/bin"};
   sb_params prm = {.argv = argv, .nargs = 3, .env = env, .nenv = 1};
-  for (sb_profile p = SB_PROFILE_DEFAULT; p <= SB_PROFILE_STRICT; p++) {
+  /* the third run: strict for a non-root caller (only its ids mapped) */
+  for (int i = 0; i < 3; i++) {
+    sb_profile p = i == 0 ? SB_PROFILE_DEFAULT : SB_PROFILE_STRICT;
+    if (i == 2)
+      prm.host_uid = prm.host_gid = 1000;
     sb_spec *s = NULL;
     rr_err e = {0};
     if (sb_spec_for_profile(p, &prm, &s, &e) < 0)
@@ -689,6 +717,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_signal_forwarded),
       cmocka_unit_test(test_orphans_exit_code),
       cmocka_unit_test(test_user_namespace),
+      cmocka_unit_test(test_user_namespace_no_root),
       cmocka_unit_test(test_no_init_caps),
       cmocka_unit_test(test_busybox_root_symlink),
       cmocka_unit_test(test_join_namespaces),

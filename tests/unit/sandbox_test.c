@@ -617,6 +617,21 @@ static void test_rbind_readonly(void **state) {
   assert_string_equal(rr.out, "ro-sub\nro-top\n");
 }
 
+/* A new time namespace: the command is in it (not ours). */
+static void test_time_namespace(void **state) {
+  (void)state;
+  char *args[] = {"readlink", "/proc/self/ns/time"};
+  sb_spec s;
+  spec_default(&s, args, 2);
+  s.ns[SB_NS_TIME].enabled = true;
+  run_result rr;
+  run_ok(&s, NULL, &rr);
+  char ours[64] = {0};
+  assert_true(readlink("/proc/self/ns/time", ours, sizeof ours - 1) > 0);
+  assert_int_equal(strncmp(rr.out, "time:[", 6), 0);
+  assert_true(strncmp(rr.out, ours, strlen(ours)) != 0);
+}
+
 /* Our memory cgroup's directory (v1), or "" when there is none. */
 static void own_memory_cgroup(char *buf, size_t len) {
   FILE *f = fopen("/proc/self/cgroup", "re");
@@ -723,6 +738,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_join_namespaces),
       cmocka_unit_test(test_profiles),
       cmocka_unit_test(test_rbind_readonly),
+      cmocka_unit_test(test_time_namespace),
       cmocka_unit_test(test_cgroup_join),
       cmocka_unit_test(test_filter_errors),
   };

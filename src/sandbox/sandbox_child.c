@@ -1,7 +1,8 @@
-/* The child of sb_spawn, in bubblewrap's and crun's order: cgroup, joined
- * namespaces (user first), the parent's uid/gid maps, process group,
- * signals, stdio, mounts and root (sandbox_mount.c), hostname, lo, sysctls,
- * masked and read-only paths, the root read-only;
+/* The child of sb_spawn, in bubblewrap's and crun's order: cgroup,
+ * oom_score_adj, joined namespaces (user first), the parent's uid/gid maps,
+ * not dumpable, process group, signals, stdio, mounts and root
+ * (sandbox_mount.c), hostname, lo, sysctls, masked and read-only paths, the
+ * root read-only;
  * then (after the init's fork when there is one) the command's own steps:
  * rlimits, umask, ids, capabilities, cwd, no_new_privs, seccomp, exec.
  * A real fork: it may use libc, but allocates nothing (all was prepared). */
@@ -174,12 +175,7 @@ static void sb_child_sysctls(const struct sb_child *c) {
 static void sb_child_shared(struct sb_child *c) {
   const sb_spec *s = c->s;
   sb_child_cgroup(c);
-  sb_child_namespaces(c);
-  if (c->o->new_process_group && setpgid(0, 0) < 0)
-    sb_child_fail(c, errno, "create the process group", NULL);
-  sb_child_signals();
-  sb_child_stdio(c);
-  if (s->process.has_oom_score_adj) {
+  if (s->process.has_oom_score_adj) { /* while /proc/self is still ours */
     char v[24];
     long adj = s->process.oom_score_adj;
     char *p = sb_fmt_u64(v + 1, (unsigned long long)(adj < 0 ? -adj : adj));
@@ -187,6 +183,17 @@ static void sb_child_shared(struct sb_child *c) {
       *--p = '-';
     sb_write_file(c, "/proc/self/oom_score_adj", p, "write");
   }
+  sb_child_namespaces(c);
+  /* we (and the init after us) are a copy of the caller's memory: nobody
+   * in the sandbox may read it (/proc/PID/mem, environ); after the maps,
+   * which the parent writes to our /proc files; the command's exec makes
+   * it dumpable again */
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+    sb_child_fail(c, errno, "make the set-up not dumpable", NULL);
+  if (c->o->new_process_group && setpgid(0, 0) < 0)
+    sb_child_fail(c, errno, "create the process group", NULL);
+  sb_child_signals();
+  sb_child_stdio(c);
   sb_mount_setup(c);
   if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
     sb_child_fail(c, errno, "set hostname \"", s->hostname, "\"", NULL);

@@ -1,10 +1,9 @@
 /* PID 1 of a new pid namespace (a subreaper in a joined one): forked rund
  * code, so it allocates nothing and does little: keeps only CAP_KILL and
- * no_new_privs, forwards every signal but SIGCHLD to the command's process
- * group (as tini -g), reaps every child (orphans too), writes how the
- * command ended on status_fd (rund-waiter's line) and exits with its code,
- * or 128+N for a signal (PID 1 cannot kill itself). Its exit kills what is
- * left in the namespace. */
+ * no_new_privs, not dumpable (a copy of the caller's memory), forwards every signal but SIGCHLD to
+ * the command's process group (as tini -g), reaps every child (orphans too), writes how the command
+ * ended on status_fd (rund-waiter's line) and exits with its code, or 128+N for a signal (PID 1
+ * cannot kill itself). Its exit kills what is left in the namespace. */
 #include <errno.h>
 #include <linux/capability.h>
 #include <signal.h>

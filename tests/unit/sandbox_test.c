@@ -617,6 +617,23 @@ static void test_rbind_readonly(void **state) {
   assert_string_equal(rr.out, "ro-sub\nro-top\n");
 }
 
+/* The init is a copy of the caller's memory (rund's secrets): even a
+ * command with the init's uid and CAP_KILL cannot read it. */
+static void test_init_not_readable(void **state) {
+  (void)state;
+  char *args[] = {
+      "sh", "-c",
+      "grep -E '^CapEff:' /proc/self/status; (cat /proc/1/environ >/dev/null) 2>/dev/null"
+      " && echo readable || echo denied"};
+  sb_spec s;
+  spec_default(&s, args, 3);
+  uint64_t k = 1ull << CAP_KILL;
+  s.process.caps = (sb_caps){.bounding = k, .effective = k, .permitted = k};
+  run_result rr;
+  run_ok(&s, NULL, &rr);
+  assert_string_equal(rr.out, "CapEff:\t0000000000000020\ndenied\n");
+}
+
 /* A new time namespace: the command is in it (not ours). */
 static void test_time_namespace(void **state) {
   (void)state;
@@ -739,6 +756,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_profiles),
       cmocka_unit_test(test_rbind_readonly),
       cmocka_unit_test(test_time_namespace),
+      cmocka_unit_test(test_init_not_readable),
       cmocka_unit_test(test_cgroup_join),
       cmocka_unit_test(test_filter_errors),
   };

@@ -67,3 +67,6 @@ typedef struct sb_spawn_result {
 
 /* Start s's process; on failure nothing is left running. */
 int sb_spawn(const sb_spec *s, const sb_spawn_opts *o, sb_spawn_result *ret, rr_err *e);
+/* Resolve mount destinations without openat2 (a walk refusing symlinks), as
+ * before Linux 5.6: tests of that path. */
+void sb_set_openat2_disabled(bool disabled);

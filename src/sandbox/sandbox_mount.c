@@ -22,6 +22,8 @@ enum { SB_NO_CREATE, SB_CREATE_DIR, SB_CREATE_FILE };
 
 static bool sb_no_openat2;
 
+void sb_set_openat2_disabled(bool disabled) { sb_no_openat2 = disabled; }
+
 /* rel (no leading '/') under rootfd as an O_PATH fd, never outside it. */
 static int sb_open_in_root(int rootfd, const char *rel) {
   if (!sb_no_openat2) {

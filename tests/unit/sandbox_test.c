@@ -483,6 +483,7 @@ static void test_busybox_root_symlink(void **state) {
   s.nmasked_paths = s.nreadonly_paths = 0;
   run_result rr;
   rr_err e = {0};
+  int rc;
   assert_int_equal(run(&s, NULL, &rr, &e), -1);
   assert_int_equal(e.code, RR_FAILED_PRECONDITION);
   assert_string_equal(e.msg, "sandbox: mount tmpfs on /escape/m: No such file or directory");
@@ -496,6 +497,21 @@ static void test_busybox_root_symlink(void **state) {
   assert_int_equal(access(path, F_OK), -1);
   snprintf(path, sizeof path, "%s%s/m", root, host);
   assert_int_equal(access(path, F_OK), 0); /* inside the root */
+  /* without openat2 the walk refuses any symlink on the way */
+  sb_set_openat2_disabled(true);
+  rc = run(&s, NULL, &rr, &e);
+  sb_set_openat2_disabled(false);
+  assert_int_equal(rc, -1);
+  assert_string_equal(e.msg,
+                      "sandbox: mount tmpfs on /escape/m: Too many levels of symbolic links");
+  m[1].destination = "/newdir/m"; /* created by the walk too */
+  sb_set_openat2_disabled(true);
+  rc = run(&s, NULL, &rr, &e);
+  sb_set_openat2_disabled(false);
+  if (rc < 0)
+    fail_msg("%s", e.msg);
+  snprintf(path, sizeof path, "%s/newdir/m", root);
+  assert_int_equal(access(path, F_OK), 0);
   snprintf(cmd, sizeof cmd, "rm -rf %s %s", root, host);
   assert_int_equal(system(cmd), 0);
 }

@@ -729,6 +729,60 @@ static void test_cgroup_join(void **state) {
   assert_non_null(strchr(members + strlen(want), '\n')); /* and the command */
 }
 
+/* cgroup v2 (the unified mount of this hybrid host): clone3 places the
+ * child with CLONE_INTO_CGROUP, and the new cgroup namespace made by the
+ * same clone is rooted there. */
+static void test_clone_into_cgroup(void **state) {
+  (void)state;
+  char self[512] = "", dir[1024];
+  FILE *f = fopen("/proc/self/cgroup", "re");
+  char line[512];
+  while (f && fgets(line, sizeof line, f))
+    if (strncmp(line, "0::", 3) == 0) {
+      line[strcspn(line, "\n")] = '\0';
+      snprintf(self, sizeof self, "%s", line + 3);
+    }
+  if (f)
+    fclose(f);
+  if (!self[0] || access("/sys/fs/cgroup/unified/cgroup.procs", W_OK) != 0)
+    skip();
+  snprintf(dir, sizeof dir, "/sys/fs/cgroup/unified%s/sbtest-%d", strcmp(self, "/") ? self : "",
+           (int)getpid());
+  assert_int_equal(mkdir(dir, 0755), 0);
+  int cg = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  assert_true(cg >= 0);
+  char *args[] = {"sh", "-c", "grep ^0:: /proc/self/cgroup; read x"};
+  sb_spec s;
+  spec_default(&s, args, 3);
+  int p[2], in[2];
+  assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+  assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+  sb_spawn_opts o = {
+      .stdin_fd = in[0], .stdout_fd = p[1], .stderr_fd = p[1], .status_fd = -1, .cgroup_fd = cg};
+  sb_spawn_result r;
+  rr_err e = {0};
+  assert_int_equal(sb_spawn(&s, &o, &r, &e), 0);
+  close(p[1]);
+  close(in[0]);
+  char buf[128] = {0}, procs[1100], members[128] = {0};
+  assert_true(read(p[0], buf, sizeof buf - 1) > 0);
+  snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
+  int pfd = open(procs, O_RDONLY | O_CLOEXEC);
+  assert_true(read(pfd, members, sizeof members - 1) > 0);
+  close(pfd);
+  close(in[1]);
+  siginfo_t si;
+  assert_int_equal(waitid((idtype_t)P_PIDFD, (id_t)r.pidfd, &si, WEXITED), 0);
+  close(r.pidfd);
+  close(p[0]);
+  close(cg);
+  assert_int_equal(rmdir(dir), 0);
+  assert_string_equal(buf, "0::/\n");
+  char want[32];
+  snprintf(want, sizeof want, "%d\n", (int)r.pid);
+  assert_int_equal(strncmp(members, want, strlen(want)), 0);
+}
+
 static void test_filter_errors(void **state) {
   (void)state;
   char *names[] = {"no_such_syscall_xyz", "getpid"};
@@ -774,6 +828,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_time_namespace),
       cmocka_unit_test(test_init_not_readable),
       cmocka_unit_test(test_cgroup_join),
+      cmocka_unit_test(test_clone_into_cgroup),
       cmocka_unit_test(test_filter_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

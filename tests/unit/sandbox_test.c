@@ -346,8 +346,8 @@ static void test_orphans_exit_code(void **state) {
 static void test_user_namespace(void **state) {
   (void)state;
   char *args[] = {"sh", "-c",
-                  "id -u; id -g; id -G; cat /proc/self/uid_map /proc/self/gid_map;"
-                  "cat /mnt/f; (echo x > /mnt/g) 2>/dev/null || echo ro-bind"};
+                  ("id -u; id -g; id -G; cat /proc/self/uid_map /proc/self/gid_map;"
+                   "cat /mnt/f; (echo x > /mnt/g) 2>/dev/null || echo ro-bind")};
   char data[] = "/tmp/sbtest-data-XXXXXX", file[64];
   assert_non_null(mkdtemp(data));
   chmod(data, 0755); /* the ids of the user namespace look it up */
@@ -393,8 +393,8 @@ static void test_user_namespace(void **state) {
 static void test_user_namespace_no_root(void **state) {
   (void)state;
   char *args[] = {"sh", "-c",
-                  "id -u; id -g; grep -E '^CapEff:' /proc/self/status; ls /dev | wc -w;"
-                  "echo x > /tmp/f && stat -c %u:%g /tmp/f"};
+                  ("id -u; id -g; grep -E '^CapEff:' /proc/self/status; ls /dev | wc -w;"
+                   "echo x > /tmp/f && stat -c %u:%g /tmp/f")};
   sb_spec s;
   spec_default(&s, args, 3);
   s.ns[SB_NS_USER].enabled = true;
@@ -570,8 +570,8 @@ static void test_join_namespaces(void **state) {
 static void test_profiles(void **state) {
   (void)state;
   const char *argv[] = {"sh", "-c",
-                        "hostname; echo $$; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status;"
-                        "grep -c : /proc/net/dev; (echo x > /x) 2>/dev/null || echo ro"};
+                        ("hostname; echo $$; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status;"
+                         "grep -c : /proc/net/dev; (echo x > /x) 2>/dev/null || echo ro")};
   const char *env[] = {"PATH=/usr/bin:/bin"};
   sb_params prm = {.argv = argv, .nargs = 3, .env = env, .nenv = 1};
   /* the third run: strict for a non-root caller (only its ids mapped) */
@@ -609,8 +609,8 @@ static void test_rbind_readonly(void **state) {
   assert_int_equal(mkdir(sub, 0755), 0);
   assert_int_equal(mount("tmpfs", sub, "tmpfs", 0, NULL), 0);
   char *args[] = {"sh", "-c",
-                  "(echo x > /mnt/sub/f) 2>/dev/null || echo ro-sub;"
-                  "(echo x > /mnt/f) 2>/dev/null || echo ro-top"};
+                  ("(echo x > /mnt/sub/f) 2>/dev/null || echo ro-sub;"
+                   "(echo x > /mnt/f) 2>/dev/null || echo ro-top")};
   sb_spec s;
   spec_default(&s, args, 3);
   sb_mount m[8];
@@ -639,8 +639,8 @@ static void test_init_not_readable(void **state) {
   (void)state;
   char *args[] = {
       "sh", "-c",
-      "grep -E '^CapEff:' /proc/self/status; (cat /proc/1/environ >/dev/null) 2>/dev/null"
-      " && echo readable || echo denied"};
+      ("grep -E '^CapEff:' /proc/self/status; (cat /proc/1/environ >/dev/null) 2>/dev/null"
+       " && echo readable || echo denied")};
   sb_spec s;
   spec_default(&s, args, 3);
   uint64_t k = 1ull << CAP_KILL;

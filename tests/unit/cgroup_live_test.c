@@ -149,11 +149,12 @@ static void test_v1_job(void **state) {
   assert_int_equal(e.code, RR_NOT_FOUND);
 
   assert_true(cg_job_empty(j));
-  pid_t pid = spawn_in(j, "dd if=/dev/zero of=/dev/null bs=1M count=50 2>/dev/null; "
+  /* ~100 ms of CPU: user/sys are counted in ticks, and 50 MiB (2 ms here)
+   * often ended between two, leaving both 0 on an idle machine */
+  pid_t pid = spawn_in(j, "dd if=/dev/zero of=/dev/null bs=1M count=3000 2>/dev/null; "
                           "(sleep 30 &); sleep 30");
   cg_usage u = {0};
-  /* until dd ran (user/sys are tick-based) and the grandchild exists; up to
-   * 10 s on a loaded machine */
+  /* until dd ran and the grandchild exists; up to 10 s on a loaded machine */
   for (int i = 0; i < 1000; i++) {
     assert_int_equal(cg_job_usage(j, &u, &e), 0);
     if (u.pids_current >= 3 && u.cpu_usec > 0 && u.cpu_user_usec + u.cpu_system_usec > 0)

@@ -175,6 +175,8 @@ static int sb_prepare(const sb_spec *s, struct sb_child *c, rr_err *e) {
   const sb_process *p = &s->process;
   if (!p->nargs || !p->args[0] || !p->args[0][0])
     return rr_err_set(e, RR_INVALID_ARGUMENT, "sandbox: process.args is empty");
+  if (s->nmounts > SB_MAX_MOUNTS)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "sandbox: more than %d mounts", SB_MAX_MOUNTS);
   if (s->root_path && !s->ns[SB_NS_MOUNT].enabled)
     return rr_err_set(e, RR_INVALID_ARGUMENT, "sandbox: root.path needs a mount namespace");
   for (int t = 0; t < SB_NS_COUNT; t++) {

@@ -218,6 +218,8 @@ static void sb_mount_devices(const struct sb_child *c, int rootfd, const int *de
                                          {"stderr", "/proc/self/fd/2"}};
   char source[40], target[40];
   for (size_t i = 0; i < SB_NDEVICES; i++) {
+    if (devfds[i] < 0)
+      continue; /* the host has none */
     int fd = sb_resolve(rootfd, sb_devices[i], SB_CREATE_FILE);
     if (fd < 0 ||
         mount(sb_fd_path(source, devfds[i]), sb_fd_path(target, fd), NULL, MS_BIND, NULL) < 0)
@@ -307,7 +309,7 @@ void sb_mount_setup(const struct sb_child *c) {
       dev_tmpfs = true;
   }
   for (size_t i = 0; dev_tmpfs && i < SB_NDEVICES; i++)
-    if ((devfds[i] = open(sb_devices[i], O_PATH | O_CLOEXEC)) < 0)
+    if ((devfds[i] = open(sb_devices[i], O_PATH | O_CLOEXEC)) < 0 && errno != ENOENT)
       sb_child_fail(c, errno, "open ", sb_devices[i], NULL);
   const char *root = s->root_path ? sb_staging_dir(s->root_path) : "/";
   if (s->root_path && mount(s->root_path, root, NULL, MS_BIND | MS_REC, NULL) < 0)

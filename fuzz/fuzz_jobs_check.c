@@ -69,36 +69,13 @@ static void check_json_round_trip(const job_request *r) {
 }
 
 /* on_start / exec_start up to the point where secrets and spawning begin. */
-static int check_command(const Rundwire__Command *cmd, ProtobufCBinaryData *tags, size_t ntags,
-                         bool has_timeout, uint64_t timeout_ms, const Rundwire__Limits *limits,
-                         rr_err *e) {
+static int check_command(const prepare_in *in, rr_err *e) {
   job_request r;
-  if (convert_command(cmd, &r, e) < 0)
+  if (prepare_decode(in, &r, e) < 0)
     return -1;
-  int rc = -1;
-  if (ntags > REQUEST_MAX_TAGS) {
-    rr_err_set(e, RR_INVALID_ARGUMENT, "tags has %zu entries (max %d)", ntags, REQUEST_MAX_TAGS);
-    goto out;
-  }
-  if (!(r.tags = calloc(ntags + 1, sizeof *r.tags))) {
-    rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
-    goto out;
-  }
-  for (size_t i = 0; i < ntags; i++, r.ntags++) {
-    char field[32];
-    snprintf(field, sizeof field, "tags[%zu]", i);
-    if (request_string_dup(tags[i].data, tags[i].len, field, &r.tags[i], e) < 0)
-      goto out;
-  }
-  r.has_timeout = has_timeout;
-  r.timeout_ms = timeout_ms;
-  if (job_request_validate(&r, e) < 0 || convert_limits(limits, &r, e) < 0)
-    goto out;
   check_json_round_trip(&r);
-  rc = 0;
-out:
   job_request_free(&r);
-  return rc;
+  return 0;
 }
 
 static int check_signal(const Rundwire__SignalRequest *req, rr_err *e) {
@@ -139,9 +116,14 @@ int fuzz_jobs_check(unsigned i, const ProtobufCMessage *msg, rr_err *e) {
   switch (i) {
   case M_START: {
     const Rundwire__StartRequest *r = (const Rundwire__StartRequest *)msg;
-    return check_command(r->command, r->tags, r->n_tags,
-                         r->timeout_case == RUNDWIRE__START_REQUEST__TIMEOUT_TIMEOUT_MS,
-                         r->timeout_ms, r->limits, e);
+    return check_command(
+        &(prepare_in){.command = r->command,
+                      .tags = r->tags,
+                      .ntags = r->n_tags,
+                      .has_timeout = r->timeout_case == RUNDWIRE__START_REQUEST__TIMEOUT_TIMEOUT_MS,
+                      .timeout_ms = r->timeout_ms,
+                      .limits = r->limits},
+        e);
   }
   case M_STATUS:
     return check_job_id(&((const Rundwire__StatusRequest *)msg)->job_id, e);
@@ -162,9 +144,12 @@ int fuzz_jobs_check(unsigned i, const ProtobufCMessage *msg, rr_err *e) {
   case M_EXEC: {
     const Rundwire__ExecRequest *r = (const Rundwire__ExecRequest *)msg;
     if (r->msg_case == RUNDWIRE__EXEC_REQUEST__MSG_START && r->start)
-      return check_command(r->start->command, NULL, 0,
-                           r->start->timeout_case == RUNDWIRE__EXEC_START__TIMEOUT_TIMEOUT_MS,
-                           r->start->timeout_ms, r->start->limits, e);
+      return check_command(&(prepare_in){.command = r->start->command,
+                                         .has_timeout = r->start->timeout_case ==
+                                                        RUNDWIRE__EXEC_START__TIMEOUT_TIMEOUT_MS,
+                                         .timeout_ms = r->start->timeout_ms,
+                                         .limits = r->start->limits},
+                           e);
     if (r->msg_case == RUNDWIRE__EXEC_REQUEST__MSG_SIGNAL)
       return signame_check_number(r->signal, "signal", e);
     if (r->msg_case == RUNDWIRE__EXEC_REQUEST__MSG__NOT_SET)

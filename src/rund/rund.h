@@ -69,6 +69,34 @@ int convert_command(const Rundwire__Command *c, job_request *ret, rr_err *e);
  * = the device of workdir, NULL/"" = "/"), ranges checked; INVALID_ARGUMENT
  * naming the field ("limits.io[0].device") and the value. */
 int convert_limits(const Rundwire__Limits *l, job_request *r, rr_err *e);
+/* prepare.c: the one preparation of Start's and Exec's command requests.
+ * The wire fields they share (tags: Start only, NULL/0 for Exec). */
+typedef struct prepare_in {
+  const Rundwire__Command *command;
+  const ProtobufCBinaryData *tags;
+  size_t ntags;
+  bool has_timeout;
+  uint64_t timeout_ms;
+  const Rundwire__Limits *limits;
+} prepare_in;
+/* A request ready to run for its caller. */
+typedef struct prepared {
+  job_request req;   /* decoded and checked (job_table_start may take it over) */
+  authz_identity id; /* the caller */
+  char **child_env;  /* req's env values with secret:// references resolved */
+  size_t nenv;       /* entries of child_env */
+  spawn_ids ids;     /* the credentials to run as, when run_as */
+  bool run_as;
+} prepared;
+/* Decode and check in's command, tags, timeout and limits into *ret (in
+ * this order: the first error wins); nothing about the caller. */
+int prepare_decode(const prepare_in *in, job_request *ret, rr_err *e);
+/* The caller's identity and running-jobs quota, prepare_decode, then the
+ * secrets it may use and the credentials to run as. Free with prepare_free. */
+int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, rr_err *e);
+/* How to start p's command (owned: the caller is recorded as its owner). */
+job_start_opts prepare_start_opts(const prepared *p, bool owned);
+void prepare_free(prepared *p);
 /* Usage message from counters. */
 void convert_usage(const cg_usage *u, Runrpc__V1__Usage *ret);
 /* A job id field: NUL/UTF-8 checked, then looked up. */

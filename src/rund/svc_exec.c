@@ -92,36 +92,21 @@ static const exec_session_ops exec_ops = {
 };
 
 static int exec_start(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
-  job_request r;
   /* any identity may run commands; it decides which secrets they get */
-  _cleanup_(authz_identity_clear) authz_identity id = {0};
-  /* a command is a process and 4 fds: the caller's running-jobs quota and
-   * the fd reserve hold for it as for a Start */
-  if (rund_call_identity(ec->c, &id, e) < 0 || quota_start_check(ec->ctx->quota, &id, e) < 0)
+  prepared p;
+  prepare_in in = {.command = st->command,
+                   .has_timeout = st->timeout_case == RUNDWIRE__EXEC_START__TIMEOUT_TIMEOUT_MS,
+                   .timeout_ms = st->timeout_ms,
+                   .limits = st->limits};
+  if (prepare_request(ec->c, &in, &p, e) < 0)
     return -1;
-  if (convert_command(st->command, &r, e) < 0)
-    return -1;
-  if (st->timeout_case == RUNDWIRE__EXEC_START__TIMEOUT_TIMEOUT_MS) {
-    r.has_timeout = true;
-    r.timeout_ms = st->timeout_ms;
-  }
-  int rc = -1;
-  char **child_env = NULL;
-  spawn_ids ids;
-  bool run_as;
-  if (job_request_validate(&r, e) < 0 || convert_limits(st->limits, &r, e) < 0 ||
-      rund_env_resolve(ec->ctx, &id, &r, &child_env, e) < 0 ||
-      rund_call_run_as(ec->c, &ids, &run_as, e) < 0)
-    goto out;
-  job_start_opts o = {.env_values = (const char *const *)child_env, .ids = run_as ? &ids : NULL};
-  rc = exec_session_start(ec->x, &r, &o, e);
+  job_start_opts o = prepare_start_opts(&p, false);
+  int rc = exec_session_start(ec->x, &p.req, &o, e);
   if (exec_session_started(ec->x))
-    rund_secrets_log_use(&id, &r, "exec");
+    rund_secrets_log_use(&p.id, &p.req, "exec");
   else if (rc < 0)
-    rund_spawn_error_scrub(&r, child_env, e);
-out:
-  secrets_values_free(child_env, r.nenv);
-  job_request_free(&r);
+    rund_spawn_error_scrub(&p.req, p.child_env, e);
+  prepare_free(&p);
   return rc;
 }
 

@@ -32,57 +32,26 @@ static void reply_status(rpc_call *c, job *j, const ProtobufCMessageDescriptor *
 static void on_start(rpc_call *c, ProtobufCMessage *msg) {
   Rundwire__StartRequest *req = (Rundwire__StartRequest *)msg;
   rr_err e = {0};
-  job_request r;
   job *j = NULL;
-  authz_identity id = {0};
-  char **child_env = NULL;
-  size_t nenv = 0;
-  if (rund_call_identity(c, &id, &e) < 0 || quota_start_check(call_ctx(c)->quota, &id, &e) < 0 ||
-      convert_command(req->command, &r, &e) < 0)
+  prepared p;
+  prepare_in in = {.command = req->command,
+                   .tags = req->tags,
+                   .ntags = req->n_tags,
+                   .has_timeout = req->timeout_case == RUNDWIRE__START_REQUEST__TIMEOUT_TIMEOUT_MS,
+                   .timeout_ms = req->timeout_ms,
+                   .limits = req->limits};
+  if (prepare_request(c, &in, &p, &e) < 0)
     goto fail;
-  if (req->n_tags > REQUEST_MAX_TAGS) {
-    rr_err_set(&e, RR_INVALID_ARGUMENT, "tags has %zu entries (max %d)", req->n_tags,
-               REQUEST_MAX_TAGS);
-    goto fail_req;
-  }
-  r.tags = calloc(req->n_tags + 1, sizeof *r.tags);
-  if (!r.tags) {
-    rr_err_set(&e, RR_RESOURCE_EXHAUSTED, "out of memory");
-    goto fail_req;
-  }
-  for (size_t i = 0; i < req->n_tags; i++, r.ntags++) {
-    char field[32];
-    snprintf(field, sizeof field, "tags[%zu]", i);
-    if (request_string_dup(req->tags[i].data, req->tags[i].len, field, &r.tags[i], &e) < 0)
-      goto fail_req;
-  }
-  if (req->timeout_case == RUNDWIRE__START_REQUEST__TIMEOUT_TIMEOUT_MS) {
-    r.has_timeout = true;
-    r.timeout_ms = req->timeout_ms;
-  }
-  /* secrets are read last, once everything else is known to be fine */
-  nenv = r.nenv;
-  /* limits after the rest: an empty io device means the workdir's, once checked */
-  if (job_request_validate(&r, &e) < 0 || convert_limits(req->limits, &r, &e) < 0 ||
-      rund_env_resolve(call_ctx(c), &id, &r, &child_env, &e) < 0)
-    goto fail_req;
-  spawn_ids ids;
-  bool run_as;
-  if (rund_call_run_as(c, &ids, &run_as, &e) < 0)
-    goto fail_req;
-  job_start_opts o = {.owner = (const char *const *)id.principals,
-                      .nowner = id.n,
-                      .env_values = (const char *const *)child_env,
-                      .ids = run_as ? &ids : NULL};
-  if (job_table_start(call_ctx(c)->jobs, &r, &o, &j, &e) < 0) {
-    rund_spawn_error_scrub(&r, child_env, &e);
-    goto fail_req;
+  job_start_opts o = prepare_start_opts(&p, true);
+  if (job_table_start(call_ctx(c)->jobs, &p.req, &o, &j, &e) < 0) {
+    rund_spawn_error_scrub(&p.req, p.child_env, &e);
+    prepare_free(&p);
+    goto fail;
   }
   rr_err qe = {0}; /* ENOMEM only: the job runs, uncounted */
   quota_job_add(call_ctx(c)->quota, j, &qe);
-  rund_secrets_log_use(&id, &j->req, j->id);
-  secrets_values_free(child_env, nenv);
-  authz_identity_clear(&id);
+  rund_secrets_log_use(&p.id, &j->req, j->id);
+  prepare_free(&p);
   Runrpc__V1__StartResponse resp = RUNRPC__V1__START_RESPONSE__INIT;
   resp.job_id = j->id;
   resp.pid = j->pid;
@@ -92,11 +61,7 @@ static void on_start(rpc_call *c, ProtobufCMessage *msg) {
     rpc_call_finish(c, RR_OK, NULL);
   protobuf_c_message_free_unpacked(msg, NULL);
   return;
-fail_req:
-  secrets_values_free(child_env, nenv);
-  job_request_free(&r);
 fail:
-  authz_identity_clear(&id);
   rund_call_fail(c, &e);
   protobuf_c_message_free_unpacked(msg, NULL);
 }

@@ -6,8 +6,9 @@
  *  - root: default runs on the request's rootfs writable, or on the
  *    host's root read-only with the working directory bound writable onto
  *    itself (so `make` in a project works; not for "/" nor below /proc,
- *    /sys, /dev, /tmp, which are fresh mounts); strict's root is always
- *    read-only and its cwd stays read-only.
+ *    /sys, /dev, which are fresh mounts; below /tmp it is bound into the
+ *    fresh /tmp); strict's root is always read-only and its cwd stays
+ *    read-only (bound read-only into the fresh /tmp when below it).
  *  - ids: strict maps one uid and one gid: inside the request's ids (or
  *    the caller's numbers), outside the caller's, except that a root
  *    caller is mapped from nobody (65534): strict never runs as host root.
@@ -218,7 +219,7 @@ static int add_mount(sb_spec *s, const char *dst, const char *type, const char *
 }
 
 static bool path_is_fresh_mount(const char *p) {
-  static const char *const fresh[] = {"/proc", "/sys", "/dev", "/tmp"};
+  static const char *const fresh[] = {"/proc", "/sys", "/dev"};
   for (size_t i = 0; i < RR_ARRAY_SIZE(fresh); i++)
     if (path_below(p, fresh[i]))
       return true;
@@ -262,8 +263,11 @@ static int mounts_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e
       sys_mount(s, pa, e) < 0 ||
       add_mount(s, "/tmp", "tmpfs", "tmpfs", strict ? tmp_strict : tmp_default, e) < 0)
     return -1;
-  if (!strict && !pa->rootfs && strcmp(cwd, "/") != 0 && !path_is_fresh_mount(cwd) &&
-      add_mount(s, cwd, "bind", cwd, (const char *[]){"rbind", "rw", NULL}, e) < 0)
+  /* the working directory stays where it is: writable under default,
+   * read-only under strict (there only one below the fresh /tmp needs it) */
+  bool below_tmp = path_below(cwd, "/tmp");
+  if (!pa->rootfs && strcmp(cwd, "/") != 0 && !path_is_fresh_mount(cwd) && (!strict || below_tmp) &&
+      add_mount(s, cwd, "bind", cwd, (const char *[]){"rbind", strict ? "ro" : "rw", NULL}, e) < 0)
     return -1;
   for (size_t i = 0; i < pa->nbinds; i++)
     if (add_mount(s, pa->binds[i].destination, "bind", pa->binds[i].source,

@@ -389,12 +389,20 @@ static void test_default(void **state) {
   assert_round_trip(s);
   sb_spec_free(s);
 
-  /* net none; cwd under /tmp or / gets no workdir bind; a rootfs is writable */
+  /* net none; a cwd under /tmp is bound into the fresh /tmp (after it), "/"
+   * gets no workdir bind; a rootfs is writable */
   pa = base_params();
   pa.net = SB_NET_NONE;
   pa.cwd = "/tmp/x";
   s = make(SB_PROFILE_DEFAULT, &pa);
   assert_true(s->ns[SB_NS_NET].enabled);
+  assert_int_equal(s->nmounts, 8);
+  assert_string_equal(s->mounts[7].destination, "/tmp/x");
+  assert_true(s->mounts[7].bind);
+  assert_string_equal(s->mounts[6].destination, "/tmp");
+  sb_spec_free(s);
+  pa.cwd = "/";
+  s = make(SB_PROFILE_DEFAULT, &pa);
   assert_int_equal(s->nmounts, 7);
   m = find_mount(s, "/sys"); /* its own network: its own sysfs */
   assert_string_equal(m->type, "sysfs");

@@ -1,4 +1,6 @@
 #include "jobs/exec_session.h"
+#include "common/util.h"
+#include "jobs/job_sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +33,7 @@ struct exec_session {
   void *data;
   bool started, exited, done;
   pid_t pid;
+  int status_fd; /* a sandbox's init writes how the command ended here; -1: none */
   reaper_watch *rw;
   int in_fd, out_fd[2];
   bool in_watched, out_paused;
@@ -280,6 +283,15 @@ static void exec_on_exit(void *data, pid_t pid, const siginfo_t *si, const struc
   x->exited = true;
   if (si)
     x->status = *si;
+  if (x->status_fd >= 0) { /* the init ends with 128+N for signal N: its record says N */
+    char line[64];
+    ssize_t n = rr_read(x->status_fd, line, sizeof line - 1);
+    siginfo_t rec;
+    int64_t end_ns;
+    if (n > 0 && (line[n] = '\0', job_status_line_parse(line, &rec, &end_ns) == 0))
+      x->status.si_code = rec.si_code, x->status.si_status = rec.si_status;
+    exec_close_fd(x, &x->status_fd);
+  }
   if (ru && !x->cg) { /* a cgroup's numbers count every process in it: those win */
     job_usage_from_rusage(ru, &x->usage);
     x->has_usage = true;
@@ -300,7 +312,7 @@ int exec_session_new(const exec_session_env *env, const exec_session_ops *ops, v
   x->env = *env;
   x->ops = ops;
   x->data = data;
-  x->in_fd = x->out_fd[0] = x->out_fd[1] = -1;
+  x->in_fd = x->out_fd[0] = x->out_fd[1] = x->status_fd = -1;
   kill_ctl_init(&x->kill, env->l, &x->cg, exec_kill_warn, x);
   *ret = x;
   return 0;
@@ -330,8 +342,10 @@ static int exec_watch(exec_session *x, const spawn_result *sr, rr_err *e) {
 
 int exec_session_start(exec_session *x, const job_request *r, const job_start_opts *opts,
                        rr_err *e) {
-  int rc = -1, in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
-  if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+  int rc = -1, in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, st[2] = {-1, -1};
+  bool sandboxed = r->sandbox.profile != SB_PROFILE_HOST;
+  if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+      (sandboxed && pipe2(st, O_CLOEXEC | O_NONBLOCK) < 0)) {
     rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create pipes");
     goto out;
   }
@@ -359,10 +373,13 @@ int exec_session_start(exec_session *x, const job_request *r, const job_start_op
       goto out;
   }
   spawn_result sr;
-  if (spawn_process(&o, &sr, e) < 0) {
+  if ((sandboxed ? job_sandbox_spawn(&r->sandbox, r->limits, &o, st[1], &sr, e)
+                 : spawn_process(&o, &sr, e)) < 0) {
     exec_cgroup_end(x);
     goto out;
   }
+  x->status_fd = st[0];
+  st[0] = -1;
   x->started = true;
   x->pid = sr.pid;
   kill_ctl_attach(&x->kill, sr.pid);
@@ -383,6 +400,8 @@ out:
       close(out[i]);
     if (err[i] >= 0)
       close(err[i]);
+    if (st[i] >= 0)
+      close(st[i]);
   }
   return rc;
 }
@@ -408,6 +427,7 @@ void exec_session_free(exec_session *x) {
   exec_close_fd(x, &x->in_fd);
   exec_close_fd(x, &x->out_fd[0]);
   exec_close_fd(x, &x->out_fd[1]);
+  exec_close_fd(x, &x->status_fd);
   exec_stdin_drop(x);
   free(x);
 }

@@ -20,7 +20,9 @@
 #include "common/util.h"
 #include "jobs/intmap.h"
 #include "jobs/job_cgroup.h"
+#include "jobs/job_sandbox.h"
 #include "jobs/job_internal.h"
+#include "jobs/job_sandbox.h"
 #include "jobs/logstore.h"
 #include "sandbox/spawn.h"
 
@@ -402,8 +404,11 @@ void job_on_exit(void *data, pid_t pid, const siginfo_t *si) {
   j->end_ns = rr_now_unix_ns();
   siginfo_t recorded;
   int64_t recorded_end;
-  if (!si && job_exit_file_read(j, &recorded, &recorded_end) == 0) {
-    si = &recorded; /* not our child (adopted): its waiter said how it ended */
+  /* not our child (adopted): its waiter said how it ended; a sandbox's init
+   * ends with 128+N for signal N, its record has the signal */
+  if ((!si || j->req.sandbox.profile != SB_PROFILE_HOST) &&
+      job_exit_file_read(j, &recorded, &recorded_end) == 0) {
+    si = &recorded;
     j->end_ns = recorded_end;
   }
   if (!si) {
@@ -540,10 +545,12 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
       .stderr_fd = j->log_fd[1],
       .ids = opts ? opts->ids : NULL,
   };
-  if (t->waiter) {
+  /* a sandbox's init records the end as rund-waiter does, in its place */
+  bool sandboxed = req->sandbox.profile != SB_PROFILE_HOST;
+  if (t->waiter || sandboxed) {
     if ((status_fd = job_exit_file_create(j, e)) < 0)
       goto fail;
-    o.waiter = t->waiter;
+    o.waiter = sandboxed ? NULL : t->waiter;
     o.waiter_status_fd = status_fd;
   }
   if (req->limits) {
@@ -553,7 +560,8 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   }
   spawn_result sr;
   j->start_ns = rr_now_unix_ns();
-  if (spawn_process(&o, &sr, e) < 0)
+  if ((sandboxed ? job_sandbox_spawn(&req->sandbox, req->limits, &o, status_fd, &sr, e)
+                 : spawn_process(&o, &sr, e)) < 0)
     goto fail;
   if (status_fd >= 0) {
     close(status_fd);

@@ -21,6 +21,7 @@
 #include "common/util.h"
 #include "jobs/job_cgroup.h"
 #include "jobs/job_internal.h"
+#include "jobs/job_sandbox.h"
 #include "jobs/logstore.h"
 #include "sandbox/spawn.h"
 
@@ -68,21 +69,9 @@ int job_exit_file_read(job *j, siginfo_t *ret, int64_t *end_ns) {
   if (n <= 0)
     return -1; /* empty: the waiter died before the command ended */
   buf[n] = '\0';
-  char kind[8];
-  int v;
-  long long ns;
-  if (sscanf(buf, "%7s %d %lld", kind, &v, &ns) != 3 || ns <= 0)
+  if (job_status_line_parse(buf, ret, end_ns) < 0)
     return -1;
-  memset(ret, 0, sizeof *ret);
-  if (strcmp(kind, "exit") == 0 && v >= 0 && v <= 255)
-    ret->si_code = CLD_EXITED;
-  else if (strcmp(kind, "signal") == 0 && v > 0 && v < NSIG)
-    ret->si_code = CLD_KILLED;
-  else
-    return -1;
-  ret->si_status = v;
   ret->si_pid = j->pid;
-  *end_ns = ns;
   return 0;
 }
 

@@ -24,6 +24,7 @@ void job_request_free(job_request *r) {
   free(r->workdir);
   strv_free(r->tags, r->ntags);
   free(r->limits);
+  job_sandbox_free(&r->sandbox);
   memset(r, 0, sizeof *r);
 }
 
@@ -135,7 +136,8 @@ int job_request_validate(const job_request *r, rr_err *e) {
     return rr_err_set(e, RR_INVALID_ARGUMENT,
                       "command.args and command.env total %zu bytes (max %u)", total,
                       REQUEST_MAX_TOTAL);
-  if (r->workdir && *r->workdir) {
+  /* inside a rootfs of its own the workdir is the sandbox's business */
+  if (r->workdir && *r->workdir && !(r->sandbox.profile != SB_PROFILE_HOST && r->sandbox.rootfs)) {
     if (r->workdir[0] != '/')
       return rr_err_set(e, RR_INVALID_ARGUMENT, "command.workdir \"%.200s\" is not absolute",
                         r->workdir);
@@ -161,7 +163,7 @@ int job_request_validate(const job_request *r, rr_err *e) {
                       (unsigned long long)REQUEST_MAX_TIMEOUT_MS);
   if (r->limits && cg_limits_validate(r->limits, e) < 0)
     return -1;
-  return 0;
+  return job_sandbox_validate(&r->sandbox, e);
 }
 
 json_object *job_request_to_json(const job_request *r) {
@@ -183,6 +185,9 @@ json_object *job_request_to_json(const job_request *r) {
   json_object *lim = r->limits ? request_limits_to_json(r->limits) : NULL;
   if (lim)
     json_object_object_add(o, "limits", lim);
+  json_object *sb = job_sandbox_to_json(&r->sandbox);
+  if (sb)
+    json_object_object_add(o, "sandbox", sb);
   return o;
 }
 
@@ -327,6 +332,8 @@ int job_request_from_json(json_object *o, job_request *r, rr_err *e) {
     if (request_limits_from_json(v, &l, e) < 0 || job_request_set_limits(r, &l, e) < 0)
       goto fail;
   }
+  if (json_object_object_get_ex(o, "sandbox", &v) && job_sandbox_from_json(v, &r->sandbox, e) < 0)
+    goto fail;
   return 0;
 nomem:
   rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory loading job.json");

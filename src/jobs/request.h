@@ -8,6 +8,7 @@
 
 #include "common/err.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/profile.h"
 
 #define REQUEST_MAX_ARGS 4096
 #define REQUEST_MAX_ENV 4096
@@ -16,6 +17,24 @@
 #define REQUEST_MAX_TAGS 32
 #define REQUEST_MAX_TAG_LEN 64
 #define REQUEST_MAX_TIMEOUT_MS (366ull * 24 * 3600 * 1000)
+
+typedef struct job_bind {
+  char *source, *destination;
+  bool readonly;
+} job_bind;
+
+/* How the job is confined (runrpc.v1.Sandbox after rund's decisions). */
+typedef struct job_sandbox {
+  sb_profile profile;      /* applied (after rund's default and minimum) */
+  char *profile_requested; /* as named; NULL: none */
+  char *rootfs;            /* NULL: the host's root, read-only */
+  job_bind *binds;
+  size_t nbinds;
+  sb_net net;
+  char *hostname; /* NULL: the profile's */
+  bool has_user;  /* ids inside the sandbox */
+  uint32_t uid, gid;
+} job_sandbox;
 
 typedef struct job_request {
   char *path;
@@ -29,6 +48,7 @@ typedef struct job_request {
   bool has_timeout;
   uint64_t timeout_ms;
   cg_limits *limits; /* NULL: no limit, no cgroup; io devices already resolved */
+  job_sandbox sandbox;
 } job_request;
 
 void job_request_free(job_request *r);
@@ -47,3 +67,12 @@ int job_request_set_limits(job_request *r, const cg_limits *l, rr_err *e);
 json_object *request_limits_to_json(const cg_limits *l);
 int request_limits_from_json(json_object *o, cg_limits *ret, rr_err *e);
 int job_request_from_json(json_object *o, job_request *ret, rr_err *e);
+
+void job_sandbox_free(job_sandbox *s);
+/* Form only (no file is looked at): INVALID_ARGUMENT naming the field
+ * ("sandbox.binds[1].destination: must be absolute"); a host profile with
+ * anything set is refused (it would be silently ignored). */
+int job_sandbox_validate(const job_sandbox *s, rr_err *e);
+/* The "sandbox" object of job.json; NULL for a host job that named no profile. */
+json_object *job_sandbox_to_json(const job_sandbox *s);
+int job_sandbox_from_json(json_object *o, job_sandbox *ret, rr_err *e);

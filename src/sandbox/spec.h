@@ -175,5 +175,10 @@ int sb_spec_validate(const sb_spec *s, rr_err *e);
 const char *sb_ns_name(sb_ns_type t);
 /* -1 if name is no namespace type. */
 int sb_ns_from_name(const char *name);
+/* An absolute path without "." or ".." components, at most 4096 bytes:
+ * INVALID_ARGUMENT naming path (the field) otherwise. */
+int sb_path_check(const char *p, const char *path, rr_err *e);
+/* RFC 1123 host name label rules, 1..64 bytes (what a request may ask). */
+int sb_hostname_check(const char *h, const char *path, rr_err *e);
 /* CAP_* number of "CAP_SYS_ADMIN"; -1 if unknown (or unknown to this kernel's libcap). */
 int sb_cap_from_name(const char *name);

@@ -54,10 +54,6 @@ int sj_strings(json_object *o, const char *path, const char *key, size_t max, si
 void sj_strings_free(char **v, size_t n);
 char **sj_strings_dup(const char *const *v, size_t n);
 
-/* An absolute path without "." or ".." components, at most SB_PATH_MAX. */
-int sb_path_check(const char *p, const char *path, rr_err *e);
-/* RFC 1123 host name label rules, 1..64 bytes (what a request may ask). */
-int sb_hostname_check(const char *h, const char *path, rr_err *e);
 /* What a config may set, as runc: 1..64 printable bytes, no space or '/'. */
 int sb_hostname_check_lax(const char *h, const char *path, rr_err *e);
 

@@ -72,6 +72,9 @@ typedef struct runrpc_options {
    * or open to others are ignored, and cache problems never fail a call.
    * NULL: off (sessions are still reused within the process). */
   const char *tls_session_cache_dir;
+  /* Sandbox profile of requests that name none ("host", "default",
+   * "strict"); NULL: rund's --default-profile. */
+  const char *profile;
 } runrpc_options;
 
 /* Where rund keeps its embedded-default TLS files (STATE/tls/...); runctl's
@@ -152,6 +155,36 @@ typedef struct runrpc_usage {
   uint64_t pids_refused;       /* forks refused by pids.max */
 } runrpc_usage;
 
+typedef enum runrpc_net {
+  RUNRPC_NET_DEFAULT = 0, /* the profile's (default: host, strict: none) */
+  RUNRPC_NET_NONE = 1,    /* a network namespace of its own: only lo */
+  RUNRPC_NET_HOST = 2,    /* the host's network (clamped to none under strict) */
+} runrpc_net;
+
+/* A host path made visible inside the sandbox; rund allows only sources
+ * below the directories it was given with --bind-allow. */
+typedef struct runrpc_bind {
+  const char *source;      /* absolute host path */
+  const char *destination; /* absolute path inside */
+  bool readonly;
+} runrpc_bind;
+
+#define RUNRPC_MAX_BINDS 64
+
+/* How a command is confined. All zero: the client's options.profile (or
+ * rund's --default-profile), nothing added. rund raises a profile weaker
+ * than its --min-profile to it (never refuses). */
+typedef struct runrpc_sandbox {
+  const char *profile; /* "host", "default", "strict"; NULL: see above */
+  const char *rootfs;  /* host directory as the root; NULL: the host's, read-only */
+  const runrpc_bind *binds;
+  size_t nbinds; /* at most RUNRPC_MAX_BINDS */
+  runrpc_net net;
+  const char *hostname; /* NULL: "runrpc" */
+  bool has_user;        /* ids inside the sandbox; else the caller's */
+  uint32_t uid, gid;
+} runrpc_sandbox;
+
 typedef struct runrpc_start_request {
   runrpc_command command;
   const char *const *tags;
@@ -159,6 +192,7 @@ typedef struct runrpc_start_request {
   bool has_timeout; /* job timeout enforced by rund (not an RPC deadline) */
   uint64_t timeout_ms;
   runrpc_limits limits; /* all zero: no limits (and no cgroup) */
+  runrpc_sandbox sandbox;
 } runrpc_start_request;
 
 /* A job's status (output; strings owned, free with runrpc_job_status_free). */
@@ -189,7 +223,9 @@ typedef struct runrpc_job_status {
   runrpc_limits limits;
   bool has_usage; /* with a cgroup: its counters; without: cpu from the rusage, once ended */
   runrpc_usage usage;
-  char *cgroup; /* "v1" or "v2" when the job has a cgroup, else "" */
+  char *cgroup;            /* "v1" or "v2" when the job has a cgroup, else "" */
+  char *profile;           /* the sandbox profile that applied */
+  char *profile_requested; /* as asked ("" = none named) */
 } runrpc_job_status;
 
 typedef struct runrpc_logs_request {
@@ -233,7 +269,8 @@ typedef struct runrpc_exec_request {
    * (another fails with FAILED_PRECONDITION). Needs a rund that knows
    * ExecRequest.signal. */
   bool forward_signals;
-  runrpc_limits limits; /* as in runrpc_start_request */
+  runrpc_limits limits;   /* as in runrpc_start_request */
+  runrpc_sandbox sandbox; /* as in runrpc_start_request */
 } runrpc_exec_request;
 
 typedef struct runrpc_exit_status {
@@ -242,6 +279,8 @@ typedef struct runrpc_exit_status {
   char reason[32]; /* "exited", "signaled", "timeout", "oom-killed" */
   bool has_usage;  /* the cgroup's counters; without limits cpu from the rusage */
   runrpc_usage usage;
+  char profile[16];           /* the sandbox profile that applied */
+  char profile_requested[16]; /* as asked ("" = none named) */
 } runrpc_exit_status;
 
 /* Default options (all zero: defaults). */

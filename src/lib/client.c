@@ -126,6 +126,11 @@ RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
     return lib_err_out(&e, err);
   }
   c->call_timeout_ms = opts->call_timeout_ms ? opts->call_timeout_ms : LIB_DEFAULT_CALL_TIMEOUT_MS;
+  if (opts->profile && *opts->profile && !(c->profile = strdup(opts->profile))) {
+    free(c);
+    rr_err_set(&e, RR_RESOURCE_EXHAUSTED, "out of memory");
+    return lib_err_out(&e, err);
+  }
   rpc_client_options go = {
       .connect_timeout_ms = opts->connect_timeout_ms,
       .max_recv_message = opts->max_recv_message_bytes,
@@ -134,6 +139,7 @@ RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
       .authorization = authorization,
   };
   if (rpc_client_connect(addr, &go, &c->grpc, &e) < 0) {
+    free(c->profile);
     free(c);
     return lib_err_out(&e, err);
   }
@@ -155,6 +161,7 @@ RR_EXPORT void runrpc_close(runrpc_client *client) {
   if (!client)
     return;
   rpc_client_free(client->grpc);
+  free(client->profile);
   free(client);
 }
 
@@ -301,6 +308,10 @@ int lib_status_copy(const Runrpc__V1__JobStatus *in, runrpc_job_status *out, rr_
   }
   if (ok)
     ok = (out->cgroup = dup_or_empty(in->cgroup)) != NULL;
+  if (ok)
+    ok = (out->profile = dup_or_empty(in->profile)) != NULL;
+  if (ok)
+    ok = (out->profile_requested = dup_or_empty(in->profile_requested)) != NULL;
   if (!ok) {
     runrpc_job_status_free(out);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory copying a job status");
@@ -326,6 +337,8 @@ RR_EXPORT void runrpc_job_status_free(runrpc_job_status *s) {
   free_strv(s->tags, s->ntags);
   lib_limits_free(&s->limits);
   free(s->cgroup);
+  free(s->profile);
+  free(s->profile_requested);
   memset(s, 0, sizeof *s);
 }
 

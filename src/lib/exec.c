@@ -29,6 +29,7 @@ typedef struct exec_sigfwd {
 
 typedef struct exec_ctx {
   const runrpc_exec_request *req;
+  const char *default_profile; /* the client's options.profile */
   rpc_client_call *call;
   exec_sigfwd *fwd; /* NULL: not forwarding */
   bool got_exit;
@@ -159,6 +160,10 @@ static int exec_handle(exec_ctx *x, const uint8_t *msg, size_t len) {
       x->exit.exit_code = r->exit->exit_code;
       x->exit.signal = r->exit->signal;
       snprintf(x->exit.reason, sizeof x->exit.reason, "%s", r->exit->reason ? r->exit->reason : "");
+      snprintf(x->exit.profile, sizeof x->exit.profile, "%s",
+               r->exit->profile ? r->exit->profile : "");
+      snprintf(x->exit.profile_requested, sizeof x->exit.profile_requested, "%s",
+               r->exit->profile_requested ? r->exit->profile_requested : "");
       if (r->exit->usage) {
         x->exit.has_usage = true;
         lib_usage_copy(r->exit->usage, &x->exit.usage);
@@ -208,6 +213,14 @@ static int exec_run(exec_ctx *x) {
   }
   if (any)
     st.limits = &lim.msg;
+  lib_sandbox sb;
+  any = lib_sandbox_build(&req->sandbox, x->default_profile, &sb, &x->e);
+  if (any < 0) {
+    lib_command_free(&cmd);
+    return rr_err_wrap(&x->e, "exec");
+  }
+  if (any)
+    st.sandbox = &sb.msg;
   Runrpc__V1__ExecRequest m = RUNRPC__V1__EXEC_REQUEST__INIT;
   m.msg_case = RUNRPC__V1__EXEC_REQUEST__MSG_START;
   m.start = &st;
@@ -274,7 +287,7 @@ RR_EXPORT int runrpc_exec(runrpc_client *c, const runrpc_exec_request *req,
   if (!c || !req || !ret_exit)
     return lib_err_out(&(rr_err){RR_INVALID_ARGUMENT, 0, "runrpc_exec: NULL argument"}, err);
   memset(ret_exit, 0, sizeof *ret_exit);
-  exec_ctx x = {.req = req};
+  exec_ctx x = {.req = req, .default_profile = c->profile};
   exec_sigfwd fwd = {.rfd = -1, .wfd = -1};
   if (req->forward_signals) {
     if (exec_sigfwd_install(&fwd, &x.e) < 0)

@@ -51,6 +51,15 @@ RR_EXPORT int runrpc_start(runrpc_client *c, const runrpc_start_request *req,
   }
   if (any)
     r.limits = &lim.msg;
+  lib_sandbox sb;
+  any = lib_sandbox_build(&req->sandbox, c->profile, &sb, &e);
+  if (any < 0) {
+    lib_command_free(&cmd);
+    rr_err_wrap(&e, "start");
+    return lib_err_out(&e, err);
+  }
+  if (any)
+    r.sandbox = &sb.msg;
   _cleanup_pb_ pbmsg *m = NULL;
   int rv = lib_unary(c, LIB_JOBS_PATH("Start"), &r.base, &runrpc__v1__start_response__descriptor,
                      c->call_timeout_ms, &m, &e);

@@ -14,6 +14,7 @@
 struct runrpc_client {
   rpc_client *grpc;
   uint64_t call_timeout_ms;
+  char *profile; /* options.profile (NULL: none) */
 };
 
 /* rr_err -> runrpc_error; returns -1. */
@@ -50,4 +51,15 @@ int lib_limits_build(const runrpc_limits *in, lib_limits *out, rr_err *e);
  * (also after a failure). */
 int lib_limits_copy(const Runrpc__V1__Limits *in, runrpc_limits *out, rr_err *e);
 void lib_limits_free(runrpc_limits *l);
+/* Protobuf Sandbox built from the public struct (strings borrowed; profile
+ * falls back to default_profile); lives on the caller's stack. */
+typedef struct lib_sandbox {
+  Runrpc__V1__Sandbox msg;
+  Runrpc__V1__User user;
+  Runrpc__V1__Bind binds[RUNRPC_MAX_BINDS];
+  Runrpc__V1__Bind *bind_ptrs[RUNRPC_MAX_BINDS];
+} lib_sandbox;
+/* 1 if anything is set (send &out->msg), 0 if nothing, -1 on error. */
+int lib_sandbox_build(const runrpc_sandbox *in, const char *default_profile, lib_sandbox *out,
+                      rr_err *e);
 void lib_usage_copy(const Runrpc__V1__Usage *in, runrpc_usage *out);

@@ -42,6 +42,7 @@ static int exec_run(runctl_ctx *ctx, int argc, char **argv) {
       .has_timeout = f.has_timeout,
       .timeout_ms = f.timeout_ms,
       .limits = f.limits.limits,
+      .sandbox = f.sandbox.sandbox,
       .stdin_fd = STDIN_FILENO,
       .stdout_fd = STDOUT_FILENO,
       .stderr_fd = STDERR_FILENO,
@@ -87,5 +88,5 @@ const runctl_command runctl_cmd_exec = {
             "  --env K=V       add K=V to the command's environment (repeatable)\n"
             "  --workdir DIR   absolute working directory (default /)\n"
             "  --timeout DUR   kill the command after DUR (SIGTERM, grace, "
-            "SIGKILL)\n" RUNCTL_LIMITS_HELP,
+            "SIGKILL)\n" RUNCTL_LIMITS_HELP RUNCTL_SANDBOX_HELP,
 };

@@ -92,6 +92,12 @@ json_object *runctl_status_json(const runrpc_job_status *s) {
   json_object_object_add(o, "reason", json_object_new_string(s->reason ? s->reason : ""));
   if (s->detail && *s->detail)
     json_object_object_add(o, "detail", json_object_new_string(s->detail));
+  if (s->profile && *s->profile) { /* a rund before sandboxes sends none */
+    json_object_object_add(o, "profile", json_object_new_string(s->profile));
+    json_object_object_add(
+        o, "profile_requested",
+        json_object_new_string(s->profile_requested ? s->profile_requested : ""));
+  }
   json_object_object_add(o, "start_time", json_time(s->start_time_unix_ns));
   json_object_object_add(o, "end_time", json_time(s->end_time_unix_ns));
   json_object *cmd = json_object_new_array();
@@ -219,6 +225,11 @@ void runctl_status_print(const runrpc_job_status *s) {
   printf("reason: %s\n", s->reason ? s->reason : "");
   if (s->detail && *s->detail)
     printf("detail: %s\n", s->detail);
+  printf("profile: %s", s->profile && *s->profile ? s->profile : "-");
+  if (s->profile_requested && *s->profile_requested &&
+      (!s->profile || strcmp(s->profile, s->profile_requested) != 0))
+    printf(" (requested %s)", s->profile_requested);
+  putchar('\n');
   printf("start_time: %s\n", start);
   printf("end_time: %s\n", end);
   printf("command: ");

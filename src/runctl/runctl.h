@@ -74,6 +74,38 @@ typedef struct runctl_strv {
 void runctl_strv_push(runctl_strv *s, const char *str);
 void runctl_strv_free(runctl_strv *s);
 
+/* The sandbox flags of exec and start (getopt values). */
+enum {
+  RUNCTL_OPT_PROFILE = 2000,
+  RUNCTL_OPT_ROOTFS,
+  RUNCTL_OPT_BIND,
+  RUNCTL_OPT_NET,
+  RUNCTL_OPT_HOSTNAME,
+  RUNCTL_OPT_USER,
+};
+typedef struct runctl_sandbox_flags {
+  runrpc_sandbox sandbox; /* points into binds and argv */
+  runrpc_bind binds[RUNRPC_MAX_BINDS];
+  char *storage[RUNRPC_MAX_BINDS]; /* each --bind's copy, split in place */
+} runctl_sandbox_flags;
+/* Apply one sandbox flag: 0 or the usage exit code (message printed). */
+int runctl_sandbox_apply(runctl_ctx *ctx, runctl_sandbox_flags *s, int opt, const char *arg);
+void runctl_sandbox_flags_free(runctl_sandbox_flags *s);
+#define RUNCTL_SANDBOX_HELP                                                                        \
+  "\n"                                                                                             \
+  "Sandbox (rund decides: it raises a profile weaker than its minimum to it):\n"                   \
+  "  --profile NAME        host (no isolation), default (own pid, mount, ipc, uts\n"               \
+  "                        and cgroup namespaces, Docker's capabilities and seccomp\n"             \
+  "                        list, no_new_privs, read-only host root) or strict (also\n"             \
+  "                        a user namespace, no network, no capabilities, a tight\n"               \
+  "                        seccomp list, pids and memory limits); default: rund's\n"               \
+  "  --rootfs DIR          this host directory as the root (default: the host's, read-only)\n"     \
+  "  --bind SRC:DST[:ro]   make host path SRC visible at DST (repeatable; SRC must be\n"           \
+  "                        below a directory rund allows with --bind-allow)\n"                     \
+  "  --net none|host       a network of its own with only lo, or the host's\n"                     \
+  "  --hostname NAME       the sandbox's hostname (default runrpc)\n"                              \
+  "  --user UID[:GID]      ids inside the sandbox (GID defaults to UID)\n"
+
 /* Shared flags of exec and start: --env, --workdir, --timeout, the --max-*
  * limits (+ --tag for start). */
 typedef struct runctl_run_flags {
@@ -83,6 +115,7 @@ typedef struct runctl_run_flags {
   uint64_t timeout_ms;
   int cmd_index; /* argv index of CMD */
   runctl_limits limits;
+  runctl_sandbox_flags sandbox;
 } runctl_run_flags;
 /* The --max-* lines of start's and exec's help. */
 #define RUNCTL_LIMITS_HELP                                                                         \

@@ -30,6 +30,7 @@ static int start_run(runctl_ctx *ctx, int argc, char **argv) {
       .has_timeout = f.has_timeout,
       .timeout_ms = f.timeout_ms,
       .limits = f.limits.limits,
+      .sandbox = f.sandbox.sandbox,
   };
   char id[RUNRPC_JOB_ID_SIZE];
   runrpc_error err;
@@ -54,5 +55,6 @@ const runctl_command runctl_cmd_start = {
         "  --tag T         label the job, for 'runctl list --tag T' (repeatable)\n"
         "  --env K=V       add K=V to the command's environment (repeatable)\n"
         "  --workdir DIR   absolute working directory (default /)\n"
-        "  --timeout DUR   stop the job after DUR (SIGTERM, grace, SIGKILL)\n" RUNCTL_LIMITS_HELP,
+        "  --timeout DUR   stop the job after DUR (SIGTERM, grace, SIGKILL)\n" RUNCTL_LIMITS_HELP
+            RUNCTL_SANDBOX_HELP,
 };

@@ -309,6 +309,12 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
       {"timeout", required_argument, NULL, 't'},
       {"help", no_argument, NULL, 'h'},
       {"tag", required_argument, NULL, 'T'},
+      {"profile", required_argument, NULL, RUNCTL_OPT_PROFILE},
+      {"rootfs", required_argument, NULL, RUNCTL_OPT_ROOTFS},
+      {"bind", required_argument, NULL, RUNCTL_OPT_BIND},
+      {"net", required_argument, NULL, RUNCTL_OPT_NET},
+      {"hostname", required_argument, NULL, RUNCTL_OPT_HOSTNAME},
+      {"user", required_argument, NULL, RUNCTL_OPT_USER},
       {"max-cpu", required_argument, NULL, L(RUNCTL_LIMIT_CPU)},
       {"max-memory", required_argument, NULL, L(RUNCTL_LIMIT_MEMORY)},
       {"max-pids", required_argument, NULL, L(RUNCTL_LIMIT_PIDS)},
@@ -331,7 +337,13 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
   int c, idx = -1;
   /* '+': stop at CMD so its own flags are left alone; _only: "-max_rbps" is the long option */
   while ((c = getopt_long_only(argc, argv, "+:h", opts_tags, &idx)) != -1) {
-    if (c >= RUNCTL_OPT_LIMIT && idx >= 0) {
+    if (c >= RUNCTL_OPT_PROFILE && c <= RUNCTL_OPT_USER) {
+      idx = -1;
+      if (runctl_sandbox_apply(ctx, &f->sandbox, c, optarg) != 0)
+        return RUNCTL_EXIT_USAGE;
+      continue;
+    }
+    if (c >= RUNCTL_OPT_LIMIT && c < RUNCTL_OPT_PROFILE && idx >= 0) {
       const char *name = opts_tags[idx].name;
       char spelled[64], msg[512];
       snprintf(spelled, sizeof spelled, "%s%s", strchr(name, '_') ? "-" : "--", name);
@@ -382,6 +394,7 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
 void runctl_run_flags_free(runctl_run_flags *f) {
   runctl_strv_free(&f->env);
   runctl_strv_free(&f->tags);
+  runctl_sandbox_flags_free(&f->sandbox);
 }
 
 void runctl_write_or_die(int fd, const void *buf, size_t len) {

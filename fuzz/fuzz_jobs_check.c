@@ -122,7 +122,8 @@ int fuzz_jobs_check(unsigned i, const ProtobufCMessage *msg, rr_err *e) {
                       .ntags = r->n_tags,
                       .has_timeout = r->timeout_case == RUNDWIRE__START_REQUEST__TIMEOUT_TIMEOUT_MS,
                       .timeout_ms = r->timeout_ms,
-                      .limits = r->limits},
+                      .limits = r->limits,
+                      .sandbox = r->sandbox},
         e);
   }
   case M_STATUS:
@@ -148,7 +149,8 @@ int fuzz_jobs_check(unsigned i, const ProtobufCMessage *msg, rr_err *e) {
                                          .has_timeout = r->start->timeout_case ==
                                                         RUNDWIRE__EXEC_START__TIMEOUT_TIMEOUT_MS,
                                          .timeout_ms = r->start->timeout_ms,
-                                         .limits = r->start->limits},
+                                         .limits = r->start->limits,
+                                         .sandbox = r->start->sandbox},
                            e);
     if (r->msg_case == RUNDWIRE__EXEC_REQUEST__MSG_SIGNAL)
       return signame_check_number(r->signal, "signal", e);

@@ -210,6 +210,39 @@ int convert_job_lookup(rund_ctx *ctx, const ProtobufCBinaryData *id, job **ret, 
   return job_table_lookup(ctx->jobs, s, ret, e);
 }
 
+/* The request's sandbox as an API message inside m (as asked: the profile
+ * named, "" for none; the applied one is JobStatus.profile). */
+static int convert_sandbox_out(const job_sandbox *s, status_msg *m, rr_err *e) {
+  Runrpc__V1__Sandbox sb = RUNRPC__V1__SANDBOX__INIT;
+  sb.profile = s->profile_requested ? s->profile_requested : (char *)"";
+  sb.rootfs = s->rootfs ? s->rootfs : (char *)"";
+  sb.hostname = s->hostname ? s->hostname : (char *)"";
+  sb.net = (Runrpc__V1__Net)s->net;
+  if (s->nbinds) {
+    m->binds = calloc(s->nbinds, sizeof *m->binds);
+    m->bind_ptrs = calloc(s->nbinds, sizeof *m->bind_ptrs);
+    if (!m->binds || !m->bind_ptrs)
+      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+    for (size_t i = 0; i < s->nbinds; i++) {
+      runrpc__v1__bind__init(&m->binds[i]);
+      m->binds[i].source = s->binds[i].source;
+      m->binds[i].destination = s->binds[i].destination;
+      m->binds[i].readonly = s->binds[i].readonly;
+      m->bind_ptrs[i] = &m->binds[i];
+    }
+    sb.n_binds = s->nbinds;
+    sb.binds = m->bind_ptrs;
+  }
+  if (s->has_user) {
+    runrpc__v1__user__init(&m->user);
+    m->user.uid = s->uid;
+    m->user.gid = s->gid;
+    sb.user = &m->user;
+  }
+  m->sandbox = sb;
+  return 0;
+}
+
 int convert_status(job *j, status_msg *m, rr_err *e) {
   memset(m, 0, sizeof *m);
   Runrpc__V1__JobStatus st = RUNRPC__V1__JOB_STATUS__INIT;
@@ -250,6 +283,13 @@ int convert_status(job *j, status_msg *m, rr_err *e) {
     rq.limits = &m->limits;
     st.limits = &m->limits;
   }
+  if (r->sandbox.profile != SB_PROFILE_HOST || r->sandbox.profile_requested) {
+    if (convert_sandbox_out(&r->sandbox, m, e) < 0) {
+      convert_status_clear(m);
+      return -1;
+    }
+    rq.sandbox = &m->sandbox;
+  }
   m->request = rq;
   cg_usage u;
   if (job_usage(j, &u)) {
@@ -263,6 +303,8 @@ int convert_status(job *j, status_msg *m, rr_err *e) {
   st.exit_code = j->exit_code;
   st.signal = j->signal;
   st.reason = (char *)j->reason;
+  st.profile = (char *)sb_profile_name(r->sandbox.profile);
+  st.profile_requested = r->sandbox.profile_requested ? r->sandbox.profile_requested : (char *)"";
   st.detail = j->detail ? j->detail : (char *)"";
   if (!j->detail && j->state == JOB_RUNNING && job_table_disk_full(j->table))
     st.detail = (char *)"the disk of rund's state dir is full: output the job writes now is "
@@ -281,8 +323,12 @@ int convert_status(job *j, status_msg *m, rr_err *e) {
 void convert_status_clear(status_msg *m) {
   free(m->env);
   free(m->env_ptrs);
+  free(m->binds);
+  free(m->bind_ptrs);
   m->env = NULL;
   m->env_ptrs = NULL;
+  m->binds = NULL;
+  m->bind_ptrs = NULL;
 }
 
 void rund_call_fail(rpc_call *c, const rr_err *e) {

@@ -168,6 +168,12 @@ int main(int argc, char **argv) {
     rund_fail("cannot start", &e);
     goto out;
   }
+  ctx.sandbox = (rund_sandbox_policy){.default_profile = o.default_profile,
+                                      .min_profile = o.min_profile,
+                                      .bind_allow = o.bind_allow,
+                                      .nbind_allow = o.nbind_allow};
+  rr_info("sandbox", "default_profile=%s min_profile=%s bind_allow=%zu",
+          sb_profile_name(o.default_profile), sb_profile_name(o.min_profile), o.nbind_allow);
   if (rpc_server_new(&ctx.server, ctx.l, NULL, &e) < 0 ||
       jobs_service_register(ctx.server, &ctx, &e) < 0 || reflection_register(ctx.server, &e) < 0 ||
       health_register(ctx.server, &h, &e) < 0) {

@@ -22,6 +22,7 @@ static void rund_usage(FILE *f) {
       "            [--secrets-dir DIR] [--retention DUR] [--no-cgroups] [--help] [--version]\n"
       "            [--idle-timeout DUR] [--max-connections N] [--max-conns-per-peer N]\n"
       "            [--quota-running N] [--quota-jobs N] [--quota-followers N] [--fd-reserve N]\n"
+      "            [--default-profile P] [--min-profile P] [--bind-allow DIR]...\n"
       "       rund certs issue NAME --san KIND:VALUE... [--days N] [--out DIR] [--state-dir "
       "DIR]\n"
       "       rund tokens create IDENTITY [--token-file F] [--state-dir DIR]\n"
@@ -67,6 +68,15 @@ static void rund_usage(FILE *f) {
       "  --fd-reserve N       file descriptors never spent on starts and Logs\n"
       "                       streams (kept for admins' calls and rund's own work);\n"
       "                       default 1/8 of RLIMIT_NOFILE within 64..4096\n"
+      "  --default-profile P  sandbox profile of requests that name none: host (no\n"
+      "                       isolation), default or strict (docs/dev/SANDBOX.md);\n"
+      "                       default host, as local commands run\n"
+      "  --min-profile P      the weakest profile allowed: weaker requests are raised\n"
+      "                       to it (not refused); default host. A rund that remote\n"
+      "                       callers reach should say default or strict\n"
+      "  --bind-allow DIR     requests may bind host paths at or below DIR into their\n"
+      "                       sandbox, and use directories below it as rootfs;\n"
+      "                       repeatable; default: none\n"
       "  --idle-timeout DUR   close connections with no call and no request for DUR\n"
       "                       (PINGs do not count); default 5m\n"
       "  --max-connections N  default 4096, of which 64 only admins may take\n"
@@ -215,7 +225,10 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
     O_QRUN,
     O_QJOBS,
     O_QFOLLOW,
-    O_FDRES
+    O_FDRES,
+    O_DEFPROFILE,
+    O_MINPROFILE,
+    O_BINDALLOW
   };
   static const struct option longs[] = {{"listen", required_argument, NULL, 'l'},
                                         {"state-dir", required_argument, NULL, 's'},
@@ -239,6 +252,9 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
                                         {"quota-jobs", required_argument, NULL, O_QJOBS},
                                         {"quota-followers", required_argument, NULL, O_QFOLLOW},
                                         {"fd-reserve", required_argument, NULL, O_FDRES},
+                                        {"default-profile", required_argument, NULL, O_DEFPROFILE},
+                                        {"min-profile", required_argument, NULL, O_MINPROFILE},
+                                        {"bind-allow", required_argument, NULL, O_BINDALLOW},
                                         {"help", no_argument, NULL, 'h'},
                                         {"version", no_argument, NULL, 'V'},
                                         {NULL, 0, NULL, 0}};
@@ -317,6 +333,22 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
       break;
     case O_NO_CGROUPS:
       o->no_cgroups = true;
+      break;
+    case O_DEFPROFILE:
+    case O_MINPROFILE: {
+      rr_err e = {0};
+      const char *flag = c == O_DEFPROFILE ? "--default-profile" : "--min-profile";
+      if (sb_profile_from_name(optarg, flag,
+                               c == O_DEFPROFILE ? &o->default_profile : &o->min_profile, &e) < 0)
+        return BAD("%s", e.msg);
+      break;
+    }
+    case O_BINDALLOW:
+      if (o->nbind_allow == RUND_MAX_BIND_ALLOW)
+        return BAD("too many --bind-allow (max 32)%s", "");
+      if (optarg[0] != '/')
+        return BAD("--bind-allow \"%s\": must be an absolute path", optarg);
+      o->bind_allow[o->nbind_allow++] = optarg;
       break;
     case O_RETENTION:
       if (rr_parse_duration_ms(optarg, &o->retention_ms) < 0 || o->retention_ms == 0)

@@ -5,11 +5,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sandbox/profile.h"
+
 #define RUND_DEFAULT_ADDR "unix:/run/runrpc/rund.sock"
 #define RUND_DEFAULT_TLS_ADDR "127.0.0.1:7734"
 #define RUND_DEFAULT_STATE "/var/lib/runrpc"
 #define RUND_MAX_LISTEN 16
 #define RUND_MAX_ADMINS 32
+#define RUND_MAX_BIND_ALLOW 32
 
 typedef struct rund_opts {
   const char *listen[RUND_MAX_LISTEN];
@@ -35,6 +38,11 @@ typedef struct rund_opts {
    * RLIMIT_NOFILE); see rund/quota.h */
   uint32_t quota_running, quota_jobs, quota_followers;
   uint64_t fd_reserve;
+  /* sandbox: profile of requests naming none, the weakest allowed, and the
+   * host directories requests may bind or use as their root */
+  sb_profile default_profile, min_profile;
+  const char *bind_allow[RUND_MAX_BIND_ALLOW];
+  size_t nbind_allow;
 } rund_opts;
 
 /* 0 to run, -1 to exit 0 (--help, --version), else the exit code. */

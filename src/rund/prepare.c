@@ -33,6 +33,8 @@ int prepare_decode(const prepare_in *in, job_request *ret, rr_err *e) {
     goto fail;
   ret->has_timeout = in->has_timeout;
   ret->timeout_ms = in->has_timeout ? in->timeout_ms : 0;
+  if (prepare_sandbox_decode(in->sandbox, in->policy, &ret->sandbox, e) < 0)
+    goto fail;
   /* limits after the rest: an empty io device means the workdir's, once checked */
   if (job_request_validate(ret, e) < 0 || convert_limits(in->limits, ret, e) < 0)
     goto fail;
@@ -53,8 +55,10 @@ int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, rr_err *e)
     goto fail_id;
   /* secrets are read last, once everything else is known to be fine */
   ret->nenv = ret->req.nenv;
-  if (rund_env_resolve(ctx, &ret->id, &ret->req, &ret->child_env, e) < 0 ||
-      rund_call_run_as(c, &ret->ids, &ret->run_as, e) < 0)
+  if (rund_call_run_as(c, &ret->ids, &ret->run_as, e) < 0 ||
+      prepare_sandbox_check(in->policy, ctx->cgroups != NULL, &ret->id,
+                            ret->run_as ? &ret->ids : NULL, &ret->req, e) < 0 ||
+      rund_env_resolve(ctx, &ret->id, &ret->req, &ret->child_env, e) < 0)
     goto fail;
   return 0;
 fail:

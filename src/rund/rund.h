@@ -16,6 +16,14 @@
 #include "runrpc/v1/jobs.pb-c.h"
 #include "sandbox/spawn.h"
 
+/* What rund allows of sandboxes (its flags). */
+typedef struct rund_sandbox_policy {
+  sb_profile default_profile;    /* of requests naming none */
+  sb_profile min_profile;        /* weaker requests are raised to it */
+  const char *const *bind_allow; /* host dirs binds and rootfs may come from */
+  size_t nbind_allow;
+} rund_sandbox_policy;
+
 typedef struct rund_ctx {
   loop *l;
   rpc_server *server;
@@ -30,6 +38,7 @@ typedef struct rund_ctx {
   ulid_gen exec_ids;   /* names of Exec commands' cgroups */
   bool reexec;         /* SIGUSR2: exec ourselves again once shut down */
   quota *quota;        /* per-identity quotas and the fd reserve */
+  rund_sandbox_policy sandbox;
 } rund_ctx;
 
 struct rund_opts;
@@ -78,6 +87,8 @@ typedef struct prepare_in {
   bool has_timeout;
   uint64_t timeout_ms;
   const Rundwire__Limits *limits;
+  const Rundwire__Sandbox *sandbox;
+  const rund_sandbox_policy *policy; /* NULL: host only (profile default and minimum host) */
 } prepare_in;
 /* A request ready to run for its caller. */
 typedef struct prepared {
@@ -97,6 +108,15 @@ int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, rr_err *e)
 /* How to start p's command (owned: the caller is recorded as its owner). */
 job_start_opts prepare_start_opts(const prepared *p, bool owned);
 void prepare_free(prepared *p);
+/* prepare_sandbox.c: in's sandbox (NULL: none) decoded, its profile (or
+ * pol's default) raised to pol's minimum. */
+int prepare_sandbox_decode(const Rundwire__Sandbox *in, const rund_sandbox_policy *pol,
+                           job_sandbox *ret, rr_err *e);
+/* What needs the caller and the host: rootfs and binds below pol's allowed
+ * dirs, ids inside (others than the caller's only for admins, but under
+ * strict), strict's limits (when cgroups are there). */
+int prepare_sandbox_check(const rund_sandbox_policy *pol, bool cgroups, const authz_identity *id,
+                          const spawn_ids *run_as, job_request *r, rr_err *e);
 /* Usage message from counters. */
 void convert_usage(const cg_usage *u, Runrpc__V1__Usage *ret);
 /* A job id field: NUL/UTF-8 checked, then looked up. */
@@ -114,6 +134,10 @@ typedef struct status_msg {
   Runrpc__V1__IoMax *io_ptrs[CG_MAX_IO];
   char io_dev[CG_MAX_IO][24];
   Runrpc__V1__Usage usage;
+  Runrpc__V1__Sandbox sandbox;
+  Runrpc__V1__User user;
+  Runrpc__V1__Bind *binds;
+  Runrpc__V1__Bind **bind_ptrs;
 } status_msg;
 /* (j is not const: a running job's usage is read live.) */
 int convert_status(job *j, status_msg *m, rr_err *e);

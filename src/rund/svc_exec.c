@@ -4,6 +4,7 @@
  * signal messages go to the command's process group until it exits, its
  * output is sent while the call's send queue has room, the exit status
  * last. A cancelled or broken stream kills the command. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "common/log.h"
@@ -15,6 +16,8 @@ typedef struct exec_call {
   rpc_call *c;
   rund_ctx *ctx;
   exec_session *x;
+  sb_profile profile;         /* applied */
+  char profile_requested[16]; /* as named ("" none; longer names are refused) */
 } exec_call;
 
 static void exec_on_started(void *data, pid_t pid) {
@@ -67,6 +70,8 @@ static void exec_on_finished(void *data, const exec_session_end *end) {
   else
     st.signal = end->status->si_status;
   st.reason = (char *)end->reason;
+  st.profile = (char *)sb_profile_name(ec->profile);
+  st.profile_requested = ec->profile_requested;
   Runrpc__V1__ExecResponse resp = RUNRPC__V1__EXEC_RESPONSE__INIT;
   resp.msg_case = RUNRPC__V1__EXEC_RESPONSE__MSG_EXIT;
   resp.exit = &st;
@@ -97,10 +102,15 @@ static int exec_start(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
   prepare_in in = {.command = st->command,
                    .has_timeout = st->timeout_case == RUNDWIRE__EXEC_START__TIMEOUT_TIMEOUT_MS,
                    .timeout_ms = st->timeout_ms,
-                   .limits = st->limits};
+                   .limits = st->limits,
+                   .sandbox = st->sandbox,
+                   .policy = &ec->ctx->sandbox};
   if (prepare_request(ec->c, &in, &p, e) < 0)
     return -1;
   job_start_opts o = prepare_start_opts(&p, false);
+  ec->profile = p.req.sandbox.profile;
+  snprintf(ec->profile_requested, sizeof ec->profile_requested, "%s",
+           p.req.sandbox.profile_requested ? p.req.sandbox.profile_requested : "");
   int rc = exec_session_start(ec->x, &p.req, &o, e);
   if (exec_session_started(ec->x))
     rund_secrets_log_use(&p.id, &p.req, "exec");

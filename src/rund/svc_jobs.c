@@ -39,7 +39,9 @@ static void on_start(rpc_call *c, ProtobufCMessage *msg) {
                    .ntags = req->n_tags,
                    .has_timeout = req->timeout_case == RUNDWIRE__START_REQUEST__TIMEOUT_TIMEOUT_MS,
                    .timeout_ms = req->timeout_ms,
-                   .limits = req->limits};
+                   .limits = req->limits,
+                   .sandbox = req->sandbox,
+                   .policy = &call_ctx(c)->sandbox};
   if (prepare_request(c, &in, &p, &e) < 0)
     goto fail;
   job_start_opts o = prepare_start_opts(&p, true);

@@ -369,12 +369,14 @@ def logs(stub, job_id, follow=False, stream=0, timeout=30, **kw):
 
 
 def exec_call(stub, path, *args, stdin_chunks=(), close=True, env=None, workdir="",
-              timeout=60, timeout_ms=None):
+              timeout=60, timeout_ms=None, sandbox=None):
     """Run one Exec. Returns (pid, stdout, stderr, ExitStatus, messages)."""
     def reqs():
         st = pb.ExecStart(command=cmd(path, *args, env=env, workdir=workdir))
         if timeout_ms is not None:
             st.timeout_ms = timeout_ms
+        if sandbox is not None:
+            st.sandbox.CopyFrom(sandbox)
         yield pb.ExecRequest(start=st)
         for c in stdin_chunks:
             yield pb.ExecRequest(stdin=c)

@@ -41,6 +41,7 @@ WANT_MODULES = ["virtio_pci", "virtio_net", "virtio_blk", "crc32c_generic", "ext
 SANITIZER_RE = re.compile(
     r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (Address|Undefined|Leak)")
 TESTS = [os.path.join("tests", "vm", "test_vm_smoke.py"),
+         os.path.join("tests", "vm", "test_vm_sandbox.py"),
          os.path.join("tests", "integration", "test_limits.py")]
 
 

@@ -53,14 +53,15 @@ def du_kib(path):
 
 
 class Rund:
-    def __init__(self, rund, runctl, work, name):
+    def __init__(self, rund, runctl, work, name, extra=()):
         self.dir = os.path.join(work, name)
         os.makedirs(self.dir)
         self.sock = os.path.join(self.dir, "rund.sock")
         self.addr = "unix:" + self.sock
         self.state = os.path.join(self.dir, "state")
         self.errf = open(os.path.join(self.dir, "rund.stderr"), "wb")
-        self.proc = subprocess.Popen([rund, "--listen", self.addr, "--state-dir", self.state],
+        self.proc = subprocess.Popen([rund, "--listen", self.addr, "--state-dir", self.state]
+                                     + list(extra),
                                      stdin=subprocess.DEVNULL, stdout=self.errf, stderr=self.errf)
         end = time.monotonic() + 20
         while time.monotonic() < end:

@@ -4,6 +4,8 @@
  *   startwait local N
  *   startwait remote ADDR N
  *   startwait limits ADDR N    (remote, every limit set: the cgroup's cost)
+ *   startwait sandbox ADDR N PROFILE [ROOTFS]   (remote, in that sandbox
+ *                              profile, the root ROOTFS or the host's)
  * Prints one line: "mode=... n=N total_s=... per_op_us=...". */
 #include <errno.h>
 #include <spawn.h>
@@ -55,9 +57,10 @@ static const runrpc_limits bench_limits = {.has_cpu = true,
                                            .io = &bench_io,
                                            .nio = 1};
 static bool with_limits;
+static runrpc_sandbox bench_sandbox;
 
 static int remote_once(runrpc_client *c) {
-  runrpc_start_request req = {.command = {.path = "/bin/true"}};
+  runrpc_start_request req = {.command = {.path = "/bin/true"}, .sandbox = bench_sandbox};
   if (with_limits)
     req.limits = bench_limits;
   /* STARTWAIT_ONLY=cpu|memory|pids|io: just that limit (to see what costs) */
@@ -108,7 +111,13 @@ static int run(const char *mode, runrpc_client *c, long n) {
 int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "local") == 0)
     return run("local", NULL, atol(argv[2]) > 0 ? atol(argv[2]) : 1);
-  if (argc == 4 && (strcmp(argv[1], "remote") == 0 || strcmp(argv[1], "limits") == 0)) {
+  bool sandbox = (argc == 5 || argc == 6) && strcmp(argv[1], "sandbox") == 0;
+  if (sandbox) {
+    bench_sandbox.profile = argv[4];
+    bench_sandbox.rootfs = argc == 6 ? argv[5] : NULL;
+  }
+  if (sandbox ||
+      (argc == 4 && (strcmp(argv[1], "remote") == 0 || strcmp(argv[1], "limits") == 0))) {
     with_limits = strcmp(argv[1], "limits") == 0;
     runrpc_client *c = NULL;
     runrpc_error err = {0};
@@ -121,6 +130,7 @@ int main(int argc, char **argv) {
     runrpc_close(c);
     return rc;
   }
-  fprintf(stderr, "usage: startwait local N | startwait {remote|limits} ADDR N\n");
+  fprintf(stderr, "usage: startwait local N | startwait {remote|limits} ADDR N | startwait "
+                  "sandbox ADDR N PROFILE [ROOTFS]\n");
   return 2;
 }

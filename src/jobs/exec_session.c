@@ -296,7 +296,7 @@ static void exec_on_exit(void *data, pid_t pid, const siginfo_t *si, const struc
     job_usage_from_rusage(ru, &x->usage);
     x->has_usage = true;
   }
-  kill_ctl_ended(&x->kill, true);
+  kill_ctl_ended(&x->kill);
   exec_cgroup_end(x);
   exec_close_fd(x, &x->in_fd);
   exec_pump_output(x);
@@ -313,7 +313,7 @@ int exec_session_new(const exec_session_env *env, const exec_session_ops *ops, v
   x->ops = ops;
   x->data = data;
   x->in_fd = x->out_fd[0] = x->out_fd[1] = x->status_fd = -1;
-  kill_ctl_init(&x->kill, env->l, &x->cg, exec_kill_warn, x);
+  kill_ctl_init(&x->kill, env->l, &x->rw, &x->cg, exec_kill_warn, x);
   *ret = x;
   return 0;
 }
@@ -382,7 +382,7 @@ int exec_session_start(exec_session *x, const job_request *r, const job_start_op
   st[0] = -1;
   x->started = true;
   x->pid = sr.pid;
-  kill_ctl_attach(&x->kill, sr.pid);
+  kill_ctl_attach(&x->kill, sr.pid, sr.start_ticks);
   x->in_fd = in[1];
   x->out_fd[0] = out[0];
   x->out_fd[1] = err[0];

@@ -113,7 +113,7 @@ job *job_alloc(job_table *t, const char *id) {
   j->log_fd[0] = j->log_fd[1] = -1;
   j->inotify_wd = -1;
   j->watchers.prev = j->watchers.next = &j->watchers;
-  kill_ctl_init(&j->kill, t->l, &j->cg, job_kill_warn, j);
+  kill_ctl_init(&j->kill, t->l, &j->rw, &j->cg, job_kill_warn, j);
   size_t n = strlen(t->jobs_dir) + ULID_LEN + 2;
   if (!(j->dir = malloc(n))) {
     free(j);
@@ -426,7 +426,7 @@ void job_on_exit(void *data, pid_t pid, const siginfo_t *si) {
   if (si && j->kill.cause)
     snprintf(j->reason, sizeof j->reason, "%s",
              j->kill.cause == KILL_CAUSE_TIMEOUT ? "timeout" : "stopped");
-  kill_ctl_ended(&j->kill, si != NULL);
+  kill_ctl_ended(&j->kill);
   job_cgroup_end(j, si);
   job_logs_refresh(j);
   job_close_logs(j);
@@ -452,10 +452,8 @@ int job_signal(job *j, int sig, rr_err *e) {
   if (j->state != JOB_RUNNING)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "job %s is not running (%s)", j->id,
                       job_state_name(j->state));
-  if (kill(-j->pid, sig) < 0) {
-    if (errno != ESRCH || kill(j->pid, sig) < 0)
-      return rr_err_sys(e, RR_INTERNAL, errno, "cannot signal job %s (pid %d)", j->id, j->pid);
-  }
+  if (kill_ctl_signal(&j->kill, sig, e) < 0)
+    return rr_err_wrap(e, "cannot signal job %s", j->id);
   return 0;
 }
 
@@ -568,7 +566,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
     status_fd = -1;
   }
   j->pid = sr.pid;
-  kill_ctl_attach(&j->kill, sr.pid);
+  kill_ctl_attach(&j->kill, sr.pid, sr.start_ticks);
   j->start_ticks = sr.start_ticks;
   j->state = JOB_RUNNING;
   j->req = *req;

@@ -119,7 +119,8 @@ size_t job_table_count(const job_table *t);
 /* Whether the disk of the state dir has no space left for jobs (statvfs,
  * looked at most once a second): what running jobs write is then lost. */
 bool job_table_disk_full(job_table *t);
-/* Signal the job's process group; FAILED_PRECONDITION when not running. */
+/* Signal the job's process group through its pidfd (SIGKILL: its cgroup
+ * too); FAILED_PRECONDITION when not running. */
 int job_signal(job *j, int sig, rr_err *e);
 /* SIGTERM to the group, SIGKILL after grace_ms (0 = at once). No-op when the
  * job already ended. Watch for JOB_EVENT_EXIT to learn the final status. */

@@ -106,7 +106,7 @@ static void job_adopt_or_lose(job *j) {
     if (job_logs_watch(j, &e) < 0)
       job_table_warn(t, "job %s: %s", j->id, e.msg);
     job_logs_refresh(j);
-    kill_ctl_attach(&j->kill, j->pid);
+    kill_ctl_attach(&j->kill, j->pid, j->start_ticks);
     if (reaper_watch_add(t->r, j->pid, pidfd, job_adopted_on_exit, j, &j->rw, &e) == 0)
       return;
     pidfd = -1;

@@ -23,6 +23,8 @@ struct reaper_watch {
   int pidfd;
   reaper_exit_fn fn;
   void *data;
+  void (*before_end)(void *data);
+  void *before_end_data;
 };
 
 struct reaper {
@@ -41,14 +43,34 @@ static void reaper_watch_end(reaper_watch *w, const siginfo_t *si, const struct 
   reaper *r = w->r;
   loop_fd_del(r->l, w->pidfd);
   close(w->pidfd);
+  w->pidfd = -1; /* what reaper_watch_pidfd says while fn runs */
   intmap_del(&r->by_pid, (uint64_t)w->pid);
   if (w->fn)
     w->fn(w->data, w->pid, si, ru);
   free(w);
 }
 
+/* Whether the process ended, without reaping it; an adopted process (not
+ * our child: ECHILD) is only polled once its pidfd said it ended. */
+static bool reaper_watch_ended(reaper_watch *w) {
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  int rc;
+  while ((rc = waitid((idtype_t)P_PIDFD, (id_t)w->pidfd, &si, WEXITED | WNOHANG | WNOWAIT)) < 0 &&
+         errno == EINTR)
+    ;
+  return rc < 0 || si.si_pid != 0;
+}
+
 /* Collect the status if the process ended; true when it did. */
 static bool reaper_watch_poll(reaper_watch *w) {
+  if (w->before_end) {
+    if (!reaper_watch_ended(w))
+      return false;
+    void (*fn)(void *) = w->before_end;
+    w->before_end = NULL;
+    fn(w->before_end_data);
+  }
   siginfo_t si;
   struct rusage ru;
   memset(&si, 0, sizeof si);
@@ -190,8 +212,17 @@ int reaper_watch_add(reaper *r, pid_t pid, int pidfd, reaper_exit_fn fn, void *d
 }
 
 void reaper_watch_forget(reaper_watch *w) {
-  if (w)
+  if (w) {
     w->fn = NULL;
+    w->before_end = NULL;
+  }
 }
+
+void reaper_watch_set_before_end(reaper_watch *w, void (*fn)(void *data), void *data) {
+  w->before_end = fn;
+  w->before_end_data = data;
+}
+
+int reaper_watch_pidfd(const reaper_watch *w) { return w->pidfd; }
 
 unsigned long reaper_orphans_reaped(const reaper *r) { return r->orphans; }

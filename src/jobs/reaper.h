@@ -25,7 +25,13 @@ void reaper_free(reaper *r);
 /* Watch pid through pidfd (taken, closed by the reaper); fn runs once. */
 int reaper_watch_add(reaper *r, pid_t pid, int pidfd, reaper_exit_fn fn, void *data,
                      reaper_watch **ret, rr_err *e);
-/* Drop the callback; the process is still reaped when it ends. */
+/* Drop the callbacks; the process is still reaped when it ends. */
 void reaper_watch_forget(reaper_watch *w);
+/* fn(data) once the process ended, before it is reaped and before the exit
+ * callback: a child of ours is then a zombie, so its pid and group id are
+ * still its own (fn NULL: none). */
+void reaper_watch_set_before_end(reaper_watch *w, void (*fn)(void *data), void *data);
+/* The pidfd of w's process (owned by the reaper), to signal it. */
+int reaper_watch_pidfd(const reaper_watch *w);
 /* Orphans (unwatched children) reaped so far. */
 unsigned long reaper_orphans_reaped(const reaper *r);

@@ -351,6 +351,35 @@ def test_stop_kills_double_forked_grandchild(cg_target):
     assert r.rc != 0, "grandchild %d survived the stop" % pid
 
 
+@pytest.mark.timeout(90)
+def test_signal_kill_kills_daemonized_grandchild(cg_target):
+    """runctl signal ID KILL kills the job's cgroup too: a grandchild that
+    left the job's process group and session does not survive it."""
+    t = cg_target
+    pidfile = os.path.join(t.scratch, "daemon-%d.pid" % os.getpid())
+    inner = "echo \\$\\$ > %s.tmp; mv %s.tmp %s; exec sleep 300" % (pidfile, pidfile, pidfile)
+    script = '(setsid sh -c "%s" &); sleep 300; :' % inner
+    jid = t.start("sh", "-c", script, opts=["--max-pids", "100"])
+    pid = None
+    for _ in range(100):
+        r = t("exec", "--", "cat", pidfile)
+        if r.rc == 0 and r.text.strip().isdigit():
+            pid = int(r.text.strip())
+            break
+        time.sleep(0.1)
+    assert pid, "the grandchild never wrote %s" % pidfile
+    if not t.remote:
+        assert os.getsid(pid) == pid, "the grandchild did not leave the job's session"
+    r = t("signal", jid, "KILL")
+    assert r.rc == 0, r
+    if not t.remote:
+        assert wait_pid_gone(pid, timeout=5), "grandchild %d survived signal KILL" % pid
+    r, s = t.wait_state(jid)
+    assert s["state"] == "killed" and s["signal"] == 9, s
+    r = t("exec", "--", "sh", "-c", "kill -0 %d 2>/dev/null" % pid)
+    assert r.rc != 0, "grandchild %d survived signal KILL" % pid
+
+
 # ---------------------------------------------------------------- io
 
 

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,13 +199,13 @@ static void test_job_in_cgroup(void **state) {
   assert_true(u.memory_peak == 0 && u.pids_current == 0 && u.io_read_bytes == 0);
 }
 
-static void test_stop_kills_cgroup_tree(void **state) {
-  fixture *f = *state;
+/* A job in a cgroup whose grandchild left its process group and session;
+ * the grandchild's pid in *gc. */
+static job *start_with_daemon(fixture *f, pid_t *gc) {
   char name[64], pidfile[128];
   table_with_cgroups(f, name, sizeof name);
   snprintf(pidfile, sizeof pidfile, "%s/grandchild", f->dir);
   char script[512];
-  /* the grandchild leaves the job's process group and session */
   snprintf(script, sizeof script, "(setsid sleep 60 & echo $! > %s.tmp; mv %s.tmp %s); sleep 60",
            pidfile, pidfile, pidfile);
   job_request r = req_sh(script);
@@ -213,20 +214,28 @@ static void test_stop_kills_cgroup_tree(void **state) {
   rr_err e = {0};
   if (job_table_start(f->t, &r, NULL, &j, &e) < 0)
     fail_msg("start: %s", e.msg);
-  pid_t gc = 0;
-  for (int i = 0; i < 100 && !gc; i++) {
+  *gc = 0;
+  for (int i = 0; i < 100 && !*gc; i++) {
     FILE *fp = fopen(pidfile, "re");
     if (fp) {
       int x = 0;
       if (fscanf(fp, "%d", &x) == 1)
-        gc = x;
+        *gc = x;
       fclose(fp);
     }
-    if (!gc)
+    if (!*gc)
       loop_run_once(f->l, 20, NULL);
   }
-  assert_true(gc > 0);
-  assert_true(proc_alive(gc));
+  assert_true(*gc > 0);
+  assert_true(proc_alive(*gc));
+  return j;
+}
+
+static void test_stop_kills_cgroup_tree(void **state) {
+  fixture *f = *state;
+  pid_t gc;
+  job *j = start_with_daemon(f, &gc);
+  rr_err e = {0};
   assert_int_equal(job_stop(j, 0, &e), 0);
   run_until_done(f, j, 5000);
   assert_int_equal(j->state, JOB_KILLED);
@@ -237,12 +246,33 @@ static void test_stop_kills_cgroup_tree(void **state) {
   assert_true(gone);
 }
 
+/* Signal SIGKILL kills the cgroup as it goes, not only once the end of the
+ * job's main process removes it: the loop does not run meanwhile. */
+static void test_signal_kill_kills_cgroup_tree(void **state) {
+  fixture *f = *state;
+  pid_t gc;
+  job *j = start_with_daemon(f, &gc);
+  rr_err e = {0};
+  assert_int_equal(job_signal(j, SIGKILL, &e), 0);
+  bool gone = false;
+  for (int i = 0; i < 200 && !(gone = !proc_alive(gc)); i++)
+    usleep(10 * 1000);
+  assert_true(gone);
+  run_until_done(f, j, 5000);
+  assert_int_equal(j->state, JOB_KILLED);
+  assert_int_equal(j->signal, SIGKILL);
+  assert_string_equal(j->reason, "signaled");
+  assert_int_equal(job_signal(j, SIGKILL, &e), -1);
+  assert_int_equal(e.code, RR_FAILED_PRECONDITION);
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
   const struct CMUnitTest tests[] = {
       T(test_limits_need_cgroups),
       T(test_job_in_cgroup),
       T(test_stop_kills_cgroup_tree),
+      T(test_signal_kill_kills_cgroup_tree),
       cmocka_unit_test(test_request_limits_json),
       cmocka_unit_test(test_request_limits_validate),
   };

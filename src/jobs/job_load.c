@@ -1,7 +1,8 @@
 /* Persistence of jobs (job.json) and reloading the table at start-up:
  * finished jobs come back as they were; running ones are adopted through a
  * pidfd when the recorded pid still names the same process (start time from
- * /proc/PID/stat), else they are marked failed/"lost". A running job with a
+ * /proc/PID/stat), else they are marked failed/"lost"; an adopted job's
+ * timeout is armed again for the time it has left. A running job with a
  * cgroup gets it reopened (cg_job_open; the cgroup's name is the job id
  * under the subtree named after the state dir), so stop and timeouts kill
  * its whole tree and its end reads the final counters; a lost one has its
@@ -92,6 +93,19 @@ static void job_adopted_on_exit(void *data, pid_t pid, const siginfo_t *si,
   job_on_exit(data, pid, si);
 }
 
+/* An adopted job keeps its deadline: the time left of its timeout (none
+ * left: the timeout acts on the loop's first turn). */
+static void job_adopted_timeout_arm(job *j) {
+  if (!j->req.has_timeout)
+    return;
+  uint64_t ms =
+      j->req.timeout_ms < REQUEST_MAX_TIMEOUT_MS ? j->req.timeout_ms : REQUEST_MAX_TIMEOUT_MS;
+  int64_t left = j->start_ns / 1000000 + (int64_t)ms - rr_now_unix_ns() / 1000000;
+  kill_ctl_timeout_arm(&j->kill, left > 0 ? (uint64_t)left : 0);
+  if (!j->kill.timeout_timer)
+    job_table_warn(j->table, "job %s: out of memory for its timeout", j->id);
+}
+
 static void job_adopt_or_lose(job *j) {
   job_table *t = j->table;
   uint64_t ticks = 0;
@@ -107,8 +121,10 @@ static void job_adopt_or_lose(job *j) {
       job_table_warn(t, "job %s: %s", j->id, e.msg);
     job_logs_refresh(j);
     kill_ctl_attach(&j->kill, j->pid, j->start_ticks);
-    if (reaper_watch_add(t->r, j->pid, pidfd, job_adopted_on_exit, j, &j->rw, &e) == 0)
+    if (reaper_watch_add(t->r, j->pid, pidfd, job_adopted_on_exit, j, &j->rw, &e) == 0) {
+      job_adopted_timeout_arm(j);
       return;
+    }
     pidfd = -1;
     job_close_logs(j);
   }

@@ -1,6 +1,7 @@
 """How rund signals jobs (src/jobs/kill.c): through the job's pidfd, the
 process group by number only while the pidfd says its leader is there, and
-nothing at all once the job's process ended."""
+nothing at all once the job's process ended; an adopted job (found running
+by a new rund) keeps its timeout."""
 
 import re
 import shutil
@@ -12,6 +13,28 @@ import grpc
 import pytest
 
 from conftest import pb, start, wait
+
+
+@pytest.mark.timeout(60)
+def test_adopted_jobs_keep_their_timeout(rund_factory):
+    r = rund_factory().start()
+    stub = r.stub()
+    t0 = time.monotonic()
+    slow = start(stub, "/bin/sleep", "60", timeout_ms=3000)
+    past = start(stub, "/bin/sleep", "60", timeout_ms=1000)  # its deadline passes while down
+    r.stop()  # SIGTERM: running jobs keep running
+    time.sleep(max(0.0, 1.5 - (time.monotonic() - t0)))
+    r2 = rund_factory(base=r.base).start()
+    ready = time.time()
+    stub = r2.stub()
+    st = wait(stub, past.job_id)
+    assert (st.state, st.signal, st.reason) == (pb.JOB_STATE_KILLED, 15, "timeout"), st
+    assert st.end_time_unix_ns / 1e9 <= ready + 0.5, "not stopped at once on adoption"
+    st = wait(stub, slow.job_id)
+    assert (st.state, st.signal, st.reason) == (pb.JOB_STATE_KILLED, 15, "timeout"), st
+    ran = (st.end_time_unix_ns - st.start_time_unix_ns) / 1e9
+    # 3 s after its start, unless the new rund came up later than that
+    assert 2.9 <= ran <= max(4.5, time.monotonic() - t0 + 0.5), "ran %.2f s" % ran
 
 
 def strace_attach(pid, out):

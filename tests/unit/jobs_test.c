@@ -318,6 +318,42 @@ static void test_restart_adopts_foreign_process(void **state) {
   assert_string_equal(j->reason, "lost");
 }
 
+/* An adopted job keeps its timeout: the time it has left, or none left
+ * (its deadline passed while "rund" was away): stopped at once. */
+static void test_restart_keeps_timeout(void **state) {
+  fixture *f = *state;
+  job *j = NULL, *late = NULL;
+  job_request r = req_sh("sleep 100");
+  r.has_timeout = true;
+  r.timeout_ms = 800;
+  assert_int_equal(job_table_start(f->t, &r, NULL, &j, NULL), 0);
+  r = req_sh("sleep 100");
+  r.has_timeout = true;
+  r.timeout_ms = 100;
+  assert_int_equal(job_table_start(f->t, &r, NULL, &late, NULL), 0);
+  char id[ULID_LEN + 1], late_id[ULID_LEN + 1];
+  strcpy(id, j->id);
+  strcpy(late_id, late->id);
+  job_table_free(f->t);
+  usleep(300 * 1000); /* past the deadline of one, not of the other */
+  int64_t reopened = rr_now_unix_ns();
+  table_open(f, 0);
+  assert_int_equal(job_table_lookup(f->t, id, &j, NULL), 0);
+  assert_int_equal(job_table_lookup(f->t, late_id, &late, NULL), 0);
+  assert_int_equal(j->state, JOB_RUNNING);
+  assert_int_equal(late->state, JOB_RUNNING);
+  run_until_done(f, late, 3000);
+  assert_int_equal(late->state, JOB_KILLED);
+  assert_string_equal(late->reason, "timeout");
+  assert_true(late->end_ns - reopened < 500 * 1000000LL);
+  run_until_done(f, j, 3000);
+  assert_int_equal(j->state, JOB_KILLED);
+  assert_int_equal(j->signal, SIGTERM);
+  assert_string_equal(j->reason, "timeout");
+  int64_t ran_ms = (j->end_ns - j->start_ns) / 1000000;
+  assert_true(ran_ms >= 790 && ran_ms < 2000);
+}
+
 static void test_state_dir_locked(void **state) {
   fixture *f = *state;
   job_table *other = NULL;
@@ -531,6 +567,7 @@ int main(void) {
       T(test_restart_keeps_finished_and_adopts_running),
       T(test_restart_dead_pid_is_lost),
       T(test_restart_adopts_foreign_process),
+      T(test_restart_keeps_timeout),
       T(test_state_dir_locked),
       T(test_orphans_reaped),
       T(test_reaper_passes_rusage),

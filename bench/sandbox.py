@@ -129,6 +129,7 @@ def main():
     rows = []
     r = None
     try:
+        os.chmod(work, 0o755)  # strict runs a root caller as nobody: it must reach the root
         rootfs = busybox_root(os.path.join(work, "rootfs"))
         bundle = runc_bundle(work, rootfs)
         runc_root = os.path.join(work, "runc-state")

@@ -64,6 +64,7 @@ int job_sandbox_spawn(const job_sandbox *sb, const cg_limits *limits, const spaw
       .host_groups = o->ids ? o->ids->groups : NULL,
       .nhost_groups = o->ids ? o->ids->ngroups : 0,
       .limits = limits,
+      .rootless = geteuid() != 0,
   };
   sb_spec *spec = NULL;
   int rc = sb_spec_for_profile(sb->profile, &pa, &spec, e);

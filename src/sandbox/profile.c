@@ -12,7 +12,9 @@
  *  - ids: strict maps one uid and one gid: inside the request's ids (or
  *    the caller's numbers), outside the caller's, except that a root
  *    caller is mapped from nobody (65534): strict never runs as host root.
- *    default runs as the request's ids, or as the caller with its groups.
+ *    default runs as the request's ids, or as the caller with its groups;
+ *    made by a caller that is not root (rootless) it maps them as strict
+ *    does, in a user namespace of its own.
  *  - /sys: a new sysfs, except on the host's root in the host's network
  *    namespace (default's usual case): a read-only bind of the host's.
  *  - strict adds RLIMIT_NOFILE 1024 and RLIMIT_CORE 0, and its pids and
@@ -231,9 +233,14 @@ static bool path_is_fresh_mount(const char *p) {
  * and the kernel refuses to mount a superblock on itself (EBUSY). Not
  * recursive: the host's cgroup and debug mounts below stay out. */
 static int sys_mount(sb_spec *s, const sb_params *pa, rr_err *e) {
-  if (!pa->rootfs && !s->ns[SB_NS_NET].enabled)
-    return add_mount(s, "/sys", "bind", "/sys",
-                     (const char *[]){"bind", "nosuid", "noexec", "nodev", "ro", NULL}, e);
+  /* rootless, in the host's network: a new sysfs is refused (its network
+   * namespace is not ours), and so is a bind that would uncover what the
+   * host's mounts below /sys hide: take them along (recursive, read-only) */
+  if (!s->ns[SB_NS_NET].enabled && (!pa->rootfs || pa->rootless))
+    return add_mount(
+        s, "/sys", "bind", "/sys",
+        (const char *[]){pa->rootless ? "rbind" : "bind", "nosuid", "noexec", "nodev", "ro", NULL},
+        e);
   return add_mount(s, "/sys", "sysfs", "sysfs",
                    (const char *[]){"nosuid", "noexec", "nodev", "ro", NULL}, e);
 }
@@ -254,7 +261,8 @@ static int mounts_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e
       add_mount(s, "/dev", "tmpfs", "tmpfs",
                 (const char *[]){"nosuid", "strictatime", "mode=755", "size=65536k", NULL},
                 e) < 0 ||
-      add_mount(s, "/dev/pts", "devpts", "devpts", strict ? devpts_userns : devpts_host, e) < 0 ||
+      add_mount(s, "/dev/pts", "devpts", "devpts",
+                strict || pa->rootless ? devpts_userns : devpts_host, e) < 0 ||
       add_mount(s, "/dev/shm", "tmpfs", "shm",
                 (const char *[]){"nosuid", "noexec", "nodev", "mode=1777", "size=65536k", NULL},
                 e) < 0 ||
@@ -343,7 +351,7 @@ static int ids_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e) {
   sb_process *pr = &s->process;
   pr->uid = pa->has_user ? pa->uid : (uint32_t)pa->host_uid;
   pr->gid = pa->has_user ? pa->gid : (uint32_t)pa->host_gid;
-  if (p != SB_PROFILE_STRICT) {
+  if (p != SB_PROFILE_STRICT && !pa->rootless) {
     for (size_t i = 0; !pa->has_user && i < pa->nhost_groups; i++)
       pr->additional_gids[pr->ngids++] = (uint32_t)pa->host_groups[i];
     return 0;
@@ -378,7 +386,7 @@ static int spec_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e) 
   for (size_t i = 0; i < RR_ARRAY_SIZE(base); i++)
     s->ns[base[i]].enabled = true;
   s->ns[SB_NS_NET].enabled = strict || pa->net == SB_NET_NONE;
-  s->ns[SB_NS_USER].enabled = strict;
+  s->ns[SB_NS_USER].enabled = strict || pa->rootless;
   if (ids_build(s, p, pa, e) < 0 || mounts_build(s, p, pa, e) < 0)
     return -1;
   pr->no_new_privileges = true;

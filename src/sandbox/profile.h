@@ -60,6 +60,10 @@ typedef struct sb_params {
   gid_t host_gid;
   const gid_t *host_groups;
   size_t nhost_groups;
+  /* The caller of the engine is not root: default gets a user namespace
+   * too (mapping the ids inside onto host_uid/gid), as namespaces cannot
+   * be made otherwise. */
+  bool rootless;
   const cg_limits *limits; /* NULL: none */
 } sb_params;
 

@@ -386,3 +386,36 @@ def test_user_inside_default_needs_admin_or_own_ids(sbx):
                                        "--profile", "strict", "--user", "0", "--", "id", "-u"]),
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
     assert p.returncode == 0 and p.stdout == b"0\n", p  # root inside, nobody outside
+
+
+def test_rootless_rund_sandboxes_with_a_user_namespace(tmp_path):
+    """A rund that is not root cannot make namespaces without a user
+    namespace: default gets one too (mapping the ids onto rund's own)."""
+    from conftest import RUND
+    d = short_tmpdir("rr-rootless-")
+    os.chmod(d, 0o777)
+    rund = os.path.join(d, "rund")
+    shutil.copy(RUND, rund)
+    os.chmod(rund, 0o755)
+    sock = os.path.join(d, "s.sock")
+    proc = subprocess.Popen(as_nobody_argv([rund, "--listen", "unix:" + sock, "--state-dir",
+                                            os.path.join(d, "state")]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for profile in ("default", "strict"):
+            p = subprocess.run(as_nobody_argv([runctl_for_nobody(), "--addr", "unix:" + sock,
+                                               "exec", "--profile", profile, "--", "sh", "-c",
+                                               "id -u; echo $$; touch /usr/x 2>/dev/null;"
+                                               " echo rc=$?"]),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            assert p.returncode == 0, (profile, p.stderr)
+            uid, pid, rc = p.stdout.decode().split()
+            assert uid == "65534" and int(pid) < 10 and rc != "rc=0", (profile, p.stdout)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+        shutil.rmtree(d, ignore_errors=True)
+    assert b"ERROR: AddressSanitizer" not in err and b"runtime error" not in err, err[-2000:]

@@ -691,15 +691,47 @@ static void check_profile_filter(sb_profile p) {
   sb_spec_free(s);
 }
 
+/* made by a caller that is not root: default gets a user namespace mapping
+ * the ids inside onto the caller's, devpts without gid=5, /sys taken along
+ * recursively (a plain bind would uncover what the host's mounts hide) */
+static void test_default_rootless(void **state) {
+  sb_params pa = base_params();
+  pa.rootless = true;
+  sb_spec *s = make(SB_PROFILE_DEFAULT, &pa);
+  assert_true(s->ns[SB_NS_USER].enabled);
+  assert_false(s->ns[SB_NS_NET].enabled);
+  assert_int_equal(s->nuid_maps, 1);
+  assert_int_equal(s->uid_maps[0].container_id, 1000);
+  assert_int_equal(s->uid_maps[0].host_id, 1000);
+  assert_int_equal(s->gid_maps[0].host_id, 1000);
+  assert_int_equal(s->process.ngids, 0);
+  const sb_mount *m = find_mount(s, "/dev/pts");
+  for (size_t i = 0; i < m->noptions; i++)
+    assert_string_not_equal(m->options[i], "gid=5");
+  m = find_mount(s, "/sys");
+  assert_true(m->bind);
+  assert_true(m->propagation & MS_REC || m->flags & MS_REC);
+  sb_spec_free(s);
+  pa.rootless = false;
+  s = make(SB_PROFILE_DEFAULT, &pa);
+  assert_false(s->ns[SB_NS_USER].enabled);
+  sb_spec_free(s);
+}
+
 static void test_seccomp_default(void **state) { check_profile_filter(SB_PROFILE_DEFAULT); }
 static void test_seccomp_strict(void **state) { check_profile_filter(SB_PROFILE_STRICT); }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_names),           cmocka_unit_test(test_bind_parse),
-      cmocka_unit_test(test_binds_check),     cmocka_unit_test(test_default),
-      cmocka_unit_test(test_strict),          cmocka_unit_test(test_params_errors),
-      cmocka_unit_test(test_seccomp_default), cmocka_unit_test(test_seccomp_strict),
+      cmocka_unit_test(test_names),
+      cmocka_unit_test(test_bind_parse),
+      cmocka_unit_test(test_binds_check),
+      cmocka_unit_test(test_default),
+      cmocka_unit_test(test_strict),
+      cmocka_unit_test(test_params_errors),
+      cmocka_unit_test(test_seccomp_default),
+      cmocka_unit_test(test_seccomp_strict),
+      cmocka_unit_test(test_default_rootless),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -295,8 +295,11 @@ def test_busy_loop_gets_its_cpu_share(cg_target):
     assert 0.1 <= share <= 0.3, (share, sl)
     assert sl["usage"]["cpu_throttled_usec"] > 0, sl
     share_free = sf["usage"]["cpu_usec"] / 1e6 / job_seconds(sf)
-    # on a busy host the control gets less than a CPU, but still clearly more than 0.2
-    assert share_free > 0.3 and share_free > 1.5 * share, (share_free, share, sf)
+    # the control says something only where a CPU was free for it: on a host
+    # loaded beyond its CPUs (shared CI, other tests) it may get 0.2 as well;
+    # the throttling count above is the kernel's own word that the cap acted
+    if os.getloadavg()[0] < (os.cpu_count() or 1) - 0.5:
+        assert share_free > 0.3 and share_free > 1.5 * share, (share_free, share, sf)
 
 
 # ---------------------------------------------------------------- pids

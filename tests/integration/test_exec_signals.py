@@ -118,15 +118,17 @@ def test_signal_out_of_range(stub, sig):
 def test_signal_after_exit_is_harmless(stub):
     s = ExecSession(stub, "/bin/sh", "-c", "echo done")
     try:
-        # the exit status may arrive before or after rund reads the signal:
-        # either way the stream ends OK with the command's own status
+        # the exit status may arrive before or after rund reads the signal,
+        # and the shell may not have exited yet when its output arrived (a
+        # loaded host): either way the stream ends OK with a true status
         s.read_until(b"done\n")
         s.send(signal=15)
         s.send(signal=9)
         ex = s.finish()
     finally:
         s.close()
-    assert (ex.exit_code, ex.signal, ex.reason) == (0, 0, "exited"), ex
+    assert (ex.exit_code, ex.signal, ex.reason) in (
+        (0, 0, "exited"), (0, 15, "signaled"), (0, 9, "signaled")), ex
 
 
 def test_signal_after_exit_status_received(stub):

@@ -38,6 +38,7 @@ openssl
 openssh-server
 openssh-client
 util-linux
+busybox-static
 "
 
 # the cgroup v2 VM (tests/vm): qemu under TCG, a static busybox for the

@@ -161,12 +161,16 @@ static int sb_parent_sync(const struct sb_child *c, pid_t pid, int pidfd, int so
   ssize_t n;
   while ((n = recv(sock, &r, sizeof r, 0)) < 0 && errno == EINTR)
     ;
-  if (n == 0)
+  if (n == 0 && !c->o->wait_start)
+    return 0;
+  if (n == (ssize_t)sizeof r && r.ready && c->o->wait_start)
     return 0;
   int err = errno;
   sb_kill_reap(pid, pidfd);
-  if (n == (ssize_t)sizeof r)
+  if (n == (ssize_t)sizeof r && !r.ready)
     return sb_report_error(&r, e);
+  if (n == 0)
+    return rr_err_set(e, RR_FAILED_PRECONDITION, "sandbox: the command ended before it was ready");
   return rr_err_sys(e, RR_INTERNAL, n < 0 ? err : EPROTO, "sandbox: lost the child's report");
 }
 
@@ -238,11 +242,19 @@ static void sb_child_release(struct sb_child *c) {
 }
 
 int sb_spawn(const sb_spec *s, const sb_spawn_opts *o, sb_spawn_result *ret, rr_err *e) {
-  struct sb_child c = {.s = s, .o = o, .sock = -1, .status_fd = o->status_fd};
+  struct sb_child c = {.s = s,
+                       .o = o,
+                       .sock = -1,
+                       .status_fd = o->status_fd,
+                       .start_fd = o->wait_start ? o->start_fd : -1};
   sb_filter *own = NULL;
   int rc = -1, pidfd = -1, sv[2] = {-1, -1};
   for (int t = 0; t < SB_NS_COUNT; t++)
     c.ns_fds[t] = -1;
+  if (o->wait_start && o->start_fd < 0) {
+    rr_err_set(e, RR_INVALID_ARGUMENT, "sandbox: wait_start without a start_fd");
+    goto out;
+  }
   if (sb_prepare(s, &c, e) < 0)
     goto out;
   if (s->seccomp && !o->filter && sb_filter_compile(s->seccomp, &own, e) < 0)

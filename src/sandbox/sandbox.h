@@ -57,6 +57,13 @@ typedef struct sb_spawn_opts {
   int status_fd;
   /* Started with a process group of its own (rund kills the group). */
   bool new_process_group;
+  /* A created container (runc's create/start): once everything is set up
+   * and the executable found, sb_spawn returns while the command waits,
+   * blocked reading one byte from start_fd (e.g. a fifo opened O_RDWR, a
+   * pipe); it execs when the byte comes, and exits 127 on EOF or error.
+   * Failures of the exec after that go to the command's stderr (exit 127). */
+  bool wait_start;
+  int start_fd;
 } sb_spawn_opts;
 
 typedef struct sb_spawn_result {

@@ -123,6 +123,8 @@ static void sb_child_stdio(struct sb_child *c) {
   c->sock = sock;
   if ((c->status_fd = sb_fd_above2(c->status_fd)) < 0 && c->o->status_fd >= 0)
     sb_child_fail(c, errno, "set up stdio", NULL);
+  if (c->start_fd >= 0 && (c->start_fd = sb_fd_above2(c->start_fd)) < 0)
+    sb_child_fail(c, errno, "set up stdio", NULL);
   for (int i = 0; i < 3; i++)
     if ((src[i] = sb_fd_above2(src[i])) < 0)
       sb_child_fail(c, errno, "set up stdio", NULL);
@@ -282,6 +284,77 @@ static void sb_child_exec(const struct sb_child *c) {
   errno = seen ? seen : ENOENT;
 }
 
+/* wait_start: the executable must be there before we say ready (as runc
+ * looks it up before create returns); errno when it is not. */
+static int sb_child_lookup(const struct sb_child *c) {
+  const char *name = c->argv[0];
+  size_t nlen = strlen(name);
+  struct stat st;
+  if (strchr(name, '/')) {
+    if (stat(name, &st) < 0)
+      return errno;
+    return S_ISREG(st.st_mode) && access(name, X_OK) == 0 ? 0 : EACCES;
+  }
+  char buf[4096];
+  int seen = 0;
+  for (const char *p = c->search;;) {
+    size_t n = strcspn(p, ":");
+    if (p[0] == '/' && n + 1 + nlen < sizeof buf) {
+      memcpy(buf, p, n);
+      buf[n] = '/';
+      memcpy(buf + n + 1, name, nlen + 1);
+      if (stat(buf, &st) == 0) {
+        if (S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
+          return 0;
+        seen = seen ? seen : EACCES;
+      }
+    }
+    if (!p[n])
+      break;
+    p += n + 1;
+  }
+  return seen ? seen : ENOENT;
+}
+
+static void sb_child_exec_report(const struct sb_child *c, int err) {
+  struct sb_report r;
+  memset(&r, 0, sizeof r);
+  r.err = err;
+  r.exec = 1;
+  size_t n = 0;
+  const char *parts[] = {"exec \"", c->argv[0], "\""};
+  for (size_t i = 0; i < 3; i++)
+    for (const char *q = parts[i]; *q && n + 1 < sizeof r.what; q++)
+      r.what[n++] = *q;
+  (void)!send(c->sock, &r, sizeof r, MSG_NOSIGNAL);
+}
+
+/* wait_start: say ready (sb_spawn returns), then block until a byte comes
+ * on start_fd; the sync socket is closed, so a later exec failure goes to
+ * stderr. */
+static void sb_child_wait_start(struct sb_child *c) {
+  int err = sb_child_lookup(c);
+  if (err) {
+    sb_child_exec_report(c, err);
+    _exit(127);
+  }
+  struct sb_report r;
+  memset(&r, 0, sizeof r);
+  r.ready = 1;
+  if (send(c->sock, &r, sizeof r, MSG_NOSIGNAL) != (ssize_t)sizeof r)
+    _exit(127);
+  close(c->sock);
+  c->sock = -1;
+  char go;
+  ssize_t n;
+  while ((n = read(c->start_fd, &go, 1)) < 0 && errno == EINTR)
+    ;
+  if (n != 1)
+    _exit(127);
+  close(c->start_fd);
+  c->start_fd = -1;
+}
+
 /* The command's own steps, last to first before exec: seccomp is the last
  * unless it needs CAP_SYS_ADMIN (no no_new_privs), then it comes before the
  * ids and capabilities are dropped, as in runc; the filter must then allow
@@ -309,29 +382,53 @@ static _Noreturn void sb_child_command(struct sb_child *c) {
     sb_child_fail(c, errno, "chdir \"", cwd, "\"", NULL);
   if (p->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     sb_child_fail(c, errno, "set no_new_privs", NULL);
+  if (c->start_fd >= 0)
+    sb_child_wait_start(c);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   if (p->no_new_privileges)
     sb_child_seccomp(c);
   sb_child_exec(c);
-  struct sb_report r;
-  memset(&r, 0, sizeof r);
-  r.err = errno;
-  r.exec = 1;
-  size_t n = 0;
-  const char *parts[] = {"exec \"", c->argv[0], "\""};
-  for (size_t i = 0; i < 3; i++)
-    for (const char *q = parts[i]; *q && n + 1 < sizeof r.what; q++)
-      r.what[n++] = *q;
-  (void)!send(c->sock, &r, sizeof r, MSG_NOSIGNAL);
+  int err = errno;
+  if (c->sock >= 0) {
+    sb_child_exec_report(c, err);
+  } else { /* started: nobody reads the socket any more */
+    const char *parts[] = {"exec \"", c->argv[0], "\": ", strerror(err), "\n"};
+    for (size_t i = 0; i < 5; i++)
+      (void)!write(2, parts[i], strlen(parts[i]));
+  }
   _exit(127);
 }
 
 SPAWN_CHILD_ATTR static int sb_child_command_entry(void *c) { sb_child_command(c); }
 
+/* wait_start: a created container may wait for long; it holds nothing of
+ * the caller's but what it needs (not a lock the caller took, say). */
+static void sb_child_close_others(const struct sb_child *c) {
+  int keep[3] = {c->sock, c->status_fd, c->start_fd};
+  for (int i = 0; i < 3; i++) /* sort: three elements */
+    for (int j = i + 1; j < 3; j++)
+      if (keep[j] < keep[i]) {
+        int t = keep[i];
+        keep[i] = keep[j];
+        keep[j] = t;
+      }
+  unsigned from = 3;
+  for (int i = 0; i < 3; i++) {
+    if (keep[i] < (int)from)
+      continue;
+    if ((unsigned)keep[i] > from)
+      syscall(SYS_close_range, from, (unsigned)keep[i] - 1, 0u);
+    from = (unsigned)keep[i] + 1;
+  }
+  syscall(SYS_close_range, from, ~0u, 0u);
+}
+
 _Noreturn void sb_child_run(struct sb_child *c) {
   sb_child_shared(c);
+  if (c->start_fd >= 0)
+    sb_child_close_others(c);
   if (!c->with_init)
     sb_child_command(c);
   /* the command runs in our memory until its exec, and we wait (vfork

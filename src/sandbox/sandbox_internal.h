@@ -20,7 +20,8 @@ struct sb_filter {
 /* What a failed child step sends: errno and "mount proc on /proc". */
 struct sb_report {
   int err;
-  int exec; /* 1: the exec itself failed (NOT_FOUND / PERMISSION_DENIED) */
+  int exec;  /* 1: the exec itself failed (NOT_FOUND / PERMISSION_DENIED) */
+  int ready; /* 1: set up and waiting for start_fd (wait_start) */
   char what[480];
 };
 
@@ -30,6 +31,7 @@ struct sb_child {
   const sb_spawn_opts *o;
   int sock;                 /* the child's end of the sync socket */
   int status_fd;            /* o->status_fd, moved above 2 in the child */
+  int start_fd;             /* o->start_fd with wait_start, moved above 2; else -1 */
   int ns_fds[SB_NS_COUNT];  /* namespaces joined by path; -1 none */
   bool new_ns[SB_NS_COUNT]; /* created by the clone */
   bool wait_maps;           /* new user ns: wait for the parent's maps */

@@ -27,6 +27,10 @@ PROTO_DIR = os.path.join(ROOT, "proto")
 BUILD = os.path.join(ROOT, "build")
 RUND = os.environ.get("RUND") or os.path.join(BUILD, "src", "rund", "rund")
 RUNCTL = os.environ.get("RUNCTL") or os.path.join(BUILD, "src", "runctl", "runctl")
+# runproc: $RUNPROC, else next to $RUND (an install), else the build tree
+RUNPROC = os.environ.get("RUNPROC") or (
+    os.path.join(os.path.dirname(os.environ["RUND"]), "runproc")
+    if os.environ.get("RUND") else os.path.join(BUILD, "src", "runproc", "runproc"))
 
 DEFAULT_TIMEOUT = 60
 ULID_RE = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")

@@ -1,0 +1,285 @@
+/* A container's state: ROOT/ID/state.json (written atomically) and
+ * exec.fifo (there while the container waits for start), the directory
+ * flock'ed by whoever reads or changes it. Its status is never stored: the
+ * process is checked by pid and start time each time, so that a container
+ * whose process died reads "stopped". */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "runproc.h"
+
+void runproc_fifo_path(runproc_ctx *ctx, const char *id, char *buf, size_t size) {
+  snprintf(buf, size, "%s/%s/exec.fifo", ctx->root, id);
+}
+
+static int runproc_dir_lock(int fd, const char *id, rr_err *e) {
+  while (flock(fd, LOCK_EX) < 0)
+    if (errno != EINTR)
+      return rr_err_sys(e, RR_INTERNAL, errno, "cannot lock container \"%s\"", id);
+  return 0;
+}
+
+int runproc_container_new(runproc_ctx *ctx, const char *id, runproc_container *ret, rr_err *e) {
+  if (runproc_id_check(id, e) < 0)
+    return -1;
+  if (rr_mkdirs(ctx->root, e) < 0)
+    return rr_err_wrap(e, "state directory \"%s\"", ctx->root);
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/%s", ctx->root, id);
+  if (mkdir(dir, 0700) < 0) {
+    if (errno == EEXIST)
+      return rr_err_set(e, RR_ALREADY_EXISTS, "container \"%s\" already exists", id);
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot create \"%s\"", dir);
+  }
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || runproc_dir_lock(fd, id, e) < 0) {
+    if (fd < 0)
+      rr_err_sys(e, RR_INTERNAL, errno, "cannot open \"%s\"", dir);
+    else
+      close(fd);
+    rmdir(dir);
+    return -1;
+  }
+  memset(ret, 0, sizeof *ret);
+  ret->dirfd = fd;
+  ret->id = strdup(id);
+  ret->annotations = json_object_new_object();
+  return 0;
+}
+
+static char *json_str(json_object *o, const char *key) {
+  json_object *v;
+  const char *s = json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : NULL;
+  return strdup(s ? s : "");
+}
+
+int runproc_container_load(runproc_ctx *ctx, const char *id, runproc_container *ret, rr_err *e) {
+  if (runproc_id_check(id, e) < 0)
+    return -1;
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/%s", ctx->root, id);
+  _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 && (errno == ENOENT || errno == ENOTDIR))
+    return rr_err_set(e, RR_NOT_FOUND, "container \"%s\" does not exist", id);
+  if (fd < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot open \"%s\"", dir);
+  if (runproc_dir_lock(fd, id, e) < 0)
+    return -1;
+  _cleanup_close_ int sf = openat(fd, "state.json", O_RDONLY | O_CLOEXEC);
+  if (sf < 0 && errno == ENOENT) /* removed, or a create that failed */
+    return rr_err_set(e, RR_NOT_FOUND, "container \"%s\" does not exist", id);
+  if (sf < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot read the state of \"%s\"", id);
+  char buf[65536];
+  ssize_t n = rr_read(sf, buf, sizeof buf - 1);
+  if (n < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot read the state of \"%s\"", id);
+  buf[n] = '\0';
+  json_object *o = json_tokener_parse(buf);
+  if (!o || !json_object_is_type(o, json_type_object)) {
+    json_object_put(o);
+    return rr_err_set(e, RR_DATA_LOSS, "the state of container \"%s\" is corrupt", id);
+  }
+  memset(ret, 0, sizeof *ret);
+  ret->id = strdup(id);
+  ret->bundle = json_str(o, "bundle");
+  ret->rootfs = json_str(o, "rootfs");
+  ret->created = json_str(o, "created");
+  ret->owner = json_str(o, "owner");
+  ret->cgroup = json_str(o, "cgroup");
+  json_object *v;
+  if (json_object_object_get_ex(o, "pid", &v))
+    ret->pid = (pid_t)json_object_get_int(v);
+  if (json_object_object_get_ex(o, "start_ticks", &v))
+    ret->start_ticks = (uint64_t)json_object_get_int64(v);
+  if (json_object_object_get_ex(o, "annotations", &v) && json_object_is_type(v, json_type_object))
+    ret->annotations = json_object_get(v);
+  else
+    ret->annotations = json_object_new_object();
+  json_object_put(o);
+  ret->dirfd = TAKE_FD(fd);
+  return 0;
+}
+
+int runproc_container_save(const runproc_container *c, rr_err *e) {
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "id", json_object_new_string(c->id));
+  json_object_object_add(o, "pid", json_object_new_int(c->pid));
+  json_object_object_add(o, "start_ticks", json_object_new_int64((int64_t)c->start_ticks));
+  json_object_object_add(o, "bundle", json_object_new_string(c->bundle ? c->bundle : ""));
+  json_object_object_add(o, "rootfs", json_object_new_string(c->rootfs ? c->rootfs : ""));
+  json_object_object_add(o, "created", json_object_new_string(c->created ? c->created : ""));
+  json_object_object_add(o, "owner", json_object_new_string(c->owner ? c->owner : ""));
+  json_object_object_add(o, "cgroup", json_object_new_string(c->cgroup ? c->cgroup : ""));
+  json_object_object_add(o, "annotations", json_object_get(c->annotations));
+  const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/fd/%d/state.json", c->dirfd);
+  int rc = runproc_write_atomic(path, s, strlen(s), e);
+  json_object_put(o);
+  if (rc < 0)
+    return rr_err_wrap(e, "cannot save the state of \"%s\"", c->id);
+  return 0;
+}
+
+int runproc_container_remove(runproc_ctx *ctx, runproc_container *c, rr_err *e) {
+  /* state.json first: from then on the container does not exist */
+  const char *files[] = {"state.json", "exec.fifo"};
+  for (size_t i = 0; i < 2; i++)
+    if (unlinkat(c->dirfd, files[i], 0) < 0 && errno != ENOENT)
+      return rr_err_sys(e, RR_INTERNAL, errno, "cannot remove %s of \"%s\"", files[i], c->id);
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/%s", ctx->root, c->id);
+  if (rmdir(dir) < 0 && errno != ENOENT)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot remove \"%s\"", dir);
+  return 0;
+}
+
+void runproc_container_free(runproc_container *c) {
+  if (c->dirfd > 0)
+    close(c->dirfd); /* the lock goes with it */
+  free(c->id);
+  free(c->bundle);
+  free(c->rootfs);
+  free(c->created);
+  free(c->owner);
+  free(c->cgroup);
+  json_object_put(c->annotations);
+  memset(c, 0, sizeof *c);
+}
+
+/* Whether pid is still the process started at ticks, and not a zombie. */
+static bool runproc_pid_alive(pid_t pid, uint64_t ticks) {
+  if (pid <= 0)
+    return false;
+  char p[64], buf[1024];
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+  _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  ssize_t n = rr_read(fd, buf, sizeof buf - 1);
+  if (n <= 0)
+    return false;
+  buf[n] = '\0';
+  char *s = strrchr(buf, ')');
+  if (!s || !s[1] || !s[2])
+    return false;
+  char state = s[2];
+  if (state == 'Z' || state == 'X')
+    return false;
+  s++;
+  for (int field = 3; field < 22; field++)
+    if (!(s = strchr(s + 1, ' ')))
+      return false;
+  return strtoull(s + 1, NULL, 10) == ticks;
+}
+
+runproc_status runproc_container_status(const runproc_container *c) {
+  if (!runproc_pid_alive(c->pid, c->start_ticks))
+    return RUNPROC_STOPPED;
+  if (faccessat(c->dirfd, "exec.fifo", F_OK, 0) == 0)
+    return RUNPROC_CREATED;
+  return RUNPROC_RUNNING;
+}
+
+const char *runproc_status_name(runproc_status s) {
+  switch (s) {
+  case RUNPROC_CREATED:
+    return "created";
+  case RUNPROC_RUNNING:
+    return "running";
+  default:
+    return "stopped";
+  }
+}
+
+json_object *runproc_container_state_json(const runproc_container *c) {
+  runproc_status st = runproc_container_status(c);
+  json_object *o = json_object_new_object();
+  json_object_object_add(o, "ociVersion", json_object_new_string(RUNPROC_OCI_VERSION));
+  json_object_object_add(o, "id", json_object_new_string(c->id));
+  json_object_object_add(o, "pid", json_object_new_int(st == RUNPROC_STOPPED ? 0 : c->pid));
+  json_object_object_add(o, "status", json_object_new_string(runproc_status_name(st)));
+  json_object_object_add(o, "bundle", json_object_new_string(c->bundle ? c->bundle : ""));
+  json_object_object_add(o, "rootfs", json_object_new_string(c->rootfs ? c->rootfs : ""));
+  json_object_object_add(o, "created", json_object_new_string(c->created ? c->created : ""));
+  json_object_object_add(o, "owner", json_object_new_string(c->owner ? c->owner : ""));
+  if (c->annotations && json_object_object_length(c->annotations) > 0)
+    json_object_object_add(o, "annotations", json_object_get(c->annotations));
+  return o;
+}
+
+int runproc_container_pidfd(const runproc_container *c) {
+  if (c->pid <= 0)
+    return -1;
+  int fd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+  if (fd < 0)
+    return -1;
+  /* checked after the open: the fd cannot point at a reused pid */
+  if (!runproc_pid_alive(c->pid, c->start_ticks)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Same pid namespace inode as pid's (st of its /proc/PID/ns/pid). */
+static bool runproc_same_pidns(pid_t pid, const struct stat *ns) {
+  char p[64];
+  struct stat st;
+  snprintf(p, sizeof p, "/proc/%d/ns/pid", (int)pid);
+  return stat(p, &st) == 0 && st.st_dev == ns->st_dev && st.st_ino == ns->st_ino;
+}
+
+int runproc_container_signal(const runproc_container *c, int sig, bool all, rr_err *e) {
+  _cleanup_close_ int pidfd = runproc_container_pidfd(c);
+  if (pidfd < 0)
+    return rr_err_set(e, RR_FAILED_PRECONDITION, "container \"%s\" is not running", c->id);
+  if (all) {
+    /* every process of its own pid namespace (the init's when it has one) */
+    char p[64];
+    struct stat ns, self;
+    snprintf(p, sizeof p, "/proc/%d/ns/pid", (int)c->pid);
+    if (stat(p, &ns) == 0 && stat("/proc/self/ns/pid", &self) == 0 &&
+        (ns.st_ino != self.st_ino || ns.st_dev != self.st_dev)) {
+      DIR *d = opendir("/proc");
+      struct dirent *de;
+      while (d && (de = readdir(d))) {
+        pid_t q = (pid_t)strtol(de->d_name, NULL, 10);
+        if (q > 0 && q != c->pid && runproc_same_pidns(q, &ns))
+          kill(q, sig);
+      }
+      if (d)
+        closedir(d);
+    }
+  }
+  if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0)
+    return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "cannot signal container \"%s\"", c->id);
+  return 0;
+}
+
+int runproc_container_kill_wait(const runproc_container *c, rr_err *e) {
+  _cleanup_close_ int pidfd = runproc_container_pidfd(c);
+  if (pidfd < 0)
+    return 0;
+  if (runproc_container_signal(c, SIGKILL, true, e) < 0)
+    return runproc_pid_alive(c->pid, c->start_ticks) ? -1 : 0;
+  struct pollfd pf = {.fd = pidfd, .events = POLLIN};
+  for (int i = 0; i < 50; i++) {
+    int n = poll(&pf, 1, 100);
+    if (n > 0 || !runproc_pid_alive(c->pid, c->start_ticks))
+      return 0;
+  }
+  return rr_err_set(e, RR_DEADLINE_EXCEEDED, "container \"%s\" did not die after SIGKILL", c->id);
+}

@@ -1,0 +1,179 @@
+/* runproc create: the bundle's config.json parsed (errors name the field),
+ * ROOT/ID made and locked, exec.fifo, and the engine's sb_spawn with
+ * wait_start: when create returns, everything is set up (namespaces,
+ * mounts, pivot_root, ids, caps) and the process waits on the fifo until
+ * `start` writes to it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "runproc.h"
+#include "sandbox/sandbox.h"
+#include "sandbox/spec.h"
+
+int runproc_create_parse(runproc_ctx *ctx, int argc, char **argv, runproc_create_opts *o,
+                         bool *detach) {
+  memset(o, 0, sizeof *o);
+  o->bundle = ".";
+  for (int i = 1; i < argc; i++) {
+    const char *v = NULL, *a = argv[i];
+    int r;
+    if ((r = runproc_opt(argc, argv, &i, "bundle", 'b', &v)))
+      o->bundle = v;
+    else if ((r = runproc_opt(argc, argv, &i, "pid-file", 0, &v)))
+      o->pid_file = v;
+    else if ((r = runproc_opt(argc, argv, &i, "console-socket", 0, &v)))
+      o->console_socket = v;
+    else if ((r = runproc_opt(argc, argv, &i, "preserve-fds", 0, &v))) {
+      char *end;
+      long n = v ? strtol(v, &end, 10) : -1;
+      if (!v || *end || n < 0 || n > 1024)
+        return runproc_fail(ctx, "invalid --preserve-fds \"%s\"", v ? v : "");
+      o->preserve_fds = (int)n;
+    } else if (runproc_flag(a, "no-pivot", 0))
+      o->no_pivot = true;
+    else if (runproc_flag(a, "no-new-keyring", 0))
+      o->no_new_keyring = true;
+    else if (detach && runproc_flag(a, "detach", 'd'))
+      *detach = true;
+    else if (runproc_flag(a, "keep", 0) || runproc_flag(a, "no-subreaper", 0))
+      ; /* run's flags of runc that change nothing here */
+    else if (a[0] == '-' && a[1])
+      return runproc_fail(ctx, "unknown option \"%s\"", a);
+    else if (!o->id)
+      o->id = a;
+    else
+      return runproc_fail(ctx, "unexpected argument \"%s\"", a);
+    if (r < 0)
+      return runproc_fail(ctx, "option \"%s\" needs a value", a);
+  }
+  if (!o->id)
+    return runproc_fail(ctx, "a container id is needed (runproc %s [OPTIONS] ID)", ctx->verb);
+  return -1;
+}
+
+/* The annotations object of config.json (json-c, raw: the engine's spec
+ * ignores them). */
+static json_object *runproc_annotations(const char *config) {
+  json_object *o = json_object_from_file(config), *a = NULL;
+  if (o && json_object_object_get_ex(o, "annotations", &a) &&
+      json_object_is_type(a, json_type_object))
+    a = json_object_get(a);
+  else
+    a = NULL;
+  json_object_put(o);
+  return a ? a : json_object_new_object();
+}
+
+static int runproc_write_pid_file(const char *path, pid_t pid, rr_err *e) {
+  char buf[24];
+  int n = snprintf(buf, sizeof buf, "%d", (int)pid);
+  return runproc_write_atomic(path, buf, (size_t)n, e);
+}
+
+int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidfd,
+                   int *ret_start_fd, rr_err *e) {
+  if (runproc_id_check(o->id, e) < 0)
+    return -1;
+  if (o->preserve_fds > 0)
+    return rr_err_set(e, RR_UNIMPLEMENTED, "--preserve-fds: not implemented yet");
+  char bundle[PATH_MAX], config[PATH_MAX + 16];
+  if (!realpath(o->bundle, bundle))
+    return rr_err_sys(e, RR_NOT_FOUND, errno, "bundle \"%s\"", o->bundle);
+  snprintf(config, sizeof config, "%s/config.json", bundle);
+  sb_spec *s = NULL;
+  if (sb_spec_load(config, bundle, &s, e) < 0)
+    return -1;
+  int rc = -1;
+  runproc_container c = {0};
+  _cleanup_close_ int fifo = -1;
+  sb_spawn_result r = {.pidfd = -1};
+  if (sb_spec_validate(s, e) < 0) {
+    rr_err_wrap(e, "%s", config);
+    goto out;
+  }
+  if (s->process.terminal) {
+    rr_err_set(e, RR_UNIMPLEMENTED,
+               "process.terminal: a terminal (--console-socket) is not implemented yet");
+    goto out;
+  }
+  if (s->cgroups_path || (s->resources && cg_limits_any(s->resources))) {
+    rr_err_set(e, RR_UNIMPLEMENTED, "linux.cgroupsPath and linux.resources: not implemented yet");
+    goto out;
+  }
+  if (runproc_container_new(ctx, o->id, &c, e) < 0)
+    goto out;
+  c.bundle = strdup(bundle);
+  c.rootfs = strdup(s->root_path ? s->root_path : "/");
+  char now[48], fifo_path[4200];
+  c.created = strdup(runproc_rfc3339(now, sizeof now));
+  c.owner = strdup(""); /* as runc's state says */
+  c.cgroup = strdup("");
+  json_object_put(c.annotations);
+  c.annotations = runproc_annotations(config);
+  runproc_fifo_path(ctx, o->id, fifo_path, sizeof fifo_path);
+  if (mkfifo(fifo_path, 0600) < 0) {
+    rr_err_sys(e, RR_INTERNAL, errno, "cannot create \"%s\"", fifo_path);
+    goto remove;
+  }
+  /* O_RDWR: the open does not wait for a writer, and the container's read
+   * waits for start's byte */
+  fifo = open(fifo_path, O_RDWR | O_CLOEXEC);
+  if (fifo < 0) {
+    rr_err_sys(e, RR_INTERNAL, errno, "cannot open \"%s\"", fifo_path);
+    goto remove;
+  }
+  sb_spawn_opts so = {.stdin_fd = 0,
+                      .stdout_fd = 1,
+                      .stderr_fd = 2,
+                      .status_fd = -1,
+                      .wait_start = true,
+                      .start_fd = fifo};
+  if (sb_spawn(s, &so, &r, e) < 0)
+    goto remove;
+  c.pid = r.pid;
+  c.start_ticks = r.start_ticks;
+  if (runproc_container_save(&c, e) < 0)
+    goto kill;
+  if (o->pid_file && runproc_write_pid_file(o->pid_file, r.pid, e) < 0) {
+    rr_err_wrap(e, "--pid-file");
+    goto kill;
+  }
+  runproc_debug(ctx, "created container %s: pid %d", o->id, (int)r.pid);
+  if (ret_pidfd)
+    *ret_pidfd = TAKE_FD(r.pidfd);
+  if (ret_start_fd)
+    *ret_start_fd = TAKE_FD(fifo);
+  rc = 0;
+  goto out;
+kill:
+  runproc_container_kill_wait(&c, NULL);
+remove:
+  runproc_container_remove(ctx, &c, NULL);
+out:
+  if (r.pidfd >= 0)
+    close(r.pidfd);
+  runproc_container_free(&c);
+  sb_spec_free(s);
+  return rc;
+}
+
+static int cmd_create(runproc_ctx *ctx, int argc, char **argv) {
+  runproc_create_opts o;
+  int rc = runproc_create_parse(ctx, argc, argv, &o, NULL);
+  if (rc >= 0)
+    return rc;
+  rr_err e = {0};
+  if (runproc_create(ctx, &o, NULL, NULL, &e) < 0)
+    return runproc_fail_err(ctx, &e);
+  return 0;
+}
+
+const runproc_command runproc_cmd_create = {
+    "create", "create [--bundle DIR] [--pid-file F] [--console-socket S] ID", cmd_create};

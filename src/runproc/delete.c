@@ -1,0 +1,38 @@
+/* runproc delete [--force] ID: a stopped or created container goes (a
+ * created one is killed first, as runc does); a running one only with
+ * --force (SIGKILL to all of it, then wait). */
+#include "runproc.h"
+
+static int cmd_delete(runproc_ctx *ctx, int argc, char **argv) {
+  const char *id = NULL;
+  bool force = false;
+  for (int i = 1; i < argc; i++) {
+    if (runproc_flag(argv[i], "force", 'f'))
+      force = true;
+    else if (argv[i][0] == '-' && argv[i][1])
+      return runproc_fail(ctx, "unknown option \"%s\"", argv[i]);
+    else if (!id)
+      id = argv[i];
+    else
+      return runproc_fail(ctx, "unexpected argument \"%s\"", argv[i]);
+  }
+  if (!id)
+    return runproc_fail(ctx, "usage: runproc delete [--force] ID");
+  rr_err e = {0};
+  runproc_container c;
+  if (runproc_container_load(ctx, id, &c, &e) < 0)
+    return runproc_fail_err(ctx, &e);
+  int rc = 0;
+  runproc_status st = runproc_container_status(&c);
+  if (st == RUNPROC_RUNNING && !force)
+    rc = runproc_fail(ctx, "cannot delete container \"%s\": it is running (stop it, or --force)",
+                      id);
+  else if (st != RUNPROC_STOPPED && runproc_container_kill_wait(&c, &e) < 0)
+    rc = runproc_fail_err(ctx, &e);
+  else if (runproc_container_remove(ctx, &c, &e) < 0)
+    rc = runproc_fail_err(ctx, &e);
+  runproc_container_free(&c);
+  return rc;
+}
+
+const runproc_command runproc_cmd_delete = {"delete", "delete [--force] ID", cmd_delete};

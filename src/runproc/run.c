@@ -1,0 +1,78 @@
+/* runproc run [--detach] ID: create and start in one; in the foreground it
+ * forwards signals to the container, waits for it, deletes it and exits
+ * with its status (the init's: the command's code, or 128+N). */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "runproc.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+
+/* Wait for the container's init, passing our signals on; its status. */
+static int runproc_wait_forwarding(int pidfd) {
+  sigset_t set;
+  sigemptyset(&set);
+  for (size_t i = 0; i < RR_ARRAY_SIZE(forwarded); i++)
+    sigaddset(&set, forwarded[i]);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  _cleanup_close_ int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+  for (;;) {
+    struct pollfd pf[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+    if (poll(pf, sfd >= 0 ? 2 : 1, -1) < 0 && errno != EINTR)
+      break;
+    if (pf[0].revents)
+      break;
+    struct signalfd_siginfo si;
+    if (sfd >= 0 && (pf[1].revents & POLLIN) && read(sfd, &si, sizeof si) == sizeof si)
+      syscall(SYS_pidfd_send_signal, pidfd, (int)si.ssi_signo, NULL, 0);
+  }
+  siginfo_t si;
+  while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0)
+    if (errno != EINTR)
+      return 255;
+  return si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+}
+
+static int cmd_run(runproc_ctx *ctx, int argc, char **argv) {
+  runproc_create_opts o;
+  bool detach = false;
+  int rc = runproc_create_parse(ctx, argc, argv, &o, &detach);
+  if (rc >= 0)
+    return rc;
+  rc = 0;
+  rr_err e = {0};
+  _cleanup_close_ int pidfd = -1, start = -1;
+  if (runproc_create(ctx, &o, &pidfd, &start, &e) < 0)
+    return runproc_fail_err(ctx, &e);
+  char fifo[4200];
+  runproc_fifo_path(ctx, o.id, fifo, sizeof fifo);
+  if (write(start, "0", 1) != 1) {
+    rc = runproc_fail(ctx, "cannot start container \"%s\"", o.id);
+    detach = false;
+  }
+  unlink(fifo);
+  if (detach)
+    return 0;
+  int status = runproc_wait_forwarding(pidfd);
+  runproc_container c;
+  if (runproc_container_load(ctx, o.id, &c, &e) == 0) {
+    if (runproc_container_remove(ctx, &c, &e) < 0)
+      runproc_fail_err(ctx, &e);
+    runproc_container_free(&c);
+  }
+  return rc ? rc : status;
+}
+
+const runproc_command runproc_cmd_run = {"run", "run [--bundle DIR] [--detach] [--pid-file F] ID",
+                                         cmd_run};

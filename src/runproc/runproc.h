@@ -1,0 +1,117 @@
+/* runproc: an OCI runtime with runc's command line, on the sandbox engine
+ * (src/sandbox). One file per verb; this header is what they share: the
+ * context of the global options, the command table's entry, the state of
+ * a container in ROOT/ID/ (container.c), errors and the log (util.c). */
+#pragma once
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/err.h"
+
+#define RUNPROC_DEFAULT_ROOT "/run/runproc"
+#define RUNPROC_OCI_VERSION "1.0.2"
+
+typedef struct runproc_ctx {
+  const char *root; /* state directory: ROOT/ID/ per container */
+  const char *log_path;
+  bool log_json;
+  bool debug;
+  bool systemd_cgroup, rootless; /* accepted, not acted on */
+  const char *verb;
+} runproc_ctx;
+
+typedef struct runproc_command {
+  const char *name;
+  const char *usage;
+  int (*run)(runproc_ctx *ctx, int argc, char **argv); /* exit code */
+} runproc_command;
+
+/* What ROOT/ID/state.json keeps. */
+typedef struct runproc_container {
+  char *id;
+  char *bundle;
+  char *rootfs;
+  char *created; /* RFC 3339 */
+  char *owner;
+  pid_t pid; /* the container's init (0 before it exists) */
+  uint64_t start_ticks;
+  json_object *annotations; /* owned; an object */
+  char *cgroup;             /* the cgroup made for it ("" none) */
+  int dirfd;                /* ROOT/ID, locked (flock) while we hold it */
+} runproc_container;
+
+typedef enum runproc_status {
+  RUNPROC_CREATED,
+  RUNPROC_RUNNING,
+  RUNPROC_STOPPED,
+} runproc_status;
+
+/* util.c */
+/* "runproc: VERB: msg" on stderr (and a log line with --log); returns 1. */
+int runproc_fail(runproc_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same for an error object. */
+int runproc_fail_err(runproc_ctx *ctx, const rr_err *e);
+/* A debug line in the log (with --debug). */
+void runproc_debug(runproc_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Now (or t) in RFC 3339 with nanoseconds, UTC, into buf (>= 40 bytes). */
+char *runproc_rfc3339(char *buf, size_t size);
+/* Signal number of "9", "KILL", "SIGKILL", "kill"; -1 if none. */
+int runproc_signal_parse(const char *s);
+/* Write data to path through a temporary file and rename (0644). */
+int runproc_write_atomic(const char *path, const char *data, size_t len, rr_err *e);
+/* A container id: [A-Za-z0-9_.+-], 1..1024 bytes, not "." or "..". */
+int runproc_id_check(const char *id, rr_err *e);
+/* Whether arg is the boolean flag NAME ("--name", "-name", "-s"). */
+bool runproc_flag(const char *arg, const char *name, char s);
+/* argv[*i] is option NAME ("--name V", "--name=V", "-s V"): 1 and *ret (*i
+ * moved past V); 0 when it is not; -1 when V is missing. */
+int runproc_opt(int argc, char **argv, int *i, const char *name, char s, const char **ret);
+
+/* container.c */
+/* Make ROOT/ID (ALREADY_EXISTS when there) and lock it. */
+int runproc_container_new(runproc_ctx *ctx, const char *id, runproc_container *ret, rr_err *e);
+/* Open and lock ROOT/ID, read its state (NOT_FOUND: no such container). */
+int runproc_container_load(runproc_ctx *ctx, const char *id, runproc_container *ret, rr_err *e);
+/* Write state.json atomically. */
+int runproc_container_save(const runproc_container *c, rr_err *e);
+/* Remove ROOT/ID and its files. */
+int runproc_container_remove(runproc_ctx *ctx, runproc_container *c, rr_err *e);
+/* Unlock and free. */
+void runproc_container_free(runproc_container *c);
+/* What the container is now: its process checked by pid and start time. */
+runproc_status runproc_container_status(const runproc_container *c);
+const char *runproc_status_name(runproc_status s);
+/* runc's state object (ociVersion, id, pid, status, bundle, rootfs, created,
+ * owner, annotations). */
+json_object *runproc_container_state_json(const runproc_container *c);
+/* A pidfd of the container's process when it is still that process; -1
+ * when it ended (or its pid was reused). */
+int runproc_container_pidfd(const runproc_container *c);
+/* Send sig to the process, or with all to every process of its pid
+ * namespace (or its cgroup). */
+int runproc_container_signal(const runproc_container *c, int sig, bool all, rr_err *e);
+/* SIGKILL everything and wait (up to ~5 s) until the process is gone. */
+int runproc_container_kill_wait(const runproc_container *c, rr_err *e);
+/* Path of ROOT/ID/exec.fifo into buf. */
+void runproc_fifo_path(runproc_ctx *ctx, const char *id, char *buf, size_t size);
+
+/* create.c: the shared part of create and run. Leaves the container
+ * created; *ret_pidfd (when not NULL) gets the init's pidfd, *ret_start_fd
+ * (when not NULL) the fifo end that starts it. */
+typedef struct runproc_create_opts {
+  const char *id, *bundle, *pid_file, *console_socket;
+  int preserve_fds;
+  bool no_pivot, no_new_keyring;
+} runproc_create_opts;
+int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidfd,
+                   int *ret_start_fd, rr_err *e);
+/* Parse create's and run's flags from argv; returns an exit code >= 0 on
+ * error/help, -1 to go on. */
+int runproc_create_parse(runproc_ctx *ctx, int argc, char **argv, runproc_create_opts *o,
+                         bool *detach);
+
+extern const runproc_command runproc_cmd_create, runproc_cmd_start, runproc_cmd_state,
+    runproc_cmd_kill, runproc_cmd_delete, runproc_cmd_run, runproc_cmd_list, runproc_cmd_spec,
+    runproc_cmd_features;

@@ -21,6 +21,7 @@
  *    memory limits to the request's limits for each of the two it leaves
  *    unset. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,14 +114,54 @@ static int bind_denied(const char *field, const char *src, rr_err *e) {
                     field, SJ_QUOTE(src));
 }
 
-/* realpath(src) component by component, never looking at a path outside the
- * allowed dirs and those leading to them: rund resolves as root, and the
- * answer must tell nothing of paths elsewhere (a caller's symlink to
- * /root/x gets the same refusal whether /root/x exists or not). */
-static int bind_resolve(const char *src, const char *field, char (*dirs)[PATH_MAX], size_t n,
+static int bind_unresolved(const char *field, const char *src, int err, rr_err *e) {
+  return rr_err_sys(e, err == ENOENT || err == ENOTDIR ? RR_NOT_FOUND : RR_FAILED_PRECONDITION, err,
+                    "%s: cannot resolve %s", field, SJ_QUOTE(src));
+}
+
+/* The allowed dirs: canonical paths (what may be probed) and the objects. */
+typedef struct bind_allowed {
+  char (*dirs)[PATH_MAX];
+  struct stat *ids;
+  size_t n;
+} bind_allowed;
+
+/* An O_PATH fd of directory fd's parent ("/" is its own). */
+static int dir_parent(int fd) { return openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC); }
+
+/* Directory fd is one of the allowed dirs or below one: walked up by ".."
+ * from the object itself, not from a name that may point elsewhere now. */
+static bool fd_below(int fd, const bind_allowed *a) {
+  _cleanup_close_ int cur = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  struct stat st, up;
+  for (int depth = 0; cur >= 0 && depth < PATH_MAX && fstat(cur, &st) == 0; depth++) {
+    for (size_t i = 0; i < a->n; i++)
+      if (st.st_dev == a->ids[i].st_dev && st.st_ino == a->ids[i].st_ino)
+        return true;
+    _cleanup_close_ int parent = dir_parent(cur);
+    if (parent < 0 || fstat(parent, &up) < 0 || (up.st_dev == st.st_dev && up.st_ino == st.st_ino))
+      return false; /* reached the root */
+    close(cur);
+    cur = TAKE_FD(parent);
+  }
+  return false;
+}
+
+/* realpath(src) component by component on fds (openat O_PATH|O_NOFOLLOW
+ * from the directory reached, never a path string looked up again), never
+ * looking at a path outside the allowed dirs and those leading to them:
+ * rund resolves as root, and the answer must tell nothing of paths
+ * elsewhere (a caller's symlink to /root/x gets the same refusal whether
+ * /root/x exists or not). *ret_fd: the object reached, checked to be below
+ * an allowed dir, which is what gets mounted. */
+static int bind_resolve(const char *src, const char *field, const bind_allowed *a, int *ret_fd,
                         rr_err *e) {
   char rest[2 * PATH_MAX], cur[PATH_MAX] = "", next[PATH_MAX], target[PATH_MAX];
   snprintf(rest, sizeof rest, "%s", src);
+  _cleanup_close_ int dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  _cleanup_close_ int leaf = -1; /* a non-directory reached in dir: must be last */
+  if (dir < 0)
+    return bind_unresolved(field, src, errno, e);
   size_t pos = 0;
   int links = 0;
   for (;;) {
@@ -133,27 +174,43 @@ static int bind_resolve(const char *src, const char *field, char (*dirs)[PATH_MA
     pos += len;
     if (len == 1 && comp[0] == '.')
       continue;
+    if (leaf >= 0)
+      return bind_unresolved(field, src, ENOTDIR, e);
     if (len == 2 && comp[0] == '.' && comp[1] == '.') {
       char *slash = strrchr(cur, '/');
       if (slash)
         *slash = '\0';
+      int up = dir_parent(dir);
+      if (up < 0)
+        return bind_unresolved(field, src, errno, e);
+      close(dir);
+      dir = up;
       continue;
     }
     if ((size_t)snprintf(next, sizeof next, "%s/%.*s", cur, (int)len, comp) >= sizeof next)
       return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: %s resolves to a path too long", field,
                         SJ_QUOTE(src));
-    if (!probe_ok(next, dirs, n))
+    if (!probe_ok(next, a->dirs, a->n))
       return bind_denied(field, src, e);
+    if (len > NAME_MAX)
+      return bind_unresolved(field, src, ENAMETOOLONG, e);
+    char name[NAME_MAX + 1];
+    memcpy(name, comp, len);
+    name[len] = '\0';
+    _cleanup_close_ int fd = openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
-    if (lstat(next, &st) < 0)
-      return rr_err_sys(e,
-                        errno == ENOENT || errno == ENOTDIR ? RR_NOT_FOUND : RR_FAILED_PRECONDITION,
-                        errno, "%s: cannot resolve %s", field, SJ_QUOTE(src));
+    if (fd < 0 || fstat(fd, &st) < 0)
+      return bind_unresolved(field, src, errno, e);
     if (!S_ISLNK(st.st_mode)) {
       memcpy(cur, next, sizeof cur);
+      if (S_ISDIR(st.st_mode)) {
+        close(dir);
+        dir = TAKE_FD(fd);
+      } else
+        leaf = TAKE_FD(fd);
       continue;
     }
-    ssize_t tl = readlink(next, target, sizeof target - 1);
+    ssize_t tl = readlinkat(fd, "", target, sizeof target - 1);
     if (tl < 0)
       return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "%s: cannot resolve %s", field,
                         SJ_QUOTE(src));
@@ -167,41 +224,73 @@ static int bind_resolve(const char *src, const char *field, char (*dirs)[PATH_MA
                         SJ_QUOTE(src));
     memcpy(rest, joined, sizeof rest);
     pos = 0;
-    if (target[0] == '/')
+    if (target[0] == '/') {
       cur[0] = '\0';
+      close(dir);
+      if ((dir = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return bind_unresolved(field, src, errno, e);
+    }
   }
-  for (size_t i = 0; i < n; i++)
-    if (path_below(cur[0] ? cur : "/", dirs[i]))
-      return 0;
-  return bind_denied(field, src, e);
+  bool below = false;
+  for (size_t i = 0; i < a->n && !below; i++)
+    below = path_below(cur[0] ? cur : "/", a->dirs[i]);
+  /* the name says so; the object must too (a directory on the way may
+   * have been swapped since it was opened) */
+  if (!below || !fd_below(dir, a))
+    return bind_denied(field, src, e);
+  *ret_fd = leaf >= 0 ? TAKE_FD(leaf) : TAKE_FD(dir);
+  return 0;
 }
 
-int sb_binds_check(const sb_bind *b, size_t n, const char *const *allowed, size_t nallowed,
-                   rr_err *e) {
+int sb_binds_open(const sb_bind *b, size_t n, const char *const *allowed, size_t nallowed,
+                  int *ret_fds, rr_err *e) {
   if (n > SB_MAX_BINDS)
     return rr_err_set(e, RR_INVALID_ARGUMENT, "binds: %zu entries (at most %d)", n, SB_MAX_BINDS);
   if (nallowed > SB_MAX_BINDS)
     return rr_err_set(e, RR_INVALID_ARGUMENT, "allowed bind dirs: %zu (at most %d)", nallowed,
                       SB_MAX_BINDS);
   _cleanup_free_ char(*dirs)[PATH_MAX] = calloc(nallowed ? nallowed : 1, PATH_MAX);
-  if (!dirs)
+  _cleanup_free_ struct stat *ids = calloc(nallowed ? nallowed : 1, sizeof *ids);
+  if (!dirs || !ids)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "binds: out of memory");
-  size_t ndirs = 0;
-  for (size_t i = 0; i < nallowed; i++)
-    if (realpath(allowed[i], dirs[ndirs])) /* one that does not exist allows nothing */
-      ndirs++;
-  for (size_t i = 0; i < n; i++) {
+  bind_allowed a = {.dirs = dirs, .ids = ids};
+  for (size_t i = 0; i < nallowed; i++) {
+    /* one that does not exist allows nothing */
+    _cleanup_close_ int fd =
+        realpath(allowed[i], dirs[a.n]) ? open(dirs[a.n], O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (fd >= 0 && fstat(fd, &ids[a.n]) == 0)
+      a.n++;
+  }
+  int fds[SB_MAX_BINDS];
+  size_t nfds = 0;
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
     char field[64];
     snprintf(field, sizeof field, "binds[%zu].source", i);
-    if (sb_path_check(b[i].source, field, e) < 0)
-      return -1;
+    rc = sb_path_check(b[i].source, field, e);
     snprintf(field, sizeof field, "binds[%zu].destination", i);
-    if (sb_path_check(b[i].destination, field, e) < 0)
-      return -1;
+    if (rc == 0)
+      rc = sb_path_check(b[i].destination, field, e);
     snprintf(field, sizeof field, "binds[%zu].source", i);
-    if (bind_resolve(b[i].source, field, dirs, ndirs, e) < 0)
-      return -1;
+    if (rc == 0 && (rc = bind_resolve(b[i].source, field, &a, &fds[nfds], e)) == 0)
+      nfds++;
   }
+  if (rc < 0) {
+    for (size_t i = 0; i < nfds; i++)
+      close(fds[i]);
+    return -1;
+  }
+  memcpy(ret_fds, fds, nfds * sizeof *fds);
+  return 0;
+}
+
+int sb_binds_check(const sb_bind *b, size_t n, const char *const *allowed, size_t nallowed,
+                   rr_err *e) {
+  int fds[SB_MAX_BINDS];
+  if (sb_binds_open(b, n, allowed, nallowed, fds, e) < 0)
+    return -1;
+  for (size_t i = 0; i < n; i++)
+    close(fds[i]);
   return 0;
 }
 
@@ -277,10 +366,15 @@ static int mounts_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e
   if (!pa->rootfs && strcmp(cwd, "/") != 0 && !path_is_fresh_mount(cwd) && (!strict || below_tmp) &&
       add_mount(s, cwd, "bind", cwd, (const char *[]){"rbind", strict ? "ro" : "rw", NULL}, e) < 0)
     return -1;
-  for (size_t i = 0; i < pa->nbinds; i++)
+  for (size_t i = 0; i < pa->nbinds; i++) {
     if (add_mount(s, pa->binds[i].destination, "bind", pa->binds[i].source,
                   (const char *[]){"rbind", pa->binds[i].readonly ? "ro" : "rw", NULL}, e) < 0)
       return -1;
+    if (pa->fds) {
+      s->mounts[s->nmounts - 1].has_source_fd = true;
+      s->mounts[s->nmounts - 1].source_fd = pa->fds[1 + i];
+    }
+  }
   return 0;
 }
 
@@ -335,6 +429,10 @@ static int params_check(sb_profile p, const sb_params *pa, rr_err *e) {
     if (sb_path_check(pa->binds[i].destination ? pa->binds[i].destination : "", field, e) < 0)
       return -1;
   }
+  for (size_t i = 0; pa->fds && i <= pa->nbinds; i++)
+    if (pa->fds[i] < 0 && (i || pa->rootfs))
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: no fd of the checked source",
+                        i ? "binds" : "rootfs");
   if (pa->net != SB_NET_PROFILE && pa->net != SB_NET_NONE && pa->net != SB_NET_HOST)
     return rr_err_set(e, RR_INVALID_ARGUMENT, "net: unknown mode %d", (int)pa->net);
   if (pa->hostname && sb_hostname_check(pa->hostname, "hostname", e) < 0)
@@ -382,6 +480,10 @@ static int spec_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e) 
   s->nmasked_paths = RR_ARRAY_SIZE(masked_paths);
   s->nreadonly_paths = RR_ARRAY_SIZE(readonly_paths);
   s->root_readonly = strict || !pa->rootfs;
+  if (pa->rootfs && pa->fds) {
+    s->has_root_fd = true;
+    s->root_fd = pa->fds[0];
+  }
   static const sb_ns_type base[] = {SB_NS_PID, SB_NS_MOUNT, SB_NS_IPC, SB_NS_UTS, SB_NS_CGROUP};
   for (size_t i = 0; i < RR_ARRAY_SIZE(base); i++)
     s->ns[base[i]].enabled = true;

@@ -65,6 +65,10 @@ typedef struct sb_params {
    * be made otherwise. */
   bool rootless;
   const cg_limits *limits; /* NULL: none */
+  /* What sb_binds_open checked, mounted instead of looking the paths up
+   * again: fds[0] the rootfs (unused without one), fds[1 + i] binds[i];
+   * borrowed. NULL: by path (a config's sources). */
+  const int *fds;
 } sb_params;
 
 const char *sb_profile_name(sb_profile p);
@@ -80,5 +84,10 @@ int sb_spec_for_profile(sb_profile p, const sb_params *params, sb_spec **ret, rr
  * otherwise; INVALID_ARGUMENT for a relative or malformed path. */
 int sb_binds_check(const sb_bind *b, size_t n, const char *const *allowed, size_t nallowed,
                    rr_err *e);
+/* sb_binds_check keeping what it checked: ret_fds[i] an O_PATH|O_CLOEXEC
+ * fd of binds[i].source's object, owned by the caller (sb_params.fds, so
+ * that the sandbox mounts that object, not what the path names later). */
+int sb_binds_open(const sb_bind *b, size_t n, const char *const *allowed, size_t nallowed,
+                  int *ret_fds, rr_err *e);
 /* Parse "SRC:DST[:ro]" (the CLI and config form). */
 int sb_bind_parse(const char *text, const char *field, sb_bind *ret, char **storage, rr_err *e);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -174,6 +175,33 @@ static int sb_parent_sync(const struct sb_child *c, pid_t pid, int pidfd, int so
   return rr_err_sys(e, RR_INTERNAL, n < 0 ? err : EPROTO, "sandbox: lost the child's report");
 }
 
+/* A detached copy of what fd names, in our mount namespace (a mount of an
+ * fd from it is refused in the child's: EINVAL); -1 if the kernel has no
+ * open_tree or we may not (not root). */
+static bool sb_no_open_tree;
+
+void sb_set_open_tree_disabled(bool disabled) { sb_no_open_tree = disabled; }
+
+static int sb_tree_open(int fd, bool recursive) {
+  if (sb_no_open_tree)
+    return -1;
+  return open_tree(
+      fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | (recursive ? AT_RECURSIVE : 0));
+}
+
+static int sb_trees_prepare(const sb_spec *s, struct sb_child *c, rr_err *e) {
+  c->root_tree = s->has_root_fd ? sb_tree_open(s->root_fd, true) : -1;
+  if (!s->nmounts)
+    return 0;
+  if (!(c->trees = malloc(s->nmounts * sizeof *c->trees)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "sandbox: out of memory");
+  for (size_t i = 0; i < s->nmounts; i++) {
+    const sb_mount *m = &s->mounts[i];
+    c->trees[i] = m->bind && m->has_source_fd ? sb_tree_open(m->source_fd, m->flags & MS_REC) : -1;
+  }
+  return 0;
+}
+
 /* Checks, namespace fds, argv/env, caps: everything before the clone. */
 static int sb_prepare(const sb_spec *s, struct sb_child *c, rr_err *e) {
   const sb_process *p = &s->process;
@@ -226,6 +254,8 @@ static int sb_prepare(const sb_spec *s, struct sb_child *c, rr_err *e) {
   if (p->nenv)
     memcpy(envp, p->env, p->nenv * sizeof *envp);
   c->search = sb_env_path(p);
+  if (sb_trees_prepare(s, c, e) < 0)
+    return -1;
   if (p->has_caps && sb_caps_prepare(&p->caps, &c->caps, e) < 0)
     return -1;
   return 0;
@@ -235,6 +265,12 @@ static void sb_child_release(struct sb_child *c) {
   for (int t = 0; t < SB_NS_COUNT; t++)
     if (c->ns_fds[t] >= 0)
       close(c->ns_fds[t]);
+  for (size_t i = 0; c->trees && i < c->s->nmounts; i++)
+    if (c->trees[i] >= 0)
+      close(c->trees[i]);
+  free(c->trees);
+  if (c->root_tree >= 0)
+    close(c->root_tree);
   free((void *)c->argv);
   free((void *)c->envp);
   if (c->caps)
@@ -246,7 +282,8 @@ int sb_spawn(const sb_spec *s, const sb_spawn_opts *o, sb_spawn_result *ret, rr_
                        .o = o,
                        .sock = -1,
                        .status_fd = o->status_fd,
-                       .start_fd = o->wait_start ? o->start_fd : -1};
+                       .start_fd = o->wait_start ? o->start_fd : -1,
+                       .root_tree = -1};
   sb_filter *own = NULL;
   int rc = -1, pidfd = -1, sv[2] = {-1, -1};
   for (int t = 0; t < SB_NS_COUNT; t++)

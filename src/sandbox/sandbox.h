@@ -77,3 +77,7 @@ int sb_spawn(const sb_spec *s, const sb_spawn_opts *o, sb_spawn_result *ret, rr_
 /* Resolve mount destinations without openat2 (a walk refusing symlinks), as
  * before Linux 5.6: tests of that path. */
 void sb_set_openat2_disabled(bool disabled);
+/* Mount checked sources (sb_mount.source_fd, sb_spec.root_fd) without
+ * open_tree, as a caller that is not root does (the path opened again and
+ * used only if it is still that object): tests of that path. */
+void sb_set_open_tree_disabled(bool disabled);

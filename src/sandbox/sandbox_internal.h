@@ -46,6 +46,12 @@ struct sb_child {
   const char *search;            /* PATH value to look args[0] up in */
   cap_t caps;                    /* process.capabilities' e/p/i sets; NULL: keep ours */
   const struct sock_fprog *prog; /* NULL: no filter */
+  /* Detached copies (open_tree) of the checked bind sources (per mount)
+   * and root: what the child attaches; -1 where there is no source fd, or
+   * none could be made (not root: the child then binds the path only if it
+   * is still that object). */
+  int *trees;
+  int root_tree;
 };
 
 /* Child side: report (errno, what...) over the socket and _exit(127); the

@@ -154,8 +154,10 @@ static int sb_rdonly_tree(int fd) {
                             : "none",                                                              \
                 " on ", (m)->destination, NULL)
 
-/* srcfd: the bind source opened before the root covered anything. */
-static void sb_mount_one(const struct sb_child *c, int rootfd, const sb_mount *m, int srcfd) {
+/* srcfd: the bind source opened before the root covered anything; a
+ * detached tree (open_tree) when tree. */
+static void sb_mount_one(const struct sb_child *c, int rootfd, const sb_mount *m, int srcfd,
+                         bool tree) {
   char target[40], source[40];
   int create = SB_CREATE_DIR;
   struct stat st;
@@ -167,7 +169,9 @@ static void sb_mount_one(const struct sb_child *c, int rootfd, const sb_mount *m
   unsigned long extra = m->flags & ~(MS_BIND | MS_REC | MS_REMOUNT);
   bool remount = m->bind && (m->readonly || extra);
   int r;
-  if (m->bind)
+  if (tree)
+    r = move_mount(srcfd, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH);
+  else if (m->bind)
     r = mount(sb_fd_path(source, srcfd), sb_fd_path(target, fd), NULL,
               MS_BIND | (m->flags & MS_REC), NULL);
   else {
@@ -285,6 +289,50 @@ static const char *sb_staging_dir(const char *root) {
   return stat("/tmp", &st) == 0 && S_ISDIR(st.st_mode) ? "/tmp" : "/mnt";
 }
 
+/* Without a detached copy of a checked source: its path opened here, in
+ * our namespace, and used only if it still is the object that was checked
+ * (checked_fd); else the source changed since (ESTALE). */
+static int sb_open_checked(const char *path, int checked_fd) {
+  struct stat now, checked;
+  int fd = open(path, O_PATH | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  if (fstat(fd, &now) < 0 || fstat(checked_fd, &checked) < 0 || now.st_dev != checked.st_dev ||
+      now.st_ino != checked.st_ino) {
+    close(fd);
+    return errno = ESTALE, -1;
+  }
+  return fd;
+}
+
+/* The root bound onto its place (the staging dir for "/" and for a
+ * checked root, whose path may name something else by now). */
+static const char *sb_mount_root(const struct sb_child *c) {
+  const sb_spec *s = c->s;
+  char source[40];
+  const char *root = sb_staging_dir(s->has_root_fd ? "/" : s->root_path);
+  int r;
+  if (c->root_tree >= 0)
+    r = move_mount(c->root_tree, "", AT_FDCWD, root, MOVE_MOUNT_F_EMPTY_PATH);
+  else if (s->has_root_fd) {
+    int fd = sb_open_checked(s->root_path, s->root_fd);
+    r = fd < 0 ? -1 : mount(sb_fd_path(source, fd), root, NULL, MS_BIND | MS_REC, NULL);
+    if (fd >= 0) {
+      int err = errno;
+      close(fd);
+      errno = err;
+    }
+  } else
+    r = mount(s->root_path, root, NULL, MS_BIND | MS_REC, NULL);
+  if (r < 0)
+    sb_child_fail(c, errno, "bind the root \"", s->root_path, "\"", NULL);
+  if (c->root_tree >= 0)
+    close(c->root_tree);
+  if (s->has_root_fd)
+    close(s->root_fd); /* not the command's (nor the init's) */
+  return root;
+}
+
 void sb_mount_setup(const struct sb_child *c) {
   const sb_spec *s = c->s;
   if (!c->new_ns[SB_NS_MOUNT] && c->ns_fds[SB_NS_MOUNT] < 0) {
@@ -303,17 +351,23 @@ void sb_mount_setup(const struct sb_child *c) {
   for (size_t i = 0; i < s->nmounts && i < SB_MAX_MOUNTS; i++) {
     const sb_mount *m = &s->mounts[i];
     srcfds[i] = -1;
-    if (m->bind && (!m->source || (srcfds[i] = open(m->source, O_PATH | O_CLOEXEC)) < 0))
+    if (m->bind && c->trees && c->trees[i] >= 0)
+      srcfds[i] = c->trees[i];
+    else if (m->bind && m->has_source_fd &&
+             (srcfds[i] = sb_open_checked(m->source ? m->source : "", m->source_fd)) < 0)
+      SB_MOUNT_FAIL(c, errno, m);
+    else if (m->bind && !m->has_source_fd &&
+             (!m->source || (srcfds[i] = open(m->source, O_PATH | O_CLOEXEC)) < 0))
       SB_MOUNT_FAIL(c, m->source ? errno : EINVAL, m);
+    if (m->has_source_fd)
+      close(m->source_fd); /* not the command's (nor the init's) */
     if (!m->bind && m->type && strcmp(m->type, "tmpfs") == 0 && strcmp(m->destination, "/dev") == 0)
       dev_tmpfs = true;
   }
   for (size_t i = 0; dev_tmpfs && i < SB_NDEVICES; i++)
     if ((devfds[i] = open(sb_devices[i], O_PATH | O_CLOEXEC)) < 0 && errno != ENOENT)
       sb_child_fail(c, errno, "open ", sb_devices[i], NULL);
-  const char *root = s->root_path ? sb_staging_dir(s->root_path) : "/";
-  if (s->root_path && mount(s->root_path, root, NULL, MS_BIND | MS_REC, NULL) < 0)
-    sb_child_fail(c, errno, "bind the root \"", s->root_path, "\"", NULL);
+  const char *root = s->root_path ? sb_mount_root(c) : "/";
   int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0)
     sb_child_fail(c, errno, "open the root \"", root, "\"", NULL);
@@ -323,7 +377,7 @@ void sb_mount_setup(const struct sb_child *c) {
       sb_rdonly_tree(rootfd) < 0)
     sb_child_fail(c, errno, "make the host root read-only", NULL);
   for (size_t i = 0; i < s->nmounts && i < SB_MAX_MOUNTS; i++) {
-    sb_mount_one(c, rootfd, &s->mounts[i], srcfds[i]);
+    sb_mount_one(c, rootfd, &s->mounts[i], srcfds[i], c->trees && c->trees[i] >= 0);
     if (srcfds[i] >= 0)
       close(srcfds[i]);
   }

@@ -59,6 +59,10 @@ typedef struct sb_mount {
   char *data;
   bool bind;     /* "bind" or "rbind" in options, or type "bind" */
   bool readonly; /* "ro": a bind is remounted read-only after */
+  /* A bind of this O_PATH fd (the source as checked; not owned) rather than
+   * of source looked up again; not part of the config file. */
+  bool has_source_fd;
+  int source_fd;
 } sb_mount;
 
 typedef struct sb_rlimit {
@@ -141,6 +145,8 @@ typedef struct sb_spec {
   sb_process process;
   char *root_path; /* NULL: no root change (host's root, as in the host profile) */
   bool root_readonly;
+  bool has_root_fd; /* root_path's object as checked (O_PATH, not owned): bound instead */
+  int root_fd;
   char *hostname;
   char *domainname;
   sb_mount *mounts;

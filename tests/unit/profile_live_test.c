@@ -102,26 +102,12 @@ static int teardown(void **state) {
   return system(cmd);
 }
 
-/* Run the profile's config of `sh -c SCRIPT` for caller uid (gid the same); its output. */
-static int run_profile(sb_profile p, uid_t uid, const char *script, char *out, size_t size) {
-  static const char *const env[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
-                                    "HOME=/tmp", "LC_ALL=C"};
-  static const gid_t groups[] = {4};
-  const char *argv[] = {"sh", "-c", script};
-  sb_params pa = {.argv = argv,
-                  .nargs = 3,
-                  .env = env,
-                  .nenv = 3,
-                  .cwd = proj,
-                  .host_uid = uid,
-                  .host_gid = uid,
-                  .host_groups = groups,
-                  .nhost_groups = 1};
-  sb_spec *s = NULL;
+/* Run s (its filter compiled here); its output and status, or -1 with e
+ * when sb_spawn fails. */
+static int run_spec(sb_spec *s, char *out, size_t size, rr_err *e) {
   sb_filter *f = NULL;
-  rr_err e = {0};
-  if (sb_spec_for_profile(p, &pa, &s, &e) < 0 || sb_filter_compile(s->seccomp, &f, &e) < 0)
-    fail_msg("%s: %s", sb_profile_name(p), e.msg);
+  if (sb_filter_compile(s->seccomp, &f, e) < 0)
+    fail_msg("filter: %s", e->msg);
   int pipefd[2];
   assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -132,11 +118,14 @@ static int run_profile(sb_profile p, uid_t uid, const char *script, char *out, s
                      .status_fd = -1,
                      .cgroup_fd = -1};
   sb_spawn_result r;
-  int rc = sb_spawn(s, &o, &r, &e);
+  int rc = sb_spawn(s, &o, &r, e);
   close(pipefd[1]);
   close(devnull);
-  if (rc < 0)
-    fail_msg("%s: sb_spawn: %s: %s", sb_profile_name(p), rr_code_name(e.code), e.msg);
+  sb_filter_free(f);
+  if (rc < 0) {
+    close(pipefd[0]);
+    return -1;
+  }
   size_t got = 0;
   ssize_t n;
   while (got < size - 1 && (n = read(pipefd[0], out + got, size - 1 - got)) > 0)
@@ -146,9 +135,34 @@ static int run_profile(sb_profile p, uid_t uid, const char *script, char *out, s
   siginfo_t si;
   assert_int_equal(waitid((idtype_t)P_PIDFD, (id_t)r.pidfd, &si, WEXITED), 0);
   close(r.pidfd);
-  sb_filter_free(f);
-  sb_spec_free(s);
   return si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+}
+
+static const char *const test_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+                                       "HOME=/tmp", "LC_ALL=C"};
+
+/* Run the profile's config of `sh -c SCRIPT` for caller uid (gid the same); its output. */
+static int run_profile(sb_profile p, uid_t uid, const char *script, char *out, size_t size) {
+  static const gid_t groups[] = {4};
+  const char *argv[] = {"sh", "-c", script};
+  sb_params pa = {.argv = argv,
+                  .nargs = 3,
+                  .env = test_env,
+                  .nenv = 3,
+                  .cwd = proj,
+                  .host_uid = uid,
+                  .host_gid = uid,
+                  .host_groups = groups,
+                  .nhost_groups = 1};
+  sb_spec *s = NULL;
+  rr_err e = {0};
+  if (sb_spec_for_profile(p, &pa, &s, &e) < 0)
+    fail_msg("%s: %s", sb_profile_name(p), e.msg);
+  int status = run_spec(s, out, size, &e);
+  if (status < 0)
+    fail_msg("%s: sb_spawn: %s: %s", sb_profile_name(p), rr_code_name(e.code), e.msg);
+  sb_spec_free(s);
+  return status;
 }
 
 static void check_profile(sb_profile p, uid_t caller, const char *specific) {
@@ -168,6 +182,110 @@ static void check_profile(sb_profile p, uid_t caller, const char *specific) {
 static void test_default(void **state) { check_profile(SB_PROFILE_DEFAULT, 65534, script_default); }
 static void test_strict(void **state) { check_profile(SB_PROFILE_STRICT, 0, script_strict); }
 
+/* dir/name made (0755) with a file "mark" holding text; a root for sh
+ * when root (its /usr is bound from the host's). */
+static void make_marked(const char *dir, const char *name, const char *text, bool root) {
+  char p[256];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  assert_int_equal(mkdir(p, 0755), 0);
+  snprintf(p, sizeof p, "%s/%s/mark", dir, name);
+  FILE *f = fopen(p, "w");
+  assert_non_null(f);
+  fprintf(f, "%s\n", text);
+  fclose(f);
+  static const char *const links[] = {"bin", "lib", "lib64", "sbin"};
+  for (size_t i = 0; root && i < sizeof links / sizeof links[0]; i++) {
+    char target[16];
+    snprintf(p, sizeof p, "%s/%s/%s", dir, name, links[i]);
+    snprintf(target, sizeof target, "usr/%s", links[i]);
+    assert_int_equal(symlink(target, p), 0);
+  }
+}
+
+/* default's config of `cat /mark /data/mark` on rootfs with a bind of
+ * data (and the host's /usr), mounting fds (NULL: by path); -1 when
+ * sb_spawn fails (e). */
+static int run_checked(const char *rootfs, const char *data, const int *fds, char *out, size_t size,
+                       rr_err *e) {
+  const char *argv[] = {"sh", "-c", "cat /mark /data/mark"};
+  sb_bind binds[] = {{data, "/data", false}, {"/usr", "/usr", true}};
+  sb_params pa = {.argv = argv,
+                  .nargs = 3,
+                  .env = test_env,
+                  .nenv = 3,
+                  .rootfs = rootfs,
+                  .binds = binds,
+                  .nbinds = 2,
+                  .fds = fds};
+  sb_spec *s = NULL;
+  if (sb_spec_for_profile(SB_PROFILE_DEFAULT, &pa, &s, e) < 0)
+    fail_msg("%s", e->msg);
+  int status = run_spec(s, out, size, e);
+  sb_spec_free(s);
+  return status;
+}
+
+/* A rootfs and a bind checked (sb_binds_open), then a directory on their
+ * paths swapped for a symlink out of the allowed dir before the spawn (what
+ * a caller writing in an allowed dir may do while rund works): the command
+ * sees what was checked. By path it would see the symlink's target; without
+ * open_tree (a rund that is not root) the spawn is refused instead. */
+static void test_checked_binds(void **state) {
+  char allowed[128], sw[160], moved[160], outside[128], rootfs[192], data[192];
+  snprintf(allowed, sizeof allowed, "%s/allowed", proj);
+  snprintf(sw, sizeof sw, "%s/sw", allowed);
+  snprintf(moved, sizeof moved, "%s/sw.checked", allowed);
+  snprintf(outside, sizeof outside, "%s/outside", proj);
+  snprintf(rootfs, sizeof rootfs, "%s/root", sw);
+  snprintf(data, sizeof data, "%s/data", sw);
+  assert_int_equal(mkdir(allowed, 0755), 0);
+  assert_int_equal(mkdir(sw, 0755), 0);
+  assert_int_equal(mkdir(outside, 0755), 0);
+  make_marked(sw, "root", "checked root", true);
+  make_marked(sw, "data", "checked data", false);
+  make_marked(outside, "root", "outside root", true);
+  make_marked(outside, "data", "outside data", false);
+
+  const char *const dirs[] = {allowed, "/usr"};
+  sb_bind binds[] = {{data, "/data", false}, {"/usr", "/usr", true}};
+  int fds[3];
+  rr_err e = {0};
+  if (sb_binds_open(&(sb_bind){rootfs, "/", false}, 1, dirs, 2, &fds[0], &e) < 0 ||
+      sb_binds_open(binds, 2, dirs, 2, &fds[1], &e) < 0)
+    fail_msg("%s", e.msg);
+  /* the swap: sw is now a symlink to outside */
+  assert_int_equal(rename(sw, moved), 0);
+  assert_int_equal(symlink(outside, sw), 0);
+
+  char out[4096];
+  int status = run_checked(rootfs, data, fds, out, sizeof out, &e);
+  if (status < 0)
+    fail_msg("%s: %s", rr_code_name(e.code), e.msg);
+  assert_int_equal(status, 0);
+  assert_string_equal(out, "checked root\nchecked data\n");
+  assert_int_equal(fcntl(fds[1], F_GETFD), FD_CLOEXEC); /* the caller's, still open */
+
+  /* the race this closes: by path the swap wins */
+  assert_int_equal(run_checked(rootfs, data, NULL, out, sizeof out, &e), 0);
+  assert_string_equal(out, "outside root\noutside data\n");
+
+  /* without open_tree: the path is used only while it is the checked object */
+  sb_set_open_tree_disabled(true);
+  assert_int_equal(run_checked(rootfs, data, fds, out, sizeof out, &e), -1);
+  assert_int_equal(e.code, RR_FAILED_PRECONDITION);
+  assert_int_equal(e.sys_errno, ESTALE);
+  assert_non_null(strstr(e.msg, "/sw/data on /data")); /* opened first */
+  assert_int_equal(unlink(sw), 0);
+  assert_int_equal(rename(moved, sw), 0);
+  status = run_checked(rootfs, data, fds, out, sizeof out, &e);
+  sb_set_open_tree_disabled(false);
+  if (status < 0)
+    fail_msg("%s: %s", rr_code_name(e.code), e.msg);
+  assert_string_equal(out, "checked root\nchecked data\n");
+  for (size_t i = 0; i < 3; i++)
+    close(fds[i]);
+}
+
 int main(void) {
   if (geteuid() != 0) {
     puts("1..0 # SKIP needs root");
@@ -176,6 +294,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_default),
       cmocka_unit_test(test_strict),
+      cmocka_unit_test(test_checked_binds),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

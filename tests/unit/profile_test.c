@@ -122,6 +122,23 @@ static void test_binds_check(void **state) {
   sb_bind ok[] = {{inside, "/w", false}, {allowed, "/a", true}, {link_in, "/l", false}};
   if (sb_binds_check(ok, 3, dirs, 2, &e) < 0)
     fail_msg("%s", e.msg);
+  /* kept open: the objects checked, CLOEXEC; untouched on a refusal */
+  int fds[3];
+  if (sb_binds_open(ok, 3, dirs, 2, fds, &e) < 0)
+    fail_msg("%s", e.msg);
+  struct stat want_st, got_st;
+  assert_int_equal(stat(inside, &want_st), 0);
+  for (size_t i = 0; i < 3; i += 2) {
+    assert_int_equal(fstat(fds[i], &got_st), 0);
+    assert_true(got_st.st_dev == want_st.st_dev && got_st.st_ino == want_st.st_ino);
+    assert_int_equal(fcntl(fds[i], F_GETFD), FD_CLOEXEC);
+  }
+  for (size_t i = 0; i < 3; i++)
+    close(fds[i]);
+  fds[0] = -7;
+  sb_bind bad[] = {{inside, "/w", false}, {outside, "/x", false}};
+  assert_int_equal(sb_binds_open(bad, 2, dirs, 2, fds, &e), -1);
+  assert_int_equal(fds[0], -7);
 
   sb_bind b[2] = {{inside, "/w", false}, {link_out, "/x", false}};
   assert_int_equal(sb_binds_check(b, 2, dirs, 2, &e), -1);

@@ -39,6 +39,10 @@ int job_sandbox_spawn(const job_sandbox *sb, const cg_limits *limits, const spaw
     binds[i] = (sb_bind){.source = sb->binds[i].source,
                          .destination = sb->binds[i].destination,
                          .readonly = sb->binds[i].readonly};
+  /* each is mounted once: a second spawn would find them closed */
+  for (size_t i = 0; sb->fds && i <= sb->nbinds; i++)
+    if (sb->fds[i] < 0 && (i || sb->rootfs))
+      return rr_err_set(e, RR_FAILED_PRECONDITION, "sandbox: the checked binds were used already");
   char **env = NULL;
   if (spawn_env_build(o, &env, e) < 0)
     return -1;
@@ -65,6 +69,7 @@ int job_sandbox_spawn(const job_sandbox *sb, const cg_limits *limits, const spaw
       .nhost_groups = o->ids ? o->ids->ngroups : 0,
       .limits = limits,
       .rootless = geteuid() != 0,
+      .fds = sb->fds,
   };
   sb_spec *spec = NULL;
   int rc = sb_spec_for_profile(sb->profile, &pa, &spec, e);
@@ -90,6 +95,7 @@ int job_sandbox_spawn(const job_sandbox *sb, const cg_limits *limits, const spaw
   sb_spawn_result r;
   rc = sb_spawn(spec, &so, &r, e);
   sb_spec_free(spec);
+  job_sandbox_close_fds(sb); /* the sandbox has its mounts (or failed) */
   if (rc < 0)
     return -1;
   *ret = (spawn_result){.pid = r.pid, .pidfd = r.pidfd, .start_ticks = r.start_ticks};

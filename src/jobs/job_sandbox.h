@@ -12,7 +12,8 @@
 
 /* Start what o describes (command, env, workdir, stdio, cgroup, ids) in
  * sandbox sb with limits (NULL: none; only recorded in the config: the
- * cgroup is o's). The init records how the command ended on status_fd
+ * cgroup is o's); sb->fds (rund's checked rootfs and binds) are what is
+ * mounted, and are closed after. The init records how the command ended on status_fd
  * ("exit N END_NS" / "signal N END_NS", as rund-waiter). Errors as
  * sb_spawn's: FAILED_PRECONDITION "sandbox: STEP: why", NOT_FOUND /
  * PERMISSION_DENIED for the executable. */

@@ -34,6 +34,10 @@ typedef struct job_sandbox {
   char *hostname; /* NULL: the profile's */
   bool has_user;  /* ids inside the sandbox */
   uint32_t uid, gid;
+  /* rund's check of rootfs and binds kept (sb_binds_open): fds[0] the
+   * rootfs (-1 without), fds[1 + i] binds[i]; what the sandbox mounts,
+   * closed once it has. NULL: none (not checked, or a job.json). */
+  int *fds;
 } job_sandbox;
 
 typedef struct job_request {
@@ -69,6 +73,8 @@ int request_limits_from_json(json_object *o, cg_limits *ret, rr_err *e);
 int job_request_from_json(json_object *o, job_request *ret, rr_err *e);
 
 void job_sandbox_free(job_sandbox *s);
+/* Close s->fds (each becomes -1): after the spawn that mounted them. */
+void job_sandbox_close_fds(const job_sandbox *s);
 /* Form only (no file is looked at): INVALID_ARGUMENT naming the field
  * ("sandbox.binds[1].destination: must be absolute"); a host profile with
  * anything set is refused (it would be silently ignored). */

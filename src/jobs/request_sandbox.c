@@ -2,8 +2,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "jobs/request.h"
+
+void job_sandbox_close_fds(const job_sandbox *s) {
+  for (size_t i = 0; s->fds && i <= s->nbinds; i++)
+    if (s->fds[i] >= 0) {
+      close(s->fds[i]);
+      s->fds[i] = -1;
+    }
+}
 
 void job_sandbox_free(job_sandbox *s) {
   free(s->profile_requested);
@@ -14,6 +23,8 @@ void job_sandbox_free(job_sandbox *s) {
   }
   free(s->binds);
   free(s->hostname);
+  job_sandbox_close_fds(s);
+  free(s->fds);
   memset(s, 0, sizeof *s);
 }
 

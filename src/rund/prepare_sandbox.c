@@ -83,8 +83,16 @@ int prepare_sandbox_check(const rund_sandbox_policy *pol, bool cgroups, const au
     return 0;
   const char *const *allow = pol ? pol->bind_allow : NULL;
   size_t nallow = pol ? pol->nbind_allow : 0;
-  if (s->rootfs && sb_binds_check(&(sb_bind){.source = s->rootfs, .destination = "/"}, 1, allow,
-                                  nallow, e) < 0) {
+  /* the objects checked are kept open: they are what the sandbox mounts,
+   * whatever the paths name by then */
+  job_sandbox_close_fds(s);
+  free(s->fds);
+  if (!(s->fds = malloc((1 + s->nbinds) * sizeof *s->fds)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  for (size_t i = 0; i <= s->nbinds; i++)
+    s->fds[i] = -1;
+  if (s->rootfs && sb_binds_open(&(sb_bind){.source = s->rootfs, .destination = "/"}, 1, allow,
+                                 nallow, &s->fds[0], e) < 0) {
     rr_err orig = *e; /* "binds[0].source: why": the field is rootfs here */
     const char *why = strstr(orig.msg, ": ");
     return rr_err_set(e, orig.code, "sandbox.rootfs: %s", why ? why + 2 : orig.msg);
@@ -95,7 +103,7 @@ int prepare_sandbox_check(const rund_sandbox_policy *pol, bool cgroups, const au
       return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
     for (size_t i = 0; i < s->nbinds; i++)
       b[i] = (sb_bind){s->binds[i].source, s->binds[i].destination, s->binds[i].readonly};
-    if (sb_binds_check(b, s->nbinds, allow, nallow, e) < 0) {
+    if (sb_binds_open(b, s->nbinds, allow, nallow, &s->fds[1], e) < 0) {
       rr_err orig = *e; /* "binds[i].source: why" */
       return rr_err_set(e, orig.code, "sandbox.%s", orig.msg);
     }

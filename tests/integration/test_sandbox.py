@@ -298,6 +298,29 @@ def test_rootfs_and_binds(sbx, sctl):
     assert r.rc != 0 and "NOT_FOUND" in r.errtext, r
 
 
+def test_bind_source_symlinked_out_of_allowed_is_refused(sbx, sctl):
+    """A symlink in an allowed dir to outside it, as the source or as a
+    directory on its way (and as rootfs): PERMISSION_DENIED, the target
+    untold; one to inside stays fine."""
+    os.makedirs(os.path.join(sbx.allow, "proj"))
+    os.symlink("/etc", os.path.join(sbx.allow, "etc"))
+    os.symlink("/root", os.path.join(sbx.allow, "home"))
+    os.symlink("proj", os.path.join(sbx.allow, "ok"))
+    for src, dst in [("etc", "/e"), ("etc/passwd", "/p"), ("home/.ssh", "/k")]:
+        r = sctl("exec", "--profile", "default", "--bind",
+                 os.path.join(sbx.allow, src) + ":" + dst, "--", "true")
+        assert r.rc != 0, r
+        assert "PERMISSION_DENIED" in r.errtext and "sandbox.binds[0].source" in r.errtext, r
+        assert "not below a directory allowed" in r.errtext, r
+    r = sctl("exec", "--profile", "default", "--rootfs", os.path.join(sbx.allow, "etc"),
+             "--", "true")
+    assert r.rc != 0 and "PERMISSION_DENIED" in r.errtext and "sandbox.rootfs" in r.errtext, r
+    open(os.path.join(sbx.allow, "proj", "f"), "w").write("inside\n")
+    r = sctl("exec", "--profile", "default", "--bind",
+             os.path.join(sbx.allow, "ok") + ":/tmp/d:ro", "--", "cat", "/tmp/d/f")
+    assert r.rc == 0 and r.text == "inside\n", r
+
+
 # ---------------------------------------------------------------- choosing
 
 

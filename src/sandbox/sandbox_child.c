@@ -434,6 +434,8 @@ _Noreturn void sb_child_run(struct sb_child *c) {
   /* the command runs in our memory until its exec, and we wait (vfork
    * style): no second copy of the page tables of the caller we come from */
   _Alignas(16) char stack[65536];
+  /* named before the command can look at /proc/1/comm (it runs first) */
+  prctl(PR_SET_NAME, "sandbox-init", 0, 0, 0);
   pid_t cmd =
       clone(sb_child_command_entry, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, c);
   if (cmd < 0)

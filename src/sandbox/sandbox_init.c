@@ -67,7 +67,6 @@ static void sb_init_record(int fd, bool signaled, int n) {
 }
 
 _Noreturn void sb_init_run(const struct sb_child *c, pid_t cmd) {
-  prctl(PR_SET_NAME, "sandbox-init", 0, 0, 0);
   if (getpid() != 1)
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   /* the command's exec (or failure) closes the socket, not us */

@@ -502,6 +502,8 @@ void cg_job_free(cg_job *j) {
   }
   if (j->dir_fd >= 0)
     close(j->dir_fd);
+  cg_manager *own = j->own_m;
   free(j->id);
   free(j);
+  cg_manager_free(own);
 }

@@ -132,3 +132,14 @@ int cg_job_remove(cg_job *j, rr_err *e);
 /* Close j's fds and free it, leaving the cgroup (rund shutting down while
  * the job runs on). */
 void cg_job_free(cg_job *j);
+
+/* A cgroup at an OCI linux.cgroupsPath (runproc), on cgroup v1 as runc
+ * reads one: an absolute path from each hierarchy's root, a relative one
+ * below our own cgroup in it. Missing parents are made; the cgroup itself
+ * must not exist (ALREADY_EXISTS). The job's cg_job_* calls work as for
+ * cg_job_create's (procs fds, kill, destroy: which removes the cgroup, not
+ * the parents). INVALID_ARGUMENT naming linux.cgroupsPath for a path with
+ * "." or ".." or odd names; UNIMPLEMENTED on cgroup v2 for now. */
+int cg_path_create(const char *root, const char *path, const cg_limits *l, cg_job **ret, rr_err *e);
+/* Open the cgroup at path (NOT_FOUND when gone). */
+int cg_path_open(const char *root, const char *path, cg_job **ret, rr_err *e);

@@ -70,6 +70,7 @@ struct cg_job {
   int procs_fd[CG_MAX_HIER];
   int dir_fd;                /* v2: for clone3(CLONE_INTO_CGROUP), else -1 */
   uint64_t memory_peak_seen; /* v2 without memory.peak: max of samples */
+  cg_manager *own_m;         /* cg_path_*: the manager made for j, freed with it */
 };
 
 struct cg_ops {

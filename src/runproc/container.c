@@ -18,6 +18,7 @@
 
 #include "common/util.h"
 #include "runproc.h"
+#include "sandbox/cgroup.h"
 
 void runproc_fifo_path(runproc_ctx *ctx, const char *id, char *buf, size_t size) {
   snprintf(buf, size, "%s/%s/exec.fifo", ctx->root, id);
@@ -264,6 +265,12 @@ int runproc_container_signal(const runproc_container *c, int sig, bool all, rr_e
         closedir(d);
     }
   }
+  cg_job *cg;
+  if (all && sig == SIGKILL && c->cgroup && *c->cgroup &&
+      cg_path_open(RUNPROC_CGROUP_ROOT, c->cgroup, &cg, NULL) == 0) {
+    cg_job_kill(cg, NULL); /* also what left the pid namespace's view */
+    cg_job_free(cg);
+  }
   if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0)
     return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "cannot signal container \"%s\"", c->id);
   return 0;
@@ -282,4 +289,20 @@ int runproc_container_kill_wait(const runproc_container *c, rr_err *e) {
       return 0;
   }
   return rr_err_set(e, RR_DEADLINE_EXCEEDED, "container \"%s\" did not die after SIGKILL", c->id);
+}
+
+int runproc_container_cgroup_remove(const runproc_container *c, rr_err *e) {
+  if (!c->cgroup || !*c->cgroup)
+    return 0;
+  cg_job *cg;
+  rr_err oe = {0};
+  if (cg_path_open(RUNPROC_CGROUP_ROOT, c->cgroup, &cg, &oe) < 0) {
+    if (oe.code == RR_NOT_FOUND)
+      return 0;
+    *e = oe;
+    return -1;
+  }
+  if (cg_job_destroy(cg, e) < 0)
+    return rr_err_wrap(e, "container \"%s\"", c->id);
+  return 0;
 }

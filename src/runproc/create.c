@@ -94,6 +94,7 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
   runproc_container c = {0};
   _cleanup_close_ int fifo = -1;
   sb_spawn_result r = {.pidfd = -1};
+  cg_job *cg = NULL;
   if (sb_spec_validate(s, e) < 0) {
     rr_err_wrap(e, "%s", config);
     goto out;
@@ -103,8 +104,8 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
                "process.terminal: a terminal (--console-socket) is not implemented yet");
     goto out;
   }
-  if (s->cgroups_path || (s->resources && cg_limits_any(s->resources))) {
-    rr_err_set(e, RR_UNIMPLEMENTED, "linux.cgroupsPath and linux.resources: not implemented yet");
+  if (!s->cgroups_path && s->resources && cg_limits_any(s->resources)) {
+    rr_err_set(e, RR_INVALID_ARGUMENT, "linux.resources: limits need a linux.cgroupsPath");
     goto out;
   }
   if (runproc_container_new(ctx, o->id, &c, e) < 0)
@@ -135,6 +136,16 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
                       .status_fd = -1,
                       .wait_start = true,
                       .start_fd = fifo};
+  if (s->cgroups_path) {
+    cg_limits none = {0};
+    if (cg_path_create(RUNPROC_CGROUP_ROOT, s->cgroups_path, s->resources ? s->resources : &none,
+                       &cg, e) < 0)
+      goto remove;
+    free(c.cgroup);
+    c.cgroup = strdup(s->cgroups_path);
+    so.ncgroup_procs = cg_job_procs_fds(cg, &so.cgroup_procs_fds);
+    so.cgroup_fd = cg_job_clone_fd(cg);
+  }
   if (sb_spawn(s, &so, &r, e) < 0)
     goto remove;
   c.pid = r.pid;
@@ -155,8 +166,12 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
 kill:
   runproc_container_kill_wait(&c, NULL);
 remove:
+  if (cg)
+    cg_job_destroy(TAKE_PTR(cg), NULL);
   runproc_container_remove(ctx, &c, NULL);
 out:
+  if (cg)
+    cg_job_free(cg); /* the cgroup stays, with the container in it */
   if (r.pidfd >= 0)
     close(r.pidfd);
   runproc_container_free(&c);

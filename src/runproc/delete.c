@@ -1,6 +1,6 @@
 /* runproc delete [--force] ID: a stopped or created container goes (a
  * created one is killed first, as runc does); a running one only with
- * --force (SIGKILL to all of it, then wait). */
+ * --force (SIGKILL to all of it, then wait). Its cgroup goes with it. */
 #include "runproc.h"
 
 static int cmd_delete(runproc_ctx *ctx, int argc, char **argv) {
@@ -29,7 +29,7 @@ static int cmd_delete(runproc_ctx *ctx, int argc, char **argv) {
                       id);
   else if (st != RUNPROC_STOPPED && runproc_container_kill_wait(&c, &e) < 0)
     rc = runproc_fail_err(ctx, &e);
-  else if (runproc_container_remove(ctx, &c, &e) < 0)
+  else if (runproc_container_cgroup_remove(&c, &e) < 0 || runproc_container_remove(ctx, &c, &e) < 0)
     rc = runproc_fail_err(ctx, &e);
   runproc_container_free(&c);
   return rc;

@@ -54,7 +54,7 @@ static int cmd_features(runproc_ctx *ctx, int argc, char **argv) {
   json_object_object_add(l, "namespaces", ns);
   json_object_object_add(l, "capabilities", caps);
   json_object *cg = json_object_new_object();
-  json_object_object_add(cg, "v1", json_object_new_boolean(0));
+  json_object_object_add(cg, "v1", json_object_new_boolean(1));
   json_object_object_add(cg, "v2", json_object_new_boolean(0));
   json_object_object_add(cg, "systemd", json_object_new_boolean(0));
   json_object_object_add(cg, "systemdUser", json_object_new_boolean(0));

@@ -67,7 +67,7 @@ static int cmd_run(runproc_ctx *ctx, int argc, char **argv) {
   int status = runproc_wait_forwarding(pidfd);
   runproc_container c;
   if (runproc_container_load(ctx, o.id, &c, &e) == 0) {
-    if (runproc_container_remove(ctx, &c, &e) < 0)
+    if (runproc_container_cgroup_remove(&c, &e) < 0 || runproc_container_remove(ctx, &c, &e) < 0)
       runproc_fail_err(ctx, &e);
     runproc_container_free(&c);
   }

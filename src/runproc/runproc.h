@@ -12,6 +12,7 @@
 
 #define RUNPROC_DEFAULT_ROOT "/run/runproc"
 #define RUNPROC_OCI_VERSION "1.0.2"
+#define RUNPROC_CGROUP_ROOT "/sys/fs/cgroup"
 
 typedef struct runproc_ctx {
   const char *root; /* state directory: ROOT/ID/ per container */
@@ -94,6 +95,9 @@ int runproc_container_pidfd(const runproc_container *c);
 int runproc_container_signal(const runproc_container *c, int sig, bool all, rr_err *e);
 /* SIGKILL everything and wait (up to ~5 s) until the process is gone. */
 int runproc_container_kill_wait(const runproc_container *c, rr_err *e);
+/* Kill what is left in the container's cgroup and remove it (none, or
+ * gone already: 0). */
+int runproc_container_cgroup_remove(const runproc_container *c, rr_err *e);
 /* Path of ROOT/ID/exec.fifo into buf. */
 void runproc_fifo_path(runproc_ctx *ctx, const char *id, char *buf, size_t size);
 

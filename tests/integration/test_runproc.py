@@ -418,6 +418,69 @@ def test_state_dir_from_environment(rp, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+# ---------------------------------------------------------------- cgroups
+
+
+def own_cgroup_v1(controller):
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            if controller in ctrls.split(","):
+                return os.path.join("/sys/fs/cgroup", controller, path.lstrip("/"))
+    pytest.skip("no cgroup v1 %s hierarchy" % controller)
+
+
+def test_cgroups_path_and_resources(rp):
+    # relative: below our own cgroup in each hierarchy (never elsewhere)
+    name = "runproc-test-%d" % os.getpid()
+    mem = os.path.join(own_cgroup_v1("memory"), name)
+    pids = os.path.join(own_cgroup_v1("pids"), name)
+
+    def limits(cfg):
+        cfg["linux"]["cgroupsPath"] = name
+        cfg["linux"]["resources"] = {"memory": {"limit": 32 << 20}, "pids": {"limit": 20}}
+    b = rp.bundle(["sh", "-c", "sleep 1000 & sleep 1000"], limits)
+    rp("run", "-d", "-b", b, "cg1", check=True)
+    try:
+        init = rp.state("cg1")["pid"]
+        assert int(open(os.path.join(mem, "memory.limit_in_bytes")).read()) == 32 << 20
+        assert open(os.path.join(pids, "pids.max")).read().strip() == "20"
+        procs = [int(p) for p in open(os.path.join(mem, "cgroup.procs")).read().split()]
+        assert init in procs and len(procs) >= 3
+        # the cgroup is the container's: a second one may not share it
+        rp("create", "-b", b, "cg2", check='linux.cgroupsPath "%s"' % name)
+        rp("kill", "--all", "cg1", "KILL", check=True)
+        rp.wait_status("cg1", "stopped")
+        assert os.path.isdir(mem)  # until delete
+        rp("delete", "cg1", check=True)
+        assert not os.path.exists(mem) and not os.path.exists(pids)
+    finally:
+        rp("delete", "--force", "cg1")
+
+    def escape(cfg):
+        cfg["linux"]["cgroupsPath"] = "../escape"
+    rp("create", "-b", rp.bundle(["true"], escape), "bad",
+       check='linux.cgroupsPath: "../escape" is not a cgroup path')
+
+    def no_path(cfg):
+        cfg["linux"]["resources"] = {"pids": {"limit": 5}}
+    rp("create", "-b", rp.bundle(["true"], no_path), "bad",
+       check="linux.resources: limits need a linux.cgroupsPath")
+    assert rp("list", "-q", check=True).stdout == ""
+
+
+def test_run_removes_its_cgroup(rp):
+    name = "runproc-test-run-%d" % os.getpid()
+    mem = os.path.join(own_cgroup_v1("memory"), name)
+
+    def path(cfg):
+        cfg["linux"]["cgroupsPath"] = name
+    b = rp.bundle(["sh", "-c", "cat /proc/self/cgroup | grep -c memory:/$"], path)
+    r = rp("run", "-b", b, "cgr", check=True)
+    assert r.stdout == "1\n"  # its own cgroup namespace, rooted at the cgroup
+    assert not os.path.exists(mem)
+
+
 # ---------------------------------------------------------------- concurrency
 
 

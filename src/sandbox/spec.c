@@ -407,7 +407,7 @@ static bool char_in(char c, const char *set) { return c && strchr(set, c); }
 
 /* json-c saturates integers beyond int64/uint64 (2^64 reads as
  * UINT64_MAX): refuse them in the text, which is valid JSON by now. */
-static int json_ints_check(const char *buf, size_t len, const char *path, rr_err *e) {
+static int json_ints_check(const char *buf, size_t len, rr_err *e) {
   bool in_string = false;
   for (size_t i = 0; i < len; i++) {
     char c = buf[i];
@@ -441,8 +441,7 @@ static int json_ints_check(const char *buf, size_t len, const char *path, rr_err
         ok = errno != ERANGE;
       }
       if (!ok)
-        return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: integer at byte %zu is out of range", path,
-                          start);
+        return rr_err_set(e, RR_INVALID_ARGUMENT, "integer at byte %zu is out of range", start);
     }
     while (i < len && char_in(buf[i], "0123456789.eE+-"))
       i++;
@@ -451,33 +450,39 @@ static int json_ints_check(const char *buf, size_t len, const char *path, rr_err
   return 0;
 }
 
-int sb_spec_load(const char *path, const char *bundle_dir, sb_spec **ret, rr_err *e) {
-  _cleanup_free_ char *buf = NULL;
-  size_t len = 0;
-  if (read_bounded(path, &buf, &len, e) < 0)
-    return -1;
+int sb_spec_parse(const char *text, size_t len, const char *bundle_dir, sb_spec **ret, rr_err *e) {
+  if (len > SB_CONFIG_MAX_BYTES)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "%zu bytes (at most %u)", len, SB_CONFIG_MAX_BYTES);
   json_tokener *tok = json_tokener_new_ex(SB_JSON_DEPTH);
   if (!tok)
-    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "%s: out of memory", path);
-  json_object *o = json_tokener_parse_ex(tok, buf, (int)len);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  json_object *o = json_tokener_parse_ex(tok, text, (int)len);
   enum json_tokener_error jerr = json_tokener_get_error(tok);
   size_t end = json_tokener_get_parse_end(tok);
   json_tokener_free(tok);
   if (!o || jerr != json_tokener_success) {
     json_object_put(o);
-    return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: not JSON: %s", path,
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "not JSON: %s",
                       jerr == json_tokener_continue ? "unexpected end of file"
                                                     : json_tokener_error_desc(jerr));
   }
-  while (end < len && char_in(buf[end], " \t\r\n"))
+  while (end < len && char_in(text[end], " \t\r\n"))
     end++;
   int rc = -1;
   if (end < len)
-    rr_err_set(e, RR_INVALID_ARGUMENT, "%s: not JSON: text after the value at byte %zu", path, end);
-  else if (json_ints_check(buf, len, path, e) < 0)
-    rc = -1;
-  else if ((rc = sb_spec_from_json(o, bundle_dir, ret, e)) < 0)
-    rr_err_wrap(e, "%s", path);
+    rr_err_set(e, RR_INVALID_ARGUMENT, "not JSON: text after the value at byte %zu", end);
+  else if (json_ints_check(text, len, e) == 0)
+    rc = sb_spec_from_json(o, bundle_dir, ret, e);
   json_object_put(o);
   return rc;
+}
+
+int sb_spec_load(const char *path, const char *bundle_dir, sb_spec **ret, rr_err *e) {
+  _cleanup_free_ char *buf = NULL;
+  size_t len = 0;
+  if (read_bounded(path, &buf, &len, e) < 0)
+    return -1;
+  if (sb_spec_parse(buf, len, bundle_dir, ret, e) < 0)
+    return rr_err_wrap(e, "%s", path);
+  return 0;
 }

@@ -170,6 +170,8 @@ void sb_spec_free(sb_spec *s);
  * malformed, out of range or unknown. Relative root.path is taken relative
  * to bundle_dir (NULL: kept as is). */
 int sb_spec_from_json(json_object *o, const char *bundle_dir, sb_spec **ret, rr_err *e);
+/* Parse config.json's text (LEN bytes, no NUL needed), as sb_spec_load does. */
+int sb_spec_parse(const char *text, size_t len, const char *bundle_dir, sb_spec **ret, rr_err *e);
 /* Read and parse PATH (a bundle's config.json). */
 int sb_spec_load(const char *path, const char *bundle_dir, sb_spec **ret, rr_err *e);
 /* The config object back (what `runproc spec` prints, what rund stores). */

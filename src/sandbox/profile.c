@@ -464,12 +464,28 @@ static int ids_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e) {
   return 0;
 }
 
+/* p (checked: no "." or "..") without repeated or trailing slashes, so that
+ * "//" is "/" and "//dev/" is "/dev" to the cwd bind's exceptions. */
+static char *path_clean_dup(const char *p) {
+  char *c = malloc(strlen(p) + 1);
+  if (!c)
+    return NULL;
+  size_t n = 0;
+  for (; *p; p++)
+    if (*p != '/' || n == 0 || c[n - 1] != '/')
+      c[n++] = *p;
+  if (n > 1 && c[n - 1] == '/')
+    n--;
+  c[n] = '\0';
+  return c;
+}
+
 static int spec_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e) {
   bool strict = p == SB_PROFILE_STRICT;
   sb_process *pr = &s->process;
   if (!(s->oci_version = strdup("1.2.0")) || !(pr->args = sj_strings_dup(pa->argv, pa->nargs)) ||
       !(pr->env = sj_strings_dup(pa->env, pa->nenv)) ||
-      !(pr->cwd = strdup(pa->cwd ? pa->cwd : "/")) ||
+      !(pr->cwd = path_clean_dup(pa->cwd ? pa->cwd : "/")) ||
       !(s->hostname = strdup(pa->hostname ? pa->hostname : DEFAULT_HOSTNAME)) ||
       !(s->root_path = strdup(pa->rootfs ? pa->rootfs : "/")) ||
       !(s->masked_paths = sj_strings_dup(masked_paths, RR_ARRAY_SIZE(masked_paths))) ||

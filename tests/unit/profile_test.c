@@ -425,6 +425,29 @@ static void test_default(void **state) {
   assert_string_equal(m->type, "sysfs");
   assert_false(m->bind);
   sb_spec_free(s);
+  /* spelt with extra slashes, "/" and /dev are no less excepted (fuzz_sandbox_params:
+   * "//" had the host's root bound writable onto itself, "//dev" its /dev) */
+  const char *const cwds[] = {"//", "///", "//dev/", "//sys", "//proc"};
+  pa.net = SB_NET_PROFILE;
+  for (size_t i = 0; i < sizeof cwds / sizeof *cwds; i++) {
+    pa.cwd = cwds[i];
+    s = make(SB_PROFILE_DEFAULT, &pa);
+    if (s->nmounts != 7)
+      fail_msg("cwd \"%s\": %zu mounts (%s bound), want 7", cwds[i], s->nmounts,
+               s->mounts[s->nmounts - 1].destination);
+    assert_true(s->root_readonly);
+    sb_spec_free(s);
+  }
+  pa.cwd = "//home//u/proj/";
+  s = make(SB_PROFILE_DEFAULT, &pa);
+  assert_string_equal(s->process.cwd, "/home/u/proj");
+  assert_non_null(find_mount(s, "/home/u/proj"));
+  sb_spec_free(s);
+  pa.cwd = "//tmp//x/";
+  s = make(SB_PROFILE_DEFAULT, &pa);
+  assert_int_equal(s->nmounts, 8);
+  assert_string_equal(s->mounts[7].destination, "/tmp/x");
+  sb_spec_free(s);
   pa.cwd = NULL;
   pa.rootfs = "/srv/rootfs";
   pa.has_user = true;

@@ -406,20 +406,20 @@ static int read_bounded(const char *path, char **ret, size_t *len, rr_err *e) {
 static bool char_in(char c, const char *set) { return c && strchr(set, c); }
 
 /* json-c saturates integers beyond int64/uint64 (2^64 reads as
- * UINT64_MAX): refuse them in the text, which is valid JSON by now. */
+ * UINT64_MAX): refuse them in the text, which is strict JSON by now. */
 static int json_ints_check(const char *buf, size_t len, rr_err *e) {
-  bool in_string = false;
+  char quote = 0; /* json-c takes 'keys' even when strict */
   for (size_t i = 0; i < len; i++) {
     char c = buf[i];
-    if (in_string) {
+    if (quote) {
       if (c == '\\')
         i++;
-      else if (c == '"')
-        in_string = false;
+      else if (c == quote)
+        quote = 0;
       continue;
     }
-    if (c == '"')
-      in_string = true;
+    if (c == '"' || c == '\'')
+      quote = c;
     if (c != '-' && (c < '0' || c > '9'))
       continue;
     size_t start = i++;
@@ -456,6 +456,9 @@ int sb_spec_parse(const char *text, size_t len, const char *bundle_dir, sb_spec 
   json_tokener *tok = json_tokener_new_ex(SB_JSON_DEPTH);
   if (!tok)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  /* JSON as runc reads it: json-c's lax extras (comments, 'strings') would
+   * also hide big integers from json_ints_check behind a quote it skips */
+  json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
   json_object *o = json_tokener_parse_ex(tok, text, (int)len);
   enum json_tokener_error jerr = json_tokener_get_error(tok);
   size_t end = json_tokener_get_parse_end(tok);

@@ -614,6 +614,17 @@ static void test_load(void **state) {
   write_file("small_int.json", "{\"x\": \"-99999999999999999999\", \"process\": "
                                "{\"oomScoreAdj\": -9223372036854775809}}");
   expect_load_error("small_int.json", RR_INVALID_ARGUMENT, "integer at byte 58 is out of range");
+  /* JSON as runc reads it; json-c's lax forms hid big integers from the range scan */
+  write_file("comment.json", "{/* \" */ \"process\": {\"rlimits\": [{\"type\": \"RLIMIT_CPU\", "
+                             "\"soft\": 1, \"hard\": 99999999999999999999}]}}");
+  expect_load_error("comment.json", RR_INVALID_ARGUMENT, "not JSON");
+  write_file("quote_key.json", "{'a\"': 1, \"process\": {\"rlimits\": [{\"type\": \"RLIMIT_CPU\", "
+                               "\"soft\": 1, \"hard\": 99999999999999999999}]}}");
+  expect_load_error("quote_key.json", RR_INVALID_ARGUMENT, "integer at byte 76 is out of range");
+  write_file("quote_value.json", "{\"hostname\": 'h'}");
+  expect_load_error("quote_value.json", RR_INVALID_ARGUMENT, "not JSON");
+  write_file("comma.json", "{\"hostname\": \"h\",}");
+  expect_load_error("comma.json", RR_INVALID_ARGUMENT, "not JSON");
   write_file("max_int.json", "{\"process\": {\"rlimits\": [{\"type\": \"RLIMIT_CPU\", "
                              "\"soft\": 1e2, \"hard\": 18446744073709551615}]}, "
                              "\"annotations\": {\"a\": 1.5e999999999999999999999}}");

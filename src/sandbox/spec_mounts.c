@@ -151,6 +151,10 @@ static int mount_from_json(json_object *v, const char *path, const char *bundle_
         return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "%s: out of memory", sp.s);
       free(m->source);
       m->source = j;
+      /* as root.path: what is written back must load again */
+      if (strlen(j) > SB_PATH_MAX)
+        return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: longer than %d bytes in the bundle", sp.s,
+                          SB_PATH_MAX);
     }
     if (m->source[0] != '/')
       return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: must be absolute (or relative to a bundle)",

@@ -446,6 +446,15 @@ static void test_bounds(void **state) {
   assert_int_equal(sb_spec_from_json(o, NULL, &s, &e), -1);
   assert_string_equal(e.msg, "process.cwd: 5001 bytes long (at most 4096)");
   json_object_put(o);
+  /* a bind's relative source within bounds, but not once joined to the bundle's
+   * directory: it was taken, and what sb_spec_to_json wrote of it did not load */
+  o = parse_text(full_config);
+  json_pointer_set(&o, "/mounts/7/source", json_object_new_string(long_path + 5001 - 4090));
+  assert_int_equal(sb_spec_from_json(o, "/bundle", &s, &e), -1);
+  assert_string_equal(e.msg, "mounts[7].source: longer than 4096 bytes in the bundle");
+  assert_int_equal(sb_spec_from_json(o, "/b", &s, &e), 0); /* "/b/" + 4090: 4093 bytes */
+  sb_spec_free(s);
+  json_object_put(o);
   free(long_path);
 }
 

@@ -15,7 +15,7 @@ set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
 dir=${FUZZ_BUILD_DIR:-build-fuzz}
-targets="h2_server request job_json tokens secrets_acl cert_san runctl_flags"
+targets="h2_server request job_json tokens secrets_acl cert_san runctl_flags spec_json sandbox_params"
 
 have_libfuzzer() {
   command -v clang >/dev/null 2>&1 || return 1
@@ -119,11 +119,12 @@ merge)
   tmp="$dir/merged/$t"
   rm -rf "$tmp"
   mkdir -p "$tmp"
-  run_one "$t" 600 -merge=1 "$tmp" "fuzz/corpus/$t" "$dir/grown/$t"
-  # regression inputs (crashes once found) stay whatever their coverage
-  for f in "fuzz/corpus/$t"/regress-*; do
+  # regression inputs (crashes once found) and named seeds stay whatever their
+  # coverage, under their names: in the first dir, merge adds only what they lack
+  for f in "fuzz/corpus/$t"/regress-* "fuzz/corpus/$t"/seed-*; do
     [ -f "$f" ] && cp "$f" "$tmp/"
   done
+  run_one "$t" 600 -merge=1 "$tmp" "fuzz/corpus/$t" "$dir/grown/$t"
   rm -rf "fuzz/corpus/$t"
   mv "$tmp" "fuzz/corpus/$t"
   echo "fuzz/run.sh: fuzz/corpus/$t: $(ls "fuzz/corpus/$t" | wc -l) files, $(du -sk "fuzz/corpus/$t" | cut -f1) KiB"

@@ -26,7 +26,8 @@ static int sandbox_binds(const Rundwire__Sandbox *in, job_sandbox *s, rr_err *e)
     return 0;
   if (!(s->binds = calloc(in->n_binds, sizeof *s->binds)))
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
-  for (size_t i = 0; i < in->n_binds; i++, s->nbinds++) {
+  for (size_t i = 0; i < in->n_binds; i++) {
+    s->nbinds = i + 1; /* counted before its strings: a failure frees what was copied */
     char field[64];
     snprintf(field, sizeof field, "sandbox.binds[%zu].source", i);
     if (request_string_dup(in->binds[i]->source.data, in->binds[i]->source.len, field,

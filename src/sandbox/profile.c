@@ -495,7 +495,8 @@ static int spec_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e) 
   pr->nenv = pa->nenv;
   s->nmasked_paths = RR_ARRAY_SIZE(masked_paths);
   s->nreadonly_paths = RR_ARRAY_SIZE(readonly_paths);
-  s->root_readonly = strict || !pa->rootfs;
+  /* a rootfs of the request's is its own to write, but never the host's "/" */
+  s->root_readonly = strict || !pa->rootfs || strcmp(pa->rootfs, "/") == 0;
   if (pa->rootfs && pa->fds) {
     s->has_root_fd = true;
     s->root_fd = pa->fds[0];

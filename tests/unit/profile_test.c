@@ -756,6 +756,15 @@ static void test_default_rootless(void **state) {
   s = make(SB_PROFILE_DEFAULT, &pa);
   assert_false(s->ns[SB_NS_USER].enabled);
   sb_spec_free(s);
+  /* a request's rootfs is writable under default, but not the host's "/" */
+  pa.rootfs = "/srv/root";
+  s = make(SB_PROFILE_DEFAULT, &pa);
+  assert_false(s->root_readonly);
+  sb_spec_free(s);
+  pa.rootfs = "/";
+  s = make(SB_PROFILE_DEFAULT, &pa);
+  assert_true(s->root_readonly);
+  sb_spec_free(s);
 }
 
 static void test_seccomp_default(void **state) { check_profile_filter(SB_PROFILE_DEFAULT); }

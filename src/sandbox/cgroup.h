@@ -133,6 +133,16 @@ int cg_job_remove(cg_job *j, rr_err *e);
  * the job runs on). */
 void cg_job_free(cg_job *j);
 
+/* Freeze (pause) or thaw the job's processes: v1 freezer.state, v2
+ * cgroup.freeze; freezing waits up to ~1 s for the kernel to finish
+ * (DEADLINE_EXCEEDED, thawed again, if it did not). FAILED_PRECONDITION
+ * without a freezer. */
+int cg_job_freeze(cg_job *j, bool frozen, rr_err *e);
+/* Whether the job's cgroup is frozen (or being frozen). */
+bool cg_job_frozen(cg_job *j);
+/* The pids in the job's cgroup (malloc'd, *ret_n of them). */
+int cg_job_pids(cg_job *j, int **ret, size_t *ret_n, rr_err *e);
+
 /* A cgroup at an OCI linux.cgroupsPath (runproc), on cgroup v1 as runc
  * reads one: an absolute path from each hierarchy's root, a relative one
  * below our own cgroup in it. Missing parents are made; the cgroup itself

@@ -132,6 +132,57 @@ static void test_absolute(void **state) {
   assert_int_equal(cg_job_destroy(j, &e), 0);
 }
 
+static void test_freeze_and_pids(void **state) {
+  (void)state;
+  if (!v1_here())
+    skip();
+  char path[128];
+  snprintf(path, sizeof path, "%s/frozen", top);
+  cg_limits none = {0};
+  cg_job *j;
+  rr_err e = {0};
+  if (cg_path_create("/sys/fs/cgroup", path, &none, &j, &e) < 0)
+    fail_msg("%s", e.msg);
+  const int *fds;
+  size_t n = cg_job_procs_fds(j, &fds);
+  int ready[2];
+  assert_int_equal(pipe(ready), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    for (size_t i = 0; i < n; i++)
+      if (write(fds[i], "0", 1) != 1)
+        _exit(126);
+    (void)!write(ready[1], "x", 1);
+    for (;;)
+      pause();
+  }
+  char b;
+  assert_int_equal(read(ready[0], &b, 1), 1);
+  int *pids;
+  size_t np;
+  assert_int_equal(cg_job_pids(j, &pids, &np, &e), 0);
+  assert_int_equal(np, 1);
+  assert_int_equal(pids[0], pid);
+  free(pids);
+  assert_false(cg_job_frozen(j));
+  if (cg_job_freeze(j, true, &e) < 0)
+    fail_msg("%s", e.msg);
+  assert_true(cg_job_frozen(j));
+  assert_int_equal(cg_job_freeze(j, false, &e), 0);
+  assert_false(cg_job_frozen(j));
+  int st = 0;
+  pid_t got = 0;
+  for (int i = 0; i < 100 && got == 0; i++) {
+    assert_int_equal(cg_job_kill(j, &e), 0);
+    usleep(10000);
+    got = waitpid(pid, &st, WNOHANG);
+  }
+  assert_int_equal(got, pid);
+  close(ready[0]);
+  close(ready[1]);
+  assert_int_equal(cg_job_destroy(j, &e), 0);
+}
+
 static void test_bad_paths(void **state) {
   (void)state;
   const char *bad[] = {"", "a/../b", "/a/./b", "a//b", "a/b/", "a b", "..", "a/$x"};
@@ -180,6 +231,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_relative_with_limits),
       cmocka_unit_test(test_absolute),
+      cmocka_unit_test(test_freeze_and_pids),
       cmocka_unit_test(test_bad_paths),
   };
   return cmocka_run_group_tests(tests, NULL, teardown);

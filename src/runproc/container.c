@@ -191,6 +191,13 @@ runproc_status runproc_container_status(const runproc_container *c) {
     return RUNPROC_STOPPED;
   if (faccessat(c->dirfd, "exec.fifo", F_OK, 0) == 0)
     return RUNPROC_CREATED;
+  cg_job *cg;
+  if (c->cgroup && *c->cgroup && cg_path_open(RUNPROC_CGROUP_ROOT, c->cgroup, &cg, NULL) == 0) {
+    bool frozen = cg_job_frozen(cg);
+    cg_job_free(cg);
+    if (frozen)
+      return RUNPROC_PAUSED;
+  }
   return RUNPROC_RUNNING;
 }
 
@@ -200,6 +207,8 @@ const char *runproc_status_name(runproc_status s) {
     return "created";
   case RUNPROC_RUNNING:
     return "running";
+  case RUNPROC_PAUSED:
+    return "paused";
   default:
     return "stopped";
   }
@@ -304,5 +313,52 @@ int runproc_container_cgroup_remove(const runproc_container *c, rr_err *e) {
   }
   if (cg_job_destroy(cg, e) < 0)
     return rr_err_wrap(e, "container \"%s\"", c->id);
+  return 0;
+}
+
+int runproc_container_cgroup(const runproc_container *c, cg_job **ret, rr_err *e) {
+  if (!c->cgroup || !*c->cgroup)
+    return rr_err_set(e, RR_FAILED_PRECONDITION,
+                      "container \"%s\" has no cgroup (its config sets no linux.cgroupsPath)",
+                      c->id);
+  if (cg_path_open(RUNPROC_CGROUP_ROOT, c->cgroup, ret, e) < 0)
+    return rr_err_wrap(e, "container \"%s\"", c->id);
+  return 0;
+}
+
+int runproc_container_pids(const runproc_container *c, int **ret, size_t *ret_n, rr_err *e) {
+  cg_job *cg;
+  if (c->cgroup && *c->cgroup && cg_path_open(RUNPROC_CGROUP_ROOT, c->cgroup, &cg, NULL) == 0) {
+    int r = cg_job_pids(cg, ret, ret_n, e);
+    cg_job_free(cg);
+    return r;
+  }
+  size_t n = 0;
+  int *pids = malloc(sizeof *pids);
+  if (!pids)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "pids of \"%s\"", c->id);
+  pids[n++] = c->pid;
+  char p[64];
+  struct stat ns, self;
+  snprintf(p, sizeof p, "/proc/%d/ns/pid", (int)c->pid);
+  if (stat(p, &ns) == 0 && stat("/proc/self/ns/pid", &self) == 0 &&
+      (ns.st_ino != self.st_ino || ns.st_dev != self.st_dev)) {
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+      pid_t q = (pid_t)strtol(de->d_name, NULL, 10);
+      if (q <= 0 || q == c->pid || !runproc_same_pidns(q, &ns))
+        continue;
+      int *grown = realloc(pids, (n + 1) * sizeof *pids);
+      if (!grown)
+        break;
+      pids = grown;
+      pids[n++] = q;
+    }
+    if (d)
+      closedir(d);
+  }
+  *ret = pids;
+  *ret_n = n;
   return 0;
 }

@@ -24,9 +24,9 @@ static int cmd_delete(runproc_ctx *ctx, int argc, char **argv) {
     return runproc_fail_err(ctx, &e);
   int rc = 0;
   runproc_status st = runproc_container_status(&c);
-  if (st == RUNPROC_RUNNING && !force)
-    rc = runproc_fail(ctx, "cannot delete container \"%s\": it is running (stop it, or --force)",
-                      id);
+  if ((st == RUNPROC_RUNNING || st == RUNPROC_PAUSED) && !force)
+    rc = runproc_fail(ctx, "cannot delete container \"%s\": it is %s (stop it, or --force)", id,
+                      runproc_status_name(st));
   else if (st != RUNPROC_STOPPED && runproc_container_kill_wait(&c, &e) < 0)
     rc = runproc_fail_err(ctx, &e);
   else if (runproc_container_cgroup_remove(&c, &e) < 0 || runproc_container_remove(ctx, &c, &e) < 0)

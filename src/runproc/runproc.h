@@ -5,6 +5,7 @@
 #pragma once
 #include <json-c/json.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -46,6 +47,7 @@ typedef struct runproc_container {
 typedef enum runproc_status {
   RUNPROC_CREATED,
   RUNPROC_RUNNING,
+  RUNPROC_PAUSED,
   RUNPROC_STOPPED,
 } runproc_status;
 
@@ -98,6 +100,12 @@ int runproc_container_kill_wait(const runproc_container *c, rr_err *e);
 /* Kill what is left in the container's cgroup and remove it (none, or
  * gone already: 0). */
 int runproc_container_cgroup_remove(const runproc_container *c, rr_err *e);
+/* The container's cgroup (FAILED_PRECONDITION naming linux.cgroupsPath
+ * when it has none). */
+struct cg_job;
+int runproc_container_cgroup(const runproc_container *c, struct cg_job **ret, rr_err *e);
+/* Pids of the container (its cgroup's, else its pid namespace's), malloc'd. */
+int runproc_container_pids(const runproc_container *c, int **ret, size_t *ret_n, rr_err *e);
 /* Path of ROOT/ID/exec.fifo into buf. */
 void runproc_fifo_path(runproc_ctx *ctx, const char *id, char *buf, size_t size);
 
@@ -118,4 +126,4 @@ int runproc_create_parse(runproc_ctx *ctx, int argc, char **argv, runproc_create
 
 extern const runproc_command runproc_cmd_create, runproc_cmd_start, runproc_cmd_state,
     runproc_cmd_kill, runproc_cmd_delete, runproc_cmd_run, runproc_cmd_list, runproc_cmd_spec,
-    runproc_cmd_features;
+    runproc_cmd_features, runproc_cmd_pause, runproc_cmd_resume, runproc_cmd_ps;

@@ -384,7 +384,7 @@ def test_list_formats(rp):
 
 
 def test_not_implemented_and_unknown(rp):
-    for verb in ("exec", "update", "events", "checkpoint", "ps", "pause", "resume"):
+    for verb in ("exec", "update", "events", "checkpoint", "restore"):
         rp(verb, "x", check="runproc: %s: not implemented yet" % verb)
     rp("frobnicate", check='unknown command "frobnicate"')
     rp("--bogus", "list", check='unknown global option "--bogus"')
@@ -467,6 +467,56 @@ def test_cgroups_path_and_resources(rp):
     rp("create", "-b", rp.bundle(["true"], no_path), "bad",
        check="linux.resources: limits need a linux.cgroupsPath")
     assert rp("list", "-q", check=True).stdout == ""
+
+
+def test_pause_resume_ps(rp):
+    name = "runproc-test-pause-%d" % os.getpid()
+
+    def path(cfg):
+        cfg["linux"]["cgroupsPath"] = name
+    b = rp.bundle(["sh", "-c", "sleep 1000 & sleep 999"], path)
+    rp("run", "-d", "-b", b, "p1", check=True)
+    try:
+        init = rp.state("p1")["pid"]
+        deadline = time.time() + 5
+        while len(json.loads(rp("ps", "--format", "json", "p1", check=True).stdout)) < 3 \
+                and time.time() < deadline:
+            time.sleep(0.05)
+        pids = json.loads(rp("ps", "--format", "json", "p1", check=True).stdout)
+        assert init in pids and len(pids) == 3  # init, two sleeps (sh execs the last)
+        table = rp("ps", "p1", check=True).stdout.splitlines()
+        assert table[0].split() == ["PID", "CMD"]
+        assert any(line.endswith("sleep 999") for line in table[1:])
+        rp("pause", "p1", check=True)
+        assert rp.state("p1")["status"] == "paused"
+        assert rp.state("p1")["pid"] == init
+        assert all(proc_state(p) in ("D", "S", "T") for p in pids)
+        rp("pause", "p1", check='container "p1" is paused, not running')
+        rp("delete", "p1", check='cannot delete container "p1": it is paused')
+        rp("resume", "p1", check=True)
+        assert rp.state("p1")["status"] == "running"
+        rp("resume", "p1", check='container "p1" is running, not paused')
+        # a paused container dies with delete --force (thawed to die)
+        rp("pause", "p1", check=True)
+        rp("delete", "--force", "p1", check=True)
+        assert not any(alive(p) for p in pids)
+    finally:
+        rp("delete", "--force", "p1")
+    # without a cgroup: ps lists the pid namespace; pause is refused
+    b = rp.bundle(["sh", "-c", "sleep 1000 & sleep 999"])
+    rp("run", "-d", "-b", b, "p2", check=True)
+    deadline = time.time() + 5
+    while len(json.loads(rp("ps", "--format", "json", "p2", check=True).stdout)) < 3 \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(json.loads(rp("ps", "--format", "json", "p2", check=True).stdout)) == 3
+    rp("pause", "p2", check='container "p2" has no cgroup')
+    rp("ps", "--format", "xml", "p2", check='invalid --format "xml"')
+    rp("ps", "nope", check='container "nope" does not exist')
+    rp("kill", "p2", "KILL", check=True)
+    rp.wait_status("p2", "stopped")
+    assert rp("ps", "--format", "json", "p2", check=True).stdout == "[]\n"
+    rp("pause", "p2", check='container "p2" is stopped, not running')
 
 
 def test_run_removes_its_cgroup(rp):

@@ -108,15 +108,6 @@ def rp(tmp_path):
             r("delete", "--force", cid)
 
 
-def own_cgroup_v1_memory():
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, ctrls, path = line.rstrip("\n").split(":", 2)
-            if "memory" in ctrls.split(","):
-                return path
-    return None
-
-
 def alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -582,10 +573,8 @@ def test_concurrent_calls_on_one_container(rp):
 @pytest.mark.skipif(not os.path.exists(RUNC), reason="runc is not installed")
 def test_same_state_keys_as_runc(rp, tmp_path):
     b = rp.bundle(["sleep", "1000"], own_root=True)
-    mine = own_cgroup_v1_memory()
-
-    def below_us(cfg):  # runc makes a cgroup: only below our own
-        cfg["linux"]["cgroupsPath"] = os.path.join(mine or "/", "rr-test-runc-%d" % os.getpid())
+    def below_us(cfg):  # runc makes a cgroup: relative, below our own in each hierarchy
+        cfg["linux"]["cgroupsPath"] = "rr-test-runc-%d" % os.getpid()
     rb = rp.bundle(["sleep", "1000"], below_us, name="runc-bundle", own_root=True)
     runc_root = str(tmp_path / "runc")
 

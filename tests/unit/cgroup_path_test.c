@@ -107,17 +107,24 @@ static void test_absolute(void **state) {
   (void)state;
   if (!v1_here())
     skip();
-  /* our own cgroup's path, absolute: the same place as the relative one */
+  /* our own cgroup's path, absolute: the same place as the relative one;
+   * only when it is the same in every hierarchy (else an absolute path is
+   * below our own cgroup in some of them only) */
   char own[512] = "", line[1024];
+  bool same = true;
   FILE *f = fopen("/proc/self/cgroup", "re");
-  while (f && fgets(line, sizeof line, f))
-    if (strstr(line, ":memory:")) {
-      snprintf(own, sizeof own, "%s", strstr(line, ":memory:") + 8);
-      own[strcspn(own, "\n")] = '\0';
-    }
+  while (f && fgets(line, sizeof line, f)) {
+    char *c = strchr(line, ':'), *p = c ? strchr(c + 1, ':') : NULL;
+    if (!p || c[1] == ':' || strncmp(c + 1, "name=", 5) == 0)
+      continue;
+    p[strcspn(p, "\n")] = '\0';
+    if (*own && strcmp(own, p + 1) != 0)
+      same = false;
+    snprintf(own, sizeof own, "%s", p + 1);
+  }
   if (f)
     fclose(f);
-  if (!*own)
+  if (!*own || !same)
     skip();
   char path[700];
   snprintf(path, sizeof path, "%s/%s/abs", strcmp(own, "/") == 0 ? "" : own, top);

@@ -362,3 +362,25 @@ int runproc_container_pids(const runproc_container *c, int **ret, size_t *ret_n,
   *ret_n = n;
   return 0;
 }
+
+void runproc_container_remove_leftover(runproc_ctx *ctx, const char *id) {
+  if (runproc_id_check(id, NULL) < 0)
+    return;
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/%s", ctx->root, id);
+  _cleanup_close_ int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  /* a create in progress holds the lock until state.json is there */
+  if (fd < 0 || runproc_dir_lock(fd, id, NULL) < 0 || faccessat(fd, "state.json", F_OK, 0) == 0)
+    return;
+  int dfd = dup(fd);
+  DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+  struct dirent *de;
+  while (d && (de = readdir(d)))
+    if (de->d_type != DT_DIR)
+      unlinkat(fd, de->d_name, 0);
+  if (d)
+    closedir(d);
+  else if (dfd >= 0)
+    close(dfd);
+  rmdir(dir);
+}

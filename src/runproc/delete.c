@@ -1,6 +1,8 @@
 /* runproc delete [--force] ID: a stopped or created container goes (a
  * created one is killed first, as runc does); a running one only with
- * --force (SIGKILL to all of it, then wait). Its cgroup goes with it. */
+ * --force (SIGKILL to all of it, then wait). Its cgroup goes with it. As
+ * runc's: --force of a container that does not exist succeeds, and what a
+ * crashed create left in ROOT/ID is removed. */
 #include "runproc.h"
 
 static int cmd_delete(runproc_ctx *ctx, int argc, char **argv) {
@@ -20,8 +22,13 @@ static int cmd_delete(runproc_ctx *ctx, int argc, char **argv) {
     return runproc_fail(ctx, "usage: runproc delete [--force] ID");
   rr_err e = {0};
   runproc_container c;
-  if (runproc_container_load(ctx, id, &c, &e) < 0)
-    return runproc_fail_err(ctx, &e);
+  if (runproc_container_load(ctx, id, &c, &e) < 0) {
+    if (e.code != RR_NOT_FOUND)
+      return runproc_fail_err(ctx, &e);
+    runproc_container_remove_leftover(ctx, id);
+    /* --force: gone is what was asked (containerd's shim relies on it) */
+    return force ? 0 : runproc_fail_err(ctx, &e);
+  }
   int rc = 0;
   runproc_status st = runproc_container_status(&c);
   if ((st == RUNPROC_RUNNING || st == RUNPROC_PAUSED) && !force)

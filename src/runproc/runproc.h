@@ -77,6 +77,9 @@ int runproc_opt(int argc, char **argv, int *i, const char *name, char s, const c
 int runproc_container_new(runproc_ctx *ctx, const char *id, runproc_container *ret, rr_err *e);
 /* Open and lock ROOT/ID, read its state (NOT_FOUND: no such container). */
 int runproc_container_load(runproc_ctx *ctx, const char *id, runproc_container *ret, rr_err *e);
+/* ROOT/ID without a state.json (left by a create that crashed) is removed,
+ * under its lock, as runc's delete does. */
+void runproc_container_remove_leftover(runproc_ctx *ctx, const char *id);
 /* Write state.json atomically. */
 int runproc_container_save(const runproc_container *c, rr_err *e);
 /* Remove ROOT/ID and its files. */

@@ -335,7 +335,7 @@ static int exec_watch(exec_session *x, const spawn_result *sr, rr_err *e) {
   if (exec_output_watch(x, true, e) < 0) {
     kill(-sr->pid, SIGKILL);
     close(sr->pidfd); /* not handed to the reaper yet */
-    return -1; /* exec_session_free closes the pipes; the orphan reaper reaps */
+    return -1;        /* exec_session_free closes the pipes; the orphan reaper reaps */
   }
   if (reaper_watch_add(x->env.r, sr->pid, sr->pidfd, exec_on_exit, x, &x->rw, e) < 0) {
     kill(-sr->pid, SIGKILL); /* the reaper took and closed the pidfd */

@@ -132,7 +132,9 @@ static void test_identify_refusals(void **state) {
               "certificate, or the unix socket)");
   expect_fail(&f, &t, NULL, "the client certificate has no subjectAltName to identify the caller");
   char wrong[160];
-  snprintf(wrong, sizeof wrong, "Bearer %.20sX%s", f.tok, f.tok + 21);
+  /* one character changed (to another one, whatever the token holds there) */
+  snprintf(wrong, sizeof wrong, "Bearer %.20s%c%s", f.tok, f.tok[20] == 'X' ? 'Y' : 'X',
+           f.tok + 21);
   expect_fail(&f, &t, wrong, "invalid bearer token");
   expect_fail(&f, &t, "Bearer ", "invalid bearer token");
   expect_fail(&f, &t, "Basic dXNlcjpwYXNz", "invalid bearer token");

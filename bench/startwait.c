@@ -6,6 +6,9 @@
  *   startwait limits ADDR N    (remote, every limit set: the cgroup's cost)
  *   startwait sandbox ADDR N PROFILE [ROOTFS]   (remote, in that sandbox
  *                              profile, the root ROOTFS or the host's)
+ * STARTWAIT_GAP_MS=G: a pause of G ms after each op, left out of the times
+ * (a start after a quiet spell, not one of a burst: per-start costs that a
+ * burst amortises show).
  * Prints one line: "mode=... n=N total_s=... per_op_us=...". */
 #include <errno.h>
 #include <spawn.h>
@@ -99,11 +102,17 @@ static int run(const char *mode, runrpc_client *c, long n) {
   for (long i = 0; i < warm; i++)
     if ((c ? remote_once(c) : local_once()) < 0)
       return 1;
-  double t0 = now_s();
-  for (long i = 0; i < n; i++)
+  const char *g = getenv("STARTWAIT_GAP_MS");
+  long gap_ms = g ? atol(g) : 0;
+  double dt = 0;
+  for (long i = 0; i < n; i++) {
+    double t0 = now_s();
     if ((c ? remote_once(c) : local_once()) < 0)
       return 1;
-  double dt = now_s() - t0;
+    dt += now_s() - t0;
+    if (gap_ms > 0)
+      nanosleep(&(struct timespec){gap_ms / 1000, (gap_ms % 1000) * 1000000}, NULL);
+  }
   printf("mode=%s n=%ld total_s=%.6f per_op_us=%.2f\n", mode, n, dt, dt / (double)n * 1e6);
   return 0;
 }

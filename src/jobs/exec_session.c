@@ -43,7 +43,7 @@ struct exec_session {
   siginfo_t status;
   kill_ctl kill; /* timeout, and kills of the group (and cgroup) */
   uint64_t drain_timer;
-  cg_job *cg; /* while the command runs, when it has limits */
+  cg_job *cg; /* while the command runs (none: rund runs without cgroups) */
   bool has_usage;
   cg_usage usage; /* final counters (the cgroup's, or the rusage) */
 };
@@ -370,7 +370,8 @@ int exec_session_start(exec_session *x, const job_request *r, const job_start_op
     rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for the command's timeout");
     goto out;
   }
-  if (r->limits) {
+  /* as a job: a cgroup of its own, limits or not, when rund has cgroups */
+  if (r->limits || x->env.cgroups) {
     char name[ULID_LEN + 8] = "exec-";
     if (ulid_gen_next(x->env.names, 0, name + 5, e) < 0 ||
         job_cgroup_create(x->env.cgroups, name, r->limits, &o, &x->cg, e) < 0)

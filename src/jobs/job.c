@@ -551,11 +551,12 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
     o.waiter = sandboxed ? NULL : t->waiter;
     o.waiter_status_fd = status_fd;
   }
-  if (req->limits) {
-    if (job_cgroup_create(t->cgm, id, req->limits, &o, &j->cg, e) < 0)
-      goto fail;
+  /* limits or not, outside rund's cgroup (its limits, restarts and OOM are
+   * not the job's), and a stop kills the whole tree */
+  if (job_cgroup_create(t->cgm, id, req->limits, &o, &j->cg, e) < 0)
+    goto fail;
+  if (j->cg)
     j->cgroup = cg_job_version(j->cg);
-  }
   spawn_result sr;
   j->start_ns = rr_now_unix_ns();
   if ((sandboxed ? job_sandbox_spawn(&req->sandbox, req->limits, &o, status_fd, &sr, e)

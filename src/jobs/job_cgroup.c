@@ -14,16 +14,19 @@
 
 int job_cgroup_create(cg_manager *m, const char *name, const cg_limits *l, spawn_opts *o,
                       cg_job **ret, rr_err *e) {
+  static const cg_limits none;
   *ret = NULL;
+  if (!l && (!m || cg_manager_version(m) == CG_NONE))
+    return 0; /* no cgroups: a command without limits stays in rund's */
   if (!m)
     return rr_err_set(e, RR_FAILED_PRECONDITION,
                       "the command has limits but rund runs without cgroups (--no-cgroups, "
                       "or none usable: see rund's start-up log)");
-  if (cg_manager_check(m, l, e) < 0)
+  if (l && cg_manager_check(m, l, e) < 0)
     return -1;
   cg_job *cg;
-  if (cg_job_create(m, name, l, &cg, e) < 0)
-    return rr_err_wrap(e, "cannot set up the limits");
+  if (cg_job_create(m, name, l ? l : &none, &cg, e) < 0)
+    return rr_err_wrap(e, l ? "cannot set up the limits" : "cannot create the command's cgroup");
   o->cgroup_fd = cg_job_clone_fd(cg);
   const int *fds;
   o->ncgroup_procs = cg_job_procs_fds(cg, &fds);

@@ -1,8 +1,9 @@
-/* Glue between commands with limits (jobs and Exec) and the cgroup module:
- * the command gets a cgroup it enters before its first instruction; when it
- * ends, the final counters are read, an OOM kill is recognised and the
- * cgroup is removed. Commands without a cgroup get their usage from the
- * rusage of their main process instead. */
+/* Glue between commands (jobs and Exec) and the cgroup module: when rund
+ * has cgroups, every command gets a cgroup of its own (outside rund's), which
+ * it enters before its first instruction; when it ends, the final counters
+ * are read, an OOM kill is recognised, what is left in the cgroup is killed
+ * and the cgroup removed. Commands without a cgroup (--no-cgroups) get
+ * their usage from the rusage of their main process instead. */
 #pragma once
 #include <signal.h>
 #include <stdbool.h>
@@ -13,9 +14,11 @@
 #include "sandbox/cgroup.h"
 #include "sandbox/spawn.h"
 
-/* FAILED_PRECONDITION unless m can enforce l (m NULL: rund runs without
- * cgroups); then create cgroup name with l and point o's cgroup fields at
- * it. *ret stays NULL on failure (nothing left behind). */
+/* Create cgroup name for a command with limits l (NULL: none) and point o's
+ * cgroup fields at it. l set: FAILED_PRECONDITION unless m can enforce it
+ * (m NULL: rund runs without cgroups). l NULL: 0 with *ret NULL when m has
+ * no cgroups (the command stays in rund's). *ret stays NULL on failure
+ * (nothing left behind). */
 int job_cgroup_create(cg_manager *m, const char *name, const cg_limits *l, spawn_opts *o,
                       cg_job **ret, rr_err *e);
 /* The command's main process has ended: read the final counters into *usage

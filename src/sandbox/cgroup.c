@@ -267,18 +267,22 @@ void cg_manager_free(cg_manager *m) {
   free(m);
 }
 
-static cg_job *job_alloc(cg_manager *m, const char *id) {
+/* A job in the hierarchies of mask hiers (bit i: m->hier[i]). */
+static cg_job *job_alloc(cg_manager *m, const char *id, unsigned hiers) {
   cg_job *j = calloc(1, sizeof *j);
   if (!j)
     return NULL;
   j->m = m;
+  j->hiers = hiers;
   j->dir_fd = -1;
-  for (size_t i = 0; i < CG_MAX_HIER; i++)
+  for (size_t i = 0; i < CG_MAX_HIER; i++) {
     j->procs_fd[i] = -1;
+    j->removed[i] = !(hiers & (1u << i));
+  }
   j->id = strdup(id);
   bool ok = j->id != NULL;
   for (size_t i = 0; ok && i < m->nhier; i++)
-    ok = (j->dir[i] = cg_path_join(m->hier[i].parent, id)) != NULL;
+    ok = !(hiers & (1u << i)) || (j->dir[i] = cg_path_join(m->hier[i].parent, id)) != NULL;
   if (!ok) {
     cg_job_free(j);
     return NULL;
@@ -286,15 +290,39 @@ static cg_job *job_alloc(cg_manager *m, const char *id) {
   return j;
 }
 
+static unsigned all_hiers(const cg_manager *m) { return (1u << m->nhier) - 1; }
+
+int cg_job_hier_of(const cg_job *j, unsigned bit) {
+  for (size_t i = 0; i < j->m->nhier; i++)
+    if ((j->hiers & (1u << i)) && (j->m->hier[i].controllers & bit))
+      return (int)i;
+  return -1;
+}
+
+int cg_job_hier_first(const cg_job *j) {
+  for (size_t i = 0; i < j->m->nhier; i++)
+    if (j->hiers & (1u << i))
+      return (int)i;
+  return 0; /* no job has none (job_alloc's callers) */
+}
+
 /* Open the fds the child and clone3 need. */
 static int job_open_fds(cg_job *j, rr_err *e) {
   for (size_t i = 0; i < j->m->nhier; i++) {
-    _cleanup_free_ char *path = cg_path_join(j->dir[i], "cgroup.procs");
+    if (!(j->hiers & (1u << i)))
+      continue;
+    /* v1: "tasks", for the single-threaded child: moving one thread skips
+     * the global lock a cgroup.procs write takes (Linux >= 6.1), whose
+     * first writer after a quiet spell waits for an RCU grace period
+     * (~10 ms per start here) */
+    _cleanup_free_ char *path =
+        cg_path_join(j->dir[i], j->m->version == CG_V1 ? "tasks" : "cgroup.procs");
     if (!path)
       return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot open job cgroup");
-    j->procs_fd[i] = open(path, O_WRONLY | O_CLOEXEC);
-    if (j->procs_fd[i] < 0)
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
       return rr_err_sys(e, RR_INTERNAL, errno, "cannot open %s", path);
+    j->procs_fd[j->nprocs++] = fd;
   }
   if (j->m->version == CG_V2) {
     j->dir_fd = open(j->dir[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -310,12 +338,14 @@ int cg_job_create(cg_manager *m, const char *id, const cg_limits *l, cg_job **re
     return -1;
   if (m->version == CG_NONE)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "no usable cgroups on this host");
-  cg_job *j = job_alloc(m, id);
+  cg_job *j = job_alloc(m, id, cg_limits_any(l) ? all_hiers(m) : m->plain_hiers);
   if (!j)
     return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot create cgroup of job %s", id);
   bool made[CG_MAX_HIER] = {false};
   int r = 0;
   for (size_t i = 0; i < m->nhier && r == 0; i++) {
+    if (!(j->hiers & (1u << i)))
+      continue;
     if (mkdir(j->dir[i], 0755) < 0)
       r = rr_err_sys(e, errno == EEXIST ? RR_ALREADY_EXISTS : RR_INTERNAL, errno,
                      "cannot create cgroup %s", j->dir[i]);
@@ -324,7 +354,7 @@ int cg_job_create(cg_manager *m, const char *id, const cg_limits *l, cg_job **re
   }
   if (r == 0)
     r = job_open_fds(j, e);
-  if (r == 0)
+  if (r == 0 && cg_limits_any(l)) /* none: no file written */
     r = m->ops->job_apply(j, l, e);
   if (r < 0) {
     for (size_t i = 0; i < m->nhier; i++)
@@ -342,18 +372,23 @@ int cg_job_open(cg_manager *m, const char *id, cg_job **ret, rr_err *e) {
     return -1;
   if (m->version == CG_NONE)
     return rr_err_set(e, RR_NOT_FOUND, "job %s has no cgroup (no usable cgroups here)", id);
-  cg_job *j = job_alloc(m, id);
+  cg_job *j = job_alloc(m, id, all_hiers(m));
   if (!j)
     return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot open cgroup of job %s", id);
+  /* the hierarchies it was made in: all (limits) or a job without limits' */
+  int err = 0;
   for (size_t i = 0; i < m->nhier; i++) {
     struct stat st;
     if (stat(j->dir[i], &st) < 0 || !S_ISDIR(st.st_mode)) {
-      int err = errno;
-      rr_err_set(e, RR_NOT_FOUND, "job %s has no cgroup %s (%s)", id, j->dir[i],
-                 strerror(err ? err : ENOTDIR));
-      cg_job_free(j);
-      return -1;
+      err = errno ? errno : ENOTDIR;
+      j->hiers &= ~(1u << i);
+      j->removed[i] = true;
     }
+  }
+  if (!j->hiers) {
+    rr_err_set(e, RR_NOT_FOUND, "job %s has no cgroup %s (%s)", id, j->dir[0], strerror(err));
+    cg_job_free(j);
+    return -1;
   }
   if (job_open_fds(j, e) < 0) {
     cg_job_free(j);
@@ -369,7 +404,7 @@ int cg_job_clone_fd(const cg_job *j) { return j->dir_fd; }
 
 size_t cg_job_procs_fds(const cg_job *j, const int **ret) {
   *ret = j->procs_fd;
-  return j->m->nhier;
+  return j->nprocs;
 }
 
 int cg_job_usage(cg_job *j, cg_usage *ret, rr_err *e) {
@@ -447,13 +482,16 @@ int cg_manager_sweep(cg_manager *m, bool (*keep)(const char *name, void *data), 
   }
   for (size_t k = 0; k < n; k++) {
     if (r == 0 && !keep(names[k], data)) {
-      cg_job *j = job_alloc(m, names[k]);
+      cg_job *j = job_alloc(m, names[k], all_hiers(m));
       if (!j) {
         r = rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot sweep job cgroups");
       } else {
         struct stat st;
         for (size_t i = 0; i < m->nhier; i++)
-          j->removed[i] = stat(j->dir[i], &st) < 0;
+          if (stat(j->dir[i], &st) < 0) { /* a job without limits' has fewer */
+            j->removed[i] = true;
+            j->hiers &= ~(1u << i);
+          }
         if (cg_job_destroy(j, e) < 0) /* kills what is left in it */
           r = -1;
         else
@@ -467,11 +505,11 @@ int cg_manager_sweep(cg_manager *m, bool (*keep)(const char *name, void *data), 
 }
 
 int cg_job_remove(cg_job *j, rr_err *e) {
-  for (size_t i = 0; i < j->m->nhier; i++)
-    if (j->procs_fd[i] >= 0) {
-      close(j->procs_fd[i]);
-      j->procs_fd[i] = -1;
-    }
+  for (size_t i = 0; i < j->nprocs; i++)
+    close(j->procs_fd[i]);
+  for (size_t i = 0; i < CG_MAX_HIER; i++)
+    j->procs_fd[i] = -1;
+  j->nprocs = 0;
   bool busy = false;
   for (size_t i = 0; i < j->m->nhier; i++) {
     if (j->removed[i])

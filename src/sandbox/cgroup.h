@@ -1,8 +1,11 @@
 /* Per-job cgroups behind one interface, on cgroup v2 (unified hierarchy) or
  * cgroup v1 (one hierarchy per controller). rund gets a subtree below its own
- * cgroup (never writes elsewhere in the hierarchy); each job with limits gets
- * a child of it, which the job's first process enters before it runs any of
- * its own code, and which is removed when the job ends.
+ * cgroup (never writes elsewhere in the hierarchy); each job gets a child of
+ * it, which the job's first process enters before it runs any of its own
+ * code, and which is removed when the job ends. A job without limits has no
+ * limit file written, and on v1 a cgroup only in the freezer, cpuacct and
+ * pids hierarchies (its kill and its usage: cpu and pids; memory and io read
+ * 0); a job with any limit has one in every hierarchy.
  *
  * Limits use v2 names and units (a memory limit also sets memory.swap.max
  * to 0: no swap); on v1 they map to cpu.cfs_quota_us / cpu.cfs_period_us,
@@ -98,18 +101,21 @@ int cg_manager_sweep(cg_manager *m, bool (*keep)(const char *name, void *data), 
 /* Remove our subtree when no job cgroup is left in it (shutdown). */
 void cg_manager_free(cg_manager *m);
 
-/* Create the job's cgroup (named id) and write its limits; on failure
- * nothing is left behind. */
+/* Create the job's cgroup (named id) and write its limits (none: only the
+ * hierarchies a job without limits gets); on failure nothing is left
+ * behind. */
 int cg_job_create(cg_manager *m, const char *id, const cg_limits *l, cg_job **ret, rr_err *e);
-/* Open the existing cgroup of job id (rund restarted); NOT_FOUND if none. */
+/* Open the existing cgroup of job id (rund restarted), in the hierarchies
+ * where it exists; NOT_FOUND if none. */
 int cg_job_open(cg_manager *m, const char *id, cg_job **ret, rr_err *e);
 cg_version cg_job_version(const cg_job *j);
 /* v2: an O_DIRECTORY fd of the job's cgroup for clone3(CLONE_INTO_CGROUP);
  * -1 on v1. */
 int cg_job_clone_fd(const cg_job *j);
-/* fds of the job's cgroup.procs files (one per v1 hierarchy; on v2 the one
- * file): a child writes "0" to each before exec to join (async-signal-safe;
- * the way in on v1, and on v2 where clone3 cannot place it). */
+/* fds a single-threaded child writes "0" to before exec to join the job's
+ * cgroups (async-signal-safe): v1 the "tasks" file of each of its
+ * hierarchies (the way in on v1), v2 the one cgroup.procs (where clone3
+ * cannot place it). */
 size_t cg_job_procs_fds(const cg_job *j, const int **ret);
 /* Read the counters now (zeros for what this host does not count). */
 int cg_job_usage(cg_job *j, cg_usage *ret, rr_err *e);

@@ -50,6 +50,9 @@ struct cg_manager {
   char *name;
   unsigned controllers; /* usable controllers, CG_CTRL_* */
   size_t nhier;         /* v1: hierarchies used; v2: 1 */
+  /* Hierarchies (bit i: hier[i]) of a job without limits: those that kill
+   * it whole and count it (v1: freezer, cpuacct, pids), not all. */
+  unsigned plain_hiers;
   struct {
     char *parent; /* directory job cgroups are made in */
     unsigned controllers;
@@ -65,9 +68,11 @@ struct cg_manager {
 struct cg_job {
   cg_manager *m;
   char *id;
-  char *dir[CG_MAX_HIER];    /* job cgroup, one per hierarchy */
-  bool removed[CG_MAX_HIER]; /* rmdir done (cg_job_remove) */
-  int procs_fd[CG_MAX_HIER];
+  unsigned hiers;            /* bit i: the job has a cgroup in m->hier[i] */
+  char *dir[CG_MAX_HIER];    /* job cgroup, one per hierarchy (of hiers) */
+  bool removed[CG_MAX_HIER]; /* rmdir done (cg_job_remove), or not in hiers */
+  int procs_fd[CG_MAX_HIER]; /* cgroup.procs of each of hiers, the first nprocs */
+  size_t nprocs;
   int dir_fd;                /* v2: for clone3(CLONE_INTO_CGROUP), else -1 */
   uint64_t memory_peak_seen; /* v2 without memory.peak: max of samples */
   cg_manager *own_m;         /* cg_path_*: the manager made for j, freed with it */
@@ -86,6 +91,12 @@ struct cg_ops {
 
 extern const cg_ops cg_v1_ops;
 extern const cg_ops cg_v2_ops;
+
+/* Index of the job's hierarchy holding controller bit, or -1 (not used by
+ * this job, or not mounted). */
+int cg_job_hier_of(const cg_job *j, unsigned bit);
+/* Index of the job's first hierarchy (any lists all its processes). */
+int cg_job_hier_first(const cg_job *j);
 
 /* ---- file helpers (cgroup.c) ---- */
 /* Read a small file into buf (NUL-terminated); -1 + e on error (errno kept). */

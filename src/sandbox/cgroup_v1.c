@@ -16,12 +16,11 @@
 static const unsigned v1_used =
     CG_CTRL_CPU | CG_CTRL_CPUACCT | CG_CTRL_MEMORY | CG_CTRL_IO | CG_CTRL_PIDS | CG_CTRL_FREEZER;
 
-static int hier_of(const cg_manager *m, unsigned bit) {
-  for (size_t i = 0; i < m->nhier; i++)
-    if (m->hier[i].controllers & bit)
-      return (int)i;
-  return -1;
-}
+/* A job without limits: freezer (a kill of the whole tree that no fork
+ * races), cpuacct and pids (its usage); not cpu, memory, blkio, whose
+ * cgroups cost the most to make (a task group, a memcg) and count nothing
+ * such a job is limited by. */
+static const unsigned v1_plain = CG_CTRL_FREEZER | CG_CTRL_CPUACCT | CG_CTRL_PIDS;
 
 static void v1_describe(cg_manager *m) {
   size_t off = (size_t)snprintf(m->describe, sizeof m->describe, "cgroup v1:");
@@ -31,8 +30,9 @@ static void v1_describe(cg_manager *m) {
       if (m->hier[i].controllers & bit)
         snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", *names ? "," : "",
                  cg_controller_name(bit, CG_V1));
-    off += (size_t)snprintf(m->describe + off, sizeof m->describe - off, "%s %s at %s",
-                            i ? ";" : "", names, m->hier[i].parent);
+    off += (size_t)snprintf(m->describe + off, sizeof m->describe - off, "%s %s at %s%s",
+                            i ? ";" : "", names, m->hier[i].parent,
+                            m->plain_hiers & (1u << i) ? "" : " (limits only)");
   }
 }
 
@@ -52,6 +52,11 @@ static int v1_manager_setup(cg_manager *m, const cg_detection *d, rr_err *e) {
       return rr_err_sys(e, errno == EACCES || errno == EROFS ? RR_PERMISSION_DENIED : RR_INTERNAL,
                         errno, "cannot create cgroup %s", parent);
   }
+  for (size_t i = 0; i < m->nhier; i++)
+    if (m->hier[i].controllers & v1_plain)
+      m->plain_hiers |= 1u << i;
+  if (!m->plain_hiers && m->nhier) /* any hierarchy lists the processes to kill */
+    m->plain_hiers = 1;
   v1_describe(m);
   return 0;
 }
@@ -63,16 +68,15 @@ static void v1_manager_teardown(cg_manager *m) {
 }
 
 static int v1_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
-  const cg_manager *m = j->m;
   int h;
-  if (l->has_cpu && (h = hier_of(m, CG_CTRL_CPU)) >= 0) {
+  if (l->has_cpu && (h = cg_job_hier_of(j, CG_CTRL_CPU)) >= 0) {
     uint64_t period = l->cpu_period_us ? l->cpu_period_us : CG_DEFAULT_CPU_PERIOD_US;
     if (cg_file_write_u64(j->dir[h], "cpu.cfs_period_us", period, "limits.cpu.period_us", e) < 0 ||
         cg_file_write_u64(j->dir[h], "cpu.cfs_quota_us", l->cpu_quota_us, "limits.cpu.quota_us",
                           e) < 0)
       return -1;
   }
-  if (l->has_memory && (h = hier_of(m, CG_CTRL_MEMORY)) >= 0) {
+  if (l->has_memory && (h = cg_job_hier_of(j, CG_CTRL_MEMORY)) >= 0) {
     if (cg_file_write_u64(j->dir[h], "memory.limit_in_bytes", l->memory_max, "limits.memory_max",
                           e) < 0)
       return -1;
@@ -82,7 +86,7 @@ static int v1_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
                           "limits.memory_max", e) < 0)
       return -1;
   }
-  if (l->nio > 0 && (h = hier_of(m, CG_CTRL_IO)) >= 0) {
+  if (l->nio > 0 && (h = cg_job_hier_of(j, CG_CTRL_IO)) >= 0) {
     for (size_t i = 0; i < l->nio; i++) {
       const cg_io_limit *io = &l->io[i];
       const struct {
@@ -103,7 +107,7 @@ static int v1_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
       }
     }
   }
-  if (l->has_pids && (h = hier_of(m, CG_CTRL_PIDS)) >= 0 &&
+  if (l->has_pids && (h = cg_job_hier_of(j, CG_CTRL_PIDS)) >= 0 &&
       cg_file_write_u64(j->dir[h], "pids.max", l->pids_max, "limits.pids_max", e) < 0)
     return -1;
   return 0;
@@ -112,7 +116,7 @@ static int v1_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
 static int v1_usage_cpu(cg_job *j, cg_usage *u, rr_err *e) {
   char buf[512];
   uint64_t v;
-  int h = hier_of(j->m, CG_CTRL_CPUACCT), r;
+  int h = cg_job_hier_of(j, CG_CTRL_CPUACCT), r;
   if (h >= 0) {
     if ((r = cg_file_read_opt(j->dir[h], "cpuacct.usage", buf, sizeof buf, e)) < 0)
       return -1;
@@ -136,7 +140,7 @@ static int v1_usage_cpu(cg_job *j, cg_usage *u, rr_err *e) {
         u->cpu_system_usec = v * usec_per_tick;
     }
   }
-  if ((h = hier_of(j->m, CG_CTRL_CPU)) >= 0) {
+  if ((h = cg_job_hier_of(j, CG_CTRL_CPU)) >= 0) {
     if ((r = cg_file_read_opt(j->dir[h], "cpu.stat", buf, sizeof buf, e)) < 0)
       return -1;
     if (r && cg_parse_keyed(buf, "throttled_time", &v))
@@ -148,7 +152,7 @@ static int v1_usage_cpu(cg_job *j, cg_usage *u, rr_err *e) {
 static int v1_usage_memory(cg_job *j, cg_usage *u, rr_err *e) {
   char buf[512];
   uint64_t v;
-  int h = hier_of(j->m, CG_CTRL_MEMORY), r;
+  int h = cg_job_hier_of(j, CG_CTRL_MEMORY), r;
   if (h < 0)
     return 0;
   if (cg_file_read_u64(j->dir[h], "memory.usage_in_bytes", &u->memory_current, e) < 0 ||
@@ -180,7 +184,7 @@ static int v1_usage(cg_job *j, cg_usage *u, rr_err *e) {
   int h, r;
   if (v1_usage_cpu(j, u, e) < 0 || v1_usage_memory(j, u, e) < 0)
     return -1;
-  if ((h = hier_of(j->m, CG_CTRL_IO)) >= 0) {
+  if ((h = cg_job_hier_of(j, CG_CTRL_IO)) >= 0) {
     if ((r = cg_file_read_opt(j->dir[h], "blkio.throttle.io_service_bytes", buf, sizeof buf, e)) <
         0)
       return -1;
@@ -191,7 +195,7 @@ static int v1_usage(cg_job *j, cg_usage *u, rr_err *e) {
     if (r)
       cg_parse_blkio(buf, &u->io_read_ops, &u->io_write_ops);
   }
-  if ((h = hier_of(j->m, CG_CTRL_PIDS)) >= 0) {
+  if ((h = cg_job_hier_of(j, CG_CTRL_PIDS)) >= 0) {
     if (cg_file_read_u64(j->dir[h], "pids.current", &u->pids_current, e) < 0)
       return -1;
     if ((r = cg_file_read_opt(j->dir[h], "pids.events", buf, sizeof buf, e)) < 0)
@@ -204,7 +208,7 @@ static int v1_usage(cg_job *j, cg_usage *u, rr_err *e) {
 
 static bool v1_empty(cg_job *j) {
   for (size_t i = 0; i < j->m->nhier; i++)
-    if (!cg_procs_empty(j->dir[i]))
+    if ((j->hiers & (1u << i)) && !cg_procs_empty(j->dir[i]))
       return false;
   return true;
 }
@@ -226,9 +230,9 @@ static int kill_loop(cg_job *j, const char *dir, rr_err *e) {
 }
 
 static int v1_kill(cg_job *j, rr_err *e) {
-  int h = hier_of(j->m, CG_CTRL_FREEZER);
+  int h = cg_job_hier_of(j, CG_CTRL_FREEZER);
   if (h < 0)
-    return kill_loop(j, j->dir[0], e);
+    return kill_loop(j, j->dir[cg_job_hier_first(j)], e);
   const char *dir = j->dir[h];
   /* Frozen, nothing can fork between listing and killing. */
   if (cg_file_write(dir, "freezer.state", "FROZEN", "freezer.state", e) < 0)

@@ -95,6 +95,7 @@ static int v2_manager_setup(cg_manager *m, const cg_detection *d, rr_err *e) {
     return free(jobs), rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot set up cgroups");
   m->hier[0].parent = jobs;
   m->nhier = 1;
+  m->plain_hiers = 1; /* one directory, limits or not */
   unsigned avail, before;
   if (read_controllers(own, "cgroup.controllers", &avail, e) < 0 ||
       read_controllers(own, "cgroup.subtree_control", &before, e) < 0)

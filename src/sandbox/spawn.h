@@ -37,8 +37,8 @@ typedef struct spawn_opts {
   /* cgroup v2 directory fd: the child is created in it (clone3
    * CLONE_INTO_CGROUP); <= 0 = none, so zeroed opts place nothing. */
   int cgroup_fd;
-  /* cgroup.procs fds the child writes "0" to before anything else (before
-   * dropping privileges); skipped when cgroup_fd already placed it. */
+  /* cgroup.procs (v1: tasks) fds the child writes "0" to before anything
+   * else (before dropping privileges); skipped when cgroup_fd placed it. */
   const int *cgroup_procs_fds;
   size_t ncgroup_procs;
   /* Background jobs: rund-waiter's path. It becomes the process (pid and

@@ -29,9 +29,24 @@ struct spawn_waiter_args {
 /* Runs in W on its own stack, in our memory: no allocation, no return. */
 SPAWN_CHILD_ATTR static _Noreturn void spawn_waiter_child(struct spawn_waiter_args *w) {
   const spawn_opts *o = w->child->o;
-  struct spawn_report r = {0, STEP_WAITER_GROUP};
+  struct spawn_report r = {0, STEP_CGROUP};
   pid_t pid = -1;
   int pidfd = -1;
+  /* W joins the command's cgroups first (the command inherits them), so
+   * that rund's own cgroup holds rund only; not when clone3 places the
+   * command (v2): W would need a cgroup.procs write, whose first writer
+   * after a quiet spell waits for an RCU grace period */
+  if (o->cgroup_fd <= 0 && w->child->join_procs) {
+    for (size_t i = 0; i < o->ncgroup_procs; i++) {
+      ssize_t n = write(o->cgroup_procs_fds[i], "0", 1);
+      if (n != 1) {
+        r.err = n < 0 ? errno : EIO;
+        goto fail;
+      }
+    }
+    w->child->join_procs = false;
+  }
+  r.step = STEP_WAITER_GROUP;
   if (setpgid(0, 0) < 0) {
     r.err = errno;
     goto fail;

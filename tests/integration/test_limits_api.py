@@ -202,7 +202,29 @@ def assert_rusage_only(u):
             u.io_write_ops, u.oom_kills, u.cpu_throttled_usec, u.pids_refused) == (0,) * 10, u
 
 
-def test_job_without_limits_has_rusage_usage(rund, stub):
+def test_job_without_limits_has_a_cgroup(need_cgroups, rund, stub):
+    """Issue 9: a job without limits has a cgroup too (no limits): its usage
+    is live while it runs, and the cgroup's at its end."""
+    job_id = start(stub, "/bin/sh", "-c", "sleep 1; " + BUSY).job_id
+    st = stub.Status(pb.StatusRequest(job_id=job_id), timeout=10).status
+    assert st.state == pb.JOB_STATE_RUNNING, st
+    assert st.cgroup == host_cgroup_version() and not st.HasField("limits"), st
+    assert st.HasField("usage") and st.usage.pids_current >= 1, st
+    st = wait(stub, job_id, timeout=60)
+    assert st.state == pb.JOB_STATE_EXITED and st.reason == "exited", st
+    assert st.cgroup == host_cgroup_version() and not st.HasField("limits"), st
+    assert st.usage.cpu_usec > 0 and st.usage.pids_current == 0, st
+    assert st.usage.memory_current == 0, st
+    rund.stop()
+    rund.start()
+    again = rund.stub().Status(pb.StatusRequest(job_id=job_id), timeout=10).status
+    assert again.usage == st.usage and again.cgroup == st.cgroup
+
+
+def test_job_without_limits_has_rusage_usage(rund_factory):
+    """rund --no-cgroups: no cgroup, the rusage once ended."""
+    rund = rund_factory(extra_args=["--no-cgroups"]).start()
+    stub = rund.stub()
     job_id = start(stub, "/bin/sh", "-c", "sleep 1; " + BUSY).job_id
     # while it runs: no cgroup, no usage yet (the rusage comes with the end)
     st = stub.Status(pb.StatusRequest(job_id=job_id), timeout=10).status
@@ -246,7 +268,23 @@ def test_exec_reports_usage(need_cgroups, rund, stub):
     assert not left, "Exec cgroups left behind: %r" % left
 
 
-def test_exec_without_limits_reports_rusage(stub):
+def test_exec_without_limits_reports_cgroup_usage(need_cgroups, rund, stub):
+    _, out, _, ex, _ = exec_call(stub, "/bin/sh", "-c", BUSY + "; echo hi")
+    assert out == b"hi\n"
+    assert ex.reason == "exited" and ex.exit_code == 0, ex
+    assert ex.usage.cpu_usec > 0 and ex.usage.pids_current == 0, ex
+    deadline = time.monotonic() + 5
+    while True:
+        left = [n for d in runrpc_dirs(rund) for n in os.listdir(d) if n.startswith("exec-")]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert not left, "Exec cgroups left behind: %r" % left
+
+
+def test_exec_without_limits_reports_rusage(rund_factory):
+    """rund --no-cgroups: the rusage of the main process."""
+    stub = rund_factory(extra_args=["--no-cgroups"]).start().stub()
     _, out, _, ex, _ = exec_call(stub, "/bin/sh", "-c", BUSY + "; echo hi")
     assert out == b"hi\n"
     assert ex.reason == "exited" and ex.exit_code == 0, ex

@@ -1,5 +1,6 @@
 /* Unit tests of the cgroup module on real cgroups of this host, below our
- * own (rrtest-<pid>): v1 jobs, OOM and pids limits, v2 on the unified mount. */
+ * own (rrtest-<pid>): v1 jobs with and without limits, OOM and pids limits,
+ * v2 on the unified mount. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -192,6 +193,60 @@ static void test_v1_job(void **state) {
   assert_int_equal(count_fds(), fds_before); /* no fd leaked */
 }
 
+/* A job without limits: no limit file, and cgroups only where it is killed
+ * whole (freezer) and counted (cpuacct, pids), found again by a restart. */
+static void test_v1_plain_job(void **state) {
+  cg_manager *m = real_manager();
+  rr_err e = {0};
+  if (cg_manager_version(m) != CG_V1)
+    skip();
+  const unsigned plain = CG_CTRL_FREEZER | CG_CTRL_CPUACCT | CG_CTRL_PIDS;
+  size_t want = 0;
+  for (size_t i = 0; i < m->nhier; i++)
+    want += (m->hier[i].controllers & plain) != 0;
+  assert_true(want > 0 && want < m->nhier);
+  cg_limits none = {0};
+  cg_job *j = NULL;
+  if (cg_job_create(m, "plain", &none, &j, &e) < 0)
+    fail_msg("cg_job_create: %s", e.msg);
+  const int *fds;
+  assert_int_equal(cg_job_procs_fds(j, &fds), want);
+  for (size_t i = 0; i < m->nhier; i++) {
+    char *d = cg_path_join(m->hier[i].parent, "plain");
+    assert_int_equal(is_dir(d), (m->hier[i].controllers & plain) != 0);
+    free(d);
+  }
+  if (dir_of(j, CG_CTRL_PIDS))
+    read_back(dir_of(j, CG_CTRL_PIDS), "pids.max", "max");
+  cg_job *again = NULL;
+  assert_int_equal(cg_job_open(m, "plain", &again, &e), 0);
+  assert_int_equal(cg_job_procs_fds(again, &fds), want);
+  cg_job_free(again);
+  pid_t pid = spawn_in(j, "dd if=/dev/zero of=/dev/null bs=1M count=3000 2>/dev/null; "
+                          "(setsid sleep 30 &); sleep 30");
+  cg_usage u = {0};
+  for (int i = 0; i < 1000; i++) {
+    assert_int_equal(cg_job_usage(j, &u, &e), 0);
+    if (u.pids_current >= 3 && u.cpu_usec > 0)
+      break;
+    usleep(10000);
+  }
+  if (m->controllers & CG_CTRL_CPUACCT)
+    assert_true(u.cpu_usec > 0);
+  if (m->controllers & CG_CTRL_PIDS)
+    assert_true(u.pids_current >= 3);
+  assert_int_equal(u.memory_current, 0); /* no memory cgroup */
+  /* the setsid grandchild goes too */
+  kill_until_empty(j, pid);
+  if (cg_job_destroy(j, &e) < 0)
+    fail_msg("cg_job_destroy: %s", e.msg);
+  for (size_t i = 0; i < m->nhier; i++) {
+    char *d = cg_path_join(m->hier[i].parent, "plain");
+    assert_false(is_dir(d));
+    free(d);
+  }
+}
+
 static void test_v1_oom(void **state) {
   cg_manager *m = real_manager();
   rr_err e = {0};
@@ -358,6 +413,7 @@ int main(void) {
   snprintf(test_name, sizeof test_name, "rrtest-%d", (int)getpid());
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_v1_job, teardown),
+      cmocka_unit_test_teardown(test_v1_plain_job, teardown),
       cmocka_unit_test_teardown(test_v1_oom, teardown),
       cmocka_unit_test_teardown(test_v2_unified, teardown_v2),
   };

@@ -1,6 +1,6 @@
 /* Unit tests of the job table with resource limits: limits in requests
- * (validation, job.json round trip) and jobs in real cgroups (skipped where
- * this host has none we may use). */
+ * (validation, job.json round trip) and jobs, with limits or without, in
+ * real cgroups (skipped where this host has none we may use). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -130,6 +130,12 @@ static void test_limits_need_cgroups(void **state) {
   char cmd[160];
   snprintf(cmd, sizeof cmd, "test -z \"$(ls -A %s/jobs)\"", f->dir);
   assert_int_equal(system(cmd), 0);
+  /* without cgroups (--no-cgroups) a job without limits runs in rund's */
+  job *plain = start_sh(f, "exit 0");
+  assert_int_equal(plain->cgroup, CG_NONE);
+  assert_null(plain->cg);
+  run_until_done(f, plain, 3000);
+  assert_string_equal(plain->reason, "exited");
 }
 
 /* The table reopened with a real cgroup manager (skip without cgroups). */
@@ -191,17 +197,22 @@ static void test_job_in_cgroup(void **state) {
   assert_int_equal(j->cgroup, v);
   assert_true(j->req.limits && j->req.limits->has_pids && j->req.limits->pids_max == 32);
   assert_true(job_usage(j, &u) && u.cpu_usec == cpu);
-  /* a job without limits has no cgroup; its usage is the rusage (cpu only) */
-  job *plain = start_sh(f, "exit 0");
-  assert_int_equal(plain->cgroup, CG_NONE);
-  run_until_done(f, plain, 3000);
+  /* a job without limits has a cgroup too (v1: no memory one, so 0) */
+  job *plain = start_sh(f, "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done");
+  assert_int_equal(plain->cgroup, v);
+  assert_non_null(plain->cg);
+  assert_null(plain->req.limits);
+  run_until_done(f, plain, 20000);
+  assert_null(plain->cg);
   assert_true(job_usage(plain, &u));
-  assert_true(u.memory_peak == 0 && u.pids_current == 0 && u.io_read_bytes == 0);
+  assert_true(u.cpu_usec > 0 && u.pids_current == 0);
+  if (v == CG_V1)
+    assert_true(u.memory_peak == 0 && u.io_read_bytes == 0);
 }
 
 /* A job in a cgroup whose grandchild left its process group and session;
  * the grandchild's pid in *gc. */
-static job *start_with_daemon(fixture *f, pid_t *gc) {
+static job *start_with_daemon(fixture *f, pid_t *gc, bool limits, uint64_t timeout_ms) {
   char name[64], pidfile[128];
   table_with_cgroups(f, name, sizeof name);
   snprintf(pidfile, sizeof pidfile, "%s/grandchild", f->dir);
@@ -209,7 +220,10 @@ static job *start_with_daemon(fixture *f, pid_t *gc) {
   snprintf(script, sizeof script, "(setsid sleep 60 & echo $! > %s.tmp; mv %s.tmp %s); sleep 60",
            pidfile, pidfile, pidfile);
   job_request r = req_sh(script);
-  r.limits = limits_new((cg_limits){.has_pids = true, .pids_max = 32});
+  if (limits)
+    r.limits = limits_new((cg_limits){.has_pids = true, .pids_max = 32});
+  r.has_timeout = timeout_ms > 0;
+  r.timeout_ms = timeout_ms;
   job *j = NULL;
   rr_err e = {0};
   if (job_table_start(f->t, &r, NULL, &j, &e) < 0)
@@ -231,15 +245,35 @@ static job *start_with_daemon(fixture *f, pid_t *gc) {
   return j;
 }
 
-static void test_stop_kills_cgroup_tree(void **state) {
-  fixture *f = *state;
+static void stop_kills_tree(fixture *f, bool limits, uint64_t grace_ms) {
   pid_t gc;
-  job *j = start_with_daemon(f, &gc);
+  job *j = start_with_daemon(f, &gc, limits, 0);
+  assert_non_null(j->cg);
   rr_err e = {0};
-  assert_int_equal(job_stop(j, 0, &e), 0);
+  assert_int_equal(job_stop(j, grace_ms, &e), 0);
   run_until_done(f, j, 5000);
   assert_int_equal(j->state, JOB_KILLED);
   assert_string_equal(j->reason, "stopped");
+  bool gone = false;
+  for (int i = 0; i < 100 && !(gone = !proc_alive(gc)); i++)
+    loop_run_once(f->l, 20, NULL);
+  assert_true(gone);
+}
+
+static void test_stop_kills_cgroup_tree(void **state) { stop_kills_tree(*state, true, 0); }
+
+/* A job without limits is in a cgroup too: its setsid grandchild goes with
+ * a stop (SIGKILL at once, or SIGTERM that the main process dies of). */
+static void test_stop_kills_plain_tree(void **state) { stop_kills_tree(*state, false, 0); }
+
+static void test_stop_grace_kills_plain_tree(void **state) { stop_kills_tree(*state, false, 1000); }
+
+static void test_timeout_kills_plain_tree(void **state) {
+  fixture *f = *state;
+  pid_t gc;
+  job *j = start_with_daemon(f, &gc, false, 300);
+  run_until_done(f, j, 15000);
+  assert_string_equal(j->reason, "timeout");
   bool gone = false;
   for (int i = 0; i < 100 && !(gone = !proc_alive(gc)); i++)
     loop_run_once(f->l, 20, NULL);
@@ -251,7 +285,7 @@ static void test_stop_kills_cgroup_tree(void **state) {
 static void test_signal_kill_kills_cgroup_tree(void **state) {
   fixture *f = *state;
   pid_t gc;
-  job *j = start_with_daemon(f, &gc);
+  job *j = start_with_daemon(f, &gc, true, 0);
   rr_err e = {0};
   assert_int_equal(job_signal(j, SIGKILL, &e), 0);
   bool gone = false;
@@ -272,6 +306,9 @@ int main(void) {
       T(test_limits_need_cgroups),
       T(test_job_in_cgroup),
       T(test_stop_kills_cgroup_tree),
+      T(test_stop_kills_plain_tree),
+      T(test_stop_grace_kills_plain_tree),
+      T(test_timeout_kills_plain_tree),
       T(test_signal_kill_kills_cgroup_tree),
       cmocka_unit_test(test_request_limits_json),
       cmocka_unit_test(test_request_limits_validate),

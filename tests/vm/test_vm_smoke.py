@@ -5,6 +5,7 @@ io and pids controllers, and exit codes pass through.
 Needs RUNRPC_TARGET_ADDR, _CERT, _KEY, _CA (set by run.py); skipped without.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -91,3 +92,30 @@ def test_io_file_is_on_a_block_device_with_direct_io():
             "stat -c %%s %s && rm -f %s" % (path, path, path))
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert r.stdout.decode().split()[-1] == str(64 * 1024 * 16), r.stdout
+
+
+def test_commands_without_limits_get_a_cgroup():
+    """Issue 9: an Exec and a job without limits run in a cgroup of their own
+    below jobs/, not in rund's leaf (which holds rund and, on v2, the jobs'
+    rund-waiter processes: clone3 places only the command)."""
+    r = ctl("exec", "--", "/bin/cat", "/proc/self/cgroup")
+    assert r.returncode == 0, r.stderr
+    assert re.fullmatch(r"0::/rund\.service/runrpc-[0-9a-f]{12}/jobs/exec-[0-9A-Z]{26}\n",
+                        r.stdout.decode()), r.stdout
+    r = ctl("start", "--", "/bin/sleep", "300")
+    assert r.returncode == 0, r.stderr
+    jid = r.stdout.decode().strip()
+    try:
+        r = ctl("status", jid, "--json")
+        assert r.returncode == 0, r.stderr
+        s = json.loads(r.stdout)
+        assert s["cgroup"] == "v2" and "limits" not in s, s
+        r = ctl("exec", "--", "/bin/sh", "-c",
+                "cat /sys/fs/cgroup/rund.service/runrpc-*/jobs/%s/cgroup.procs; echo --; "
+                "cat /sys/fs/cgroup/rund.service/runrpc-*/supervisor/cgroup.procs" % jid)
+        assert r.returncode == 0, r.stderr
+        job, sup = r.stdout.decode().split("--\n")
+        assert job.split(), r.stdout  # the command is there
+        assert not set(job.split()) & set(sup.split()), r.stdout
+    finally:
+        ctl("stop", jid, "--grace", "0")

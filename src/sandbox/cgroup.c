@@ -338,7 +338,8 @@ int cg_job_create(cg_manager *m, const char *id, const cg_limits *l, cg_job **re
     return -1;
   if (m->version == CG_NONE)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "no usable cgroups on this host");
-  cg_job *j = job_alloc(m, id, cg_limits_any(l) ? all_hiers(m) : m->plain_hiers);
+  bool all = cg_limits_any(l) || !m->plain_hiers;
+  cg_job *j = job_alloc(m, id, all ? all_hiers(m) : m->plain_hiers);
   if (!j)
     return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot create cgroup of job %s", id);
   bool made[CG_MAX_HIER] = {false};
@@ -593,7 +594,7 @@ int cg_job_freeze(cg_job *j, bool frozen, rr_err *e) {
 }
 
 int cg_job_pids(cg_job *j, int **ret, size_t *ret_n, rr_err *e) {
-  _cleanup_free_ char *path = cg_path_join(j->dir[0], "cgroup.procs");
+  _cleanup_free_ char *path = cg_path_join(j->dir[cg_job_hier_first(j)], "cgroup.procs");
   FILE *f = path ? fopen(path, "re") : NULL;
   if (!f)
     return rr_err_sys(e, RR_INTERNAL, errno, "cannot read the processes of job %s", j->id);

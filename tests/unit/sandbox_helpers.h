@@ -28,6 +28,9 @@ typedef struct run_result {
 
 /* --helper OP inside a sandbox: prints "OP ok" or "OP ERRNO-NAME". */
 int helper(const char *op);
+/* self_exe: this binary, or a copy in /var/tmp when it is below /tmp (which
+ * the sandboxes hide behind a fresh tmpfs); -1 on failure. */
+int self_exe_visible(void);
 /* A default-like spec: every namespace but user and time, the host root
  * read-only, the default mounts, masked and read-only paths; no caps;
  * no_new_privs; hostname "sbtest". */

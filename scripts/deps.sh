@@ -39,6 +39,14 @@ openssh-server
 openssh-client
 util-linux
 busybox-static
+runc
+containerd
+umoci
+skopeo
+podman
+conmon
+crun
+containernetworking-plugins
 "
 
 # the cgroup v2 VM (tests/vm): qemu under TCG, a static busybox for the

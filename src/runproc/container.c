@@ -280,7 +280,8 @@ int runproc_container_signal(const runproc_container *c, int sig, bool all, rr_e
     cg_job_kill(cg, NULL); /* also what left the pid namespace's view */
     cg_job_free(cg);
   }
-  if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0)
+  /* --all KILL through the cgroup may have killed the init already */
+  if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 && !(all && errno == ESRCH))
     return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "cannot signal container \"%s\"", c->id);
   return 0;
 }

@@ -1,0 +1,121 @@
+"""What the tests of runproc behind real callers (containerd, podman) share:
+an OCI image made offline (umoci + skopeo + busybox-static, no registry),
+a wrapper that runs the installed runproc with the sanitizer options (the
+callers do not pass our environment on) and reports into files, and the
+cgroups below our own that the containers are placed in."""
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import RUNPROC, SANITIZER_RE
+
+IMAGE_REF = "localhost/rr-busybox:1"
+
+
+def need(*tools):
+    for t in tools:
+        if not shutil.which(t):
+            pytest.skip("%s is not installed (scripts/deps.sh installs it)" % t)
+
+
+def make_image_archive(tmp, fmt="oci-archive"):
+    """An image of a static busybox with its applet links, /bin/sh as cmd,
+    written as tmp/image.tar (fmt: oci-archive or docker-archive)."""
+    need("umoci", "skopeo")
+    bb = shutil.which("busybox")
+    if not bb:
+        pytest.skip("busybox-static is not installed")
+    layout = os.path.join(tmp, "oci")
+    bundle = os.path.join(tmp, "unpacked")
+
+    def run(*argv):
+        subprocess.run(argv, check=True, capture_output=True, timeout=120)
+
+    run("umoci", "init", "--layout", layout)
+    run("umoci", "new", "--image", layout + ":bb")
+    run("umoci", "unpack", "--image", layout + ":bb", bundle)
+    bindir = os.path.join(bundle, "rootfs", "bin")
+    os.makedirs(bindir, exist_ok=True)
+    for d in ("proc", "dev", "sys", "tmp", "etc"):
+        os.makedirs(os.path.join(bundle, "rootfs", d), exist_ok=True)
+    shutil.copy2(bb, os.path.join(bindir, "busybox"))
+    applets = subprocess.run([bb, "--list"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for name in applets:
+        if name != "busybox":
+            os.symlink("busybox", os.path.join(bindir, name))
+    run("umoci", "repack", "--image", layout + ":bb", bundle)
+    run("umoci", "config", "--image", layout + ":bb", "--config.cmd", "/bin/sh")
+    archive = os.path.join(tmp, "image.tar")
+    run("skopeo", "copy", "oci:" + layout + ":bb", "%s:%s:%s" % (fmt, archive, IMAGE_REF))
+    shutil.rmtree(bundle)
+    return archive
+
+
+def runproc_wrapper(tmp):
+    """A script that runs the installed runproc with LD_LIBRARY_PATH and
+    the sanitizer options of our environment, sanitizer reports going to
+    files tmp/asan.* (the container's stdio is the caller's FIFOs)."""
+    path = os.path.join(tmp, "runproc-wrapper")
+    report = os.path.join(tmp, "asan")
+    env = ""
+    for k in ("LD_LIBRARY_PATH", "ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+        v = os.environ.get(k, "")
+        if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+            v = (v + ":" if v else "") + "log_path=" + report
+        env += "export %s='%s'\n" % (k, v)
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n%sexec '%s' \"$@\"\n" % (env, RUNPROC))
+    os.chmod(path, 0o755)
+    return path
+
+
+def sanitizer_reports(tmp):
+    """Text of the sanitizer reports the wrapper's runs left (none: "")."""
+    out = ""
+    for name in sorted(os.listdir(tmp)):
+        if name.startswith("asan."):
+            with open(os.path.join(tmp, name), errors="replace") as f:
+                text = f.read()
+            if SANITIZER_RE.search(text):
+                out += text
+    return out
+
+
+def own_cgroup_dirs():
+    """Our own cgroup directory in each v1 hierarchy (controller list ->
+    path), e.g. memory's is below the hierarchy's root on this host."""
+    dirs = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            if not ctrls:
+                continue
+            name = ctrls.replace("name=", "")
+            d = os.path.join("/sys/fs/cgroup", name, path.lstrip("/"))
+            if os.path.isdir(d):
+                dirs[ctrls] = d
+    if not dirs:
+        pytest.skip("no cgroup v1 hierarchies here")
+    return dirs
+
+
+def cgroups_named(name):
+    """The directories NAME below our own cgroup that exist."""
+    return [os.path.join(d, name) for d in own_cgroup_dirs().values()
+            if os.path.isdir(os.path.join(d, name))]
+
+
+def remove_cgroup_tree(name):
+    """rmdir NAME below our own cgroup in every hierarchy, deepest first
+    (what is left must be empty: a leftover process is a failure)."""
+    left = []
+    for top in cgroups_named(name):
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            try:
+                os.rmdir(dirpath)
+            except OSError as e:
+                left.append("%s: %s" % (dirpath, e))
+    return left

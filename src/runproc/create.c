@@ -71,12 +71,6 @@ static json_object *runproc_annotations(const char *config) {
   return a ? a : json_object_new_object();
 }
 
-static int runproc_write_pid_file(const char *path, pid_t pid, rr_err *e) {
-  char buf[24];
-  int n = snprintf(buf, sizeof buf, "%d", (int)pid);
-  return runproc_write_atomic(path, buf, (size_t)n, e);
-}
-
 int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidfd,
                    int *ret_start_fd, rr_err *e) {
   if (runproc_id_check(o->id, e) < 0)

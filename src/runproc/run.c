@@ -19,8 +19,7 @@
 
 static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
 
-/* Wait for the container's init, passing our signals on; its status. */
-static int runproc_wait_forwarding(int pidfd) {
+int runproc_wait_forwarding(int pidfd) {
   sigset_t set;
   sigemptyset(&set);
   for (size_t i = 0; i < RR_ARRAY_SIZE(forwarded); i++)

@@ -72,6 +72,15 @@ bool runproc_flag(const char *arg, const char *name, char s);
  * moved past V); 0 when it is not; -1 when V is missing. */
 int runproc_opt(int argc, char **argv, int *i, const char *name, char s, const char **ret);
 
+/* Write pid (decimal) to path atomically. */
+int runproc_write_pid_file(const char *path, pid_t pid, rr_err *e);
+/* SIGKILL the process of pidfd and reap it (our child). */
+void runproc_kill_reap(int pidfd);
+
+/* run.c: wait for our child pidfd, passing our signals on; its status
+ * (code, or 128+N for signal N). */
+int runproc_wait_forwarding(int pidfd);
+
 /* container.c */
 /* Make ROOT/ID (ALREADY_EXISTS when there) and lock it. */
 int runproc_container_new(runproc_ctx *ctx, const char *id, runproc_container *ret, rr_err *e);
@@ -129,4 +138,4 @@ int runproc_create_parse(runproc_ctx *ctx, int argc, char **argv, runproc_create
 
 extern const runproc_command runproc_cmd_create, runproc_cmd_start, runproc_cmd_state,
     runproc_cmd_kill, runproc_cmd_delete, runproc_cmd_run, runproc_cmd_list, runproc_cmd_spec,
-    runproc_cmd_features, runproc_cmd_pause, runproc_cmd_resume, runproc_cmd_ps;
+    runproc_cmd_features, runproc_cmd_pause, runproc_cmd_resume, runproc_cmd_ps, runproc_cmd_exec;

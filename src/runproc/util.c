@@ -7,11 +7,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
 #include "runproc.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
 char *runproc_rfc3339(char *buf, size_t size) {
   struct timespec ts;
@@ -161,4 +167,17 @@ int runproc_opt(int argc, char **argv, int *i, const char *name, char s, const c
     return -1;
   *ret = argv[++*i];
   return 1;
+}
+
+int runproc_write_pid_file(const char *path, pid_t pid, rr_err *e) {
+  char buf[24];
+  int n = snprintf(buf, sizeof buf, "%d", (int)pid);
+  return runproc_write_atomic(path, buf, (size_t)n, e);
+}
+
+void runproc_kill_reap(int pidfd) {
+  syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+  siginfo_t si;
+  while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
+    ;
 }

@@ -340,6 +340,11 @@ void sb_mount_setup(const struct sb_child *c) {
       sb_child_fail(c, EINVAL, "mounts without a mount namespace", NULL);
     return;
   }
+  /* a mount namespace joined with nothing to mount (runproc exec): its
+   * propagation and root are the container's, left as they are */
+  if (!c->new_ns[SB_NS_MOUNT] && !s->root_path && !s->nmounts && !s->nmasked_paths &&
+      !s->nreadonly_paths)
+    return;
   unsigned long prop = s->rootfs_propagation ? s->rootfs_propagation : MS_PRIVATE | MS_REC;
   /* a shared / would make pivot_root fail: shared again after it */
   if (mount(NULL, "/", NULL, prop & MS_SHARED ? MS_SLAVE | MS_REC : prop, NULL) < 0)

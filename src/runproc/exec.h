@@ -1,0 +1,26 @@
+/* runproc exec: its options and the sandbox spec made of them (exec.c,
+ * exec_spec.c). */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/err.h"
+#include "sandbox/spec.h"
+
+typedef struct runproc_exec_opts {
+  const char *id, *process_file, *pid_file, *console_socket, *cwd, *user;
+  bool tty, detach, no_new_privs;
+  char **env, **caps; /* --env K=V, --cap CAP_X (repeatable) */
+  size_t nenv, ncaps;
+  int preserve_fds;
+  char **args; /* the command after the id */
+  size_t nargs;
+} runproc_exec_opts;
+
+/* The process to run (--process FILE, else the container's config.json
+ * process changed by the flags) with the container's seccomp; no
+ * namespaces yet. */
+int runproc_exec_spec(const runproc_exec_opts *o, const char *bundle, sb_spec **ret, rr_err *e);
+/* Join every namespace of the process at procfd (an O_PATH /proc/PID dir)
+ * that is not ours. */
+int runproc_exec_namespaces(sb_spec *s, int procfd, rr_err *e);

@@ -137,6 +137,32 @@ fail:
   return -1;
 }
 
+int certs_load_cert(const char *path, X509 **ret, rr_err *e) {
+  BIO *b = NULL;
+  if (read_bio(path, &b, e) < 0)
+    return -1;
+  X509 *x = PEM_read_bio_X509(b, NULL, NULL, NULL);
+  BIO_free(b);
+  ERR_clear_error();
+  if (!x)
+    return rr_err_set(e, RR_FAILED_PRECONDITION, "\"%s\" holds no PEM certificate", path);
+  *ret = x;
+  return 0;
+}
+
+int certs_write_cert(const char *path, X509 *cert, bool no_replace, rr_err *e) {
+  BIO *b = BIO_new(BIO_s_mem());
+  int rc = -1;
+  if (!b || !PEM_write_bio_X509(b, cert)) {
+    ERR_clear_error();
+    rr_err_set(e, RR_INTERNAL, "cannot encode the certificate as PEM");
+  } else {
+    rc = write_bio(path, b, no_replace, e);
+  }
+  BIO_free(b);
+  return rc;
+}
+
 void certs_paths_init(certs_paths *p, const char *state_dir) {
   snprintf(p->dir, sizeof p->dir, "%s/tls", state_dir);
   snprintf(p->ca, sizeof p->ca, "%s/ca.pem", p->dir);
@@ -182,20 +208,61 @@ static void note_add(char *made, size_t size, const char *what) {
   snprintf(made + n, size - n, "%s%s", n ? " " : "", what);
 }
 
-/* Load path/key if usable, else make a new leaf from the CA. */
-static int leaf_ensure(const char *path, const char *key_path, const certs_spec *spec, X509 *ca,
-                       EVP_PKEY *ca_key, bool *made, rr_err *e) {
+/* True if x names every one of want. */
+static bool leaf_has_sans(X509 *x, const certs_san_list *want) {
+  certs_san_list have = {.n = 0};
+  certs_san_list_of_cert(x, &have);
+  for (size_t i = 0; i < want->n; i++)
+    if (!certs_san_list_has(&have, want->items[i]))
+      return false;
+  return true;
+}
+
+/* The names of a new leaf: the old one's (when the CA issued it, so that
+ * names added by `rund certs server --san` stay) and the wanted ones. */
+static int leaf_sans(X509 *old, X509 *ca, const certs_san_list *want, certs_san_list *ret,
+                     rr_err *e) {
+  ret->n = 0;
+  if (old && X509_check_issued(ca, old) == X509_V_OK)
+    certs_san_list_of_cert(old, ret);
+  ERR_clear_error();
+  for (size_t i = 0; i < want->n; i++)
+    if (certs_san_list_add(ret, want->items[i], e) < 0)
+      return rr_err_wrap(e, "server certificate");
+  return 0;
+}
+
+/* Load path/key if usable (and naming every wanted name), else make a new
+ * leaf from the CA. want NULL: spec's names as they are. */
+static int leaf_ensure(const char *path, const char *key_path, const certs_spec *spec,
+                       const certs_san_list *want, X509 *ca, EVP_PKEY *ca_key, bool *made,
+                       rr_err *e) {
   X509 *x = NULL;
   EVP_PKEY *k = NULL;
   *made = false;
-  if (certs_load_pair(path, key_path, &x, &k, NULL) == 0 && leaf_usable(x, ca)) {
+  if (certs_load_pair(path, key_path, &x, &k, NULL) == 0 && leaf_usable(x, ca) &&
+      (!want || leaf_has_sans(x, want))) {
     X509_free(x);
     EVP_PKEY_free(k);
     return 0;
   }
-  X509_free(x);
   EVP_PKEY_free(k);
-  if (certs_make(spec, ca, ca_key, &x, &k, e) < 0)
+  certs_spec s = *spec;
+  certs_san_list names;
+  const char *ptrs[CERTS_MAX_SANS];
+  if (want) {
+    int rc = leaf_sans(x, ca, want, &names, e);
+    X509_free(x);
+    if (rc < 0)
+      return -1;
+    for (size_t i = 0; i < names.n; i++)
+      ptrs[i] = names.items[i];
+    s.sans = ptrs;
+    s.nsans = names.n;
+  } else {
+    X509_free(x);
+  }
+  if (certs_make(&s, ca, ca_key, &x, &k, e) < 0)
     return -1;
   int rc = certs_write_pair(path, key_path, x, k, false, e);
   X509_free(x);
@@ -236,8 +303,8 @@ static int ca_ensure(const certs_paths *p, X509 **ca, EVP_PKEY **ca_key, bool *m
   return 0;
 }
 
-int certs_ensure_default(const char *state_dir, certs_paths *p, char *made, size_t made_size,
-                         rr_err *e) {
+int certs_ensure_default(const char *state_dir, const certs_san_list *server_sans, certs_paths *p,
+                         char *made, size_t made_size, rr_err *e) {
   certs_paths_init(p, state_dir);
   if (made && made_size)
     made[0] = '\0';
@@ -250,57 +317,24 @@ int certs_ensure_default(const char *state_dir, certs_paths *p, char *made, size
     return -1;
   if (did)
     note_add(made, made_size, "ca");
-  static const char *const server_sans[] = {"dns:localhost", "ip:127.0.0.1", "ip:::1"};
+  static const char *const loopback_sans[] = {"dns:localhost", "ip:127.0.0.1", "ip:::1"};
   static const char *const client_sans[] = {CERTS_ADMIN_SAN};
   certs_spec server = {.kind = CERTS_SERVER,
                        .cn = "localhost",
-                       .sans = server_sans,
-                       .nsans = RR_ARRAY_SIZE(server_sans),
+                       .sans = loopback_sans,
+                       .nsans = RR_ARRAY_SIZE(loopback_sans),
                        .days = CERTS_LEAF_DAYS};
   certs_spec client = {.kind = CERTS_CLIENT,
                        .cn = "admin",
                        .sans = client_sans,
                        .nsans = RR_ARRAY_SIZE(client_sans),
                        .days = CERTS_LEAF_DAYS};
-  int rc = leaf_ensure(p->server, p->server_key, &server, ca, ca_key, &did, e);
+  int rc = leaf_ensure(p->server, p->server_key, &server, server_sans, ca, ca_key, &did, e);
   if (rc == 0 && did)
     note_add(made, made_size, "server");
-  if (rc == 0 && (rc = leaf_ensure(p->client, p->client_key, &client, ca, ca_key, &did, e)) == 0 &&
-      did)
+  if (rc == 0 &&
+      (rc = leaf_ensure(p->client, p->client_key, &client, NULL, ca, ca_key, &did, e)) == 0 && did)
     note_add(made, made_size, "client");
-  X509_free(ca);
-  EVP_PKEY_free(ca_key);
-  return rc;
-}
-
-int certs_issue_client(const char *state_dir, const char *name, const char *const *sans,
-                       size_t nsans, int days, const char *out_dir, char *cert_path, char *key_path,
-                       size_t path_size, rr_err *e) {
-  if (certs_name_check(name, e) < 0)
-    return -1;
-  if (nsans == 0)
-    return rr_err_set(e, RR_INVALID_ARGUMENT,
-                      "at least one --san is needed (it is the client's identity)");
-  certs_paths p;
-  certs_paths_init(&p, state_dir);
-  X509 *ca = NULL;
-  EVP_PKEY *ca_key = NULL;
-  if (certs_load_pair(p.ca, p.ca_key, &ca, &ca_key, e) < 0)
-    return rr_err_wrap(e, "cannot load the CA (start rund once to create it)");
-  if ((size_t)snprintf(cert_path, path_size, "%s/%s.pem", out_dir, name) >= path_size ||
-      (size_t)snprintf(key_path, path_size, "%s/%s.key", out_dir, name) >= path_size) {
-    X509_free(ca);
-    EVP_PKEY_free(ca_key);
-    return rr_err_set(e, RR_INVALID_ARGUMENT, "--out path too long");
-  }
-  certs_spec spec = {.kind = CERTS_CLIENT, .cn = name, .sans = sans, .nsans = nsans, .days = days};
-  X509 *x = NULL;
-  EVP_PKEY *k = NULL;
-  int rc = certs_make(&spec, ca, ca_key, &x, &k, e);
-  if (rc == 0)
-    rc = certs_write_pair(cert_path, key_path, x, k, true, e);
-  X509_free(x);
-  EVP_PKEY_free(k);
   X509_free(ca);
   EVP_PKEY_free(ca_key);
   return rc;

@@ -1,10 +1,14 @@
 /* rund certs issue NAME --san KIND:VALUE... [--days N] [--out DIR]
  * [--state-dir DIR]: a client certificate from the embedded CA.
- * rund certs init [--state-dir DIR]: make the embedded default files now. */
+ * rund certs init [--state-dir DIR]: make the embedded default files now.
+ * rund certs server [--san KIND:VALUE]... [--state-dir DIR]: the server
+ * certificate with this host's names and the given ones. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "auth/certs.h"
 #include "rund/opts.h"
@@ -15,21 +19,64 @@ static void certs_usage(FILE *f) {
   fprintf(f, "Usage: rund certs issue NAME --san KIND:VALUE [--san ...] [--days N] [--out DIR]\n"
              "                  [--state-dir DIR]\n"
              "       rund certs init [--state-dir DIR]\n"
+             "       rund certs server [--san KIND:VALUE]... [--state-dir DIR]\n"
              "\n"
              "init makes what rund's first start would: a private CA, a server certificate\n"
-             "(localhost, 127.0.0.1, ::1) and an admin client certificate in STATE/tls\n"
-             "(0700, files 0600); missing, expired or foreign ones are remade. It prints\n"
-             "the directory.\n"
+             "and an admin client certificate in STATE/tls (0700, files 0600); missing,\n"
+             "expired or foreign ones are remade. The server certificate names localhost,\n"
+             "127.0.0.1, ::1, this host's name and the addresses of its interfaces. It\n"
+             "prints the directory.\n"
              "\n"
-             "Issue a client certificate signed by the CA in STATE/tls (made by rund's first\n"
-             "start): writes DIR/NAME.pem and DIR/NAME.key (mode 0600; existing files are\n"
-             "not overwritten) and prints both paths. KIND is uri, dns, email or ip; callers\n"
-             "presenting it are the principals san:KIND:VALUE.\n"
+             "server does the same and adds the names given with --san to the server\n"
+             "certificate (names it had are kept): for a client reaching rund by a name or\n"
+             "address this host does not know (DNS alias, NAT). Restart rund to use it.\n"
+             "\n"
+             "issue makes a client certificate signed by the CA in STATE/tls: writes\n"
+             "DIR/NAME.pem and DIR/NAME.key (mode 0600; existing files are not\n"
+             "overwritten), and the CA's certificate as DIR/ca.pem (kept if it is already\n"
+             "there), and prints the three paths: copy them to the client and run\n"
+             "  runctl --addr HOST:7734 --tls-cert NAME.pem --tls-key NAME.key --ca ca.pem ...\n"
+             "KIND is uri, dns, email or ip; callers presenting it are the principals\n"
+             "san:KIND:VALUE.\n"
              "\n"
              "  --san KIND:VALUE   repeatable, at least one\n"
              "  --days N           validity, 1..3650; default 365\n"
-             "  --out DIR          default: the current directory\n"
+             "  --out DIR          made (0700) if missing; default: the current directory\n"
              "  --state-dir DIR    default " RUND_DEFAULT_STATE "\n");
+}
+
+/* init and server: the embedded default's files, the server certificate
+ * naming this host and the --san names. */
+static int certs_cmd_default(int argc, char **argv, const char *state, const char *const *sans,
+                             size_t nsans, bool other_flags) {
+  bool server = !strcmp(argv[optind], "server");
+  const char *verb = server ? "certs server" : "certs init";
+  if (optind + 1 < argc)
+    return rund_bad_flag(HELP,
+                         server ? "certs server: unexpected argument \"%s\""
+                                : "certs init: unexpected argument \"%s\"",
+                         argv[optind + 1]);
+  if (other_flags || (!server && nsans))
+    return rund_bad_flag(HELP, "%s",
+                         server ? "certs server: only --san and --state-dir apply"
+                                : "certs init: only --state-dir applies");
+  certs_san_list names = {.n = 0};
+  certs_paths paths;
+  char made[128];
+  rr_err e = {0};
+  for (size_t i = 0; i < nsans; i++)
+    if (certs_san_list_add(&names, sans[i], &e) < 0)
+      goto fail;
+  if (certs_host_sans(&names, &e) < 0 ||
+      certs_ensure_default(state, &names, &paths, made, sizeof made, &e) < 0)
+    goto fail;
+  printf("%s\n", server ? paths.server : paths.dir);
+  if (*made)
+    fprintf(stderr, "rund %s: made %s\n", verb, made);
+  return 0;
+fail:
+  fprintf(stderr, "rund %s: %s\n", verb, e.msg);
+  return 1;
 }
 
 int rund_cmd_certs(int argc, char **argv) {
@@ -77,25 +124,14 @@ int rund_cmd_certs(int argc, char **argv) {
     }
   }
   if (optind >= argc)
-    return rund_bad_flag(HELP, "%s", "certs: missing verb (issue or init)");
-  if (!strcmp(argv[optind], "init")) {
-    if (optind + 1 < argc)
-      return rund_bad_flag(HELP, "certs init: unexpected argument \"%s\"", argv[optind + 1]);
-    if (nsans || days != CERTS_LEAF_DAYS || strcmp(out, "."))
-      return rund_bad_flag(HELP, "%s", "certs init: only --state-dir applies");
-    certs_paths paths;
-    char made[128];
-    if (certs_ensure_default(state, &paths, made, sizeof made, &e) < 0) {
-      fprintf(stderr, "rund certs init: %s\n", e.msg);
-      return 1;
-    }
-    printf("%s/tls\n", state);
-    if (*made)
-      fprintf(stderr, "rund certs init: made %s\n", made);
-    return 0;
-  }
+    return rund_bad_flag(HELP, "%s", "certs: missing verb (issue, init or server)");
+  bool server = !strcmp(argv[optind], "server");
+  if (server || !strcmp(argv[optind], "init"))
+    return certs_cmd_default(argc, argv, state, sans, nsans,
+                             days != CERTS_LEAF_DAYS || strcmp(out, "."));
   if (strcmp(argv[optind], "issue") != 0)
-    return rund_bad_flag(HELP, "certs: unknown verb \"%s\" (want issue or init)", argv[optind]);
+    return rund_bad_flag(HELP, "certs: unknown verb \"%s\" (want issue, init or server)",
+                         argv[optind]);
   if (optind + 1 >= argc)
     return rund_bad_flag(HELP, "%s", "certs issue: missing NAME");
   if (optind + 2 < argc)
@@ -105,11 +141,16 @@ int rund_cmd_certs(int argc, char **argv) {
     return rund_bad_flag(HELP, "certs issue: %s", e.msg);
   if (!nsans)
     return rund_bad_flag(HELP, "%s", "certs issue: at least one --san is needed");
-  char cert[4200], key[4200];
-  if (certs_issue_client(state, name, sans, nsans, days, out, cert, key, sizeof cert, &e) < 0) {
+  if (mkdir(out, 0700) < 0 && errno != EEXIST) {
+    fprintf(stderr, "rund certs issue: cannot create --out directory \"%s\": %s\n", out,
+            strerror(errno));
+    return 1;
+  }
+  char cert[4200], key[4200], ca[4200];
+  if (certs_issue_client(state, name, sans, nsans, days, out, cert, key, ca, sizeof cert, &e) < 0) {
     fprintf(stderr, "rund certs issue: %s\n", e.msg);
     return 1;
   }
-  printf("%s\n%s\n", cert, key);
+  printf("%s\n%s\n%s\n", cert, key, ca);
   return 0;
 }

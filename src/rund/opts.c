@@ -25,16 +25,21 @@ static void rund_usage(FILE *f) {
       "            [--default-profile P] [--min-profile P] [--bind-allow DIR]...\n"
       "       rund certs issue NAME --san KIND:VALUE... [--days N] [--out DIR] [--state-dir "
       "DIR]\n"
-      "       rund tokens create IDENTITY [--token-file F] [--state-dir DIR]\n"
+      "       rund certs init|server [--san KIND:VALUE]... [--state-dir DIR]\n"
+      "       rund tokens create IDENTITY | revoke IDENTITY | list [--token-file F] [--state-dir "
+      "DIR]\n"
+      "       rund secrets allow|deny|list ... (rund secrets --help)\n"
       "\n"
       "Run commands for remote clients over gRPC (service runrpc.v1.Jobs).\n"
       "\n"
-      "  --listen ADDR        unix:PATH, HOST:PORT ([::1]:PORT for IPv6; TLS, needs\n"
-      "                       --tls-cert/--tls-key/--client-ca) or h2c:HOST:PORT\n"
+      "  --listen ADDR        unix:PATH, HOST:PORT ([::1]:PORT for IPv6; TLS, e.g.\n"
+      "                       0.0.0.0:7734 for other machines) or h2c:HOST:PORT\n"
       "                       (plaintext, loopback only); repeatable. Default: " RUND_DEFAULT_ADDR
       "\n"
-      "                       and TLS " RUND_DEFAULT_TLS_ADDR
-      " with certificates made in STATE/tls\n"
+      "                       and TLS " RUND_DEFAULT_TLS_ADDR ". Without --tls-cert/--tls-key/\n"
+      "                       --client-ca, TLS uses the CA made in STATE/tls and a\n"
+      "                       server certificate naming this host's name and addresses\n"
+      "                       (rund certs server --san adds others)\n"
       "  --state-dir DIR      jobs, logs, tls/, tokens, secrets/; default " RUND_DEFAULT_STATE "\n"
       "  --max-log-bytes N    per job and stream, oldest bytes dropped past it;\n"
       "                       suffixes K, M, G; default 1G\n"
@@ -47,13 +52,13 @@ static void rund_usage(FILE *f) {
       "                       certificates must chain to (all three or none)\n"
       "  --tls12              also accept TLS 1.2 (ECDHE + AEAD only)\n"
       "  --token-file F       bearer tokens (IDENTITY sha256:HEX lines, mode 0600);\n"
-      "                       default STATE/tokens if it exists; SIGHUP reloads it\n"
+      "                       default STATE/tokens; changes apply to the next call\n"
       "  --allow-insecure-tokens\n"
       "                       accept bearer tokens on plaintext connections (development)\n"
       "  --admin PRINCIPAL    sees and controls every job (uid:N, token:ID,\n"
       "                       san:uri|dns|email|ip:VALUE); repeatable\n"
       "  --secrets-dir DIR    secret://NAME env values come from DIR/NAME (mode 0700,\n"
-      "                       files 0600); default STATE/secrets if it exists\n"
+      "                       files 0600); default STATE/secrets (also when made later)\n"
       "  --retention DUR      delete finished jobs (status and logs) DUR after they\n"
       "                       ended, e.g. 12h or 7d; default: keep them\n"
       "  --no-cgroups         do not use cgroups: commands with limits are refused\n"
@@ -198,10 +203,9 @@ static int rund_opts_finish(rund_opts *o) {
   int tls = !!o->tls_cert + !!o->tls_key + !!o->client_ca;
   if (tls != 0 && tls != 3)
     return BAD("%s", "--tls-cert, --tls-key and --client-ca go together: give all three or none");
-  if (o->tls12 && !tls && o->nlisten)
-    return BAD("%s", "--tls12 needs --tls-cert, --tls-key and --client-ca");
+  /* without TLS flags, TLS listeners use the embedded CA */
+  o->embedded = tls == 0;
   if (!o->nlisten) {
-    o->embedded = tls == 0;
     o->listen[o->nlisten++] = RUND_DEFAULT_ADDR;
     o->listen[o->nlisten++] = RUND_DEFAULT_TLS_ADDR;
   }

@@ -28,7 +28,7 @@ typedef struct rund_opts {
   const char *admins[RUND_MAX_ADMINS];
   size_t nadmins;
   const char *secrets_dir; /* NULL: STATE/secrets if it exists */
-  bool embedded;           /* no --listen and no TLS flags: the embedded default */
+  bool embedded;           /* no TLS flags: TLS listeners use the embedded CA */
   bool no_cgroups;         /* commands with limits are refused */
   uint64_t retention_ms;   /* finished jobs deleted this long after their end; 0: kept */
   /* connection limits of the gRPC server (0: its defaults) */

@@ -24,6 +24,15 @@ typedef struct rund_sandbox_policy {
   size_t nbind_allow;
 } rund_sandbox_policy;
 
+/* What a file was when it was last loaded (stat's identity and times). */
+typedef struct rund_file_id {
+  bool present;
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  struct timespec mtime, ctime;
+} rund_file_id;
+
 typedef struct rund_ctx {
   loop *l;
   rpc_server *server;
@@ -31,8 +40,11 @@ typedef struct rund_ctx {
   job_table *jobs;
   authz_config authz; /* authz.tokens points at tokens */
   token_file tokens;
-  secrets *secrets;    /* NULL: no secret store */
-  char *token_path;    /* reloaded on SIGHUP */
+  secrets *secrets;   /* NULL: no secret store */
+  char *secrets_path; /* the store's directory (NULL: none); reopened when replaced */
+  rund_file_id secrets_seen;
+  char *token_path; /* reloaded when it changes, and on SIGHUP */
+  rund_file_id token_seen;
   bool token_optional; /* the default STATE/tokens: may be missing */
   cg_manager *cgroups; /* NULL: --no-cgroups (commands with limits fail) */
   ulid_gen exec_ids;   /* names of Exec commands' cgroups */
@@ -45,8 +57,14 @@ struct rund_opts;
 /* setup.c: token file, secret store and admins from the flags (one clear
  * error when a file is unsafe or malformed). */
 int rund_security_load(rund_ctx *ctx, const struct rund_opts *o, rr_err *e);
-/* Re-read the token file; the old one stays on failure. */
+/* auth_refresh.c: re-read the token file; the old one stays on failure. */
 int rund_tokens_reload(rund_ctx *ctx, rr_err *e);
+/* Reload the token file if it changed since it was read (one stat);
+ * failures are logged once per change and keep the tokens loaded before. */
+void rund_tokens_refresh(rund_ctx *ctx);
+/* Open the secret store if its directory appeared or was replaced since
+ * (one stat); a removed one is closed. */
+int rund_secrets_refresh(rund_ctx *ctx, rr_err *e);
 void rund_security_free(rund_ctx *ctx);
 /* The cgroup manager (none with --no-cgroups), its subtree named after the
  * state dir so a restarted rund finds its jobs' cgroups; logs the version. */

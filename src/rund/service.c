@@ -30,8 +30,10 @@ static bool rund_path_is_public(const char *path) {
 static int rund_authorize(void *data, rpc_call *c, rr_err *e) {
   rund_ctx *ctx = data;
   authz_identity id = {0};
-  int r = authz_identify(&ctx->authz, rpc_call_peer(c), rpc_call_metadata(c, "authorization", NULL),
-                         &id, e);
+  const char *auth = rpc_call_metadata(c, "authorization", NULL);
+  if (auth)
+    rund_tokens_refresh(ctx);
+  int r = authz_identify(&ctx->authz, rpc_call_peer(c), auth, &id, e);
   authz_identity_clear(&id);
   if (r < 0 && rund_path_is_public(rpc_call_path(c)))
     return 1;

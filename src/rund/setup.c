@@ -1,6 +1,7 @@
 /* Daemon set-up from the flags: who may call (token file, admins), the
  * secret store, and the listeners (TLS, h2c, unix) with the embedded
  * default's certificates. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -14,19 +15,6 @@
 #include "common/util.h"
 #include "rund.h"
 #include "rund/opts.h"
-
-/* STATE/NAME when it exists (NULL if not), for optional default files. */
-static char *state_default(const char *state_dir, const char *name) {
-  char *p = NULL;
-  struct stat st;
-  if (asprintf(&p, "%s/%s", state_dir, name) < 0)
-    return NULL;
-  if (lstat(p, &st) < 0) {
-    free(p);
-    return NULL;
-  }
-  return p;
-}
 
 int rund_security_load(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
   ctx->authz.tokens = &ctx->tokens;
@@ -47,10 +35,15 @@ int rund_security_load(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   if (rund_tokens_reload(ctx, e) < 0)
     return -1;
-  _cleanup_free_ char *sd =
-      o->secrets_dir ? strdup(o->secrets_dir) : state_default(o->state_dir, "secrets");
-  if (sd && secrets_open(sd, &ctx->secrets, e) < 0)
+  /* a --secrets-dir must exist now; the default one may be made later */
+  if (o->secrets_dir ? !(ctx->secrets_path = strdup(o->secrets_dir))
+                     : asprintf(&ctx->secrets_path, "%s/secrets", o->state_dir) < 0)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  if (o->secrets_dir && access(o->secrets_dir, F_OK) < 0)
+    return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "secret store \"%s\"", o->secrets_dir);
+  if (rund_secrets_refresh(ctx, e) < 0)
     return -1;
+  const char *sd = ctx->secrets ? ctx->secrets_path : "";
   char q[4200], q2[4200];
   rr_info("auth", "token_file=%s tokens=%zu secrets_dir=%s admins=%zu insecure_tokens=%s",
           rr_log_quote(q, sizeof q, ctx->token_path), ctx->tokens.n,
@@ -59,26 +52,14 @@ int rund_security_load(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
   return 0;
 }
 
-int rund_tokens_reload(rund_ctx *ctx, rr_err *e) {
-  token_file t = {0};
-  rr_err le = {0};
-  if (tokens_load(ctx->token_path, &t, &le) < 0) {
-    if (!(ctx->token_optional && le.code == RR_NOT_FOUND)) {
-      *e = le;
-      return -1;
-    }
-  }
-  tokens_free(&ctx->tokens);
-  ctx->tokens = t;
-  return 0;
-}
-
 void rund_security_free(rund_ctx *ctx) {
   tokens_free(&ctx->tokens);
   secrets_free(ctx->secrets);
   free(ctx->token_path);
+  free(ctx->secrets_path);
   free(ctx->authz.admins);
   ctx->secrets = NULL;
+  ctx->secrets_path = NULL;
   ctx->token_path = NULL;
   ctx->authz.admins = NULL;
 }
@@ -166,6 +147,52 @@ static bool addr_is_tcp_tls(const char *addr) {
   return strncmp(addr, "unix:", 5) != 0 && strncmp(addr, "h2c:", 4) != 0;
 }
 
+/* host of a TLS listen address ("HOST:PORT", "[V6]:PORT") as a SAN, when it
+ * names one address (not a wildcard): "ip:V" or "dns:NAME". */
+static void listen_host_san(const char *addr, certs_san_list *l) {
+  const char *end = strrchr(addr, ':');
+  const char *host = addr;
+  if (*addr == '[') {
+    host = addr + 1;
+    end = strchr(host, ']');
+  }
+  if (!end || end == host || (size_t)(end - host) > 253)
+    return;
+  char h[254], san[CERTS_SAN_TEXT];
+  snprintf(h, sizeof h, "%.*s", (int)(end - host), host);
+  if (!strcmp(h, "0.0.0.0") || !strcmp(h, "::"))
+    return;
+  unsigned char buf[16];
+  bool ip = inet_pton(AF_INET, h, buf) == 1 || inet_pton(AF_INET6, h, buf) == 1;
+  snprintf(san, sizeof san, "%s:%s", ip ? "ip" : "dns", h);
+  if (certs_san_check(san, NULL) == 0)
+    certs_san_list_add(l, san, NULL);
+}
+
+/* The embedded CA's files, the server certificate naming this host and
+ * every TLS listen address. */
+static int listen_embedded_certs(const rund_opts *o, certs_paths *paths, rr_err *e) {
+  certs_san_list names = {.n = 0};
+  for (size_t i = 0; i < o->nlisten; i++)
+    if (addr_is_tcp_tls(o->listen[i]))
+      listen_host_san(o->listen[i], &names);
+  char made[64], q[4200], q2[512];
+  if (certs_host_sans(&names, e) < 0 ||
+      certs_ensure_default(o->state_dir, &names, paths, made, sizeof made, e) < 0)
+    return rr_err_wrap(e, "embedded TLS certificates");
+  if (made[0])
+    rr_info("made tls files", "dir=%s files=%s", rr_log_quote(q, sizeof q, paths->dir),
+            rr_log_quote(q2, sizeof q2, made));
+  return 0;
+}
+
+static bool listen_any_tls(const rund_opts *o) {
+  for (size_t i = 0; i < o->nlisten; i++)
+    if (addr_is_tcp_tls(o->listen[i]))
+      return true;
+  return false;
+}
+
 int rund_listen_all(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
   rpc_tls_config tls = {.cert_file = o->tls_cert,
                         .key_file = o->tls_key,
@@ -173,13 +200,9 @@ int rund_listen_all(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
                         .allow_tls12 = o->tls12};
   certs_paths paths;
   char q[4200];
-  if (o->embedded) {
-    char made[64];
-    if (certs_ensure_default(o->state_dir, &paths, made, sizeof made, e) < 0)
-      return rr_err_wrap(e, "embedded TLS certificates");
-    if (made[0])
-      rr_info("made tls files", "dir=%s files=%s", rr_log_quote(q, sizeof q, paths.dir),
-              rr_log_quote(q + 2100, sizeof q - 2100, made));
+  if (o->embedded && listen_any_tls(o)) {
+    if (listen_embedded_certs(o, &paths, e) < 0)
+      return -1;
     tls.cert_file = paths.server;
     tls.key_file = paths.server_key;
     tls.client_ca_file = paths.ca;

@@ -9,8 +9,10 @@
 
 int rund_call_identity(rpc_call *c, authz_identity *ret, rr_err *e) {
   rund_ctx *ctx = rpc_call_method_data(c);
-  return authz_identify(&ctx->authz, rpc_call_peer(c), rpc_call_metadata(c, "authorization", NULL),
-                        ret, e);
+  const char *auth = rpc_call_metadata(c, "authorization", NULL);
+  if (auth)
+    rund_tokens_refresh(ctx);
+  return authz_identify(&ctx->authz, rpc_call_peer(c), auth, ret, e);
 }
 
 /* The user database is asked (NSS: files, or LDAP/sssd that may take

@@ -33,7 +33,12 @@ int rund_env_resolve(rund_ctx *ctx, const authz_identity *id, const job_request 
                             .item_max = REQUEST_MAX_ITEM,
                             .total_max = REQUEST_MAX_TOTAL,
                             .other_bytes = other};
-  if (secrets_resolve_env(ctx->secrets, &res, ret, e) == 0)
+  bool refs = false;
+  for (size_t i = 0; i < r->nenv && !refs; i++)
+    refs = secrets_is_ref(r->env_values[i]);
+  if (refs && rund_secrets_refresh(ctx, e) < 0)
+    res.store_error = true;
+  else if (secrets_resolve_env(ctx->secrets, &res, ret, e) == 0)
     return 0;
   char qi[2200], qs[300], qk[300], qe[1100];
   if (res.store_error) {

@@ -71,7 +71,7 @@ static void test_default_files(void **state) {
   certs_paths p;
   char made[64];
   rr_err e = {0};
-  if (certs_ensure_default(dir, &p, made, sizeof made, &e) < 0)
+  if (certs_ensure_default(dir, NULL, &p, made, sizeof made, &e) < 0)
     fail_msg("%s", e.msg);
   assert_string_equal(made, "ca server client");
   struct stat st;
@@ -102,21 +102,29 @@ static void test_default_files(void **state) {
   assert_int_equal(X509_check_ip_asc(srv, "127.0.0.1", 0), 1);
   assert_int_equal(X509_check_ip_asc(srv, "::1", 0), 1);
   /* second start: nothing to make */
-  assert_int_equal(certs_ensure_default(dir, &p, made, sizeof made, &e), 0);
+  assert_int_equal(certs_ensure_default(dir, NULL, &p, made, sizeof made, &e), 0);
   assert_string_equal(made, "");
   /* a broken server cert is remade, the CA kept */
   FILE *f = fopen(p.server, "we");
   fputs("junk\n", f);
   fclose(f);
-  assert_int_equal(certs_ensure_default(dir, &p, made, sizeof made, &e), 0);
+  assert_int_equal(certs_ensure_default(dir, NULL, &p, made, sizeof made, &e), 0);
   assert_string_equal(made, "server");
   X509 *srv2 = load_cert(p.server);
   assert_int_equal(verify(ca, srv2, X509_PURPOSE_SSL_SERVER), 0);
   /* issue a client cert from that CA */
   const char *csans[] = {"dns:ci.example", "uri:spiffe://x/ci", "email:ci@example.org",
                          "ip:10.0.0.1"};
-  char cp[4200], kp[4200];
-  if (certs_issue_client(dir, "ci", csans, 4, 30, dir, cp, kp, sizeof cp, &e) < 0)
+  char cp[4200], kp[4200], cap[4200];
+  if (certs_issue_client(dir, "ci", csans, 4, 30, dir, cp, kp, cap, sizeof cp, &e) < 0)
+    fail_msg("%s", e.msg);
+  /* the CA's certificate comes with it, and is kept on the next issue */
+  X509 *ca_copy = load_cert(cap);
+  assert_int_equal(X509_cmp(ca_copy, ca), 0);
+  X509_free(ca_copy);
+  const char *dsans[] = {"dns:ci2.example"};
+  char cp2[4200], kp2[4200];
+  if (certs_issue_client(dir, "ci2", dsans, 1, 30, dir, cp2, kp2, cap, sizeof cp2, &e) < 0)
     fail_msg("%s", e.msg);
   assert_mode_0600(cp);
   assert_mode_0600(kp);
@@ -125,15 +133,26 @@ static void test_default_files(void **state) {
   sans_string(ci, sans, sizeof sans);
   assert_string_equal(sans, "dns:ci.example,uri:spiffe://x/ci,email:ci@example.org,ip:10.0.0.1");
   /* never overwritten */
-  assert_int_equal(certs_issue_client(dir, "ci", csans, 1, 30, dir, cp, kp, sizeof cp, &e), -1);
+  assert_int_equal(certs_issue_client(dir, "ci", csans, 1, 30, dir, cp, kp, cap, sizeof cp, &e),
+                   -1);
   assert_int_equal(e.code, RR_ALREADY_EXISTS);
+  /* "ca" would be the CA's own file */
+  assert_int_equal(certs_issue_client(dir, "ca", csans, 1, 30, dir, cp, kp, cap, sizeof cp, &e),
+                   -1);
+  assert_int_equal(e.code, RR_INVALID_ARGUMENT);
   /* a certificate from another CA does not verify */
   char dir2[] = "/tmp/certs_test_XXXXXX";
   assert_non_null(mkdtemp(dir2));
   certs_paths p2;
-  assert_int_equal(certs_ensure_default(dir2, &p2, NULL, 0, &e), 0);
+  assert_int_equal(certs_ensure_default(dir2, NULL, &p2, NULL, 0, &e), 0);
   X509 *other = load_cert(p2.client);
   assert_int_not_equal(verify(ca, other, X509_PURPOSE_SSL_CLIENT), 0);
+  /* another CA's ca.pem in the way: refused before anything is written */
+  if (certs_issue_client(dir2, "dx", dsans, 1, 30, dir, cp2, kp2, cap, sizeof cp2, &e) == 0)
+    fail_msg("issued next to another CA's ca.pem");
+  assert_int_equal(e.code, RR_ALREADY_EXISTS);
+  assert_int_equal(access(cp2, F_OK), -1);
+  assert_int_equal(access(kp2, F_OK), -1);
   X509_free(other);
   X509_free(ci);
   X509_free(srv2);
@@ -142,6 +161,52 @@ static void test_default_files(void **state) {
   X509_free(cli);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s %s", dir, dir2);
+  assert_int_equal(system(cmd), 0);
+}
+
+/* The server certificate gains wanted names and keeps the ones it had. */
+static void test_server_names(void **state) {
+  char dir[] = "/tmp/certs_test_XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  certs_paths p;
+  char made[64];
+  rr_err e = {0};
+  assert_int_equal(certs_ensure_default(dir, NULL, &p, made, sizeof made, &e), 0);
+  certs_san_list want = {.n = 0};
+  assert_int_equal(certs_san_list_add(&want, "dns:build.example", &e), 0);
+  assert_int_equal(certs_san_list_add(&want, "ip:10.99.0.1", &e), 0);
+  assert_int_equal(certs_san_list_add(&want, "ip:10.99.0.1", &e), 0); /* no duplicate */
+  assert_int_equal(want.n, 2);
+  assert_int_equal(certs_san_list_add(&want, "dns:bad_name", &e), -1);
+  assert_int_equal(certs_ensure_default(dir, &want, &p, made, sizeof made, &e), 0);
+  assert_string_equal(made, "server");
+  X509 *ca = load_cert(p.ca), *srv = load_cert(p.server);
+  assert_int_equal(verify(ca, srv, X509_PURPOSE_SSL_SERVER), 0);
+  assert_int_equal(X509_check_host(srv, "build.example", 0, 0, NULL), 1);
+  assert_int_equal(X509_check_ip_asc(srv, "10.99.0.1", 0), 1);
+  assert_int_equal(X509_check_host(srv, "localhost", 0, 0, NULL), 1);
+  X509_free(srv);
+  /* names it has: kept as is */
+  assert_int_equal(certs_ensure_default(dir, &want, &p, made, sizeof made, &e), 0);
+  assert_string_equal(made, "");
+  /* one more: remade with the old names too */
+  certs_san_list more = {.n = 0};
+  assert_int_equal(certs_san_list_add(&more, "dns:other.example", &e), 0);
+  assert_int_equal(certs_ensure_default(dir, &more, &p, made, sizeof made, &e), 0);
+  assert_string_equal(made, "server");
+  srv = load_cert(p.server);
+  assert_int_equal(X509_check_host(srv, "other.example", 0, 0, NULL), 1);
+  assert_int_equal(X509_check_host(srv, "build.example", 0, 0, NULL), 1);
+  assert_int_equal(X509_check_ip_asc(srv, "10.99.0.1", 0), 1);
+  X509_free(srv);
+  /* this host's names include loopback and fit in one certificate */
+  certs_san_list host = {.n = 0};
+  assert_int_equal(certs_host_sans(&host, &e), 0);
+  assert_true(certs_san_list_has(&host, "ip:127.0.0.1"));
+  assert_true(host.n >= 3 && host.n <= CERTS_MAX_SANS);
+  X509_free(ca);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   assert_int_equal(system(cmd), 0);
 }
 
@@ -201,6 +266,7 @@ static void test_make_limits(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_default_files),
+      cmocka_unit_test(test_server_names),
       cmocka_unit_test(test_san_syntax),
       cmocka_unit_test(test_make_limits),
   };

@@ -6,91 +6,116 @@
  * Started by rund with every signal blocked: it cannot be killed but by
  * SIGKILL, and signals meant for the job reach the command through the
  * process group (forwarded here only if the command left the group).
- * Static, tiny, no sanitizers: it starts with every job. */
-#include <errno.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+ *
+ * It starts with every job, so it is built to start in microseconds: static,
+ * no sanitizers and, on x86_64 and aarch64, no C library at all (sys.h: its
+ * own _start and raw system calls). A static glibc program spends most of
+ * its start-up in glibc's CPU feature probing (cpuid, a trap to the
+ * hypervisor in a VM): as much as the whole exec of the command on the
+ * machines we measured (bench/waiter-results.md). Elsewhere sys.h maps the
+ * same calls onto the C library. */
+#include "sys.h"
 
 enum { WAITER_STATUS_FD = 3 };
+
+/* Decimal digits of v (v >= 0) at p; returns the end. */
+static char *put_num(char *p, long long v) {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v > 0);
+  while (n > 0)
+    *p++ = tmp[--n];
+  return p;
+}
+
+static char *put_str(char *p, const char *s) {
+  while (*s)
+    *p++ = *s++;
+  return p;
+}
+
+static void put_err(const char *a, const char *b) {
+  char buf[160];
+  char *p = put_str(buf, "rund-waiter: ");
+  p = put_str(p, a);
+  p = put_str(p, b);
+  *p++ = '\n';
+  ws_write(2, buf, (unsigned long)(p - buf));
+}
 
 /* "exit N END_NS\n" or "signal N END_NS\n" (END_NS: wall clock, ns since
  * the epoch), one write: the reader only looks once we are gone, so it
  * never sees half of it. */
 static void waiter_record(const siginfo_t *si) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  long long ns = (long long)ts.tv_sec * 1000000000 + ts.tv_nsec;
+  struct timespec ts = {0, 0};
+  ws_clock_realtime(&ts);
   char buf[64];
-  int n = snprintf(buf, sizeof buf, "%s %d %lld\n", si->si_code == CLD_EXITED ? "exit" : "signal",
-                   si->si_status, ns);
-  while (write(WAITER_STATUS_FD, buf, (size_t)n) < 0 && errno == EINTR)
+  char *p = put_str(buf, si->si_code == CLD_EXITED ? "exit " : "signal ");
+  p = put_num(p, si->si_status);
+  *p++ = ' ';
+  p = put_num(p, (long long)ts.tv_sec * 1000000000 + ts.tv_nsec);
+  *p++ = '\n';
+  while (ws_write(WAITER_STATUS_FD, buf, (unsigned long)(p - buf)) == -EINTR)
     ;
-  close(WAITER_STATUS_FD);
+  ws_close(WAITER_STATUS_FD);
 }
 
 /* End as the command did: same exit code, or killed by the same signal. */
 static _Noreturn void waiter_mirror(const siginfo_t *si) {
   if (si->si_code == CLD_EXITED)
-    _exit(si->si_status);
+    ws_exit(si->si_status);
   int sig = si->si_status;
-  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* the command dumped core already if it was to */
-  struct sigaction dfl = {.sa_handler = SIG_DFL};
-  sigaction(sig, &dfl, NULL);
-  sigset_t one;
-  sigemptyset(&one);
-  sigaddset(&one, sig);
-  raise(sig);
-  sigprocmask(SIG_UNBLOCK, &one, NULL);
-  _exit(128 + sig); /* a signal that does not kill (cannot happen) */
+  ws_prctl(PR_SET_DUMPABLE, 0); /* the command dumped core already if it was to */
+  ws_sig_default(sig);          /* an ignored SIGPIPE would not end us */
+  ws_kill(ws_getpid(), sig);
+  ws_sigmask(SIG_UNBLOCK, 1ull << (sig - 1)); /* pending: delivered here */
+  ws_exit(128 + sig);                         /* a signal that does not kill (cannot happen) */
 }
 
-/* True (and *si filled) once the command has ended and is reaped. */
-static int waiter_reap(pid_t child, siginfo_t *si) {
+/* 1 (and *si filled) once the command has ended and is reaped, 0 while it
+ * runs, -1 if it is not our child. */
+static int waiter_reap(int child, siginfo_t *si) {
   for (;;) {
-    memset(si, 0, sizeof *si);
-    if (waitid(P_PID, (id_t)child, si, WEXITED | WNOHANG) == 0)
+    long r = ws_waitid(child, si);
+    if (r == 0)
       return si->si_pid == child;
-    if (errno != EINTR)
+    if (r != -EINTR)
       return -1;
   }
 }
 
-int main(int argc, char **argv) {
+int waiter_main(int argc, char **argv) {
   if (argc != 2) {
-    fprintf(stderr, "rund-waiter: started by rund only (usage: rund-waiter CHILD_PID)\n");
+    put_err("started by rund only (usage: rund-waiter CHILD_PID)", "");
     return 125;
   }
-  char *end;
-  long child = strtol(argv[1], &end, 10);
-  if (*end || child <= 0) {
-    fprintf(stderr, "rund-waiter: bad child pid \"%s\"\n", argv[1]);
+  long child = 0;
+  const char *s = argv[1];
+  for (; *s >= '0' && *s <= '9' && child < 1 << 30; s++)
+    child = child * 10 + (*s - '0');
+  if (*s || child <= 0) {
+    put_err("bad child pid: ", argv[1]);
     return 125;
   }
-  prctl(PR_SET_NAME, "rund-waiter", 0, 0, 0);
-  sigset_t all;
-  sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, NULL);
+  ws_prctl_name("rund-waiter");
+  ws_sigmask(SIG_BLOCK, ~0ull);
   siginfo_t si;
   for (;;) {
-    int r = waiter_reap((pid_t)child, &si);
+    int r = waiter_reap((int)child, &si);
     if (r > 0)
       break;
     if (r < 0) /* not our child: nothing to wait for */
       return 125;
-    siginfo_t got;
-    int sig = sigwaitinfo(&all, &got);
+    int sig = ws_sigwait_any();
     if (sig <= 0 || sig == SIGCHLD)
       continue;
     /* a group signal reached the command already; one that left the group
      * gets what is sent to us */
-    if (getpgid((pid_t)child) != getpgrp())
-      kill((pid_t)child, sig);
+    if (ws_getpgid((int)child) != ws_getpgid(0))
+      ws_kill((int)child, sig);
   }
   waiter_record(&si);
   waiter_mirror(&si);

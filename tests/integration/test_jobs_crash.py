@@ -107,3 +107,43 @@ def test_job_whose_end_nobody_saw_is_lost_not_success(rund_factory):
     w = runctl(r2.addr, "wait", j.job_id)
     assert w.returncode not in (0, 128 + 9), w
     assert b"lost" in w.stderr, w.stderr
+
+
+WAITER = os.path.join(os.environ.get("PREFIX", "/usr/local"), "libexec", "runrpc", "rund-waiter")
+
+
+def run_waiter(tmp_path, child_script, ignore_pipe=False):
+    """sh forks child_script, then becomes rund-waiter for it (same pid, so the
+    child is the waiter's), with the record file on fd 3 as rund gives it."""
+    rec = tmp_path / "exit"
+    p = subprocess.run(["/bin/sh", "-c", '%s & exec "$0" $! 3>"$1"' % child_script, WAITER,
+                        str(rec)],
+                       preexec_fn=((lambda: signal.signal(signal.SIGPIPE, signal.SIG_IGN))
+                                   if ignore_pipe else None),
+                       capture_output=True, timeout=30)
+    return p, rec.read_text()
+
+
+def test_waiter_records_and_mirrors_the_end(tmp_path):
+    """rund-waiter (libc-free on x86_64/aarch64): the record's format, and it
+    ends as its command did (so rund's own wait sees the same)."""
+    p, rec = run_waiter(tmp_path, "exit 7")
+    assert p.returncode == 7 and rec.startswith("exit 7 "), (p, rec)
+    assert abs(int(rec.split()[2]) / 1e9 - time.time()) < 60, rec  # wall-clock ns
+    p, rec = run_waiter(tmp_path, "/bin/sh -c 'kill -TERM $$'")
+    assert p.returncode == -signal.SIGTERM and rec.startswith("signal 15 "), (p, rec)
+    # a SIGPIPE ignored by whoever started the waiter still ends it by SIGPIPE
+    p, rec = run_waiter(tmp_path, "%s -c 'import os, signal; signal.signal(signal.SIGPIPE, "
+                        "signal.SIG_DFL); os.kill(os.getpid(), signal.SIGPIPE)'" % PY,
+                        ignore_pipe=True)
+    assert p.returncode == -signal.SIGPIPE and rec.startswith("signal 13 "), (p, rec)
+
+
+def test_waiter_refuses_bad_arguments():
+    for args, msg in (([], b"started by rund only"), (["12x"], b"bad child pid: 12x"),
+                      (["-1"], b"bad child pid: -1"), ([""], b"bad child pid: ")):
+        p = subprocess.run([WAITER] + args, capture_output=True, timeout=10)
+        assert p.returncode == 125 and msg in p.stderr, (args, p)
+    # a pid that is not its child: nothing to wait for
+    p = subprocess.run([WAITER, "1"], capture_output=True, timeout=10)
+    assert p.returncode == 125, p

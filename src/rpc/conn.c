@@ -266,6 +266,19 @@ void rpc_conn_service(rpc_conn *conn) {
   conn_dispatch(conn); /* events the send produced: on_writable, on_close */
 }
 
+int rpc_conn_feed(rpc_conn *conn, const uint8_t *data, size_t len) {
+  ssize_t r = nghttp2_session_mem_recv(conn->h2, data, len);
+  if (r < 0) { /* protocol error: send nghttp2's GOAWAY if it can go now, then drop */
+    if (conn_flush(conn) == 0)
+      rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
+    return -1;
+  }
+  rpc_conn_service(conn);
+  if (!conn->dead)
+    rpc_server_mark_dirty(conn->srv, conn);
+  return conn->dead ? -1 : 0;
+}
+
 void rpc_conn_read(rpc_conn *conn) {
   uint8_t buf[16384];
   for (int i = 0; i < 8 && !conn->dead && !conn_write_pending(conn); i++) {

@@ -182,6 +182,9 @@ int rpc_conn_new(rpc_server *s, int in_fd, int out_fd, const rpc_peer *peer, rr_
 /* Same with a transport; ssl (SSL *, taken) starts it in the TLS handshake. */
 int rpc_conn_new_ops(rpc_server *s, int in_fd, int out_fd, const rpc_peer *peer,
                      const rpc_transport_ops *ops, void *ssl, rr_err *e);
+/* Bytes read from the connection by someone else (e.g. a peeked preface):
+ * fed to nghttp2 as if read. -1 if the connection closed. */
+int rpc_conn_feed(rpc_conn *conn, const uint8_t *data, size_t len);
 /* Tear down: handlers get on_close(reason), fds closed, memory freed later. */
 void rpc_conn_close(rpc_conn *conn, rpc_close_reason reason);
 void rpc_conn_free(rpc_conn *conn);

@@ -601,6 +601,19 @@ int rpc_server_add_fds(rpc_server *s, int in_fd, int out_fd, rr_err *e) {
   return rpc_conn_new(s, in_fd, out_fd, &peer, e);
 }
 
+int rpc_server_add_fds_head(rpc_server *s, int in_fd, int out_fd, const void *head, size_t len,
+                            rr_err *e) {
+  if (rpc_server_add_fds(s, in_fd, out_fd, e) < 0)
+    return -1;
+  /* rpc_conn_new put the connection first in s->conns */
+  if (len && rpc_conn_feed(s->conns, head, len) < 0)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "fds %d/%d: the first bytes are not HTTP/2", in_fd,
+                      out_fd);
+  return 0;
+}
+
+size_t rpc_server_connection_count(const rpc_server *s) { return s->nconns; }
+
 void rpc_server_shutdown(rpc_server *s) {
   if (!s || s->shutting_down)
     return;

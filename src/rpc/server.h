@@ -132,6 +132,12 @@ typedef void (*rpc_server_conn_log_fn)(void *data, const char *peer, const char 
 void rpc_server_set_conn_log(rpc_server *s, rpc_server_conn_log_fn fn, void *data);
 /* Serve one connection over already-open fds (e.g. stdin/stdout). */
 int rpc_server_add_fds(rpc_server *s, int in_fd, int out_fd, rr_err *e);
+/* Same, when the first len bytes of in_fd were read already (e.g. to see
+ * the HTTP/2 preface on a pipe): they are fed to the connection first. */
+int rpc_server_add_fds_head(rpc_server *s, int in_fd, int out_fd, const void *head, size_t len,
+                            rr_err *e);
+/* Connections open now (listeners' and added fds'). */
+size_t rpc_server_connection_count(const rpc_server *s);
 /* Stop accepting, GOAWAY to every connection, cancel calls (on_close with
  * RPC_CLOSE_SHUTDOWN), close listeners (unix socket files unlinked). */
 void rpc_server_shutdown(rpc_server *s);

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -462,8 +463,38 @@ static void test_listen_errors(void **state) {
   assert_null(rpc_server_listen_address(f->srv, 1));
 }
 
+/* Bytes read before the server took the fds (runrpc peeks at the preface on
+ * a pipe): fed first; a head that is not HTTP/2 closes the connection. */
+static void test_add_fds_head(void **state) {
+  fixture *f = *state;
+  static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  int in[2], out[2];
+  rr_err e;
+  signal(SIGPIPE, SIG_IGN); /* a pipe (not a socket) whose reader left: EPIPE, as runrpc has it */
+  assert_int_equal(rpc_server_connection_count(f->srv), 1); /* the fixture's */
+  assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+  assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+  assert_int_equal(rpc_server_add_fds_head(f->srv, in[0], out[1], preface, 24, NULL), 0);
+  assert_int_equal(rpc_server_connection_count(f->srv), 2);
+  loop_run_once(f->l, 0, NULL);
+  uint8_t buf[64];
+  ssize_t n = read(out[0], buf, sizeof buf);
+  assert_true(n >= 9);
+  assert_int_equal(buf[3], 4); /* our SETTINGS frame */
+  close(in[1]);
+  close(out[0]);
+  assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+  assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+  assert_int_equal(
+      rpc_server_add_fds_head(f->srv, in[0], out[1], "GET / HTTP/1.1\r\n\r\n1234567", 24, &e), -1);
+  assert_int_equal(e.code, RR_INVALID_ARGUMENT);
+  close(in[1]);
+  close(out[0]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_add_fds_head, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unary_round_trip, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unknown_method_trailers_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_missing_te_and_bad_timeout, setup, teardown),

@@ -57,3 +57,12 @@ void reflection_stream_clear(reflection_stream *s);
 /* Serve /grpc.reflection.v1.ServerReflection/ServerReflectionInfo and the
  * v1alpha one on s, from the embedded set; list_services reports s's services. */
 int reflection_register(rpc_server *s, rr_err *e);
+
+/* Another program's services: its own set, and the server whose services
+ * list_services reports. The caller keeps *cfg alive as long as s. */
+typedef struct reflection_config {
+  const rpc_server *server;
+  const uint8_t *set;
+  size_t set_len;
+} reflection_config;
+int reflection_register_config(rpc_server *s, const reflection_config *cfg, rr_err *e);

@@ -11,7 +11,8 @@ typedef struct reflection_call {
   reflection_stream stream;
 } reflection_call;
 
-static void reflection_on_message(rpc_call *c, ProtobufCMessage *msg) {
+static void reflection_answer_call(rpc_call *c, ProtobufCMessage *msg, const rpc_server *s,
+                                   const uint8_t *set, size_t set_len) {
   Grpc__Reflection__V1__ServerReflectionRequest *req =
       (Grpc__Reflection__V1__ServerReflectionRequest *)msg;
   reflection_call *rc = rpc_call_data(c);
@@ -24,10 +25,9 @@ static void reflection_on_message(rpc_call *c, ProtobufCMessage *msg) {
     }
     rpc_call_set_data(c, rc);
   }
-  const rpc_server *s = rpc_call_method_data(c);
   const char *names[REFLECTION_MAX_SERVICES];
   size_t n = rpc_server_service_names(s, names, RR_ARRAY_SIZE(names));
-  reflection_source src = {reflection_descriptor_set, reflection_descriptor_set_len, names,
+  reflection_source src = {set, set_len, names,
                            n < RR_ARRAY_SIZE(names) ? n : RR_ARRAY_SIZE(names)};
   reflection_reply reply;
   rr_err e = {0};
@@ -45,6 +45,16 @@ static void reflection_on_message(rpc_call *c, ProtobufCMessage *msg) {
     rpc_call_pause_recv(c, true);
 }
 
+static void reflection_on_message(rpc_call *c, ProtobufCMessage *msg) {
+  reflection_answer_call(c, msg, rpc_call_method_data(c), reflection_descriptor_set,
+                         reflection_descriptor_set_len);
+}
+
+static void reflection_on_message_config(rpc_call *c, ProtobufCMessage *msg) {
+  const reflection_config *cfg = rpc_call_method_data(c);
+  reflection_answer_call(c, msg, cfg->server, cfg->set, cfg->set_len);
+}
+
 static void reflection_on_writable(rpc_call *c) { rpc_call_pause_recv(c, false); }
 
 static void reflection_on_half_close(rpc_call *c) { rpc_call_finish(c, RR_OK, NULL); }
@@ -58,7 +68,9 @@ static void reflection_on_close(rpc_call *c, rpc_close_reason reason) {
   rpc_call_set_data(c, NULL);
 }
 
-int reflection_register(rpc_server *s, rr_err *e) {
+static int reflection_register_paths(rpc_server *s,
+                                     void (*on_message)(rpc_call *, ProtobufCMessage *), void *data,
+                                     rr_err *e) {
   /* v1alpha has v1's wire format: both decode with v1's descriptor */
   static const char *const paths[] = {
       "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
@@ -70,14 +82,22 @@ int reflection_register(rpc_server *s, rr_err *e) {
         .request = &grpc__reflection__v1__server_reflection_request__descriptor,
         .client_streaming = true,
         .server_streaming = true,
-        .on_message = reflection_on_message,
+        .on_message = on_message,
         .on_half_close = reflection_on_half_close,
         .on_writable = reflection_on_writable,
         .on_close = reflection_on_close,
-        .data = s,
+        .data = data,
     };
     if (rpc_server_add_method(s, &m, e) < 0)
       return rr_err_wrap(e, "cannot register reflection");
   }
   return 0;
+}
+
+int reflection_register(rpc_server *s, rr_err *e) {
+  return reflection_register_paths(s, reflection_on_message, s, e);
+}
+
+int reflection_register_config(rpc_server *s, const reflection_config *cfg, rr_err *e) {
+  return reflection_register_paths(s, reflection_on_message_config, (void *)cfg, e);
 }

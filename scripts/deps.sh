@@ -37,6 +37,7 @@ python3-h2
 openssl
 openssh-server
 openssh-client
+socat
 util-linux
 busybox-static
 runc

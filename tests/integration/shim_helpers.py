@@ -1,0 +1,150 @@
+"""Helpers for the runrpc shim tests: the binary, python stubs of its protos
+(proto/shim/*.proto, generated once per session), and a socat bridge that
+gives grpcio a unix socket whose one connection is runrpc's stdin/stdout.
+"""
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import grpc
+
+from conftest import ROOT, PROTO_DIR, BUILD, SANITIZER_RE, short_tmpdir
+
+RUNRPC = os.environ.get("RUNRPC") or (
+    os.path.join(os.path.dirname(os.environ["RUND"]), "runrpc")
+    if os.environ.get("RUND") else os.path.join(BUILD, "src", "shim", "runrpc"))
+SOCAT = shutil.which("socat")
+
+
+def _gen_shim_stubs():
+    from grpc_tools import protoc
+    out = tempfile.mkdtemp(prefix="rr-shim-stubs-")
+    wkt = os.path.join(os.path.dirname(protoc.__file__), "_proto")
+    files = [os.path.join(PROTO_DIR, "shim", n + ".proto")
+             for n in ("commander", "loader", "runner")]
+    rc = protoc.main(["grpc_tools.protoc", "-I" + PROTO_DIR, "-I" + wkt,
+                      "--python_out=" + out, "--grpc_python_out=" + out] + files)
+    if rc != 0:
+        raise RuntimeError("grpc_tools.protoc failed on proto/shim (rc %d)" % rc)
+    sys.path.insert(0, out)
+    mods = {}
+    for n in ("commander", "loader", "runner"):
+        mods[n] = importlib.import_module("shim.%s_pb2" % n)
+        mods[n + "_grpc"] = importlib.import_module("shim.%s_pb2_grpc" % n)
+    return out, mods
+
+
+def _gen_grpc_stubs(out):
+    """health and reflection, under the flat names test_reflection_health.py
+    uses (a module imported by both is the same one: no duplicate symbols)."""
+    from grpc_tools import protoc
+    src = os.path.join(out, "grpcsrc")
+    os.mkdir(src)
+    protos = {"rr_health.proto": "grpc/health/v1/health.proto",
+              "rr_reflection_v1alpha.proto": "grpc/reflection/v1alpha/reflection.proto"}
+    for flat, path in protos.items():
+        shutil.copy(os.path.join(PROTO_DIR, path), os.path.join(src, flat))
+    rc = protoc.main(["grpc_tools.protoc", "-I" + src, "--python_out=" + out,
+                      "--grpc_python_out=" + out] + [os.path.join(src, p) for p in protos])
+    if rc != 0:
+        raise RuntimeError("grpc_tools.protoc failed on the grpc protos (rc %d)" % rc)
+    return {n: (importlib.import_module(n + "_pb2"), importlib.import_module(n + "_pb2_grpc"))
+            for n in ("rr_health", "rr_reflection_v1alpha")}
+
+
+STUB_DIR, M = _gen_shim_stubs()
+G = _gen_grpc_stubs(STUB_DIR)
+health_pb, health_grpc = G["rr_health"]
+refl_pb, refl_grpc = G["rr_reflection_v1alpha"]
+cpb, cpb_grpc = M["commander"], M["commander_grpc"]
+lpb, lpb_grpc = M["loader"], M["loader_grpc"]
+rpb, rpb_grpc = M["runner"], M["runner_grpc"]
+
+
+class Bridge:
+    """socat listening on a unix socket; its one connection runs runrpc with
+    the connection on stdin/stdout (pipes=True: two pipes, else a socketpair)."""
+
+    def __init__(self, pipes=True, env_extra=None):
+        self.dir = short_tmpdir("rr-shim-")
+        self.sock = os.path.join(self.dir, "s.sock")
+        self.stderr_path = os.path.join(self.dir, "stderr")
+        opts = ",pipes" if pipes else ""
+        env = dict(os.environ)
+        env.update(env_extra or {})
+        with open(self.stderr_path, "wb") as errf:
+            self.proc = subprocess.Popen(
+                [SOCAT, "UNIX-LISTEN:%s" % self.sock, "EXEC:%s%s" % (RUNRPC, opts)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
+                env=env, start_new_session=True)
+        end = time.monotonic() + 10
+        while not os.path.exists(self.sock):
+            if time.monotonic() > end or self.proc.poll() is not None:
+                raise AssertionError("socat did not listen: " + self.stderr_text())
+            time.sleep(0.01)
+        self.channel = grpc.insecure_channel("unix:" + self.sock)
+        self.commander = cpb_grpc.CommanderStub(self.channel)
+        self.loader = lpb_grpc.LoaderStub(self.channel)
+        self.runner = rpb_grpc.RunnerStub(self.channel)
+
+    def stderr_text(self):
+        with open(self.stderr_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def server_pid(self):
+        """runrpc's pid: socat's child."""
+        kids = children_of(self.proc.pid)
+        assert len(kids) == 1, kids
+        return kids[0]
+
+    def close(self, check=True):
+        self.channel.close()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("runrpc did not exit when its client went away")
+        text = self.stderr_text()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if check:
+            assert not SANITIZER_RE.search(text), text[-6000:]
+        return text
+
+
+def children_of(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+def shell(bridge, argv=None, sh=None, stdin=b"", timeout=30, **kw):
+    """Run a command through Commander.Shell: (pid, stdout, stderr, exit)."""
+    first = cpb.Command(argv=argv or [], shell=sh or "", stdin=stdin, **kw)
+    pid, out, err, ex = None, b"", b"", None
+    for m in bridge.commander.Shell(iter([first]), timeout=timeout):
+        k = m.WhichOneof("kind")
+        if k == "started":
+            pid = m.started.pid
+        elif k == "stdout":
+            out += m.stdout
+        elif k == "stderr":
+            err += m.stderr
+        elif k == "exit":
+            ex = m.exit
+    return pid, out, err, ex

@@ -9,14 +9,14 @@
 #include "runproc.h"
 
 static const runproc_command *const commands[] = {
-    &runproc_cmd_create,   &runproc_cmd_start, &runproc_cmd_state,  &runproc_cmd_kill,
-    &runproc_cmd_delete,   &runproc_cmd_run,   &runproc_cmd_list,   &runproc_cmd_spec,
-    &runproc_cmd_features, &runproc_cmd_pause, &runproc_cmd_resume, &runproc_cmd_ps,
-    &runproc_cmd_exec,
+    &runproc_cmd_create,   &runproc_cmd_start,  &runproc_cmd_state,  &runproc_cmd_kill,
+    &runproc_cmd_delete,   &runproc_cmd_run,    &runproc_cmd_list,   &runproc_cmd_spec,
+    &runproc_cmd_features, &runproc_cmd_pause,  &runproc_cmd_resume, &runproc_cmd_ps,
+    &runproc_cmd_exec,     &runproc_cmd_update, &runproc_cmd_events,
 };
 
 /* runc's verbs that runproc does not have yet. */
-static const char *const not_yet[] = {"update", "events", "checkpoint", "restore"};
+static const char *const not_yet[] = {"checkpoint", "restore"};
 
 static void runproc_help(void) {
   printf("Usage: runproc [GLOBAL OPTIONS] COMMAND [ARGS]\n\n"

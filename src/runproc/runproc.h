@@ -138,4 +138,5 @@ int runproc_create_parse(runproc_ctx *ctx, int argc, char **argv, runproc_create
 
 extern const runproc_command runproc_cmd_create, runproc_cmd_start, runproc_cmd_state,
     runproc_cmd_kill, runproc_cmd_delete, runproc_cmd_run, runproc_cmd_list, runproc_cmd_spec,
-    runproc_cmd_features, runproc_cmd_pause, runproc_cmd_resume, runproc_cmd_ps, runproc_cmd_exec;
+    runproc_cmd_features, runproc_cmd_pause, runproc_cmd_resume, runproc_cmd_ps, runproc_cmd_exec,
+    runproc_cmd_update, runproc_cmd_events;

@@ -159,3 +159,10 @@ int cg_job_pids(cg_job *j, int **ret, size_t *ret_n, rr_err *e);
 int cg_path_create(const char *root, const char *path, const cg_limits *l, cg_job **ret, rr_err *e);
 /* Open the cgroup at path (NOT_FOUND when gone). */
 int cg_path_open(const char *root, const char *path, cg_job **ret, rr_err *e);
+/* Write new limits into an existing job's cgroup (runproc update): only
+ * those l sets; FAILED_PRECONDITION naming a controller it lacks. */
+int cg_job_update(cg_job *j, const cg_limits *l, rr_err *e);
+/* The limits the job's cgroup has now: has_* set for those that limit
+ * (cpu_period_us is the period even without a quota; memory_max and
+ * pids_max UINT64_MAX when unlimited). */
+int cg_job_limits_read(cg_job *j, cg_limits *ret, rr_err *e);

@@ -175,3 +175,65 @@ int cg_path_open(const char *root, const char *path, cg_job **ret, rr_err *e) {
   *ret = j;
   return 0;
 }
+
+int cg_job_update(cg_job *j, const cg_limits *l, rr_err *e) {
+  if (cg_limits_validate(l, e) < 0)
+    return -1;
+  const struct {
+    bool wanted;
+    unsigned bit;
+  } need[] = {{l->has_cpu, CG_CTRL_CPU},
+              {l->has_memory, CG_CTRL_MEMORY},
+              {l->has_pids, CG_CTRL_PIDS},
+              {l->nio > 0, CG_CTRL_IO}};
+  for (size_t i = 0; i < RR_ARRAY_SIZE(need); i++)
+    if (need[i].wanted && cg_job_hier_of(j, need[i].bit) < 0)
+      return rr_err_set(e, RR_FAILED_PRECONDITION, "the container's cgroup has no %s controller",
+                        cg_controller_name(need[i].bit, j->m->version));
+  return j->m->ops->job_apply(j, l, e);
+}
+
+/* v2 cpu.max: "max 100000" or "QUOTA PERIOD". */
+static int cg_cpu_max_read(const char *dir, cg_limits *l, rr_err *e) {
+  _cleanup_free_ char *path = cg_path_join(dir, "cpu.max");
+  char buf[64];
+  if (!path)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot read cpu.max");
+  if (cg_file_read(path, buf, sizeof buf, e) < 0)
+    return -1;
+  l->cpu_period_us = strtoull(buf + strcspn(buf, " "), NULL, 10);
+  if (strncmp(buf, "max", 3) != 0) {
+    l->has_cpu = true;
+    l->cpu_quota_us = strtoull(buf, NULL, 10);
+  }
+  return 0;
+}
+
+int cg_job_limits_read(cg_job *j, cg_limits *ret, rr_err *e) {
+  memset(ret, 0, sizeof *ret);
+  bool v2 = j->m->version == CG_V2;
+  int h = cg_job_hier_of(j, CG_CTRL_CPU);
+  uint64_t v;
+  if (h >= 0 && v2 && cg_cpu_max_read(j->dir[h], ret, e) < 0)
+    return -1;
+  if (h >= 0 && !v2) {
+    if (cg_file_read_u64(j->dir[h], "cpu.cfs_period_us", &ret->cpu_period_us, e) < 0 ||
+        cg_file_read_u64(j->dir[h], "cpu.cfs_quota_us", &v, e) < 0) /* -1 reads as max */
+      return -1;
+    ret->has_cpu = v != UINT64_MAX;
+    ret->cpu_quota_us = ret->has_cpu ? v : 0;
+  }
+  ret->memory_max = ret->pids_max = UINT64_MAX;
+  if ((h = cg_job_hier_of(j, CG_CTRL_MEMORY)) >= 0) {
+    if (cg_file_read_u64(j->dir[h], v2 ? "memory.max" : "memory.limit_in_bytes", &v, e) < 0)
+      return -1;
+    ret->has_memory = v < CG_MAX_MEMORY_MAX; /* v1's "no limit" is near 2^63 */
+    ret->memory_max = ret->has_memory ? v : UINT64_MAX;
+  }
+  if ((h = cg_job_hier_of(j, CG_CTRL_PIDS)) >= 0) {
+    if (cg_file_read_u64(j->dir[h], "pids.max", &ret->pids_max, e) < 0)
+      return -1;
+    ret->has_pids = ret->pids_max != UINT64_MAX;
+  }
+  return 0;
+}

@@ -77,11 +77,20 @@ static int v1_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
       return -1;
   }
   if (l->has_memory && (h = cg_job_hier_of(j, CG_CTRL_MEMORY)) >= 0) {
+    /* Same value with swap: the job cannot escape the limit by swapping.
+     * The kernel wants memsw >= limit at all times: when the limit grows
+     * (runproc update), memsw goes first. */
+    bool memsw = cg_file_exists(j->dir[h], "memory.memsw.limit_in_bytes");
+    uint64_t cur = 0;
+    bool grow = memsw && cg_file_read_u64(j->dir[h], "memory.limit_in_bytes", &cur, NULL) == 0 &&
+                l->memory_max > cur;
+    if (grow && cg_file_write_u64(j->dir[h], "memory.memsw.limit_in_bytes", l->memory_max,
+                                  "limits.memory_max", e) < 0)
+      return -1;
     if (cg_file_write_u64(j->dir[h], "memory.limit_in_bytes", l->memory_max, "limits.memory_max",
                           e) < 0)
       return -1;
-    /* Same value with swap: the job cannot escape the limit by swapping. */
-    if (cg_file_exists(j->dir[h], "memory.memsw.limit_in_bytes") &&
+    if (memsw && !grow &&
         cg_file_write_u64(j->dir[h], "memory.memsw.limit_in_bytes", l->memory_max,
                           "limits.memory_max", e) < 0)
       return -1;

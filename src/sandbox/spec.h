@@ -172,6 +172,11 @@ void sb_spec_free(sb_spec *s);
 int sb_spec_from_json(json_object *o, const char *bundle_dir, sb_spec **ret, rr_err *e);
 /* Parse config.json's text (LEN bytes, no NUL needed), as sb_spec_load does. */
 int sb_spec_parse(const char *text, size_t len, const char *bundle_dir, sb_spec **ret, rr_err *e);
+/* The linux.resources object res (fields named "linux.resources.*"): the
+ * subset the engine enforces into *ret (zeroed first), range-checked;
+ * fields it does not enforce are ignored. A cpu.period without a quota is
+ * kept in cpu_period_us (has_cpu false). */
+int sb_resources_from_json(json_object *res, cg_limits *ret, rr_err *e);
 /* Read and parse PATH (a bundle's config.json). */
 int sb_spec_load(const char *path, const char *bundle_dir, sb_spec **ret, rr_err *e);
 /* The config object back (what `runproc spec` prints, what rund stores). */

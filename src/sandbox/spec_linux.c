@@ -126,18 +126,13 @@ static int throttle_from_json(json_object *b, const char *path, const char *key,
   return 0;
 }
 
-static int resources_from_json(json_object *l, sb_spec *s, rr_err *e) {
-  json_object *res, *v;
+int sb_resources_from_json(json_object *res, cg_limits *c, rr_err *e) {
+  json_object *v;
   const char *rp = "linux.resources";
-  int r = sj_member(l, "linux", "resources", json_type_object, &res, e);
-  if (r <= 0)
-    return r;
-  cg_limits *c = calloc(1, sizeof *c);
-  if (!c)
-    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "%s: out of memory", rp);
-  s->resources = c;
   int64_t i;
   uint64_t u;
+  int r;
+  memset(c, 0, sizeof *c);
   if ((r = sj_member(res, rp, "cpu", json_type_object, &v, e)) < 0)
     return -1;
   if (r) {
@@ -150,7 +145,7 @@ static int resources_from_json(json_object *l, sb_spec *s, rr_err *e) {
     }
     if ((r = sj_u64(v, "linux.resources.cpu", "period", CG_MAX_CPU_PERIOD_US, &u, e)) < 0)
       return -1;
-    if (r && c->has_cpu)
+    if (r)
       c->cpu_period_us = u;
   }
   if ((r = sj_member(res, rp, "memory", json_type_object, &v, e)) < 0)
@@ -190,6 +185,22 @@ static int resources_from_json(json_object *l, sb_spec *s, rr_err *e) {
   }
   if (cg_limits_validate(c, e) < 0)
     return rr_err_wrap(e, "%s", rp);
+  return 0;
+}
+
+static int resources_from_json(json_object *l, sb_spec *s, rr_err *e) {
+  json_object *res;
+  int r = sj_member(l, "linux", "resources", json_type_object, &res, e);
+  if (r <= 0)
+    return r;
+  cg_limits *c = calloc(1, sizeof *c);
+  if (!c)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "linux.resources: out of memory");
+  s->resources = c;
+  if (sb_resources_from_json(res, c, e) < 0)
+    return -1;
+  if (!c->has_cpu) /* a period alone limits nothing */
+    c->cpu_period_us = 0;
   if (!cg_limits_any(c))
     free(TAKE_PTR(s->resources));
   return 0;

@@ -389,7 +389,7 @@ def test_delete_like_runc(rp):
 
 
 def test_not_implemented_and_unknown(rp):
-    for verb in ("update", "events", "checkpoint", "restore"):
+    for verb in ("checkpoint", "restore"):
         rp(verb, "x", check="runproc: %s: not implemented yet" % verb)
     rp("frobnicate", check='unknown command "frobnicate"')
     rp("--bogus", "list", check='unknown global option "--bogus"')

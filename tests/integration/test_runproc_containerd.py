@@ -244,3 +244,27 @@ def test_failed_create_reports_runproc_error(ctd):
     assert 'exec "/no/such/exe"' in r.stderr, r.stderr
     ctd.ctr("container", "delete", "bad0", check=False)
     assert not cgroups_named(os.path.join(ctd.cgroup, "bad0"))
+
+
+def test_task_exec(ctd):
+    # the shim's exec: --process FILE --detach --pid-file, output via FIFOs
+    ctd.ctr(*ctd.run_args("ex0", "-d"), "sleep", "300")
+    try:
+        ctd.wait_status("ex0", "RUNNING")
+        r = ctd.ctr("task", "exec", "--exec-id", "e1", "ex0", "sh", "-c",
+                    "echo in-$(cat /proc/1/cmdline | tr '\\0' ' '); exit 5", check=False)
+        assert r.returncode == 5, (r.stdout, r.stderr, ctd.shim_logs())
+        assert r.stdout.startswith("in-"), r.stdout
+        r = ctd.ctr("task", "exec", "--exec-id", "e2", "ex0", "sh", "-c", "read x; echo got $x",
+                    input="xyz\n")
+        assert "got xyz" in r.stdout, r.stdout
+        # the exec'd process is in the container's cgroup while it runs
+        r = ctd.ctr("task", "exec", "--exec-id", "e3", "ex0", "cat", "/proc/self/cgroup")
+        assert ":memory:" not in r.stdout or "/%s/ex0\n" % ctd.cgroup in r.stdout, r.stdout
+        r = ctd.ctr("task", "exec", "--exec-id", "e4", "ex0", "/no/such", check=False)
+        assert r.returncode != 0
+    finally:
+        ctd.ctr("task", "kill", "-s", "SIGKILL", "ex0")
+        ctd.wait_status("ex0", "STOPPED")
+        ctd.ctr("task", "delete", "ex0")
+        ctd.ctr("container", "delete", "ex0")

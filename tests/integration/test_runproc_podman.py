@@ -153,3 +153,19 @@ def test_failed_create_reports_runproc_error(pm):
     assert r.returncode != 0
     assert 'exec "/no/such/exe"' in r.stderr, r.stderr
     pm("rm", "--force", "bad0", check=False)
+
+
+def test_exec(pm):
+    pm(*pm.run_args("x0", "-d"), "sleep", "300")
+    try:
+        pm.wait_status("x0", "running")
+        r = pm("exec", "x0", "sh", "-c", "echo hi-$(hostname); exit 6", check=False)
+        assert r.returncode == 6, (r.stdout, r.stderr)
+        assert r.stdout.startswith("hi-"), r.stdout
+        r = pm("exec", "--env", "FOO=bar", "--workdir", "/tmp", "x0", "sh", "-c",
+               "echo $FOO $(pwd)")
+        assert r.stdout == "bar /tmp\n", r.stdout
+        r = pm("exec", "x0", "/no/such", check=False)
+        assert r.returncode != 0
+    finally:
+        pm("rm", "--force", "--time", "0", "x0")

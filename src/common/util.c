@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,5 +109,32 @@ int rr_mkdirs(const char *dir, rr_err *e) {
   struct stat st;
   if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
     return rr_err_set(e, RR_INTERNAL, "\"%s\" is not a directory", dir);
+  return 0;
+}
+
+int rr_fd_above_stdio(int fd) {
+  if (fd < 0 || fd > 2)
+    return fd;
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return moved;
+}
+
+int rr_stdio_reserve(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+      continue;
+    /* the lowest free fd: the one just found closed */
+    int got = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    if (got < 0)
+      return -1;
+    if (got != fd) {
+      close(got);
+      errno = EBADF;
+      return -1;
+    }
+  }
   return 0;
 }

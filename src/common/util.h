@@ -49,5 +49,13 @@ int rr_hex_value(char c);
 int rr_parse_duration_ms(const char *s, uint64_t *ret_ms);
 uint64_t rr_now_mono_ms(void);
 int64_t rr_now_unix_ns(void);
+/* fd moved above 2 (F_DUPFD_CLOEXEC, the old one closed) when it landed on
+ * 0, 1 or 2 because those were closed: a library's socket must never be
+ * taken for the program's stdin/stdout/stderr. -1 + errno on failure (fd
+ * closed). */
+int rr_fd_above_stdio(int fd);
+/* Open /dev/null on whichever of 0, 1, 2 is closed (a program started with
+ * stdin closed, as under cron), so that no later fd lands there. */
+int rr_stdio_reserve(void);
 /* mkdir -p dir (0700 for created components). */
 int rr_mkdirs(const char *dir, rr_err *e);

@@ -51,6 +51,16 @@ static int exec_sigfwd_install(exec_sigfwd *s, rr_err *e) {
   int p[2];
   if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
     return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "exec: cannot create the signal pipe");
+  /* never on 0-2: the caller's closed stdin must stay closed, not become our pipe */
+  if ((p[0] = rr_fd_above_stdio(p[0])) < 0 || (p[1] = rr_fd_above_stdio(p[1])) < 0) {
+    int err = errno;
+    if (p[0] >= 0)
+      close(p[0]);
+    if (p[1] >= 0)
+      close(p[1]);
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, err,
+                      "exec: cannot move the signal pipe above fd 2");
+  }
   int none = -1;
   if (!atomic_compare_exchange_strong(&exec_sig_wfd, &none, p[1])) {
     close(p[0]);

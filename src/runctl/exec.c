@@ -86,7 +86,8 @@ const runctl_command runctl_cmd_exec = {
             "\n"
             "Options:\n"
             "  --env K=V       add K=V to the command's environment (repeatable)\n"
-            "  --workdir DIR   absolute working directory (default /)\n"
+            "  --workdir DIR   absolute working directory (default: the home of the user\n"
+            "                  it runs as, which also sets HOME, USER, LOGNAME, SHELL)\n"
             "  --timeout DUR   kill the command after DUR (SIGTERM, grace, "
             "SIGKILL)\n" RUNCTL_LIMITS_HELP RUNCTL_SANDBOX_HELP,
 };

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "runctl.h"
 
 #define RUNCTL_DEFAULT_ADDR "unix:/run/runrpc/rund.sock"
@@ -116,6 +117,13 @@ static int global_value(int argc, char **argv, int *i, runctl_ctx *ctx) {
 }
 
 int main(int argc, char **argv) {
+  /* started with 0, 1 or 2 closed (cron, a daemon, `<&-`): /dev/null there,
+   * so that no socket of ours is read as stdin or written as output */
+  if (rr_stdio_reserve() < 0) {
+    fprintf(stderr, "runctl: cannot open /dev/null for a closed stdin/stdout/stderr: %s\n",
+            strerror(errno));
+    return RUNCTL_EXIT_FAILURE;
+  }
   /* our own writes report EPIPE; we then die by SIGPIPE on purpose */
   signal(SIGPIPE, SIG_IGN);
   runctl_ctx ctx = {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "jobs/request.h"
 #include "rund.h"
@@ -44,6 +45,21 @@ fail:
   return -1;
 }
 
+/* No workdir: the home of the user the command runs as, as ssh starts in
+ * it; host profile only (a sandbox's user namespace may not enter it). */
+static int prepare_workdir_default(prepared *p, rr_err *e) {
+  job_request *r = &p->req;
+  const spawn_account *a = p->run_as ? &p->ids.account : spawn_account_self();
+  struct stat st;
+  if ((r->workdir && *r->workdir) || r->sandbox.profile != SB_PROFILE_HOST || !a->known ||
+      a->home[0] != '/' || stat(a->home, &st) < 0 || !S_ISDIR(st.st_mode))
+    return 0;
+  free(r->workdir);
+  if (!(r->workdir = strdup(a->home)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  return 0;
+}
+
 int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, rr_err *e) {
   rund_ctx *ctx = rpc_call_method_data(c);
   memset(ret, 0, sizeof *ret);
@@ -58,6 +74,7 @@ int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, rr_err *e)
   if (rund_call_run_as(c, &ret->ids, &ret->run_as, e) < 0 ||
       prepare_sandbox_check(in->policy, ctx->cgroups != NULL, &ret->id,
                             ret->run_as ? &ret->ids : NULL, &ret->req, e) < 0 ||
+      prepare_workdir_default(ret, e) < 0 ||
       rund_env_resolve(ctx, &ret->id, &ret->req, &ret->child_env, e) < 0)
     goto fail;
   return 0;

@@ -132,15 +132,24 @@ static char *spawn_kv(const char *k, const char *v) {
 }
 
 int spawn_env_build(const spawn_opts *o, char ***ret, rr_err *e) {
-  static const char *const dk[] = {"PATH", "HOME", "LANG"};
-  static const char *const dv[] = {SPAWN_DEFAULT_PATH, "/", "C.UTF-8"};
-  size_t cap = 3 + o->nenv + 1, n = 0;
+  /* as a login would set them, for the user the command runs as; the
+   * request's env may replace any of them */
+  const spawn_account *a = o->ids ? &o->ids->account : spawn_account_self();
+  const char *dk[6] = {"PATH", "HOME", "LANG"}, *dv[6] = {SPAWN_DEFAULT_PATH, "/", "C.UTF-8"};
+  size_t nd = 3;
+  if (a->known) {
+    dv[1] = a->home;
+    dk[nd] = "USER", dv[nd++] = a->name;
+    dk[nd] = "LOGNAME", dv[nd++] = a->name;
+    dk[nd] = "SHELL", dv[nd++] = a->shell;
+  }
+  size_t cap = nd + o->nenv + 1, n = 0;
   char **v = calloc(cap, sizeof *v);
   if (!v)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory building env");
-  for (size_t i = 0; i < 3 + o->nenv; i++) {
-    const char *k = i < 3 ? dk[i] : o->env_keys[i - 3];
-    const char *val = i < 3 ? dv[i] : o->env_values[i - 3];
+  for (size_t i = 0; i < nd + o->nenv; i++) {
+    const char *k = i < nd ? dk[i] : o->env_keys[i - nd];
+    const char *val = i < nd ? dv[i] : o->env_values[i - nd];
     size_t kl = strlen(k);
     char *kv = spawn_kv(k, val);
     if (!kv) {
@@ -333,6 +342,7 @@ int spawn_ids_for_user(uid_t uid, gid_t gid, spawn_ids *ret, rr_err *e) {
     return rr_err_sys(e, RR_INTERNAL, r, "cannot look up uid %u", (unsigned)uid);
   if (!found)
     return 0; /* no passwd entry: the peer's own gid only */
+  spawn_account_from_passwd(&pw, &ret->account);
   ret->gid = pw.pw_gid;
   int n = SPAWN_MAX_GROUPS;
   if (getgrouplist(pw.pw_name, pw.pw_gid, ret->groups, &n) < 0)

@@ -16,13 +16,29 @@
 
 #define SPAWN_MAX_GROUPS 256
 
+/* A user's passwd entry as a login would use it (HOME, USER, SHELL, the
+ * start directory); known false when the uid has none. */
+typedef struct spawn_account {
+  bool known;
+  char name[64];
+  char home[512];
+  char shell[256];
+} spawn_account;
+
 /* Credentials the child switches to before chdir and exec. */
 typedef struct spawn_ids {
   uid_t uid;
   gid_t gid;
   gid_t groups[SPAWN_MAX_GROUPS]; /* supplementary groups */
   size_t ngroups;
+  spawn_account account;
 } spawn_ids;
+
+/* spawn_account.c: the passwd entry of uid (an entry with fields too long
+ * for ours counts as none). */
+int spawn_account_lookup(uid_t uid, spawn_account *ret, rr_err *e);
+/* Our own euid's entry, looked up once. */
+const spawn_account *spawn_account_self(void);
 
 typedef struct spawn_opts {
   const char *path;        /* as requested: "ls", "./x", "/bin/sh" */

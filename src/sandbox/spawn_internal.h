@@ -62,3 +62,8 @@ int spawn_launch(struct spawn_child_args *a, pid_t *pid, int *pidfd, struct spaw
 /* Start a through rund-waiter (o->waiter): as spawn_launch, *pid being the
  * waiter's (spawn_waiter.c). */
 int spawn_waiter_launch(struct spawn_child_args *a, pid_t *pid, int *pidfd, struct spawn_report *r);
+
+struct passwd;
+/* spawn_account.c: an account from a passwd entry (known false if a field
+ * does not fit). */
+void spawn_account_from_passwd(const struct passwd *pw, spawn_account *ret);

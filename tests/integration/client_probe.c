@@ -4,8 +4,12 @@
  *   client_probe ADDR wait ID TIMEOUT_MS
  *   client_probe ADDR repeat ID N          (N status calls on one connection)
  *   client_probe ADDR connect              (connect only)
+ *   client_probe ADDR list-fd0             (started with fd 0 closed: a List call,
+ *                                           then whether fd 0 is still closed)
  * Success prints "OK ..." and exits 0; failure prints "ERR CODE_NAME\n"
  * followed by the error message bytes exactly, and exits 1. */
+#include <errno.h>
+#include <fcntl.h>
 #include <runrpc/client.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +66,17 @@ int main(int argc, char **argv) {
     }
     if (rc == 0)
       printf("OK %ld\n", n);
+  } else if (strcmp(op, "list-fd0") == 0) {
+    runrpc_job_status *jobs;
+    size_t n;
+    if (runrpc_list(c, RUNRPC_JOB_UNSPECIFIED, NULL, &jobs, &n, &err) < 0) {
+      rc = fail(&err);
+    } else {
+      runrpc_job_list_free(jobs, n);
+      /* the library's socket must not have taken the closed stdin's number */
+      bool closed = fcntl(0, F_GETFD) < 0 && errno == EBADF;
+      printf("OK fd0 %s\n", closed ? "closed" : "taken");
+    }
   } else {
     fprintf(stderr, "client_probe: bad operation\n");
     rc = 2;

@@ -1,5 +1,7 @@
 """runrpc.v1.Jobs through python grpcio: Start/Status/Wait/Logs/List/Signal/Stop."""
 
+import os
+import pwd
 import time
 
 import grpc
@@ -54,11 +56,14 @@ def test_path_lookup_env_and_workdir(stub, tmp_path):
     assert err == b""
 
 
-def test_default_workdir_is_root_and_default_env(stub):
-    r = start(stub, "/bin/sh", "-c", 'pwd; test -n "$PATH" && echo path-set')
+def test_default_workdir_is_home_and_default_env(stub):
+    # as ssh: the home of the user it runs as (rund's here), HOME set to it
+    home = pwd.getpwuid(os.geteuid()).pw_dir
+    r = start(stub, "/bin/sh", "-c", 'pwd; echo "$HOME"; test -n "$PATH" && echo path-set')
     wait(stub, r.job_id)
     out, _, _ = logs(stub, r.job_id)
-    assert out == b"/\npath-set\n"
+    want = home if os.path.isdir(home) else "/"
+    assert out == ("%s\n%s\npath-set\n" % (want, home)).encode()
 
 
 def test_status_running_then_exited(stub):

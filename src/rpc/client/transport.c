@@ -167,7 +167,8 @@ int rpc_client_transport_from_fd(int fd, const char *label, rpc_client_transport
 /* Connect the socket of a: returns the fd, or -1 with e set. */
 static int connect_socket(const char *addr, const rpc_address *a, uint64_t deadline, rr_err *e) {
   if (a->kind == RPC_ADDRESS_UNIX) {
-    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    _cleanup_close_ int fd =
+        rr_fd_above_stdio(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (fd < 0)
       return rr_err_sys(e, RR_UNAVAILABLE, errno, "cannot connect to %s: socket", addr);
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -183,7 +184,8 @@ static int connect_socket(const char *addr, const rpc_address *a, uint64_t deadl
   int last = ECONNREFUSED;
   for (size_t i = 0; i < res.n; i++) {
     const struct sockaddr *sa = (const struct sockaddr *)&res.addr[i];
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd =
+        rr_fd_above_stdio(socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (fd < 0) {
       last = errno;
       continue;

@@ -71,6 +71,20 @@ static json_object *runproc_annotations(const char *config) {
   return a ? a : json_object_new_object();
 }
 
+/* --systemd-cgroup: "slice:prefix:name" made the cgroupfs path systemd
+ * would give it (no systemd is asked: see RUNPROC.md). */
+static int runproc_systemd_path(sb_spec *s, rr_err *e) {
+  char path[512];
+  if (cg_path_from_systemd(s->cgroups_path, path, sizeof path, e) < 0)
+    return -1;
+  char *dup = strdup(path);
+  if (!dup)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "linux.cgroupsPath");
+  free(s->cgroups_path);
+  s->cgroups_path = dup;
+  return 0;
+}
+
 int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidfd,
                    int *ret_start_fd, rr_err *e) {
   if (runproc_id_check(o->id, e) < 0)
@@ -102,6 +116,8 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
     rr_err_set(e, RR_INVALID_ARGUMENT, "linux.resources: limits need a linux.cgroupsPath");
     goto out;
   }
+  if (ctx->systemd_cgroup && s->cgroups_path && runproc_systemd_path(s, e) < 0)
+    goto out;
   if (runproc_container_new(ctx, o->id, &c, e) < 0)
     goto out;
   c.bundle = strdup(bundle);

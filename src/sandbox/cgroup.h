@@ -155,10 +155,18 @@ int cg_job_pids(cg_job *j, int **ret, size_t *ret_n, rr_err *e);
  * must not exist (ALREADY_EXISTS). The job's cg_job_* calls work as for
  * cg_job_create's (procs fds, kill, destroy: which removes the cgroup, not
  * the parents). INVALID_ARGUMENT naming linux.cgroupsPath for a path with
- * "." or ".." or odd names; UNIMPLEMENTED on cgroup v2 for now. */
+ * "." or ".." or odd names. On cgroup v2 the same (one hierarchy): the
+ * parents are made from the top, each handing its controllers down
+ * (FAILED_PRECONDITION when a parent has processes, as our own cgroup
+ * does unless it is the root). */
 int cg_path_create(const char *root, const char *path, const cg_limits *l, cg_job **ret, rr_err *e);
 /* Open the cgroup at path (NOT_FOUND when gone). */
 int cg_path_open(const char *root, const char *path, cg_job **ret, rr_err *e);
+/* systemd's "slice:prefix:name" (runc --systemd-cgroup) as the cgroupfs
+ * path systemd would give it: "/a.slice/a-b.slice/prefix-name.scope" (an
+ * empty slice is system.slice, an empty prefix leaves name as it is);
+ * INVALID_ARGUMENT naming linux.cgroupsPath otherwise. */
+int cg_path_from_systemd(const char *spec, char *out, size_t len, rr_err *e);
 /* Write new limits into an existing job's cgroup (runproc update): only
  * those l sets; FAILED_PRECONDITION naming a controller it lacks. */
 int cg_job_update(cg_job *j, const cg_limits *l, rr_err *e);

@@ -1,14 +1,21 @@
 /* cgroups at an OCI linux.cgroupsPath (runproc): a manager whose parent
- * directories are the path's dirname in each v1 hierarchy, so that the
- * job functions of cgroup.c (limits, procs fds, kill, removal) serve it. */
+ * directories are the path's dirname in each v1 hierarchy (or the one v2
+ * hierarchy), so that the job functions of cgroup.c (limits, procs fds,
+ * kill, removal) serve it; runproc update's writes and reads of limits;
+ * systemd's slice:prefix:name mapped onto a cgroupfs path. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include "common/util.h"
 #include "sandbox/cgroup_internal.h"
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
 
 /* Components of [A-Za-z0-9_.:@+-], not "." or "..", no empty ones but a
  * leading "/". */
@@ -61,6 +68,98 @@ static int cg_mkdirs_below(const char *base, char *dir, rr_err *e) {
   }
 }
 
+/* v2: enable the controllers of mask that dir does not hand down yet. */
+static int cg_v2_enable(const char *dir, unsigned mask, rr_err *e) {
+  _cleanup_free_ char *path = cg_path_join(dir, "cgroup.subtree_control");
+  char buf[256], line[64] = "";
+  if (!path)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot set up cgroups");
+  if (cg_file_read(path, buf, sizeof buf, e) < 0)
+    return -1;
+  mask &= ~cg_parse_v2_controllers(buf);
+  for (unsigned bit = 1; bit <= CG_CTRL_FREEZER; bit <<= 1)
+    if (mask & bit)
+      snprintf(line + strlen(line), sizeof line - strlen(line), "%s+%s", *line ? " " : "",
+               cg_controller_name(bit, CG_V2));
+  if (!mask || cg_file_write(dir, "cgroup.subtree_control", line, "controllers", e) == 0)
+    return 0;
+  if (e && e->sys_errno == EBUSY)
+    return rr_err_set(e, RR_FAILED_PRECONDITION,
+                      "linux.cgroupsPath: cannot enable \"%s\" in %s: it has processes (cgroup "
+                      "v2 hands controllers only to children of a cgroup without processes): "
+                      "give a path whose parent has none",
+                      line, dir);
+  return -1;
+}
+
+/* v2: parents made from the top, each handing the controllers down (the
+ * container's cgroup gets them from its parent). */
+static int cg_v2_mkdirs(const char *from, char *parent, unsigned mask, rr_err *e) {
+  if (cg_v2_enable(from, mask, e) < 0)
+    return -1;
+  for (char *p = parent + strlen(from) + 1; strlen(parent) > strlen(from); p++) {
+    bool end = *p == '\0';
+    if (*p != '/' && !end)
+      continue;
+    *p = '\0';
+    int r = mkdir(parent, 0755) < 0 && errno != EEXIST
+                ? rr_err_sys(e, RR_INTERNAL, errno, "cannot create cgroup %s", parent)
+                : cg_v2_enable(parent, mask, e);
+    if (!end)
+      *p = '/';
+    if (r < 0 || end)
+      return r;
+  }
+  return 0;
+}
+
+/* v2 (one hierarchy): absolute paths from its mount, relative ones below
+ * our own cgroup. */
+static int cg_path_v2_manager(const cg_detection *d, const cg_mount *mounts, size_t nmounts,
+                              const char *path, size_t dirlen, bool make, cg_manager **ret,
+                              rr_err *e) {
+  char from[CG_PATH_MAX];
+  snprintf(from, sizeof from, "%s", d->hier[0].own_dir);
+  for (size_t k = 0; path[0] == '/' && k < nmounts; k++)
+    if (mounts[k].v2 && strncmp(from, mounts[k].path, strlen(mounts[k].path)) == 0) {
+      if (strcmp(mounts[k].root, "/") != 0)
+        return rr_err_set(e, RR_FAILED_PRECONDITION,
+                          "linux.cgroupsPath: \"%s\" is out of reach (the hierarchy at %s "
+                          "shows only %s)",
+                          path, mounts[k].path, mounts[k].root);
+      snprintf(from, sizeof from, "%s", mounts[k].path);
+      break;
+    }
+  char parent[CG_PATH_MAX * 2];
+  int n = snprintf(parent, sizeof parent, "%s%s%.*s", from, path[0] == '/' || !dirlen ? "" : "/",
+                   (int)dirlen, path);
+  if (n < 0 || (size_t)n >= CG_PATH_MAX)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "linux.cgroupsPath: \"%s\" is too long", path);
+  _cleanup_free_ char *ctrl = cg_path_join(from, "cgroup.controllers");
+  char buf[256];
+  if (!ctrl)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot set up cgroups");
+  if (cg_file_read(ctrl, buf, sizeof buf, e) < 0)
+    return -1;
+  unsigned avail =
+      cg_parse_v2_controllers(buf) & (CG_CTRL_CPU | CG_CTRL_MEMORY | CG_CTRL_IO | CG_CTRL_PIDS);
+  if (make && cg_v2_mkdirs(from, parent, avail, e) < 0)
+    return -1;
+  cg_manager *m = calloc(1, sizeof *m);
+  if (!m || !(m->name = strdup("oci")) || !(m->hier[0].parent = strdup(parent))) {
+    if (m)
+      free(m->name);
+    free(m);
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot set up cgroups");
+  }
+  m->version = CG_V2;
+  m->ops = &cg_v2_ops;
+  m->nhier = 1;
+  m->hier[0].controllers = m->controllers = avail;
+  *ret = m;
+  return 0;
+}
+
 /* A manager for path's parent in each hierarchy; *ret_base = the last
  * component. make: create missing parents. */
 static int cg_path_manager(const char *root, const char *path, bool make, cg_manager **ret,
@@ -76,15 +175,22 @@ static int cg_path_manager(const char *root, const char *path, bool make, cg_man
       cg_read_proc("/proc/self/cgroup", &proc_cgroup, e) < 0)
     return -1;
   size_t nmounts = cg_parse_mountinfo(mountinfo, mounts, CG_MAX_MOUNTS);
-  if (cg_detect(root, false, mounts, nmounts, proc_cgroup, d, e) < 0)
+  struct statfs sfs;
+  bool root_v2 = statfs(root, &sfs) == 0 && sfs.f_type == CGROUP2_SUPER_MAGIC;
+  if (cg_detect(root, root_v2, mounts, nmounts, proc_cgroup, d, e) < 0)
     return -1;
-  if (d->version != CG_V1)
-    return rr_err_set(e, RR_UNIMPLEMENTED,
-                      "linux.cgroupsPath: only cgroup v1 is supported yet (%s has %s)", root,
-                      d->version == CG_V2 ? "cgroup v2" : "no cgroups");
+  if (d->version == CG_NONE)
+    return rr_err_set(e, RR_FAILED_PRECONDITION,
+                      "linux.cgroupsPath: %s has no usable cgroups (neither v1 nor v2)", root);
   const char *slash = strrchr(path, '/');
   const char *base = slash ? slash + 1 : path;
   size_t dirlen = slash ? (size_t)(slash - path) : 0;
+  if (d->version == CG_V2) {
+    if (cg_path_v2_manager(d, mounts, nmounts, path, dirlen, make, ret, e) < 0)
+      return -1;
+    *ret_base = base;
+    return 0;
+  }
   cg_manager *m = calloc(1, sizeof *m);
   if (!m || !(m->name = strdup("oci"))) {
     free(m);
@@ -236,4 +342,53 @@ int cg_job_limits_read(cg_job *j, cg_limits *ret, rr_err *e) {
     ret->has_pids = ret->pids_max != UINT64_MAX;
   }
   return 0;
+}
+
+/* "a-b.slice" as systemd nests it: "/a.slice/a-b.slice" into out. */
+static int cg_slice_expand(const char *slice, char *out, size_t len, rr_err *e) {
+  size_t n = strlen(slice);
+  out[0] = '\0';
+  if (strcmp(slice, "-.slice") == 0)
+    return 0; /* the root slice */
+  if (n <= 6 || strcmp(slice + n - 6, ".slice") != 0 || slice[0] == '-' || slice[n - 7] == '-' ||
+      strstr(slice, "--") || strchr(slice, '/'))
+    return rr_err_set(e, RR_INVALID_ARGUMENT,
+                      "linux.cgroupsPath: \"%.200s\" is not a systemd slice (want NAME.slice, "
+                      "dashes nesting it: a-b.slice is below a.slice)",
+                      slice);
+  for (size_t i = 0; i < n - 6; i++) {
+    if (slice[i] != '-')
+      continue;
+    size_t used = strlen(out);
+    if ((size_t)snprintf(out + used, len - used, "/%.*s.slice", (int)i, slice) >= len - used)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "linux.cgroupsPath: \"%.200s\" is too long", slice);
+  }
+  size_t used = strlen(out);
+  if ((size_t)snprintf(out + used, len - used, "/%s", slice) >= len - used)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "linux.cgroupsPath: \"%.200s\" is too long", slice);
+  return 0;
+}
+
+int cg_path_from_systemd(const char *spec, char *out, size_t len, rr_err *e) {
+  const char *c1 = strchr(spec, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+  if (!c2 || strchr(c2 + 1, ':') || !c2[1] || strchr(c1, '/'))
+    return rr_err_set(e, RR_INVALID_ARGUMENT,
+                      "linux.cgroupsPath: \"%.200s\" is not systemd's \"slice:prefix:name\" "
+                      "(--systemd-cgroup)",
+                      spec);
+  char slice[CG_PATH_MAX], unit[CG_PATH_MAX];
+  if (c1 == spec)
+    snprintf(slice, sizeof slice, "system.slice"); /* runc's default for root */
+  else
+    snprintf(slice, sizeof slice, "%.*s", (int)(c1 - spec), spec);
+  if (c2 == c1 + 1)
+    snprintf(unit, sizeof unit, "%s", c2 + 1);
+  else
+    snprintf(unit, sizeof unit, "%.*s-%s.scope", (int)(c2 - c1 - 1), c1 + 1, c2 + 1);
+  char dir[CG_PATH_MAX];
+  if (cg_slice_expand(slice, dir, sizeof dir, e) < 0)
+    return -1;
+  if ((size_t)snprintf(out, len, "%s/%s", dir, unit) >= len)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "linux.cgroupsPath: \"%.200s\" is too long", spec);
+  return cg_path_check(out, e);
 }

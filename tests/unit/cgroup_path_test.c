@@ -229,6 +229,48 @@ static int teardown(void **state) {
   return 0;
 }
 
+static void test_systemd_form(void **state) {
+  (void)state;
+  const struct {
+    const char *in, *out;
+  } ok[] = {
+      {"system.slice:docker:abc", "/system.slice/docker-abc.scope"},
+      {"kubepods-besteffort-pod1.slice:cri-containerd:c1",
+       "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/"
+       "cri-containerd-c1.scope"},
+      {":runc:x", "/system.slice/runc-x.scope"},
+      {"user.slice::app.scope", "/user.slice/app.scope"},
+      {"-.slice:p:n", "/p-n.scope"},
+  };
+  char out[512];
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+    rr_err e = {0};
+    if (cg_path_from_systemd(ok[i].in, out, sizeof out, &e) < 0)
+      fail_msg("%s: %s", ok[i].in, e.msg);
+    assert_string_equal(out, ok[i].out);
+  }
+  const struct {
+    const char *in, *msg;
+  } bad[] = {
+      {"a/b", "is not systemd's \"slice:prefix:name\""},
+      {"a.slice:b", "is not systemd's"},
+      {"a.slice:b:c:d", "is not systemd's"},
+      {"a.slice:b:", "is not systemd's"},
+      {"nope:p:n", "\"nope\" is not a systemd slice"},
+      {"a--b.slice:p:n", "is not a systemd slice"},
+      {"-a.slice:p:n", "is not a systemd slice"},
+      {"a.slice::..", "is not a cgroup path"},
+      {"a.slice:p/q:n", "is not systemd's"},
+      {"a.slice:p:../../n", "is not systemd's"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    rr_err e = {0};
+    assert_int_equal(cg_path_from_systemd(bad[i].in, out, sizeof out, &e), -1);
+    if (!strstr(e.msg, bad[i].msg) || !strstr(e.msg, "linux.cgroupsPath"))
+      fail_msg("%s: %s", bad[i].in, e.msg);
+  }
+}
+
 int main(void) {
   if (geteuid() != 0) {
     fprintf(stderr, "cgroup_path_test: needs root; skipped\n");
@@ -236,10 +278,9 @@ int main(void) {
   }
   snprintf(top, sizeof top, "rrpath-%d", (int)getpid());
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_relative_with_limits),
-      cmocka_unit_test(test_absolute),
-      cmocka_unit_test(test_freeze_and_pids),
-      cmocka_unit_test(test_bad_paths),
+      cmocka_unit_test(test_relative_with_limits), cmocka_unit_test(test_absolute),
+      cmocka_unit_test(test_freeze_and_pids),      cmocka_unit_test(test_bad_paths),
+      cmocka_unit_test(test_systemd_form),
   };
   return cmocka_run_group_tests(tests, NULL, teardown);
 }

@@ -30,6 +30,8 @@ CACHE = os.environ.get("RUNRPC_VM_CACHE") or os.path.join(HERE, ".cache")
 RUND = os.environ.get("RUND") or os.path.join(ROOT, "build", "src", "rund", "rund")
 RUNCTL = os.environ.get("RUNCTL") or os.path.join(ROOT, "build", "src", "runctl", "runctl")
 STARTWAIT = os.environ.get("STARTWAIT") or os.path.join(ROOT, "build", "bench", "startwait")
+# runproc goes into the VM too (test_vm_runproc.py): $RUNPROC, else next to rund
+RUNPROC = os.environ.get("RUNPROC") or os.path.join(os.path.dirname(RUND), "runproc")
 BUSYBOX = "/bin/busybox"
 
 GUEST_PORT = 7734
@@ -42,6 +44,7 @@ SANITIZER_RE = re.compile(
     r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|SUMMARY: (Address|Undefined|Leak)")
 TESTS = [os.path.join("tests", "vm", "test_vm_smoke.py"),
          os.path.join("tests", "vm", "test_vm_sandbox.py"),
+         os.path.join("tests", "vm", "test_vm_runproc.py"),
          os.path.join("tests", "integration", "test_limits.py")]
 
 
@@ -479,8 +482,10 @@ def _main(work, argv, t_start):
         raise Fail("rund certs init: " + (r.stderr or r.stdout).strip()[-500:])
     tls = os.path.join(tls_state, "tls")
     initrd = os.path.join(work, "initrd.cpio")
-    build_initramfs(initrd, RUND, modules_dir, order, tls, GUEST_PORT,
-                    [STARTWAIT] if bench_n else [])
+    extra = [STARTWAIT] if bench_n else []
+    if os.access(RUNPROC, os.X_OK):
+        extra.append(RUNPROC)
+    build_initramfs(initrd, RUND, modules_dir, order, tls, GUEST_PORT, extra)
     disk = os.path.join(work, "disk.img")
     with open(disk, "wb") as f:
         f.truncate(512 * 1024 * 1024)

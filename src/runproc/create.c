@@ -89,8 +89,6 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
                    int *ret_start_fd, rr_err *e) {
   if (runproc_id_check(o->id, e) < 0)
     return -1;
-  if (o->preserve_fds > 0)
-    return rr_err_set(e, RR_UNIMPLEMENTED, "--preserve-fds: not implemented yet");
   char bundle[PATH_MAX], config[PATH_MAX + 16];
   if (!realpath(o->bundle, bundle))
     return rr_err_sys(e, RR_NOT_FOUND, errno, "bundle \"%s\"", o->bundle);
@@ -100,18 +98,15 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
     return -1;
   int rc = -1;
   runproc_container c = {0};
-  _cleanup_close_ int fifo = -1;
+  _cleanup_close_ int fifo = -1, console = -1;
   sb_spawn_result r = {.pidfd = -1};
   cg_job *cg = NULL;
   if (sb_spec_validate(s, e) < 0) {
     rr_err_wrap(e, "%s", config);
     goto out;
   }
-  if (s->process.terminal) {
-    rr_err_set(e, RR_UNIMPLEMENTED,
-               "process.terminal: a terminal (--console-socket) is not implemented yet");
+  if ((console = runproc_console_connect(s->process.terminal, o->console_socket, e)) == -1)
     goto out;
-  }
   if (!s->cgroups_path && s->resources && cg_limits_any(s->resources)) {
     rr_err_set(e, RR_INVALID_ARGUMENT, "linux.resources: limits need a linux.cgroupsPath");
     goto out;
@@ -145,7 +140,9 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
                       .stderr_fd = 2,
                       .status_fd = -1,
                       .wait_start = true,
-                      .start_fd = fifo};
+                      .start_fd = fifo,
+                      .console_fd = console,
+                      .preserve_fds = o->preserve_fds};
   if (s->cgroups_path) {
     cg_limits none = {0};
     if (cg_path_create(RUNPROC_CGROUP_ROOT, s->cgroups_path, s->resources ? s->resources : &none,

@@ -101,7 +101,7 @@ static int exec_start(runproc_ctx *ctx, const runproc_exec_opts *o, int *ret_pid
   int rc = -1;
   sb_spec *s = NULL;
   cg_job *cg = NULL;
-  _cleanup_close_ int procfd = -1;
+  _cleanup_close_ int procfd = -1, console = -1;
   runproc_status st = runproc_container_status(&c);
   if (st == RUNPROC_PAUSED) {
     rr_err_set(e, RR_FAILED_PRECONDITION, "container \"%s\" is paused: resume it first", c.id);
@@ -118,15 +118,14 @@ static int exec_start(runproc_ctx *ctx, const runproc_exec_opts *o, int *ret_pid
       rr_err_set(e, RR_FAILED_PRECONDITION, "container \"%s\" is stopped: cannot exec in it", c.id);
     goto out;
   }
-  if (s->process.terminal) {
-    rr_err_set(e, RR_UNIMPLEMENTED, "process.terminal (--tty): not implemented yet");
+  if ((console = runproc_console_connect(s->process.terminal, o->console_socket, e)) == -1)
     goto out;
-  }
-  if (o->preserve_fds > 0) {
-    rr_err_set(e, RR_UNIMPLEMENTED, "--preserve-fds: not implemented yet");
-    goto out;
-  }
-  sb_spawn_opts so = {.stdin_fd = 0, .stdout_fd = 1, .stderr_fd = 2, .status_fd = -1};
+  sb_spawn_opts so = {.stdin_fd = 0,
+                      .stdout_fd = 1,
+                      .stderr_fd = 2,
+                      .status_fd = -1,
+                      .console_fd = console,
+                      .preserve_fds = o->preserve_fds};
   if (c.cgroup && *c.cgroup) {
     if (runproc_container_cgroup(&c, &cg, e) < 0)
       goto out;

@@ -74,6 +74,9 @@ int runproc_opt(int argc, char **argv, int *i, const char *name, char s, const c
 
 /* Write pid (decimal) to path atomically. */
 int runproc_write_pid_file(const char *path, pid_t pid, rr_err *e);
+/* The console socket's connected fd when terminal (and path) are given;
+ * -2 when neither is; -1 (e set) on a mismatch or a failed connect. */
+int runproc_console_connect(bool terminal, const char *path, rr_err *e);
 /* SIGKILL the process of pidfd and reap it (our child). */
 void runproc_kill_reap(int pidfd);
 

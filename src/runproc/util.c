@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -180,4 +182,32 @@ void runproc_kill_reap(int pidfd) {
   siginfo_t si;
   while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
     ;
+}
+
+int runproc_console_connect(bool terminal, const char *path, rr_err *e) {
+  if (terminal && !path)
+    return rr_err_set(e, RR_INVALID_ARGUMENT,
+                      "process.terminal needs --console-socket (runproc does not lend its own "
+                      "terminal)");
+  if (!terminal && path)
+    return rr_err_set(e, RR_INVALID_ARGUMENT,
+                      "--console-socket \"%s\" without a terminal (process.terminal, --tty)", path);
+  if (!terminal)
+    return -2;
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof a.sun_path)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "--console-socket \"%s\": longer than %zu bytes",
+                      path, sizeof a.sun_path - 1);
+  memcpy(a.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "--console-socket: socket");
+  while (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    if (errno == EINTR)
+      continue;
+    int err = errno;
+    close(fd);
+    return rr_err_sys(e, RR_FAILED_PRECONDITION, err, "--console-socket \"%s\"", path);
+  }
+  return fd;
 }

@@ -283,6 +283,9 @@ int sb_spawn(const sb_spec *s, const sb_spawn_opts *o, sb_spawn_result *ret, rr_
                        .sock = -1,
                        .status_fd = o->status_fd,
                        .start_fd = o->wait_start ? o->start_fd : -1,
+                       .console_fd = s->process.terminal ? o->console_fd : -1,
+                       .tty_fd = -1,
+                       .first_own_fd = 3 + o->preserve_fds,
                        .root_tree = -1};
   sb_filter *own = NULL;
   int rc = -1, pidfd = -1, sv[2] = {-1, -1};
@@ -290,6 +293,17 @@ int sb_spawn(const sb_spec *s, const sb_spawn_opts *o, sb_spawn_result *ret, rr_
     c.ns_fds[t] = -1;
   if (o->wait_start && o->start_fd < 0) {
     rr_err_set(e, RR_INVALID_ARGUMENT, "sandbox: wait_start without a start_fd");
+    goto out;
+  }
+  if (s->process.terminal && (o->console_fd <= 2 || o->new_process_group)) {
+    rr_err_set(e, RR_INVALID_ARGUMENT,
+               o->console_fd <= 2 ? "sandbox: process.terminal needs a console socket"
+                                  : "sandbox: process.terminal with a new process group");
+    goto out;
+  }
+  if (o->preserve_fds < 0 || o->preserve_fds > SB_MAX_PRESERVE_FDS) {
+    rr_err_set(e, RR_INVALID_ARGUMENT, "sandbox: preserve_fds %d out of range 0..%d",
+               o->preserve_fds, SB_MAX_PRESERVE_FDS);
     goto out;
   }
   if (sb_prepare(s, &c, e) < 0)

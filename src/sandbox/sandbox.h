@@ -41,6 +41,8 @@ typedef struct sb_filter sb_filter;
 int sb_filter_compile(const sb_seccomp *s, sb_filter **ret, rr_err *e);
 void sb_filter_free(sb_filter *f);
 
+#define SB_MAX_PRESERVE_FDS 1024
+
 typedef struct sb_spawn_opts {
   int stdin_fd, stdout_fd, stderr_fd; /* become the command's 0, 1, 2 */
   /* cgroup v2 directory fd: created in it (CLONE_INTO_CGROUP); <= 0 none. */
@@ -64,6 +66,15 @@ typedef struct sb_spawn_opts {
    * Failures of the exec after that go to the command's stderr (exit 127). */
   bool wait_start;
   int start_fd;
+  /* With process.terminal: a connected unix socket (> 2) over which the
+   * master of a pty opened in the sandbox (its /dev/ptmx, after the
+   * mounts) is sent (pty.h); the slave is the command's controlling
+   * terminal and 0, 1, 2 in a session of its own. Not with
+   * new_process_group. */
+  int console_fd;
+  /* The caller's fds 3 .. 3+preserve_fds-1 pass into the command as they
+   * are (runc's --preserve-fds); none of the caller's own may be there. */
+  int preserve_fds;
 } sb_spawn_opts;
 
 typedef struct sb_spawn_result {

@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "sandbox/pty.h"
 #include "sandbox/sandbox_internal.h"
 #include "sandbox/spawn_internal.h"
 
@@ -112,29 +113,59 @@ static void sb_child_signals(void) {
       sigaction(s, &dfl, NULL); /* errors on reserved signals are fine */
 }
 
-static int sb_fd_above2(int fd) { return fd >= 0 && fd < 3 ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : fd; }
+/* fd moved at or above min (the copy below closed unless it is 0..2, which
+ * dup2 replaces); -1 on error. */
+static int sb_fd_above(int fd, int min) {
+  if (fd < 0 || fd >= min)
+    return fd;
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, min);
+  if (moved >= 0 && fd > 2)
+    close(fd);
+  return moved;
+}
 
 static void sb_child_stdio(struct sb_child *c) {
   int src[3] = {c->o->stdin_fd, c->o->stdout_fd, c->o->stderr_fd};
-  /* everything we still need moves above 2 first so dup2 never clobbers it */
-  int sock = sb_fd_above2(c->sock);
-  if (sock < 0)
-    sb_child_fail(c, errno, "set up stdio", NULL);
-  c->sock = sock;
-  if ((c->status_fd = sb_fd_above2(c->status_fd)) < 0 && c->o->status_fd >= 0)
-    sb_child_fail(c, errno, "set up stdio", NULL);
-  if (c->start_fd >= 0 && (c->start_fd = sb_fd_above2(c->start_fd)) < 0)
-    sb_child_fail(c, errno, "set up stdio", NULL);
+  int min = c->first_own_fd;
+  /* everything we still need moves above 2 (and the preserved fds) first
+   * so that dup2 never clobbers it nor the command gets it */
   for (int i = 0; i < 3; i++)
-    if ((src[i] = sb_fd_above2(src[i])) < 0)
+    if (src[i] < 3 && (src[i] = sb_fd_above(src[i], min)) < 0)
+      sb_child_fail(c, errno, "set up stdio", NULL);
+  int *own[] = {&c->sock, &c->status_fd, &c->start_fd, &c->console_fd};
+  for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+    if (*own[i] >= 0 && (*own[i] = sb_fd_above(*own[i], min)) < 0)
       sb_child_fail(c, errno, "set up stdio", NULL);
   for (int i = 0; i < 3; i++)
     if (src[i] != i && dup2(src[i], i) < 0)
       sb_child_fail(c, errno, "set up stdio", NULL);
-    else if (src[i] == i)
-      fcntl(i, F_SETFD, 0);
-  /* nothing of the caller's but 0, 1, 2 reaches the command */
+  /* nothing of the caller's but 0, 1, 2 and the preserved fds reaches the
+   * command */
   syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
+  for (int fd = 0; fd < min; fd++)
+    if (fcntl(fd, F_SETFD, 0) < 0 && errno != EBADF)
+      sb_child_fail(c, errno, "pass the preserved fds", NULL);
+}
+
+/* process.terminal: a pty of the sandbox's devpts, its master sent to the
+ * console socket, its slave kept for the command. */
+static void sb_child_terminal(struct sb_child *c) {
+  const sb_process *p = &c->s->process;
+  if (c->console_fd < 0)
+    return;
+  int master, slave, r;
+  char name[SB_PTY_NAME_MAX];
+  if ((r = sb_pty_open("/dev/ptmx", p->console_height, p->console_width, &master, &slave, name)) <
+      0)
+    sb_child_fail(c, -r, "open a terminal on /dev/ptmx", NULL);
+  if (fchown(slave, p->uid, p->gid) < 0)
+    sb_child_fail(c, errno, "chown the terminal ", name, NULL);
+  if ((r = sb_pty_send_fd(c->console_fd, master, name)) < 0)
+    sb_child_fail(c, -r, "send the terminal to the console socket", NULL);
+  close(master);
+  close(c->console_fd);
+  c->console_fd = -1;
+  c->tty_fd = slave;
 }
 
 /* A new network namespace has only lo, down: bring it up. */
@@ -205,6 +236,7 @@ static void sb_child_shared(struct sb_child *c) {
     sb_child_loopback(c);
   sb_child_sysctls(c);
   sb_mount_finish(c);
+  sb_child_terminal(c);
 }
 
 static void sb_child_seccomp(const struct sb_child *c) {
@@ -364,7 +396,10 @@ static _Noreturn void sb_child_command(struct sb_child *c) {
   char num[24];
   if (c->status_fd >= 0)
     close(c->status_fd); /* the init's, not the command's */
-  if (c->with_init && setpgid(0, 0) < 0)
+  int r;
+  if (c->tty_fd >= 0 && (r = sb_pty_make_controlling(c->tty_fd)) < 0)
+    sb_child_fail(c, -r, "make the terminal the controlling one", NULL);
+  if (c->tty_fd < 0 && c->with_init && setpgid(0, 0) < 0)
     sb_child_fail(c, errno, "create the command's process group", NULL);
   for (size_t i = 0; i < p->nrlimits; i++) {
     struct rlimit rl = {p->rlimits[i].soft, p->rlimits[i].hard};
@@ -404,18 +439,20 @@ static _Noreturn void sb_child_command(struct sb_child *c) {
 SPAWN_CHILD_ATTR static int sb_child_command_entry(void *c) { sb_child_command(c); }
 
 /* wait_start: a created container may wait for long; it holds nothing of
- * the caller's but what it needs (not a lock the caller took, say). */
+ * the caller's but what it needs (not a lock the caller took, say): 0..2,
+ * the preserved fds, ours. */
 static void sb_child_close_others(const struct sb_child *c) {
-  int keep[3] = {c->sock, c->status_fd, c->start_fd};
-  for (int i = 0; i < 3; i++) /* sort: three elements */
-    for (int j = i + 1; j < 3; j++)
+  int keep[4] = {c->sock, c->status_fd, c->start_fd, c->tty_fd};
+  const int n = 4;
+  for (int i = 0; i < n; i++) /* sort: four elements */
+    for (int j = i + 1; j < n; j++)
       if (keep[j] < keep[i]) {
         int t = keep[i];
         keep[i] = keep[j];
         keep[j] = t;
       }
-  unsigned from = 3;
-  for (int i = 0; i < 3; i++) {
+  unsigned from = (unsigned)c->first_own_fd;
+  for (int i = 0; i < n; i++) {
     if (keep[i] < (int)from)
       continue;
     if ((unsigned)keep[i] > from)

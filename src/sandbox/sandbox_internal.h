@@ -32,6 +32,9 @@ struct sb_child {
   int sock;                 /* the child's end of the sync socket */
   int status_fd;            /* o->status_fd, moved above 2 in the child */
   int start_fd;             /* o->start_fd with wait_start, moved above 2; else -1 */
+  int console_fd;           /* o->console_fd with process.terminal; else -1 */
+  int tty_fd;               /* the pty's slave once opened; else -1 */
+  int first_own_fd;         /* 3 + o->preserve_fds: ours are moved at or above it */
   int ns_fds[SB_NS_COUNT];  /* namespaces joined by path; -1 none */
   bool new_ns[SB_NS_COUNT]; /* created by the clone */
   bool wait_maps;           /* new user ns: wait for the parent's maps */

@@ -3,7 +3,7 @@
  *
  * Ignored (accepted with any content, as runc ignores what it does not
  * implement): annotations, hooks, solaris, windows, vm, zos, domainname's
- * absence; in process: consoleSize, commandLine, apparmorProfile,
+ * absence; in process: commandLine, apparmorProfile,
  * selinuxLabel, ioPriority, scheduler, execCPUAffinity, user.username; in
  * root: nothing else exists. linux.* is in spec_linux.c. */
 #include <errno.h>
@@ -289,6 +289,17 @@ static int process_from_json(json_object *o, sb_process *p, rr_err *e) {
         caps_set_from_json(c, cp, "permitted", &p->caps.permitted, e) < 0 ||
         caps_set_from_json(c, cp, "ambient", &p->caps.ambient, e) < 0)
       return -1;
+  }
+  if ((r = sj_member(o, "process", "consoleSize", json_type_object, &c, e)) < 0)
+    return -1;
+  if (r) {
+    uint64_t h = 0, w = 0;
+    if (sj_u64(c, "process.consoleSize", "height", UINT16_MAX, &h, e) < 0 ||
+        sj_u64(c, "process.consoleSize", "width", UINT16_MAX, &w, e) < 0)
+      return -1;
+    p->has_console_size = true;
+    p->console_height = (uint32_t)h;
+    p->console_width = (uint32_t)w;
   }
   if (sj_bool(o, "process", "noNewPrivileges", &p->no_new_privileges, e) < 0 ||
       rlimits_from_json(o, p, e) < 0)

@@ -121,6 +121,8 @@ typedef struct sb_seccomp {
 
 typedef struct sb_process {
   bool terminal;
+  bool has_console_size; /* consoleSize: the terminal's window, in characters */
+  uint32_t console_height, console_width;
   uint32_t uid, gid; /* inside the user namespace, if any */
   uint32_t additional_gids[SB_MAX_GROUPS];
   size_t ngids;

@@ -24,6 +24,12 @@ static json_object *process_json(const sb_process *p) {
   json_object *o = json_object_new_object(), *u = json_object_new_object();
   if (p->terminal)
     json_object_object_add(o, "terminal", json_object_new_boolean(1));
+  if (p->has_console_size) {
+    json_object *c = json_object_new_object();
+    json_object_object_add(c, "height", json_object_new_int64(p->console_height));
+    json_object_object_add(c, "width", json_object_new_int64(p->console_width));
+    json_object_object_add(o, "consoleSize", c);
+  }
   json_object_object_add(u, "uid", json_object_new_int64(p->uid));
   json_object_object_add(u, "gid", json_object_new_int64(p->gid));
   if (p->has_umask)

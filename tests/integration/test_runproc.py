@@ -289,12 +289,11 @@ def test_create_failures_name_the_cause(rp, tmp_path):
         cfg["process"]["terminal"] = True
     b = rp.bundle(["true"], tty)
     rp("create", "-b", b, "--console-socket", "/tmp/nope.sock", "x",
-       check="process.terminal: a terminal (--console-socket) is not implemented yet")
+       check='--console-socket "/tmp/nope.sock": No such file or directory')
     rp("create", "-b", str(tmp_path / "missing"), "x", check="bundle")
     rp("create", "-b", b, "bad/id", check='invalid container id "bad/id"')
     rp("create", "-b", b, check="a container id is needed")
-    rp("create", "-b", b, "--preserve-fds", "2", "x",
-       check="--preserve-fds: not implemented yet")
+    rp("create", "-b", b, "--preserve-fds", "-1", "x", check='invalid --preserve-fds "-1"')
     # nothing left of the failed creates
     assert rp("list", "-q", check=True).stdout == ""
 

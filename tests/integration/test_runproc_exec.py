@@ -2,12 +2,21 @@
 namespaces, cgroup and root, with the flags or a --process file; foreground
 status, --detach and --pid-file, exec into a stopped or paused container,
 and each bad input with its message."""
+import fcntl
 import json
 import os
+import re
+import select
+import socket
+import struct
+import subprocess
+import tempfile
+import termios
 import time
 
 import pytest
 
+from conftest import RUNPROC
 from test_runproc import alive, own_cgroup_v1, rp  # noqa: F401 (rp is a fixture)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runproc needs root here")
@@ -141,3 +150,183 @@ def test_exec_bad_input(rp):
             (("--cwd", "/nope", "c", "true"), 'chdir "/nope": No such file or directory')]:
         rp("exec", *args, check=msg)
     assert rp.state("c")["status"] == "running"
+
+
+# ---------------------------------------------------------------- terminals
+
+class ConsoleSocket:
+    """What containerd's shim and conmon do: listen on a unix socket, take
+    the pty master runproc sends (SCM_RIGHTS, the pty's name as payload)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(1)
+        self.sock.settimeout(10)
+
+    def master(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(10)
+            msg, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+        assert len(fds) == 1
+        return msg.decode(), fds[0]
+
+    def close(self):
+        self.sock.close()
+
+
+def read_until(fd, want, timeout=10):
+    out = b""
+    deadline = time.time() + timeout
+    def found():
+        return want.search(out) if isinstance(want, re.Pattern) else want in out
+    while not found() and time.time() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the slave side is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def test_run_with_a_terminal(rp, tmp_path):
+    def tty(cfg):
+        cfg["process"]["terminal"] = True
+        cfg["process"]["consoleSize"] = {"height": 33, "width": 99}
+    cs = ConsoleSocket(tmp_path / "console.sock")
+    try:
+        rp("run", "-d", "--console-socket", cs.path, "-b", rp.bundle(["sh"], tty), "t",
+           check=True)
+        name, m = cs.master()
+    finally:
+        cs.close()
+    try:
+        assert name == "/dev/pts/0"  # the container's own devpts
+        assert os.isatty(m)
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(m, termios.TIOCGWINSZ, b"\0" * 8))
+        assert (rows, cols) == (33, 99)
+        os.write(m, b"stty size; tty; echo hi $((40+2))\n")
+        out = read_until(m, b"hi 42")
+        assert b"33 99\r\n/dev/pts/0\r\nhi 42" in out, out
+        # its controlling terminal, in a session of its own
+        os.write(m, b"echo S$(cut -d' ' -f6 /proc/$$/stat)=P$$.\n")
+        out = read_until(m, re.compile(rb"S(\d+)=P(\d+)\."))
+        sid, pid = re.search(rb"S(\d+)=P(\d+)\.", out).groups()
+        assert sid == pid, out
+        os.write(m, b"exit 7\n")
+        rp.wait_status("t", "stopped")
+    finally:
+        os.close(m)
+
+
+def test_exec_with_a_terminal(rp, tmp_path):
+    running(rp)
+    cs = ConsoleSocket(tmp_path / "console.sock")
+    try:
+        rp("exec", "-t", "-d", "--console-socket", cs.path, "c", "sh", check=True)
+        _, m = cs.master()
+    finally:
+        cs.close()
+    try:
+        assert os.isatty(m)
+        os.write(m, b"tty; echo hi $((40+2))\n")
+        out = read_until(m, b"hi 42")
+        assert b"/dev/pts/0\r\nhi 42" in out, out
+        os.write(m, b"exit\n")
+    finally:
+        os.close(m)
+    # a process file with terminal: true takes the socket as well
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps({"args": ["tty"], "terminal": True, "cwd": "/"}))
+    cs = ConsoleSocket(tmp_path / "console2.sock")
+    try:
+        rp("exec", "-d", "--process", str(p), "--console-socket", cs.path, "c", check=True)
+        _, m = cs.master()
+    finally:
+        cs.close()
+    try:
+        assert read_until(m, b"\n").startswith(b"/dev/pts/")
+    finally:
+        os.close(m)
+
+
+def test_terminal_bad_input(rp, tmp_path):
+    def tty(cfg):
+        cfg["process"]["terminal"] = True
+    b = rp.bundle(["true"], tty)
+    rp("create", "-b", b, "x", check="process.terminal needs --console-socket")
+    rp("create", "-b", b, "--console-socket", str(tmp_path / "nope.sock"), "x",
+       check='--console-socket "%s": No such file or directory' % (tmp_path / "nope.sock"))
+    rp("create", "-b", rp.bundle(["true"]), "--console-socket", "/x.sock", "x",
+       check='--console-socket "/x.sock" without a terminal')
+
+    def bad_size(cfg):
+        cfg["process"]["consoleSize"] = {"height": -1, "width": 80}
+    rp("create", "-b", rp.bundle(["true"], bad_size), "x",
+       check="process.consoleSize.height: -1 is negative")
+    assert rp("list", "-q", check=True).stdout == ""
+    running(rp)
+    rp("exec", "-t", "c", "tty", check="process.terminal needs --console-socket")
+    rp("exec", "--console-socket", "/x.sock", "c", "tty",
+       check='--console-socket "/x.sock" without a terminal')
+
+
+# ---------------------------------------------------------------- preserve-fds
+
+def run_keeping_fds(rp, nfds, *args):
+    """runproc with a pipe's write end as its fds 3..3+nfds-1; what came
+    through the pipe, and the result."""
+    r, w = os.pipe()
+    saved = [os.dup(fd) if fd_open(fd) else None for fd in range(3, 3 + nfds)]
+    try:
+        for fd in range(3, 3 + nfds):
+            os.dup2(w, fd)
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            p = subprocess.run([RUNPROC, "--root", rp.root] + list(args), stdout=out, stderr=err,
+                               stdin=subprocess.DEVNULL, pass_fds=range(3, 3 + nfds),
+                               timeout=30)
+            out.seek(0)
+            err.seek(0)
+            res = (p.returncode, out.read(), err.read())
+    finally:
+        for fd, s in zip(range(3, 3 + nfds), saved):
+            if s is None:
+                os.close(fd)
+            else:
+                os.dup2(s, fd)
+                os.close(s)
+        os.close(w)
+    with os.fdopen(r) as f:
+        return f.read(), res
+
+
+def fd_open(fd):
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def test_preserve_fds(rp):
+    running(rp)
+    # fds 3, 4 and 5 given, 3 and 4 kept: ls's own directory fd is 5
+    script = "echo via3 >&3; echo via4 >&4; exec ls /proc/self/fd"
+    got, (code, out, err) = run_keeping_fds(rp, 3, "exec", "--preserve-fds", "2", "c",
+                                            "sh", "-c", script)
+    assert code == 0, err
+    assert got == "via3\nvia4\n"
+    assert sorted(int(x) for x in out.split()) == [0, 1, 2, 3, 4, 5], out
+    # without the flag nothing of ours passes
+    got, (code, out, err) = run_keeping_fds(rp, 2, "exec", "c", "sh", "-c", "echo x >&3")
+    assert code != 0 and got == "" and "Bad file descriptor" in out + err
+    # create: the created container holds them until start
+    b = rp.bundle(["sh", "-c", "echo created3 >&3"])
+    got, (code, out, err) = run_keeping_fds(rp, 1, "run", "--preserve-fds", "1", "-b", b, "r")
+    assert code == 0 and got == "created3\n", err

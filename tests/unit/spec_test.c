@@ -52,6 +52,9 @@ static void test_full_config(void **state) {
   assert_string_equal(s->oci_version, "1.0.2-dev");
   const sb_process *p = &s->process;
   assert_true(p->terminal);
+  assert_true(p->has_console_size);
+  assert_int_equal(p->console_height, 24);
+  assert_int_equal(p->console_width, 80);
   assert_int_equal(p->uid, 1000);
   assert_int_equal(p->gid, 1000);
   assert_true(p->has_umask);
@@ -170,6 +173,8 @@ static void assert_spec_equal(const sb_spec *a, const sb_spec *b) {
   const sb_process *p = &a->process, *q = &b->process;
   assert_true(str_equal(a->oci_version, b->oci_version));
   assert_true(p->terminal == q->terminal && p->uid == q->uid && p->gid == q->gid);
+  assert_true(p->has_console_size == q->has_console_size &&
+              p->console_height == q->console_height && p->console_width == q->console_width);
   assert_true(p->ngids == q->ngids &&
               memcmp(p->additional_gids, q->additional_gids, p->ngids * 4) == 0);
   assert_true(p->has_umask == q->has_umask && p->umask == q->umask);
@@ -293,6 +298,10 @@ static const bad_case bad_cases[] = {
     {"/process/user/additionalGids/1", "\"wheel\"",
      "process.user.additionalGids[1]: must be an integer, not a string"},
     {"/process/terminal", "\"yes\"", "process.terminal: must be a boolean, not a string"},
+    {"/process/consoleSize", "[24, 80]", "process.consoleSize: must be an object, not an array"},
+    {"/process/consoleSize/width", "65536",
+     "process.consoleSize.width: 65536 is too large (at most 65535)"},
+    {"/process/consoleSize/height", "-1", "process.consoleSize.height: -1 is negative"},
     {"/process/env/1", "\"NOEQUALS\"", "process.env[1]: \"NOEQUALS\" is not KEY=VALUE"},
     {"/process/env/1", "\"=x\"", "process.env[1]: \"=x\" is not KEY=VALUE"},
     {"/process/cwd", "\"work\"", "process.cwd: must be absolute, not \"work\""},

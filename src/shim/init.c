@@ -201,25 +201,35 @@ static void shim_forward(int sig) {
   closedir(d);
 }
 
+static void shim_wake(loop *l, void *data) {}
+
 static void shim_on_signal(loop *l, int fd, uint32_t events, void *data) {
+  shim_ctx *ctx = data;
   struct signalfd_siginfo si;
   while (read(fd, &si, sizeof si) == (ssize_t)sizeof si) {
     char q[64];
-    rr_info("forwarding signal", "signal=%s",
-            rr_log_quote(q, sizeof q, sigabbrev_np((int)si.ssi_signo)));
+    rr_log_quote(q, sizeof q, sigabbrev_np((int)si.ssi_signo));
+    if (!ctx->init) { /* the client's side is going (ssh hangs up, socat ends): clean up */
+      rr_info("stopping", "signal=%s", q);
+      loop_stop(l);
+      loop_timer_add(l, 0, shim_wake, NULL);
+      continue;
+    }
+    rr_info("forwarding signal", "signal=%s", q);
     shim_forward((int)si.ssi_signo);
   }
 }
 
 /* Signals an init forwards; SIGCHLD is the reaper's, the rest (synchronous
- * ones, SIGKILL/SIGSTOP) are not ours to take. */
-static const int shim_forwarded[] = {SIGHUP,  SIGINT,   SIGQUIT, SIGTERM, SIGUSR1,
+ * ones, SIGKILL/SIGSTOP) are not ours to take. A server that is not init
+ * stops on the first three, killing what it started. */
+static const int shim_forwarded[] = {SIGTERM, SIGINT,   SIGHUP,  SIGQUIT, SIGUSR1,
                                      SIGUSR2, SIGWINCH, SIGCONT, SIGTSTP, SIGPWR};
 
-static int shim_signals_setup(shim_ctx *ctx, rr_err *e) {
+int shim_signals_setup(shim_ctx *ctx, rr_err *e) {
   sigset_t set;
   sigemptyset(&set);
-  for (size_t i = 0; i < RR_ARRAY_SIZE(shim_forwarded); i++)
+  for (size_t i = 0; i < (ctx->init ? RR_ARRAY_SIZE(shim_forwarded) : 3); i++)
     sigaddset(&set, shim_forwarded[i]);
   if (sigprocmask(SIG_BLOCK, &set, NULL) < 0 ||
       (ctx->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK)) < 0)
@@ -228,10 +238,7 @@ static int shim_signals_setup(shim_ctx *ctx, rr_err *e) {
 }
 
 int shim_init_setup(shim_ctx *ctx, const shim_init_opts *o, rr_err *e) {
-  ctx->sigfd = -1;
   if (shim_auth_setup(ctx, o, e) < 0)
-    return -1;
-  if (ctx->init && shim_signals_setup(ctx, e) < 0)
     return -1;
   for (size_t i = 0; i < o->nlisten; i++) {
     if (shim_listen_one(ctx, o, o->listen[i], e) < 0)
@@ -244,7 +251,7 @@ int shim_init_setup(shim_ctx *ctx, const shim_init_opts *o, rr_err *e) {
 }
 
 void shim_init_free(shim_ctx *ctx) {
-  if (ctx->sigfd > 0)
+  if (ctx->sigfd >= 0)
     close(ctx->sigfd);
   ctx->sigfd = -1;
   if (ctx->auth) {

@@ -26,4 +26,7 @@ int shim_init_opts_parse(int argc, char **argv, shim_init_opts *o);
 void shim_init_opts_free(shim_init_opts *o);
 /* Listen, set admission; as init also forward signals and reap orphans. */
 int shim_init_setup(struct shim_ctx *ctx, const shim_init_opts *o, rr_err *e);
+/* Signals: init forwards them to its children; a server that is not init
+ * stops on SIGTERM, SIGINT and SIGHUP (killing what it started). */
+int shim_signals_setup(struct shim_ctx *ctx, rr_err *e);
 void shim_init_free(struct shim_ctx *ctx);

@@ -75,7 +75,7 @@ static int shim_serve(shim_ctx *ctx, const shim_init_opts *o, const uint8_t *hea
   rr_err e = {0};
   int rc = 1;
   signal(SIGPIPE, SIG_IGN);
-  if (shim_server_new(ctx, &e) < 0) {
+  if (shim_server_new(ctx, &e) < 0 || shim_signals_setup(ctx, &e) < 0) {
     shim_fail("cannot start", &e);
     goto out;
   }
@@ -131,7 +131,7 @@ static int shim_stdin_mode(shim_ctx *ctx, const shim_init_opts *o) {
 }
 
 int main(int argc, char **argv) {
-  shim_ctx ctx = {0};
+  shim_ctx ctx = {.sigfd = -1};
   shim_init_opts o = {0};
   ctx.init = getpid() == 1;
   int consumed = shim_init_opts_parse(argc, argv, &o);

@@ -83,7 +83,7 @@ class Bridge:
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
                 env=env, start_new_session=True)
         end = time.monotonic() + 10
-        while not os.path.exists(self.sock):
+        while not unix_listening(self.sock):  # the file exists before listen()
             if time.monotonic() > end or self.proc.poll() is not None:
                 raise AssertionError("socat did not listen: " + self.stderr_text())
             time.sleep(0.01)
@@ -117,6 +117,17 @@ class Bridge:
         return text
 
 
+def unix_listening(path):
+    """Whether a unix socket bound to path is listening (/proc/net/unix flag
+    __SO_ACCEPTCON)."""
+    with open("/proc/net/unix") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 8 and parts[7] == path and int(parts[3], 16) & 0x10000:
+                return True
+    return False
+
+
 def children_of(pid):
     out = []
     for d in os.listdir("/proc"):
@@ -148,3 +159,100 @@ def shell(bridge, argv=None, sh=None, stdin=b"", timeout=30, **kw):
         elif k == "exit":
             ex = m.exit
     return pid, out, err, ex
+
+
+class ForkTunnel:
+    """runner.Runner/Fork as a grpcio channel: a unix socket in dir whose
+    one connection is carried by the Fork call (request data out, response
+    data back). .pid and .depth come from the first answer."""
+
+    def __init__(self, runner_stub, dir, timeout=60):
+        import queue
+        import socket
+        import threading
+        self._q = queue.Queue()
+        self.path = os.path.join(dir, "fork-%d-%d.sock" % (os.getpid(), next(_fork_ids)))
+        self._ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._ls.bind(self.path)
+        self._ls.listen(1)
+
+        def requests():
+            yield rpb.ForkRequest()
+            while True:
+                b = self._q.get()
+                if b is None:
+                    return
+                yield rpb.ForkRequest(data=b)
+
+        self.call = runner_stub.Fork(requests(), timeout=timeout)
+        first = next(self.call)
+        self.pid, self.depth = first.pid, first.depth
+        self.error = None
+        self._conn = None
+        self._accepted = threading.Event()
+        self._threads = [threading.Thread(target=self._up, daemon=True),
+                         threading.Thread(target=self._down, daemon=True)]
+        for t in self._threads:
+            t.start()
+        self.channel = grpc.insecure_channel("unix:" + self.path)
+        self.runner = rpb_grpc.RunnerStub(self.channel)
+        self.commander = cpb_grpc.CommanderStub(self.channel)
+        self.loader = lpb_grpc.LoaderStub(self.channel)
+
+    def _up(self):  # client -> child
+        try:
+            conn, _ = self._ls.accept()
+        except OSError:  # closed before grpc connected
+            self._q.put(None)
+            self._accepted.set()
+            return
+        self._conn = conn
+        self._accepted.set()
+        while True:
+            try:
+                b = conn.recv(65536)
+            except OSError:
+                b = b""
+            if not b:
+                self._q.put(None)
+                return
+            self._q.put(b)
+
+    def _down(self):  # child -> client
+        self._accepted.wait()
+        if not self._conn:
+            return
+        try:
+            for m in self.call:
+                if m.data:
+                    self._conn.sendall(m.data)
+        except Exception as e:  # noqa: BLE001 - reported by close()
+            self.error = e
+        try:
+            self._conn.shutdown(2)
+        except OSError:
+            pass
+
+    def close(self, timeout=30):
+        self.channel.close()
+        if not self._accepted.wait(0.5):
+            import socket
+            self._ls.shutdown(socket.SHUT_RDWR)
+        for t in self._threads:
+            t.join(timeout)
+        self._ls.close()
+        if self._conn:
+            self._conn.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        return self.error
+
+
+def _counter():
+    import itertools
+    return itertools.count()
+
+
+_fork_ids = _counter()

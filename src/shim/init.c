@@ -210,7 +210,7 @@ static void shim_on_signal(loop *l, int fd, uint32_t events, void *data) {
     char q[64];
     rr_log_quote(q, sizeof q, sigabbrev_np((int)si.ssi_signo));
     if (!ctx->init) { /* the client's side is going (ssh hangs up, socat ends): clean up */
-      rr_info("stopping", "signal=%s", q);
+      rr_debug("stopping", "signal=%s", q);
       loop_stop(l);
       loop_timer_add(l, 0, shim_wake, NULL);
       continue;

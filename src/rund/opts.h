@@ -61,3 +61,4 @@ int rund_subcmd_flags(int argc, char **argv, const char *path_flag, const char *
 int rund_cmd_certs(int argc, char **argv);
 int rund_cmd_tokens(int argc, char **argv);
 int rund_cmd_secrets(int argc, char **argv);
+int rund_cmd_image(int argc, char **argv);

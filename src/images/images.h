@@ -1,0 +1,87 @@
+/* The local OCI image store (STATE/images/): imports OCI image layouts,
+ * oci-archive and docker-archive tars and plain root filesystem tars with no
+ * network; layers are unpacked once, named by digest, shared read-only.
+ *
+ *   images/lock        flock: records are changed under LOCK_EX
+ *   images/gc.lock     imports hold LOCK_SH while they run, GC takes LOCK_EX
+ *   images/images/HEX.json   one record per image (id = its config's digest)
+ *   images/layers/HEX/       an unpacked layer (overlayfs whiteout format)
+ *   images/tmp/              imports in progress; swept when nothing runs
+ *
+ * Knows nothing of gRPC or of the event loop: an import is slow work, run
+ * it in a child process (rund image import). */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define IMG_DIGEST_LEN 71 /* "sha256:" + 64 hex digits */
+#define IMG_NAME_MAX 256  /* "name:tag", NUL included */
+
+typedef struct img_store img_store;
+
+/* Open (creating) the store under state_dir. */
+int img_store_open(const char *state_dir, img_store **ret, rr_err *e);
+void img_store_free(img_store *s);
+/* STATE/images. */
+const char *img_store_dir(const img_store *s);
+
+/* How to read an import's input. */
+typedef enum img_format {
+  IMG_FORMAT_AUTO = 0, /* a directory is an OCI layout; a tar is looked into */
+  IMG_FORMAT_OCI,      /* OCI image layout directory */
+  IMG_FORMAT_OCI_ARCHIVE,
+  IMG_FORMAT_DOCKER_ARCHIVE,
+  IMG_FORMAT_ROOTFS, /* a plain root filesystem tar (gzip/zstd/xz or none); needs a name */
+} img_format;
+
+/* "auto", "oci", "oci-archive", "docker-archive", "rootfs": -1 if unknown. */
+int img_format_parse(const char *s, img_format *ret);
+const char *img_format_name(img_format f);
+
+typedef struct img_import_opts {
+  img_format format;
+  const char *name; /* NAME[:TAG] for the image (NULL: the archive's names) */
+} img_import_opts;
+
+typedef struct img_import_result {
+  char **ids; /* "sha256:HEX" of each image imported */
+  size_t nids;
+  unsigned devices_skipped; /* device nodes not made (rund is not root) */
+  uint64_t layers_unpacked; /* layers new to the store */
+} img_import_result;
+
+/* Import path (a directory or a tar). Every blob is checked against its
+ * digest; on any failure nothing of this import is left in the store. */
+int img_import(img_store *s, const char *path, const img_import_opts *o, img_import_result *ret,
+               rr_err *e);
+void img_import_result_free(img_import_result *r);
+
+/* Parse a reference: NAME[:TAG] (TAG defaults to latest) into "name:tag",
+ * or sha256:HEX / NAME@sha256:HEX / HEX into "sha256:HEX" (*is_id true).
+ * INVALID_ARGUMENT naming the reference when malformed. */
+int img_ref_parse(const char *ref, char out[IMG_NAME_MAX], bool *is_id, rr_err *e);
+
+/* An image record (STATE/images/images/HEX.json) as JSON text. */
+typedef struct img_record {
+  char id[IMG_DIGEST_LEN + 1];
+  char *json; /* the record: id, names, created, format, layers, config */
+} img_record;
+
+/* Every record, sorted by id. */
+int img_store_list(img_store *s, img_record **ret, size_t *ret_n, rr_err *e);
+void img_records_free(img_record *r, size_t n);
+/* The record ref names (NOT_FOUND naming ref when none). */
+int img_store_find(img_store *s, const char *ref, img_record *ret, rr_err *e);
+/* Remove ref: a name only untags it (the image goes with its last name), an
+ * id removes the image. Layers no image uses are then collected. */
+int img_store_remove(img_store *s, const char *ref, rr_err *e);
+/* Remove layers no record names and imports' leftovers, unless an import
+ * runs now (*ret_busy true: try later). *ret_removed: layers removed. */
+int img_store_gc(img_store *s, unsigned *ret_removed, bool *ret_busy, rr_err *e);
+
+/* Remove name below dirfd, whatever it is (a directory recursively, never
+ * following symlinks); ENOENT is success. -1 + errno. */
+int img_rmtree_at(int dirfd, const char *name);

@@ -115,7 +115,9 @@ int runproc_write_atomic(const char *path, const char *data, size_t len, rr_err 
   _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0)
     return rr_err_sys(e, RR_INTERNAL, errno, "cannot write \"%s\"", tmp);
-  if (rr_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+  /* no fsync: the state describes processes, which a power loss ends too
+   * (runc's is not synced either); the rename keeps it whole if we crash */
+  if (rr_write_all(fd, data, len) < 0) {
     int err = errno;
     unlink(tmp);
     return rr_err_sys(e, RR_INTERNAL, err, "cannot write \"%s\"", tmp);

@@ -26,6 +26,7 @@ test:
 test-vm: build
 	./scripts/deps.sh vm
 	/usr/bin/python3 tests/vm/run.py
+	/usr/bin/python3 tests/vm/run_shim.py
 
 # meson install into PREFIX: bin/rund, bin/runctl, lib/librunrpc.{so,a},
 # include/runrpc/*.h, lib/pkgconfig/runrpc.pc. The build dir is configured

@@ -87,6 +87,11 @@ else
     echo "test.sh: cgroup v2 VM tests FAILED (integration tests run anyway)" >&2
     status=1
   fi
+  echo "== runrpc as PID 1 of the VM (tests/vm/run_shim.py)"
+  if ! timeout -k 30 600 /usr/bin/python3 tests/vm/run_shim.py; then
+    echo "test.sh: runrpc PID 1 VM tests FAILED (integration tests run anyway)" >&2
+    status=1
+  fi
 fi
 
 echo "== integration tests (pytest, installed binaries in $PREFIX)"

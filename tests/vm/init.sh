@@ -61,6 +61,17 @@ ifconfig eth0 10.0.2.15 netmask 255.255.255.0 up || fail "ifconfig eth0"
 echo "RUNRPC-VM: kernel $(uname -r); cgroup.controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 
 [ -f /etc/rund.env ] && . /etc/rund.env
+
+# tests/vm/run_shim.py: runrpc becomes PID 1 (the exec keeps this shell's
+# pid) and serves TLS on the forwarded port; it never exits, the host ends
+# the VM with a `poweroff -f` run through it
+if grep -q 'runrpc.init=1' /proc/cmdline; then
+  echo "RUNRPC-VM: exec runrpc as PID 1"
+  exec /bin/runrpc --listen 0.0.0.0:@PORT@ --listen unix:/run/runrpc.sock \
+    --tls-cert /etc/runrpc/tls/server.pem --tls-key /etc/runrpc/tls/server.key \
+    --client-ca /etc/runrpc/tls/ca.pem </dev/null
+  fail "exec runrpc"
+fi
 # rund starts in a cgroup of its own below the root, as systemd runs a service
 # with Delegate=yes (controllers enabled for it in the parent): rund moves
 # itself into a leaf of its subtree there and enables the controllers below

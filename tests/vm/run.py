@@ -327,8 +327,9 @@ def tail(text, n=60):
 
 
 class Vm:
-    def __init__(self, work, vmlinuz, initrd, disk):
+    def __init__(self, work, vmlinuz, initrd, disk, append=""):
         self.work = work
+        self.append = append  # more kernel command line (run_shim.py: runrpc.init=1)
         self.console = os.path.join(work, "console.log")
         self.vmlinuz, self.initrd, self.disk = vmlinuz, initrd, disk
         self.proc = None
@@ -339,7 +340,7 @@ class Vm:
         cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-smp", "2",
                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                "-kernel", self.vmlinuz, "-initrd", self.initrd,
-               "-append", "console=ttyS0 quiet panic=-1 cgroup_no_v1=all",
+               "-append", ("console=ttyS0 quiet panic=-1 cgroup_no_v1=all " + self.append).strip(),
                "-serial", "file:" + self.console,
                "-drive", "file=%s,if=virtio,format=raw,cache=unsafe" % self.disk,
                # restrict=on: the guest reaches nothing outside; only the

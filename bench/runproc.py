@@ -107,6 +107,8 @@ class Containerd:
                     '[grpc]\n  address = "%s"\n[ttrpc]\n  address = "%s.ttrpc"\n'
                     '[debug]\n  address = ""\n[metrics]\n  address = ""\n'
                     % (work, work, self.sock, self.sock))
+        self.run_dirs = ("/run/containerd/s", "/run/containerd/fifo", "/run/containerd")
+        self.had = {d for d in self.run_dirs if os.path.isdir(d)}
         self.log = open(os.path.join(work, "containerd.log"), "w")
         self.proc = subprocess.Popen(["containerd", "--config", cfg], stdout=self.log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -127,6 +129,12 @@ class Containerd:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+        for d in self.run_dirs:  # containerd 1.6 makes these whatever its config says
+            if d not in self.had:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
 
 
 def main():
@@ -172,6 +180,8 @@ def main():
                 if ctd:
                     res["ctr-" + rt].append(time_runs(
                         lambda i: ctd.ctr("run", "--rm", "--runc-binary", bins[rt],
+                                          "--runc-root", os.path.join(work, "runc-" + rt),
+                                          "--fifo-dir", os.path.join(work, "fifo"),
                                           "--cgroup", "%s/ctr-%s-%d" % (cg, rt, i),
                                           "--rootfs", os.path.join(work, "rootfs"),
                                           "ctr-%s-%d-%d" % (rt, rnd, i), "/bin/true"),

@@ -52,6 +52,8 @@ class Containerd:
         with open(self.config, "w") as f:
             f.write(CONFIG.format(tmp=tmp, runproc=self.runproc))
         self.cgroup = "rr-ctr-%d" % os.getpid()  # our subtree, below our own
+        self.had_run_dirs = {d for d in ("/run/containerd/s", "/run/containerd/fifo",
+                                         "/run/containerd") if os.path.isdir(d)}
         self.log = open(os.path.join(tmp, "containerd.log"), "w+")
         self.proc = subprocess.Popen(["containerd", "--config", self.config],
                                      stdout=self.log, stderr=subprocess.STDOUT,
@@ -77,6 +79,8 @@ class Containerd:
     def run_args(self, cid, *extra):
         """ctr run's flags: runproc as runc, a cgroup below ours."""
         return (["run", "--runc-binary", self.runproc, "--snapshotter", "native",
+                 "--runc-root", os.path.join(self.tmp, "runc"),
+                 "--fifo-dir", os.path.join(self.tmp, "fifo"),
                  "--cgroup", "%s/%s" % (self.cgroup, cid)] + list(extra)
                 + [IMAGE_REF, cid])
 
@@ -119,6 +123,14 @@ class Containerd:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+        # containerd 1.6 puts its shims' sockets in /run/containerd/s
+        # whatever its config says: remove the directories it made for us
+        for d in ("/run/containerd/s", "/run/containerd/fifo", "/run/containerd"):
+            if d not in self.had_run_dirs:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
 
 
 @pytest.fixture(scope="module")
@@ -268,3 +280,4 @@ def test_task_exec(ctd):
         ctd.wait_status("ex0", "STOPPED")
         ctd.ctr("task", "delete", "ex0")
         ctd.ctr("container", "delete", "ex0")
+

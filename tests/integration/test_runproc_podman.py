@@ -169,3 +169,12 @@ def test_exec(pm):
         assert r.returncode != 0
     finally:
         pm("rm", "--force", "--time", "0", "x0")
+
+
+def test_run_with_terminal(pm):
+    # conmon passes --console-socket and relays the pty master's output
+    r = pm(*pm.run_args("t0", "--rm", "-t"), "sh", "-c",
+           "[ -t 0 ] && [ -t 1 ] && echo is-a-tty; tty; exit 7", check=False, timeout=40)
+    assert "is-a-tty" in r.stdout, (r.stdout, r.stderr)
+    assert "/dev/pts/" in r.stdout, r.stdout
+    assert r.returncode == 7, (r.returncode, r.stdout, r.stderr)

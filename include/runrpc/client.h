@@ -193,6 +193,7 @@ typedef struct runrpc_start_request {
   uint64_t timeout_ms;
   runrpc_limits limits; /* all zero: no limits (and no cgroup) */
   runrpc_sandbox sandbox;
+  uint32_t timeout_grace_ms; /* SIGTERM to SIGKILL when the timeout fires; 0: rund's 10 s */
 } runrpc_start_request;
 
 /* A job's status (output; strings owned, free with runrpc_job_status_free). */
@@ -226,6 +227,9 @@ typedef struct runrpc_job_status {
   char *cgroup;            /* "v1" or "v2" when the job has a cgroup, else "" */
   char *profile;           /* the sandbox profile that applied */
   char *profile_requested; /* as asked ("" = none named) */
+  char **owner;            /* principals of whoever started it ("uid:0", "token:ci", ...) */
+  size_t nowner;
+  uint32_t timeout_grace_ms; /* 0: rund's default (10 s) */
 } runrpc_job_status;
 
 typedef struct runrpc_logs_request {
@@ -269,8 +273,9 @@ typedef struct runrpc_exec_request {
    * (another fails with FAILED_PRECONDITION). Needs a rund that knows
    * ExecRequest.signal. */
   bool forward_signals;
-  runrpc_limits limits;   /* as in runrpc_start_request */
-  runrpc_sandbox sandbox; /* as in runrpc_start_request */
+  runrpc_limits limits;      /* as in runrpc_start_request */
+  runrpc_sandbox sandbox;    /* as in runrpc_start_request */
+  uint32_t timeout_grace_ms; /* as in runrpc_start_request */
 } runrpc_exec_request;
 
 typedef struct runrpc_exit_status {

@@ -395,7 +395,7 @@ int exec_session_start(exec_session *x, const job_request *r, const job_start_op
   if (exec_watch(x, &sr, e) < 0)
     goto out;
   if (r->has_timeout)
-    kill_ctl_timeout_arm(&x->kill, r->timeout_ms);
+    kill_ctl_timeout_arm(&x->kill, r->timeout_ms, r->timeout_grace_ms);
   rc = 0;
 out:
   for (int i = 0; i < 2; i++) {

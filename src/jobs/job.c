@@ -322,7 +322,24 @@ static void job_table_punch_check(job_table *t) {
                  strerror(err));
 }
 
-void job_refresh(job *j) { job_logs_refresh(j); }
+/* An ended job's files may still grow: processes it left behind (no cgroup
+ * to end them, or writes in flight when it ended) write on. Their size is
+ * read from the files then (one fstat each), never lowered. */
+static void job_logs_refresh_ended(job *j) {
+  for (int s = 0; s < 2; s++) {
+    _cleanup_close_ int fd = logstore_stream_open_read(j->dir, s, NULL);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size > j->size[s])
+      j->size[s] = (uint64_t)st.st_size;
+  }
+}
+
+void job_refresh(job *j) {
+  if (j->state == JOB_RUNNING)
+    job_logs_refresh(j);
+  else
+    job_logs_refresh_ended(j);
+}
 
 static void job_table_on_inotify(loop *l, int fd, uint32_t events, void *data);
 
@@ -585,7 +602,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
    * the job wrote before the watch existed (and apply the cap to it) */
   job_logs_refresh(j);
   if (j->req.has_timeout)
-    kill_ctl_timeout_arm(&j->kill, j->req.timeout_ms);
+    kill_ctl_timeout_arm(&j->kill, j->req.timeout_ms, j->req.timeout_grace_ms);
   *ret = j;
   return 0;
 fail:

@@ -101,7 +101,7 @@ static void job_adopted_timeout_arm(job *j) {
   uint64_t ms =
       j->req.timeout_ms < REQUEST_MAX_TIMEOUT_MS ? j->req.timeout_ms : REQUEST_MAX_TIMEOUT_MS;
   int64_t left = j->start_ns / 1000000 + (int64_t)ms - rr_now_unix_ns() / 1000000;
-  kill_ctl_timeout_arm(&j->kill, left > 0 ? (uint64_t)left : 0);
+  kill_ctl_timeout_arm(&j->kill, left > 0 ? (uint64_t)left : 0, j->req.timeout_grace_ms);
   if (!j->kill.timeout_timer)
     job_table_warn(j->table, "job %s: out of memory for its timeout", j->id);
 }

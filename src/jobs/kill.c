@@ -137,10 +137,12 @@ static void kill_ctl_on_timeout(loop *l, void *data) {
   k->timeout_timer = 0;
   if (k->ended)
     return;
-  kill_ctl_stop(k, KILL_DEFAULT_GRACE_MS, KILL_CAUSE_TIMEOUT);
+  kill_ctl_stop(k, k->timeout_grace_ms ? k->timeout_grace_ms : KILL_DEFAULT_GRACE_MS,
+                KILL_CAUSE_TIMEOUT);
 }
 
-void kill_ctl_timeout_arm(kill_ctl *k, uint64_t ms) {
+void kill_ctl_timeout_arm(kill_ctl *k, uint64_t ms, uint64_t grace_ms) {
+  k->timeout_grace_ms = grace_ms;
   k->timeout_timer = loop_timer_add(k->l, ms, kill_ctl_on_timeout, k);
 }
 

@@ -32,6 +32,7 @@ typedef struct kill_ctl {
   bool ended;              /* the main process ended: nothing is sent any more */
   kill_cause cause;        /* the first stop or timeout */
   uint64_t timeout_timer, kill_timer, kill_at;
+  uint64_t timeout_grace_ms; /* SIGTERM to SIGKILL when the timeout fires */
   /* the cgroup could not be killed (this module never logs) */
   void (*warn)(void *data, const rr_err *e);
   void *warn_data;
@@ -54,9 +55,9 @@ void kill_ctl_send(kill_ctl *k, int sig);
 /* End it: SIGTERM (+ SIGCONT) now and SIGKILL grace_ms later (0: SIGKILL
  * now); an earlier pending SIGKILL stays. cause is kept unless one was. */
 void kill_ctl_stop(kill_ctl *k, uint64_t grace_ms, kill_cause cause);
-/* A stop with KILL_CAUSE_TIMEOUT and the default grace after ms (timer
- * reserved by the caller; 0: on the loop's next turn). */
-void kill_ctl_timeout_arm(kill_ctl *k, uint64_t ms);
+/* A stop with KILL_CAUSE_TIMEOUT and grace_ms (0: KILL_DEFAULT_GRACE_MS)
+ * after ms (timer reserved by the caller; 0: on the loop's next turn). */
+void kill_ctl_timeout_arm(kill_ctl *k, uint64_t ms, uint64_t grace_ms);
 /* The main process ended: timers cancelled, nothing is sent from now on. */
 void kill_ctl_ended(kill_ctl *k);
 /* Cancel the timers, send nothing (the owner goes away). */

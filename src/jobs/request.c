@@ -161,6 +161,13 @@ int job_request_validate(const job_request *r, rr_err *e) {
     return rr_err_set(e, RR_INVALID_ARGUMENT, "timeout_ms %llu is out of range (1..%llu)",
                       (unsigned long long)r->timeout_ms,
                       (unsigned long long)REQUEST_MAX_TIMEOUT_MS);
+  if (r->has_timeout_grace &&
+      (r->timeout_grace_ms == 0 || r->timeout_grace_ms > REQUEST_MAX_TIMEOUT_GRACE_MS))
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "timeout_grace_ms %u is out of range (1..%u)",
+                      (unsigned)r->timeout_grace_ms, (unsigned)REQUEST_MAX_TIMEOUT_GRACE_MS);
+  if (r->has_timeout_grace && !r->has_timeout)
+    return rr_err_set(e, RR_INVALID_ARGUMENT,
+                      "timeout_grace_ms is set but timeout_ms is not (the grace follows a timeout)");
   if (r->limits && cg_limits_validate(r->limits, e) < 0)
     return -1;
   return job_sandbox_validate(&r->sandbox, e);
@@ -182,6 +189,8 @@ json_object *job_request_to_json(const job_request *r) {
   json_object_object_add(o, "tags", tags);
   if (r->has_timeout)
     json_object_object_add(o, "timeout_ms", json_object_new_uint64(r->timeout_ms));
+  if (r->has_timeout_grace)
+    json_object_object_add(o, "timeout_grace_ms", json_object_new_uint64(r->timeout_grace_ms));
   json_object *lim = r->limits ? request_limits_to_json(r->limits) : NULL;
   if (lim)
     json_object_object_add(o, "limits", lim);
@@ -326,6 +335,11 @@ int job_request_from_json(json_object *o, job_request *r, rr_err *e) {
   if (json_object_object_get_ex(o, "timeout_ms", &v)) {
     r->has_timeout = true;
     r->timeout_ms = json_object_get_uint64(v);
+  }
+  if (json_object_object_get_ex(o, "timeout_grace_ms", &v)) {
+    uint64_t g = json_object_get_uint64(v);
+    r->has_timeout_grace = g >= 1 && g <= REQUEST_MAX_TIMEOUT_GRACE_MS;
+    r->timeout_grace_ms = r->has_timeout_grace ? (uint32_t)g : 0;
   }
   if (json_object_object_get_ex(o, "limits", &v)) {
     cg_limits l;

@@ -17,6 +17,7 @@
 #define REQUEST_MAX_TAGS 32
 #define REQUEST_MAX_TAG_LEN 64
 #define REQUEST_MAX_TIMEOUT_MS (366ull * 24 * 3600 * 1000)
+#define REQUEST_MAX_TIMEOUT_GRACE_MS 3600000u
 
 typedef struct job_bind {
   char *source, *destination;
@@ -51,6 +52,8 @@ typedef struct job_request {
   size_t ntags;
   bool has_timeout;
   uint64_t timeout_ms;
+  bool has_timeout_grace; /* else KILL_DEFAULT_GRACE_MS */
+  uint32_t timeout_grace_ms;
   cg_limits *limits; /* NULL: no limit, no cgroup; io devices already resolved */
   job_sandbox sandbox;
 } job_request;

@@ -298,6 +298,8 @@ int lib_status_copy(const Runrpc__V1__JobStatus *in, runrpc_job_status *out, rr_
     out->has_timeout = true;
     out->timeout_ms = req->timeout_ms;
   }
+  if (req && req->timeout_grace_case == RUNRPC__V1__START_REQUEST__TIMEOUT_GRACE_TIMEOUT_GRACE_MS)
+    out->timeout_grace_ms = req->timeout_grace_ms;
   if (in->limits && ok) {
     out->has_limits = true;
     ok = lib_limits_copy(in->limits, &out->limits, e) == 0;
@@ -312,6 +314,12 @@ int lib_status_copy(const Runrpc__V1__JobStatus *in, runrpc_job_status *out, rr_
     ok = (out->profile = dup_or_empty(in->profile)) != NULL;
   if (ok)
     ok = (out->profile_requested = dup_or_empty(in->profile_requested)) != NULL;
+  if (in->n_owner && ok) {
+    out->owner = calloc(in->n_owner, sizeof(char *));
+    ok = out->owner != NULL;
+    for (size_t i = 0; ok && i < in->n_owner; i++, out->nowner++)
+      ok = (out->owner[i] = dup_or_empty(in->owner[i])) != NULL;
+  }
   if (!ok) {
     runrpc_job_status_free(out);
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory copying a job status");
@@ -335,6 +343,7 @@ RR_EXPORT void runrpc_job_status_free(runrpc_job_status *s) {
   free_strv(s->args, s->nargs);
   free_strv(s->env, s->nenv);
   free_strv(s->tags, s->ntags);
+  free_strv(s->owner, s->nowner);
   lib_limits_free(&s->limits);
   free(s->cgroup);
   free(s->profile);

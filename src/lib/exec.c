@@ -215,6 +215,10 @@ static int exec_run(exec_ctx *x) {
     st.timeout_case = RUNRPC__V1__EXEC_START__TIMEOUT_TIMEOUT_MS;
     st.timeout_ms = req->timeout_ms;
   }
+  if (req->timeout_grace_ms) {
+    st.timeout_grace_case = RUNRPC__V1__EXEC_START__TIMEOUT_GRACE_TIMEOUT_GRACE_MS;
+    st.timeout_grace_ms = req->timeout_grace_ms;
+  }
   lib_limits lim;
   int any = lib_limits_build(&req->limits, &lim, &x->e);
   if (any < 0) {

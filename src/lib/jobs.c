@@ -42,6 +42,10 @@ RR_EXPORT int runrpc_start(runrpc_client *c, const runrpc_start_request *req,
     r.timeout_case = RUNRPC__V1__START_REQUEST__TIMEOUT_TIMEOUT_MS;
     r.timeout_ms = req->timeout_ms;
   }
+  if (req->timeout_grace_ms) {
+    r.timeout_grace_case = RUNRPC__V1__START_REQUEST__TIMEOUT_GRACE_TIMEOUT_GRACE_MS;
+    r.timeout_grace_ms = req->timeout_grace_ms;
+  }
   lib_limits lim;
   int any = lib_limits_build(&req->limits, &lim, &e);
   if (any < 0) {

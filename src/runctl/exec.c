@@ -1,4 +1,5 @@
-/* runctl exec [--env K=V]... [--workdir DIR] [--timeout DUR] [--max-* LIMIT]... [--] CMD [ARGS...]
+/* runctl exec [--env K=V]... [--workdir DIR] [--timeout DUR [--timeout-grace DUR]] [--max-*
+ * LIMIT]... [--] CMD [ARGS...]
  */
 #include <stdio.h>
 #include <string.h>
@@ -41,6 +42,7 @@ static int exec_run(runctl_ctx *ctx, int argc, char **argv) {
                   .workdir = f.workdir},
       .has_timeout = f.has_timeout,
       .timeout_ms = f.timeout_ms,
+      .timeout_grace_ms = (uint32_t)f.timeout_grace_ms,
       .limits = f.limits.limits,
       .sandbox = f.sandbox.sandbox,
       .stdin_fd = STDIN_FILENO,
@@ -59,6 +61,8 @@ static int exec_run(runctl_ctx *ctx, int argc, char **argv) {
   bool oom = strcmp(st.reason, "oom-killed") == 0;
   if (oom) /* 137 alone does not tell an OOM kill from kill -9 */
     runctl_oom_note("exec", req.limits.has_memory_max, req.limits.memory_max);
+  if (!strcmp(st.reason, "timeout")) /* nor 143 a timeout from a kill */
+    runctl_timeout_note("exec", req.timeout_ms, st.signal);
   if (st.signal > 0)
     return 128 + st.signal;
   if (oom)
@@ -69,8 +73,8 @@ static int exec_run(runctl_ctx *ctx, int argc, char **argv) {
 const runctl_command runctl_cmd_exec = {
     .name = "exec",
     .run = exec_run,
-    .usage =
-        "exec [--env K=V]... [--workdir DIR] [--timeout DUR] [--max-* LIMIT]... [--] CMD [ARGS...]",
+    .usage = "exec [--env K=V]... [--workdir DIR] [--timeout DUR [--timeout-grace DUR]] [--max-* "
+             "LIMIT]... [--] CMD [ARGS...]",
     .help = "Run a command on the server and wait for it. stdin, stdout and stderr are\n"
             "passed through live (EOF on stdin reaches the command); runctl exits with the\n"
             "command's status, 128+N if it was killed by signal N. If runctl itself fails\n"
@@ -88,6 +92,9 @@ const runctl_command runctl_cmd_exec = {
             "  --env K=V       add K=V to the command's environment (repeatable)\n"
             "  --workdir DIR   absolute working directory (default: the home of the user\n"
             "                  it runs as, which also sets HOME, USER, LOGNAME, SHELL)\n"
-            "  --timeout DUR   kill the command after DUR (SIGTERM, grace, "
-            "SIGKILL)\n" RUNCTL_LIMITS_HELP RUNCTL_SANDBOX_HELP,
+            "  --timeout DUR   kill the command after DUR (SIGTERM, grace, SIGKILL);\n"
+            "                  runctl then says so on stderr\n"
+            "  --timeout-grace DUR\n"
+            "                  the grace: SIGKILL DUR after the SIGTERM (default "
+            "10s)\n" RUNCTL_LIMITS_HELP RUNCTL_SANDBOX_HELP,
 };

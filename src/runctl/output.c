@@ -122,16 +122,23 @@ json_object *runctl_status_json(const runrpc_job_status *s) {
   json_object_object_add(o, "tags", tags);
   json_object_object_add(o, "timeout_ms",
                          s->has_timeout ? json_object_new_uint64(s->timeout_ms) : NULL);
+  json_object_object_add(
+      o, "timeout_grace_ms",
+      s->has_timeout ? json_object_new_uint64(s->timeout_grace_ms ? s->timeout_grace_ms : 10000)
+                     : NULL);
   json_object_object_add(o, "stdout_bytes", json_object_new_uint64(s->stdout_bytes));
   json_object_object_add(o, "stderr_bytes", json_object_new_uint64(s->stderr_bytes));
-  /* only jobs with limits have these: the object of other jobs stays as it was */
-  if (s->has_limits)
-    json_object_object_add(o, "limits", limits_json(&s->limits));
-  /* ended jobs without a cgroup have one too (from the rusage) */
-  if (s->has_usage)
-    json_object_object_add(o, "usage", runctl_usage_json(&s->usage));
-  if (s->cgroup && *s->cgroup)
-    json_object_object_add(o, "cgroup", json_object_new_string(s->cgroup));
+  json_object *owner = json_object_new_array();
+  for (size_t i = 0; i < s->nowner; i++)
+    json_object_array_add(owner, json_object_new_string(s->owner[i]));
+  json_object_object_add(o, "owner", owner);
+  /* every key always there (null when it does not apply): scripts need no
+   * "is the key there" test */
+  json_object_object_add(o, "limits", s->has_limits ? limits_json(&s->limits) : NULL);
+  /* ended jobs without a cgroup have usage too (from the rusage) */
+  json_object_object_add(o, "usage", s->has_usage ? runctl_usage_json(&s->usage) : NULL);
+  json_object_object_add(o, "cgroup",
+                         s->cgroup && *s->cgroup ? json_object_new_string(s->cgroup) : NULL);
   return o;
 }
 
@@ -246,6 +253,10 @@ void runctl_status_print(const runrpc_job_status *s) {
   }
   putchar('\n');
   printf("workdir: %s\n", s->workdir ? s->workdir : "");
+  printf("owner:");
+  for (size_t i = 0; i < s->nowner; i++)
+    printf("%s%s", i ? "," : " ", s->owner[i]);
+  putchar('\n');
   printf("tags:");
   for (size_t i = 0; i < s->ntags; i++)
     printf("%s%s", i ? "," : " ", s->tags[i]);
@@ -274,6 +285,24 @@ int runctl_status_exit(const runrpc_job_status *s) {
   default:
     return -1;
   }
+}
+
+void runctl_timeout_note(const char *what, uint64_t timeout_ms, int signal) {
+  char dur[48];
+  if (timeout_ms % 1000 == 0)
+    snprintf(dur, sizeof dur, "%llus", (unsigned long long)(timeout_ms / 1000));
+  else
+    snprintf(dur, sizeof dur, "%llums", (unsigned long long)timeout_ms);
+  char how[96];
+  if (signal == 9)
+    snprintf(how, sizeof how, "killed by SIGKILL after the grace period (--timeout-grace)");
+  else if (signal == 15)
+    snprintf(how, sizeof how, "ended by SIGTERM");
+  else if (signal)
+    snprintf(how, sizeof how, "ended by signal %d after SIGTERM", signal);
+  else
+    snprintf(how, sizeof how, "it exited after SIGTERM");
+  fprintf(stderr, "runctl: %s: timed out after %s (--timeout): %s\n", what, dur, how);
 }
 
 void runctl_oom_note(const char *what, bool has_memory_max, uint64_t memory_max) {

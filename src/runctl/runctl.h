@@ -113,7 +113,8 @@ typedef struct runctl_run_flags {
   const char *workdir;
   bool has_timeout;
   uint64_t timeout_ms;
-  int cmd_index; /* argv index of CMD */
+  uint64_t timeout_grace_ms; /* 0: rund's default (10 s) */
+  int cmd_index;             /* argv index of CMD */
   runctl_limits limits;
   runctl_sandbox_flags sandbox;
 } runctl_run_flags;
@@ -148,6 +149,9 @@ json_object *runctl_usage_json(const runrpc_usage *u);
 /* One line on stderr for exec/wait: "runctl: WHAT: killed by the OOM killer (memory.max 64.0 MiB)".
  */
 void runctl_oom_note(const char *what, bool has_memory_max, uint64_t memory_max);
+/* One line on stderr for a command its --timeout ended (reason "timeout"):
+ * after how long, and whether SIGTERM or the SIGKILL after the grace did it. */
+void runctl_timeout_note(const char *what, uint64_t timeout_ms, int signal);
 /* The exit status a shell would report for a finished job, -1 if not finished. */
 int runctl_status_exit(const runrpc_job_status *s);
 /* Write to stdout/stderr; on EPIPE die by SIGPIPE quietly like any command. */

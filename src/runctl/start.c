@@ -1,5 +1,5 @@
-/* runctl start [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR] [--max-* LIMIT]... [--]
- * CMD [ARGS...] */
+/* runctl start [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR [--timeout-grace DUR]]
+ * [--max-* LIMIT]... [--] CMD [ARGS...] */
 #include <stdio.h>
 
 #include "runctl.h"
@@ -29,6 +29,7 @@ static int start_run(runctl_ctx *ctx, int argc, char **argv) {
       .ntags = f.tags.n,
       .has_timeout = f.has_timeout,
       .timeout_ms = f.timeout_ms,
+      .timeout_grace_ms = (uint32_t)f.timeout_grace_ms,
       .limits = f.limits.limits,
       .sandbox = f.sandbox.sandbox,
   };
@@ -46,16 +47,19 @@ static int start_run(runctl_ctx *ctx, int argc, char **argv) {
 const runctl_command runctl_cmd_start = {
     .name = "start",
     .run = start_run,
-    .usage = "start [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR] [--max-* LIMIT]... "
+    .usage = "start [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR [--timeout-grace "
+             "DUR]] [--max-* LIMIT]... "
              "[--] CMD [ARGS...]",
-    .help =
-        "Start a command as a background job and print its id (a 26-character ULID).\n"
-        "\n"
-        "Options:\n"
-        "  --tag T         label the job, for 'runctl list --tag T' (repeatable)\n"
-        "  --env K=V       add K=V to the command's environment (repeatable)\n"
-        "  --workdir DIR   absolute working directory (default: the home of the user\n"
-        "                  it runs as, which also sets HOME, USER, LOGNAME, SHELL)\n"
-        "  --timeout DUR   stop the job after DUR (SIGTERM, grace, SIGKILL)\n" RUNCTL_LIMITS_HELP
-            RUNCTL_SANDBOX_HELP,
+    .help = "Start a command as a background job and print its id (a 26-character ULID).\n"
+            "\n"
+            "Options:\n"
+            "  --tag T         label the job, for 'runctl list --tag T' (repeatable)\n"
+            "  --env K=V       add K=V to the command's environment (repeatable)\n"
+            "  --workdir DIR   absolute working directory (default: the home of the user\n"
+            "                  it runs as, which also sets HOME, USER, LOGNAME, SHELL)\n"
+            "  --timeout DUR   stop the job after DUR (SIGTERM, grace, SIGKILL); status\n"
+            "                  says reason: timeout, wait says so on stderr\n"
+            "  --timeout-grace DUR\n"
+            "                  the grace: SIGKILL DUR after the SIGTERM (default "
+            "10s)\n" RUNCTL_LIMITS_HELP RUNCTL_SANDBOX_HELP,
 };

@@ -307,6 +307,7 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
       {"env", required_argument, NULL, 'e'},
       {"workdir", required_argument, NULL, 'w'},
       {"timeout", required_argument, NULL, 't'},
+      {"timeout-grace", required_argument, NULL, 'g'},
       {"help", no_argument, NULL, 'h'},
       {"tag", required_argument, NULL, 'T'},
       {"profile", required_argument, NULL, RUNCTL_OPT_PROFILE},
@@ -372,6 +373,13 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
         return runctl_usage_error(ctx, "--timeout must be more than 0");
       f->has_timeout = true;
       break;
+    case 'g':
+      if (runctl_parse_duration(ctx, "--timeout-grace", optarg, &f->timeout_grace_ms) < 0)
+        return RUNCTL_EXIT_USAGE;
+      if (f->timeout_grace_ms == 0 || f->timeout_grace_ms > 3600000)
+        return runctl_usage_error(ctx, "--timeout-grace \"%s\" must be more than 0 and at most 1h",
+                                  optarg);
+      break;
     case 'T':
       if (!allow_tags)
         return runctl_usage_error(ctx, "unknown option '--tag'");
@@ -387,6 +395,8 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
   }
   if (optind >= argc)
     return runctl_usage_error(ctx, "missing command to run");
+  if (f->timeout_grace_ms && !f->has_timeout)
+    return runctl_usage_error(ctx, "--timeout-grace needs --timeout (the grace follows it)");
   f->cmd_index = optind;
   return 0;
 }

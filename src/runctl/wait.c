@@ -30,6 +30,8 @@ static int wait_run(runctl_ctx *ctx, int argc, char **argv) {
   rc = runctl_status_exit(&st);
   if (st.reason && strcmp(st.reason, "oom-killed") == 0)
     runctl_oom_note(what, st.limits.has_memory_max, st.limits.memory_max);
+  if (st.reason && strcmp(st.reason, "timeout") == 0)
+    runctl_timeout_note(what, st.timeout_ms, st.signal);
   if (rc < 0) {
     fprintf(stderr, "runctl: %s: job is %s (reason: %s)\n", what, runrpc_job_state_name(st.state),
             st.reason && *st.reason ? st.reason : "none");
@@ -47,5 +49,7 @@ const runctl_command runctl_cmd_wait = {
             "it was killed by signal N. If the wait itself fails (or rund lost track of\n"
             "the job), runctl exits 125. A job the OOM killer ended (reason oom-killed)\n"
             "exits 137, with one line on stderr: 'runctl: wait ID: killed by the OOM\n"
-            "killer (memory.max SIZE)'.\n",
+            "killer (memory.max SIZE)'.\n"
+            "A job its --timeout ended says so too: 'runctl: wait ID: timed out after\n"
+            "DUR (--timeout): ended by SIGTERM' (or 'killed by SIGKILL after the grace').\n",
 };

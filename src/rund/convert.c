@@ -269,11 +269,16 @@ int convert_status(job *j, status_msg *m, rr_err *e) {
   cmd.args = r->args;
   cmd.n_env = r->nenv;
   cmd.env = m->env_ptrs;
-  cmd.workdir = r->workdir ? r->workdir : (char *)"";
+  /* where it started: a request without one started in "/" (a rootfs's own too) */
+  cmd.workdir = r->workdir && *r->workdir ? r->workdir : (char *)"/";
   m->command = cmd;
   rq.command = &m->command;
   rq.n_tags = r->ntags;
   rq.tags = r->tags;
+  if (r->has_timeout_grace) {
+    rq.timeout_grace_case = RUNRPC__V1__START_REQUEST__TIMEOUT_GRACE_TIMEOUT_GRACE_MS;
+    rq.timeout_grace_ms = r->timeout_grace_ms;
+  }
   if (r->has_timeout) {
     rq.timeout_case = RUNRPC__V1__START_REQUEST__TIMEOUT_TIMEOUT_MS;
     rq.timeout_ms = r->timeout_ms;

@@ -34,6 +34,8 @@ int prepare_decode(const prepare_in *in, job_request *ret, rr_err *e) {
     goto fail;
   ret->has_timeout = in->has_timeout;
   ret->timeout_ms = in->has_timeout ? in->timeout_ms : 0;
+  ret->has_timeout_grace = in->has_timeout_grace;
+  ret->timeout_grace_ms = in->has_timeout_grace ? in->timeout_grace_ms : 0;
   if (prepare_sandbox_decode(in->sandbox, in->policy, &ret->sandbox, e) < 0)
     goto fail;
   /* limits after the rest: an empty io device means the workdir's, once checked */

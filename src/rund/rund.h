@@ -104,6 +104,8 @@ typedef struct prepare_in {
   size_t ntags;
   bool has_timeout;
   uint64_t timeout_ms;
+  bool has_timeout_grace;
+  uint32_t timeout_grace_ms;
   const Rundwire__Limits *limits;
   const Rundwire__Sandbox *sandbox;
   const rund_sandbox_policy *policy; /* NULL: host only (profile default and minimum host) */

@@ -39,6 +39,9 @@ static void on_start(rpc_call *c, ProtobufCMessage *msg) {
                    .ntags = req->n_tags,
                    .has_timeout = req->timeout_case == RUNDWIRE__START_REQUEST__TIMEOUT_TIMEOUT_MS,
                    .timeout_ms = req->timeout_ms,
+                   .has_timeout_grace =
+                       req->timeout_grace_case == RUNDWIRE__START_REQUEST__TIMEOUT_GRACE_TIMEOUT_GRACE_MS,
+                   .timeout_grace_ms = req->timeout_grace_ms,
                    .limits = req->limits,
                    .sandbox = req->sandbox,
                    .policy = &call_ctx(c)->sandbox};

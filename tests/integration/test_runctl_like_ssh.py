@@ -9,10 +9,12 @@ import json
 import os
 import pwd
 import subprocess
+import time
 
+import grpc
 import pytest
 
-from conftest import RUNCTL, check_no_sanitizer
+from conftest import RUNCTL, Ctl, check_no_sanitizer, pb, rpc_error
 from test_client_interop import probe
 from test_jobs_runas import NOBODY
 
@@ -109,3 +111,105 @@ def test_started_job_gets_the_same(rund, ctl):
     assert out == [want[0], want[1], want[4]], out
     st = ctl("status", jid, "--json")
     assert json.loads(st.out)["workdir"] == want[4]
+
+
+# --------------------------------------------------------------------------
+# --timeout says so; --timeout-grace
+
+
+def test_exec_timeout_says_so(rund, ctl):
+    r = ctl("exec", "--timeout", "500ms", "--", "sleep", "30")
+    assert r.rc == 143, r
+    assert r.errtext == "runctl: exec: timed out after 500ms (--timeout): ended by SIGTERM\n", r
+
+
+def test_exec_timeout_grace_is_settable(rund, ctl):
+    t0 = time.monotonic()
+    r = ctl("exec", "--timeout", "300ms", "--timeout-grace", "400ms", "--", "sh", "-c",
+            "trap '' TERM; sleep 30")
+    took = time.monotonic() - t0
+    assert r.rc == 137, r
+    assert "timed out after 300ms (--timeout): killed by SIGKILL after the grace" in r.errtext
+    assert 0.6 < took < 8, took  # the 400 ms grace, not the default 10 s
+
+
+def test_started_job_timeout_in_status_and_wait(rund, ctl):
+    r = ctl("start", "--timeout", "1s", "--timeout-grace", "2s", "--", "sleep", "30")
+    jid = r.text.strip()
+    w = ctl("wait", jid)
+    assert w.rc == 143 and w.errtext == (
+        "runctl: wait %s: timed out after 1s (--timeout): ended by SIGTERM\n" % jid), w
+    s = json.loads(ctl("status", jid, "--json").out)
+    assert (s["reason"], s["timeout_ms"], s["timeout_grace_ms"]) == ("timeout", 1000, 2000), s
+    assert "reason: timeout" in ctl("status", jid).text
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--timeout-grace", "0", "--timeout", "1s"], "--timeout-grace \"0\" must be more than 0"),
+    (["--timeout-grace", "2h", "--timeout", "1s"], "at most 1h"),
+    (["--timeout-grace", "1s"], "--timeout-grace needs --timeout"),
+    (["--timeout-grace", "soon", "--timeout", "1s"], "--timeout-grace"),
+])
+def test_timeout_grace_bad_values(ctl, args, msg):
+    for verb in ("exec", "start"):
+        r = ctl(verb, *args, "--", "true")
+        assert r.rc == 2 and msg in r.errtext, r
+
+
+def test_timeout_grace_checked_by_rund(stub):
+    req = pb.StartRequest(command=pb.Command(path="/bin/true"), timeout_grace_ms=100)
+    e = rpc_error(stub.Start, req, timeout=10)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "timeout_ms is not" in e.details()
+    req = pb.StartRequest(command=pb.Command(path="/bin/true"), timeout_ms=1000,
+                          timeout_grace_ms=0)
+    e = rpc_error(stub.Start, req, timeout=10)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "timeout_grace_ms 0" in e.details()
+    req = pb.StartRequest(command=pb.Command(path="/bin/true"), timeout_ms=1000,
+                          timeout_grace_ms=3600001)
+    e = rpc_error(stub.Start, req, timeout=10)
+    assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "out of range" in e.details()
+
+
+# --------------------------------------------------------------------------
+# status --json
+
+
+def test_status_json_keys_always_there(rund, ctl):
+    r = ctl("start", "--", "sh", "-c", "sleep 30")
+    jid = r.text.strip()
+    s = json.loads(ctl("status", jid, "--json").out)
+    assert s["exit_code"] is None and s["signal"] is None and s["end_time"] is None
+    for key in ("limits", "usage", "cgroup", "owner", "timeout_grace_ms", "workdir"):
+        assert key in s, (key, s)
+    assert s["limits"] is None and s["timeout_grace_ms"] is None
+    assert s["owner"] == ["uid:%d" % os.geteuid()]
+    assert s["workdir"] == expected(os.geteuid())[4]
+    assert "owner: uid:%d" % os.geteuid() in ctl("status", jid).text
+    ctl("stop", jid, "--grace", "100ms")
+    s = json.loads(ctl("status", jid, "--json").out)
+    assert s["exit_code"] is None and s["signal"] == 15
+
+
+def test_status_json_workdir_in_a_sandbox_is_slash(rund, ctl):
+    r = ctl("start", "--profile", "default", "--", "true")
+    if r.rc != 0:
+        pytest.skip("no default sandbox here: " + r.errtext)
+    jid = r.text.strip()
+    ctl("wait", jid)
+    assert json.loads(ctl("status", jid, "--json").out)["workdir"] == "/"
+
+
+def test_status_bytes_count_output_after_the_main_process_ended(rund_factory):
+    # without cgroups a child outlives its parent and writes on
+    r = rund_factory(extra_args=["--no-cgroups"]).start()
+    c = Ctl(r.addr)
+    jid = c("start", "--", "sh", "-c", "echo first; (sleep 1; echo later) &").text.strip()
+    assert c("wait", jid).rc == 0
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        s = json.loads(c("status", jid, "--json").out)
+        if s["stdout_bytes"] == len("first\nlater\n"):
+            break
+        time.sleep(0.1)
+    assert s["stdout_bytes"] == len("first\nlater\n"), s
+    assert c("logs", jid).out == b"first\nlater\n"

@@ -199,7 +199,7 @@ static void test_timeout_continues_a_stopped_command(void **state) {
   fixture *f = *state;
   owner o;
   owner_start(f, &o, STOPPED);
-  kill_ctl_timeout_arm(&o.k, 50);
+  kill_ctl_timeout_arm(&o.k, 50, 0);
   /* the TERM acts (SIGCONT follows it): well before the 10 s grace */
   uint64_t took = 0;
   assert_true(run_until_done(f, &o, 5000, &took));
@@ -207,6 +207,20 @@ static void test_timeout_continues_a_stopped_command(void **state) {
   assert_true(took < 5000);
   assert_int_equal(o.k.cause, KILL_CAUSE_TIMEOUT);
   assert_int_equal(o.k.kill_timer, 0); /* cancelled at the end */
+}
+
+/* A timeout's grace is the one armed with it: a command ignoring SIGTERM
+ * gets SIGKILL after 150 ms, not after the default 10 s. */
+static void test_timeout_grace_given(void **state) {
+  fixture *f = *state;
+  owner o;
+  owner_start(f, &o, IGNORE_TERM);
+  kill_ctl_timeout_arm(&o.k, 50, 150);
+  uint64_t took = 0;
+  assert_true(run_until_done(f, &o, 5000, &took));
+  assert_true(killed_by(&o, SIGKILL));
+  assert_true(took >= 190 && took < 5000);
+  assert_int_equal(o.k.cause, KILL_CAUSE_TIMEOUT);
 }
 
 /* A member of the group that outlives the leader after a stop is killed
@@ -334,6 +348,7 @@ int main(void) {
       T(test_stop_escalates_after_grace),
       T(test_stop_zero_grace_is_sigkill),
       T(test_timeout_continues_a_stopped_command),
+      T(test_timeout_grace_given),
       T(test_ended_kills_stragglers),
       T(test_ended_without_stop_leaves_group),
       T(test_signal_group_and_lone_leader),

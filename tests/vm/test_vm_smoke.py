@@ -109,7 +109,7 @@ def test_commands_without_limits_get_a_cgroup():
         r = ctl("status", jid, "--json")
         assert r.returncode == 0, r.stderr
         s = json.loads(r.stdout)
-        assert s["cgroup"] == "v2" and "limits" not in s, s
+        assert s["cgroup"] == "v2" and s["limits"] is None, s
         r = ctl("exec", "--", "/bin/sh", "-c",
                 "cat /sys/fs/cgroup/rund.service/runrpc-*/jobs/%s/cgroup.procs; echo --; "
                 "cat /sys/fs/cgroup/rund.service/runrpc-*/supervisor/cgroup.procs" % jid)

@@ -473,6 +473,12 @@ _Noreturn void sb_child_run(struct sb_child *c) {
   _Alignas(16) char stack[65536];
   /* named before the command can look at /proc/1/comm (it runs first) */
   prctl(PR_SET_NAME, "sandbox-init", 0, 0, 0);
+  /* with a terminal the command's stdio is the pty: the init lets go of
+   * the caller's too (as runc's does), else a caller that reads them to
+   * EOF (containerd's shim around create) waits for as long as it runs */
+  for (int i = 0; c->tty_fd >= 0 && i < 3; i++)
+    if (c->tty_fd != i && dup2(c->tty_fd, i) < 0)
+      sb_child_fail(c, errno, "set up stdio", NULL);
   pid_t cmd =
       clone(sb_child_command_entry, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, c);
   if (cmd < 0)

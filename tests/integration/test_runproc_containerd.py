@@ -5,6 +5,8 @@ with runproc as the shim's runc binary. The containers' cgroups are made
 below the test's own cgroup (ctr --cgroup with a relative path: below the
 shim's, which is ours) and are gone after."""
 import os
+import pty
+import select
 import shutil
 import signal
 import subprocess
@@ -281,3 +283,57 @@ def test_task_exec(ctd):
         ctd.ctr("task", "delete", "ex0")
         ctd.ctr("container", "delete", "ex0")
 
+
+
+def run_in_pty(argv, timeout=40):
+    """argv with a terminal of its own (ctr -t wants one): its exit status
+    and what it wrote there."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvp(argv[0], argv)
+    out = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:  # EIO: the child's side is closed
+                    break
+                if not data:
+                    break
+                out += data
+        for _ in range(100):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+            time.sleep(0.1)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return None, out.decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+def test_run_and_exec_with_terminal(ctd):
+    # the shim passes --console-socket and reads create's output to EOF:
+    # the container must not keep create's stdio (it has the pty)
+    ctr = ["ctr", "--address", ctd.sock, "--namespace", NS]
+    code, out = run_in_pty(ctr + ctd.run_args("tty0", "--rm", "-t") + [
+        "sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo is-a-tty; tty; exit 7"])
+    assert "is-a-tty" in out and "/dev/pts/" in out, (out, ctd.shim_logs())
+    assert code == 7, (code, out)
+    assert not cgroups_named(os.path.join(ctd.cgroup, "tty0"))
+    # exec -t into a running container
+    ctd.ctr(*ctd.run_args("tty1", "-d"), "sleep", "300")
+    try:
+        ctd.wait_status("tty1", "RUNNING")
+        code, out = run_in_pty(ctr + ["task", "exec", "-t", "--exec-id", "x1", "tty1", "sh",
+                                      "-c", "[ -t 1 ] && echo exec-tty; exit 3"])
+        assert "exec-tty" in out, (out, ctd.shim_logs())
+        assert code == 3, (code, out)
+    finally:
+        ctd.ctr("task", "kill", "-s", "SIGKILL", "tty1")
+        ctd.wait_status("tty1", "STOPPED")
+        ctd.ctr("task", "delete", "tty1")
+        ctd.ctr("container", "delete", "tty1")

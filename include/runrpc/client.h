@@ -288,6 +288,28 @@ typedef struct runrpc_exit_status {
   char profile_requested[16]; /* as asked ("" = none named) */
 } runrpc_exit_status;
 
+/* An image of rund's store (runrpc.v1.Images). */
+typedef struct runrpc_image_layer {
+  char digest[72]; /* "sha256:HEX" */
+  uint64_t size;
+} runrpc_image_layer;
+typedef struct runrpc_image {
+  char id[72];  /* "sha256:HEX": the digest of its config */
+  char **names; /* "NAME:TAG" */
+  size_t nnames;
+  char *created, *format;
+  runrpc_image_layer *layers; /* bottom first */
+  size_t nlayers;
+  uint64_t size;     /* of the layers as imported */
+  char *config_json; /* the image's OCI config */
+} runrpc_image;
+typedef struct runrpc_image_import_request {
+  int fd;               /* the archive, read to EOF (a file, a pipe, stdin) */
+  const char *name;     /* NAME[:TAG], or NULL: the archive's names */
+  const char *format;   /* NULL/"auto", "oci-archive", "docker-archive", "rootfs" */
+  uint64_t deadline_ms; /* 0: none (a large import takes long) */
+} runrpc_image_import_request;
+
 /* Default options (all zero: defaults). */
 void runrpc_options_init(runrpc_options *opts);
 /* Connect to addr: "unix:PATH", "h2c:HOST:PORT" (plaintext), "HOST:PORT" or
@@ -335,6 +357,25 @@ int runrpc_signal(runrpc_client *client, const char *job_id, int number, const c
 /* Run a command to completion, streaming stdin in and stdout/stderr out; fills *ret_exit. */
 int runrpc_exec(runrpc_client *client, const runrpc_exec_request *req, runrpc_exit_status *ret_exit,
                 runrpc_error *err);
+
+/* Upload an image archive from req->fd to rund, streamed in chunks (needs
+ * an admin); the images imported into *ret_images (runrpc_image_list_free). */
+int runrpc_image_import(runrpc_client *client, const runrpc_image_import_request *req,
+                        runrpc_image **ret_images, size_t *ret_count, runrpc_error *err);
+/* Every image of rund's store (runrpc_image_list_free). */
+int runrpc_image_list(runrpc_client *client, runrpc_image **ret_images, size_t *ret_count,
+                      runrpc_error *err);
+/* One image by ref: NAME[:TAG], sha256:HEX, HEX, NAME@sha256:HEX (NOT_FOUND). */
+int runrpc_image_inspect(runrpc_client *client, const char *ref, runrpc_image *ret_image,
+                         runrpc_error *err);
+/* Untag a name (the image goes with its last one) or remove an image by id
+ * (needs an admin); *ret_removed (may be NULL): the image went. */
+int runrpc_image_remove(runrpc_client *client, const char *ref, bool *ret_removed,
+                        runrpc_error *err);
+/* Release an image's strings (the struct is the caller's). */
+void runrpc_image_free(runrpc_image *image);
+/* Free an array of images. */
+void runrpc_image_list_free(runrpc_image *images, size_t count);
 
 /* Release the strings of a status (the struct itself is the caller's). */
 void runrpc_job_status_free(runrpc_job_status *status);

@@ -7,6 +7,7 @@
  *   images/images/HEX.json   one record per image (id = its config's digest)
  *   images/layers/HEX/       an unpacked layer (overlayfs whiteout format)
  *   images/tmp/              imports in progress; swept when nothing runs
+ *   images/uploads/          files being received by rund (swept at its start)
  *
  * Knows nothing of gRPC or of the event loop: an import is slow work, run
  * it in a child process (rund image import). */
@@ -76,11 +77,19 @@ void img_records_free(img_record *r, size_t n);
 /* The record ref names (NOT_FOUND naming ref when none). */
 int img_store_find(img_store *s, const char *ref, img_record *ret, rr_err *e);
 /* Remove ref: a name only untags it (the image goes with its last name), an
- * id removes the image. Layers no image uses are then collected. */
-int img_store_remove(img_store *s, const char *ref, rr_err *e);
+ * id removes the image (*ret_removed true when the image went). Quick: call
+ * img_store_gc after (it may take long) to collect the layers. */
+int img_store_remove(img_store *s, const char *ref, char ret_id[IMG_DIGEST_LEN + 1],
+                     bool *ret_removed, rr_err *e);
 /* Remove layers no record names and imports' leftovers, unless an import
  * runs now (*ret_busy true: try later). *ret_removed: layers removed. */
 int img_store_gc(img_store *s, unsigned *ret_removed, bool *ret_busy, rr_err *e);
+
+/* A new file in images/uploads (O_EXCL, 0600): its path into path (n
+ * bytes), the fd open for writing. */
+int img_upload_create(img_store *s, char *path, size_t n, int *ret_fd, rr_err *e);
+/* Remove every file of images/uploads (no upload survives a restart). */
+void img_uploads_sweep(img_store *s);
 
 /* Remove name below dirfd, whatever it is (a directory recursively, never
  * following symlinks); ENOENT is success. -1 + errno. */

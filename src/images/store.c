@@ -65,7 +65,8 @@ int img_store_open(const char *state_dir, img_store **ret, rr_err *e) {
     rr_err_sys(e, RR_INTERNAL, errno, "cannot open %s", s->dir);
     goto fail;
   }
-  for (const char *const *d = (const char *const[]){"images", "layers", "tmp", NULL}; *d; d++)
+  for (const char *const *d = (const char *const[]){"images", "layers", "tmp", "uploads", NULL}; *d;
+       d++)
     if (mkdirat(s->dirfd, *d, 0700) < 0 && errno != EEXIST) {
       rr_err_sys(e, RR_INTERNAL, errno, "cannot make %s/%s", s->dir, *d);
       goto fail;
@@ -358,7 +359,8 @@ int img_store_find(img_store *s, const char *ref, img_record *ret, rr_err *e) {
   return 0;
 }
 
-static int store_remove_locked(img_store *s, const char *ref, rr_err *e) {
+static int store_remove_locked(img_store *s, const char *ref, char ret_id[IMG_DIGEST_LEN + 1],
+                               bool *ret_removed, rr_err *e) {
   char hex[65], norm[IMG_NAME_MAX];
   bool is_id;
   if (img_ref_parse(ref, norm, &is_id, e) < 0 || store_resolve(s, ref, hex, e) < 0)
@@ -368,6 +370,8 @@ static int store_remove_locked(img_store *s, const char *ref, rr_err *e) {
     return -1;
   json_object *names = json_object_object_get(rec, "names");
   int r = 0;
+  snprintf(ret_id, IMG_DIGEST_LEN + 1, "sha256:%s", hex);
+  *ret_removed = false;
   if (!is_id && names && json_object_array_length(names) > 1) {
     json_object *kept = json_object_new_array();
     for (size_t j = 0; j < json_object_array_length(names); j++) {
@@ -377,22 +381,42 @@ static int store_remove_locked(img_store *s, const char *ref, rr_err *e) {
     }
     json_object_object_add(rec, "names", kept);
     r = record_write(s, hex, rec, e);
-  } else
+  } else {
     record_unlink(s, hex);
+    *ret_removed = true;
+  }
   json_object_put(rec);
   return r;
 }
 
-int img_store_remove(img_store *s, const char *ref, rr_err *e) {
+int img_store_remove(img_store *s, const char *ref, char ret_id[IMG_DIGEST_LEN + 1],
+                     bool *ret_removed, rr_err *e) {
   if (flock(s->lock_fd, LOCK_EX) < 0)
     return rr_err_sys(e, RR_INTERNAL, errno, "cannot lock %s/lock", s->dir);
-  int r = store_remove_locked(s, ref, e);
+  int r = store_remove_locked(s, ref, ret_id, ret_removed, e);
   flock(s->lock_fd, LOCK_UN);
-  if (r < 0)
+  return r;
+}
+
+int img_upload_create(img_store *s, char *path, size_t n, int *ret_fd, rr_err *e) {
+  char name[96];
+  if (img_tmp_mkdir(s, "upload", name, sizeof name, e) < 0)
     return -1;
-  unsigned removed;
-  bool busy;
-  rr_err ignored = {0};
-  img_store_gc(s, &removed, &busy, &ignored); /* best effort: the next remove retries */
+  /* the name only: the directory goes again, the file lives in uploads/ */
+  char tmp[128];
+  snprintf(tmp, sizeof tmp, "tmp/%s", name);
+  unlinkat(s->dirfd, tmp, AT_REMOVEDIR);
+  snprintf(tmp, sizeof tmp, "uploads/%s", name);
+  int fd = openat(s->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return rr_err_sys(e, errno == ENOSPC ? RR_RESOURCE_EXHAUSTED : RR_INTERNAL, errno,
+                      "cannot create %s/%s", s->dir, tmp);
+  snprintf(path, n, "%s/%s", s->dir, tmp);
+  *ret_fd = fd;
   return 0;
+}
+
+void img_uploads_sweep(img_store *s) {
+  img_rmtree_at(s->dirfd, "uploads");
+  mkdirat(s->dirfd, "uploads", 0700);
 }

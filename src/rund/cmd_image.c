@@ -153,8 +153,17 @@ static int image_verb(img_store *s, const image_args *a, int argc, char **argv) 
     free(r.json);
     return 0;
   }
-  if (!strcmp(verb, "rm"))
-    return img_store_remove(s, argv[1], &e) < 0 ? image_fail(&e) : 0;
+  if (!strcmp(verb, "rm")) {
+    char id[IMG_DIGEST_LEN + 1];
+    bool removed, busy;
+    unsigned n;
+    if (img_store_remove(s, argv[1], id, &removed, &e) < 0)
+      return image_fail(&e);
+    printf("%s %s\n", removed ? "removed" : "untagged", id);
+    if (img_store_gc(s, &n, &busy, &e) < 0)
+      return image_fail(&e);
+    return 0;
+  }
   return rund_bad_flag(HELP, "unknown verb \"%s\"", verb);
 }
 

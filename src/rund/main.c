@@ -15,6 +15,7 @@
 #include "common/util.h"
 #include "rpc/services/health.h"
 #include "rpc/services/reflection.h"
+#include "images/images.h"
 #include "rund.h"
 #include "rund/opts.h"
 #include "sandbox/spawn.h"
@@ -162,6 +163,13 @@ int main(int argc, char **argv) {
     goto out;
   }
   rund_cgroups_sweep(&ctx); /* what a crashed rund left behind */
+  if (img_store_open(o.state_dir, &ctx.images, &e) < 0) {
+    rund_fail("cannot open the image store", &e);
+    goto out;
+  }
+  img_uploads_sweep(ctx.images); /* no upload outlives the rund receiving it */
+  ctx.exe = rund_exe;
+  ctx.state_dir = o.state_dir;
   char q[4200];
   rr_info("state loaded", "state_dir=%s jobs=%zu max_log_bytes=%llu",
           rr_log_quote(q, sizeof q, o.state_dir), job_table_count(ctx.jobs),
@@ -209,6 +217,7 @@ out:
   quota_free(ctx.quota);
   job_table_free(ctx.jobs); /* running jobs keep theirs; ended ones' are removed */
   cg_manager_free(ctx.cgroups);
+  img_store_free(ctx.images);
   reaper_free(ctx.reaper);
   if (sigfd >= 0) {
     loop_fd_del(ctx.l, sigfd);

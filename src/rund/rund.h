@@ -1,6 +1,7 @@
 /* rund internals: the daemon context and the runrpc.v1.Jobs service glue
  * (one file per group of methods) that maps RPCs onto the job engine. */
 #pragma once
+#include <json-c/json.h>
 #include <stdint.h>
 
 #include "auth/authz.h"
@@ -13,6 +14,7 @@
 #include "rpc/server.h"
 #include "rund/quota.h"
 #include "rund_wire.pb-c.h"
+#include "runrpc/v1/images.pb-c.h"
 #include "runrpc/v1/jobs.pb-c.h"
 #include "sandbox/spawn.h"
 
@@ -51,6 +53,10 @@ typedef struct rund_ctx {
   bool reexec;         /* SIGUSR2: exec ourselves again once shut down */
   quota *quota;        /* per-identity quotas and the fd reserve */
   rund_sandbox_policy sandbox;
+  struct img_store *images; /* STATE/images */
+  const char *exe;          /* rund's own binary (for `rund image` children) */
+  const char *state_dir;
+  unsigned imports; /* Import calls in progress */
 } rund_ctx;
 
 struct rund_opts;
@@ -89,6 +95,24 @@ int jobs_service_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
 int svc_jobs_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
 int svc_logs_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
 int svc_exec_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
+/* svc_images.c, svc_images_import.c: runrpc.v1.Images. */
+int svc_images_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
+int svc_images_import_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
+/* PERMISSION_DENIED unless the caller is an admin ("what images needs..."). */
+int images_need_admin(rpc_call *c, const char *what, rr_err *e);
+/* Collect unused layers in a `rund image gc` child. */
+void images_gc_spawn(rund_ctx *ctx);
+/* An Image message from a record (strings point into rec). */
+typedef struct image_msg {
+  Runrpc__V1__Image img;
+  json_object *rec;
+  char **names;
+  Runrpc__V1__Layer *layers;
+  Runrpc__V1__Layer **layer_ptrs;
+} image_msg;
+struct img_record;
+int image_msg_from(const struct img_record *r, image_msg *m, rr_err *e);
+void image_msg_clear(image_msg *m);
 
 /* convert.c: wire request -> engine, engine -> API messages. */
 int convert_command(const Rundwire__Command *c, job_request *ret, rr_err *e);

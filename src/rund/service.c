@@ -44,6 +44,8 @@ int jobs_service_register(rpc_server *s, rund_ctx *ctx, rr_err *e) {
   if (svc_jobs_register(s, ctx, e) < 0 || svc_logs_register(s, ctx, e) < 0 ||
       svc_exec_register(s, ctx, e) < 0)
     return rr_err_wrap(e, "cannot register runrpc.v1.Jobs");
+  if (ctx->images && svc_images_register(s, ctx, e) < 0)
+    return rr_err_wrap(e, "cannot register runrpc.v1.Images");
   rpc_server_set_auth(s, &(rpc_server_auth){.peer_is_admin = rund_peer_is_admin,
                                             .authorize = rund_authorize,
                                             .data = ctx});

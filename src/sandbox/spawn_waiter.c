@@ -5,7 +5,9 @@
  * rund-waiter, which outlives rund and records the command's end in the
  * job's directory. rund sleeps meanwhile (CLONE_VFORK) and wakes when W has
  * executed rund-waiter: one clone and one exec of a small static program
- * more than a plain spawn, and no copy of rund's memory. */
+ * more than a plain spawn, and no copy of rund's memory.
+ * On cgroup v2 (clone3 places the command), rund-waiter moves itself into
+ * the job's cgroup when it starts: rund's cgroup holds rund only. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -19,7 +21,7 @@
 
 #include "sandbox/spawn_internal.h"
 
-enum { WAITER_STACK = 256 * 1024, WAITER_STATUS_FD = 3 };
+enum { WAITER_STACK = 256 * 1024, WAITER_STATUS_FD = 3, WAITER_CGROUP_FD = 4 };
 
 struct spawn_waiter_args {
   struct spawn_child_args *child;
@@ -35,7 +37,8 @@ SPAWN_CHILD_ATTR static _Noreturn void spawn_waiter_child(struct spawn_waiter_ar
   /* W joins the command's cgroups first (the command inherits them), so
    * that rund's own cgroup holds rund only; not when clone3 places the
    * command (v2): W would need a cgroup.procs write, whose first writer
-   * after a quiet spell waits for an RCU grace period */
+   * after a quiet spell waits for an RCU grace period, with rund asleep.
+   * rund-waiter makes that write itself (fd 4), while rund goes on. */
   if (o->cgroup_fd <= 0 && w->child->join_procs) {
     for (size_t i = 0; i < o->ncgroup_procs; i++) {
       ssize_t n = write(o->cgroup_procs_fds[i], "0", 1);
@@ -55,20 +58,25 @@ SPAWN_CHILD_ATTR static _Noreturn void spawn_waiter_child(struct spawn_waiter_ar
   if (spawn_launch(w->child, &pid, &pidfd, &r) != 0)
     goto fail; /* the command is gone already */
   /* W's fd table is its own copy: keep stdin_fd as 0-2, the status file as
-   * 3, and nothing else of rund's */
+   * 3, the job's cgroup.procs as 4 when W still is in rund's cgroup, and
+   * nothing else of rund's */
   r.step = STEP_WAITER_EXEC;
+  bool move = o->cgroup_fd > 0 && o->ncgroup_procs == 1;
   int sfd = fcntl(o->waiter_status_fd, F_DUPFD_CLOEXEC, 10);
-  if (sfd < 0 || dup2(o->stdin_fd, 0) < 0 || dup2(o->stdin_fd, 1) < 0 || dup2(o->stdin_fd, 2) < 0 ||
-      dup2(sfd, WAITER_STATUS_FD) < 0) {
+  int cfd = move ? fcntl(o->cgroup_procs_fds[0], F_DUPFD_CLOEXEC, 10) : -1;
+  if (sfd < 0 || (move && cfd < 0) || dup2(o->stdin_fd, 0) < 0 || dup2(o->stdin_fd, 1) < 0 ||
+      dup2(o->stdin_fd, 2) < 0 || dup2(sfd, WAITER_STATUS_FD) < 0 ||
+      (move && dup2(cfd, WAITER_CGROUP_FD) < 0)) {
     r.err = errno;
     goto kill;
   }
-  syscall(SYS_close_range, (unsigned)WAITER_STATUS_FD + 1, ~0u, 0u);
+  syscall(SYS_close_range, (unsigned)(move ? WAITER_CGROUP_FD : WAITER_STATUS_FD) + 1, ~0u, 0u);
   char pidarg[16], *p = pidarg + sizeof pidarg;
   *--p = '\0';
   for (unsigned v = (unsigned)pid; p == pidarg + sizeof pidarg - 1 || v; v /= 10)
     *--p = (char)('0' + v % 10);
-  char *argv[] = {"rund-waiter", p, NULL};
+  char fdarg[] = {'0' + WAITER_CGROUP_FD, '\0'};
+  char *argv[] = {"rund-waiter", p, move ? fdarg : NULL, NULL};
   char *envp[] = {NULL};
   execve(o->waiter, argv, envp);
   r.err = errno;

@@ -1,8 +1,10 @@
-/* rund-waiter CHILD_PID: the first process of every background job, between
- * rund and the command (its only child). It records how the command ended
- * in the file open on fd 3 (the job's STATE/jobs/<ID>/exit) before it exits
- * with the same status, so the status survives a rund that died meanwhile:
- * the next rund reads the file once this process is gone.
+/* rund-waiter CHILD_PID [CGROUP_FD]: the first process of every background
+ * job, between rund and the command (its only child). It records how the
+ * command ended in the file open on fd 3 (the job's STATE/jobs/<ID>/exit)
+ * before it exits with the same status, so the status survives a rund that
+ * died meanwhile: the next rund reads the file once this process is gone.
+ * With CGROUP_FD (cgroup v2: the job's cgroup.procs, open for writing) it
+ * first moves itself into the job's cgroup, out of rund's.
  * Started by rund with every signal blocked: it cannot be killed but by
  * SIGKILL, and signals meant for the job reach the command through the
  * process group (forwarded here only if the command left the group).
@@ -87,18 +89,35 @@ static int waiter_reap(int child, siginfo_t *si) {
   }
 }
 
+/* A decimal argument in [min, 2^30), else -1. */
+static long parse_num(const char *s, long min) {
+  long v = 0;
+  const char *p = s;
+  for (; *p >= '0' && *p <= '9' && v < 1 << 30; p++)
+    v = v * 10 + (*p - '0');
+  return *p || p == s || v < min || v >= 1 << 30 ? -1 : v;
+}
+
 int waiter_main(int argc, char **argv) {
-  if (argc != 2) {
-    put_err("started by rund only (usage: rund-waiter CHILD_PID)", "");
+  if (argc != 2 && argc != 3) {
+    put_err("started by rund only (usage: rund-waiter CHILD_PID [CGROUP_FD])", "");
     return 125;
   }
-  long child = 0;
-  const char *s = argv[1];
-  for (; *s >= '0' && *s <= '9' && child < 1 << 30; s++)
-    child = child * 10 + (*s - '0');
-  if (*s || child <= 0) {
+  long child = parse_num(argv[1], 1);
+  if (child < 0) {
     put_err("bad child pid: ", argv[1]);
     return 125;
+  }
+  long cgfd = argc == 3 ? parse_num(argv[2], 3) : -1;
+  if (argc == 3 && cgfd < 0) {
+    put_err("bad cgroup fd: ", argv[2]);
+    return 125;
+  }
+  /* best effort: the job runs the same if the move fails (rund says where
+   * its processes are) */
+  if (cgfd >= 0) {
+    ws_write((int)cgfd, "0", 1);
+    ws_close((int)cgfd);
   }
   ws_prctl_name("rund-waiter");
   ws_sigmask(SIG_BLOCK, ~0ull);

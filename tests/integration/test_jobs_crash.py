@@ -141,9 +141,21 @@ def test_waiter_records_and_mirrors_the_end(tmp_path):
 
 def test_waiter_refuses_bad_arguments():
     for args, msg in (([], b"started by rund only"), (["12x"], b"bad child pid: 12x"),
-                      (["-1"], b"bad child pid: -1"), ([""], b"bad child pid: ")):
+                      (["-1"], b"bad child pid: -1"), ([""], b"bad child pid: "),
+                      (["5", "2"], b"bad cgroup fd: 2"), (["5", "x"], b"bad cgroup fd: x"),
+                      (["5", "4", "6"], b"started by rund only")):
         p = subprocess.run([WAITER] + args, capture_output=True, timeout=10)
         assert p.returncode == 125 and msg in p.stderr, (args, p)
     # a pid that is not its child: nothing to wait for
     p = subprocess.run([WAITER, "1"], capture_output=True, timeout=10)
     assert p.returncode == 125, p
+
+
+def test_waiter_moves_itself_with_a_cgroup_fd(tmp_path):
+    """cgroup v2: rund gives the job's cgroup.procs as fd 4 and rund-waiter
+    writes "0" there (moves itself) before it waits (here: a plain file)."""
+    rec, procs = tmp_path / "exit", tmp_path / "procs"
+    p = subprocess.run(["/bin/sh", "-c", 'exit 4 & exec "$0" $! 4 3>"$1" 4>"$2"', WAITER,
+                        str(rec), str(procs)], capture_output=True, timeout=30)
+    assert p.returncode == 4 and rec.read_text().startswith("exit 4 "), (p, rec.read_text())
+    assert procs.read_text() == "0"

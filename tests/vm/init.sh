@@ -32,7 +32,7 @@ if [ "${1:-}" != stage2 ]; then
   done
   mkdir -p /newroot
   mount -t ext4 /dev/vda /newroot || fail "mount /dev/vda"
-  for d in bin sbin usr lib lib64 etc root init; do
+  for d in bin sbin usr lib lib64 libexec etc root init; do
     [ -e "/$d" ] && { cp -a "/$d" /newroot/ || fail "copy /$d to the disk"; }
   done
   for d in proc sys dev run tmp data; do mkdir -p "/newroot/$d"; done

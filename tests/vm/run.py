@@ -268,6 +268,16 @@ def build_initramfs(out, rund, modules_dir, module_order, tls, port, extra=()):
         if os.path.basename(a) != "busybox":
             c.symlink(a, "/bin/busybox")
     c.copy("bin/rund", rund, 0o755)
+    # rund-waiter (static), where rund looks for it: ../libexec/runrpc/
+    for rel in ("../libexec/runrpc/rund-waiter", "../waiter/rund-waiter"):
+        waiter = os.path.join(os.path.dirname(rund), rel)
+        if os.access(waiter, os.X_OK):
+            c.dir("libexec")
+            c.dir("libexec/runrpc")
+            c.copy("libexec/runrpc/rund-waiter", waiter, 0o755)
+            break
+    else:
+        raise Fail("rund-waiter not found next to %s" % rund)
     libdirs, copied = [], set()
     for binary in [rund] + list(extra):
         if binary != rund:

@@ -43,7 +43,10 @@ def test_strict_on_cgroup_v2():
 
 def test_strict_limits_are_enforced_by_v2():
     r = ctl("start", "--profile", "strict", "--", "/bin/sh", "-c",
-            "i=0; while [ $i -lt 400 ]; do sleep 5 & i=$((i+1)); done 2>/dev/null; wait")
+            # sleeps that outlast the loop (it takes 20 s under TCG on a busy
+            # host: sleep 5 ended before 256 were alive at once); the pid
+            # namespace's init ends them when the shell exits
+            "i=0; while [ $i -lt 400 ]; do sleep 120 & i=$((i+1)); done 2>/dev/null; exit 0")
     assert r.returncode == 0, r.stderr
     jid = r.stdout.decode().strip()
     w = ctl("wait", jid, timeout=180)

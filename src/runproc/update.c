@@ -4,7 +4,8 @@
  * --resources -). What the engine enforces is taken (cpu quota and period,
  * memory limit, pids limit, blockIO throttles); a field it does not enforce
  * is refused when it asks for something (zero, null and empty values pass,
- * as callers send them for "unset"), an unknown one always. */
+ * as callers send them for "unset"), an unknown one always; -1 removes a
+ * memory or pids limit or the cpu quota. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +59,11 @@ static const update_field f_blkio[] = {
     {"weightDevice", false},
 };
 
+/* What -1 asks to remove (no limit). */
+typedef struct update_unlimit {
+  bool memory, cpu, pids;
+} update_unlimit;
+
 /* null, 0, false, "", [] and {}: what callers send for "not set". */
 static bool update_unset(json_object *v) {
   switch (json_object_get_type(v)) {
@@ -80,7 +86,7 @@ static bool update_unset(json_object *v) {
 
 /* Every key of o known (in fields) and, when not taken, unset. */
 static int update_check_keys(json_object *o, const char *path, const update_field *fields, size_t n,
-                             rr_err *e) {
+                             update_unlimit *u, rr_err *e) {
   if (!json_object_is_type(o, json_type_object))
     return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: want an object", path);
   json_object_object_foreach(o, key, v) {
@@ -94,17 +100,25 @@ static int update_check_keys(json_object *o, const char *path, const update_fiel
                         "%s.%s: not supported by runproc (it sets cpu quota and period, memory "
                         "limit, pids limit and blockIO throttles)",
                         path, key);
-    /* -1 (no limit) would need the limit removed: not done yet */
-    if (fields[k].taken && json_object_is_type(v, json_type_int) && json_object_get_int64(v) < 0)
-      return rr_err_set(e, RR_UNIMPLEMENTED, "%s.%s: %lld (no limit) is not supported yet", path,
+    if (!fields[k].taken || !json_object_is_type(v, json_type_int) || json_object_get_int64(v) >= 0)
+      continue;
+    /* -1: no limit (memory and pids limit, cpu quota) */
+    bool *slot = NULL;
+    if (strcmp(key, "limit") == 0)
+      slot = strstr(path, ".memory") ? &u->memory : strstr(path, ".pids") ? &u->pids : NULL;
+    else if (strcmp(key, "quota") == 0)
+      slot = &u->cpu;
+    if (!slot || json_object_get_int64(v) != -1)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s.%s: %lld (want -1 for no limit, or more)", path,
                         key, (long long)json_object_get_int64(v));
+    *slot = true;
   }
   return 0;
 }
 
-static int update_check(json_object *res, rr_err *e) {
+static int update_check(json_object *res, update_unlimit *u, rr_err *e) {
   const char *rp = "linux.resources";
-  if (update_check_keys(res, rp, f_top, RR_ARRAY_SIZE(f_top), e) < 0)
+  if (update_check_keys(res, rp, f_top, RR_ARRAY_SIZE(f_top), u, e) < 0)
     return -1;
   const struct {
     const char *key, *path;
@@ -117,14 +131,14 @@ static int update_check(json_object *res, rr_err *e) {
   for (size_t i = 0; i < RR_ARRAY_SIZE(sub); i++) {
     json_object *v;
     if (json_object_object_get_ex(res, sub[i].key, &v) && !json_object_is_type(v, json_type_null) &&
-        update_check_keys(v, sub[i].path, sub[i].f, sub[i].n, e) < 0)
+        update_check_keys(v, sub[i].path, sub[i].f, sub[i].n, u, e) < 0)
       return -1;
   }
   return 0;
 }
 
 /* FILE, or stdin for "-", read whole (bounded) and parsed strictly. */
-static int update_read_resources(const char *file, cg_limits *ret, rr_err *e) {
+static int update_read_resources(const char *file, cg_limits *ret, update_unlimit *u, rr_err *e) {
   _cleanup_close_ int fd = strcmp(file, "-") == 0 ? dup(0) : open(file, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return rr_err_sys(e, RR_NOT_FOUND, errno, "--resources \"%s\"", file);
@@ -155,17 +169,17 @@ static int update_read_resources(const char *file, cg_limits *ret, rr_err *e) {
   int rc = -1;
   if (!complete)
     rr_err_set(e, RR_INVALID_ARGUMENT, "--resources \"%s\": not a JSON object", file);
-  else if (update_check(o, e) == 0 && sb_resources_from_json(o, ret, e) == 0)
+  else if (update_check(o, u, e) == 0 && sb_resources_from_json(o, ret, e) == 0)
     rc = 0;
   json_object_put(o);
   return rc;
 }
 
 /* A count or size: digits, for sizes with a k/m/g/t suffix (runc's
- * --memory 64m); -1 asks for no limit: refused. */
+ * --memory 64m); 1 for -1 (no limit), 0 for a number in *ret. */
 static int update_number(const char *flag, const char *v, bool size, uint64_t *ret, rr_err *e) {
-  if (v[0] == '-')
-    return rr_err_set(e, RR_UNIMPLEMENTED, "%s %s: no limit (-1) is not supported yet", flag, v);
+  if (strcmp(v, "-1") == 0)
+    return 1;
   char *end;
   errno = 0;
   unsigned long long n = strtoull(v, &end, 10);
@@ -176,7 +190,7 @@ static int update_number(const char *flag, const char *v, bool size, uint64_t *r
       mult *= 1024;
     end += tolower((unsigned char)end[1]) == 'b' ? 2 : 1;
   }
-  if (errno || end == v || *end || n > UINT64_MAX / mult)
+  if (errno || end == v || *end || n > UINT64_MAX / mult || v[0] == '-')
     return rr_err_set(e, RR_INVALID_ARGUMENT, "invalid %s \"%s\" (want a number%s)", flag, v,
                       size ? " of bytes, k/m/g/t suffixes allowed" : "");
   *ret = n * mult;
@@ -238,38 +252,49 @@ static int update_parse(runproc_ctx *ctx, int argc, char **argv, update_opts *o)
   return -1;
 }
 
+/* One flag over what --resources said: a limit (n > 0), or no limit (-1). */
+static int update_flag(const char *flag, const char *v, bool size, bool *has, uint64_t *value,
+                       bool *unlimit, rr_err *e) {
+  uint64_t n = 0;
+  int r = update_number(flag, v, size, &n, e);
+  if (r < 0)
+    return -1;
+  *unlimit = r == 1;
+  *has = r == 0 && n > 0;
+  *value = *has ? n : 0;
+  return 0;
+}
+
 /* The new limits: --resources, then the flags over it. */
-static int update_limits(const update_opts *o, cg_limits *l, rr_err *e) {
+static int update_limits(const update_opts *o, cg_limits *l, update_unlimit *u, rr_err *e) {
   memset(l, 0, sizeof *l);
-  if (o->resources && update_read_resources(o->resources, l, e) < 0)
+  memset(u, 0, sizeof *u);
+  if (o->resources && update_read_resources(o->resources, l, u, e) < 0)
     return -1;
-  uint64_t n;
-  if (o->memory) {
-    if (update_number("--memory", o->memory, true, &n, e) < 0)
-      return -1;
-    l->has_memory = n > 0;
-    l->memory_max = n;
-  }
-  if (o->cpu_quota) {
-    if (update_number("--cpu-quota", o->cpu_quota, false, &n, e) < 0)
-      return -1;
-    l->has_cpu = n > 0;
-    l->cpu_quota_us = n;
-  }
-  if (o->cpu_period &&
-      update_number("--cpu-period", o->cpu_period, false, &l->cpu_period_us, e) < 0)
+  if (o->memory &&
+      update_flag("--memory", o->memory, true, &l->has_memory, &l->memory_max, &u->memory, e) < 0)
     return -1;
-  if (o->pids_limit) {
-    if (update_number("--pids-limit", o->pids_limit, false, &n, e) < 0)
+  if (o->cpu_quota && update_flag("--cpu-quota", o->cpu_quota, false, &l->has_cpu, &l->cpu_quota_us,
+                                  &u->cpu, e) < 0)
+    return -1;
+  if (o->pids_limit && update_flag("--pids-limit", o->pids_limit, false, &l->has_pids, &l->pids_max,
+                                   &u->pids, e) < 0)
+    return -1;
+  if (o->cpu_period) {
+    bool has, none;
+    if (update_flag("--cpu-period", o->cpu_period, false, &has, &l->cpu_period_us, &none, e) < 0)
       return -1;
-    l->has_pids = n > 0;
-    l->pids_max = n;
+    if (none || !has)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "invalid --cpu-period \"%s\" (want a number)",
+                        o->cpu_period);
   }
   return 0;
 }
 
 /* A period alone keeps the quota; a quota alone keeps the period. */
-static int update_merge_cpu(cg_job *cg, cg_limits *l, rr_err *e) {
+static int update_merge_cpu(cg_job *cg, cg_limits *l, const update_unlimit *u, rr_err *e) {
+  if (u->cpu) /* no quota: the period stays as it is */
+    l->cpu_period_us = 0;
   if (!l->has_cpu && !l->cpu_period_us)
     return 0;
   cg_limits cur;
@@ -295,7 +320,8 @@ static int cmd_update(runproc_ctx *ctx, int argc, char **argv) {
     return rc;
   rr_err e = {0};
   cg_limits l;
-  if (update_limits(&o, &l, &e) < 0)
+  update_unlimit u;
+  if (update_limits(&o, &l, &u, &e) < 0)
     return runproc_fail_err(ctx, &e);
   runproc_container c;
   if (runproc_container_load(ctx, o.id, &c, &e) < 0)
@@ -303,8 +329,8 @@ static int cmd_update(runproc_ctx *ctx, int argc, char **argv) {
   cg_job *cg = NULL;
   if (runproc_container_status(&c) == RUNPROC_STOPPED)
     rc = runproc_fail(ctx, "container \"%s\" is stopped", c.id);
-  else if (runproc_container_cgroup(&c, &cg, &e) < 0 || update_merge_cpu(cg, &l, &e) < 0 ||
-           cg_job_update(cg, &l, &e) < 0)
+  else if (runproc_container_cgroup(&c, &cg, &e) < 0 || update_merge_cpu(cg, &l, &u, &e) < 0 ||
+           cg_job_unlimit(cg, u.memory, u.cpu, u.pids, &e) < 0 || cg_job_update(cg, &l, &e) < 0)
     rc = runproc_fail_err(ctx, &e);
   else
     rc = 0;

@@ -170,6 +170,9 @@ int cg_path_from_systemd(const char *spec, char *out, size_t len, rr_err *e);
 /* Write new limits into an existing job's cgroup (runproc update): only
  * those l sets; FAILED_PRECONDITION naming a controller it lacks. */
 int cg_job_update(cg_job *j, const cg_limits *l, rr_err *e);
+/* Remove the job's memory (and swap), cpu quota or pids limit (runproc
+ * update's -1); the cpu period stays. */
+int cg_job_unlimit(cg_job *j, bool memory, bool cpu, bool pids, rr_err *e);
 /* The limits the job's cgroup has now: has_* set for those that limit
  * (cpu_period_us is the period even without a quota; memory_max and
  * pids_max UINT64_MAX when unlimited). */

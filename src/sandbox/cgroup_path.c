@@ -392,3 +392,31 @@ int cg_path_from_systemd(const char *spec, char *out, size_t len, rr_err *e) {
     return rr_err_set(e, RR_INVALID_ARGUMENT, "linux.cgroupsPath: \"%.200s\" is too long", spec);
   return cg_path_check(out, e);
 }
+
+/* One "no limit" write; FAILED_PRECONDITION without the controller. */
+static int cg_unlimit_one(cg_job *j, unsigned bit, const char *file, const char *value, rr_err *e) {
+  int h = cg_job_hier_of(j, bit);
+  if (h < 0)
+    return rr_err_set(e, RR_FAILED_PRECONDITION, "the container's cgroup has no %s controller",
+                      cg_controller_name(bit, j->m->version));
+  if (!cg_file_exists(j->dir[h], file))
+    return 0; /* memsw, swap.max: not on every host */
+  return cg_file_write(j->dir[h], file, value, file, e);
+}
+
+int cg_job_unlimit(cg_job *j, bool memory, bool cpu, bool pids, rr_err *e) {
+  bool v2 = j->m->version == CG_V2;
+  /* v1: memsw >= limit at all times, so memsw goes first */
+  if (memory &&
+      (v2 ? cg_unlimit_one(j, CG_CTRL_MEMORY, "memory.max", "max", e) < 0 ||
+                cg_unlimit_one(j, CG_CTRL_MEMORY, "memory.swap.max", "max", e) < 0
+          : cg_unlimit_one(j, CG_CTRL_MEMORY, "memory.memsw.limit_in_bytes", "-1", e) < 0 ||
+                cg_unlimit_one(j, CG_CTRL_MEMORY, "memory.limit_in_bytes", "-1", e) < 0))
+    return -1;
+  if (cpu &&
+      cg_unlimit_one(j, CG_CTRL_CPU, v2 ? "cpu.max" : "cpu.cfs_quota_us", v2 ? "max" : "-1", e) < 0)
+    return -1;
+  if (pids && cg_unlimit_one(j, CG_CTRL_PIDS, "pids.max", "max", e) < 0)
+    return -1;
+  return 0;
+}

@@ -99,7 +99,8 @@ def test_update_refusals(rp, running, tmp_path):
         ({"hugepageLimits": [{"pageSize": "2MB", "limit": 1}]},
          "linux.resources.hugepageLimits: not supported by runproc"),
         ({"nope": 1}, "linux.resources.nope: unknown field"),
-        ({"memory": {"limit": -1}}, "linux.resources.memory.limit: -1 (no limit) is not supported"),
+        ({"memory": {"limit": -2}}, "linux.resources.memory.limit: -2 (want -1 for no limit"),
+        ({"cpu": {"period": -1}}, "linux.resources.cpu.period"),
         ({"memory": {"limit": 10}}, "memory"),  # below the engine's 1 MiB floor
         ({"pids": {"limit": "x"}}, "linux.resources.pids.limit"),
         ({"cpu": "x"}, "linux.resources.cpu: want an object"),
@@ -113,12 +114,35 @@ def test_update_refusals(rp, running, tmp_path):
     rp("update", "--blkio-weight", "500", cid, check="--blkio-weight: not supported by runproc")
     rp("update", "--cpu-share=5", cid, check="--cpu-share=5: not supported by runproc")
     rp("update", "--memory", "12x", cid, check='invalid --memory "12x"')
-    rp("update", "--pids-limit", "-1", cid, check="no limit (-1) is not supported yet")
+    rp("update", "--pids-limit", "-2", cid, check='invalid --pids-limit "-2"')
+    rp("update", "--cpu-period", "-1", cid, check='invalid --cpu-period "-1"')
     rp("update", "--frob", cid, check='unknown option "--frob"')
     rp("update", "--memory", "64m", "nope", check='container "nope" does not exist')
     # nothing of the refused ones was written
     assert int(read(d["memory"], "memory.limit_in_bytes")) == 32 << 20
     assert read(d["pids"], "pids.max") == "20"
+
+
+def test_update_to_no_limit(rp, running, tmp_path):
+    cid, d = running
+    # -1 removes a limit: by flag, and by --resources (memsw first on v1)
+    rp("update", "--memory", "-1", "--cpu-quota", "-1", cid, check=True)
+    assert int(read(d["memory"], "memory.limit_in_bytes")) > 1 << 60
+    if os.path.exists(os.path.join(d["memory"], "memory.memsw.limit_in_bytes")):
+        assert int(read(d["memory"], "memory.memsw.limit_in_bytes")) > 1 << 60
+    assert read(d["cpu"], "cpu.cfs_quota_us") == "-1"
+    assert read(d["cpu"], "cpu.cfs_period_us") == "100000"
+    assert read(d["pids"], "pids.max") == "20"  # untouched
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps({"pids": {"limit": -1}, "memory": {"limit": 48 << 20}}))
+    rp("update", "--resources", str(res), cid, check=True)
+    assert read(d["pids"], "pids.max") == "max"
+    assert int(read(d["memory"], "memory.limit_in_bytes")) == 48 << 20
+    # a flag over the file: --pids-limit 9 wins over its -1
+    rp("update", "--resources", str(res), "--pids-limit", "9", cid, check=True)
+    assert read(d["pids"], "pids.max") == "9"
+    ev = json.loads(rp("events", "--stats", cid, check=True).stdout)["data"]
+    assert ev["pids"]["limit"] == 9 and ev["memory"]["usage"]["limit"] == 48 << 20
 
 
 def test_update_without_cgroup_or_stopped(rp):

@@ -90,6 +90,9 @@ echo pids_max2=$(cat $G/pids.max)
 echo cpu_max=$(cat $G/cpu.max)
 echo stats=$($R events --stats c1)
 echo ps=$($R ps --format json c1)
+$R update --memory -1 --cpu-quota -1 c1; echo unlimit=$?
+echo memory_max3=$(cat $G/memory.max) swap_max3=$(cat $G/memory.swap.max)
+echo cpu_max3=$(cat $G/cpu.max)
 $R kill c1 KILL; echo kill=$?
 i=0; while [ $i -lt 50 ] && ! $R state c1 | grep -q stopped; do sleep 0.1; i=$((i+1)); done
 echo stopped_status=$($R state c1 | grep -o '"status": *"[a-z]*"' | grep -o '[a-z]*"$')
@@ -113,6 +116,9 @@ rmdir /sys/fs/cgroup/rp-test
     assert stats["memory"]["usage"]["limit"] == 64 << 20, stats
     assert stats["pids"] == {"current": 3, "limit": 30}, stats
     assert len(json.loads(m["ps"])) >= 2, out
+    assert m["unlimit"] == "0", out
+    assert m["memory_max3"] == "max swap_max3=max", out
+    assert m["cpu_max3"] == "max 100000", out
     assert m["kill"] == "0" and m["stopped_status"] == 'stopped"', out
     assert m["delete"] == "0" and m["cgroup_after"] == "gone", out
 

@@ -343,16 +343,24 @@ static void call_deliver_messages(rpc_call *c) {
     c->in_head = b->next;
     if (!c->in_head)
       c->in_tail = NULL;
-    ProtobufCMessage *msg = protobuf_c_message_unpack(m->request, NULL, b->len, b->data);
+    char bad[300] = "";
+    ProtobufCMessage *msg =
+        c->conn->srv->cfg.check_strings &&
+                rpc_wire_check_strings(m->request, b->data, b->len, bad, sizeof bad) < 0
+            ? NULL
+            : protobuf_c_message_unpack(m->request, NULL, b->len, b->data);
     size_t released = b->len + RPC_PREFIX_LEN;
     free(b);
     released = released < c->held ? released : c->held;
     c->held -= released;
     rpc_conn_release(c->conn, released);
     if (!msg) {
-      char why[200];
-      snprintf(why, sizeof why, "cannot decode request message as %s: invalid protobuf",
-               m->request->name);
+      char why[400];
+      if (bad[0])
+        snprintf(why, sizeof why, "%s: %s", m->request->name, bad);
+      else
+        snprintf(why, sizeof why, "cannot decode request message as %s: invalid protobuf",
+                 m->request->name);
       rpc_call_fail(c, RR_INVALID_ARGUMENT, why);
       return;
     }

@@ -84,6 +84,10 @@ typedef struct rpc_server_config {
   /* A connection with no call open and no new request for this long gets
    * GOAWAY and is closed (PINGs do not count); default 300000. */
   uint64_t idle_timeout_ms;
+  /* Refuse (INVALID_ARGUMENT naming the field) a request whose string
+   * fields hold a NUL byte or invalid UTF-8, before any handler sees it:
+   * protobuf-c would cut the string at the NUL. Default off. */
+  bool check_strings;
 } rpc_server_config;
 
 /* cfg may be NULL for defaults. */

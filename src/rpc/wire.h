@@ -2,6 +2,7 @@
  * message framing, grpc-timeout, grpc-message percent-encoding, base64 for
  * -bin metadata, HTTP status / RST_STREAM code mapping. No I/O here. */
 #pragma once
+#include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,3 +63,11 @@ int rpc_status_from_h2_error(uint32_t h2_error);
 /* Metadata key syntax: [0-9a-z_.-]+ ; value: printable ASCII (non -bin). */
 bool rpc_metadata_key_valid(const char *k, size_t len);
 bool rpc_metadata_value_valid(const char *v, size_t len);
+
+/* wire_strings.c: every string field of a serialized message of type d
+ * (nested messages and map entries too) must be valid UTF-8 without NUL
+ * bytes. -1 with err = "argv[2] contains a NUL byte" (the field's path);
+ * malformed wire data passes (protobuf-c refuses it). */
+int rpc_wire_check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *data, size_t len,
+                           char *err, size_t errsz);
+bool rpc_wire_utf8_valid(const uint8_t *s, size_t n);

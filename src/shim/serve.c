@@ -34,7 +34,7 @@ int shim_server_new(shim_ctx *ctx, rr_err *e) {
   ctx->exec_fd = -1;
   if (loop_new(&ctx->l, e) < 0 || reaper_new(&ctx->reaper, ctx->l, ctx->init, e) < 0)
     return -1;
-  rpc_server_config cfg = {.idle_timeout_ms = SHIM_IDLE_TIMEOUT_MS};
+  rpc_server_config cfg = {.idle_timeout_ms = SHIM_IDLE_TIMEOUT_MS, .check_strings = true};
   if (rpc_server_new(&ctx->server, ctx->l, &cfg, e) < 0)
     return -1;
   ctx->reflection = (reflection_config){

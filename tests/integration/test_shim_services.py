@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from conftest import pid_alive, wait_pid_gone
-from shim_helpers import Bridge, ForkTunnel, children_of, shell, cpb, rpb
+from shim_helpers import Bridge, ForkTunnel, children_of, shell, cpb, lpb, rpb
 
 
 @pytest.fixture
@@ -320,3 +320,30 @@ def test_fork_child_dies_when_the_call_is_cancelled(b):
     assert wait_pid_gone(t.pid)
     assert wait_pid_gone(r.pid)
     t.close()
+
+
+# ---------------------------------------------------------------- strings
+
+def test_nul_in_a_string_field_is_refused_not_cut(b, tmp_path):
+    c, d = code_of(lambda: list(b.commander.Shell(
+        iter([cpb.Command(argv=["touch", str(tmp_path / "a\x00b")])]), timeout=30)))
+    assert c == grpc.StatusCode.INVALID_ARGUMENT and d == "commander.Command: argv[1] contains a NUL byte"
+    assert not (tmp_path / "a").exists()
+    c, d = code_of(lambda: b.runner.Spawn(rpb.SpawnRequest(
+        argv=["true"], file_actions=[rpb.FileAction(open=rpb.FileAction.Open(
+            fd=1, path="/tmp/x\x00y", mode="w"))]), timeout=30))
+    assert c == grpc.StatusCode.INVALID_ARGUMENT
+    assert d == "runner.SpawnRequest: file_actions[0].open.path contains a NUL byte"
+    c, d = code_of(lambda: b.runner.Spawn(rpb.SpawnRequest(argv=["true"], env={"A": "x\x00"}),
+                                          timeout=30))
+    assert d == "runner.SpawnRequest: env[0].value contains a NUL byte"
+
+
+def test_invalid_utf8_in_a_string_field_is_refused(b):
+    # a BytesValue{value = b"\xff"} has Command.argv[0]'s wire form
+    raw = lpb.BytesValue(value=b"\xff").SerializeToString()
+    call = b.channel.stream_stream("/commander.Commander/Shell",
+                                   request_serializer=lambda m: m,
+                                   response_deserializer=cpb.Output.FromString)
+    c, d = code_of(lambda: list(call(iter([raw]), timeout=30)))
+    assert c == grpc.StatusCode.INVALID_ARGUMENT and d == "commander.Command: argv[0] is not valid UTF-8"

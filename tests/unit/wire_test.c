@@ -8,6 +8,7 @@
 
 #include "common/util.h"
 #include "rpc/wire.h"
+#include "test/v1/echo.pb-c.h"
 
 static void test_prefix(void **state) {
   uint8_t p[RPC_PREFIX_LEN];
@@ -298,9 +299,71 @@ static void test_metadata_syntax(void **state) {
   assert_false(rpc_metadata_value_valid("\x80", 1));
 }
 
+static void test_utf8(void **state) {
+  (void)state;
+  static const struct {
+    const char *s;
+    bool ok;
+  } cases[] = {
+      {"", true},
+      {"plain", true},
+      {"\xc3\xa9", true},
+      {"\xe2\x98\xba", true},
+      {"\xf0\x9f\x98\x88", true},
+      {"\xff", false},
+      {"\xc3", false},
+      {"\xc0\xaf", false},
+      {"\xe0\x80\xaf", false},
+      {"\xed\xa0\x80", false},
+      {"\xf4\x90\x80\x80", false},
+      {"\x80", false},
+  };
+  for (size_t i = 0; i < RR_ARRAY_SIZE(cases); i++)
+    assert_int_equal(rpc_wire_utf8_valid((const uint8_t *)cases[i].s, strlen(cases[i].s)),
+                     cases[i].ok);
+}
+
+/* A nested string with a NUL or bad UTF-8 is named by its path; bytes
+ * fields may hold anything; malformed input is left to protobuf-c. */
+static void test_check_strings(void **state) {
+  (void)state;
+  Test__V1__SimpleRequest req = TEST__V1__SIMPLE_REQUEST__INIT;
+  Test__V1__EchoStatus st = TEST__V1__ECHO_STATUS__INIT;
+  Test__V1__Payload p = TEST__V1__PAYLOAD__INIT;
+  uint8_t body[] = {0, 0xff, 0};
+  p.body.data = body;
+  p.body.len = sizeof body;
+  req.payload = &p;
+  req.response_status = &st;
+  st.message = "fine \xe2\x98\xba";
+  uint8_t buf[256];
+  char err[300];
+  size_t n = protobuf_c_message_pack(&req.base, buf);
+  assert_int_equal(
+      rpc_wire_check_strings(&test__v1__simple_request__descriptor, buf, n, err, sizeof err), 0);
+  st.message = "bad";
+  n = protobuf_c_message_pack(&req.base, buf);
+  uint8_t *at = memmem(buf, n, "bad", 3);
+  assert_non_null(at);
+  at[1] = 0;
+  assert_int_equal(
+      rpc_wire_check_strings(&test__v1__simple_request__descriptor, buf, n, err, sizeof err), -1);
+  assert_string_equal(err, "response_status.message contains a NUL byte");
+  at[1] = 0xc3;
+  assert_int_equal(
+      rpc_wire_check_strings(&test__v1__simple_request__descriptor, buf, n, err, sizeof err), -1);
+  assert_string_equal(err, "response_status.message is not valid UTF-8");
+  /* cut in the middle: protobuf-c's to refuse */
+  assert_int_equal(
+      rpc_wire_check_strings(&test__v1__simple_request__descriptor, buf, n - 1, err, sizeof err),
+      0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_prefix),
+      cmocka_unit_test(test_utf8),
+      cmocka_unit_test(test_check_strings),
       cmocka_unit_test(test_deframer_any_split),
       cmocka_unit_test(test_deframer_empty_message_alone),
       cmocka_unit_test(test_deframer_errors),

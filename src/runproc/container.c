@@ -104,6 +104,8 @@ int runproc_container_load(runproc_ctx *ctx, const char *id, runproc_container *
     ret->pid = (pid_t)json_object_get_int(v);
   if (json_object_object_get_ex(o, "start_ticks", &v))
     ret->start_ticks = (uint64_t)json_object_get_int64(v);
+  if (json_object_object_get_ex(o, "hooks", &v) && json_object_is_type(v, json_type_object))
+    ret->hooks = json_object_get(v);
   if (json_object_object_get_ex(o, "annotations", &v) && json_object_is_type(v, json_type_object))
     ret->annotations = json_object_get(v);
   else
@@ -124,6 +126,8 @@ int runproc_container_save(const runproc_container *c, rr_err *e) {
   json_object_object_add(o, "owner", json_object_new_string(c->owner ? c->owner : ""));
   json_object_object_add(o, "cgroup", json_object_new_string(c->cgroup ? c->cgroup : ""));
   json_object_object_add(o, "annotations", json_object_get(c->annotations));
+  if (c->hooks)
+    json_object_object_add(o, "hooks", json_object_get(c->hooks));
   const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
   char path[64];
   snprintf(path, sizeof path, "/proc/self/fd/%d/state.json", c->dirfd);
@@ -157,6 +161,7 @@ void runproc_container_free(runproc_container *c) {
   free(c->owner);
   free(c->cgroup);
   json_object_put(c->annotations);
+  json_object_put(c->hooks);
   memset(c, 0, sizeof *c);
 }
 

@@ -58,17 +58,40 @@ int runproc_create_parse(runproc_ctx *ctx, int argc, char **argv, runproc_create
   return -1;
 }
 
-/* The annotations object of config.json (json-c, raw: the engine's spec
- * ignores them). */
-static json_object *runproc_annotations(const char *config) {
-  json_object *o = json_object_from_file(config), *a = NULL;
-  if (o && json_object_object_get_ex(o, "annotations", &a) &&
-      json_object_is_type(a, json_type_object))
-    a = json_object_get(a);
-  else
-    a = NULL;
-  json_object_put(o);
-  return a ? a : json_object_new_object();
+/* An object member of config.json (json-c, raw: the engine's spec ignores
+ * annotations and hooks); NULL when absent. */
+static json_object *runproc_config_member(json_object *config, const char *key) {
+  json_object *a = NULL;
+  if (config && json_object_object_get_ex(config, key, &a) &&
+      !json_object_is_type(a, json_type_null))
+    return json_object_get(a);
+  return NULL;
+}
+
+/* Host mode (RUNPROC_HOST=1, or the annotation runproc.host "1"): the
+ * host's root, no mount namespace, no mounts. */
+static bool runproc_host_mode(json_object *annotations) {
+  const char *env = getenv("RUNPROC_HOST");
+  json_object *v;
+  if (env && strcmp(env, "1") == 0)
+    return true;
+  return annotations && json_object_object_get_ex(annotations, "runproc.host", &v) &&
+         json_object_is_type(v, json_type_string) && strcmp(json_object_get_string(v), "1") == 0;
+}
+
+/* prestart and createRuntime (ours), createContainer (the container's
+ * namespaces): while the container's process waits before pivot_root. */
+static int runproc_create_hooks(void *arg, pid_t pid, rr_err *e) {
+  runproc_container *c = arg;
+  json_object *st = runproc_container_state_json(c);
+  json_object_object_add(st, "pid", json_object_new_int(pid));
+  int r = runproc_hooks_run(c->hooks, RUNPROC_HOOK_PRESTART, st, 0, e);
+  if (r == 0)
+    r = runproc_hooks_run(c->hooks, RUNPROC_HOOK_CREATE_RUNTIME, st, 0, e);
+  if (r == 0)
+    r = runproc_hooks_run(c->hooks, RUNPROC_HOOK_CREATE_CONTAINER, st, pid, e);
+  json_object_put(st);
+  return r;
 }
 
 /* --systemd-cgroup: "slice:prefix:name" made the cgroupfs path systemd
@@ -101,6 +124,17 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
   _cleanup_close_ int fifo = -1, console = -1;
   sb_spawn_result r = {.pidfd = -1};
   cg_job *cg = NULL;
+  json_object *raw = NULL, *annotations = NULL;
+  raw = json_object_from_file(config);
+  c.hooks = runproc_config_member(raw, "hooks");
+  annotations = runproc_config_member(raw, "annotations");
+  if (runproc_hooks_check(c.hooks, e) < 0) {
+    rr_err_wrap(e, "%s", config);
+    goto out;
+  }
+  bool host = runproc_host_mode(annotations);
+  if (host)
+    sb_spec_host_root(s);
   if (sb_spec_validate(s, e) < 0) {
     rr_err_wrap(e, "%s", config);
     goto out;
@@ -113,8 +147,12 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
   }
   if (ctx->systemd_cgroup && s->cgroups_path && runproc_systemd_path(s, e) < 0)
     goto out;
-  if (runproc_container_new(ctx, o->id, &c, e) < 0)
+  json_object *hooks = TAKE_PTR(c.hooks);
+  if (runproc_container_new(ctx, o->id, &c, e) < 0) {
+    json_object_put(hooks);
     goto out;
+  }
+  c.hooks = hooks;
   c.bundle = strdup(bundle);
   c.rootfs = strdup(s->root_path ? s->root_path : "/");
   char now[48], fifo_path[4200];
@@ -122,7 +160,9 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
   c.owner = strdup(""); /* as runc's state says */
   c.cgroup = strdup("");
   json_object_put(c.annotations);
-  c.annotations = runproc_annotations(config);
+  c.annotations = annotations && json_object_is_type(annotations, json_type_object)
+                      ? TAKE_PTR(annotations)
+                      : json_object_new_object();
   runproc_fifo_path(ctx, o->id, fifo_path, sizeof fifo_path);
   if (mkfifo(fifo_path, 0600) < 0) {
     rr_err_sys(e, RR_INTERNAL, errno, "cannot create \"%s\"", fifo_path);
@@ -143,6 +183,12 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
                       .start_fd = fifo,
                       .console_fd = console,
                       .preserve_fds = o->preserve_fds};
+  if (runproc_hooks_any(c.hooks, RUNPROC_HOOK_PRESTART) ||
+      runproc_hooks_any(c.hooks, RUNPROC_HOOK_CREATE_RUNTIME) ||
+      runproc_hooks_any(c.hooks, RUNPROC_HOOK_CREATE_CONTAINER)) {
+    so.setup_hook = runproc_create_hooks;
+    so.setup_hook_arg = &c;
+  }
   if (s->cgroups_path) {
     cg_limits none = {0};
     if (cg_path_create(RUNPROC_CGROUP_ROOT, s->cgroups_path, s->resources ? s->resources : &none,
@@ -182,6 +228,8 @@ out:
   if (r.pidfd >= 0)
     close(r.pidfd);
   runproc_container_free(&c);
+  json_object_put(annotations);
+  json_object_put(raw);
   sb_spec_free(s);
   return rc;
 }

@@ -36,8 +36,15 @@ static int cmd_delete(runproc_ctx *ctx, int argc, char **argv) {
                       runproc_status_name(st));
   else if (st != RUNPROC_STOPPED && runproc_container_kill_wait(&c, &e) < 0)
     rc = runproc_fail_err(ctx, &e);
-  else if (runproc_container_cgroup_remove(&c, &e) < 0 || runproc_container_remove(ctx, &c, &e) < 0)
-    rc = runproc_fail_err(ctx, &e);
+  else {
+    /* poststop: a failure is said, the container goes anyway (as runc) */
+    rr_err hook = {0};
+    int hooked = runproc_container_poststop(&c, &hook);
+    if (runproc_container_cgroup_remove(&c, &e) < 0 || runproc_container_remove(ctx, &c, &e) < 0)
+      rc = runproc_fail_err(ctx, &e);
+    else if (hooked < 0)
+      rc = runproc_fail_err(ctx, &hook);
+  }
   runproc_container_free(&c);
   return rc;
 }

@@ -51,21 +51,22 @@ static int cmd_run(runproc_ctx *ctx, int argc, char **argv) {
     return rc;
   rc = 0;
   rr_err e = {0};
-  _cleanup_close_ int pidfd = -1, start = -1;
-  if (runproc_create(ctx, &o, &pidfd, &start, &e) < 0)
+  _cleanup_close_ int pidfd = -1;
+  if (runproc_create(ctx, &o, &pidfd, NULL, &e) < 0)
     return runproc_fail_err(ctx, &e);
-  char fifo[4200];
-  runproc_fifo_path(ctx, o.id, fifo, sizeof fifo);
-  if (write(start, "0", 1) != 1) {
-    rc = runproc_fail(ctx, "cannot start container \"%s\"", o.id);
+  runproc_container c = {0};
+  if (runproc_container_load(ctx, o.id, &c, &e) < 0 || runproc_container_start(&c, &e) < 0) {
+    rc = runproc_fail_err(ctx, &e);
     detach = false;
   }
-  unlink(fifo);
+  if (c.dirfd > 0)
+    runproc_container_free(&c); /* unlocked while it runs */
   if (detach)
     return 0;
   int status = runproc_wait_forwarding(pidfd);
-  runproc_container c;
   if (runproc_container_load(ctx, o.id, &c, &e) == 0) {
+    if (runproc_container_poststop(&c, &e) < 0 && !rc)
+      rc = runproc_fail_err(ctx, &e);
     if (runproc_container_cgroup_remove(&c, &e) < 0 || runproc_container_remove(ctx, &c, &e) < 0)
       runproc_fail_err(ctx, &e);
     runproc_container_free(&c);

@@ -41,6 +41,7 @@ typedef struct runproc_container {
   uint64_t start_ticks;
   json_object *annotations; /* owned; an object */
   char *cgroup;             /* the cgroup made for it ("" none) */
+  json_object *hooks;       /* config.json's hooks (owned), NULL if none */
   int dirfd;                /* ROOT/ID, locked (flock) while we hold it */
 } runproc_container;
 
@@ -84,6 +85,27 @@ void runproc_kill_reap(int pidfd);
  * (code, or 128+N for signal N). */
 int runproc_wait_forwarding(int pidfd);
 
+/* hooks.c: config.json's hooks, in the order the runtime spec calls them. */
+typedef enum runproc_hook_kind {
+  RUNPROC_HOOK_PRESTART,
+  RUNPROC_HOOK_CREATE_RUNTIME,
+  RUNPROC_HOOK_CREATE_CONTAINER,
+  RUNPROC_HOOK_START_CONTAINER,
+  RUNPROC_HOOK_POSTSTART,
+  RUNPROC_HOOK_POSTSTOP,
+  RUNPROC_HOOK_KINDS
+} runproc_hook_kind;
+#define RUNPROC_NS_FILES 7
+/* INVALID_ARGUMENT naming the field (hooks.prestart[0].path) of a bad one. */
+int runproc_hooks_check(json_object *hooks, rr_err *e);
+/* Whether hooks has any of kind. */
+bool runproc_hooks_any(json_object *hooks, runproc_hook_kind kind);
+/* Run the hooks of kind in order with state (its status set for kind) on
+ * their stdin; in the namespaces of ns_pid that are not ours when > 0.
+ * The first that fails is the error, with its output. */
+int runproc_hooks_run(json_object *hooks, runproc_hook_kind kind, json_object *state, pid_t ns_pid,
+                      rr_err *e);
+
 /* container.c */
 /* Make ROOT/ID (ALREADY_EXISTS when there) and lock it. */
 int runproc_container_new(runproc_ctx *ctx, const char *id, runproc_container *ret, rr_err *e);
@@ -121,6 +143,11 @@ struct cg_job;
 int runproc_container_cgroup(const runproc_container *c, struct cg_job **ret, rr_err *e);
 /* Pids of the container (its cgroup's, else its pid namespace's), malloc'd. */
 int runproc_container_pids(const runproc_container *c, int **ret, size_t *ret_n, rr_err *e);
+/* start.c: startContainer hooks, the byte that starts it, poststart hooks
+ * (a failure of those kills it). */
+int runproc_container_start(runproc_container *c, rr_err *e);
+/* poststop hooks of a container that stopped (before its state goes). */
+int runproc_container_poststop(runproc_container *c, rr_err *e);
 /* Path of ROOT/ID/exec.fifo into buf. */
 void runproc_fifo_path(runproc_ctx *ctx, const char *id, char *buf, size_t size);
 

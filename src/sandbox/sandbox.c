@@ -160,15 +160,25 @@ static int sb_parent_sync(const struct sb_child *c, pid_t pid, int pidfd, int so
     (void)!send(sock, "", 1, MSG_NOSIGNAL);
   }
   ssize_t n;
-  while ((n = recv(sock, &r, sizeof r, 0)) < 0 && errno == EINTR)
-    ;
+  for (;;) {
+    while ((n = recv(sock, &r, sizeof r, 0)) < 0 && errno == EINTR)
+      ;
+    if (n != (ssize_t)sizeof r || !r.paused || !c->o->setup_hook)
+      break;
+    if (c->o->setup_hook(c->o->setup_hook_arg, pid, e) < 0) {
+      sb_kill_reap(pid, pidfd);
+      return -1;
+    }
+    /* a child gone meanwhile has sent its report, or EOF: read next */
+    (void)!send(sock, "", 1, MSG_NOSIGNAL);
+  }
   if (n == 0 && !c->o->wait_start)
     return 0;
   if (n == (ssize_t)sizeof r && r.ready && c->o->wait_start)
     return 0;
   int err = errno;
   sb_kill_reap(pid, pidfd);
-  if (n == (ssize_t)sizeof r && !r.ready)
+  if (n == (ssize_t)sizeof r && !r.ready && !r.paused)
     return sb_report_error(&r, e);
   if (n == 0)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "sandbox: the command ended before it was ready");

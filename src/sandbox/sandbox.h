@@ -75,6 +75,12 @@ typedef struct sb_spawn_opts {
   /* The caller's fds 3 .. 3+preserve_fds-1 pass into the command as they
    * are (runc's --preserve-fds); none of the caller's own may be there. */
   int preserve_fds;
+  /* Called in the parent while the child waits with its namespaces and
+   * mounts made but before pivot_root (where runc runs the OCI prestart,
+   * createRuntime and createContainer hooks), with the child's pid; a
+   * failure (-1, e set) fails sb_spawn. NULL: no pause. */
+  int (*setup_hook)(void *arg, pid_t pid, rr_err *e);
+  void *setup_hook_arg;
 } sb_spawn_opts;
 
 typedef struct sb_spawn_result {

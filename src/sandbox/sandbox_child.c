@@ -59,6 +59,22 @@ _Noreturn void sb_child_fail(const struct sb_child *c, int err, const char *what
   _exit(127);
 }
 
+void sb_child_setup_pause(const struct sb_child *c) {
+  if (!c->o->setup_hook)
+    return;
+  struct sb_report r;
+  memset(&r, 0, sizeof r);
+  r.paused = 1;
+  if (send(c->sock, &r, sizeof r, MSG_NOSIGNAL) != (ssize_t)sizeof r)
+    _exit(127);
+  char go;
+  ssize_t n;
+  while ((n = recv(c->sock, &go, 1, 0)) < 0 && errno == EINTR)
+    ;
+  if (n != 1) /* the parent gave up (its hook failed) */
+    _exit(127);
+}
+
 static void sb_child_cgroup(const struct sb_child *c) {
   /* first: limits apply to all that follows, and later we may lose the
    * right to write the cgroup files */

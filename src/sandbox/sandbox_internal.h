@@ -20,8 +20,9 @@ struct sb_filter {
 /* What a failed child step sends: errno and "mount proc on /proc". */
 struct sb_report {
   int err;
-  int exec;  /* 1: the exec itself failed (NOT_FOUND / PERMISSION_DENIED) */
-  int ready; /* 1: set up and waiting for start_fd (wait_start) */
+  int exec;   /* 1: the exec itself failed (NOT_FOUND / PERMISSION_DENIED) */
+  int ready;  /* 1: set up and waiting for start_fd (wait_start) */
+  int paused; /* 1: namespaces and mounts made, waiting before pivot_root (setup_hook) */
   char what[480];
 };
 
@@ -62,6 +63,9 @@ struct sb_child {
 _Noreturn void sb_child_fail(const struct sb_child *c, int err, const char *what, ...);
 /* The child's whole life (sandbox_child.c): never returns. */
 _Noreturn void sb_child_run(struct sb_child *c);
+/* setup_hook: tell the parent we are set up but for pivot_root and wait
+ * until its hook ran (sandbox_child.c). */
+void sb_child_setup_pause(const struct sb_child *c);
 /* Mount namespace set-up (sandbox_mount.c): propagation, root, mounts,
  * devices, pivot_root; then, after hostname and sysctls (which write
  * /proc/sys), masked and read-only paths and the root read-only. */

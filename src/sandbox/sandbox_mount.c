@@ -338,6 +338,7 @@ void sb_mount_setup(const struct sb_child *c) {
   if (!c->new_ns[SB_NS_MOUNT] && c->ns_fds[SB_NS_MOUNT] < 0) {
     if (s->nmounts || s->nmasked_paths || s->nreadonly_paths)
       sb_child_fail(c, EINVAL, "mounts without a mount namespace", NULL);
+    sb_child_setup_pause(c);
     return;
   }
   /* a mount namespace joined with nothing to mount (runproc exec): its
@@ -388,6 +389,7 @@ void sb_mount_setup(const struct sb_child *c) {
   }
   if (dev_tmpfs)
     sb_mount_devices(c, rootfd, devfds);
+  sb_child_setup_pause(c);
   if (s->root_path)
     sb_pivot(c, rootfd);
   close(rootfd);

@@ -169,6 +169,21 @@ void sb_spec_free(sb_spec *s) {
   free(s);
 }
 
+void sb_spec_host_root(sb_spec *s) {
+  free(TAKE_PTR(s->root_path));
+  s->root_readonly = false;
+  s->has_root_fd = false;
+  s->ns[SB_NS_MOUNT].enabled = false;
+  free(TAKE_PTR(s->ns[SB_NS_MOUNT].path));
+  for (size_t i = 0; i < s->nmounts; i++)
+    sb_mount_clear(&s->mounts[i]);
+  s->nmounts = 0;
+  sj_strings_free(TAKE_PTR(s->masked_paths), s->nmasked_paths);
+  sj_strings_free(TAKE_PTR(s->readonly_paths), s->nreadonly_paths);
+  s->nmasked_paths = s->nreadonly_paths = 0;
+  s->rootfs_propagation = 0;
+}
+
 /* ---- process ---- */
 
 static int caps_set_from_json(json_object *c, const char *path, const char *key, uint64_t *ret,

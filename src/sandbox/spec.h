@@ -181,6 +181,9 @@ int sb_spec_parse(const char *text, size_t len, const char *bundle_dir, sb_spec 
 int sb_resources_from_json(json_object *res, cg_limits *ret, rr_err *e);
 /* Read and parse PATH (a bundle's config.json). */
 int sb_spec_load(const char *path, const char *bundle_dir, sb_spec **ret, rr_err *e);
+/* The host's root for s's process: no root.path, no mount namespace, no
+ * mounts, masked or read-only paths (runproc's host mode). */
+void sb_spec_host_root(sb_spec *s);
 /* The config object back (what `runproc spec` prints, what rund stores). */
 json_object *sb_spec_to_json(const sb_spec *s);
 /* Cross-field checks that the parser cannot make alone (e.g. uid maps

@@ -330,3 +330,168 @@ def test_preserve_fds(rp):
     b = rp.bundle(["sh", "-c", "echo created3 >&3"])
     got, (code, out, err) = run_keeping_fds(rp, 1, "run", "--preserve-fds", "1", "-b", b, "r")
     assert code == 0 and got == "created3\n", err
+
+
+# ---------------------------------------------------------------- hooks
+
+KINDS = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+         "poststop"]
+
+
+def hooked(log_dir, fail=None, extra=None):
+    """A config edit: every hook kind appends 'KIND|uts ns|env|stdin' to
+    hooks.log in log_dir (bound at /log in the container, where
+    startContainer runs: after pivot_root, its path is the container's)."""
+    def edit(cfg):
+        cfg["mounts"].append({"destination": "/log", "type": "bind", "source": str(log_dir),
+                              "options": ["rbind", "rw"]})
+        hooks = {}
+        for kind in KINDS:
+            log = "/log/hooks.log" if kind == "startContainer" else str(log_dir / "hooks.log")
+            script = 'echo "%s|$(readlink /proc/self/ns/uts)|$HOOKVAR $0|$(cat)" >> %s' % (
+                kind, log)
+            if kind == fail:
+                script = "echo boom from %s >&2; exit 3" % kind
+            hooks[kind] = [{"path": "/bin/sh", "args": ["sh", "-c", script, "arg1"],
+                            "env": ["PATH=/bin:/usr/bin", "HOOKVAR=v"]}]
+        if extra:
+            extra(hooks)
+        cfg["hooks"] = hooks
+    return edit
+
+
+def hook_lines(log_dir):
+    out = []
+    for line in (log_dir / "hooks.log").read_text().splitlines():
+        kind, host, env, state = line.split("|", 3)
+        out.append((kind, host, env, json.loads(state)))
+    return out
+
+
+def test_hooks_fire_in_order_with_the_state(rp, tmp_path):
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    b = rp.bundle(["sleep", "1000"], hooked(log_dir))
+    rp("create", "-b", b, "h", check=True)
+    pid = rp.state("h")["pid"]
+    theirs = os.readlink("/proc/%d/ns/uts" % pid)
+    assert [x[0] for x in hook_lines(log_dir)] == KINDS[:3]
+    rp("start", "h", check=True)
+    rp("kill", "h", "KILL", check=True)
+    rp.wait_status("h", "stopped")
+    rp("delete", "h", check=True)
+    lines = hook_lines(log_dir)
+    assert [x[0] for x in lines] == KINDS
+    me = os.readlink("/proc/self/ns/uts")  # runtime namespace, else the container's
+    want = {"prestart": ("creating", me), "createRuntime": ("creating", me),
+            "createContainer": ("creating", theirs), "startContainer": ("created", theirs),
+            "poststart": ("running", me), "poststop": ("stopped", me)}
+    for kind, host, env, state in lines:
+        assert env == "v arg1", (kind, env)  # the hook's env and args as given
+        assert (state["status"], host) == want[kind], kind
+        assert state["id"] == "h" and state["bundle"] == b and state["ociVersion"]
+        assert state["pid"] == (0 if kind == "poststop" else pid), kind
+
+
+def test_hooks_of_run(rp, tmp_path):
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    rp("run", "-b", rp.bundle(["true"], hooked(log_dir)), "h", check=True)
+    assert [x[0] for x in hook_lines(log_dir)] == KINDS
+
+
+@pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
+def test_a_failing_create_hook_fails_create(rp, tmp_path, kind):
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    rp("create", "-b", rp.bundle(["sleep", "1000"], hooked(log_dir, fail=kind)), "h",
+       check='%s hook "/bin/sh" (hooks.%s[0]): exit status 3: boom from %s' % (kind, kind, kind))
+    assert rp("list", "-q", check=True).stdout == ""  # nothing left
+    assert [x[0] for x in hook_lines(log_dir)] == KINDS[:KINDS.index(kind)] if \
+        kind != "prestart" else not (log_dir / "hooks.log").exists()
+
+
+def test_failing_start_hooks(rp, tmp_path):
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    rp("create", "-b", rp.bundle(["sleep", "1000"], hooked(log_dir, fail="startContainer")), "s",
+       check=True)
+    rp("start", "s", check='startContainer hook "/bin/sh" (hooks.startContainer[0]): exit '
+                           'status 3: boom from startContainer')
+    assert rp.state("s")["status"] == "created"  # the process was not started
+    rp("delete", "s", check=True)
+    # poststart: the container does not run on (as runc)
+    rp("create", "-b", rp.bundle(["sleep", "1000"], hooked(log_dir, fail="poststart")), "p",
+       check=True)
+    pid = rp.state("p")["pid"]
+    rp("start", "p", check='poststart hook "/bin/sh" (hooks.poststart[0]): exit status 3')
+    assert not alive(pid)
+    rp("delete", "p", check=True)
+    # poststop: said, and the container is gone anyway
+    rp("run", "-d", "-b", rp.bundle(["sleep", "1000"], hooked(log_dir, fail="poststop")), "q",
+       check=True)
+    rp("delete", "--force", "q", check='poststop hook "/bin/sh" (hooks.poststop[0]): exit status 3')
+    rp("state", "q", check='container "q" does not exist')
+
+
+def test_hook_timeout_and_bad_hooks(rp, tmp_path):
+    def slow(cfg):
+        cfg["hooks"] = {"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"],
+                                           "timeout": 1}]}
+    t0 = time.time()
+    rp("create", "-b", rp.bundle(["true"], slow), "t",
+       check='createRuntime hook "/bin/sleep" (hooks.createRuntime[0]): timed out after 1 s')
+    assert time.time() - t0 < 10
+    for hooks, msg in [
+            ({"prestart": [{"path": "sh"}]}, 'hooks.prestart[0].path: must be absolute, not "sh"'),
+            ({"poststop": [{"args": ["x"]}]}, "hooks.poststop[0].path: required"),
+            ({"poststart": {"path": "/bin/true"}}, "hooks.poststart: must be an array"),
+            ({"createContainer": [{"path": "/bin/true", "timeout": 0}]},
+             "hooks.createContainer[0].timeout: must be seconds in 1..86400"),
+            ({"startContainer": [{"path": "/bin/true", "env": ["NOEQ"]}]},
+             'hooks.startContainer[0].env[0]: "NOEQ" is not KEY=VALUE'),
+            ({"prestart": [{"path": "/bin/true", "args": [1]}]},
+             "hooks.prestart[0].args[0]: must be a string"),
+            ([], "hooks: must be an object")]:
+        def edit(cfg, hooks=hooks):
+            cfg["hooks"] = hooks
+        rp("create", "-b", rp.bundle(["true"], edit), "x", check=msg)
+    def missing(cfg):
+        cfg["hooks"] = {"createRuntime": [{"path": "/no/such/hook"}]}
+    rp("create", "-b", rp.bundle(["true"], missing), "x",
+       check='createRuntime hook "/no/such/hook" (hooks.createRuntime[0]): exit status 127: '
+             'exec "/no/such/hook": No such file or directory')
+    assert rp("list", "-q", check=True).stdout == ""
+
+
+# ---------------------------------------------------------------- host mode
+
+@pytest.mark.parametrize("how", ["annotation", "environment"])
+def test_host_mode(rp, tmp_path, monkeypatch, how):
+    marker = tmp_path / "on-the-host"
+    marker.write_text("host file\n")
+
+    def edit(cfg):
+        if how == "annotation":
+            cfg["annotations"] = {"runproc.host": "1"}
+        cfg["process"]["env"] = ["PATH=/usr/bin:/bin"]
+    if how == "environment":
+        monkeypatch.setenv("RUNPROC_HOST", "1")
+    b = rp.bundle(["sh", "-c", "cat %s; readlink /proc/self/ns/mnt; hostname" % marker], edit)
+    r = rp("run", "-b", b, "host", check=True)
+    lines = r.stdout.splitlines()
+    assert lines[0] == "host file"  # the host's root
+    assert lines[1] == os.readlink("/proc/self/ns/mnt")  # no mount namespace
+    assert lines[2] == "runproc"  # the other namespaces stay
+    # state says so, exec joins it there
+    rp("run", "-d", "-b", rp.bundle(["sleep", "1000"], edit), "host2", check=True)
+    assert rp.state("host2")["rootfs"] == "/"
+    assert rp("exec", "host2", "cat", str(marker), check=True).stdout == "host file\n"
+    rp("delete", "--force", "host2", check=True)
+    # without it, the same bundle runs in its root, where the file is not
+    monkeypatch.delenv("RUNPROC_HOST", raising=False)
+
+    def plain(cfg):
+        cfg["process"]["env"] = ["PATH=/bin"]
+    r = rp("run", "-b", rp.bundle(["cat", str(marker)], plain), "guest")
+    assert r.returncode == 1 and "No such file" in r.stdout + r.stderr

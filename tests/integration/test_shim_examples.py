@@ -48,3 +48,46 @@ def test_reflection_client():
     out = run_example("reflection_client.py", "sh", "-c", "echo from-$0", "reflected")
     assert "commander.Commander" in out.splitlines()[0]
     assert "from-reflected\nexit 0\n" in out
+
+
+def test_pty_cli_on_a_terminal():
+    """Typed lines on a pty: each runs through Commander.Shell; cd; the
+    prompt's last status; a bad directory; exit."""
+    import pty
+    import select
+    import time
+    env = dict(os.environ, RUNRPC=RUNRPC, RUNRPC_PROTO_DIR=os.path.join(ROOT, "proto"))
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(EXAMPLES)
+        os.execve("/usr/bin/python3", ["python3", "pty_cli.py"], env)
+    out = b""
+
+    def read_until(token, timeout=60):
+        nonlocal out
+        end = time.monotonic() + timeout
+        while token not in out and time.monotonic() < end:
+            r, _, _ = select.select([fd], [], [], 0.5)
+            if r:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:
+                    break
+        assert token in out, out.decode("utf-8", "replace")
+
+    read_until(b"runrpc / [0]$ ")
+    os.write(fd, b"echo hello from $0; false\n")
+    read_until(b"runrpc / [1]$ ")
+    assert b"hello from /bin/sh" in out
+    os.write(fd, b"cd /tmp\n")
+    read_until(b"runrpc /tmp [1]$ ")
+    os.write(fd, b"pwd\n")
+    read_until(b"runrpc /tmp [0]$ ")
+    os.write(fd, b"cd /no/such/dir\n")
+    read_until(b"NOT_FOUND")
+    os.write(fd, b"exit\n")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    text = out.decode("utf-8", "replace")
+    assert "/tmp\r\n" in text
+    assert not SANITIZER_RE.search(text)

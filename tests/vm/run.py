@@ -4,6 +4,8 @@ rund, mount cgroup2 there, and run the limit tests against that rund from the
 host over TLS (hostfwd on 127.0.0.1). See tests/vm/README.md.
 
 Binaries: $RUND / $RUNCTL (test.sh's install), else build/.
+`run.py --bench-runproc N`: runproc vs crun and runc in the VM instead
+(bench_runproc.py).
 `run.py --bench N` runs bench/startwait inside the VM instead of the tests
 (start+wait of /bin/true on rund's unix socket, without and with every
 limit: the cost of a v2 cgroup) and prints one line
@@ -479,7 +481,11 @@ def _bench(env, n):
 
 
 def _main(work, argv, t_start):
-    bench_n = None
+    bench_n = bench_rp = None
+    if argv[:1] == ["--bench-runproc"]:  # runproc vs crun and runc (bench_runproc.py)
+        if len(argv) != 2 or not argv[1].isdigit():
+            raise Fail("usage: run.py --bench-runproc N")
+        bench_rp, argv = int(argv[1]), []
     if argv[:1] == ["--bench"]:
         if len(argv) != 2 or not argv[1].isdigit():
             raise Fail("usage: run.py --bench N")
@@ -496,6 +502,8 @@ def _main(work, argv, t_start):
     extra = [STARTWAIT] if bench_n else []
     if os.access(RUNPROC, os.X_OK):
         extra.append(RUNPROC)
+    others = [b for b in ("/usr/bin/crun", "/usr/sbin/runc") if os.access(b, os.X_OK)]
+    extra += others if bench_rp else []
     build_initramfs(initrd, RUND, modules_dir, order, tls, GUEST_PORT, extra)
     disk = os.path.join(work, "disk.img")
     with open(disk, "wb") as f:
@@ -537,6 +545,15 @@ def _main(work, argv, t_start):
             log(info.group(0)[len("RUNRPC-VM: "):])
 
         env = runctl_env(vm.port, tls)
+        if bench_rp:
+            from bench_runproc import bench_runproc
+            try:
+                bench_runproc(runctl, env, bench_rp, 3,
+                              ["runproc"] + [os.path.basename(b) for b in others])
+            finally:
+                runctl(env, "exec", "--", "/bin/touch", "/run/rund.stop", timeout=60)
+                vm.wait_exit(SHUTDOWN_TIMEOUT)
+            return 0
         if bench_n:
             try:
                 _bench(env, bench_n)

@@ -348,6 +348,18 @@ int runrpc_list(runrpc_client *client, runrpc_job_state state, const char *tag,
 int runrpc_list_page(runrpc_client *client, runrpc_job_state state, const char *tag,
                      uint32_t page_size, const char *page_token, runrpc_job_status **ret_jobs,
                      size_t *ret_count, char next_token[RUNRPC_PAGE_TOKEN_SIZE], runrpc_error *err);
+/* runrpc_list_page with every option: newest_first pages from the newest
+ * job back (needs a rund that knows ListRequest.newest_first). */
+typedef struct runrpc_list_request {
+  runrpc_job_state state; /* UNSPECIFIED: any */
+  const char *tag;        /* NULL/"": any */
+  uint32_t page_size;     /* 0: the server's default */
+  const char *page_token; /* NULL/"": from the first (or newest) */
+  bool newest_first;
+} runrpc_list_request;
+int runrpc_list_query(runrpc_client *client, const runrpc_list_request *req,
+                      runrpc_job_status **ret_jobs, size_t *ret_count,
+                      char next_token[RUNRPC_PAGE_TOKEN_SIZE], runrpc_error *err);
 /* Wait until the job ends (timeout_ms 0: no deadline); returns its final status. */
 int runrpc_wait(runrpc_client *client, const char *job_id, uint64_t timeout_ms,
                 runrpc_job_status *ret_status, runrpc_error *err);

@@ -185,9 +185,20 @@ RR_EXPORT int runrpc_list_page(runrpc_client *c, runrpc_job_state state, const c
                                uint32_t page_size, const char *page_token,
                                runrpc_job_status **ret_jobs, size_t *ret_count,
                                char next_token[RUNRPC_PAGE_TOKEN_SIZE], runrpc_error *err) {
+  runrpc_list_request q = {
+      .state = state, .tag = tag, .page_size = page_size, .page_token = page_token};
+  return runrpc_list_query(c, &q, ret_jobs, ret_count, next_token, err);
+}
+
+RR_EXPORT int runrpc_list_query(runrpc_client *c, const runrpc_list_request *q,
+                                runrpc_job_status **ret_jobs, size_t *ret_count,
+                                char next_token[RUNRPC_PAGE_TOKEN_SIZE], runrpc_error *err) {
   rr_err e = {0};
-  if (!c || !ret_jobs || !ret_count || !next_token)
-    return lib_err_out(&(rr_err){RR_INVALID_ARGUMENT, 0, "runrpc_list_page: NULL argument"}, err);
+  if (!c || !q || !ret_jobs || !ret_count || !next_token)
+    return lib_err_out(&(rr_err){RR_INVALID_ARGUMENT, 0, "runrpc_list_query: NULL argument"}, err);
+  runrpc_job_state state = q->state;
+  const char *tag = q->tag, *page_token = q->page_token;
+  uint32_t page_size = q->page_size;
   *ret_jobs = NULL;
   *ret_count = 0;
   next_token[0] = '\0';
@@ -204,6 +215,7 @@ RR_EXPORT int runrpc_list_page(runrpc_client *c, runrpc_job_state state, const c
   r.tag = (char *)(tag ? tag : "");
   r.page_size = (int32_t)page_size;
   r.page_token = (char *)(page_token ? page_token : "");
+  r.newest_first = q->newest_first;
   _cleanup_pb_ pbmsg *m = NULL;
   if (lib_unary(c, LIB_JOBS_PATH("List"), &r.base, &runrpc__v1__list_response__descriptor,
                 c->call_timeout_ms, &m, &e) < 0)

@@ -1,5 +1,8 @@
-/* runctl list [--json] [--state running|exited|killed|failed] [--tag T] */
+/* runctl list [--json] [--state running|exited|killed|failed] [--tag T] [--limit N]
+ * [--oldest-first] */
+#include <errno.h>
 #include <getopt.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,10 +41,13 @@ static void list_print_row(const runrpc_job_status *s) {
     if (dot)
       strcpy(dot, "Z");
   }
-  printf("%-26s  %-7s  %7s  %-7s  %-20s  %s", s->job_id, runrpc_job_state_name(s->state), pid,
-         exitbuf, started, s->path ? s->path : "");
-  for (size_t i = 0; i < s->nargs; i++)
-    printf(" %s", s->args[i]);
+  printf("%-26s  %-7s  %7s  %-7s  %-20s  ", s->job_id, runrpc_job_state_name(s->state), pid,
+         exitbuf, started);
+  runctl_print_quoted(s->path ? s->path : "");
+  for (size_t i = 0; i < s->nargs; i++) {
+    putchar(' ');
+    runctl_print_quoted(s->args[i]);
+  }
   putchar('\n');
 }
 
@@ -56,12 +62,16 @@ static int list_run(runctl_ctx *ctx, int argc, char **argv) {
       {"json", no_argument, NULL, 'j'},
       {"state", required_argument, NULL, 's'},
       {"tag", required_argument, NULL, 't'},
+      {"limit", required_argument, NULL, 'n'},
+      {"oldest-first", no_argument, NULL, 'o'},
       {"help", no_argument, NULL, 'h'},
       {0},
   };
   bool json = false;
   runrpc_job_state state = RUNRPC_JOB_UNSPECIFIED;
   const char *tag = NULL;
+  uint64_t limit = 0; /* 0: all */
+  bool oldest_first = false;
   runctl_getopt_reset();
   int c;
   while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -77,6 +87,19 @@ static int list_run(runctl_ctx *ctx, int argc, char **argv) {
       if (!*optarg)
         return runctl_usage_error(ctx, "empty --tag");
       tag = optarg;
+      break;
+    case 'n': {
+      char *end;
+      errno = 0;
+      unsigned long long v = strtoull(optarg, &end, 10);
+      if (!*optarg || *optarg == '-' || *end || errno || v == 0 || v > 1000000000ull)
+        return runctl_usage_error(ctx, "invalid --limit \"%s\" (want a count of jobs, 1 or more)",
+                                  optarg);
+      limit = v;
+      break;
+    }
+    case 'o':
+      oldest_first = true;
       break;
     case 'h':
       return runctl_print_help(&runctl_cmd_list), 0;
@@ -97,17 +120,24 @@ static int list_run(runctl_ctx *ctx, int argc, char **argv) {
     printf("%-26s  %-7s  %7s  %-7s  %-20s  %s\n", "ID", "STATE", "PID", "EXIT", "STARTED",
            "COMMAND");
   char token[RUNRPC_PAGE_TOKEN_SIZE] = "";
+  uint64_t shown = 0;
   do {
     runrpc_job_status *jobs;
     size_t n;
     runrpc_error err;
     char next[RUNRPC_PAGE_TOKEN_SIZE];
-    if (runrpc_list_page(ctx->client, state, tag, 0, token, &jobs, &n, next, &err) < 0) {
+    runrpc_list_request q = {.state = state,
+                             .tag = tag,
+                             .page_size =
+                                 limit && limit - shown < 1000 ? (uint32_t)(limit - shown) : 0,
+                             .page_token = token,
+                             .newest_first = !oldest_first};
+    if (runrpc_list_query(ctx->client, &q, &jobs, &n, next, &err) < 0) {
       if (arr)
         json_object_put(arr);
       return runctl_fail("list", &err, RUNCTL_EXIT_FAILURE);
     }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && (!limit || shown < limit); i++, shown++) {
       if (json)
         json_object_array_add(arr, runctl_status_json(&jobs[i]));
       else
@@ -120,7 +150,7 @@ static int list_run(runctl_ctx *ctx, int argc, char **argv) {
       return list_fail(RUNRPC_INTERNAL, "the server returned the same page token twice");
     }
     memcpy(token, next, sizeof token);
-  } while (*token);
+  } while (*token && (!limit || shown < limit));
   if (json) {
     puts(json_object_to_json_string_ext(arr,
                                         JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -132,12 +162,17 @@ static int list_run(runctl_ctx *ctx, int argc, char **argv) {
 const runctl_command runctl_cmd_list = {
     .name = "list",
     .run = list_run,
-    .usage = "list [--json] [--state running|exited|killed|failed] [--tag T]",
-    .help = "List jobs as a table (ID  STATE  PID  EXIT  STARTED  COMMAND), or as a\n"
-            "JSON array of the objects 'runctl status --json' prints.\n"
+    .usage = "list [--json] [--state running|exited|killed|failed] [--tag T] [--limit N] "
+             "[--oldest-first]",
+    .help = "List jobs, newest first, as a table (ID  STATE  PID  EXIT  STARTED  COMMAND;\n"
+            "the command quoted as a shell would need it), or as a JSON array of the\n"
+            "objects 'runctl status --json' prints.\n"
             "\n"
             "Options:\n"
-            "  --json         JSON output\n"
-            "  --state S      only jobs in state S\n"
-            "  --tag T        only jobs tagged T\n",
+            "  --json           JSON output\n"
+            "  --state S        only jobs in state S\n"
+            "  --tag T          only jobs tagged T\n"
+            "  --limit N        at most N jobs (the newest N; with --oldest-first the\n"
+            "                   oldest N)\n"
+            "  --oldest-first   in start order instead\n",
 };

@@ -143,18 +143,36 @@ json_object *runctl_status_json(const runrpc_job_status *s) {
 }
 
 /* Shell-style quoting so a command line reads unambiguously. */
-static void print_quoted(const char *s) {
+void runctl_print_quoted(const char *s) {
   if (*s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.,/:=@%+") ==
                 strlen(s)) {
     fputs(s, stdout);
     return;
   }
-  putchar('\'');
+  bool control = false;
+  for (const char *p = s; *p && !control; p++)
+    control = (unsigned char)*p < 0x20 || *p == 0x7f;
+  if (!control) { /* 'as is', a quote as '\'' */
+    putchar('\'');
+    for (; *s; s++)
+      *s == '\'' ? (void)fputs("'\\''", stdout) : (void)putchar(*s);
+    putchar('\'');
+    return;
+  }
+  /* bash's $'...': a newline stays on one line of the output */
+  fputs("$'", stdout);
   for (; *s; s++) {
-    if (*s == '\'')
-      fputs("'\\''", stdout);
+    unsigned char c = (unsigned char)*s;
+    if (c == '\n')
+      fputs("\\n", stdout);
+    else if (c == '\t')
+      fputs("\\t", stdout);
+    else if (c == '\'' || c == '\\')
+      printf("\\%c", c);
+    else if (c < 0x20 || c == 0x7f)
+      printf("\\x%02x", c);
     else
-      putchar(*s);
+      putchar(c);
   }
   putchar('\'');
 }
@@ -240,16 +258,16 @@ void runctl_status_print(const runrpc_job_status *s) {
   printf("start_time: %s\n", start);
   printf("end_time: %s\n", end);
   printf("command: ");
-  print_quoted(s->path ? s->path : "");
+  runctl_print_quoted(s->path ? s->path : "");
   for (size_t i = 0; i < s->nargs; i++) {
     putchar(' ');
-    print_quoted(s->args[i]);
+    runctl_print_quoted(s->args[i]);
   }
   putchar('\n');
   printf("env:");
   for (size_t i = 0; i < s->nenv; i++) {
     putchar(' ');
-    print_quoted(s->env[i]);
+    runctl_print_quoted(s->env[i]);
   }
   putchar('\n');
   printf("workdir: %s\n", s->workdir ? s->workdir : "");

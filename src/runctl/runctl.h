@@ -148,6 +148,9 @@ void runctl_status_print(const runrpc_job_status *s);
 json_object *runctl_usage_json(const runrpc_usage *u);
 /* One line on stderr for exec/wait: "runctl: WHAT: killed by the OOM killer (memory.max 64.0 MiB)".
  */
+/* s as a shell would need it quoted: as is, '...', or $'...' when it has
+ * control characters (so a table row stays one line). */
+void runctl_print_quoted(const char *s);
 void runctl_oom_note(const char *what, bool has_memory_max, uint64_t memory_max);
 /* One line on stderr for a command its --timeout ended (reason "timeout"):
  * after how long, and whether SIGTERM or the SIGKILL after the grace did it. */

@@ -39,8 +39,8 @@ static void on_start(rpc_call *c, ProtobufCMessage *msg) {
                    .ntags = req->n_tags,
                    .has_timeout = req->timeout_case == RUNDWIRE__START_REQUEST__TIMEOUT_TIMEOUT_MS,
                    .timeout_ms = req->timeout_ms,
-                   .has_timeout_grace =
-                       req->timeout_grace_case == RUNDWIRE__START_REQUEST__TIMEOUT_GRACE_TIMEOUT_GRACE_MS,
+                   .has_timeout_grace = req->timeout_grace_case ==
+                                        RUNDWIRE__START_REQUEST__TIMEOUT_GRACE_TIMEOUT_GRACE_MS,
                    .timeout_grace_ms = req->timeout_grace_ms,
                    .limits = req->limits,
                    .sandbox = req->sandbox,
@@ -122,14 +122,16 @@ static int list_page_args(const Rundwire__ListRequest *req, size_t *size, char a
   return 0;
 }
 
-/* First index of v (sorted by id) whose id sorts after `after`. */
-static size_t list_first_after(job *const *v, size_t n, const char *after) {
+/* First index of v (sorted by id) whose id sorts after `after` (newest
+ * first: the number of ids before it, the next one being at that - 1). */
+static size_t list_first_after(job *const *v, size_t n, const char *after, bool newest_first) {
   size_t lo = 0, hi = n;
   if (!*after)
-    return 0;
+    return newest_first ? n : 0;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (strcmp(v[mid]->id, after) <= 0)
+    int cmp = strcmp(v[mid]->id, after);
+    if (newest_first ? cmp < 0 : cmp <= 0)
       lo = mid + 1;
     else
       hi = mid;
@@ -162,8 +164,10 @@ static void on_list(rpc_call *c, ProtobufCMessage *msg) {
     goto out;
   if (job_table_list(call_ctx(c)->jobs, (job_state)req->state, tag, &v, &n, &e) < 0)
     goto out;
-  size_t i = list_first_after(v, n, after);
-  size_t cap = n - i < page ? n - i : page;
+  bool back = req->newest_first;
+  size_t i = list_first_after(v, n, after, back);
+  size_t left = back ? i : n - i;
+  size_t cap = left < page ? left : page;
   ms = calloc(cap ? cap : 1, sizeof *ms);
   ptrs = calloc(cap ? cap : 1, sizeof *ptrs);
   if (!ms || !ptrs) {
@@ -171,14 +175,15 @@ static void on_list(rpc_call *c, ProtobufCMessage *msg) {
     goto out;
   }
   size_t bytes = 0;
-  for (; i < n; i++) {
-    if (!authz_can_see(&id, v[i]->owner, v[i]->nowner))
+  for (size_t step = 0; step < left; step++) {
+    job *jb = v[back ? i - 1 - step : i + step];
+    if (!authz_can_see(&id, jb->owner, jb->nowner))
       continue; /* only the caller's jobs */
     if (k == page) {
       memcpy(next, ms[k - 1].status.job_id, ULID_LEN + 1); /* more follow */
       break;
     }
-    if (convert_status(v[i], &ms[k], &e) < 0)
+    if (convert_status(jb, &ms[k], &e) < 0)
       goto out;
     size_t sz = protobuf_c_message_get_packed_size(&ms[k].status.base) + 8;
     if (k && bytes + sz > LIST_MAX_PAGE_BYTES) {

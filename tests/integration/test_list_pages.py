@@ -41,15 +41,28 @@ def test_2500_jobs_in_pages(rund, stub, ctl):
     # a token of an id that is not (or no longer) a job still works: after it
     r = stub.List(pb.ListRequest(page_token=ids[1234].lower(), page_size=3), timeout=30)
     assert [j.job_id for j in r.jobs] == ids[1235:1238]
-    # runctl list shows them all (table and JSON)
+    # newest first, in pages too: a token of an id gives the ones before it
+    r = stub.List(pb.ListRequest(newest_first=True, page_size=3), timeout=30)
+    assert [j.job_id for j in r.jobs] == ids[::-1][:3] and r.next_page_token == ids[-3]
+    r = stub.List(pb.ListRequest(newest_first=True, page_token=ids[1234].lower(), page_size=3),
+                  timeout=30)
+    assert [j.job_id for j in r.jobs] == ids[1231:1234][::-1]
+    # runctl list shows them all (table and JSON), newest first
     t = ctl("list", timeout=60)
     assert t.rc == 0, t
     rows = t.text.splitlines()
     assert len(rows) == 2501 and rows[0].startswith("ID")
-    assert [row.split()[0] for row in rows[1:]] == ids
+    assert [row.split()[0] for row in rows[1:]] == ids[::-1]
     j = ctl("list", "--json", timeout=60)
     assert j.rc == 0, j
+    assert [x["job_id"] for x in json.loads(j.out)] == ids[::-1]
+    j = ctl("list", "--json", "--oldest-first", timeout=60)
     assert [x["job_id"] for x in json.loads(j.out)] == ids
+    # --limit: the newest N (across a page boundary too), or the oldest N
+    t = ctl("list", "--limit", "1200", timeout=60)
+    assert [row.split()[0] for row in t.text.splitlines()[1:]] == ids[::-1][:1200]
+    j = ctl("list", "--json", "--limit", "2", "--oldest-first", timeout=60)
+    assert [x["job_id"] for x in json.loads(j.out)] == ids[:2]
 
 
 def test_page_token_and_size_are_checked(stub):

@@ -213,3 +213,26 @@ def test_status_bytes_count_output_after_the_main_process_ended(rund_factory):
         time.sleep(0.1)
     assert s["stdout_bytes"] == len("first\nlater\n"), s
     assert c("logs", jid).out == b"first\nlater\n"
+
+
+# --------------------------------------------------------------------------
+# list
+
+
+def test_list_quotes_commands_newest_first_with_limit(rund, ctl):
+    a = ctl("start", "--", "sh", "-c", "echo 'a b'; exit 0").text.strip()
+    b = ctl("start", "--", "printf", "%s\n", "it's", "two\nlines", "").text.strip()
+    c = ctl("start", "--", "true").text.strip()
+    for j in (a, b, c):
+        ctl("wait", j)
+    rows = ctl("list").text.splitlines()
+    assert [r.split()[0] for r in rows[1:]] == [c, b, a], rows
+    assert rows[1].endswith("  true")
+    assert rows[2].endswith("  printf $'%s\\n' 'it'\\''s' $'two\\nlines' ''"), rows[2]
+    assert rows[3].endswith("  sh -c 'echo '\\''a b'\\''; exit 0'"), rows[3]
+    assert [r.split()[0] for r in ctl("list", "--limit", "2").text.splitlines()[1:]] == [c, b]
+    assert [r.split()[0] for r in ctl("list", "--limit", "1", "--oldest-first").text.splitlines()[
+        1:]] == [a]
+    for bad in ("0", "-1", "x", "1.5", ""):
+        r = ctl("list", "--limit", bad)
+        assert r.rc == 2 and "invalid --limit" in r.errtext, r

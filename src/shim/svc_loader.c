@@ -61,6 +61,19 @@ static void loader_plan_cancel(shim_ctx *ctx) {
   ctx->exec_fd = -1;
 }
 
+/* Exec and Load in place: the answer is queued, the exec waits for its
+ * trailers to go out; an answer that cannot be queued calls the exec off. */
+static void loader_reply_in_place(rpc_call *c, shim_ctx *ctx, const ProtobufCMessage *m) {
+  rr_err e = {0};
+  if (rpc_call_send(c, m, &e) < 0) {
+    loader_plan_cancel(ctx);
+    loader_finish_err(c, &e);
+    return;
+  }
+  rpc_call_set_data(c, ctx); /* on_close: exec if FINISHED */
+  rpc_call_finish(c, RR_OK, NULL);
+}
+
 /* Exec and Load in place: the answer went out whole (FINISHED) or the
  * exec is off. */
 static void loader_on_close_in_place(rpc_call *c, rpc_close_reason reason) {
@@ -93,8 +106,7 @@ static void loader_on_exec(rpc_call *c, ProtobufCMessage *msg) {
     ctx->exec_path = TAKE_PTR(path); /* what PATH gave: the lookup checked */
     Loader__ExecutionResult r = LOADER__EXECUTION_RESULT__INIT;
     r.pid = (uint32_t)getpid();
-    rpc_call_set_data(c, ctx);
-    loader_reply(c, &r.base);
+    loader_reply_in_place(c, ctx, &r.base);
   }
   free(path);
   protobuf_c_message_free_unpacked(msg, NULL);
@@ -237,13 +249,14 @@ static void loader_on_load(rpc_call *c, ProtobufCMessage *msg) {
                          &e) < 0)
       goto fail;
     r.pid = (uint32_t)getpid();
-    rpc_call_set_data(c, ctx);
-  } else {
-    if (loader_load_new(ctx, a, k, &p, &e) < 0)
-      goto fail;
-    r.pid = (uint32_t)p->pid;
-    r.process = (char *)shim_proc_handle(p);
+    loader_reply_in_place(c, ctx, &r.base);
+    protobuf_c_message_free_unpacked(msg, NULL);
+    return;
   }
+  if (loader_load_new(ctx, a, k, &p, &e) < 0)
+    goto fail;
+  r.pid = (uint32_t)p->pid;
+  r.process = (char *)shim_proc_handle(p);
   loader_reply(c, &r.base);
   protobuf_c_message_free_unpacked(msg, NULL);
   return;

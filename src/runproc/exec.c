@@ -41,6 +41,9 @@ static int exec_parse(runproc_ctx *ctx, int argc, char **argv, runproc_exec_opts
     } else if ((r = runproc_opt(argc, argv, &i, "cap", 'c', &v))) {
       if (v)
         o->caps[o->ncaps++] = (char *)v;
+    } else if ((r = runproc_opt(argc, argv, &i, "additional-gids", 'g', &v))) {
+      if (v)
+        o->gids[o->ngids++] = (char *)v;
     } else if ((r = runproc_opt(argc, argv, &i, "preserve-fds", 0, &v))) {
       char *end;
       long n = v ? strtol(v, &end, 10) : 0;
@@ -156,10 +159,12 @@ static int cmd_exec(runproc_ctx *ctx, int argc, char **argv) {
   runproc_exec_opts o = {0};
   _cleanup_free_ char **env = calloc((size_t)argc, sizeof *env);
   _cleanup_free_ char **caps = calloc((size_t)argc, sizeof *caps);
-  if (!env || !caps)
+  _cleanup_free_ char **gids = calloc((size_t)argc, sizeof *gids);
+  if (!env || !caps || !gids)
     return runproc_fail(ctx, "out of memory");
   o.env = env;
   o.caps = caps;
+  o.gids = gids;
   int rc = exec_parse(ctx, argc, argv, &o);
   if (rc >= 0)
     return rc;
@@ -175,5 +180,5 @@ static int cmd_exec(runproc_ctx *ctx, int argc, char **argv) {
 const runproc_command runproc_cmd_exec = {
     "exec",
     "exec [--process F | ID CMD ARGS...] [-t] [-d] [--pid-file F] [--console-socket S] "
-    "[--cwd D] [-e K=V] [-u UID[:GID]] [--cap C] [--no-new-privs] [--preserve-fds N] ID",
+    "[--cwd D] [-e K=V] [-u UID[:GID]] [-g GID] [--cap C] [--no-new-privs] [--preserve-fds N] ID",
     cmd_exec};

@@ -10,8 +10,8 @@
 typedef struct runproc_exec_opts {
   const char *id, *process_file, *pid_file, *console_socket, *cwd, *user;
   bool tty, detach, no_new_privs;
-  char **env, **caps; /* --env K=V, --cap CAP_X (repeatable) */
-  size_t nenv, ncaps;
+  char **env, **caps, **gids; /* --env K=V, --cap CAP_X, --additional-gids N (repeatable) */
+  size_t nenv, ncaps, ngids;
   int preserve_fds;
   char **args; /* the command after the id */
   size_t nargs;

@@ -168,6 +168,19 @@ static int runproc_process_flags(const runproc_exec_opts *o, sb_process *p, rr_e
   }
   if (o->user && runproc_user_parse(o->user, p, e) < 0)
     return -1;
+  if (o->ngids)
+    p->ngids = 0; /* as runc: the flags replace the config's */
+  for (size_t i = 0; i < o->ngids; i++) {
+    char *end;
+    errno = 0;
+    unsigned long g = strtoul(o->gids[i], &end, 10);
+    if (errno || end == o->gids[i] || *end || g > UINT32_MAX - 1 || o->gids[i][0] == '-')
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "--additional-gids \"%s\": want a gid (a number)",
+                        o->gids[i]);
+    if (p->ngids >= SB_MAX_GROUPS)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "--additional-gids: more than %d", SB_MAX_GROUPS);
+    p->additional_gids[p->ngids++] = (uint32_t)g;
+  }
   for (size_t i = 0; i < o->ncaps; i++) {
     int cap = sb_cap_from_name(o->caps[i]);
     if (cap < 0)

@@ -56,6 +56,9 @@ def test_exec_flags_env_cwd_user_caps(rp):
     assert r.stdout.split() == ["bar", "2", "/tmp", "1000", "1001"]
     r = rp("exec", "-u", "7", "c", "sh", "-c", "id -u; id -g", check=True)
     assert r.stdout.split() == ["7", "0"]
+    r = rp("exec", "-u", "7:8", "-g", "20", "--additional-gids", "21", "c", "id", "-G",
+           check=True)
+    assert sorted(r.stdout.split()) == ["20", "21", "8"]
 
     def status(*flags):
         out = rp("exec", *flags, "c", "cat", "/proc/self/status", check=True).stdout
@@ -140,6 +143,7 @@ def test_exec_bad_input(rp):
             (("-u", "abc", "c", "true"), '--user "abc": want UID[:GID]'),
             (("-u", "1:x", "c", "true"), '--user "1:x": want UID[:GID]'),
             (("--cap", "CAP_NOPE", "c", "true"), '--cap "CAP_NOPE": unknown capability'),
+            (("-g", "wheel", "c", "true"), '--additional-gids "wheel": want a gid'),
             (("-e", "NOEQ", "c", "true"), '--env "NOEQ": not KEY=VALUE'),
             (("--cwd", "rel", "c", "true"), '--cwd: must be absolute, not "rel"'),
             (("--preserve-fds", "x", "c", "true"), 'invalid --preserve-fds "x"'),
@@ -495,3 +499,26 @@ def test_host_mode(rp, tmp_path, monkeypatch, how):
         cfg["process"]["env"] = ["PATH=/bin"]
     r = rp("run", "-b", rp.bundle(["cat", str(marker)], plain), "guest")
     assert r.returncode == 1 and "No such file" in r.stdout + r.stderr
+
+
+def test_exec_into_a_user_namespace(rp, tmp_path):
+    b = os.path.join(str(tmp_path), "userns")
+    os.makedirs(b)
+    os.symlink(rp.rootfs, os.path.join(b, "rootfs"))
+    rp("spec", "--rootless", "--bundle", b, check=True)
+    with open(os.path.join(b, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["process"]["args"] = ["sleep", "1000"]
+    with open(os.path.join(b, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    rp("run", "-d", "-b", b, "u", check=True)
+    init = rp.state("u")["pid"]
+    rp("exec", "-d", "--pid-file", str(tmp_path / "u.pid"), "u", "sleep", "5", check=True)
+    pid = int((tmp_path / "u.pid").read_text())
+    # the init joins from outside; its child is the command, in every namespace of the container
+    cmd = int(open("/proc/%d/task/%d/children" % (pid, pid)).read().split()[0])
+    for kind in ("user", "mnt", "pid", "uts", "ipc"):
+        assert ns_of(cmd, kind) == ns_of(init, kind), kind
+    r = rp("exec", "u", "cat", "/proc/self/uid_map", check=True)
+    assert r.stdout.split() == ["0", str(os.getuid()), "1"]
+    os.kill(cmd, 9)  # the init mirrors it and ends

@@ -42,12 +42,14 @@ def busybox_root(dest):
 
 
 def own_cgroup_dirs():
+    """Our cgroup in each v1 hierarchy, and in the v2 one of a hybrid host
+    (/sys/fs/cgroup/unified: runc makes its cgroups there too)."""
     out = []
     with open("/proc/self/cgroup") as f:
         for line in f:
             _, ctrls, path = line.rstrip("\n").split(":", 2)
-            if ctrls:
-                d = os.path.join("/sys/fs/cgroup", ctrls.replace("name=", ""),
+            if ctrls or os.path.isdir("/sys/fs/cgroup/unified"):
+                d = os.path.join("/sys/fs/cgroup", ctrls.replace("name=", "") or "unified",
                                  path.lstrip("/"))
                 if os.path.isdir(d):
                     out.append(d)

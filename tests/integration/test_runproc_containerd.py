@@ -54,8 +54,6 @@ class Containerd:
         with open(self.config, "w") as f:
             f.write(CONFIG.format(tmp=tmp, runproc=self.runproc))
         self.cgroup = "rr-ctr-%d" % os.getpid()  # our subtree, below our own
-        self.had_run_dirs = {d for d in ("/run/containerd/s", "/run/containerd/fifo",
-                                         "/run/containerd") if os.path.isdir(d)}
         self.log = open(os.path.join(tmp, "containerd.log"), "w+")
         self.proc = subprocess.Popen(["containerd", "--config", self.config],
                                      stdout=self.log, stderr=subprocess.STDOUT,
@@ -85,6 +83,10 @@ class Containerd:
                  "--fifo-dir", os.path.join(self.tmp, "fifo"),
                  "--cgroup", "%s/%s" % (self.cgroup, cid)] + list(extra)
                 + [IMAGE_REF, cid])
+
+    def exec_args(self):
+        """ctr task exec's FIFOs in our temp dir too."""
+        return ["--fifo-dir", os.path.join(self.tmp, "fifo")]
 
     def shim_logs(self):
         """The log.json of each task the shim has (runproc's errors)."""
@@ -126,13 +128,14 @@ class Containerd:
             self.proc.wait()
         self.log.close()
         # containerd 1.6 puts its shims' sockets in /run/containerd/s
-        # whatever its config says: remove the directories it made for us
-        for d in ("/run/containerd/s", "/run/containerd/fifo", "/run/containerd"):
-            if d not in self.had_run_dirs:
-                try:
-                    os.rmdir(d)
-                except OSError:
-                    pass
+        # whatever its config says: remove what it made for us, and the
+        # directories when empty (the shim and ctr make them again as needed)
+        for d in ("/run/containerd/runc/" + NS, "/run/containerd/runc", "/run/containerd/s",
+                  "/run/containerd/fifo", "/run/containerd"):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
 
 
 @pytest.fixture(scope="module")
@@ -265,17 +268,20 @@ def test_task_exec(ctd):
     ctd.ctr(*ctd.run_args("ex0", "-d"), "sleep", "300")
     try:
         ctd.wait_status("ex0", "RUNNING")
-        r = ctd.ctr("task", "exec", "--exec-id", "e1", "ex0", "sh", "-c",
+        r = ctd.ctr("task", "exec", *ctd.exec_args(), "--exec-id", "e1", "ex0", "sh", "-c",
                     "echo in-$(cat /proc/1/cmdline | tr '\\0' ' '); exit 5", check=False)
         assert r.returncode == 5, (r.stdout, r.stderr, ctd.shim_logs())
         assert r.stdout.startswith("in-"), r.stdout
-        r = ctd.ctr("task", "exec", "--exec-id", "e2", "ex0", "sh", "-c", "read x; echo got $x",
+        r = ctd.ctr("task", "exec", *ctd.exec_args(), "--exec-id", "e2", "ex0", "sh", "-c",
+                    "read x; echo got $x",
                     input="xyz\n")
         assert "got xyz" in r.stdout, r.stdout
         # the exec'd process is in the container's cgroup while it runs
-        r = ctd.ctr("task", "exec", "--exec-id", "e3", "ex0", "cat", "/proc/self/cgroup")
+        r = ctd.ctr("task", "exec", *ctd.exec_args(), "--exec-id", "e3", "ex0", "cat",
+                    "/proc/self/cgroup")
         assert ":memory:" not in r.stdout or "/%s/ex0\n" % ctd.cgroup in r.stdout, r.stdout
-        r = ctd.ctr("task", "exec", "--exec-id", "e4", "ex0", "/no/such", check=False)
+        r = ctd.ctr("task", "exec", *ctd.exec_args(), "--exec-id", "e4", "ex0", "/no/such",
+                    check=False)
         assert r.returncode != 0
     finally:
         ctd.ctr("task", "kill", "-s", "SIGKILL", "ex0")
@@ -328,8 +334,8 @@ def test_run_and_exec_with_terminal(ctd):
     ctd.ctr(*ctd.run_args("tty1", "-d"), "sleep", "300")
     try:
         ctd.wait_status("tty1", "RUNNING")
-        code, out = run_in_pty(ctr + ["task", "exec", "-t", "--exec-id", "x1", "tty1", "sh",
-                                      "-c", "[ -t 1 ] && echo exec-tty; exit 3"])
+        code, out = run_in_pty(ctr + ["task", "exec", *ctd.exec_args(), "-t", "--exec-id", "x1",
+                                      "tty1", "sh", "-c", "[ -t 1 ] && echo exec-tty; exit 3"])
         assert "exec-tty" in out, (out, ctd.shim_logs())
         assert code == 3, (code, out)
     finally:

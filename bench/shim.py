@@ -4,15 +4,16 @@ same run, medians of several runs:
 
  1. Commander.Shell round trip of `true` over a pipe (grpcio -> unix socket
     -> socat -> runrpc's stdin/stdout) vs a local fork+exec of `true`
-    (subprocess). `ssh host true` is not measured: it needs a throwaway user
-    and an sshd set up, which this script does not do.
+    (subprocess); with --ssh (root) also vs `ssh host true` to an sshd of
+    our own on loopback, as a throwaway user made for the run and removed
+    after it (key auth, a fresh connection per command, as a script does).
  2. forktest: Fork 5 deep, each level through the ones above, and ask each
     level its pid (Info): the time for the whole chain.
  3. pipeline: numbers per second through 5 forked runrpc stages (each runs
     awk adding one; output chunks streamed from stage to stage) vs a plain
     pipe chain of the same 5 awk processes.
 
-    RUNRPC=build/src/shim/runrpc /usr/bin/python3 bench/shim.py [--quick]
+    RUNRPC=build/src/shim/runrpc /usr/bin/python3 bench/shim.py [--quick] [--ssh]
 """
 
 import os
@@ -34,6 +35,8 @@ from runrpc_shim import SocatBridge, Stubs, close_chain, cpb, fork_chain, rpb  #
 import pipeline  # noqa: E402
 
 QUICK = "--quick" in sys.argv
+SSH = "--ssh" in sys.argv
+SSH_USER = "rrbench"
 
 
 def med(xs):
@@ -63,6 +66,68 @@ def bench_round_trip(d):
     stubs.channel.close()
     bridge.wait()
     return med(ours), med(local), n
+
+
+class Sshd:
+    """sshd -D on 127.0.0.1:PORT (own host key and config) and a throwaway
+    user with a key; stop() ends sshd by its pid and removes the user."""
+
+    def __init__(self, d):
+        import socket
+        self.d = d
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        # "*": no password, but not locked ("!"), which sshd without PAM refuses
+        subprocess.run(["useradd", "-m", "-s", "/bin/sh", "-p", "*", SSH_USER], check=True)
+        home = os.path.expanduser("~" + SSH_USER)
+        self.key = os.path.join(d, "id")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.key],
+                       check=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                        os.path.join(d, "hostkey")], check=True)
+        os.makedirs(os.path.join(home, ".ssh"), mode=0o700, exist_ok=True)
+        with open(os.path.join(home, ".ssh", "authorized_keys"), "w") as f:
+            f.write(open(self.key + ".pub").read())
+        subprocess.run(["chown", "-R", SSH_USER + ":", os.path.join(home, ".ssh")], check=True)
+        cfg = os.path.join(d, "sshd_config")
+        with open(cfg, "w") as f:
+            f.write("Port %d\nListenAddress 127.0.0.1\nHostKey %s\nPidFile %s\n"
+                    "PasswordAuthentication no\nUsePAM no\nStrictModes no\n"
+                    % (self.port, os.path.join(d, "hostkey"), os.path.join(d, "sshd.pid")))
+        os.makedirs("/run/sshd", exist_ok=True)
+        self.log = open(os.path.join(d, "sshd.log"), "wb")
+        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", cfg],
+                                     stderr=self.log)
+        end = time.monotonic() + 10
+        while time.monotonic() < end and subprocess.run(self.cmd("true")).returncode != 0:
+            time.sleep(0.1)
+
+    def cmd(self, *args):
+        return ["ssh", "-q", "-p", str(self.port), "-i", self.key, "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                SSH_USER + "@127.0.0.1"] + list(args)
+
+    def stop(self):
+        self.proc.terminate()  # our sshd, by its pid
+        self.proc.wait(timeout=10)
+        self.log.close()
+        subprocess.run(["userdel", "-r", SSH_USER], stderr=subprocess.DEVNULL)
+
+
+def bench_ssh(d):
+    n = 10 if QUICK else 30
+    sshd = Sshd(d)
+    try:
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            if subprocess.run(sshd.cmd("true")).returncode != 0:
+                raise RuntimeError("ssh failed: " + open(os.path.join(d, "sshd.log")).read())
+            times.append(time.perf_counter() - t0)
+    finally:
+        sshd.stop()
+    return med(times), n
 
 
 def bench_forktest(d, depth=5):
@@ -116,6 +181,10 @@ def main():
         ours, local, n = bench_round_trip(d)
         print("1. Shell(`true`) over a pipe: %.2f ms median of %d; local fork+exec %.2f ms; "
               "ratio %.1fx" % (ours * 1e3, n, local * 1e3, ours / local))
+        if SSH:
+            t, sn = bench_ssh(d)
+            print("   `ssh host true` (loopback sshd, key auth, new connection each): %.1f ms "
+                  "median of %d; Shell over a pipe is %.0fx faster" % (t * 1e3, sn, t / ours))
         t, runs = bench_forktest(d)
         print("2. forktest depth 5 (5 Forks + Info on each): %.1f ms median of %d runs"
               % (t * 1e3, runs))

@@ -236,3 +236,80 @@ def test_list_quotes_commands_newest_first_with_limit(rund, ctl):
     for bad in ("0", "-1", "x", "1.5", ""):
         r = ctl("list", "--limit", bad)
         assert r.rc == 2 and "invalid --limit" in r.errtext, r
+
+
+# --------------------------------------------------------------------------
+# logs: --tail, --offset, a follower that fell behind the cap
+
+
+def finished_job(ctl, script):
+    jid = ctl("start", "--", "sh", "-c", script).text.strip()
+    ctl("wait", jid)
+    return jid
+
+
+def test_logs_tail(rund, ctl):
+    jid = finished_job(ctl, "for i in 1 2 3 4 5; do echo $i; echo e$i >&2; done; printf last")
+    r = ctl("logs", jid, "--tail", "2")
+    assert r.rc == 0 and r.out == b"5\nlast" and r.err == b"e4\ne5\n", r
+    assert ctl("logs", jid, "--tail", "0").out == b""
+    assert ctl("logs", jid, "--tail", "100", "--stdout").out == b"1\n2\n3\n4\n5\nlast"
+    r = ctl("logs", jid, "--tail", "1", "--stderr")
+    assert r.out == b"" and r.err == b"e5\n", r
+    # a window larger than the first one read from the end (64 KiB)
+    big = finished_job(ctl, "seq 1 200000; printf 'x%.0s' $(seq 1 70000); echo")
+    r = ctl("logs", big, "--tail", "3", "--stdout")
+    lines = r.out.split(b"\n")
+    assert lines[:2] == [b"199999", b"200000"] and len(lines[2]) == 70000, lines[:2]
+
+
+def test_logs_tail_then_follow(rund, ctl):
+    jid = ctl("start", "--", "sh", "-c", "echo a; echo b; sleep 1; echo c").text.strip()
+    time.sleep(0.5)
+    r = ctl("logs", jid, "--tail", "1", "-f")
+    assert r.rc == 0 and r.out == b"b\nc\n", r
+
+
+def test_logs_offset(rund, ctl):
+    jid = finished_job(ctl, "printf 0123456789; printf abcdef >&2")
+    assert ctl("logs", jid, "--stdout", "--offset", "7").out == b"789"
+    r = ctl("logs", jid, "--stderr", "--offset", "4")
+    assert r.out == b"" and r.err == b"ef", r
+    r = ctl("logs", jid, "--offset", "8,5")
+    assert r.out == b"89" and r.err == b"f", r
+    assert ctl("logs", jid, "--stdout", "--offset", "10").out == b""
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--offset", "5"], "--offset N needs --stdout or --stderr"),
+    (["--offset", "1,2", "--stdout"], "--offset OUT,ERR is for both streams"),
+    (["--offset", "x", "--stdout"], 'invalid --offset "x"'),
+    (["--offset", "-1", "--stdout"], 'invalid --offset "-1"'),
+    (["--offset", "3,", "--stdout"], 'invalid --offset "3,"'),
+    (["--tail", "-1"], 'invalid --tail "-1"'),
+    (["--tail", "x"], 'invalid --tail "x"'),
+    (["--tail", "1", "--offset", "1,1"], "--offset and --tail exclude each other"),
+])
+def test_logs_bad_flags(ctl, args, msg):
+    r = ctl("logs", "01ARZ3NDEKTSV4RRFFQ69G5FAV", *args)
+    assert r.rc == 2 and msg in r.errtext, r
+
+
+@pytest.mark.timeout(120)
+def test_logs_follower_that_fell_behind_the_cap_exits_1(rund_factory):
+    r = rund_factory(extra_args=["--max-log-bytes", "256K"]).start()
+    c = Ctl(r.addr)
+    jid = c("start", "--", "sh", "-c",
+            "echo start; sleep 1; head -c 20000000 /dev/zero | tr '\\0' x; echo; echo end").text.strip()
+    p = c.popen("logs", jid, "-f")
+    first = p.stdout.read(6)  # "start\n": reading has begun
+    assert first == b"start\n"
+    time.sleep(4)  # not reading: runctl blocks, the job writes on, the cap drops
+    out, err = p.communicate(timeout=90)
+    assert p.returncode == 1, (p.returncode, err)
+    assert b"output is incomplete" in err and b"before they were read" in err, err
+    assert out.endswith(b"end\n")
+    # a reader that starts after the drop: told, but nothing was skipped: exit 0
+    c("wait", jid)
+    r2 = c("logs", jid, "--stdout")
+    assert r2.rc == 0 and b"dropped by the log size cap" in r2.err, r2

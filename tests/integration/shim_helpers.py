@@ -28,6 +28,7 @@ def _gen_grpc_stubs(out):
     src = os.path.join(out, "grpcsrc")
     os.mkdir(src)
     protos = {"rr_health.proto": "grpc/health/v1/health.proto",
+              "rr_reflection_v1.proto": "grpc/reflection/v1/reflection.proto",
               "rr_reflection_v1alpha.proto": "grpc/reflection/v1alpha/reflection.proto"}
     for flat, path in protos.items():
         shutil.copy(os.path.join(PROTO_DIR, path), os.path.join(src, flat))
@@ -36,7 +37,7 @@ def _gen_grpc_stubs(out):
     if rc != 0:
         raise RuntimeError("grpc_tools.protoc failed on the grpc protos (rc %d)" % rc)
     return {n: (importlib.import_module(n + "_pb2"), importlib.import_module(n + "_pb2_grpc"))
-            for n in ("rr_health", "rr_reflection_v1alpha")}
+            for n in ("rr_health", "rr_reflection_v1", "rr_reflection_v1alpha")}
 
 
 os.environ.setdefault("RUNRPC", RUNRPC)
@@ -46,6 +47,7 @@ from runrpc_shim import (M, STUB_DIR, ForkTunnel, fork_chain, close_chain,  # no
 G = _gen_grpc_stubs(STUB_DIR)
 health_pb, health_grpc = G["rr_health"]
 refl_pb, refl_grpc = G["rr_reflection_v1alpha"]
+refl1_pb, refl1_grpc = G["rr_reflection_v1"]
 cpb, cpb_grpc = M["commander"], M["commander_grpc"]
 lpb, lpb_grpc = M["loader"], M["loader_grpc"]
 rpb, rpb_grpc = M["runner"], M["runner_grpc"]

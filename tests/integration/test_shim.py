@@ -9,7 +9,7 @@ import pytest
 
 from conftest import SANITIZER_RE
 from shim_helpers import (RUNRPC, Bridge, shell, cpb, rpb, health_pb, health_grpc, refl_pb,
-                          refl_grpc)
+                          refl_grpc, refl1_pb, refl1_grpc)
 
 SERVICES = ["commander.Commander", "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
@@ -150,6 +150,30 @@ def test_health_and_reflection_lists_services():
             iter([refl_pb.ServerReflectionRequest(list_services="")]), timeout=30))
         names = sorted(s.name for s in resp.list_services_response.service)
         assert names == SERVICES
+    finally:
+        b.close()
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+def test_reflection_describes_the_services(version):
+    from google.protobuf import descriptor_pb2
+    pb, grpc_mod = (refl1_pb, refl1_grpc) if version == "v1" else (refl_pb, refl_grpc)
+    b = Bridge()
+    try:
+        stub = grpc_mod.ServerReflectionStub(b.channel)
+        for svc, fname, method in [("runner.Runner", "shim/runner.proto", "Fork"),
+                                   ("commander.Commander", "shim/commander.proto", "Shell"),
+                                   ("loader.Loader", "shim/loader.proto", "Link")]:
+            resp = next(stub.ServerReflectionInfo(
+                iter([pb.ServerReflectionRequest(file_containing_symbol=svc)]), timeout=30))
+            fd = descriptor_pb2.FileDescriptorProto.FromString(
+                resp.file_descriptor_response.file_descriptor_proto[0])
+            assert fd.name == fname
+            assert method in [m.name for s in fd.service for m in s.method]
+        resp = next(stub.ServerReflectionInfo(
+            iter([pb.ServerReflectionRequest(file_containing_symbol="runrpc.v1.Jobs")]),
+            timeout=30))
+        assert resp.error_response.error_code == grpc.StatusCode.NOT_FOUND.value[0]
     finally:
         b.close()
 

@@ -26,6 +26,11 @@ static int job_sandbox_filter(sb_profile p, const sb_spec *s, const sb_filter **
 
 int job_sandbox_spawn(const job_sandbox *sb, const cg_limits *limits, const spawn_opts *o,
                       int status_fd, spawn_result *ret, rr_err *e) {
+  return job_sandbox_spawn_tty(sb, limits, o, status_fd, NULL, ret, e);
+}
+
+int job_sandbox_spawn_tty(const job_sandbox *sb, const cg_limits *limits, const spawn_opts *o,
+                          int status_fd, const job_sandbox_tty *tty, spawn_result *ret, rr_err *e) {
   if (o->nargs >= SIZE_MAX / sizeof(char *) - 1)
     return rr_err_set(e, RR_INVALID_ARGUMENT, "too many args");
   _cleanup_free_ const char **argv = calloc(o->nargs + 1, sizeof *argv);
@@ -81,6 +86,12 @@ int job_sandbox_spawn(const job_sandbox *sb, const cg_limits *limits, const spaw
     sb_spec_free(spec);
     return -1;
   }
+  if (tty) {
+    spec->process.terminal = true;
+    spec->process.has_console_size = true;
+    spec->process.console_height = tty->rows;
+    spec->process.console_width = tty->cols;
+  }
   sb_spawn_opts so = {
       .stdin_fd = o->stdin_fd,
       .stdout_fd = o->stdout_fd,
@@ -91,6 +102,7 @@ int job_sandbox_spawn(const job_sandbox *sb, const cg_limits *limits, const spaw
       .filter = filter,
       .status_fd = status_fd,
       .new_process_group = true,
+      .console_fd = tty ? tty->console_fd : -1,
   };
   sb_spawn_result r;
   rc = sb_spawn(spec, &so, &r, e);

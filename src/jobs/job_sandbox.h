@@ -19,6 +19,16 @@
  * PERMISSION_DENIED for the executable. */
 int job_sandbox_spawn(const job_sandbox *sb, const cg_limits *limits, const spawn_opts *o,
                       int status_fd, spawn_result *ret, rr_err *e);
+
+/* A terminal opened in the sandbox (its devpts) for the command. */
+typedef struct job_sandbox_tty {
+  int console_fd;      /* connected unix socket (> 2) the master is sent over (pty.h) */
+  unsigned rows, cols; /* its window before the command starts */
+} job_sandbox_tty;
+/* job_sandbox_spawn with tty (NULL: none): the command's stdio and
+ * controlling terminal in a session of its own (o's stdio is the init's). */
+int job_sandbox_spawn_tty(const job_sandbox *sb, const cg_limits *limits, const spawn_opts *o,
+                          int status_fd, const job_sandbox_tty *tty, spawn_result *ret, rr_err *e);
 /* strict's pids and memory limits where the request sets none (so that
  * Status shows what is enforced and the job gets its cgroup). */
 int job_sandbox_default_limits(job_request *r, rr_err *e);

@@ -305,7 +305,9 @@ int sb_spawn(const sb_spec *s, const sb_spawn_opts *o, sb_spawn_result *ret, rr_
     rr_err_set(e, RR_INVALID_ARGUMENT, "sandbox: wait_start without a start_fd");
     goto out;
   }
-  if (s->process.terminal && (o->console_fd <= 2 || o->new_process_group)) {
+  /* the command's setsid fails in the group made for it; an init's group is another */
+  if (s->process.terminal &&
+      (o->console_fd <= 2 || (o->new_process_group && !s->ns[SB_NS_PID].enabled))) {
     rr_err_set(e, RR_INVALID_ARGUMENT,
                o->console_fd <= 2 ? "sandbox: process.terminal needs a console socket"
                                   : "sandbox: process.terminal with a new process group");

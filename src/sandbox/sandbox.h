@@ -69,8 +69,8 @@ typedef struct sb_spawn_opts {
   /* With process.terminal: a connected unix socket (> 2) over which the
    * master of a pty opened in the sandbox (its /dev/ptmx, after the
    * mounts) is sent (pty.h); the slave is the command's controlling
-   * terminal and 0, 1, 2 in a session of its own. Not with
-   * new_process_group. */
+   * terminal and 0, 1, 2 in a session of its own. With new_process_group
+   * only in a pid namespace (the init's group, the command's session). */
   int console_fd;
   /* The caller's fds 3 .. 3+preserve_fds-1 pass into the command as they
    * are (runc's --preserve-fds); none of the caller's own may be there. */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "sandbox/pty.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -135,7 +136,7 @@ int spawn_env_build(const spawn_opts *o, char ***ret, rr_err *e) {
   /* as a login would set them, for the user the command runs as; the
    * request's env may replace any of them */
   const spawn_account *a = o->ids ? &o->ids->account : spawn_account_self();
-  const char *dk[6] = {"PATH", "HOME", "LANG"}, *dv[6] = {SPAWN_DEFAULT_PATH, "/", "C.UTF-8"};
+  const char *dk[7] = {"PATH", "HOME", "LANG"}, *dv[7] = {SPAWN_DEFAULT_PATH, "/", "C.UTF-8"};
   size_t nd = 3;
   if (a->known) {
     dv[1] = a->home;
@@ -143,6 +144,8 @@ int spawn_env_build(const spawn_opts *o, char ***ret, rr_err *e) {
     dk[nd] = "LOGNAME", dv[nd++] = a->name;
     dk[nd] = "SHELL", dv[nd++] = a->shell;
   }
+  if (o->term)
+    dk[nd] = "TERM", dv[nd++] = o->term;
   size_t cap = nd + o->nenv + 1, n = 0;
   char **v = calloc(cap, sizeof *v);
   if (!v)
@@ -294,7 +297,7 @@ SPAWN_CHILD_ATTR _Noreturn void spawn_child(const struct spawn_child_args *a) {
     }
   }
   r.step = STEP_SETPGID;
-  if (!a->in_group && setpgid(0, 0) < 0)
+  if (!a->in_group && !o->controlling_tty && setpgid(0, 0) < 0)
     goto fail;
   r.step = STEP_STDIO;
   int src[3] = {o->stdin_fd, o->stdout_fd, o->stderr_fd};
@@ -307,6 +310,9 @@ SPAWN_CHILD_ATTR _Noreturn void spawn_child(const struct spawn_child_args *a) {
   for (int i = 0; i < 3; i++)
     if (dup2(src[i], i) < 0)
       goto fail;
+  r.step = STEP_TTY; /* a session leader, hence also its group's */
+  if (o->controlling_tty && (errno = -sb_pty_make_controlling(0)) != 0)
+    goto fail;
   spawn_fds_cloexec();
   r.step = STEP_IDS;
   /* groups, then gid, then uid: after setuid we could no longer change them */
@@ -470,6 +476,8 @@ static const char *spawn_step_name(int step) {
     return "switching to the caller's uid/gid";
   case STEP_CHDIR:
     return "changing to the working directory";
+  case STEP_TTY:
+    return "making the terminal its controlling one";
   case STEP_WAITER_GROUP:
     return "creating the process group of rund-waiter";
   case STEP_WAITER_EXEC:

@@ -63,6 +63,11 @@ typedef struct spawn_opts {
    * NULL: the command is the process. */
   const char *waiter;
   int waiter_status_fd;
+  /* stdin_fd is a pty's slave (stdout_fd, stderr_fd too): the command gets
+   * it as its controlling terminal in a new session (its own process group
+   * as without). Not with waiter. */
+  bool controlling_tty;
+  const char *term; /* TERM unless env sets it; NULL: none */
 } spawn_opts;
 
 typedef struct spawn_result {

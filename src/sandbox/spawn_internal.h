@@ -20,6 +20,7 @@ enum {
   STEP_REPORT_LOST,  /* the child ended without a report */
   STEP_WAITER_GROUP, /* rund-waiter's process group */
   STEP_WAITER_EXEC,  /* executing rund-waiter */
+  STEP_TTY,          /* a new session with the terminal */
 };
 struct spawn_report {
   int err;

@@ -1,5 +1,6 @@
 #include "jobs/exec_session.h"
 #include "common/util.h"
+#include "jobs/exec_tty.h"
 #include "jobs/job_sandbox.h"
 
 #include <errno.h>
@@ -35,7 +36,9 @@ struct exec_session {
   pid_t pid;
   int status_fd; /* a sandbox's init writes how the command ended here; -1: none */
   reaper_watch *rw;
-  int in_fd, out_fd[2];
+  int in_fd, out_fd[2]; /* with a terminal: in_fd a dup of its master, out_fd[0] the master */
+  bool has_tty;
+  exec_tty tty;
   bool in_watched, out_paused;
   stdin_chunk *head, *tail;
   size_t stdin_queued;
@@ -248,8 +251,34 @@ int exec_session_stdin_write(exec_session *x, const uint8_t *data, size_t len, r
 }
 
 void exec_session_stdin_close(exec_session *x) {
+  /* a terminal has no EOF of its own: its EOF character, after the input */
+  int veof = x->has_tty && !x->stdin_close && x->in_fd >= 0 ? exec_tty_veof(x->in_fd) : -1;
+  if (veof >= 0) {
+    uint8_t c = (uint8_t)veof;
+    rr_err e = {0};
+    if (exec_session_stdin_write(x, &c, 1, &e) < 0)
+      exec_warn(x, "exec: cannot queue the terminal's EOF character", &e);
+  }
   x->stdin_close = true;
   exec_stdin_flush(x);
+}
+
+int exec_session_set_tty(exec_session *x, const exec_tty *t, rr_err *e) {
+  if (x->started)
+    return rr_err_set(e, RR_FAILED_PRECONDITION, "the terminal is set before the start");
+  x->has_tty = true;
+  x->tty = *t;
+  return 0;
+}
+
+int exec_session_resize(exec_session *x, unsigned rows, unsigned cols, rr_err *e) {
+  if (!x->has_tty)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "resize without a terminal (start has no tty)");
+  if (exec_tty_size_check(rows, cols, "resize", e) < 0)
+    return -1;
+  if (x->done || x->out_fd[0] < 0)
+    return 0; /* ended: a late resize races the exit */
+  return exec_tty_resize(x->out_fd[0], rows, cols, e);
 }
 
 int exec_session_signal(exec_session *x, int sig, rr_err *e) {
@@ -273,8 +302,10 @@ static void exec_on_drain_timer(loop *l, void *data) {
     return;
   exec_close_fd(x, &x->out_fd[0]);
   exec_close_fd(x, &x->out_fd[1]);
-  exec_finish(x, " (output pipes still held open by a leftover process 2 s after exit;"
-                 " later output not sent)");
+  exec_finish(x, x->has_tty ? " (the terminal still open in a leftover process 2 s after exit;"
+                              " later output not sent)"
+                            : " (output pipes still held open by a leftover process 2 s after exit;"
+                              " later output not sent)");
 }
 
 static void exec_on_exit(void *data, pid_t pid, const siginfo_t *si, const struct rusage *ru) {
@@ -322,8 +353,8 @@ int exec_session_new(const exec_session_env *env, const exec_session_ops *ops, v
  * would stall the loop), then watch them and the process. */
 static int exec_watch(exec_session *x, const spawn_result *sr, rr_err *e) {
   for (int i = 0; i < 3; i++) {
-    int fd = i == 0 ? x->in_fd : x->out_fd[i - 1], fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+    int fd = i == 0 ? x->in_fd : x->out_fd[i - 1], fl = fd < 0 ? 0 : fcntl(fd, F_GETFL);
+    if (fd >= 0 && (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)) {
       rr_err_sys(e, RR_INTERNAL, errno, "cannot make the command's pipes non-blocking");
       kill(-sr->pid, SIGKILL);
       close(sr->pidfd); /* unwatched: the orphan reaper reaps it */
@@ -344,11 +375,29 @@ static int exec_watch(exec_session *x, const spawn_result *sr, rr_err *e) {
   return 0;
 }
 
+/* On a terminal: its master is the command's stdin (through a dup, which
+ * stdin_close may close) and output. */
+static int exec_spawn_tty(exec_session *x, const job_request *r, spawn_opts *o, int status_fd,
+                          spawn_result *sr, int in[2], int out[2], rr_err *e) {
+  int master;
+  if (exec_tty_spawn(r, o, &x->tty, status_fd, sr, &master, e) < 0)
+    return -1;
+  out[0] = master;
+  if ((in[1] = fcntl(master, F_DUPFD_CLOEXEC, 3)) < 0) {
+    rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot duplicate the terminal's master");
+    kill(-sr->pid, SIGKILL);
+    close(sr->pidfd); /* unwatched: the orphan reaper reaps it */
+    return -1;
+  }
+  return 0;
+}
+
 int exec_session_start(exec_session *x, const job_request *r, const job_start_opts *opts,
                        rr_err *e) {
   int rc = -1, in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, st[2] = {-1, -1};
   bool sandboxed = r->sandbox.profile != SB_PROFILE_HOST;
-  if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 ||
+  if ((!x->has_tty &&
+       (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)) ||
       (sandboxed && pipe2(st, O_CLOEXEC | O_NONBLOCK) < 0)) {
     rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot create pipes");
     goto out;
@@ -378,8 +427,9 @@ int exec_session_start(exec_session *x, const job_request *r, const job_start_op
       goto out;
   }
   spawn_result sr;
-  if ((sandboxed ? job_sandbox_spawn(&r->sandbox, r->limits, &o, st[1], &sr, e)
-                 : spawn_process(&o, &sr, e)) < 0) {
+  if ((x->has_tty  ? exec_spawn_tty(x, r, &o, st[1], &sr, in, out, e)
+       : sandboxed ? job_sandbox_spawn(&r->sandbox, r->limits, &o, st[1], &sr, e)
+                   : spawn_process(&o, &sr, e)) < 0) {
     exec_cgroup_end(x);
     goto out;
   }

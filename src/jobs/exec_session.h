@@ -60,6 +60,7 @@ typedef struct exec_session_env {
 } exec_session_env;
 
 /* A session that has not started anything yet. */
+typedef struct exec_tty exec_tty;
 int exec_session_new(const exec_session_env *env, const exec_session_ops *ops, void *data,
                      exec_session **ret, rr_err *e);
 /* Kill what still runs (SIGKILL to its group and cgroup), stop watching it
@@ -70,6 +71,12 @@ void exec_session_free(exec_session *x);
  * failure after the spawn the command is left for exec_session_abort. */
 int exec_session_start(exec_session *x, const job_request *r, const job_start_opts *opts,
                        rr_err *e);
+/* Run the command on a terminal t (checked, exec_tty.h), before the start:
+ * its output comes as stdout, stdin_close sends its EOF character. */
+int exec_session_set_tty(exec_session *x, const exec_tty *t, rr_err *e);
+/* The terminal's new window (INVALID_ARGUMENT without a terminal or out of
+ * range); a no-op once the command ended. */
+int exec_session_resize(exec_session *x, unsigned rows, unsigned cols, rr_err *e);
 /* start succeeded once, or the command may run (failure after its spawn). */
 bool exec_session_started(const exec_session *x);
 /* finished was called or the session was aborted: it gives nothing more. */

@@ -1,7 +1,8 @@
 /* Exec: one command per bidi stream, mapped onto an exec session
  * (jobs/exec_session.h): the first message starts it, stdin and
  * close_stdin feed it (the stream is paused while its stdin queue is full),
- * signal messages go to the command's process group until it exits, its
+ * signal messages go to the command's process group until it exits, resize
+ * sets the window of its terminal (start's tty), its
  * output is sent while the call's send queue has room, the exit status
  * last. A cancelled or broken stream kills the command. */
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "jobs/exec_session.h"
+#include "jobs/exec_tty.h"
 #include "rund.h"
 
 typedef struct exec_call {
@@ -96,7 +98,24 @@ static const exec_session_ops exec_ops = {
     .warn = exec_warn,
 };
 
+/* tty, window and term: the terminal, or none (window and term refused). */
+static int exec_tty_decode(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
+  if (!st->tty) {
+    if (st->window || st->term.len)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s without tty", st->window ? "window" : "term");
+    return 0;
+  }
+  exec_tty t;
+  const unsigned *rows = st->window ? &st->window->rows : NULL;
+  const unsigned *cols = st->window ? &st->window->cols : NULL;
+  if (exec_tty_init(&t, rows, cols, st->term.data, st->term.len, e) < 0)
+    return -1;
+  return exec_session_set_tty(ec->x, &t, e);
+}
+
 static int exec_start(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
+  if (exec_tty_decode(ec, st, e) < 0)
+    return -1;
   /* any identity may run commands; it decides which secrets they get */
   prepared p;
   prepare_in in = {.command = st->command,
@@ -136,7 +155,9 @@ static void exec_on_message(rpc_call *c, ProtobufCMessage *msg) {
     goto out;
   if (!exec_session_started(ec->x)) {
     if (req->msg_case != RUNDWIRE__EXEC_REQUEST__MSG_START) {
-      rr_err_set(&e, RR_INVALID_ARGUMENT, "the first ExecRequest must be start");
+      rr_err_set(&e, RR_INVALID_ARGUMENT, "the first ExecRequest must be start%s",
+                 req->msg_case == RUNDWIRE__EXEC_REQUEST__MSG_RESIZE ? " (resize before start)"
+                                                                     : "");
       exec_fail(ec, &e);
     } else if (exec_start(ec, req->start, &e) < 0)
       exec_fail(ec, &e);
@@ -158,9 +179,14 @@ static void exec_on_message(rpc_call *c, ProtobufCMessage *msg) {
     if (exec_session_signal(ec->x, req->signal, &e) < 0)
       exec_fail(ec, &e);
     break;
+  case RUNDWIRE__EXEC_REQUEST__MSG_RESIZE:
+    if (exec_session_resize(ec->x, req->resize ? req->resize->rows : 0,
+                            req->resize ? req->resize->cols : 0, &e) < 0)
+      exec_fail(ec, &e);
+    break;
   default:
     rr_err_set(&e, RR_INVALID_ARGUMENT,
-               "empty ExecRequest (set start, stdin, close_stdin or signal)");
+               "empty ExecRequest (set start, stdin, close_stdin, signal or resize)");
     exec_fail(ec, &e);
   }
 out:

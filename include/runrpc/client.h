@@ -276,6 +276,19 @@ typedef struct runrpc_exec_request {
   runrpc_limits limits;      /* as in runrpc_start_request */
   runrpc_sandbox sandbox;    /* as in runrpc_start_request */
   uint32_t timeout_grace_ms; /* as in runrpc_start_request */
+  /* Run the command on a pseudo-terminal (ExecStart.tty, like ssh -t):
+   * stdin bytes are typed into it, all its output comes as stdout, stdin
+   * EOF sends the terminal's EOF character. The caller sets its own
+   * terminal's mode (raw) if it has one. */
+  bool tty;
+  /* The initial window; 0: from tty_size_fd if set, else rund's 24 x 80. */
+  unsigned tty_rows, tty_cols;
+  /* A terminal whose window the command's follows: read at the start
+   * (unless tty_rows/tty_cols) and after each SIGWINCH, which the library
+   * catches during the call (as forward_signals does, and with it the one
+   * such call per process); -1 (or tty off): none. */
+  int tty_size_fd;
+  const char *tty_term; /* TERM for the command; NULL or "": "xterm" */
 } runrpc_exec_request;
 
 typedef struct runrpc_exit_status {

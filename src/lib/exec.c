@@ -1,21 +1,24 @@
 /* librunrpc: runrpc_exec, the bidirectional Exec stream with stdin from an fd
  * and output to fds or callbacks, multiplexed with poll() and no threads.
  * With forward_signals, SIGINT/SIGTERM/SIGHUP/SIGQUIT reach the loop through
- * a self-pipe and go out as ExecRequest.signal. */
+ * a self-pipe and go out as ExecRequest.signal; with a terminal whose window
+ * is followed, SIGWINCH comes the same way and goes out as resize. */
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "common/util.h"
 #include "lib.h"
 
 #define EXEC_STDIN_CHUNK (64u * 1024u)
-#define EXEC_NSIGS 4
+#define EXEC_NSIGS 5
+#define EXEC_NFWD 4 /* the first ones are forwarded; then SIGWINCH */
 
-static const int exec_fwd_sigs[EXEC_NSIGS] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+static const int exec_fwd_sigs[EXEC_NSIGS] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
 
 /* Write end of the self-pipe of the call forwarding signals, -1 if none:
  * handlers get no user data, hence one forwarding call per process. */
@@ -47,7 +50,7 @@ static void exec_sig_handler(int sig) {
   errno = saved;
 }
 
-static int exec_sigfwd_install(exec_sigfwd *s, rr_err *e) {
+static int exec_sigfwd_install(exec_sigfwd *s, bool forward, bool winch, rr_err *e) {
   int p[2];
   if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
     return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "exec: cannot create the signal pipe");
@@ -71,6 +74,8 @@ static int exec_sigfwd_install(exec_sigfwd *s, rr_err *e) {
   s->rfd = p[0];
   s->wfd = p[1];
   for (int i = 0; i < EXEC_NSIGS; i++) {
+    if (i < EXEC_NFWD ? !forward : !winch)
+      continue;
     struct sigaction sa = {.sa_handler = exec_sig_handler, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
     struct sigaction old;
@@ -116,19 +121,45 @@ static int exec_close_stdin(exec_ctx *x) {
   return rpc_client_call_close_send(x->call, &x->e);
 }
 
+/* The window of terminal fd; false when it is none or has no size. */
+static bool exec_window_get(int fd, unsigned *rows, unsigned *cols) {
+  struct winsize ws;
+  if (fd < 0 || ioctl(fd, TIOCGWINSZ, &ws) < 0 || !ws.ws_row || !ws.ws_col)
+    return false;
+  *rows = ws.ws_row;
+  *cols = ws.ws_col;
+  return true;
+}
+
+static int exec_send_resize(exec_ctx *x) {
+  Runrpc__V1__TerminalSize size = RUNRPC__V1__TERMINAL_SIZE__INIT;
+  if (!exec_window_get(x->req->tty_size_fd, &size.rows, &size.cols))
+    return 0;
+  Runrpc__V1__ExecRequest m = RUNRPC__V1__EXEC_REQUEST__INIT;
+  m.msg_case = RUNRPC__V1__EXEC_REQUEST__MSG_RESIZE;
+  m.resize = &size;
+  return exec_send(x, &m);
+}
+
 /* Send the signals the handler queued in the self-pipe (our side of the
- * stream stays open after stdin EOF for them; the server's status ends it). */
+ * stream stays open after stdin EOF for them; the server's status ends it):
+ * SIGWINCH as the window now (one for a burst), the others as signals. */
 static int exec_forward_signals(exec_ctx *x) {
   unsigned char sigs[64];
   ssize_t n = read(x->fwd->rfd, sigs, sizeof sigs);
+  bool winch = false;
   for (ssize_t i = 0; i < n && !x->got_exit; i++) {
+    if (sigs[i] == SIGWINCH) {
+      winch = true;
+      continue;
+    }
     Runrpc__V1__ExecRequest m = RUNRPC__V1__EXEC_REQUEST__INIT;
     m.msg_case = RUNRPC__V1__EXEC_REQUEST__MSG_SIGNAL;
     m.signal = sigs[i];
     if (exec_send(x, &m) < 0)
       return -1;
   }
-  return 0;
+  return winch && !x->got_exit ? exec_send_resize(x) : 0;
 }
 
 static int exec_output(exec_ctx *x, runrpc_output_fn fn, int fd, const ProtobufCBinaryData *d,
@@ -235,6 +266,18 @@ static int exec_run(exec_ctx *x) {
   }
   if (any)
     st.sandbox = &sb.msg;
+  Runrpc__V1__TerminalSize window = RUNRPC__V1__TERMINAL_SIZE__INIT;
+  if (req->tty) {
+    st.tty = true;
+    st.term = (char *)(req->tty_term ? req->tty_term : "");
+    if (req->tty_rows && req->tty_cols) {
+      window.rows = req->tty_rows;
+      window.cols = req->tty_cols;
+      st.window = &window;
+    } else if (exec_window_get(req->tty_size_fd, &window.rows, &window.cols)) {
+      st.window = &window;
+    }
+  }
   Runrpc__V1__ExecRequest m = RUNRPC__V1__EXEC_REQUEST__INIT;
   m.msg_case = RUNRPC__V1__EXEC_REQUEST__MSG_START;
   m.start = &st;
@@ -303,8 +346,10 @@ RR_EXPORT int runrpc_exec(runrpc_client *c, const runrpc_exec_request *req,
   memset(ret_exit, 0, sizeof *ret_exit);
   exec_ctx x = {.req = req, .default_profile = c->profile};
   exec_sigfwd fwd = {.rfd = -1, .wfd = -1};
-  if (req->forward_signals) {
-    if (exec_sigfwd_install(&fwd, &x.e) < 0)
+  bool winch = req->tty && req->tty_size_fd >= 0;
+  if (req->forward_signals || winch) {
+    /* before the start's window is read: no change is missed */
+    if (exec_sigfwd_install(&fwd, req->forward_signals, winch, &x.e) < 0)
       return lib_err_out(&x.e, err);
     x.fwd = &fwd;
   }

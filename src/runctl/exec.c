@@ -1,11 +1,13 @@
-/* runctl exec [--env K=V]... [--workdir DIR] [--timeout DUR [--timeout-grace DUR]] [--max-*
- * LIMIT]... [--] CMD [ARGS...]
- */
+/* runctl exec [-t|-tt] [-i] [--env K=V]... [--workdir DIR] [--timeout DUR [--timeout-grace DUR]]
+ * [--max-* LIMIT]... [--] CMD [ARGS...] */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "runctl.h"
+#include "tty.h"
 
 static int exec_failure_exit(const runrpc_error *err) {
   /* like a shell: 127 command not found, 126 not executable */
@@ -49,10 +51,25 @@ static int exec_run(runctl_ctx *ctx, int argc, char **argv) {
       .stdout_fd = STDOUT_FILENO,
       .stderr_fd = STDERR_FILENO,
       .forward_signals = true, /* Ctrl-C reaches the command, as if it ran here */
+      .tty_size_fd = -1,
   };
+  if (runctl_tty_wanted(f.tty)) {
+    bool local = isatty(STDIN_FILENO);
+    req.tty = true;
+    req.tty_size_fd = local ? STDIN_FILENO : isatty(STDOUT_FILENO) ? STDOUT_FILENO : -1;
+    req.tty_term = getenv("TERM");
+    if (local && runctl_tty_raw(STDIN_FILENO) < 0) {
+      fprintf(stderr, "runctl: exec: cannot put the terminal in raw mode: %s\n", strerror(errno));
+      runctl_run_flags_free(&f);
+      return RUNCTL_EXIT_EXEC_FAILED;
+    }
+    /* keys are bytes now; signals from elsewhere end runctl (the terminal restored) */
+    req.forward_signals = !local;
+  }
   runrpc_exit_status st;
   runrpc_error err;
   rc = runrpc_exec(ctx->client, &req, &st, &err);
+  runctl_tty_restore();
   runctl_run_flags_free(&f);
   if (rc < 0) {
     runctl_die_if_epipe(&err);
@@ -73,8 +90,9 @@ static int exec_run(runctl_ctx *ctx, int argc, char **argv) {
 const runctl_command runctl_cmd_exec = {
     .name = "exec",
     .run = exec_run,
-    .usage = "exec [--env K=V]... [--workdir DIR] [--timeout DUR [--timeout-grace DUR]] [--max-* "
-             "LIMIT]... [--] CMD [ARGS...]",
+    .usage =
+        "exec [-t|-tt] [-i] [--env K=V]... [--workdir DIR] [--timeout DUR [--timeout-grace DUR]] "
+        "[--max-* LIMIT]... [--] CMD [ARGS...]",
     .help = "Run a command on the server and wait for it. stdin, stdout and stderr are\n"
             "passed through live (EOF on stdin reaches the command); runctl exits with the\n"
             "command's status, 128+N if it was killed by signal N. If runctl itself fails\n"
@@ -88,7 +106,18 @@ const runctl_command runctl_cmd_exec = {
             "with ignored (nohup) are not forwarded. Killing runctl (SIGKILL) drops the\n"
             "stream, and rund kills the command's process group.\n"
             "\n"
+            "With -t the command runs on a terminal of its own on the server (as with\n"
+            "ssh -t or docker exec -t): runctl puts this terminal in raw mode, so Ctrl-C,\n"
+            "Ctrl-Z and Ctrl-D go to the command as keys, and gives it back as it was when\n"
+            "it ends (also on errors and when runctl gets SIGINT, SIGTERM, SIGHUP or\n"
+            "SIGQUIT, which then end runctl and with it the command). The command's\n"
+            "window follows this one (SIGWINCH), TERM is passed, its output all comes as\n"
+            "stdout, and the exit status is as without -t.\n"
+            "\n"
             "Options:\n"
+            "  -t, --tty       a terminal for the command, when stdin is one (-tt: always;\n"
+            "                  -it, -ti and -t -t work as with docker and ssh)\n"
+            "  -i, --interactive  pass stdin (what exec always does; for docker habits)\n"
             "  --env K=V       add K=V to the command's environment (repeatable)\n"
             "  --workdir DIR   absolute working directory (default: the home of the user\n"
             "                  it runs as, which also sets HOME, USER, LOGNAME, SHELL)\n"

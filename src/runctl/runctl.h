@@ -82,6 +82,8 @@ enum {
   RUNCTL_OPT_NET,
   RUNCTL_OPT_HOSTNAME,
   RUNCTL_OPT_USER,
+  RUNCTL_OPT_TTY = 2100, /* exec's terminal flags */
+  RUNCTL_OPT_INTERACTIVE,
 };
 typedef struct runctl_sandbox_flags {
   runrpc_sandbox sandbox; /* points into binds and argv */
@@ -117,6 +119,8 @@ typedef struct runctl_run_flags {
   int cmd_index;             /* argv index of CMD */
   runctl_limits limits;
   runctl_sandbox_flags sandbox;
+  int tty;          /* exec's -t/--tty given this many times (2: forced) */
+  bool interactive; /* exec's -i/--interactive */
 } runctl_run_flags;
 /* The --max-* lines of start's and exec's help. */
 #define RUNCTL_LIMITS_HELP                                                                         \

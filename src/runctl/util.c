@@ -300,6 +300,24 @@ void runctl_strv_free(runctl_strv *s) {
 
 #define RUNCTL_OPT_LIMIT 1000 /* getopt values of the --max-* flags: this + runctl_limit_flag */
 
+/* argv[optind] if it is a word of -t and -i: counted, skipped, 0; -1 if
+ * it is something else; the usage exit code for start (no terminal yet). */
+static int runctl_parse_tty_cluster(const runctl_ctx *ctx, int argc, char **argv, bool allow_tags,
+                                    runctl_run_flags *f) {
+  int i = optind;
+  const char *a = i < argc ? argv[i] : NULL;
+  if (!a || a[0] != '-' || !a[1] || strspn(a + 1, "it") != strlen(a + 1))
+    return -1;
+  if (allow_tags)
+    return runctl_usage_error(ctx, "%s: only exec has a terminal (for now)", a);
+  for (const char *p = a + 1; *p; p++) {
+    f->tty += *p == 't';
+    f->interactive |= *p == 'i';
+  }
+  optind = i + 1;
+  return 0;
+}
+
 int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_tags,
                            runctl_run_flags *f) {
 #define L(flag) (RUNCTL_OPT_LIMIT + (flag))
@@ -330,14 +348,29 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
       {"max_wbps", required_argument, NULL, L(RUNCTL_LIMIT_WBPS)},
       {"max_riops", required_argument, NULL, L(RUNCTL_LIMIT_RIOPS)},
       {"max_wiops", required_argument, NULL, L(RUNCTL_LIMIT_WIOPS)},
+      {"tty", no_argument, NULL, RUNCTL_OPT_TTY},
+      {"interactive", no_argument, NULL, RUNCTL_OPT_INTERACTIVE},
       {0},
   };
 #undef L
   *f = (runctl_run_flags){0};
   runctl_getopt_reset();
   int c, idx = -1;
+  /* initialise getopt on argv[0] alone (optind 1 after): words it never
+   * sees can then be skipped by moving optind */
+  if (getopt_long_only(1, argv, "+:h", opts_tags, &idx) != -1)
+    return runctl_usage_error(ctx, "cannot parse the options");
   /* '+': stop at CMD so its own flags are left alone; _only: "-max_rbps" is the long option */
-  while ((c = getopt_long_only(argc, argv, "+:h", opts_tags, &idx)) != -1) {
+  for (;;) {
+    /* -t, -i, -it, -ti, -tt as docker and ssh users type them: one-dash
+     * words getopt_long_only would take for long options (-ti: --timeout) */
+    int r = runctl_parse_tty_cluster(ctx, argc, argv, allow_tags, f);
+    if (r > 0)
+      return r;
+    if (r == 0)
+      continue;
+    if ((c = getopt_long_only(argc, argv, "+:h", opts_tags, &idx)) == -1)
+      break;
     if (c >= RUNCTL_OPT_PROFILE && c <= RUNCTL_OPT_USER) {
       idx = -1;
       if (runctl_sandbox_apply(ctx, &f->sandbox, c, optarg) != 0)
@@ -386,6 +419,14 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
       if (!*optarg)
         return runctl_usage_error(ctx, "empty --tag");
       runctl_strv_push(&f->tags, optarg);
+      break;
+    case RUNCTL_OPT_TTY:
+    case RUNCTL_OPT_INTERACTIVE:
+      if (allow_tags)
+        return runctl_usage_error(ctx, "--%s: only exec has a terminal (for now)",
+                                  c == RUNCTL_OPT_TTY ? "tty" : "interactive");
+      f->tty += c == RUNCTL_OPT_TTY;
+      f->interactive |= c == RUNCTL_OPT_INTERACTIVE;
       break;
     case 'h':
       return -1; /* caller prints help */

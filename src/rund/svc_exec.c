@@ -121,8 +121,8 @@ static int exec_start(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
   prepare_in in = {.command = st->command,
                    .has_timeout = st->timeout_case == RUNDWIRE__EXEC_START__TIMEOUT_TIMEOUT_MS,
                    .timeout_ms = st->timeout_ms,
-                   .has_timeout_grace =
-                       st->timeout_grace_case == RUNDWIRE__EXEC_START__TIMEOUT_GRACE_TIMEOUT_GRACE_MS,
+                   .has_timeout_grace = st->timeout_grace_case ==
+                                        RUNDWIRE__EXEC_START__TIMEOUT_GRACE_TIMEOUT_GRACE_MS,
                    .timeout_grace_ms = st->timeout_grace_ms,
                    .limits = st->limits,
                    .sandbox = st->sandbox,

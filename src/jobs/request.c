@@ -166,8 +166,9 @@ int job_request_validate(const job_request *r, rr_err *e) {
     return rr_err_set(e, RR_INVALID_ARGUMENT, "timeout_grace_ms %u is out of range (1..%u)",
                       (unsigned)r->timeout_grace_ms, (unsigned)REQUEST_MAX_TIMEOUT_GRACE_MS);
   if (r->has_timeout_grace && !r->has_timeout)
-    return rr_err_set(e, RR_INVALID_ARGUMENT,
-                      "timeout_grace_ms is set but timeout_ms is not (the grace follows a timeout)");
+    return rr_err_set(
+        e, RR_INVALID_ARGUMENT,
+        "timeout_grace_ms is set but timeout_ms is not (the grace follows a timeout)");
   if (r->limits && cg_limits_validate(r->limits, e) < 0)
     return -1;
   return job_sandbox_validate(&r->sandbox, e);

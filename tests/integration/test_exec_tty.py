@@ -416,3 +416,87 @@ def test_grpc_resize_without_tty_and_out_of_range(stub):
     code, msg = _exec_error(stub, pb.ExecRequest(start=tty_start("sleep", "30")),
                             pb.ExecRequest(resize=pb.TerminalSize(rows=0, cols=2)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "resize" in msg, msg
+
+
+# --------------------------------------------------------------------------
+# full-screen programs
+
+
+def test_tty_top_full_screen(pty_run):
+    p = pty_run("exec", "-t", "--", "top", "-n", "1", rows=30, cols=120,
+                env={"TERM": "xterm"})
+    assert p.wait() == 0, p.buf[-2000:]
+    assert b"load average" in p.buf and b"PID" in p.buf, p.buf[-2000:]
+    assert p.mode() == p.before
+
+
+def test_tty_vi_edits_a_file_with_keys(pty_run, tmp_path):
+    path = tmp_path / "note.txt"
+    p = pty_run("exec", "-t", "--", "vi", "-u", "NONE", "-n", str(path),
+                env={"TERM": "xterm"})
+    p.expect(rb"note\.txt")  # vi drew its screen
+    p.send(b"ihello from a terminal\x1b")
+    p.send(b":wq\r")
+    assert p.wait() == 0, p.buf[-2000:]
+    assert path.read_bytes() == b"hello from a terminal\n"
+    assert p.mode() == p.before
+
+
+# writes TOTAL bytes of "x" to its terminal, noting its progress in a file
+FLOOD_SCRIPT = r"""
+import os, sys
+path, total, n = sys.argv[1], int(sys.argv[2]), 0
+while n < total:
+    n += os.write(1, b"x" * 65536)
+    with open(path + ".tmp", "w") as f:
+        f.write(str(n))
+    os.rename(path + ".tmp", path)
+"""
+
+
+def _progress(path):
+    try:
+        with open(path) as f:
+            return int(f.read() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+@pytest.mark.timeout(120)
+def test_tty_slow_reader_holds_the_command_back(rund, tmp_path):
+    """runctl's stdout is a pipe nobody reads: the terminal's master is read
+    no faster than the client takes output, so the command blocks and
+    rund's memory stays bounded; draining gets every byte."""
+    from conftest import MiB, rss_kib
+    total = 64 * MiB
+    prog = str(tmp_path / "progress")
+    rss0 = rss_kib(rund.pid)
+    rfd, wfd = os.pipe()
+    proc = subprocess.Popen([RUNCTL, "--addr", rund.addr, "exec", "-tt", "--", PY, "-c",
+                             FLOOD_SCRIPT, prog, str(total)],
+                            stdin=subprocess.DEVNULL, stdout=wfd, stderr=subprocess.PIPE)
+    os.close(wfd)
+    try:
+        last, since = -1, time.monotonic()
+        end = time.monotonic() + 60
+        while time.monotonic() - since < 1.5:  # until it has stalled for 1.5 s
+            assert time.monotonic() < end, "the command never stalled"
+            now = _progress(prog)
+            if now != last:
+                last, since = now, time.monotonic()
+            time.sleep(0.1)
+        assert 0 < last < total // 2, last
+        assert rss_kib(rund.pid) - rss0 < 48 * 1024, "rund grew while the client stalled"
+        got = 0
+        while True:
+            b = os.read(rfd, 1 << 20)
+            if not b:
+                break
+            got += b.count(b"x")
+        assert proc.wait(30) == 0, proc.stderr.read()
+        assert got == total
+    finally:
+        os.close(rfd)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

@@ -8,6 +8,7 @@ Run with /usr/bin/python3 (Debian's grpcio). RUNRPC names the binary
 (default: runrpc in PATH).
 """
 
+import atexit
 import importlib
 import itertools
 import os
@@ -31,6 +32,7 @@ def gen_stubs():
     """(dir, {"commander": pb2, "commander_grpc": pb2_grpc, ...})"""
     from grpc_tools import protoc
     out = tempfile.mkdtemp(prefix="rr-shim-stubs-")
+    atexit.register(shutil.rmtree, out, True)
     wkt = os.path.join(os.path.dirname(protoc.__file__), "_proto")
     files = [os.path.join(PROTO_DIR, "shim", n + ".proto")
              for n in ("commander", "loader", "runner")]

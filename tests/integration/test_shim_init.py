@@ -6,6 +6,7 @@ certificates or a bearer token (h2c on loopback), never plain TCP."""
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -51,6 +52,7 @@ class Init:
             self.proc.kill()
         self.proc.wait(timeout=20)
         text = self.stderr()
+        shutil.rmtree(self.dir, ignore_errors=True)
         assert not SANITIZER_RE.search(text), text[-6000:]
         return text
 
@@ -131,7 +133,7 @@ def test_unix_listener_refuses_other_users(unix_init):
 def test_listeners_from_the_environment():
     d = short_tmpdir("rr-init-")
     sock = os.path.join(d, "env.sock")
-    i = Init([], env_extra={"RUNRPC_LISTEN": "unix:" + sock})
+    i = Init([], env_extra={"RUNRPC_LISTEN": "unix:" + sock}, dir=d)
     try:
         assert i.address() == "unix:" + sock
         ch = grpc.insecure_channel("unix:" + sock)
@@ -166,7 +168,7 @@ def make_token(d, name="alice"):
 def test_h2c_with_a_token():
     d = short_tmpdir("rr-init-")
     tokens, token = make_token(d)
-    i = Init(["--listen", "h2c:127.0.0.1:0", "--token-file", tokens])
+    i = Init(["--listen", "h2c:127.0.0.1:0", "--token-file", tokens], dir=d)
     try:
         addr = i.address()[len("h2c:"):]
         ch = grpc.insecure_channel(addr)
@@ -191,7 +193,8 @@ def test_tls_with_client_certificates():
     d = short_tmpdir("rr-init-")
     pki = tls_testcerts.standard(d)
     i = Init(["--listen", "127.0.0.1:0", "--tls-cert", pki.path("server", "pem"),
-              "--tls-key", pki.path("server", "key"), "--client-ca", pki.path("ca", "pem")])
+              "--tls-key", pki.path("server", "key"), "--client-ca", pki.path("ca", "pem")],
+             dir=d)
     try:
         addr = i.address()
         creds = grpc.ssl_channel_credentials(pki.read("ca", "pem"), pki.read("client", "key"),

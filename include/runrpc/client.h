@@ -183,6 +183,7 @@ typedef struct runrpc_sandbox {
   const char *hostname; /* NULL: "runrpc" */
   bool has_user;        /* ids inside the sandbox; else the caller's */
   uint32_t uid, gid;
+  const char *image; /* an image of rund's store as the root (NAME[:TAG]); NULL: none */
 } runrpc_sandbox;
 
 typedef struct runrpc_start_request {

@@ -95,6 +95,39 @@ static int gc_sweep_dir(img_store *s, const char *sub, const digest_set *keep, u
   return r;
 }
 
+/* The layers commands use now (roots/ID/layers, one digest a line). */
+static int gc_roots(img_store *s, digest_set *set, rr_err *e) {
+  int fd = openat(s->dirfd, "roots", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!d) {
+    rr_closep(&fd);
+    return errno == ENOENT ? 0 : rr_err_sys(e, RR_INTERNAL, errno, "cannot read %s/roots", s->dir);
+  }
+  struct dirent *de;
+  int r = 0;
+  while (r == 0 && (de = readdir(d))) {
+    if (de->d_name[0] == '.')
+      continue;
+    char path[512], line[128];
+    snprintf(path, sizeof path, "%.200s/layers", de->d_name);
+    int lfd = openat(dirfd(d), path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    FILE *f = lfd >= 0 ? fdopen(lfd, "r") : NULL;
+    if (!f) {
+      rr_closep(&lfd);
+      continue; /* being made or released */
+    }
+    while (r == 0 && fgets(line, sizeof line, f))
+      if (!strncmp(line, "sha256:", 7) && strlen(line) >= 71) {
+        line[71] = 0;
+        if (set_add(set, line + 7) < 0)
+          r = rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+      }
+    fclose(f);
+  }
+  closedir(d);
+  return r;
+}
+
 int img_store_gc(img_store *s, unsigned *ret_removed, bool *ret_busy, rr_err *e) {
   *ret_removed = 0;
   *ret_busy = false;
@@ -111,6 +144,8 @@ int img_store_gc(img_store *s, unsigned *ret_removed, bool *ret_busy, rr_err *e)
   }
   digest_set keep = {0};
   int r = gc_referenced(s, &keep, e);
+  if (r == 0)
+    r = gc_roots(s, &keep, e);
   if (r == 0)
     r = gc_sweep_dir(s, "tmp", NULL, ret_removed, e);
   if (r == 0)

@@ -8,6 +8,8 @@
  *   images/layers/HEX/       an unpacked layer (overlayfs whiteout format)
  *   images/tmp/              imports in progress; swept when nothing runs
  *   images/uploads/          files being received by rund (swept at its start)
+ *   images/roots/ID/         a command's overlay (upper, work, merged) and the
+ *                            layers it uses (file "layers": kept from gc)
  *
  * Knows nothing of gRPC or of the event loop: an import is slow work, run
  * it in a child process (rund image import). */

@@ -65,8 +65,9 @@ int img_store_open(const char *state_dir, img_store **ret, rr_err *e) {
     rr_err_sys(e, RR_INTERNAL, errno, "cannot open %s", s->dir);
     goto fail;
   }
-  for (const char *const *d = (const char *const[]){"images", "layers", "tmp", "uploads", NULL}; *d;
-       d++)
+  for (const char *const *d =
+           (const char *const[]){"images", "layers", "tmp", "uploads", "roots", NULL};
+       *d; d++)
     if (mkdirat(s->dirfd, *d, 0700) < 0 && errno != EEXIST) {
       rr_err_sys(e, RR_INTERNAL, errno, "cannot make %s/%s", s->dir, *d);
       goto fail;

@@ -29,6 +29,7 @@ typedef struct job_sandbox {
   sb_profile profile;      /* applied (after rund's default and minimum) */
   char *profile_requested; /* as named; NULL: none */
   char *rootfs;            /* NULL: the host's root, read-only */
+  char *image;             /* the image named (rund's store), as asked; NULL: none */
   job_bind *binds;
   size_t nbinds;
   sb_net net;

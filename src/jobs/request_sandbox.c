@@ -17,6 +17,7 @@ void job_sandbox_close_fds(const job_sandbox *s) {
 void job_sandbox_free(job_sandbox *s) {
   free(s->profile_requested);
   free(s->rootfs);
+  free(s->image);
   for (size_t i = 0; i < s->nbinds; i++) {
     free(s->binds[i].source);
     free(s->binds[i].destination);
@@ -34,6 +35,7 @@ int job_sandbox_validate(const job_sandbox *s, rr_err *e) {
                       (int)s->profile);
   if (s->profile == SB_PROFILE_HOST) {
     const char *field = s->rootfs     ? "rootfs"
+                        : s->image    ? "image"
                         : s->nbinds   ? "binds"
                         : s->net      ? "net"
                         : s->hostname ? "hostname"
@@ -80,6 +82,8 @@ json_object *job_sandbox_to_json(const job_sandbox *s) {
     json_object_object_add(o, "profile_requested", json_object_new_string(s->profile_requested));
   if (s->rootfs)
     json_object_object_add(o, "rootfs", json_object_new_string(s->rootfs));
+  if (s->image)
+    json_object_object_add(o, "image", json_object_new_string(s->image));
   if (s->nbinds) {
     json_object *a = json_object_new_array();
     for (size_t i = 0; i < s->nbinds; i++) {
@@ -161,8 +165,8 @@ static int sandbox_from_json(json_object *o, job_sandbox *s, rr_err *e) {
   if (rc < 0)
     return -1;
   if (json_str(o, "profile_requested", &s->profile_requested, e) < 0 ||
-      json_str(o, "rootfs", &s->rootfs, e) < 0 || json_str(o, "hostname", &s->hostname, e) < 0 ||
-      json_str(o, "net", &net, e) < 0)
+      json_str(o, "rootfs", &s->rootfs, e) < 0 || json_str(o, "image", &s->image, e) < 0 ||
+      json_str(o, "hostname", &s->hostname, e) < 0 || json_str(o, "net", &net, e) < 0)
     return -1;
   if (net) {
     bool none = strcmp(net, "none") == 0, host = strcmp(net, "host") == 0;

@@ -16,11 +16,13 @@ int lib_sandbox_build(const runrpc_sandbox *in, const char *default_profile, lib
   if ((unsigned)in->net > RUNRPC_NET_HOST)
     return rr_err_set(e, RR_INVALID_ARGUMENT, "sandbox: net %d is not a runrpc_net", (int)in->net);
   bool any = (profile && *profile) || (in->rootfs && *in->rootfs) || in->nbinds ||
-             in->net != RUNRPC_NET_DEFAULT || (in->hostname && *in->hostname) || in->has_user;
+             in->net != RUNRPC_NET_DEFAULT || (in->hostname && *in->hostname) || in->has_user ||
+             (in->image && *in->image);
   if (!any)
     return 0;
   out->msg.profile = (char *)(profile ? profile : "");
   out->msg.rootfs = (char *)(in->rootfs ? in->rootfs : "");
+  out->msg.image = (char *)(in->image ? in->image : "");
   out->msg.hostname = (char *)(in->hostname ? in->hostname : "");
   out->msg.net = (Runrpc__V1__Net)in->net;
   for (size_t i = 0; i < in->nbinds; i++) {

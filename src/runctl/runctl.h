@@ -82,6 +82,7 @@ enum {
   RUNCTL_OPT_NET,
   RUNCTL_OPT_HOSTNAME,
   RUNCTL_OPT_USER,
+  RUNCTL_OPT_IMAGE,
   RUNCTL_OPT_TTY = 2100, /* exec's terminal flags */
   RUNCTL_OPT_INTERACTIVE,
 };
@@ -102,6 +103,7 @@ void runctl_sandbox_flags_free(runctl_sandbox_flags *s);
   "                        a user namespace, no network, no capabilities, a tight\n"               \
   "                        seccomp list, pids and memory limits); default: rund's\n"               \
   "  --rootfs DIR          this host directory as the root (default: the host's, read-only)\n"     \
+  "  --image NAME[:TAG]    an image of rund's store as the root (its own overlay)\n"               \
   "  --bind SRC:DST[:ro]   make host path SRC visible at DST (repeatable; SRC must be\n"           \
   "                        below a directory rund allows with --bind-allow)\n"                     \
   "  --net none|host       a network of its own with only lo, or the host's\n"                     \

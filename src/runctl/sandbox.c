@@ -64,6 +64,11 @@ int runctl_sandbox_apply(runctl_ctx *ctx, runctl_sandbox_flags *s, int opt, cons
       return runctl_usage_error(ctx, "--rootfs \"%s\": must be an absolute path", arg);
     sb->rootfs = arg;
     return 0;
+  case RUNCTL_OPT_IMAGE:
+    if (!*arg)
+      return runctl_usage_error(ctx, "empty --image (NAME[:TAG] or sha256:HEX)");
+    sb->image = arg;
+    return 0;
   case RUNCTL_OPT_BIND:
     return sandbox_parse_bind(ctx, s, arg);
   case RUNCTL_OPT_NET:

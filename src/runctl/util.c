@@ -330,6 +330,7 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
       {"tag", required_argument, NULL, 'T'},
       {"profile", required_argument, NULL, RUNCTL_OPT_PROFILE},
       {"rootfs", required_argument, NULL, RUNCTL_OPT_ROOTFS},
+      {"image", required_argument, NULL, RUNCTL_OPT_IMAGE},
       {"bind", required_argument, NULL, RUNCTL_OPT_BIND},
       {"net", required_argument, NULL, RUNCTL_OPT_NET},
       {"hostname", required_argument, NULL, RUNCTL_OPT_HOSTNAME},
@@ -371,7 +372,7 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
       continue;
     if ((c = getopt_long_only(argc, argv, "+:h", opts_tags, &idx)) == -1)
       break;
-    if (c >= RUNCTL_OPT_PROFILE && c <= RUNCTL_OPT_USER) {
+    if (c >= RUNCTL_OPT_PROFILE && c <= RUNCTL_OPT_IMAGE) {
       idx = -1;
       if (runctl_sandbox_apply(ctx, &f->sandbox, c, optarg) != 0)
         return RUNCTL_EXIT_USAGE;

@@ -215,7 +215,9 @@ int convert_job_lookup(rund_ctx *ctx, const ProtobufCBinaryData *id, job **ret, 
 static int convert_sandbox_out(const job_sandbox *s, status_msg *m, rr_err *e) {
   Runrpc__V1__Sandbox sb = RUNRPC__V1__SANDBOX__INIT;
   sb.profile = s->profile_requested ? s->profile_requested : (char *)"";
-  sb.rootfs = s->rootfs ? s->rootfs : (char *)"";
+  /* an image's root is rund's own overlay: the image is what was asked */
+  sb.rootfs = s->rootfs && !s->image ? s->rootfs : (char *)"";
+  sb.image = s->image ? s->image : (char *)"";
   sb.hostname = s->hostname ? s->hostname : (char *)"";
   sb.net = (Runrpc__V1__Net)s->net;
   if (s->nbinds) {

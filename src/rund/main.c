@@ -217,6 +217,7 @@ out:
   quota_free(ctx.quota);
   job_table_free(ctx.jobs); /* running jobs keep theirs; ended ones' are removed */
   cg_manager_free(ctx.cgroups);
+  rund_image_roots_free();
   img_store_free(ctx.images);
   reaper_free(ctx.reaper);
   if (sigfd >= 0) {

@@ -65,6 +65,7 @@ static int prepare_workdir_default(prepared *p, rr_err *e) {
 int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, rr_err *e) {
   rund_ctx *ctx = rpc_call_method_data(c);
   memset(ret, 0, sizeof *ret);
+  ret->ctx = ctx;
   /* a command is a process and 4 fds: the caller's running-jobs quota and
    * the fd reserve hold for Start and Exec alike */
   if (rund_call_identity(c, &ret->id, e) < 0 || quota_start_check(ctx->quota, &ret->id, e) < 0)
@@ -76,7 +77,10 @@ int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, rr_err *e)
   if (rund_call_run_as(c, &ret->ids, &ret->run_as, e) < 0 ||
       prepare_sandbox_check(in->policy, ctx->cgroups != NULL, &ret->id,
                             ret->run_as ? &ret->ids : NULL, &ret->req, e) < 0 ||
-      prepare_workdir_default(ret, e) < 0 ||
+      rund_image_root_prepare(ctx, ret, e) < 0)
+    goto fail;
+  ret->nenv = ret->req.nenv; /* the image's Env added */
+  if (prepare_workdir_default(ret, e) < 0 ||
       rund_env_resolve(ctx, &ret->id, &ret->req, &ret->child_env, e) < 0)
     goto fail;
   return 0;
@@ -96,6 +100,11 @@ job_start_opts prepare_start_opts(const prepared *p, bool owned) {
 }
 
 void prepare_free(prepared *p) {
+  if (p->image_root) { /* not taken by a started command */
+    rund_image_root_release(p->ctx, p->image_root);
+    free(p->image_root);
+    p->image_root = NULL;
+  }
   secrets_values_free(p->child_env, p->nenv);
   p->child_env = NULL;
   job_request_free(&p->req);

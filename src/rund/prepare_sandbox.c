@@ -55,6 +55,7 @@ int prepare_sandbox_decode(const Rundwire__Sandbox *in, const rund_sandbox_polic
         sb_profile_from_name(s->profile_requested, "sandbox.profile", &s->profile, e) < 0)
       goto fail;
     if (sandbox_string(&in->rootfs, "sandbox.rootfs", &s->rootfs, e) < 0 ||
+        sandbox_string(&in->image, "sandbox.image", &s->image, e) < 0 ||
         sandbox_binds(in, s, e) < 0 ||
         sandbox_string(&in->hostname, "sandbox.hostname", &s->hostname, e) < 0)
       goto fail;
@@ -71,6 +72,10 @@ int prepare_sandbox_decode(const Rundwire__Sandbox *in, const rund_sandbox_polic
     }
   }
   s->profile = sb_profile_clamp(s->profile, min);
+  if (s->image && s->rootfs) {
+    rr_err_set(e, RR_INVALID_ARGUMENT, "sandbox.image and sandbox.rootfs exclude each other");
+    goto fail;
+  }
   return 0;
 fail:
   job_sandbox_free(s);

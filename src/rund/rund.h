@@ -114,6 +114,15 @@ struct img_record;
 int image_msg_from(const struct img_record *r, image_msg *m, rr_err *e);
 void image_msg_clear(image_msg *m);
 
+/* After the spawn: the host's mount of the root goes (the sandbox has its own). */
+void rund_image_root_detach(rund_ctx *ctx, const char *name);
+/* The command ended: its root (upper layer) is removed in the background. */
+void rund_image_root_release(rund_ctx *ctx, const char *name);
+/* Release name when job j ends (name copied). */
+int rund_image_root_watch(rund_ctx *ctx, job *j, char *name, rr_err *e);
+/* At exit: forget the watches (running jobs keep their roots). */
+void rund_image_roots_free(void);
+
 /* convert.c: wire request -> engine, engine -> API messages. */
 int convert_command(const Rundwire__Command *c, job_request *ret, rr_err *e);
 /* Limits of a Start/Exec (l NULL: none) into r->limits: io devices resolved (""
@@ -142,6 +151,8 @@ typedef struct prepared {
   size_t nenv;       /* entries of child_env */
   spawn_ids ids;     /* the credentials to run as, when run_as */
   bool run_as;
+  char *image_root; /* --image: the command's root in STATE/images/roots (NULL: none) */
+  rund_ctx *ctx;
 } prepared;
 /* Decode and check in's command, tags, timeout and limits into *ret (in
  * this order: the first error wins); nothing about the caller. */
@@ -151,6 +162,9 @@ int prepare_decode(const prepare_in *in, job_request *ret, rr_err *e);
 int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, rr_err *e);
 /* How to start p's command (owned: the caller is recorded as its owner). */
 job_start_opts prepare_start_opts(const prepared *p, bool owned);
+/* image_root.c: p's image (if any) as an overlay root for its sandbox
+ * (p->image_root), the image's Env and WorkingDir applied to p->req. */
+int rund_image_root_prepare(rund_ctx *ctx, prepared *p, rr_err *e);
 void prepare_free(prepared *p);
 /* prepare_sandbox.c: in's sandbox (NULL: none) decoded, its profile (or
  * pol's default) raised to pol's minimum. */

@@ -20,6 +20,7 @@ typedef struct exec_call {
   exec_session *x;
   sb_profile profile;         /* applied */
   char profile_requested[16]; /* as named ("" none; longer names are refused) */
+  char *image_root;           /* --image: released when the call ends */
 } exec_call;
 
 static void exec_on_started(void *data, pid_t pid) {
@@ -134,6 +135,11 @@ static int exec_start(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
   snprintf(ec->profile_requested, sizeof ec->profile_requested, "%s",
            p.req.sandbox.profile_requested ? p.req.sandbox.profile_requested : "");
   int rc = exec_session_start(ec->x, &p.req, &o, e);
+  if (exec_session_started(ec->x) && p.image_root) {
+    rund_image_root_detach(ec->ctx, p.image_root);
+    ec->image_root = p.image_root;
+    p.image_root = NULL;
+  }
   if (exec_session_started(ec->x))
     rund_secrets_log_use(&p.id, &p.req, "exec");
   else if (rc < 0)
@@ -206,6 +212,10 @@ static void exec_on_close(rpc_call *c, rpc_close_reason reason) {
     return;
   /* the client went away (or we are shutting down) before the end: kill */
   exec_session_free(ec->x);
+  if (ec->image_root) {
+    rund_image_root_release(ec->ctx, ec->image_root);
+    free(ec->image_root);
+  }
   free(ec);
 }
 

@@ -53,6 +53,13 @@ static void on_start(rpc_call *c, ProtobufCMessage *msg) {
     prepare_free(&p);
     goto fail;
   }
+  if (p.image_root) { /* the sandbox has its copy of the root; it goes when the job ends */
+    rund_image_root_detach(call_ctx(c), p.image_root);
+    if (rund_image_root_watch(call_ctx(c), j, p.image_root, &e) == 0) {
+      free(p.image_root);
+      p.image_root = NULL;
+    }
+  }
   rr_err qe = {0}; /* ENOMEM only: the job runs, uncounted */
   quota_job_add(call_ctx(c)->quota, j, &qe);
   rund_secrets_log_use(&p.id, &j->req, j->id);

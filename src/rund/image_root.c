@@ -1,0 +1,290 @@
+/* --image: each command gets an overlayfs of its image's layers (lower, read
+ * only, shared) with its own upper and work dirs in STATE/images/roots/ID.
+ * rund mounts it (new mount API: one lowerdir+ per layer, no option length
+ * limit) on roots/ID/merged and gives it to the sandbox as a checked
+ * rootfs; the sandbox takes a detached copy, so the host's mount goes right
+ * after the spawn and the overlay lives as long as the command's mount
+ * namespace. roots/ID/layers names the layers for the collector; when the
+ * command ends the root goes to images/tmp and a `rund image gc` child
+ * removes it. The image's config applies as docker's: Env under the
+ * request's, WorkingDir when the request gives none. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "images/images.h"
+#include "rund.h"
+
+#define ROOT_NAME_MAX 64
+
+static const char *layer_digest(json_object *l) {
+  json_object *d;
+  if (!json_object_object_get_ex(l, "digest", &d) || !json_object_is_type(d, json_type_string))
+    return NULL;
+  const char *s = json_object_get_string(d);
+  return strncmp(s, "sha256:", 7) || strlen(s) != 71 || strchr(s + 7, '/') ? NULL : s;
+}
+
+static const char *config_str(json_object *o, const char *key) {
+  json_object *v;
+  if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+    return NULL;
+  return json_object_get_string(v);
+}
+
+static int root_fsconfig(int fs, const char *key, const char *value, rr_err *e) {
+  if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, key, value, 0) < 0)
+    return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "image root: overlay %s \"%s\"", key,
+                      value);
+  return 0;
+}
+
+/* The overlay of layers (bottom first) with upper/work of dir, on merged. */
+static int root_mount(const char *store, const char *dir, json_object *layers, rr_err *e) {
+  _cleanup_close_ int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
+  if (fs < 0)
+    return rr_err_sys(e, RR_FAILED_PRECONDITION, errno,
+                      "image root: overlayfs is not available (fsopen)");
+  size_t n = json_object_array_length(layers);
+  for (size_t i = n; i-- > 0;) { /* overlay lists the top layer first */
+    const char *d = layer_digest(json_object_array_get_idx(layers, i));
+    char path[4096];
+    if (!d)
+      return rr_err_set(e, RR_DATA_LOSS, "image root: a layer without a digest");
+    snprintf(path, sizeof path, "%s/layers/%s", store, d + 7);
+    if (root_fsconfig(fs, "lowerdir+", path, e) < 0)
+      return -1;
+  }
+  char upper[4096], work[4096], merged[4096];
+  snprintf(upper, sizeof upper, "%.3900s/upper", dir);
+  snprintf(work, sizeof work, "%.3900s/work", dir);
+  snprintf(merged, sizeof merged, "%.3900s/merged", dir);
+  if (root_fsconfig(fs, "upperdir", upper, e) < 0 || root_fsconfig(fs, "workdir", work, e) < 0)
+    return -1;
+  if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+    return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "image root: cannot make the overlay");
+  _cleanup_close_ int mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
+  if (mnt < 0)
+    return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "image root: cannot mount the overlay");
+  /* the sandbox's mount points, made here (a strict sandbox's ids may not
+   * write an image's root); in the upper layer, so only this command's */
+  for (const char *const *d = (const char *const[]){"proc", "dev", "sys", "tmp", NULL}; *d; d++)
+    if (mkdirat(mnt, *d, 0755) < 0 && errno != EEXIST)
+      return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "image root: cannot make /%s", *d);
+  if (syscall(SYS_move_mount, mnt, "", AT_FDCWD, merged, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+    return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "image root: cannot mount the overlay");
+  return 0;
+}
+
+/* roots/NAME with upper, work, merged and the layers file. */
+static int root_dirs(const char *dir, json_object *layers, rr_err *e) {
+  char p[4096];
+  if (mkdir(dir, 0700) < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot make \"%s\"", dir);
+  for (const char *const *s = (const char *const[]){"upper", "work", "merged", NULL}; *s; s++) {
+    snprintf(p, sizeof p, "%.3900s/%s", dir, *s);
+    if (mkdir(p, 0755) < 0)
+      return rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot make \"%s\"", p);
+  }
+  snprintf(p, sizeof p, "%.3900s/layers", dir);
+  FILE *f = fopen(p, "wxe");
+  if (!f)
+    return rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot write \"%s\"", p);
+  for (size_t i = 0; i < json_object_array_length(layers); i++) {
+    const char *d = layer_digest(json_object_array_get_idx(layers, i));
+    fprintf(f, "%s\n", d ? d : "");
+  }
+  if (fclose(f) != 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot write \"%s\"", p);
+  return 0;
+}
+
+/* Env entries of the image's config the request does not set. */
+static int root_env(job_request *r, json_object *env, rr_err *e) {
+  size_t n = env && json_object_is_type(env, json_type_array) ? json_object_array_length(env) : 0;
+  if (!n)
+    return 0;
+  char **k = realloc(r->env_keys, (r->nenv + n + 1) * sizeof *k);
+  if (k)
+    r->env_keys = k;
+  char **v = k ? realloc(r->env_values, (r->nenv + n + 1) * sizeof *v) : NULL;
+  if (!v)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  r->env_values = v;
+  for (size_t i = 0; i < n; i++) {
+    const char *kv = json_object_get_string(json_object_array_get_idx(env, i));
+    const char *eq = kv ? strchr(kv, '=') : NULL;
+    if (!eq || eq == kv)
+      continue;
+    bool set = false;
+    for (size_t j = 0; j < r->nenv && !set; j++)
+      set = strlen(r->env_keys[j]) == (size_t)(eq - kv) && !strncmp(r->env_keys[j], kv, eq - kv);
+    if (set)
+      continue;
+    char *key = strndup(kv, (size_t)(eq - kv)), *value = strdup(eq + 1);
+    if (!key || !value) {
+      free(key);
+      free(value);
+      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+    }
+    r->env_keys[r->nenv] = key;
+    r->env_values[r->nenv++] = value;
+    r->env_keys[r->nenv] = r->env_values[r->nenv] = NULL;
+  }
+  return 0;
+}
+
+static int root_config(job_request *r, json_object *rec, rr_err *e) {
+  json_object *config = json_object_object_get(json_object_object_get(rec, "config"), "config");
+  if (!config)
+    return 0;
+  if (root_env(r, json_object_object_get(config, "Env"), e) < 0)
+    return -1;
+  const char *wd = config_str(config, "WorkingDir");
+  if (wd && *wd == '/' && (!r->workdir || !*r->workdir)) {
+    free(r->workdir);
+    if (!(r->workdir = strdup(wd)))
+      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  return 0;
+}
+
+static void root_name(char *buf, size_t n) {
+  static unsigned seq;
+  unsigned char rnd[6] = {0};
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (rr_read(fd, rnd, sizeof rnd) < 0)
+      memset(rnd, 0, sizeof rnd);
+    close(fd);
+  }
+  snprintf(buf, n, "%08x%02x%02x%02x%02x%02x%02x", ++seq ^ (unsigned)getpid(), rnd[0], rnd[1],
+           rnd[2], rnd[3], rnd[4], rnd[5]);
+}
+
+int rund_image_root_prepare(rund_ctx *ctx, prepared *p, rr_err *e) {
+  job_sandbox *s = &p->req.sandbox;
+  img_record rec = {0};
+  if (!s->image)
+    return 0;
+  if (!ctx->images)
+    return rr_err_set(e, RR_FAILED_PRECONDITION, "sandbox.image: rund has no image store");
+  if (img_store_find(ctx->images, s->image, &rec, e) < 0)
+    return rr_err_wrap(e, "sandbox.image");
+  json_object *o = json_tokener_parse(rec.json);
+  free(rec.json);
+  json_object *layers = o ? json_object_object_get(o, "layers") : NULL;
+  int r = -1;
+  char name[ROOT_NAME_MAX], dir[4096];
+  if (!layers || !json_object_array_length(layers)) {
+    rr_err_set(e, RR_FAILED_PRECONDITION, "sandbox.image: image \"%s\" has no layers", s->image);
+    goto out;
+  }
+  root_name(name, sizeof name);
+  snprintf(dir, sizeof dir, "%s/roots/%s", img_store_dir(ctx->images), name);
+  if (!(p->image_root = strdup(name))) {
+    rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+    goto out;
+  }
+  if (root_dirs(dir, layers, e) < 0 || root_mount(img_store_dir(ctx->images), dir, layers, e) < 0 ||
+      root_config(&p->req, o, e) < 0)
+    goto out;
+  char merged[4200];
+  snprintf(merged, sizeof merged, "%.3900s/merged", dir);
+  free(s->rootfs);
+  s->rootfs = strdup(merged);
+  if (!s->rootfs) {
+    rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+    goto out;
+  }
+  if (s->fds) {
+    rr_closep(&s->fds[0]);
+    s->fds[0] = open(merged, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (s->fds[0] < 0) {
+      rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot open \"%s\"", merged);
+      goto out;
+    }
+  }
+  r = 0;
+out:
+  json_object_put(o);
+  return r;
+}
+
+void rund_image_root_detach(rund_ctx *ctx, const char *name) {
+  char merged[4200];
+  if (!name || !ctx->images)
+    return;
+  snprintf(merged, sizeof merged, "%s/roots/%s/merged", img_store_dir(ctx->images), name);
+  if (umount2(merged, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+    rr_warn("cannot unmount an image root", "path=\"%s\" error=\"%s\"", merged, strerror(errno));
+}
+
+void rund_image_root_release(rund_ctx *ctx, const char *name) {
+  char from[4200], to[4200];
+  if (!name || !ctx->images)
+    return;
+  rund_image_root_detach(ctx, name);
+  snprintf(from, sizeof from, "%s/roots/%s", img_store_dir(ctx->images), name);
+  snprintf(to, sizeof to, "%s/tmp/root-%s", img_store_dir(ctx->images), name);
+  if (rename(from, to) < 0 && errno != ENOENT)
+    rr_warn("cannot release an image root", "path=\"%s\" error=\"%s\"", from, strerror(errno));
+  images_gc_spawn(ctx);
+}
+
+/* A job's root goes when it ends. */
+typedef struct root_watch {
+  job_watch w;
+  rund_ctx *ctx;
+  char name[ROOT_NAME_MAX];
+  struct root_watch *next, **prevp;
+} root_watch;
+
+static root_watch *root_watches;
+
+static void root_watch_free(root_watch *rw) {
+  job_watch_del(&rw->w);
+  *rw->prevp = rw->next;
+  if (rw->next)
+    rw->next->prevp = rw->prevp;
+  free(rw);
+}
+
+static void root_watch_fn(job_watch *w, int event) {
+  root_watch *rw = (root_watch *)w;
+  if (event != JOB_EVENT_EXIT)
+    return;
+  rund_image_root_release(rw->ctx, rw->name);
+  root_watch_free(rw);
+}
+
+int rund_image_root_watch(rund_ctx *ctx, job *j, char *name, rr_err *e) {
+  root_watch *rw = calloc(1, sizeof *rw);
+  if (!rw)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  rw->ctx = ctx;
+  snprintf(rw->name, sizeof rw->name, "%s", name);
+  rw->w.fn = root_watch_fn;
+  rw->w.data = rw;
+  rw->next = root_watches;
+  rw->prevp = &root_watches;
+  if (root_watches)
+    root_watches->prevp = &rw->next;
+  root_watches = rw;
+  job_watch_add(j, &rw->w);
+  return 0;
+}
+
+void rund_image_roots_free(void) {
+  while (root_watches)
+    root_watch_free(root_watches); /* the jobs run on: their roots stay */
+}

@@ -1,0 +1,157 @@
+"""--image on exec and start: a busybox image made offline (umoci + skopeo +
+busybox-static) imported into a real rund, run under the default and strict
+profiles with an overlay root per command: output and exit status, the
+image's Env and WorkingDir, two jobs not seeing each other's writes, the
+image removed while a job runs (the job keeps working, the layers go when it
+ends), nothing left in the store after, and every refusal with its status."""
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import grpc
+import pytest
+
+from conftest import exec_call, pb, short_tmpdir, wait
+from oci_callers import make_image_archive
+
+
+@pytest.fixture(scope="module")
+def archives():
+    tmp = short_tmpdir("rr-imgjob-")
+    plain = make_image_archive(tmp, "oci-archive")
+    layout = os.path.join(tmp, "oci")
+    subprocess.run(["umoci", "config", "--image", layout + ":bb", "--config.env", "FOO=from-image",
+                    "--config.env", "BAR=image", "--config.workingdir", "/etc"],
+                   check=True, capture_output=True, timeout=60)
+    withenv = os.path.join(tmp, "env.tar")
+    subprocess.run(["skopeo", "copy", "oci:%s:bb" % layout, "oci-archive:%s:envbox:1" % withenv],
+                   check=True, capture_output=True, timeout=120)
+    yield {"plain": plain, "env": withenv}
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def img(rund, ctl, archives):
+    for f, name in ((archives["plain"], "busybox"), (archives["env"], None)):
+        args = ["image", "import", f] + (["--name", name] if name else [])
+        r = ctl(*args, timeout=120)
+        assert r.rc == 0, r
+    return rund
+
+
+def store_dirs(rund):
+    base = os.path.join(rund.state, "images")
+    return {d: sorted(os.listdir(os.path.join(base, d))) for d in ("roots", "tmp", "layers")}
+
+
+def wait_for(pred, timeout=20):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def sandbox(image, profile="default"):
+    return pb.Sandbox(profile=profile, image=image)
+
+
+@pytest.mark.parametrize("profile", ["default", "strict"])
+def test_exec_in_image(img, ctl, profile):
+    r = ctl("exec", "--profile", profile, "--image", "busybox", "--", "sh", "-c",
+            "echo hi; test -x /bin/busybox && ls /bin | grep -c . >&2; exit 3")
+    assert r.rc == 3, r
+    assert r.out == b"hi\n"
+    assert int(r.errtext.strip()) > 100  # the applet links of the image, not the host's /bin
+    assert wait_for(lambda: store_dirs(img)["roots"] == [] and store_dirs(img)["tmp"] == [])
+
+
+def test_image_env_and_workdir(img, ctl):
+    r = ctl("exec", "--profile", "default", "--image", "envbox:1", "--env", "BAR=request", "--",
+            "sh", "-c", 'echo "$FOO $BAR $(pwd)"')
+    assert r.rc == 0, r
+    assert r.text == "from-image request /etc\n"
+    r = ctl("exec", "--profile", "default", "--image", "envbox:1", "--workdir", "/tmp", "--",
+            "pwd")
+    assert r.rc == 0 and r.text == "/tmp\n", r
+
+
+def test_writes_stay_in_their_own_root(img):
+    stub = img.stub()
+    jobs = []
+    for word in ("one", "two"):
+        req = pb.StartRequest(command=pb.Command(path="sh", args=[
+            "-c", "echo %s > /mine; echo %s > /bin/busybox-copy; sleep 1; cat /mine /bin/busybox-copy"
+            % (word, word)]), sandbox=sandbox("busybox"))
+        jobs.append(stub.Start(req, timeout=30).job_id)
+    assert len(store_dirs(img)["roots"]) == 2
+    for job_id, word in zip(jobs, ("one", "two")):
+        st = wait(stub, job_id)
+        assert st.state == pb.JOB_STATE_EXITED and st.exit_code == 0, st
+        out = b"".join(m.data for m in stub.Logs(pb.LogsRequest(job_id=job_id), timeout=30))
+        assert out == ("%s\n%s\n" % (word, word)).encode()
+    # nothing reached the image
+    for layer in store_dirs(img)["layers"]:
+        base = os.path.join(img.state, "images", "layers", layer)
+        assert not os.path.exists(os.path.join(base, "mine"))
+        assert not os.path.exists(os.path.join(base, "bin", "busybox-copy"))
+    _, out, err, ex, _ = exec_call(stub, "cat", "/mine", sandbox=sandbox("busybox"))
+    assert ex.exit_code == 1 and b"No such file" in err
+    assert wait_for(lambda: store_dirs(img)["roots"] == [])
+
+
+def test_image_removed_while_a_job_runs(img, ctl):
+    stub = img.stub()
+    job_id = stub.Start(pb.StartRequest(
+        command=pb.Command(path="sh", args=["-c", "sleep 1; ls /bin | grep -c ."]),
+        sandbox=sandbox("busybox")), timeout=30).job_id
+    layers_before = store_dirs(img)["layers"]
+    r = ctl("image", "rm", "busybox")
+    assert r.rc == 0 and r.text.startswith("removed"), r
+    time.sleep(0.5)  # the collector ran: the job's layer stays
+    assert set(store_dirs(img)["layers"]) == set(layers_before)
+    st = wait(stub, job_id)
+    assert st.state == pb.JOB_STATE_EXITED and st.exit_code == 0, st
+    out = b"".join(m.data for m in stub.Logs(pb.LogsRequest(job_id=job_id), timeout=30))
+    assert int(out) > 100
+    # envbox:1 shares the layer; once it goes too, everything goes
+    assert ctl("image", "rm", "envbox:1").rc == 0
+    assert wait_for(lambda: store_dirs(img) == {"roots": [], "tmp": [], "layers": []}), \
+        store_dirs(img)
+
+
+def test_refusals(img, ctl):
+    stub = img.stub()
+    cases = [
+        (sandbox("nope:1"), grpc.StatusCode.NOT_FOUND, 'sandbox.image: image "nope:1" not found'),
+        (sandbox("busybox", "host"), grpc.StatusCode.INVALID_ARGUMENT,
+         "sandbox.image: needs a sandbox (profile default or strict), but the profile is host"),
+        (pb.Sandbox(profile="default", image="busybox", rootfs="/srv"),
+         grpc.StatusCode.INVALID_ARGUMENT, "sandbox.image and sandbox.rootfs exclude each other"),
+        (sandbox("Bad Name"), grpc.StatusCode.INVALID_ARGUMENT,
+         'sandbox.image: bad image name "Bad Name"'),
+    ]
+    for sb, code, words in cases:
+        with pytest.raises(grpc.RpcError) as ei:
+            stub.Start(pb.StartRequest(command=pb.Command(path="true"), sandbox=sb), timeout=30)
+        assert ei.value.code() == code and words in ei.value.details(), ei.value.details()
+    r = ctl("exec", "--image", "busybox", "--", "true")  # rund's default profile: host
+    assert r.rc != 0 and "INVALID_ARGUMENT: sandbox.image: needs a sandbox" in r.errtext, r
+    r = ctl("exec", "--profile", "default", "--image", "", "--", "true")
+    assert r.rc == 2 and "empty --image" in r.errtext, r
+    assert wait_for(lambda: store_dirs(img)["roots"] == [] and store_dirs(img)["tmp"] == [])
+
+
+def test_status_shows_the_image(img, ctl):
+    r = ctl("start", "--profile", "default", "--image", "busybox", "--", "true")
+    assert r.rc == 0, r
+    job_id = r.text.strip()
+    assert ctl("wait", job_id).rc == 0
+    st = json.loads(ctl("status", job_id, "--json").out)
+    assert st["profile"] == "default"
+    sb = img.stub().Status(pb.StatusRequest(job_id=job_id), timeout=10).status.request.sandbox
+    assert sb.image == "busybox" and sb.rootfs == ""
+    assert wait_for(lambda: store_dirs(img)["roots"] == [])

@@ -10,6 +10,9 @@
 #include "tty.h"
 
 static int exec_failure_exit(const runrpc_error *err) {
+  /* an unknown image is no missing command (docker run: 125) */
+  if (!strncmp(err->message, "sandbox.", 8))
+    return RUNCTL_EXIT_EXEC_FAILED;
   /* like a shell: 127 command not found, 126 not executable */
   if (err->code == RUNRPC_NOT_FOUND)
     return RUNCTL_EXIT_NOT_FOUND;

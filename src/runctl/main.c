@@ -12,7 +12,7 @@
 
 static const runctl_command *const commands[] = {
     &runctl_cmd_exec,   &runctl_cmd_start, &runctl_cmd_status, &runctl_cmd_logs,  &runctl_cmd_wait,
-    &runctl_cmd_signal, &runctl_cmd_stop,  &runctl_cmd_list,   &runctl_cmd_image,
+    &runctl_cmd_signal, &runctl_cmd_stop,  &runctl_cmd_list,   &runctl_cmd_image, &runctl_cmd_run,
 };
 
 static const runctl_command *command_find(const char *name) {

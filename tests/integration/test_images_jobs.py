@@ -155,3 +155,49 @@ def test_status_shows_the_image(img, ctl):
     sb = img.stub().Status(pb.StatusRequest(job_id=job_id), timeout=10).status.request.sandbox
     assert sb.image == "busybox" and sb.rootfs == ""
     assert wait_for(lambda: store_dirs(img)["roots"] == [])
+
+
+def rund_cgroup_tree(pid):
+    """Every directory of rund's runrpc-* cgroup subtree (all hierarchies)."""
+    dirs = set()
+    with open("/proc/%d/cgroup" % pid) as f:
+        lines = f.read().splitlines()
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        parts = path.strip("/").split("/")
+        top = [i for i, p in enumerate(parts) if p.startswith("runrpc-")]
+        if not top:
+            continue
+        name = ctrls.replace("name=", "") if ctrls else ""
+        base = os.path.join("/sys/fs/cgroup", name, *parts[:top[0] + 1])
+        for d, subdirs, _ in os.walk(base):
+            dirs.add(d)
+    return dirs
+
+
+@pytest.mark.parametrize("rm", [True, False])
+def test_runctl_run_one_container_per_command(img, ctl, rm):
+    before = rund_cgroup_tree(img.pid)
+    args = ["run", "--image", "busybox"] + (["--rm"] if rm else []) + [
+        "--", "sh", "-c", "echo hi; read x; echo got $x >&2; exit 3"]
+    r = ctl(*args, input=b"typed\n")
+    assert r.rc == 3, r
+    assert r.out == b"hi\n" and r.err == b"got typed\n"
+    # nothing left: no job, no root, no cgroup
+    assert json.loads(ctl("list", "--json").out) == []
+    assert wait_for(lambda: store_dirs(img)["roots"] == [] and store_dirs(img)["tmp"] == [])
+    assert wait_for(lambda: rund_cgroup_tree(img.pid) == before), \
+        rund_cgroup_tree(img.pid) ^ before
+    r = ctl("run", "--image", "busybox", "--profile", "strict", "--", "sh", "-c", "id -u; exit 0")
+    assert r.rc == 0 and r.text == "0\n", r
+
+
+def test_runctl_run_usage(img, ctl):
+    r = ctl("run", "--", "true")
+    assert r.rc == 2 and "run needs --image NAME[:TAG]" in r.errtext, r
+    r = ctl("run", "--image", "busybox", "true")
+    assert r.rc == 2 and "run needs -- and the command after it" in r.errtext, r
+    r = ctl("run", "--image", "nope:1", "--", "true")
+    assert r.rc == 125 and 'NOT_FOUND: sandbox.image: image "nope:1" not found' in r.errtext, r
+    r = ctl("run", "--image", "busybox", "--", "no-such-command")
+    assert r.rc == 127, r

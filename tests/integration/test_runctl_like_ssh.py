@@ -17,6 +17,7 @@ import pytest
 from conftest import RUNCTL, Ctl, check_no_sanitizer, pb, rpc_error
 from test_client_interop import probe
 from test_jobs_runas import NOBODY
+from security_helpers import runctl_for_nobody
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 
@@ -24,7 +25,9 @@ ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as a
 def sh_runctl(rund, redirect, *args, user=None, timeout=20, input=None):
     """runctl ARGS run by sh with REDIRECT applied (e.g. "<&-")."""
     quoted = " ".join("'%s'" % a.replace("'", "'\\''") for a in args)
-    script = "exec %s --addr %s %s %s" % (RUNCTL, rund.addr, quoted, redirect)
+    # another user cannot run test.sh's install (a 0700 temp dir): a copy
+    ctl = RUNCTL if user is None else runctl_for_nobody()
+    script = "exec %s --addr %s %s %s" % (ctl, rund.addr, quoted, redirect)
     argv = ["sh", "-c", script]
     if user is not None:
         os.chmod(rund.base, 0o755)  # the other user must reach the socket

@@ -231,6 +231,7 @@ typedef struct runrpc_job_status {
   char **owner;            /* principals of whoever started it ("uid:0", "token:ci", ...) */
   size_t nowner;
   uint32_t timeout_grace_ms; /* 0: rund's default (10 s) */
+  char *kind;                /* "job", or "exec" for a running Exec command in a List */
 } runrpc_job_status;
 
 typedef struct runrpc_logs_request {

@@ -314,6 +314,8 @@ int lib_status_copy(const Runrpc__V1__JobStatus *in, runrpc_job_status *out, rr_
     ok = (out->profile = dup_or_empty(in->profile)) != NULL;
   if (ok)
     ok = (out->profile_requested = dup_or_empty(in->profile_requested)) != NULL;
+  if (ok)
+    ok = (out->kind = strdup(in->kind && *in->kind ? in->kind : "job")) != NULL;
   if (in->n_owner && ok) {
     out->owner = calloc(in->n_owner, sizeof(char *));
     ok = out->owner != NULL;
@@ -344,6 +346,7 @@ RR_EXPORT void runrpc_job_status_free(runrpc_job_status *s) {
   free_strv(s->env, s->nenv);
   free_strv(s->tags, s->ntags);
   free_strv(s->owner, s->nowner);
+  free(s->kind);
   lib_limits_free(&s->limits);
   free(s->cgroup);
   free(s->profile);

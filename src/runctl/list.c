@@ -41,8 +41,8 @@ static void list_print_row(const runrpc_job_status *s) {
     if (dot)
       strcpy(dot, "Z");
   }
-  printf("%-26s  %-7s  %7s  %-7s  %-20s  ", s->job_id, runrpc_job_state_name(s->state), pid,
-         exitbuf, started);
+  printf("%-26s  %-4s  %-7s  %7s  %-7s  %-20s  ", s->job_id, s->kind ? s->kind : "job",
+         runrpc_job_state_name(s->state), pid, exitbuf, started);
   runctl_print_quoted(s->path ? s->path : "");
   for (size_t i = 0; i < s->nargs; i++) {
     putchar(' ');
@@ -117,8 +117,8 @@ static int list_run(runctl_ctx *ctx, int argc, char **argv) {
   if (json && !arr)
     return list_fail(RUNRPC_RESOURCE_EXHAUSTED, "out of memory");
   if (!json)
-    printf("%-26s  %-7s  %7s  %-7s  %-20s  %s\n", "ID", "STATE", "PID", "EXIT", "STARTED",
-           "COMMAND");
+    printf("%-26s  %-4s  %-7s  %7s  %-7s  %-20s  %s\n", "ID", "KIND", "STATE", "PID", "EXIT",
+           "STARTED", "COMMAND");
   char token[RUNRPC_PAGE_TOKEN_SIZE] = "";
   uint64_t shown = 0;
   do {
@@ -164,9 +164,10 @@ const runctl_command runctl_cmd_list = {
     .run = list_run,
     .usage = "list [--json] [--state running|exited|killed|failed] [--tag T] [--limit N] "
              "[--oldest-first]",
-    .help = "List jobs, newest first, as a table (ID  STATE  PID  EXIT  STARTED  COMMAND;\n"
-            "the command quoted as a shell would need it), or as a JSON array of the\n"
-            "objects 'runctl status --json' prints.\n"
+    .help = "List jobs, newest first, as a table (ID  KIND  STATE  PID  EXIT  STARTED\n"
+            "COMMAND; the command quoted as a shell would need it), or as a JSON array\n"
+            "of the objects 'runctl status --json' prints. Exec commands that run now\n"
+            "are listed too (KIND exec; their id is known to list only).\n"
             "\n"
             "Options:\n"
             "  --json           JSON output\n"

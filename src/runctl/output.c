@@ -132,6 +132,7 @@ json_object *runctl_status_json(const runrpc_job_status *s) {
   for (size_t i = 0; i < s->nowner; i++)
     json_object_array_add(owner, json_object_new_string(s->owner[i]));
   json_object_object_add(o, "owner", owner);
+  json_object_object_add(o, "kind", json_object_new_string(s->kind ? s->kind : "job"));
   /* every key always there (null when it does not apply): scripts need no
    * "is the key there" test */
   json_object_object_add(o, "limits", s->has_limits ? limits_json(&s->limits) : NULL);

@@ -319,6 +319,7 @@ int convert_status(job *j, status_msg *m, rr_err *e) {
   st.start_time_unix_ns = j->start_ns;
   st.end_time_unix_ns = j->end_ns;
   st.request = &m->request;
+  st.kind = (char *)"job";
   st.stdout_bytes = j->size[0];
   st.stderr_bytes = j->size[1];
   st.n_owner = j->nowner;

@@ -53,8 +53,8 @@ static int prepare_workdir_default(prepared *p, rr_err *e) {
   job_request *r = &p->req;
   const spawn_account *a = p->run_as ? &p->ids.account : spawn_account_self();
   struct stat st;
-  if ((r->workdir && *r->workdir) || r->sandbox.profile != SB_PROFILE_HOST || !a->known ||
-      a->home[0] != '/' || stat(a->home, &st) < 0 || !S_ISDIR(st.st_mode))
+  if ((r->workdir && *r->workdir) || r->sandbox.profile != SB_PROFILE_HOST || r->sandbox.rootfs ||
+      !a->known || a->home[0] != '/' || stat(a->home, &st) < 0 || !S_ISDIR(st.st_mode))
     return 0;
   free(r->workdir);
   if (!(r->workdir = strdup(a->home)))

@@ -35,6 +35,8 @@ typedef struct rund_file_id {
   struct timespec mtime, ctime;
 } rund_file_id;
 
+typedef struct rund_exec_entry rund_exec_entry;
+
 typedef struct rund_ctx {
   loop *l;
   rpc_server *server;
@@ -56,8 +58,20 @@ typedef struct rund_ctx {
   struct img_store *images; /* STATE/images */
   const char *exe;          /* rund's own binary (for `rund image` children) */
   const char *state_dir;
-  unsigned imports; /* Import calls in progress */
+  unsigned imports;       /* Import calls in progress */
+  rund_exec_entry *execs; /* running Exec commands, newest first (exec_list.c) */
 } rund_ctx;
+
+/* exec_list.c: a running Exec command shown by List (kind "exec") until
+ * removed; r and caller are copied. */
+int rund_exec_list_add(rund_ctx *ctx, const char *id, pid_t pid, const job_request *r,
+                       const authz_identity *caller, rund_exec_entry **ret, rr_err *e);
+/* Remove and free x (NULL: no-op). */
+void rund_exec_list_remove(rund_ctx *ctx, rund_exec_entry *x);
+/* Up to max running Exec commands id may see, newest first, as jobs for
+ * convert_status (none when state is not running/any or a tag is asked). */
+size_t rund_exec_list_visible(rund_ctx *ctx, const authz_identity *id, job_state state,
+                              const char *tag, job **ret, size_t max);
 
 struct rund_opts;
 /* setup.c: token file, secret store and admins from the flags (one clear

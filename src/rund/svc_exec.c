@@ -18,6 +18,8 @@ typedef struct exec_call {
   rpc_call *c;
   rund_ctx *ctx;
   exec_session *x;
+  pid_t pid;
+  rund_exec_entry *listed;    /* shown by List while it runs */
   sb_profile profile;         /* applied */
   char profile_requested[16]; /* as named ("" none; longer names are refused) */
   char *image_root;           /* --image: released when the call ends */
@@ -25,6 +27,7 @@ typedef struct exec_call {
 
 static void exec_on_started(void *data, pid_t pid) {
   exec_call *ec = data;
+  ec->pid = pid;
   Runrpc__V1__ExecResponse resp = RUNRPC__V1__EXEC_RESPONSE__INIT;
   resp.msg_case = RUNRPC__V1__EXEC_RESPONSE__MSG_STARTED_PID;
   resp.started_pid = pid;
@@ -62,6 +65,8 @@ static void exec_stdin_pause(void *data, bool pause) {
 
 static void exec_on_finished(void *data, const exec_session_end *end) {
   exec_call *ec = data;
+  rund_exec_list_remove(ec->ctx, ec->listed);
+  ec->listed = NULL;
   Runrpc__V1__ExitStatus st = RUNRPC__V1__EXIT_STATUS__INIT;
   Runrpc__V1__Usage usage;
   if (end->usage) {
@@ -114,6 +119,15 @@ static int exec_tty_decode(exec_call *ec, const Rundwire__ExecStart *st, rr_err 
   return exec_session_set_tty(ec->x, &t, e);
 }
 
+/* Shown by List while it runs; a failure here only costs that (logged). */
+static void exec_list_add(exec_call *ec, const prepared *p) {
+  char id[ULID_LEN + 1], q[RR_ERR_MSG_MAX + 16];
+  rr_err e = {0};
+  if (ulid_gen_next(&ec->ctx->exec_ids, (uint64_t)(rr_now_unix_ns() / 1000000), id, &e) < 0 ||
+      rund_exec_list_add(ec->ctx, id, ec->pid, &p->req, &p->id, &ec->listed, &e) < 0)
+    rr_warn("exec not listed", "error=%s", rr_log_quote(q, sizeof q, e.msg));
+}
+
 static int exec_start(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
   if (exec_tty_decode(ec, st, e) < 0)
     return -1;
@@ -144,6 +158,8 @@ static int exec_start(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
     rund_secrets_log_use(&p.id, &p.req, "exec");
   else if (rc < 0)
     rund_spawn_error_scrub(&p.req, p.child_env, e);
+  if (rc == 0)
+    exec_list_add(ec, &p);
   prepare_free(&p);
   return rc;
 }
@@ -211,6 +227,7 @@ static void exec_on_close(rpc_call *c, rpc_close_reason reason) {
   if (!ec)
     return;
   /* the client went away (or we are shutting down) before the end: kill */
+  rund_exec_list_remove(ec->ctx, ec->listed);
   exec_session_free(ec->x);
   if (ec->image_root) {
     rund_image_root_release(ec->ctx, ec->image_root);

@@ -146,6 +146,21 @@ static size_t list_first_after(job *const *v, size_t n, const char *after, bool 
   return lo;
 }
 
+/* Exec commands shown at most per List answer (beyond page_size). */
+#define LIST_MAX_EXECS 256
+
+/* Running Exec commands into ms/ptrs as jobs of kind "exec". */
+static int list_add_execs(job *const *ex, size_t nx, status_msg *ms, Runrpc__V1__JobStatus **ptrs,
+                          size_t *k, rr_err *e) {
+  for (size_t i = 0; i < nx; i++, (*k)++) {
+    if (convert_status(ex[i], &ms[*k], e) < 0)
+      return -1;
+    ms[*k].status.kind = (char *)"exec";
+    ptrs[*k] = &ms[*k].status;
+  }
+  return 0;
+}
+
 static void on_list(rpc_call *c, ProtobufCMessage *msg) {
   Rundwire__ListRequest *req = (Rundwire__ListRequest *)msg;
   rr_err e = {0};
@@ -175,25 +190,34 @@ static void on_list(rpc_call *c, ProtobufCMessage *msg) {
   size_t i = list_first_after(v, n, after, back);
   size_t left = back ? i : n - i;
   size_t cap = left < page ? left : page;
-  ms = calloc(cap ? cap : 1, sizeof *ms);
-  ptrs = calloc(cap ? cap : 1, sizeof *ptrs);
+  /* running Exec commands: first when newest first, else after the last job */
+  job *ex[LIST_MAX_EXECS];
+  size_t nx =
+      rund_exec_list_visible(call_ctx(c), &id, (job_state)req->state, tag, ex, LIST_MAX_EXECS);
+  if (back && *after)
+    nx = 0;
+  ms = calloc(cap + nx + 1, sizeof *ms);
+  ptrs = calloc(cap + nx + 1, sizeof *ptrs);
   if (!ms || !ptrs) {
     rr_err_set(&e, RR_RESOURCE_EXHAUSTED, "out of memory listing %zu jobs", cap);
     goto out;
   }
   size_t bytes = 0;
+  if (back && list_add_execs(ex, nx, ms, ptrs, &k, &e) < 0)
+    goto out;
+  size_t first_job = k;
   for (size_t step = 0; step < left; step++) {
     job *jb = v[back ? i - 1 - step : i + step];
     if (!authz_can_see(&id, jb->owner, jb->nowner))
       continue; /* only the caller's jobs */
-    if (k == page) {
+    if (k - first_job == page) {
       memcpy(next, ms[k - 1].status.job_id, ULID_LEN + 1); /* more follow */
       break;
     }
     if (convert_status(jb, &ms[k], &e) < 0)
       goto out;
     size_t sz = protobuf_c_message_get_packed_size(&ms[k].status.base) + 8;
-    if (k && bytes + sz > LIST_MAX_PAGE_BYTES) {
+    if (k > first_job && bytes + sz > LIST_MAX_PAGE_BYTES) {
       convert_status_clear(&ms[k]);
       memcpy(next, ms[k - 1].status.job_id, ULID_LEN + 1);
       break;
@@ -202,6 +226,8 @@ static void on_list(rpc_call *c, ProtobufCMessage *msg) {
     ptrs[k] = &ms[k].status;
     k++;
   }
+  if (!back && !*next && list_add_execs(ex, nx, ms, ptrs, &k, &e) < 0)
+    goto out;
   Runrpc__V1__ListResponse resp = RUNRPC__V1__LIST_RESPONSE__INIT;
   resp.n_jobs = k;
   resp.jobs = ptrs;

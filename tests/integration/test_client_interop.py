@@ -229,7 +229,8 @@ def test_status_json_and_human(peer):
         "end_time": "2024-05-01T12:00:01.000000Z",
         "command": ["/bin/echo", "hello world", "it's"], "env": {"A": "1", "B": "x y"},
         "workdir": "/tmp", "tags": ["t1", "t2"], "timeout_ms": 1500, "timeout_grace_ms": 10000,
-        "stdout_bytes": 12, "stderr_bytes": 3, "owner": [], "limits": None, "usage": None, "cgroup": None}
+        "stdout_bytes": 12, "stderr_bytes": 3, "owner": [], "kind": "job", "limits": None, "usage": None,
+        "cgroup": None}
     r = runctl(peer, "status", ULID)
     assert r.returncode == 0, r.stderr
     lines = dict(l.split(": ", 1) if ": " in l else (l.rstrip(":"), "")
@@ -315,9 +316,9 @@ def test_list_table_json_and_filters(peer):
     r = runctl(peer, "list")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.decode().splitlines()
-    assert lines[0].split() == ["ID", "STATE", "PID", "EXIT", "STARTED", "COMMAND"]
-    assert lines[1].split()[:5] == [ULID, "exited", "4242", "0", "2024-05-01T12:00:00Z"]
-    assert lines[2].split()[:4] == [ULID2, "killed", "4242", "SIGKILL"]
+    assert lines[0].split() == ["ID", "KIND", "STATE", "PID", "EXIT", "STARTED", "COMMAND"]
+    assert lines[1].split()[:6] == [ULID, "job", "exited", "4242", "0", "2024-05-01T12:00:00Z"]
+    assert lines[2].split()[:5] == [ULID2, "job", "killed", "4242", "SIGKILL"]
     assert peer.last("List")["request"].state == pb.JOB_STATE_UNSPECIFIED
     peer.script["List"] = lambda req, ctx, p: pb.ListResponse()
     assert json.loads(runctl(peer, "list", "--json").stdout) == []

@@ -271,7 +271,7 @@ def test_list_table_and_json(ctl):
     r = ctl("list")
     assert r.rc == 0, r
     lines = r.text.splitlines()
-    assert lines[0].split() == ["ID", "STATE", "PID", "EXIT", "STARTED", "COMMAND"], lines[0]
+    assert lines[0].split() == ["ID", "KIND", "STATE", "PID", "EXIT", "STARTED", "COMMAND"], lines[0]
     rows = {ln.split()[0]: ln for ln in lines[1:]}
     assert a in rows and b in rows
     assert "exited" in rows[a] and "running" in rows[b]

@@ -316,3 +316,46 @@ def test_logs_follower_that_fell_behind_the_cap_exits_1(rund_factory):
     c("wait", jid)
     r2 = c("logs", jid, "--stdout")
     assert r2.rc == 0 and b"dropped by the log size cap" in r2.err, r2
+
+
+@ROOT_ONLY
+def test_running_exec_shows_in_list_to_its_owner(rund, ctl):
+    p = ctl.popen("exec", "--", "sleep", "30", stdin=subprocess.PIPE)
+    try:
+        end = time.monotonic() + 15
+        while time.monotonic() < end:
+            rows = [json.loads(ctl("list", "--json").out)]
+            ex = [j for j in rows[0] if j["kind"] == "exec"]
+            if ex:
+                break
+            time.sleep(0.1)
+        assert len(ex) == 1, rows
+        x = ex[0]
+        assert x["state"] == "running" and x["command"] == ["sleep", "30"], x
+        assert x["owner"] == ["uid:0"] and x["pid"] > 0 and x["end_time"] is None
+        table = ctl("list").text.splitlines()
+        assert any(r.split()[1:3] == ["exec", "running"] and r.endswith("sleep 30")
+                   for r in table[1:]), table
+        # newest first: before the jobs; with --oldest-first after them; not with a tag
+        jid = ctl("start", "--tag", "t", "--", "true").text.strip()
+        ctl("wait", jid)
+        ids = [j["job_id"] for j in json.loads(ctl("list", "--json").out)]
+        assert ids == [x["job_id"], jid], ids
+        ids = [j["job_id"] for j in json.loads(ctl("list", "--json", "--oldest-first").out)]
+        assert ids == [jid, x["job_id"]], ids
+        assert [j["kind"] for j in json.loads(ctl("list", "--json", "--tag", "t").out)] == ["job"]
+        assert json.loads(ctl("list", "--json", "--state", "exited").out)[0]["job_id"] == jid
+        # another user does not see it
+        os.chmod(rund.base, 0o755)
+        q = subprocess.run(NOBODY + [RUNCTL, "--addr", rund.addr, "list", "--json"],
+                           capture_output=True, timeout=30)
+        assert q.returncode == 0 and json.loads(q.stdout) == [], q
+    finally:
+        p.kill()
+        p.wait()
+    end = time.monotonic() + 15
+    while time.monotonic() < end:
+        if not [j for j in json.loads(ctl("list", "--json").out) if j["kind"] == "exec"]:
+            break
+        time.sleep(0.1)
+    assert not [j for j in json.loads(ctl("list", "--json").out) if j["kind"] == "exec"]

@@ -157,7 +157,7 @@ static int json_read_all(int fd, const char *what, char **ret, size_t *ret_len, 
 int img_json_read_fd(int fd, const char *what, const char *want_hex, int64_t size,
                      json_object **ret, char **ret_raw, rr_err *e) {
   _cleanup_free_ char *buf = NULL;
-  size_t len;
+  size_t len = 0;
   if (json_read_all(fd, what, &buf, &len, e) < 0)
     return -1;
   if (want_hex) {

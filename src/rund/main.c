@@ -170,6 +170,7 @@ int main(int argc, char **argv) {
   img_uploads_sweep(ctx.images); /* no upload outlives the rund receiving it */
   ctx.exe = rund_exe;
   ctx.state_dir = o.state_dir;
+  images_gc_spawn(&ctx); /* roots released by a rund that stopped before collecting */
   char q[4200];
   rr_info("state loaded", "state_dir=%s jobs=%zu max_log_bytes=%llu",
           rr_log_quote(q, sizeof q, o.state_dir), job_table_count(ctx.jobs),

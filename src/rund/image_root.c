@@ -8,6 +8,7 @@
  * command ends the root goes to images/tmp and a `rund image gc` child
  * removes it. The image's config applies as docker's: Env under the
  * request's, WorkingDir when the request gives none. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/mount.h>
@@ -289,6 +290,14 @@ int rund_image_root_watch(rund_ctx *ctx, job *j, char *name, rr_err *e) {
   root_watch *rw = calloc(1, sizeof *rw);
   if (!rw)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  /* which job it is, for a later rund that adopts the job */
+  char path[4200];
+  snprintf(path, sizeof path, "%s/roots/%.64s/job", img_store_dir(ctx->images), name);
+  FILE *f = fopen(path, "we");
+  if (f) {
+    fprintf(f, "%s\n", j->id);
+    fclose(f);
+  }
   rw->ctx = ctx;
   snprintf(rw->name, sizeof rw->name, "%s", name);
   rw->w.fn = root_watch_fn;
@@ -300,6 +309,43 @@ int rund_image_root_watch(rund_ctx *ctx, job *j, char *name, rr_err *e) {
   root_watches = rw;
   job_watch_add(j, &rw->w);
   return 0;
+}
+
+/* The root dir's job id into id (ULID_LEN + 1), 0; -1 without one. */
+static int root_job_id(int rootsfd, const char *name, char *id) {
+  char path[ROOT_NAME_MAX + 8];
+  snprintf(path, sizeof path, "%s/job", name);
+  _cleanup_close_ int fd = openat(rootsfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  ssize_t n = fd < 0 ? -1 : rr_read(fd, id, ULID_LEN);
+  if (n != ULID_LEN)
+    return -1;
+  id[ULID_LEN] = 0;
+  return 0;
+}
+
+void rund_image_roots_adopt(rund_ctx *ctx) {
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/roots", img_store_dir(ctx->images));
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!d) {
+    rr_closep(&fd);
+    return;
+  }
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (de->d_name[0] == '.' || strlen(de->d_name) >= ROOT_NAME_MAX)
+      continue;
+    char id[ULID_LEN + 1];
+    job *j = NULL;
+    rr_err e = {0};
+    if (root_job_id(dirfd(d), de->d_name, id) == 0 &&
+        job_table_lookup(ctx->jobs, id, &j, &e) == 0 && j->state == JOB_RUNNING &&
+        rund_image_root_watch(ctx, j, de->d_name, &e) == 0)
+      continue;                               /* released when the adopted job ends */
+    rund_image_root_release(ctx, de->d_name); /* its command ended while no rund ran */
+  }
+  closedir(d);
 }
 
 void rund_image_roots_free(void) {

@@ -170,6 +170,7 @@ int main(int argc, char **argv) {
   img_uploads_sweep(ctx.images); /* no upload outlives the rund receiving it */
   ctx.exe = rund_exe;
   ctx.state_dir = o.state_dir;
+  rund_image_roots_adopt(&ctx);
   images_gc_spawn(&ctx); /* roots released by a rund that stopped before collecting */
   char q[4200];
   rr_info("state loaded", "state_dir=%s jobs=%zu max_log_bytes=%llu",
@@ -216,9 +217,9 @@ out:
   health_free(h);
   /* unwatches the jobs: before the table goes */
   quota_free(ctx.quota);
+  rund_image_roots_free();  /* unwatches the jobs: before the table goes */
   job_table_free(ctx.jobs); /* running jobs keep theirs; ended ones' are removed */
   cg_manager_free(ctx.cgroups);
-  rund_image_roots_free();
   img_store_free(ctx.images);
   reaper_free(ctx.reaper);
   if (sigfd >= 0) {

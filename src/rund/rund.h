@@ -134,6 +134,8 @@ void rund_image_root_detach(rund_ctx *ctx, const char *name);
 void rund_image_root_release(rund_ctx *ctx, const char *name);
 /* Release name when job j ends (name copied). */
 int rund_image_root_watch(rund_ctx *ctx, job *j, char *name, rr_err *e);
+/* At start: roots of adopted running jobs watched again, the others released. */
+void rund_image_roots_adopt(rund_ctx *ctx);
 /* At exit: forget the watches (running jobs keep their roots). */
 void rund_image_roots_free(void);
 

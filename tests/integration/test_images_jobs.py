@@ -201,3 +201,23 @@ def test_runctl_run_usage(img, ctl):
     assert r.rc == 125 and 'NOT_FOUND: sandbox.image: image "nope:1" not found' in r.errtext, r
     r = ctl("run", "--image", "busybox", "--", "no-such-command")
     assert r.rc == 127, r
+
+
+def test_roots_across_a_restart(img, ctl):
+    """A job on an image outlives rund: the next rund adopts its root and
+    releases it when the job ends; a root whose command ended while no rund
+    ran (a stray one here) goes at start."""
+    stub = img.stub()
+    job_id = stub.Start(pb.StartRequest(
+        command=pb.Command(path="sh", args=["-c", "echo x > /w; sleep 3; cat /w"]),
+        sandbox=sandbox("busybox")), timeout=30).job_id
+    (root,) = store_dirs(img)["roots"]
+    img.stop()  # SIGTERM: the job keeps running
+    stray = os.path.join(img.state, "images", "roots", "0123456789abcdef0123")
+    os.makedirs(os.path.join(stray, "upper"))
+    img.start()
+    assert wait_for(lambda: store_dirs(img)["roots"] == [root]), store_dirs(img)
+    st = wait(img.stub(), job_id)
+    assert st.state in (pb.JOB_STATE_EXITED, pb.JOB_STATE_FAILED), st  # adopted: status may be lost
+    assert wait_for(lambda: store_dirs(img)["roots"] == [] and store_dirs(img)["tmp"] == []), \
+        store_dirs(img)

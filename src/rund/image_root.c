@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "images/images.h"
+#include "jobs/request.h"
 #include "rund.h"
 
 #define ROOT_NAME_MAX 64
@@ -219,6 +220,61 @@ int rund_image_root_prepare(rund_ctx *ctx, prepared *p, rr_err *e) {
 out:
   json_object_put(o);
   return r;
+}
+
+/* JSON string array a (may be NULL) appended to v[*n]. */
+static void command_words(json_object *a, ProtobufCBinaryData *v, size_t *n, size_t max) {
+  for (size_t i = 0;
+       a && json_object_is_type(a, json_type_array) && i < json_object_array_length(a) && *n < max;
+       i++) {
+    json_object *w = json_object_array_get_idx(a, i);
+    if (json_object_is_type(w, json_type_string))
+      v[(*n)++] = (ProtobufCBinaryData){.len = (size_t)json_object_get_string_len(w),
+                                        .data = (uint8_t *)json_object_get_string(w)};
+  }
+}
+
+int rund_image_command(rund_ctx *ctx, const prepare_in *in, image_command *ret, rr_err *e) {
+  memset(ret, 0, sizeof *ret);
+  const Rundwire__Command *c = in->command;
+  const Rundwire__Sandbox *sb = in->sandbox;
+  if (!c || c->path.len || !sb || !sb->image.len || !ctx->images)
+    return 0;
+  _cleanup_free_ char *ref = NULL;
+  img_record rec = {0};
+  if (request_string_dup(sb->image.data, sb->image.len, "sandbox.image", &ref, e) < 0)
+    return -1;
+  if (img_store_find(ctx->images, ref, &rec, e) < 0)
+    return rr_err_wrap(e, "sandbox.image");
+  ret->keep = json_tokener_parse(rec.json);
+  free(rec.json);
+  json_object *config =
+      json_object_object_get(json_object_object_get(ret->keep, "config"), "config");
+  size_t max = REQUEST_MAX_ARGS + 1, n = 0;
+  if (!(ret->words = calloc(max, sizeof *ret->words)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  /* docker's rule: Entrypoint, then the request's args, else the image's Cmd */
+  command_words(json_object_object_get(config, "Entrypoint"), ret->words, &n, max);
+  if (c->n_args)
+    for (size_t i = 0; i < c->n_args && n < max; i++)
+      ret->words[n++] = c->args[i];
+  else
+    command_words(json_object_object_get(config, "Cmd"), ret->words, &n, max);
+  if (!n)
+    return rr_err_set(e, RR_INVALID_ARGUMENT,
+                      "command.path is empty and image \"%s\" has no Entrypoint or Cmd", ref);
+  ret->command = *c;
+  ret->command.path = ret->words[0];
+  ret->command.args = ret->words + 1;
+  ret->command.n_args = n - 1;
+  ret->used = true;
+  return 0;
+}
+
+void rund_image_command_free(image_command *c) {
+  free(c->words);
+  json_object_put(c->keep);
+  memset(c, 0, sizeof *c);
 }
 
 void rund_image_root_detach(rund_ctx *ctx, const char *name) {

@@ -70,7 +70,17 @@ int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, rr_err *e)
    * the fd reserve hold for Start and Exec alike */
   if (rund_call_identity(c, &ret->id, e) < 0 || quota_start_check(ctx->quota, &ret->id, e) < 0)
     goto fail_id;
-  if (prepare_decode(in, &ret->req, e) < 0)
+  image_command ic;
+  if (rund_image_command(ctx, in, &ic, e) < 0) {
+    rund_image_command_free(&ic);
+    goto fail_id;
+  }
+  prepare_in with_command = *in;
+  if (ic.used)
+    with_command.command = &ic.command;
+  int rc = prepare_decode(&with_command, &ret->req, e);
+  rund_image_command_free(&ic); /* decoding copied the words */
+  if (rc < 0)
     goto fail_id;
   /* secrets are read last, once everything else is known to be fine */
   ret->nenv = ret->req.nenv;

@@ -178,6 +178,16 @@ int prepare_decode(const prepare_in *in, job_request *ret, rr_err *e);
 int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, rr_err *e);
 /* How to start p's command (owned: the caller is recorded as its owner). */
 job_start_opts prepare_start_opts(const prepared *p, bool owned);
+/* A request with an image and no command.path: the image's Entrypoint and
+ * Cmd (the request's args replace Cmd), as docker does. */
+typedef struct image_command {
+  bool used; /* command is what to decode instead of the request's */
+  Rundwire__Command command;
+  ProtobufCBinaryData *words; /* point into keep and the request */
+  json_object *keep;
+} image_command;
+int rund_image_command(rund_ctx *ctx, const prepare_in *in, image_command *ret, rr_err *e);
+void rund_image_command_free(image_command *c);
 /* image_root.c: p's image (if any) as an overlay root for its sandbox
  * (p->image_root), the image's Env and WorkingDir applied to p->req. */
 int rund_image_root_prepare(rund_ctx *ctx, prepared *p, rr_err *e);

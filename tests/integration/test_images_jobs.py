@@ -221,3 +221,28 @@ def test_roots_across_a_restart(img, ctl):
     assert st.state in (pb.JOB_STATE_EXITED, pb.JOB_STATE_FAILED), st  # adopted: status may be lost
     assert wait_for(lambda: store_dirs(img)["roots"] == [] and store_dirs(img)["tmp"] == []), \
         store_dirs(img)
+
+
+def test_command_from_the_image(img, tmp_path, ctl):
+    stub = img.stub()
+    # no command.path: the image's Cmd (/bin/sh) reads its script from stdin
+    _, out, err, ex, _ = exec_call(stub, "", stdin_chunks=[b"echo from-cmd; exit 4\n"],
+                                   sandbox=sandbox("envbox:1"))
+    assert ex.exit_code == 4 and out == b"from-cmd\n", (out, err)
+    # args without a path replace Cmd (no Entrypoint)
+    _, out, err, ex, _ = exec_call(stub, "", "echo", "args", sandbox=sandbox("busybox"))
+    assert ex.exit_code == 0 and out == b"args\n", (out, err)
+    # an image with neither
+    import tarfile
+    tar = tmp_path / "root.tar"
+    with tarfile.open(tar, "w") as t:
+        t.add(shutil.which("busybox"), arcname="bin/sh")
+    assert ctl("image", "import", str(tar), "--name", "bare").rc == 0
+    with pytest.raises(grpc.RpcError) as ei:
+        exec_call(stub, "", sandbox=sandbox("bare"))
+    assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert 'command.path is empty and image "bare" has no Entrypoint or Cmd' in ei.value.details()
+    # without an image an empty path is refused as before
+    with pytest.raises(grpc.RpcError) as ei:
+        exec_call(stub, "", sandbox=pb.Sandbox(profile="default"))
+    assert "command.path is empty" in ei.value.details()

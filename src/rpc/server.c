@@ -39,7 +39,7 @@ static void server_config_defaults(rpc_server_config *c) {
   if (!c->max_connections)
     c->max_connections = 4096;
   if (!c->keepalive_ms)
-    c->keepalive_ms = 60000;
+    c->keepalive_ms = 20000; /* a dead client noticed within 40 s (RPC_KEEPALIVE_TIMEOUT_MS) */
   if (!c->handshake_timeout_ms)
     c->handshake_timeout_ms = 10000;
   if (!c->max_conn_recv_buffer)

@@ -68,7 +68,7 @@ typedef struct rpc_server_config {
   size_t max_send_message;         /* default 16 MiB */
   uint32_t max_concurrent_streams; /* per connection, default 256 */
   size_t max_connections;          /* default 4096; over it new ones are closed */
-  uint64_t keepalive_ms;           /* server PING on idle connections; default 60000 */
+  uint64_t keepalive_ms;           /* server PING on idle connections; default 20000 */
   uint64_t handshake_timeout_ms;   /* preface/SETTINGS must arrive; default 10000 */
   /* Request bytes held (received, not yet handed to a handler): per
    * connection (also its HTTP/2 connection window) and for all together;

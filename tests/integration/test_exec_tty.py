@@ -500,3 +500,34 @@ def test_tty_slow_reader_holds_the_command_back(rund, tmp_path):
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+# --------------------------------------------------------------------------
+# long silence: keepalive pings (client every 20 s of silence, 20 s to answer)
+
+
+@pytest.mark.timeout(150)
+def test_tty_silent_session_stays_up_and_dead_server_is_noticed(rund, rund_factory):
+    """Two silent sessions at once: one against a healthy rund outlives two
+    keepalive rounds; one against a stopped rund (no answer, socket open)
+    ends within a minute with UNAVAILABLE and the terminal restored."""
+    frozen = rund_factory().start()
+    alive = PtyRun(rund.addr, "exec", "-t", "--", "sh", "-c", "echo READY; sleep 50; echo ALIVE")
+    dead = PtyRun(frozen.addr, "exec", "-t", "--", "sh", "-c", "echo READY; exec sleep 120")
+    try:
+        alive.expect(rb"READY")
+        dead.expect(rb"READY")
+        os.kill(frozen.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        try:
+            assert dead.wait(75) == 125, dead.buf
+            assert time.monotonic() - t0 < 60, "the dead server was noticed too late"
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+        assert b"did not answer a keepalive ping" in dead.buf, dead.buf
+        assert dead.mode() == dead.before
+        assert alive.wait(60) == 0, alive.buf
+        assert b"ALIVE" in alive.buf
+    finally:
+        alive.close()
+        dead.close()

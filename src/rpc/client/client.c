@@ -269,6 +269,8 @@ static void client_read(rpc_client *c) {
       client_fail(c, RR_UNAVAILABLE, "server closed the connection");
       return;
     }
+    c->last_recv_ms = rr_now_mono_ms(); /* any byte answers a ping */
+    c->ping_outstanding = false;
     ssize_t r = nghttp2_session_mem_recv(c->session, c->rbuf, (size_t)n);
     if (r < 0) {
       rr_client_flush(c); /* let a GOAWAY out */
@@ -281,10 +283,43 @@ static void client_read(rpc_client *c) {
   }
 }
 
+/* While a call is open: PING a server silent for keepalive_ms, fail the
+ * connection when the PING goes unanswered. The ms until the next check;
+ * -1: none due. */
+static int64_t client_keepalive(rpc_client *c, uint64_t now) {
+  bool open = false;
+  for (rpc_client_call *call = c->calls; call && !open; call = call->next)
+    open = !call->done;
+  if (c->dead || !open)
+    return -1;
+  if (c->ping_outstanding) {
+    uint64_t waited = now - c->ping_sent_ms;
+    if (waited < RPC_CLIENT_PING_TIMEOUT_MS)
+      return (int64_t)(RPC_CLIENT_PING_TIMEOUT_MS - waited);
+    client_fail(c, RR_UNAVAILABLE, "the server did not answer a keepalive ping within %u s",
+                RPC_CLIENT_PING_TIMEOUT_MS / 1000);
+    return -1;
+  }
+  uint64_t idle = now - c->last_recv_ms;
+  if (idle < c->keepalive_ms)
+    return (int64_t)(c->keepalive_ms - idle);
+  if (nghttp2_submit_ping(c->session, NGHTTP2_FLAG_NONE, NULL) != 0)
+    return (int64_t)c->keepalive_ms; /* out of memory: try again later */
+  c->ping_outstanding = true;
+  c->ping_sent_ms = now;
+  return RPC_CLIENT_PING_TIMEOUT_MS;
+}
+
 /* One round: flush, poll (socket + caller fds), read. Returns 1 when a
  * caller fd fired, 0 otherwise, -1 on poll failure. */
 int rr_client_drive(rpc_client *c, struct pollfd *fds, size_t nfds, int timeout_ms, rr_err *e) {
   rr_client_settle(c);
+  bool was_dead = c->dead;
+  int64_t ping_in = client_keepalive(c, rr_now_mono_ms());
+  if (c->dead && !was_dead)
+    return 0; /* its calls just failed: theirs to see, not a poll to wait in */
+  if (ping_in >= 0 && (timeout_ms < 0 || ping_in < timeout_ms))
+    timeout_ms = (int)(ping_in > INT32_MAX ? INT32_MAX : ping_in);
   rr_client_flush(c);
   if (!c->dead && !nghttp2_session_want_read(c->session) &&
       !nghttp2_session_want_write(c->session) && c->out_len == 0)
@@ -352,6 +387,8 @@ int rpc_client_new(rpc_client_transport *t, const rpc_client_options *o, rpc_cli
   }
   c->t = t;
   c->max_recv = o && o->max_recv_message ? o->max_recv_message : RPC_DEFAULT_MAX_MESSAGE;
+  c->keepalive_ms = o && o->keepalive_ms ? o->keepalive_ms : RPC_CLIENT_KEEPALIVE_MS;
+  c->last_recv_ms = rr_now_mono_ms();
   snprintf(c->user_agent, sizeof c->user_agent, "%s",
            o && o->user_agent ? o->user_agent : "runrpc-c/0.1.0");
   if (o && o->authorization && !(c->authorization = strdup(o->authorization))) {

@@ -24,7 +24,14 @@ typedef struct rpc_client_options {
   const char *user_agent;           /* NULL: "runrpc-c/VERSION" */
   const rpc_tls_client_config *tls; /* for TLS addresses (HOST:PORT) */
   const char *authorization;        /* "authorization" metadata on every call, or NULL */
+  /* While a call is open and nothing came for this long, PING; no answer
+   * within RPC_CLIENT_PING_TIMEOUT_MS fails the connection (UNAVAILABLE).
+   * 0: RPC_CLIENT_KEEPALIVE_MS. */
+  uint64_t keepalive_ms;
 } rpc_client_options;
+
+#define RPC_CLIENT_KEEPALIVE_MS 20000u
+#define RPC_CLIENT_PING_TIMEOUT_MS 20000u
 
 /* Results of rpc_client_call_recv / rpc_client_call_try_recv. */
 enum {

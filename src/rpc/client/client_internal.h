@@ -67,6 +67,9 @@ struct rpc_client {
   uint8_t rbuf[CLIENT_READ_CHUNK];
   char user_agent[64];
   char *authorization; /* NULL: none */
+  /* keepalive: a silent server is pinged, one that does not answer is dead */
+  uint64_t keepalive_ms, last_recv_ms, ping_sent_ms;
+  bool ping_outstanding;
 };
 
 /* Settle the call's status once (later outcomes are ignored). */

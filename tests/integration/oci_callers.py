@@ -103,9 +103,42 @@ def own_cgroup_dirs():
 
 
 def cgroups_named(name):
-    """The directories NAME below our own cgroup that exist."""
-    return [os.path.join(d, name) for d in own_cgroup_dirs().values()
-            if os.path.isdir(os.path.join(d, name))]
+    """The directories NAME below our own cgroup that exist: below our own
+    directory of each hierarchy, and below our deepest own path in every
+    hierarchy (podman and containerd take one absolute cgroup parent and make
+    it in all hierarchies, also where our own cgroup is the root)."""
+    bases = set(own_cgroup_dirs().values())
+    with open("/proc/self/cgroup") as f:
+        deepest = max((line.rstrip("\n").split(":", 2)[2].lstrip("/") for line in f), key=len)
+    for h in os.listdir("/sys/fs/cgroup"):
+        bases.add(os.path.join("/sys/fs/cgroup", h, deepest))
+    return sorted(os.path.join(d, name) for d in bases if os.path.isdir(os.path.join(d, name)))
+
+
+def absent_parent_dirs():
+    """Directories of our deepest own cgroup path (and its parents) missing
+    from the other hierarchies: podman makes them (mkdir -p) for its
+    absolute --cgroup-parent; remove_parent_dirs takes them away after."""
+    with open("/proc/self/cgroup") as f:
+        deepest = max((line.rstrip("\n").split(":", 2)[2].strip("/") for line in f), key=len)
+    parts = deepest.split("/") if deepest else []
+    out = []
+    for h in os.listdir("/sys/fs/cgroup"):
+        for i in range(len(parts), 0, -1):
+            d = os.path.join("/sys/fs/cgroup", h, *parts[:i])
+            if not os.path.isdir(d):
+                out.append(d)
+    return sorted(out, key=len, reverse=True)
+
+
+def remove_parent_dirs(dirs):
+    """rmdir what absent_parent_dirs listed (deepest first; those still in
+    use stay)."""
+    for d in dirs:
+        try:
+            os.rmdir(d)
+        except OSError:
+            pass
 
 
 def remove_cgroup_tree(name):

@@ -11,8 +11,9 @@ import time
 import pytest
 
 from conftest import short_tmpdir
-from oci_callers import (IMAGE_REF, cgroups_named, make_image_archive, need,
-                         remove_cgroup_tree, runproc_wrapper, sanitizer_reports)
+from oci_callers import (IMAGE_REF, absent_parent_dirs, cgroups_named, make_image_archive, need,
+                         remove_cgroup_tree, remove_parent_dirs, runproc_wrapper,
+                         sanitizer_reports)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="podman runs as root here")
 
@@ -43,6 +44,7 @@ class Podman:
         self.tmp = tmp
         self.runproc = runproc_wrapper(tmp)
         own, self.cgroup = own_cgroup_parent()
+        self.absent = absent_parent_dirs()
         self.parent = own + self.cgroup
         self.base = ["podman", "--root", os.path.join(tmp, "root"),
                      "--runroot", os.path.join(tmp, "runroot"),
@@ -89,6 +91,7 @@ def pm():
             p("rm", "--all", "--force", "--time", "0", check=False)
             p("rmi", "--all", "--force", check=False)
             left = remove_cgroup_tree(p.cgroup)
+            remove_parent_dirs(p.absent)
             reports = sanitizer_reports(tmp)
         subprocess.run(["umount", "-R", os.path.join(tmp, "root")], capture_output=True)
         subprocess.run(["umount", "-R", os.path.join(tmp, "runroot")], capture_output=True)

@@ -44,12 +44,8 @@ int runproc_create_parse(runproc_ctx *ctx, int argc, char **argv, runproc_create
       *detach = true;
     else if (runproc_flag(a, "keep", 0) || runproc_flag(a, "no-subreaper", 0))
       ; /* run's flags of runc that change nothing here */
-    else if (a[0] == '-' && a[1])
-      return runproc_fail(ctx, "unknown option \"%s\"", a);
-    else if (!o->id)
-      o->id = a;
-    else
-      return runproc_fail(ctx, "unexpected argument \"%s\"", a);
+    else if (runproc_arg_id(ctx, a, &o->id))
+      return 1;
     if (r < 0)
       return runproc_fail(ctx, "option \"%s\" needs a value", a);
   }

@@ -11,12 +11,8 @@ static int cmd_delete(runproc_ctx *ctx, int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (runproc_flag(argv[i], "force", 'f'))
       force = true;
-    else if (argv[i][0] == '-' && argv[i][1])
-      return runproc_fail(ctx, "unknown option \"%s\"", argv[i]);
-    else if (!id)
-      id = argv[i];
-    else
-      return runproc_fail(ctx, "unexpected argument \"%s\"", argv[i]);
+    else if (runproc_arg_id(ctx, argv[i], &id))
+      return 1;
   }
   if (!id)
     return runproc_fail(ctx, "usage: runproc delete [--force] ID");

@@ -154,12 +154,8 @@ static int cmd_events(runproc_ctx *ctx, int argc, char **argv) {
         return runproc_fail(ctx, "invalid --interval \"%s\" (want a duration: 500ms, 5s, 1m)", v);
     } else if (runproc_flag(argv[i], "stats", 0))
       stats = true;
-    else if (argv[i][0] == '-' && argv[i][1])
-      return runproc_fail(ctx, "unknown option \"%s\"", argv[i]);
-    else if (!id)
-      id = argv[i];
-    else
-      return runproc_fail(ctx, "unexpected argument \"%s\"", argv[i]);
+    else if (runproc_arg_id(ctx, argv[i], &id))
+      return 1;
   }
   if (!id)
     return runproc_fail(ctx, "usage: runproc events [--stats] [--interval DUR] ID");

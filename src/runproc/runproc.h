@@ -73,6 +73,11 @@ bool runproc_flag(const char *arg, const char *name, char s);
  * moved past V); 0 when it is not; -1 when V is missing. */
 int runproc_opt(int argc, char **argv, int *i, const char *name, char s, const char **ret);
 
+/* argv[i] that no option of the verb took: the container id if none was
+ * seen (*id set, 0), else a failure naming it as an unknown option or an
+ * unexpected argument (runproc_fail's status). */
+int runproc_arg_id(runproc_ctx *ctx, const char *arg, const char **id);
+
 /* Write pid (decimal) to path atomically. */
 int runproc_write_pid_file(const char *path, pid_t pid, rr_err *e);
 /* The console socket's connected fd when terminal (and path) are given;

@@ -239,10 +239,8 @@ static int update_parse(runproc_ctx *ctx, int argc, char **argv, update_opts *o)
                               "--cpu-period, --pids-limit and --resources' blockIO throttles)",
                               a);
       return runproc_fail(ctx, "unknown option \"%s\"", a);
-    } else if (!o->id)
-      o->id = a;
-    else
-      return runproc_fail(ctx, "unexpected argument \"%s\"", a);
+    } else if (runproc_arg_id(ctx, a, &o->id))
+      return 1;
     if (r < 0)
       return runproc_fail(ctx, "option \"%s\" needs a value", a);
   }

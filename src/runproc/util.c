@@ -159,6 +159,15 @@ bool runproc_flag(const char *arg, const char *name, char s) {
   return rest && (!*rest || strcmp(rest, "=true") == 0);
 }
 
+int runproc_arg_id(runproc_ctx *ctx, const char *arg, const char **id) {
+  if (arg[0] == '-' && arg[1])
+    return runproc_fail(ctx, "unknown option \"%s\"", arg);
+  if (*id)
+    return runproc_fail(ctx, "unexpected argument \"%s\"", arg);
+  *id = arg;
+  return 0;
+}
+
 int runproc_opt(int argc, char **argv, int *i, const char *name, char s, const char **ret) {
   const char *rest = runproc_opt_rest(argv[*i], name, s);
   if (!rest)

@@ -188,6 +188,21 @@ def test_run_exits_with_the_container_status(rp, script, code):
     rp("state", "c1", check='container "c1" does not exist')
 
 
+@pytest.mark.parametrize("args,msg", [
+    (("create", "--bogus", "c1"), 'unknown option "--bogus"'),
+    (("create", "c1", "c2"), 'unexpected argument "c2"'),
+    (("create",), "a container id is needed"),
+    (("delete", "-x", "c1"), 'unknown option "-x"'),
+    (("delete", "c1", "c2"), 'unexpected argument "c2"'),
+    (("events", "--stats", "c1", "c2"), 'unexpected argument "c2"'),
+    (("events", "--interval"), 'option "--interval" needs a value'),
+    (("update", "c1", "c2"), 'unexpected argument "c2"'),
+    (("create", "--preserve-fds", "x", "c1"), 'invalid --preserve-fds "x"'),
+])
+def test_bad_arguments_are_named(rp, args, msg):
+    r = rp(*args, check=msg)
+    assert r.returncode != 0
+
 def test_run_inside_view(rp):
     b = rp.bundle(["sh", "-c", "echo $$ $(hostname); cat /proc/1/comm; ls /dev/null;"
                    "touch /x 2>/dev/null || echo ro; grep -c . /proc/net/dev"])

@@ -135,20 +135,13 @@ int secrets_acl_load(int dirfd, const char *dir, secrets_acl *ret, rr_err *e) {
   if ((uint64_t)st.st_size > SECRETS_ACL_MAX)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "owner list \"%s\" is larger than %u bytes", path,
                       SECRETS_ACL_MAX);
-  _cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
-  if (!buf)
-    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
-  size_t len = 0;
-  for (;;) { /* one byte more than it had tells a file that grew */
-    ssize_t n = rr_read(fd, buf + len, (size_t)st.st_size + 1 - len);
-    if (n < 0)
-      return rr_err_sys(e, RR_INTERNAL, errno, "cannot read \"%s\"", path);
-    if (n == 0)
-      break;
-    len += (size_t)n;
-    if (len > (size_t)st.st_size)
-      return rr_err_set(e, RR_UNAVAILABLE, "owner list \"%s\" changed while read", path);
-  }
+  _cleanup_free_ char *buf = NULL;
+  size_t len;
+  if (rr_read_sized(fd, (size_t)st.st_size, &buf, &len) < 0)
+    return errno == EFBIG
+               ? rr_err_set(e, RR_UNAVAILABLE, "owner list \"%s\" changed while read", path)
+           : errno == ENOMEM ? rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory")
+                             : rr_err_sys(e, RR_INTERNAL, errno, "cannot read \"%s\"", path);
   char origin[4300];
   snprintf(origin, sizeof origin, "owner list \"%s\"", path);
   return secrets_acl_parse(buf, len, origin, ret, e);

@@ -161,20 +161,14 @@ int tokens_load(const char *path, token_file *ret, rr_err *e) {
   if ((uint64_t)st.st_size > TOKENS_FILE_MAX)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "token file \"%s\" is larger than %u bytes", path,
                       TOKENS_FILE_MAX);
-  _cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
-  if (!buf)
-    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory reading \"%s\"", path);
-  size_t len = 0;
-  for (;;) {
-    ssize_t n = rr_read(fd, buf + len, (size_t)st.st_size + 1 - len);
-    if (n < 0)
-      return rr_err_sys(e, RR_INTERNAL, errno, "cannot read \"%s\"", path);
-    if (n == 0)
-      break;
-    len += (size_t)n;
-    if (len > (size_t)st.st_size)
-      return rr_err_set(e, RR_FAILED_PRECONDITION, "token file \"%s\" grew while being read", path);
-  }
+  _cleanup_free_ char *buf = NULL;
+  size_t len;
+  if (rr_read_sized(fd, (size_t)st.st_size, &buf, &len) < 0)
+    return errno == EFBIG ? rr_err_set(e, RR_FAILED_PRECONDITION,
+                                       "token file \"%s\" grew while being read", path)
+           : errno == ENOMEM
+               ? rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory reading \"%s\"", path)
+               : rr_err_sys(e, RR_INTERNAL, errno, "cannot read \"%s\"", path);
   char origin[300];
   snprintf(origin, sizeof origin, "token file \"%.280s\"", path);
   return tokens_parse(buf, len, origin, ret, e);

@@ -17,6 +17,32 @@ ssize_t rr_read(int fd, void *buf, size_t len) {
   return n;
 }
 
+int rr_read_sized(int fd, size_t size, char **ret, size_t *len) {
+  if (size == SIZE_MAX) {
+    errno = EFBIG;
+    return -1;
+  }
+  char *buf = malloc(size + 1);
+  if (!buf)
+    return -1;
+  size_t n = 0;
+  for (;;) { /* room for one byte more than it had tells a file that grew */
+    ssize_t k = rr_read(fd, buf + n, size + 1 - n);
+    if (k == 0)
+      break;
+    if (k < 0 || (n += (size_t)k) > size) {
+      int saved = k < 0 ? errno : EFBIG;
+      free(buf);
+      errno = saved;
+      return -1;
+    }
+  }
+  buf[n] = '\0';
+  *ret = buf;
+  *len = n;
+  return 0;
+}
+
 int rr_write_all(int fd, const void *buf, size_t len) {
   const char *p = buf;
   while (len > 0) {

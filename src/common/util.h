@@ -41,12 +41,16 @@ static inline void rr_closep(int *fd) {
 /* read/write retrying EINTR; write_all loops until done. Return -1 + errno on error. */
 ssize_t rr_read(int fd, void *buf, size_t len);
 int rr_write_all(int fd, const void *buf, size_t len);
+/* The whole of a file that fstat said has size bytes, into a new buffer
+ * (NUL-terminated, for parsers): 0 with *ret and *len; -1 with errno, EFBIG
+ * when the file grew while read, ENOMEM. A file that shrank reads short. */
+int rr_read_sized(int fd, size_t size, char **ret, size_t *len);
 /* Value of a hex digit (either case), -1 if c is not one. */
 int rr_hex_value(char c);
-/* Monotonic and wall clocks. */
 /* "1.5" (seconds), "500ms", "10s", "2m", "1h", "7d" into ms (rounded up);
  * -1 when malformed or over 10^15 ms. */
 int rr_parse_duration_ms(const char *s, uint64_t *ret_ms);
+/* Monotonic and wall clocks. */
 uint64_t rr_now_mono_ms(void);
 int64_t rr_now_unix_ns(void);
 /* fd moved above 2 (F_DUPFD_CLOEXEC, the old one closed) when it landed on

@@ -409,23 +409,11 @@ static int read_bounded(const char *path, char **ret, size_t *len, rr_err *e) {
   if (st.st_size > SB_CONFIG_MAX_BYTES)
     return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: %lld bytes (at most %u)", path,
                       (long long)st.st_size, SB_CONFIG_MAX_BYTES);
-  _cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
-  if (!buf)
-    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "%s: out of memory", path);
-  size_t n = 0;
-  for (;;) {
-    ssize_t k = rr_read(fd, buf + n, (size_t)st.st_size + 1 - n);
-    if (k < 0)
-      return rr_err_sys(e, RR_INTERNAL, errno, "cannot read %s", path);
-    if (k == 0)
-      break;
-    n += (size_t)k;
-    if (n > (size_t)st.st_size) /* grew while read */
-      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: changed while read", path);
-  }
-  *ret = TAKE_PTR(buf);
-  *len = n;
-  return 0;
+  if (rr_read_sized(fd, (size_t)st.st_size, ret, len) == 0)
+    return 0;
+  return errno == EFBIG    ? rr_err_set(e, RR_INVALID_ARGUMENT, "%s: changed while read", path)
+         : errno == ENOMEM ? rr_err_set(e, RR_RESOURCE_EXHAUSTED, "%s: out of memory", path)
+                           : rr_err_sys(e, RR_INTERNAL, errno, "cannot read %s", path);
 }
 
 /* strchr() would also find a NUL byte (its terminator). */

@@ -5,8 +5,10 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -99,12 +101,42 @@ static void test_mkdirs(void **state) {
   assert_int_equal(system(rm), 0);
 }
 
+/* rr_read_sized: exact, grown (EFBIG), shrunk (short), empty. */
+static void test_read_sized(void **state) {
+  (void)state;
+  char path[] = "/tmp/rr-util-test-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  unlink(path);
+  assert_int_equal(write(fd, "hello world", 11), 11);
+  char *buf = NULL;
+  size_t len = 99;
+  assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+  assert_int_equal(rr_read_sized(fd, 11, &buf, &len), 0);
+  assert_int_equal(len, 11);
+  assert_string_equal(buf, "hello world");
+  free(buf);
+  assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+  assert_int_equal(rr_read_sized(fd, 5, &buf, &len), -1);
+  assert_int_equal(errno, EFBIG);
+  assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+  assert_int_equal(rr_read_sized(fd, 20, &buf, &len), 0);
+  assert_int_equal(len, 11);
+  free(buf);
+  assert_int_equal(rr_read_sized(fd, 0, &buf, &len), 0); /* at EOF */
+  assert_int_equal(len, 0);
+  assert_string_equal(buf, "");
+  free(buf);
+  assert_int_equal(rr_read_sized(-1, 3, &buf, &len), -1);
+  assert_int_equal(errno, EBADF);
+  close(fd);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_duration_good),
-      cmocka_unit_test(test_duration_bad),
-      cmocka_unit_test(test_hex),
-      cmocka_unit_test(test_mkdirs),
+      cmocka_unit_test(test_duration_good), cmocka_unit_test(test_duration_bad),
+      cmocka_unit_test(test_hex),           cmocka_unit_test(test_mkdirs),
+      cmocka_unit_test(test_read_sized),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,6 +45,7 @@ runc
 containerd
 umoci
 skopeo
+zstd
 podman
 conmon
 crun

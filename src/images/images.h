@@ -96,3 +96,21 @@ void img_uploads_sweep(img_store *s);
 /* Remove name below dirfd, whatever it is (a directory recursively, never
  * following symlinks); ENOENT is success. -1 + errno. */
 int img_rmtree_at(int dirfd, const char *name);
+
+/* The ids an image's config User names, resolved inside the image's root. */
+typedef struct img_user {
+  uint32_t uid, gid;
+  char name[64];   /* its passwd name ("" when passwd does not list it) */
+  char home[256];  /* its passwd home ("/" when not listed) */
+  char shell[256]; /* its passwd shell ("" when not listed) */
+} img_user;
+/* Resolve spec (NAME, UID, NAME:GROUP, UID:GID, ...) as docker does: names
+ * through etc/passwd and etc/group of the root rootfd (symlinks resolved
+ * inside it); a uid passwd does not list gets gid 0. FAILED_PRECONDITION
+ * naming the user or group when the image does not know it. */
+int img_user_resolve(int rootfd, const char *spec, img_user *ret, rr_err *e);
+
+/* Merge the layers hexes (bottom first) into the empty directory dstfd,
+ * whiteouts applied as overlayfs would: the root of a command where
+ * overlayfs is not available (reflinks where the filesystem can). */
+int img_root_copy(img_store *s, const char *const *hexes, size_t n, int dstfd, rr_err *e);

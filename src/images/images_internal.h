@@ -39,11 +39,12 @@ typedef struct img_layer_stats {
 } img_layer_stats;
 
 /* Unpack the layer tar (gzip, zstd, xz or none) read from fd as
- * layers/HEX, checking that the bytes read hash to hex and number size
- * (size < 0: unchecked). Already in the store: only checked. *ret_new true
- * when this call unpacked it. what names the layer in errors. */
-int img_layer_unpack(img_store *s, int fd, const char *hex, int64_t size, const char *what,
-                     img_layer_stats *st, bool *ret_new, rr_err *e);
+ * layers/HEX, checking that the bytes read (uncompressed: the tar they
+ * inflate to, as docker's diff_ids) hash to hex and number size (size < 0:
+ * unchecked). Already in the store: only checked. *ret_new true when this
+ * call unpacked it. what names the layer in errors. */
+int img_layer_unpack(img_store *s, int fd, const char *hex, int64_t size, bool uncompressed,
+                     const char *what, img_layer_stats *st, bool *ret_new, rr_err *e);
 /* Unpack one tar entry stream into the directory rootfd (exposed for the
  * fuzzer and the unit tests): tar-slip refused, whiteouts made as
  * overlayfs's. */

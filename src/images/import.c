@@ -42,11 +42,11 @@ const char *import_arch(void) {
   return "unknown";
 }
 
-int import_layer(import_ctx *x, int fd, const char *hex, int64_t size, const char *what,
-                 rr_err *e) {
+int import_layer(import_ctx *x, int fd, const char *hex, int64_t size, bool uncompressed,
+                 const char *what, rr_err *e) {
   img_layer_stats st = {0};
   bool made = false;
-  if (img_layer_unpack(x->s, fd, hex, size, what, &st, &made, e) < 0)
+  if (img_layer_unpack(x->s, fd, hex, size, uncompressed, what, &st, &made, e) < 0)
     return -1;
   x->res->devices_skipped += st.devices_skipped;
   x->res->layers_unpacked += made;
@@ -126,7 +126,7 @@ static int import_rootfs(import_ctx *x, int fd, const char *path, rr_err *e) {
   char hex[65], digest[IMG_DIGEST_LEN + 1];
   img_sha256_hex(d, hex);
   snprintf(digest, sizeof digest, "sha256:%s", hex);
-  if (import_layer(x, fd, hex, -1, "root filesystem tar", e) < 0)
+  if (import_layer(x, fd, hex, -1, false, "root filesystem tar", e) < 0)
     return -1;
   json_object *config = json_object_new_object(), *rootfs = json_object_new_object(),
               *diff = json_object_new_array(), *layers = json_object_new_array(),

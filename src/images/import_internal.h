@@ -16,8 +16,10 @@ typedef struct import_ctx {
 int import_oci_dir(import_ctx *x, int dirfd, rr_err *e);
 /* The docker-archive unpacked in dirfd (manifest.json). */
 int import_docker_dir(import_ctx *x, int dirfd, rr_err *e);
-/* Unpack (or check) one layer blob read from fd. */
-int import_layer(import_ctx *x, int fd, const char *hex, int64_t size, const char *what, rr_err *e);
+/* Unpack (or check) one layer blob read from fd (uncompressed: hex names
+ * the tar it inflates to). */
+int import_layer(import_ctx *x, int fd, const char *hex, int64_t size, bool uncompressed,
+                 const char *what, rr_err *e);
 /* Record an image with the archive's names (or x->name) and note its id. */
 int import_commit(import_ctx *x, const char *id_hex, const char *const *names, size_t nnames,
                   json_object *layers, json_object *config, rr_err *e);

@@ -89,7 +89,7 @@ static int oci_layers(import_ctx *x, int dirfd, json_object *layers, json_object
     if (fd < 0)
       return rr_err_wrap(e, "layer sha256:%s", hex);
     snprintf(what, sizeof what, "layer sha256:%.12s", hex);
-    if (import_layer(x, fd, hex, size, what, e) < 0)
+    if (import_layer(x, fd, hex, size, false, what, e) < 0)
       return -1;
     json_object *l = json_object_new_object();
     char digest[IMG_DIGEST_LEN + 1];
@@ -229,15 +229,9 @@ static int docker_layers(import_ctx *x, int dirfd, json_object *paths, json_obje
     _cleanup_close_ int fd = open_file_below(dirfd, path ? path : "", e);
     if (fd < 0)
       return rr_err_wrap(e, "layer %zu", i);
-    unsigned char magic[4] = {0};
-    if (pread(fd, magic, 4, 0) == 4 &&
-        ((magic[0] == 0x1f && magic[1] == 0x8b) || !memcmp(magic, "\x28\xb5\x2f\xfd", 4)))
-      return rr_err_set(e, RR_INVALID_ARGUMENT,
-                        "layer \"%s\": compressed layers in a docker-archive are not supported "
-                        "(its diff_id names the uncompressed tar)",
-                        path);
     snprintf(what, sizeof what, "layer sha256:%.12s", hex);
-    if (import_layer(x, fd, hex, -1, what, e) < 0)
+    /* its diff_id names the tar: a gzip or zstd layer is hashed inflated */
+    if (import_layer(x, fd, hex, -1, true, what, e) < 0)
       return -1;
     json_object *l = json_object_new_object();
     char digest[IMG_DIGEST_LEN + 1];

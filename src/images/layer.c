@@ -3,6 +3,7 @@
  * whole blob matched its digest (a concurrent import of the same layer
  * loses the rename and drops its copy). */
 #include <archive.h>
+#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -18,18 +19,32 @@
 
 typedef struct hashed_reader {
   int fd;
+  struct archive *raw; /* set: hash what it inflates from fd (docker's diff_id) */
   EVP_MD_CTX *md;
   uint64_t total;
   int err; /* errno of a failed read */
   unsigned char buf[LAYER_BUF];
 } hashed_reader;
 
+/* The next bytes of the blob: read from fd, or inflated by h->raw. */
+static ssize_t hashed_next(hashed_reader *h) {
+  if (!h->raw)
+    return rr_read(h->fd, h->buf, sizeof h->buf);
+  la_ssize_t n = archive_read_data(h->raw, h->buf, sizeof h->buf);
+  if (n < 0)
+    errno = archive_errno(h->raw) > 0 ? archive_errno(h->raw) : EIO;
+  return n;
+}
+
 static la_ssize_t hashed_read(struct archive *a, void *data, const void **ret) {
   hashed_reader *h = data;
-  ssize_t n = rr_read(h->fd, h->buf, sizeof h->buf);
+  ssize_t n = hashed_next(h);
   if (n < 0) {
     h->err = errno;
-    archive_set_error(a, errno, "read: %s", strerror(errno));
+    if (h->raw)
+      archive_set_error(a, errno, "%s", archive_error_string(h->raw));
+    else
+      archive_set_error(a, errno, "read: %s", strerror(errno));
     return -1;
   }
   EVP_DigestUpdate(h->md, h->buf, (size_t)n);
@@ -41,12 +56,30 @@ static la_ssize_t hashed_read(struct archive *a, void *data, const void **ret) {
 /* What libarchive did not need (tar padding) is part of the blob too. */
 static int hashed_drain(hashed_reader *h, const char *what, rr_err *e) {
   ssize_t n;
-  while ((n = rr_read(h->fd, h->buf, sizeof h->buf)) > 0) {
+  while ((n = hashed_next(h)) > 0) {
     EVP_DigestUpdate(h->md, h->buf, (size_t)n);
     h->total += (uint64_t)n;
   }
+  if (n < 0 && h->raw)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: cannot inflate: %s", what,
+                      archive_error_string(h->raw) ? archive_error_string(h->raw) : "read error");
   if (n < 0)
     return rr_err_sys(e, RR_INTERNAL, errno, "%s: read", what);
+  return 0;
+}
+
+/* h reads fd through every decompressor libarchive knows (none when the
+ * blob is a plain tar): what it hashes is the uncompressed stream. */
+static int hashed_inflate_open(hashed_reader *h, const char *what, rr_err *e) {
+  struct archive_entry *en;
+  if (!(h->raw = archive_read_new()))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  archive_read_support_filter_all(h->raw);
+  archive_read_support_format_raw(h->raw);
+  if (archive_read_open_fd(h->raw, h->fd, LAYER_BUF) != ARCHIVE_OK ||
+      archive_read_next_header(h->raw, &en) != ARCHIVE_OK)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: %s", what,
+                      archive_error_string(h->raw) ? archive_error_string(h->raw) : "cannot read");
   return 0;
 }
 
@@ -107,8 +140,8 @@ static int layer_install(img_store *s, const char *tmp, const char *hex, bool *r
   return 0; /* another import made it meanwhile: ours is dropped by the caller */
 }
 
-int img_layer_unpack(img_store *s, int fd, const char *hex, int64_t size, const char *what,
-                     img_layer_stats *st, bool *ret_new, rr_err *e) {
+int img_layer_unpack(img_store *s, int fd, const char *hex, int64_t size, bool uncompressed,
+                     const char *what, img_layer_stats *st, bool *ret_new, rr_err *e) {
   *ret_new = false;
   _cleanup_free_ hashed_reader *h = calloc(1, sizeof *h);
   if (!h || !(h->md = EVP_MD_CTX_new())) {
@@ -117,12 +150,18 @@ int img_layer_unpack(img_store *s, int fd, const char *hex, int64_t size, const 
   }
   h->fd = fd;
   EVP_DigestInit_ex(h->md, EVP_sha256(), NULL);
+  if (uncompressed && hashed_inflate_open(h, what, e) < 0) {
+    archive_read_free(h->raw);
+    EVP_MD_CTX_free(h->md);
+    return -1;
+  }
   char have[80];
   snprintf(have, sizeof have, "layers/%s", hex);
   struct stat sst;
   int r;
   if (fstatat(s->dirfd, have, &sst, AT_SYMLINK_NOFOLLOW) == 0) {
     r = layer_check_only(h, hex, size, what, e);
+    archive_read_free(h->raw);
     EVP_MD_CTX_free(h->md);
     return r;
   }
@@ -152,6 +191,7 @@ int img_layer_unpack(img_store *s, int fd, const char *hex, int64_t size, const 
       errno = saved;
     }
   }
+  archive_read_free(h->raw);
   EVP_MD_CTX_free(h->md);
   return r;
 }

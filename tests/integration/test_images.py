@@ -14,6 +14,8 @@ import tarfile
 import pytest
 
 from conftest import RUND, SANITIZER_RE, short_tmpdir
+from image_helpers import (compress, layer_tar, sha, tar_of_dir, write_docker_archive,
+                           write_oci_layout)
 from oci_callers import make_image_archive, need
 
 
@@ -309,4 +311,85 @@ def test_remove_and_gc(images, state):
     os.mkdir(os.path.join(state, "images", "layers", "0" * 64))
     os.mkdir(os.path.join(state, "images", "tmp", "crashed-import"))
     assert "1 layers removed" in rund_image(state, "gc").stdout
+    assert store_leftovers(state) == []
+
+
+def two_layers():
+    """A lower layer and an upper one that replaces a file and adds one."""
+    low = layer_tar([("etc/", "dir", None), ("etc/motd", "file", "low\n"),
+                     ("usr/share/", "dir", None), ("usr/share/data", "file", b"\x00" * 5000)])
+    high = layer_tar([("etc/motd", "file", "high\n"), ("etc/extra", "file", "x\n")])
+    return [low, high]
+
+
+@pytest.mark.parametrize("comp", ["gzip", "zstd", "mixed"])
+@pytest.mark.parametrize("fmt", ["layout", "oci-archive", "docker-archive", "rootfs"])
+def test_compressed_layers_each_format(state, fmt, comp):
+    """gzip and zstd layers in each of the four formats (docker's diff_ids
+    name the inflated tar: the layer is hashed as it inflates)."""
+    layers = two_layers()
+    comps = ["gzip", "zstd"] if comp == "mixed" else comp
+    work = os.path.join(state, "in")
+    os.mkdir(work)
+    if fmt in ("layout", "oci-archive"):
+        src = write_oci_layout(os.path.join(work, "oci"), layers, ref="zz:1", comp=comps)
+        if fmt == "oci-archive":
+            src = tar_of_dir(src, os.path.join(work, "oci.tar"))
+        args = []
+    elif fmt == "docker-archive":
+        src = write_docker_archive(os.path.join(work, "d.tar"), layers, tag="zz:1", comp=comps)
+        args = []
+    else:
+        if comp == "mixed":
+            pytest.skip("a root filesystem tar is one layer")
+        src = os.path.join(work, "root.tar." + comp)
+        open(src, "wb").write(compress(layers[0], comp))
+        args = ["--name", "zz:1"]
+    out = json.loads(rund_image(state, "import", src, "--json", *args).stdout)
+    assert len(out["ids"]) == 1
+    want = 1 if fmt == "rootfs" else 2
+    assert out["layers_unpacked"] == want
+    dirs = layer_dirs(state)
+    assert len(dirs) == want
+    motd = sorted(open(os.path.join(d, "etc/motd")).read() for d in dirs
+                  if os.path.exists(os.path.join(d, "etc/motd")))
+    assert motd == (["low\n"] if fmt == "rootfs" else ["high\n", "low\n"])
+    rec = json.loads(rund_image(state, "inspect", "zz:1").stdout)
+    assert rec["id"] == out["ids"][0] and rec["format"] == (
+        "oci" if fmt == "layout" else fmt)
+    if fmt == "docker-archive":
+        # keyed by diff_id: the same layers uncompressed are the same layers
+        again = write_docker_archive(os.path.join(work, "plain.tar"), layers, tag="zz:2")
+        out2 = json.loads(rund_image(state, "import", again, "--json").stdout)
+        assert out2["ids"] == out["ids"] and out2["layers_unpacked"] == 0
+    assert [n for n in store_leftovers(state) if n.startswith("tmp/")] == []
+
+
+@pytest.mark.parametrize("comp", [None, "gzip", "zstd"])
+def test_docker_archive_diff_id_mismatch(state, comp):
+    layers = two_layers()
+    lie = ["sha256:" + sha(layers[0]), "sha256:" + sha(b"not the tar")]
+    src = write_docker_archive(os.path.join(state, "d.tar"), layers, comp=comp, diff_ids=lie)
+    p = rund_image(state, "import", src, check=False)
+    assert p.returncode == 1
+    assert "DATA_LOSS" in p.stderr, p.stderr
+    assert "digest mismatch: want %s, the content is sha256:%s" % (lie[1], sha(layers[1])) \
+        in p.stderr, p.stderr
+    assert store_leftovers(state) == []
+
+
+def test_docker_archive_corrupt_compressed_layer(state):
+    layers = two_layers()
+    src = write_docker_archive(os.path.join(state, "d.tar"), layers, comp="gzip")
+    data = bytearray(open(src, "rb").read())
+    # flip bytes in the middle of the second layer's gzip stream
+    blob = compress(layers[1], "gzip")
+    at = bytes(data).find(blob)
+    assert at > 0
+    for i in range(at + 20, at + 40):
+        data[i] ^= 0x55
+    open(src, "wb").write(bytes(data))
+    p = rund_image(state, "import", src, check=False)
+    assert p.returncode == 1
+    assert "layer sha256:%s" % sha(layers[1])[:12] in p.stderr, p.stderr
     assert store_leftovers(state) == []

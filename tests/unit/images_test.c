@@ -273,7 +273,7 @@ static void test_digest_mismatch(void **state) {
   img_layer_stats st = {0};
   bool made;
   rr_err e = {0};
-  assert_int_equal(img_layer_unpack(s, fd, hex, -1, "layer", &st, &made, &e), -1);
+  assert_int_equal(img_layer_unpack(s, fd, hex, -1, false, "layer", &st, &made, &e), -1);
   close(fd);
   assert_int_equal(e.code, RR_DATA_LOSS);
   assert_non_null(strstr(e.msg, "digest mismatch"));
@@ -312,6 +312,82 @@ static void test_remove_and_gc(void **state) {
   assert_int_equal(layers_count(), 0);
 }
 
+static void write_file_at(const char *dir, const char *name, const char *text) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+/* User as docker resolves it, in a root with passwd and group files (etc
+ * a symlink to an absolute path: it resolves inside the root). */
+static void test_user_resolve(void **state) {
+  (void)state;
+  char root[PATH_MAX], real[PATH_MAX + 16];
+  snprintf(root, sizeof root, "%s/root", tmpl);
+  snprintf(real, sizeof real, "%s/real-etc", root);
+  assert_int_equal(mkdir(root, 0755), 0);
+  assert_int_equal(mkdir(real, 0755), 0);
+  char link[PATH_MAX + 8];
+  snprintf(link, sizeof link, "%s/etc", root);
+  assert_int_equal(symlink("/real-etc", link), 0);
+  write_file_at(real, "passwd",
+                "root:x:0:0:root:/root:/bin/sh\nbroken line\napp:x:1000:1001:App:/home/app:"
+                "/bin/ash\nnohome:x:1002:1002::\n");
+  write_file_at(real, "group", "root:x:0:\nstaff:x:50:app\nbad:x:zz:\n");
+  int fd = open(root, O_PATH | O_DIRECTORY);
+  assert_true(fd >= 0);
+  img_user u;
+  rr_err e = {0};
+  assert_int_equal(img_user_resolve(fd, "app", &u, &e), 0);
+  assert_int_equal(u.uid, 1000);
+  assert_int_equal(u.gid, 1001);
+  assert_string_equal(u.name, "app");
+  assert_string_equal(u.home, "/home/app");
+  assert_string_equal(u.shell, "/bin/ash");
+  assert_int_equal(img_user_resolve(fd, "1000", &u, &e), 0); /* a listed uid: its entry */
+  assert_int_equal(u.gid, 1001);
+  assert_string_equal(u.name, "app");
+  assert_int_equal(img_user_resolve(fd, "4242", &u, &e), 0); /* unlisted: gid 0, home / */
+  assert_int_equal(u.uid, 4242);
+  assert_int_equal(u.gid, 0);
+  assert_string_equal(u.home, "/");
+  assert_string_equal(u.name, "");
+  assert_int_equal(img_user_resolve(fd, "app:staff", &u, &e), 0);
+  assert_int_equal(u.uid, 1000);
+  assert_int_equal(u.gid, 50);
+  assert_int_equal(img_user_resolve(fd, "4242:77", &u, &e), 0);
+  assert_int_equal(u.gid, 77);
+  assert_int_equal(img_user_resolve(fd, "nohome", &u, &e), 0);
+  assert_string_equal(u.home, "/");
+  assert_int_equal(img_user_resolve(fd, "nosuch", &u, &e), -1);
+  assert_int_equal(e.code, RR_FAILED_PRECONDITION);
+  assert_non_null(strstr(e.msg, "no user \"nosuch\" in the image's /etc/passwd"));
+  assert_int_equal(img_user_resolve(fd, "app:nogroup", &u, &e), -1);
+  assert_non_null(strstr(e.msg, "no group \"nogroup\" in the image's /etc/group"));
+  assert_int_equal(img_user_resolve(fd, "bad", &u, &e), -1); /* a group name, not a user */
+  for (const char *const *bad = (const char *const[]){":", "app:", ":0", "4294967295", NULL}; *bad;
+       bad++) {
+    rr_err_clear(&e);
+    assert_int_equal(img_user_resolve(fd, *bad, &u, &e), -1);
+    assert_int_equal(e.code, RR_FAILED_PRECONDITION);
+  }
+  close(fd);
+  /* no etc at all: numbers only */
+  char bare[PATH_MAX + 8];
+  snprintf(bare, sizeof bare, "%s/bare", tmpl);
+  assert_int_equal(mkdir(bare, 0755), 0);
+  fd = open(bare, O_PATH | O_DIRECTORY);
+  assert_int_equal(img_user_resolve(fd, "5:6", &u, &e), 0);
+  assert_int_equal(u.uid, 5);
+  assert_int_equal(u.gid, 6);
+  assert_int_equal(img_user_resolve(fd, "app", &u, &e), -1);
+  assert_non_null(strstr(e.msg, "(it has none)"));
+  close(fd);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ref_parse),
@@ -320,6 +396,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_tar_slip_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_digest_mismatch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_remove_and_gc, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_user_resolve, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,6 +25,7 @@
 #include "images/images.h"
 #include "jobs/request.h"
 #include "rund.h"
+#include "rund/opts.h"
 
 #define ROOT_NAME_MAX 64
 
@@ -87,6 +88,49 @@ static int root_mount(const char *store, const char *dir, json_object *layers, r
   return 0;
 }
 
+/* Without overlayfs: the layers copied into merged (the sandbox's mount
+ * points made there too). The copy is rund's own work while it runs. */
+static int root_copy(rund_ctx *ctx, const char *dir, json_object *layers, rr_err *e) {
+  size_t n = json_object_array_length(layers);
+  _cleanup_free_ const char **hexes = calloc(n ? n : 1, sizeof *hexes);
+  if (!hexes)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    const char *d = layer_digest(json_object_array_get_idx(layers, i));
+    if (!d)
+      return rr_err_set(e, RR_DATA_LOSS, "image root: a layer without a digest");
+    hexes[i] = d + 7;
+  }
+  char merged[4200];
+  snprintf(merged, sizeof merged, "%.3900s/merged", dir);
+  _cleanup_close_ int fd = open(merged, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot open \"%s\"", merged);
+  if (img_root_copy(ctx->images, hexes, n, fd, e) < 0)
+    return -1;
+  for (const char *const *d = (const char *const[]){"proc", "dev", "sys", "tmp", NULL}; *d; d++)
+    if (mkdirat(fd, *d, 0755) < 0 && errno != EEXIST)
+      return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "image root: cannot make /%s", *d);
+  return 0;
+}
+
+/* The root by the mode rund was told (auto: a copy when the kernel has no
+ * overlayfs, said once in the log). */
+static int root_make(rund_ctx *ctx, const char *dir, json_object *layers, rr_err *e) {
+  static bool said;
+  if (ctx->image_roots == RUND_IMAGE_ROOTS_COPY)
+    return root_copy(ctx, dir, layers, e);
+  if (root_mount(img_store_dir(ctx->images), dir, layers, e) == 0)
+    return 0;
+  if (ctx->image_roots == RUND_IMAGE_ROOTS_OVERLAY || e->sys_errno != ENODEV)
+    return -1;
+  if (!said)
+    rr_warn("no overlayfs: image roots are copies (slower)", "error=\"%s\"", e->msg);
+  said = true;
+  rr_err_clear(e);
+  return root_copy(ctx, dir, layers, e);
+}
+
 /* roots/NAME with upper, work, merged and the layers file. */
 static int root_dirs(const char *dir, json_object *layers, rr_err *e) {
   char p[4096];
@@ -110,39 +154,74 @@ static int root_dirs(const char *dir, json_object *layers, rr_err *e) {
   return 0;
 }
 
-/* Env entries of the image's config the request does not set. */
-static int root_env(job_request *r, json_object *env, rr_err *e) {
-  size_t n = env && json_object_is_type(env, json_type_array) ? json_object_array_length(env) : 0;
-  if (!n)
-    return 0;
-  char **k = realloc(r->env_keys, (r->nenv + n + 1) * sizeof *k);
+/* key=value appended to r's env unless r sets key already. */
+static int root_env_add(job_request *r, const char *key, size_t klen, const char *value,
+                        rr_err *e) {
+  for (size_t j = 0; j < r->nenv; j++)
+    if (strlen(r->env_keys[j]) == klen && !strncmp(r->env_keys[j], key, klen))
+      return 0;
+  char **k = realloc(r->env_keys, (r->nenv + 2) * sizeof *k);
   if (k)
     r->env_keys = k;
-  char **v = k ? realloc(r->env_values, (r->nenv + n + 1) * sizeof *v) : NULL;
+  char **v = k ? realloc(r->env_values, (r->nenv + 2) * sizeof *v) : NULL;
   if (!v)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   r->env_values = v;
+  char *ks = strndup(key, klen), *vs = strdup(value);
+  if (!ks || !vs) {
+    free(ks);
+    free(vs);
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  r->env_keys[r->nenv] = ks;
+  r->env_values[r->nenv++] = vs;
+  r->env_keys[r->nenv] = r->env_values[r->nenv] = NULL;
+  return 0;
+}
+
+/* Env entries of the image's config the request does not set. */
+static int root_env(job_request *r, json_object *env, rr_err *e) {
+  size_t n = env && json_object_is_type(env, json_type_array) ? json_object_array_length(env) : 0;
   for (size_t i = 0; i < n; i++) {
     const char *kv = json_object_get_string(json_object_array_get_idx(env, i));
     const char *eq = kv ? strchr(kv, '=') : NULL;
-    if (!eq || eq == kv)
-      continue;
-    bool set = false;
-    for (size_t j = 0; j < r->nenv && !set; j++)
-      set = strlen(r->env_keys[j]) == (size_t)(eq - kv) && !strncmp(r->env_keys[j], kv, eq - kv);
-    if (set)
-      continue;
-    char *key = strndup(kv, (size_t)(eq - kv)), *value = strdup(eq + 1);
-    if (!key || !value) {
-      free(key);
-      free(value);
-      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
-    }
-    r->env_keys[r->nenv] = key;
-    r->env_values[r->nenv++] = value;
-    r->env_keys[r->nenv] = r->env_values[r->nenv] = NULL;
+    if (eq && eq != kv && root_env_add(r, kv, (size_t)(eq - kv), eq + 1, e) < 0)
+      return -1;
   }
   return 0;
+}
+
+/* The image's User (as docker: names from its own /etc/passwd and
+ * /etc/group) when the request names no ids; HOME, USER, LOGNAME and SHELL
+ * from its passwd entry unless set. Its ids are the host's in a default
+ * sandbox: for an admin or a caller who is that user only. */
+static int root_user(prepared *p, json_object *config, const char *merged, rr_err *e) {
+  job_sandbox *s = &p->req.sandbox;
+  const char *spec = config_str(config, "User");
+  if (!spec || !*spec || s->has_user)
+    return 0; /* none: the caller's ids, as without an image */
+  _cleanup_close_ int rootfd = open(merged, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (rootfd < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot open \"%s\"", merged);
+  img_user u;
+  if (img_user_resolve(rootfd, spec, &u, e) < 0)
+    return rr_err_wrap(e, "sandbox.image: image \"%s\"", s->image);
+  s->has_user = true;
+  s->uid = u.uid;
+  s->gid = u.gid;
+  if (!prepare_sandbox_user_allowed(s, &p->id, p->run_as ? &p->ids : NULL))
+    return rr_err_set(e, RR_PERMISSION_DENIED,
+                      "sandbox.image: image \"%s\" runs as User \"%s\" (%u:%u): inside a %s "
+                      "sandbox those are the host's ids, only admins may choose them (strict maps "
+                      "ids onto the caller's; sandbox.user picks others)",
+                      s->image, spec, u.uid, u.gid, sb_profile_name(s->profile));
+  job_request *r = &p->req;
+  if (root_env_add(r, "HOME", 4, u.home, e) < 0)
+    return -1;
+  if (u.name[0] &&
+      (root_env_add(r, "USER", 4, u.name, e) < 0 || root_env_add(r, "LOGNAME", 7, u.name, e) < 0))
+    return -1;
+  return u.shell[0] ? root_env_add(r, "SHELL", 5, u.shell, e) : 0;
 }
 
 static int root_config(job_request *r, json_object *rec, rr_err *e) {
@@ -197,11 +276,13 @@ int rund_image_root_prepare(rund_ctx *ctx, prepared *p, rr_err *e) {
     rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
     goto out;
   }
-  if (root_dirs(dir, layers, e) < 0 || root_mount(img_store_dir(ctx->images), dir, layers, e) < 0 ||
-      root_config(&p->req, o, e) < 0)
-    goto out;
   char merged[4200];
   snprintf(merged, sizeof merged, "%.3900s/merged", dir);
+  if (root_dirs(dir, layers, e) < 0 || root_make(ctx, dir, layers, e) < 0 ||
+      root_config(&p->req, o, e) < 0 ||
+      root_user(p, json_object_object_get(json_object_object_get(o, "config"), "config"), merged,
+                e) < 0)
+    goto out;
   free(s->rootfs);
   s->rootfs = strdup(merged);
   if (!s->rootfs) {

@@ -170,6 +170,7 @@ int main(int argc, char **argv) {
   img_uploads_sweep(ctx.images); /* no upload outlives the rund receiving it */
   ctx.exe = rund_exe;
   ctx.state_dir = o.state_dir;
+  ctx.image_roots = o.image_roots;
   rund_image_roots_adopt(&ctx);
   images_gc_spawn(&ctx); /* roots released by a rund that stopped before collecting */
   char q[4200];

@@ -23,6 +23,7 @@ static void rund_usage(FILE *f) {
       "            [--idle-timeout DUR] [--max-connections N] [--max-conns-per-peer N]\n"
       "            [--quota-running N] [--quota-jobs N] [--quota-followers N] [--fd-reserve N]\n"
       "            [--default-profile P] [--min-profile P] [--bind-allow DIR]...\n"
+      "            [--image-roots auto|overlay|copy]\n"
       "       rund certs issue NAME --san KIND:VALUE... [--days N] [--out DIR] [--state-dir "
       "DIR]\n"
       "       rund certs init|server [--san KIND:VALUE]... [--state-dir DIR]\n"
@@ -83,6 +84,10 @@ static void rund_usage(FILE *f) {
       "  --bind-allow DIR     requests may bind host paths at or below DIR into their\n"
       "                       sandbox, and use directories below it as rootfs;\n"
       "                       repeatable; default: none\n"
+      "  --image-roots M      how --image commands get their root: overlay (an\n"
+      "                       overlayfs per command), copy (the layers copied per\n"
+      "                       command: slower, for kernels without overlayfs) or\n"
+      "                       auto (overlay, copy where overlayfs is missing); default auto\n"
       "  --idle-timeout DUR   close connections with no call and no request for DUR\n"
       "                       (PINGs do not count); default 5m\n"
       "  --max-connections N  default 4096, of which 64 only admins may take\n"
@@ -233,7 +238,8 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
     O_FDRES,
     O_DEFPROFILE,
     O_MINPROFILE,
-    O_BINDALLOW
+    O_BINDALLOW,
+    O_IMAGEROOTS
   };
   static const struct option longs[] = {{"listen", required_argument, NULL, 'l'},
                                         {"state-dir", required_argument, NULL, 's'},
@@ -260,6 +266,7 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
                                         {"default-profile", required_argument, NULL, O_DEFPROFILE},
                                         {"min-profile", required_argument, NULL, O_MINPROFILE},
                                         {"bind-allow", required_argument, NULL, O_BINDALLOW},
+                                        {"image-roots", required_argument, NULL, O_IMAGEROOTS},
                                         {"help", no_argument, NULL, 'h'},
                                         {"version", no_argument, NULL, 'V'},
                                         {NULL, 0, NULL, 0}};
@@ -338,6 +345,16 @@ int rund_opts_parse(int argc, char **argv, rund_opts *o) {
       break;
     case O_NO_CGROUPS:
       o->no_cgroups = true;
+      break;
+    case O_IMAGEROOTS:
+      if (!strcmp(optarg, "auto"))
+        o->image_roots = RUND_IMAGE_ROOTS_AUTO;
+      else if (!strcmp(optarg, "overlay"))
+        o->image_roots = RUND_IMAGE_ROOTS_OVERLAY;
+      else if (!strcmp(optarg, "copy"))
+        o->image_roots = RUND_IMAGE_ROOTS_COPY;
+      else
+        return BAD("--image-roots \"%s\": want auto, overlay or copy", optarg);
       break;
     case O_DEFPROFILE:
     case O_MINPROFILE: {

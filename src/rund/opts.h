@@ -14,6 +14,13 @@
 #define RUND_MAX_ADMINS 32
 #define RUND_MAX_BIND_ALLOW 32
 
+/* How --image commands get their root (--image-roots). */
+typedef enum rund_image_roots {
+  RUND_IMAGE_ROOTS_AUTO = 0, /* overlayfs, a copy where the kernel has none */
+  RUND_IMAGE_ROOTS_OVERLAY,
+  RUND_IMAGE_ROOTS_COPY,
+} rund_image_roots;
+
 typedef struct rund_opts {
   const char *listen[RUND_MAX_LISTEN];
   size_t nlisten;
@@ -43,6 +50,7 @@ typedef struct rund_opts {
   sb_profile default_profile, min_profile;
   const char *bind_allow[RUND_MAX_BIND_ALLOW];
   size_t nbind_allow;
+  rund_image_roots image_roots;
 } rund_opts;
 
 /* 0 to run, -1 to exit 0 (--help, --version), else the exit code. */

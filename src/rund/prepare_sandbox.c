@@ -82,6 +82,14 @@ fail:
   return -1;
 }
 
+bool prepare_sandbox_user_allowed(const job_sandbox *s, const authz_identity *id,
+                                  const spawn_ids *run_as) {
+  /* without a user namespace the ids inside are the host's: only an admin
+   * may pick others than its own (strict maps them onto the caller's) */
+  return !s->has_user || s->profile == SB_PROFILE_STRICT || id->admin ||
+         (run_as && run_as->uid == s->uid && run_as->gid == s->gid);
+}
+
 int prepare_sandbox_check(const rund_sandbox_policy *pol, bool cgroups, const authz_identity *id,
                           const spawn_ids *run_as, job_request *r, rr_err *e) {
   job_sandbox *s = &r->sandbox;
@@ -114,10 +122,7 @@ int prepare_sandbox_check(const rund_sandbox_policy *pol, bool cgroups, const au
       return rr_err_set(e, orig.code, "sandbox.%s", orig.msg);
     }
   }
-  /* without a user namespace the ids inside are the host's: only an admin
-   * may pick others than its own (strict maps them onto the caller's) */
-  if (s->has_user && s->profile != SB_PROFILE_STRICT && !id->admin &&
-      !(run_as && run_as->uid == s->uid && run_as->gid == s->gid))
+  if (!prepare_sandbox_user_allowed(s, id, run_as))
     return rr_err_set(e, RR_PERMISSION_DENIED,
                       "sandbox.user: %u:%u inside a %s sandbox are the host's ids: only admins "
                       "may choose them (strict maps ids onto the caller's)",

@@ -56,6 +56,7 @@ typedef struct rund_ctx {
   quota *quota;        /* per-identity quotas and the fd reserve */
   rund_sandbox_policy sandbox;
   struct img_store *images; /* STATE/images */
+  int image_roots;          /* rund_image_roots: overlay, copy or auto */
   const char *exe;          /* rund's own binary (for `rund image` children) */
   const char *state_dir;
   unsigned imports;       /* Import calls in progress */
@@ -201,6 +202,9 @@ int prepare_sandbox_decode(const Rundwire__Sandbox *in, const rund_sandbox_polic
  * strict), strict's limits (when cgroups are there). */
 int prepare_sandbox_check(const rund_sandbox_policy *pol, bool cgroups, const authz_identity *id,
                           const spawn_ids *run_as, job_request *r, rr_err *e);
+/* May id run s's command as s's ids (its own, an admin, or strict's mapped ones)? */
+bool prepare_sandbox_user_allowed(const job_sandbox *s, const authz_identity *id,
+                                  const spawn_ids *run_as);
 /* Usage message from counters. */
 void convert_usage(const cg_usage *u, Runrpc__V1__Usage *ret);
 /* A job id field: NUL/UTF-8 checked, then looked up. */

@@ -258,3 +258,6 @@ void rpc_call_drop_output(rpc_call *c);
 void rpc_md_free(rpc_md *md, size_t n);
 /* The peer's header-list limit as a budget for our headers. */
 size_t rpc_call_header_budget(const rpc_call *c);
+
+/* server.c: a listener's fd is readable: accept what is waiting. */
+void rpc_server_accept(loop *l, int fd, uint32_t events, void *data);

@@ -130,6 +130,12 @@ typedef struct rpc_tls_config {
 /* Listen on TCP "host:port" / "[v6]:port" serving gRPC over TLS. The files
  * are loaded (and checked) now. */
 int rpc_server_listen_tls(rpc_server *s, const char *addr, const rpc_tls_config *tls, rr_err *e);
+/* Serve a socket that is listening already (systemd socket activation): a
+ * unix one in plaintext (its file is not ours: never unlinked), a TCP one
+ * with TLS per tls, or plaintext ("h2c:") when tls is NULL, on loopback
+ * only. Made non-blocking and close-on-exec; the server owns fd on success,
+ * the caller keeps it on error. */
+int rpc_server_listen_fd(rpc_server *s, int fd, const rpc_tls_config *tls, rr_err *e);
 /* Connection-level events the daemon should log (TLS handshake refused,
  * connection limit hit...): peer is printable, what is one sentence. */
 typedef void (*rpc_server_conn_log_fn)(void *data, const char *peer, const char *what);

@@ -31,10 +31,12 @@ static void rund_on_signal(loop *l, int fd, uint32_t events, void *data) {
     char q[RR_ERR_MSG_MAX + 16];
     if (si.ssi_signo == SIGHUP) {
       rr_err e = {0};
+      rund_sd_reloading();
       if (rund_tokens_reload(ctx, &e) < 0)
         rr_warn("token file not reloaded", "error=%s", rr_log_quote(q, sizeof q, e.msg));
       else
         rr_info("token file reloaded", "tokens=%zu", ctx->tokens.n);
+      rund_sd_notify("READY=1");
       continue;
     }
     if (si.ssi_signo == SIGUSR2) {
@@ -43,10 +45,12 @@ static void rund_on_signal(loop *l, int fd, uint32_t events, void *data) {
         continue;
       }
       ctx->reexec = true;
+      rund_sd_reloading(); /* the new image says READY=1 once it listens */
       rr_info("restarting in place", "exe=%s", rr_log_quote(q, sizeof q, rund_exe));
       loop_stop(l);
       continue;
     }
+    rund_sd_notify("STOPPING=1");
     rr_info("shutting down", "signal=%s",
             rr_log_quote(q, sizeof q, sigabbrev_np((int)si.ssi_signo)));
     loop_stop(l);
@@ -99,6 +103,7 @@ int main(int argc, char **argv) {
   if (rc)
     return rc < 0 ? 0 : rc;
   rr_log_set_level(o.log_level);
+  rund_sd_init();
   signal(SIGPIPE, SIG_IGN);
   ssize_t n = readlink("/proc/self/exe", rund_exe, sizeof rund_exe - 1);
   rund_exe[n > 0 ? n : 0] = '\0';
@@ -115,6 +120,11 @@ int main(int argc, char **argv) {
   health *h = NULL;
   int sigfd = -1;
   rc = 1;
+  /* before anything opens an fd of its own */
+  if (rund_sd_listen_fds(&ctx.sd_fds, &e) < 0) {
+    rund_fail("cannot use the sockets from systemd", &e);
+    return 1;
+  }
   if (loop_new(&ctx.l, &e) < 0) {
     rund_fail("cannot start", &e);
     return 1;
@@ -197,6 +207,8 @@ int main(int argc, char **argv) {
     rund_fail("cannot listen", &e);
     goto out;
   }
+  rund_sd_notify("READY=1\nSTATUS=serving");
+  rund_sd_watchdog_start(ctx.l);
   if (loop_run(ctx.l, &e) < 0) {
     rund_fail("event loop failed", &e);
     goto out;
@@ -234,6 +246,9 @@ out:
      * adopts them with their exit status (after a crash it cannot). Every
      * fd is CLOEXEC; the signal mask carries over, as the new image wants. */
     rr_info("re-executing", "running_jobs=%zu", running);
+    if (rund_sd_pass_on(&ctx.sd_fds) < 0)
+      rr_error("cannot keep the sockets from systemd over the re-exec", "error=%s",
+               strerror(errno));
     execv(rund_exe, argv);
     char qe[4200];
     rr_error("cannot re-execute", "exe=%s error=%s", rr_log_quote(qe, sizeof qe, rund_exe),

@@ -97,10 +97,15 @@ static void rund_usage(FILE *f) {
       "  --help, --version\n"
       "\n"
       "Signals: SIGTERM/SIGINT stop rund (running jobs keep running; the next rund\n"
-      "adopts them, without their exit status); SIGHUP reloads the token file;\n"
-      "SIGUSR2 restarts rund in place (re-executes the file it was started from,\n"
-      "e.g. after an upgrade, keeping its pid): running jobs stay its children\n"
-      "and keep their exit status; connections drop and Exec commands end.\n");
+      "adopts them with their exit status, which rund-waiter records); SIGHUP\n"
+      "reloads the token file; SIGUSR2 restarts rund in place (re-executes the file\n"
+      "it was started from, e.g. after an upgrade, keeping its pid): running jobs\n"
+      "stay its children; connections drop and Exec commands end.\n"
+      "\n"
+      "systemd: with sockets passed (LISTEN_FDS, rund.socket) rund serves those\n"
+      "instead of --listen: unix sockets by peer credentials, TCP ones with TLS\n"
+      "(FileDescriptorName=h2c: plaintext, loopback only). With NOTIFY_SOCKET it\n"
+      "says READY, RELOADING, STOPPING and feeds WatchdogSec= (Type=notify).\n");
 }
 
 static int rund_parse_size(const char *s, uint64_t *ret) {
@@ -210,6 +215,7 @@ static int rund_opts_finish(rund_opts *o) {
     return BAD("%s", "--tls-cert, --tls-key and --client-ca go together: give all three or none");
   /* without TLS flags, TLS listeners use the embedded CA */
   o->embedded = tls == 0;
+  o->listen_given = o->nlisten > 0;
   if (!o->nlisten) {
     o->listen[o->nlisten++] = RUND_DEFAULT_ADDR;
     o->listen[o->nlisten++] = RUND_DEFAULT_TLS_ADDR;

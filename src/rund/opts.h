@@ -24,6 +24,7 @@ typedef enum rund_image_roots {
 typedef struct rund_opts {
   const char *listen[RUND_MAX_LISTEN];
   size_t nlisten;
+  bool listen_given; /* --listen on the command line (else the defaults) */
   const char *state_dir;
   uint64_t max_log_bytes;
   int log_level;

@@ -37,6 +37,15 @@ typedef struct rund_file_id {
 
 typedef struct rund_exec_entry rund_exec_entry;
 
+/* systemd.c: sockets handed over by systemd (socket activation). */
+#define RUND_SD_MAX 64
+typedef struct rund_sd_fds {
+  size_t n;
+  int fd[RUND_SD_MAX];         /* 3, 4, ... */
+  int spare[RUND_SD_MAX];      /* CLOEXEC copies kept for a re-exec in place (-1: none) */
+  char names[RUND_SD_MAX][32]; /* LISTEN_FDNAMES (FileDescriptorName=), cut at 31 bytes */
+} rund_sd_fds;
+
 typedef struct rund_ctx {
   loop *l;
   rpc_server *server;
@@ -61,7 +70,26 @@ typedef struct rund_ctx {
   const char *state_dir;
   unsigned imports;       /* Import calls in progress */
   rund_exec_entry *execs; /* running Exec commands, newest first (exec_list.c) */
+  rund_sd_fds sd_fds;     /* sockets from systemd; served instead of --listen */
 } rund_ctx;
+
+/* systemd.c. Take NOTIFY_SOCKET and WATCHDOG_* out of the environment
+ * (first thing, before any job can inherit them). */
+void rund_sd_init(void);
+/* sd_notify: send "READY=1", "STOPPING=1", ... (no-op without
+ * NOTIFY_SOCKET; failures only logged at debug level). */
+void rund_sd_notify(const char *msg);
+/* RELOADING=1 with MONOTONIC_USEC (systemd 253's reload protocol). */
+void rund_sd_reloading(void);
+/* WATCHDOG=1 from a loop timer at half of WATCHDOG_USEC (no-op without). */
+void rund_sd_watchdog_start(loop *l);
+/* The sockets passed for this pid (LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES,
+ * then unset); INVALID_ARGUMENT when the variables are malformed or an fd is
+ * not open. */
+int rund_sd_listen_fds(rund_sd_fds *ret, rr_err *e);
+/* Before an in-place re-exec: put the sockets back at their numbers and
+ * set the variables the new image reads (notify socket, watchdog too). */
+int rund_sd_pass_on(const rund_sd_fds *fds);
 
 /* exec_list.c: a running Exec command shown by List (kind "exec") until
  * removed; r and caller are copied. */

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -186,11 +187,44 @@ static int listen_embedded_certs(const rund_opts *o, certs_paths *paths, rr_err 
   return 0;
 }
 
-static bool listen_any_tls(const rund_opts *o) {
-  for (size_t i = 0; i < o->nlisten; i++)
+/* A socket from systemd is served with TLS when it is TCP and not named
+ * "h2c" (FileDescriptorName=h2c: plaintext, loopback only). */
+static bool sd_fd_is_tls(const rund_sd_fds *f, size_t i) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  return getsockname(f->fd[i], (struct sockaddr *)&ss, &len) == 0 &&
+         (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) && strcmp(f->names[i], "h2c") != 0;
+}
+
+static bool listen_any_tls(const rund_ctx *ctx, const rund_opts *o) {
+  for (size_t i = 0; i < ctx->sd_fds.n; i++)
+    if (sd_fd_is_tls(&ctx->sd_fds, i))
+      return true;
+  for (size_t i = 0; i < o->nlisten && !ctx->sd_fds.n; i++)
     if (addr_is_tcp_tls(o->listen[i]))
       return true;
   return false;
+}
+
+/* Serve the sockets systemd passed (instead of --listen). */
+static int listen_sd_fds(rund_ctx *ctx, const rpc_tls_config *tls, rr_err *e) {
+  char q[4200], qn[128];
+  for (size_t i = 0; i < ctx->sd_fds.n; i++) {
+    bool use_tls = sd_fd_is_tls(&ctx->sd_fds, i);
+    if (use_tls && !tls->cert_file)
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "socket %d from systemd is TCP: give --tls-cert/--tls-key/--client-ca, "
+                        "or name it h2c (FileDescriptorName=h2c) on loopback",
+                        ctx->sd_fds.fd[i]);
+    if (rpc_server_listen_fd(ctx->server, ctx->sd_fds.fd[i], use_tls ? tls : NULL, e) < 0)
+      return rr_err_wrap(e, "socket %d from systemd (\"%s\")", ctx->sd_fds.fd[i],
+                         ctx->sd_fds.names[i]);
+    rr_info("listening", "addr=%s tls=%s fd=%d name=%s from=systemd",
+            rr_log_quote(q, sizeof q, rpc_server_listen_address(ctx->server, i)),
+            use_tls ? "true" : "false", ctx->sd_fds.fd[i],
+            rr_log_quote(qn, sizeof qn, ctx->sd_fds.names[i]));
+  }
+  return 0;
 }
 
 int rund_listen_all(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
@@ -200,7 +234,7 @@ int rund_listen_all(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
                         .allow_tls12 = o->tls12};
   certs_paths paths;
   char q[4200];
-  if (o->embedded && listen_any_tls(o)) {
+  if (o->embedded && listen_any_tls(ctx, o)) {
     if (listen_embedded_certs(o, &paths, e) < 0)
       return -1;
     tls.cert_file = paths.server;
@@ -209,6 +243,11 @@ int rund_listen_all(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
   }
   rund_server_configure(ctx, o);
   rpc_server_set_conn_log(ctx->server, rund_conn_log, ctx);
+  if (ctx->sd_fds.n) {
+    if (o->listen_given)
+      rr_warn("sockets from systemd: --listen ignored", "sockets=%zu", ctx->sd_fds.n);
+    return listen_sd_fds(ctx, &tls, e);
+  }
   for (size_t i = 0; i < o->nlisten; i++) {
     const char *addr = o->listen[i];
     int rc;

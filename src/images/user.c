@@ -23,7 +23,7 @@ static int user_file_read(int rootfd, const char *path, char **ret, rr_err *e) {
   *ret = NULL;
   struct open_how how = {.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK,
                          .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
-  int fd;
+  _cleanup_close_ int fd = -1;
   do
     fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof how);
   while (fd < 0 && errno == EAGAIN);
@@ -31,7 +31,6 @@ static int user_file_read(int rootfd, const char *path, char **ret, rr_err *e) {
     return errno == ENOENT || errno == ENOTDIR
                ? 0
                : rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "cannot open the image's /%s", path);
-  _cleanup_close_ int cfd = fd;
   struct stat st;
   if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
     return rr_err_set(e, RR_FAILED_PRECONDITION, "the image's /%s is not a regular file", path);

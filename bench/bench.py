@@ -13,6 +13,8 @@ the same run on the same machine (bench/run.sh runs this).
     without: the cost of the cgroup (goal: under 1 ms)
  7. Health.Check p99 latency with 1, 4, 16 jobs writing as fast as they can
     (4 KiB log cap) vs with none (bench/loop_stall.py)
+ 8. images (bench/images.py, as root): `runctl run --rm --image` vs `podman
+    run --rm` and `runctl image import` vs `podman load`, same busybox archive
 """
 
 import argparse
@@ -132,7 +134,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.environ.get("BUILD_DIR", "build"))
     ap.add_argument("--quick", action="store_true", help="fewer runs, 256 MiB stream")
-    ap.add_argument("--only", default="1234567", help="which benches, e.g. 13")
+    ap.add_argument("--only", default="12345678", help="which benches, e.g. 13")
     a = ap.parse_args()
     build = os.path.join(ROOT, a.build) if not os.path.isabs(a.build) else a.build
     rund = os.environ.get("RUND") or os.path.join(build, "src/rund/rund")
@@ -213,6 +215,15 @@ def main():
                                 "--build", build, "--rows-json", "--seconds",
                                 "2" if a.quick else "5"], stdout=subprocess.PIPE, check=True)
             rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
+        if "8" in a.only:
+            if os.geteuid() != 0:
+                rows.append(("8 images", "-", "-", "-", "-", "skipped: needs root"))
+            else:
+                p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "images.py"),
+                                    "--build", build, "--rows-json"] + (["--quick"] if a.quick
+                                                                        else []),
+                                   stdout=subprocess.PIPE, check=True)
+                rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -13,9 +13,14 @@ busybox image (made offline with umoci + skopeo + busybox-static):
 Each figure is the median over --rounds rounds of the mean per call of a
 round; rounds alternate the two. Goal (issue 11): run <= 0.02x podman.
 
-  bench/images.py [--rund PATH] [--runctl PATH] [--n N] [--rounds R]
+  bench/images.py [--build DIR | --rund PATH --runctl PATH] [--n N] [--rounds R]
+                  [--quick] [--rows-json]
+
+bench.py (bench/run.sh) runs it as bench 8 with --rows-json and puts its rows
+in the table.
 """
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -100,14 +105,24 @@ def timed(fn, n):
 
 def main():
     ap = argparse.ArgumentParser()
-    build = os.path.join(ROOT, "build")
-    if not os.path.exists(os.path.join(build, "src", "rund", "rund")):
-        build = os.path.join(ROOT, "build-asan")
-    ap.add_argument("--rund", default=os.path.join(build, "src", "rund", "rund"))
-    ap.add_argument("--runctl", default=os.path.join(build, "src", "runctl", "runctl"))
+    ap.add_argument("--build", default=None, help="build dir (default build, else build-asan)")
+    ap.add_argument("--rund", default=None)
+    ap.add_argument("--runctl", default=None)
     ap.add_argument("--n", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="3 rounds of 3 calls")
+    ap.add_argument("--rows-json", action="store_true",
+                    help="print the table rows as JSON (for bench.py)")
     a = ap.parse_args()
+    build = a.build or os.path.join(ROOT, "build")
+    if not os.path.isabs(build):
+        build = os.path.join(ROOT, build)
+    if not a.build and not os.path.exists(os.path.join(build, "src", "rund", "rund")):
+        build = os.path.join(ROOT, "build-asan")
+    a.rund = a.rund or os.path.join(build, "src", "rund", "rund")
+    a.runctl = a.runctl or os.path.join(build, "src", "runctl", "runctl")
+    if a.quick:
+        a.n, a.rounds = 3, 3
     if os.geteuid() != 0:
         raise SystemExit("bench: run as root (overlay mounts, podman's storage)")
     tmp = tempfile.mkdtemp(prefix="rr-bench-img-", dir="/tmp")
@@ -160,6 +175,15 @@ def main():
             r_imp.append(rund_import())
             p_imp.append(podman_import())
         med = statistics.median
+        if a.rows_json:
+            ratio = med(r_run) / med(p_run)
+            print(json.dumps({"rows": [
+                ("8 run --rm --image (vs podman)", "%.1f ms" % (med(p_run) * 1e3),
+                 "%.1f ms" % (med(r_run) * 1e3), "%.3fx" % ratio, "<= 0.02x",
+                 "ok" if ratio <= 0.02 else "MISSED"),
+                ("8 image import (vs podman load)", "%.1f ms" % (med(p_imp) * 1e3),
+                 "%.1f ms" % (med(r_imp) * 1e3), "%.3fx" % (med(r_imp) / med(p_imp)), "-", "")]}))
+            return
         print("busybox image %d KiB, %d rounds, run: %d calls per round" % (
             os.path.getsize(archive) // 1024, a.rounds, a.n))
         print("run    runctl run --rm      %8.1f ms   podman run --rm %8.1f ms   ratio %.3fx"

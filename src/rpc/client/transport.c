@@ -102,25 +102,6 @@ void rpc_client_transport_free(rpc_client_transport *t) {
     t->ops->close(t);
 }
 
-int rpc_client_transport_wait_fd(int fd, short events, uint64_t deadline) {
-  for (;;) {
-    int timeout = -1;
-    if (deadline) {
-      uint64_t now = rr_now_mono_ms();
-      if (now >= deadline)
-        return ETIMEDOUT;
-      timeout = (int)(deadline - now);
-    }
-    struct pollfd p = {.fd = fd, .events = events};
-    int r = poll(&p, 1, timeout);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0)
-      return errno;
-    return r == 0 ? ETIMEDOUT : 0;
-  }
-}
-
 /* Non-blocking connect bounded by deadline (0: none). Returns 0 or an errno. */
 static int connect_wait(int fd, const struct sockaddr *sa, socklen_t salen, uint64_t deadline) {
   if (connect(fd, sa, salen) == 0)

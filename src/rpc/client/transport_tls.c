@@ -1,5 +1,6 @@
-/* TLS client transport: TLS 1.3 with the server verified (CA + name), ALPN
- * h2 required, client certificate presented. Contexts and session tickets
+/* TLS client transport, built as the module librunrpc-tls.so (tls_module.h):
+ * TLS 1.3 with the server verified (CA + name), ALPN h2 required, client
+ * certificate presented. Contexts and session tickets
  * are kept per process so a reconnect resumes instead of a full handshake,
  * and tickets optionally go to a private directory so the next process
  * resumes too (one file per address, name and files). */
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "rpc/client/tls_module.h"
 #include "rpc/client/transport.h"
 #include "rpc/tls.h"
 
@@ -460,7 +462,7 @@ static int tls_handshake(tls_transport *tt, uint64_t deadline, rr_err *e) {
   return 0;
 }
 
-int rpc_client_transport_tls_check(const rpc_tls_client_config *tls, rr_err *e) {
+static int tls_module_check(const rpc_tls_client_config *tls, rr_err *e) {
   char ctx_key[TLS_CTX_KEY];
   SSL_CTX *ctx;
   tls_ctx_key(tls, ctx_key);
@@ -470,9 +472,9 @@ int rpc_client_transport_tls_check(const rpc_tls_client_config *tls, rr_err *e) 
   return 0;
 }
 
-int rpc_client_transport_tls_start(int fd, const char *addr, const char *host,
-                                   const rpc_tls_client_config *tls, uint64_t deadline_ms,
-                                   rpc_client_transport **ret, rr_err *e) {
+static int tls_module_start(int fd, const char *addr, const char *host,
+                            const rpc_tls_client_config *tls, uint64_t deadline_ms,
+                            rpc_client_transport **ret, rr_err *e) {
   tls_transport *tt = calloc(1, sizeof *tt);
   if (!tt) {
     close(fd);
@@ -525,3 +527,14 @@ int rpc_client_transport_tls_start(int fd, const char *addr, const char *host,
   *ret = t;
   return 0;
 }
+
+/* The one symbol the module exports (see tls_module.h). */
+RR_EXPORT const rpc_tls_module runrpc_tls_module_v1 = {
+    .abi = RPC_TLS_MODULE_ABI,
+    .transport_size = sizeof(rpc_client_transport),
+    .config_size = sizeof(rpc_tls_client_config),
+    .err_size = sizeof(rr_err),
+    .version = RUNRPC_VERSION,
+    .check = tls_module_check,
+    .start = tls_module_start,
+};

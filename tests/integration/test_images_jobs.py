@@ -246,3 +246,19 @@ def test_command_from_the_image(img, tmp_path, ctl):
     with pytest.raises(grpc.RpcError) as ei:
         exec_call(stub, "", sandbox=pb.Sandbox(profile="default"))
     assert "command.path is empty" in ei.value.details()
+
+
+def test_large_root_collected_by_the_child(img, ctl):
+    """A root with more names than rund removes itself (a command that
+    wrote 300 files) goes through images/tmp and the collector child; a
+    short command's goes at once. Either way nothing is left."""
+    r = ctl("exec", "--profile", "default", "--image", "busybox", "--", "sh", "-c",
+            "mkdir /many && cd /many && for i in $(seq 300); do echo $i > f$i; done; ls | grep -c .")
+    assert r.rc == 0 and r.text == "300\n", r
+    assert wait_for(lambda: store_dirs(img)["roots"] == [] and store_dirs(img)["tmp"] == []), \
+        store_dirs(img)
+    layers = store_dirs(img)["layers"]
+    for _ in range(3):
+        assert ctl("run", "--image", "busybox", "--", "true").rc == 0
+    assert wait_for(lambda: store_dirs(img) == {"roots": [], "tmp": [], "layers": layers}), \
+        store_dirs(img)

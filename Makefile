@@ -29,7 +29,8 @@ test-vm: build
 	/usr/bin/python3 tests/vm/run_shim.py
 
 # meson install into PREFIX: bin/rund, bin/runctl, lib/librunrpc.{so,a},
-# include/runrpc/*.h, lib/pkgconfig/runrpc.pc. The build dir is configured
+# include/runrpc/*.h, lib/pkgconfig/runrpc.pc, share/man/man{1,8}/ (scdoc),
+# share/bash-completion and share/zsh completions. The build dir is configured
 # for /usr/local; the prefix is changed in place when it differs.
 install: build
 	meson configure $(BUILD_DIR) -Dprefix=$(abspath $(PREFIX)) -Dlibdir=lib

@@ -6,6 +6,8 @@
 # `deps.sh vm` installs only what `make test-vm` (tests/vm/run.py) needs.
 set -eu
 
+# scdoc builds the man pages (docs/man); groff-base and man-db render them
+# in the tests; zsh only checks the zsh completions (dist/completions)
 PKGS="
 build-essential
 meson
@@ -50,6 +52,11 @@ podman
 conmon
 crun
 containernetworking-plugins
+scdoc
+groff-base
+man-db
+bash
+zsh
 "
 
 # the cgroup v2 VM (tests/vm): qemu under TCG, a static busybox for the

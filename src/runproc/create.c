@@ -242,4 +242,5 @@ static int cmd_create(runproc_ctx *ctx, int argc, char **argv) {
 }
 
 const runproc_command runproc_cmd_create = {
-    "create", "create [--bundle DIR] [--pid-file F] [--console-socket S] ID", cmd_create};
+    "create", "create [--bundle DIR] [--pid-file F] [--console-socket S] [--preserve-fds N] ID",
+    cmd_create};

@@ -74,5 +74,7 @@ static int cmd_run(runproc_ctx *ctx, int argc, char **argv) {
   return rc ? rc : status;
 }
 
-const runproc_command runproc_cmd_run = {"run", "run [--bundle DIR] [--detach] [--pid-file F] ID",
-                                         cmd_run};
+const runproc_command runproc_cmd_run = {
+    "run",
+    "run [--bundle DIR] [--detach] [--pid-file F] [--console-socket S] [--preserve-fds N] ID",
+    cmd_run};

@@ -409,3 +409,70 @@ def test_zsh_completion_parses_and_loads(name, tmp_path):
                        stderr=subprocess.PIPE, timeout=60, env=dict(os.environ, HOME=str(tmp_path)))
     assert p.returncode == 0 and p.stderr == b"", p.stderr.decode()
     assert p.stdout.decode().split() == [name, "defined"], p.stdout
+
+
+# An interactive zsh in a pty (zsh/zpty) with compinit and the installed
+# completions; compadd is wrapped to print every match it is given, then
+# TAB is typed after the line to complete.
+ZPTY_HARNESS = r"""
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "PS1=''; fpath=($1 \$fpath); autoload -Uz compinit; compinit -u -d $2/zcompdump"
+zpty -w z "zstyle ':completion:*' menu no; zstyle ':completion:*:default' list-prompt ''"
+zpty -w z 'compprefuncs=(_t_hook); _t_hook() { compadd() { builtin compadd -O _t_m "$@"; print -rl -- "<M>"${^_t_m} >/dev/tty; builtin compadd "$@" } }'
+zpty -w z 'comppostfuncs=(_t_end); _t_end() { print -r -- "<E""ND>" >/dev/tty }'
+zpty -w z 'print -r -- __REA""DY__'
+zpty -r z out '*__READY__*'
+zpty -w -n z "$3"$'\t'
+# no more input until the completion ran (zsh skips work when keys wait)
+zpty -r z out '*<END>*'
+print -r -- ${out//$'\r'/}
+zpty -w z $'\x15''print -r -- __DO""NE__'
+zpty -r z rest '*__DONE__*'
+zpty -d z
+"""
+
+
+def zsh_complete(line, tmp_path, env=None):
+    """The matches zsh's completion offers for LINE (cursor at its end)."""
+    harness = tmp_path / "zpty-harness.zsh"
+    harness.write_text(ZPTY_HARNESS)
+    e = dict(os.environ, HOME=str(tmp_path), TERM="dumb")
+    e.update(env or {})
+    p = subprocess.run([ZSH, "-f", str(harness), ZSH_DIR, str(tmp_path), line],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, env=e)
+    assert p.returncode == 0, p.stderr.decode()
+    out = p.stdout.decode("utf-8", "replace")
+    # (a compadd that adds nothing, e.g. for a message, prints a bare <M>)
+    return sorted({l.split("<M>", 1)[1] for l in out.splitlines() if "<M>" in l} - {""})
+
+
+@pytest.mark.skipif(not ZSH, reason="zsh is not installed")
+def test_zsh_completion_offers(tmp_path):
+    verbs = set(runctl_verbs()) | {"help"}
+    assert set(zsh_complete("runctl ", tmp_path)) == verbs
+    offered = set(zsh_complete("runctl exec -", tmp_path))
+    missing = runctl_verb_flags("exec")[""] - offered - {"-tt"}
+    assert not missing, sorted(missing)
+    assert zsh_complete("runctl list --state ", tmp_path) == sorted(
+        ["running", "exited", "killed", "failed"])
+    assert zsh_complete("runctl --addr unix:/x list --state=k", tmp_path) == ["killed"]
+    assert {"TERM", "KILL", "WINCH"} <= set(zsh_complete("runctl signal X ", tmp_path))
+    assert zsh_complete("rund --log-level ", tmp_path) == ["debug", "error", "info", "warn"]
+    assert zsh_complete("rund certs ", tmp_path) == ["init", "issue", "server"]
+    flags = option_lines_flags(run_help(RUND, "--help")) - {"-h"}
+    offered = set(zsh_complete("rund -", tmp_path))
+    assert flags <= offered, sorted(flags - offered)
+
+
+@pytest.mark.skipif(not ZSH, reason="zsh is not installed")
+def test_zsh_job_ids_from_the_server(rund, tmp_path):
+    ctl = Ctl(rund.addr)
+    r = ctl("start", "--", "true")
+    assert r.rc == 0, r
+    job = r.text.strip()
+    assert ctl("wait", job).rc == 0
+    # runctl by its path: the line's first word is what the completion calls
+    ids = zsh_complete("%s --addr %s status " % (RUNCTL, rund.addr), tmp_path)
+    assert ids == [job], ids
+    assert zsh_complete("%s --addr unix:/nonexistent/x.sock status " % RUNCTL, tmp_path) == []

@@ -223,9 +223,11 @@ int certs_make(const certs_spec *spec, X509 *issuer, EVP_PKEY *issuer_key, X509 
       return -1;
   if ((issuer == NULL) != (spec->kind == CERTS_CA))
     return rr_err_set(e, RR_INTERNAL, "a CA is self-signed and nothing else is");
-  EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
+  /* P-256: 128-bit strength like the X25519 key exchange and TLS security
+   * level 3, and ~40x cheaper to sign than P-384 (docs/dev/SECURITY.md) */
+  EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
   if (!key)
-    return certs_ssl_fail(e, "cannot generate an EC P-384 key");
+    return certs_ssl_fail(e, "cannot generate an EC P-256 key");
   X509 *x = X509_new();
   if (!x) {
     EVP_PKEY_free(key);
@@ -233,7 +235,9 @@ int certs_make(const certs_spec *spec, X509 *issuer, EVP_PKEY *issuer_key, X509 
   }
   if (certs_fill(x, spec, issuer, key, e) < 0)
     goto fail;
-  if (!X509_sign(x, issuer_key ? issuer_key : key, EVP_sha384())) {
+  EVP_PKEY *signer = issuer_key ? issuer_key : key;
+  /* the digest matching the signer's curve (a CA made before is P-384) */
+  if (!X509_sign(x, signer, EVP_PKEY_get_bits(signer) > 256 ? EVP_sha384() : EVP_sha256())) {
     certs_ssl_fail(e, "cannot sign the certificate");
     goto fail;
   }

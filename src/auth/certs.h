@@ -1,4 +1,4 @@
-/* The private CA (OpenSSL 3): ECDSA P-384 keys, SHA-384 signatures, random
+/* The private CA (OpenSSL 3): ECDSA P-256 keys, SHA-256 signatures, random
  * 128-bit serials, v3 extensions; the embedded default's files in
  * STATE/tls (0700, files 0600, written atomically) and client certificates
  * issued from it. Nothing here logs. */

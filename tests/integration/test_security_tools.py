@@ -114,7 +114,8 @@ def test_certs_issue_makes_working_client_cert(tmp_path, pki, secrund_factory):
     assert str(crt) in printed and str(key) in printed, p.stdout
     assert mode(crt) == 0o600 and mode(key) == 0o600
     txt = cert_text(str(crt))
-    assert "ecdsa-with-SHA384" in txt and "NIST CURVE: P-384" in txt, txt
+    # a P-256 key, signed with the digest of the issuer's curve (this CA is P-384)
+    assert "ecdsa-with-SHA384" in txt and "NIST CURVE: P-256" in txt, txt
     assert "TLS Web Client Authentication" in txt
     assert "TLS Web Server Authentication" not in txt
     assert "URI:runrpc:carol" in txt and "DNS:carol.example.test" in txt
@@ -188,7 +189,7 @@ def test_embedded_default_generation(tmp_path, rund_factory):
     assert (tls / "ca.pem").read_bytes() == before
     ca = cert_text(str(tls / "ca.pem"))
     assert re.search(r"Subject: CN ?= ?runrpc CA \S+", ca), ca
-    assert "NIST CURVE: P-384" in ca and "ecdsa-with-SHA384" in ca
+    assert "NIST CURVE: P-256" in ca and "ecdsa-with-SHA256" in ca
     srv = cert_text(str(tls / "server.pem"))
     assert "DNS:localhost" in srv and "IP Address:127.0.0.1" in srv
     assert "IP Address:0:0:0:0:0:0:0:1" in srv

@@ -93,10 +93,10 @@ static void test_default_files(void **state) {
   assert_string_equal(sans, "uri:runrpc:admin");
   assert_true(X509_check_ca(ca) > 0);
   assert_int_equal(X509_check_ca(srv), 0);
-  /* P-384, SHA-384, 128-bit serials */
+  /* P-256, SHA-256, 128-bit serials */
   EVP_PKEY *k = X509_get0_pubkey(srv);
-  assert_int_equal(EVP_PKEY_get_bits(k), 384);
-  assert_int_equal(X509_get_signature_nid(srv), NID_ecdsa_with_SHA384);
+  assert_int_equal(EVP_PKEY_get_bits(k), 256);
+  assert_int_equal(X509_get_signature_nid(srv), NID_ecdsa_with_SHA256);
   assert_int_equal(ASN1_STRING_length(X509_get0_serialNumber(srv)), 16);
   assert_int_equal(X509_check_host(srv, "localhost", 0, 0, NULL), 1);
   assert_int_equal(X509_check_ip_asc(srv, "127.0.0.1", 0), 1);

@@ -1,11 +1,11 @@
 # bash completion for rund(8)                              -*- shell-script -*-
 # Installed as share/bash-completion/completions/rund. Needs only bash.
 
-_rund_opts='--listen --state-dir --max-log-bytes --log-level --fsync --tls-cert --tls-key
+_rund_opts='--config --listen --state-dir --max-log-bytes --log-level --fsync --tls-cert --tls-key
   --client-ca --tls12 --token-file --allow-insecure-tokens --admin --secrets-dir --retention
   --no-cgroups --quota-running --quota-jobs --quota-followers --fd-reserve --default-profile
   --min-profile --bind-allow --image-roots --idle-timeout --max-connections
-  --max-conns-per-peer --help --version'
+  --max-conns-per-peer --metrics --help --version'
 _rund_subcommands='certs tokens secrets image'
 
 # The verbs of SUBCOMMAND.
@@ -42,7 +42,8 @@ _rund_sub_opts() {
 
 _rund_takes_value() {
   case $1 in
-  --listen | --state-dir | --max-log-bytes | --log-level | --tls-cert | --tls-key | --client-ca | \
+  --config | --metrics | --listen | --state-dir | --max-log-bytes | --log-level | --tls-cert | \
+    --tls-key | --client-ca | \
     --token-file | --admin | --secrets-dir | --retention | --quota-running | --quota-jobs | \
     --quota-followers | --fd-reserve | --default-profile | --min-profile | --bind-allow | \
     --image-roots | --idle-timeout | --max-connections | --max-conns-per-peer | --san | --days | \
@@ -81,6 +82,12 @@ _rund_value() {
   --san) _rund_reply 'dns: ip: uri: email:' "$cur" ;;
   --state-dir | --secrets-dir | --bind-allow | --out) _rund_files -d "$cur" ;;
   --tls-cert | --tls-key | --client-ca | --token-file) _rund_files -f "$cur" ;;
+  --config)
+    _rund_files -f "$cur"
+    # shellcheck disable=SC2207
+    COMPREPLY+=($(compgen -W none -- "$cur"))
+    ;;
+  --metrics) _rund_reply '127.0.0.1:9734' "$cur" ;;
   *) COMPREPLY=() ;;
   esac
 }

@@ -286,6 +286,33 @@ def test_disk_full_during_upload(rund_factory, archives):
         subprocess.run(["umount", r.state], check=False)
 
 
+def test_disk_full_while_unpacking(rund_factory, archives):
+    """A small upload whose layer inflates past the disk: the import fails
+    with RESOURCE_EXHAUSTED naming the file, its partial layer is removed,
+    the store stays usable."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    r = rund_factory()
+    os.makedirs(r.state)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "rr-img-full", r.state], check=True)
+    try:
+        r.start()
+        stub = images_stub(r)
+        blob = tar_bytes([("big/data", b"x" * (40 * MiB))], gz=True)
+        assert len(blob) < 2 * MiB
+        code, details = rpc_fails(upload, stub, blob, "full:1", "rootfs")
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details
+        assert 'cannot write "big/data"' in details and "No space left on device" in details, \
+            details
+        assert wait_for(lambda: nothing_left(r)), leftovers(r)
+        assert list(stub.List(ipb.ImageListRequest(), timeout=10).images) == []
+        assert len(upload(stub, open(archives["oci-archive"], "rb").read()).images) == 1
+        r.stop()
+    finally:
+        r.kill()
+        subprocess.run(["umount", r.state], check=False)
+
+
 def gz_of_zeros_tar(name, size):
     """A gzip'd tar holding one file of size zero bytes, made from
     concatenated gzip members (cheap to build, 1 GiB expands from ~1 MiB)."""

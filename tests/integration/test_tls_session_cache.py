@@ -105,11 +105,17 @@ def test_home_cache_when_no_runtime_dir(server, pki, xdg):
 
 
 @pytest.mark.parametrize("how", ["world-readable", "group-writable", "corrupt", "truncated",
-                                 "symlink", "dir-open"])
+                                 "symlink", "dir-open", "other-owner", "dir-other-owner"])
 def test_bad_cache_file_is_ignored(server, pki, xdg, how):
+    if how.endswith("other-owner") and os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
     assert not resumed(runctl(pki, server.tls, xdg, "list"))
     f = cache_file(xdg, server.tls, "127.0.0.1", pki)
-    if how == "world-readable":
+    if how == "other-owner":  # another user's session (still 0600): never offered
+        os.chown(f, 65534, 65534)
+    elif how == "dir-other-owner":
+        os.chown(cache_dir(xdg), 65534, 65534)
+    elif how == "world-readable":
         os.chmod(f, 0o644)
     elif how == "group-writable":
         os.chmod(f, 0o620)
@@ -127,13 +133,14 @@ def test_bad_cache_file_is_ignored(server, pki, xdg, how):
         os.chmod(cache_dir(xdg), 0o755)
     # a full handshake, and the call works
     assert not resumed(runctl(pki, server.tls, xdg, "list"))
-    if how == "dir-open":  # an open directory is not used at all, not even written
+    if how.startswith("dir-"):  # a directory open to or owned by others is not used at all
         assert os.listdir(cache_dir(xdg)) == [os.path.basename(f)]
         assert not resumed(runctl(pki, server.tls, xdg, "list"))
         return
     # the new ticket replaced the bad file with a good private one
     st = os.lstat(f)
     assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+    assert st.st_uid == os.geteuid()
     assert resumed(runctl(pki, server.tls, xdg, "list"))
 
 

@@ -24,6 +24,7 @@ libcmocka-dev
 libseccomp-dev
 libcap-dev
 libarchive-dev
+libinih-dev
 python3
 python3-grpcio
 python3-grpc-tools

@@ -16,6 +16,8 @@ static const runctl_command *const commands[] = {
 };
 
 static const runctl_command *command_find(const char *name) {
+  if (strcmp(name, "log") == 0) /* the seed client's spelling */
+    name = "logs";
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (strcmp(commands[i]->name, name) == 0)
       return commands[i];
@@ -56,6 +58,10 @@ static void print_main_help(void) {
       "  --help              this help; 'runctl help COMMAND' or 'runctl COMMAND --help' for one\n"
       "  --version           print the version\n"
       "\n"
+      "The seed client's spellings work too: -addr, -ca, -cert and -key (before or\n"
+      "right after the command) for --addr, --ca, --tls-cert and --tls-key, and\n"
+      "'log' for 'logs'.\n"
+      "\n"
       "DUR is 1.5 (seconds), 500ms, 10s, 2m or 1h.\n"
       "Exit codes: 2 usage error, 1 other failures; exec and wait exit with the\n"
       "command's status (128+N if killed by signal N), or 125 when they fail\n"
@@ -94,6 +100,11 @@ static int global_value(int argc, char **argv, int *i, runctl_ctx *ctx) {
       {"--ca", &ctx->ca, &ctx->ca_from},
       {"--server-name", &ctx->server_name, NULL},
       {"--token", &ctx->token, NULL},
+      /* the seed client's Go-style spellings */
+      {"-addr", &ctx->addr, NULL},
+      {"-ca", &ctx->ca, &ctx->ca_from},
+      {"-cert", &ctx->tls_cert, &ctx->tls_cert_from},
+      {"-key", &ctx->tls_key, &ctx->tls_key_from},
   };
   const char *a = argv[*i];
   for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
@@ -176,6 +187,24 @@ int main(int argc, char **argv) {
     ctx.verb = NULL;
     return runctl_usage_error(NULL, "unknown command \"%s\"", argv[i]);
   }
+  /* the seed put -addr/-ca/-cert/-key after the verb: take them there too */
+  int n = i + 1;
+  for (int j = i + 1; j < argc; j++) {
+    if (argv[j][0] != '-' || strcmp(argv[j], "--") == 0) {
+      while (j < argc)
+        argv[n++] = argv[j++];
+      break;
+    }
+    int r = argv[j][1] != '-' ? global_value(argc, argv, &j, &ctx) : 0;
+    if (r < 0)
+      return RUNCTL_EXIT_USAGE;
+    if (r == 0)
+      argv[n++] = argv[j];
+  }
+  argc = n;
+  argv[argc] = NULL;
+  if (!*ctx.addr)
+    return runctl_usage_error(NULL, "empty -addr");
   int rc = cmd->run(&ctx, argc - i, argv + i);
   runrpc_close(ctx.client);
   if (fflush(stdout) != 0 || ferror(stdout)) {

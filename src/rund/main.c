@@ -23,6 +23,12 @@
 /* The executable at start (not /proc/self/exe at the end: an upgrade puts a
  * new file at the same path, and that is the one to run). */
 static char rund_exe[4096];
+/* What the flags were read from, read again on SIGHUP (with the file). */
+static struct {
+  int argc;
+  char **argv;
+  rund_opts *opts;
+} rund_cmdline;
 
 static void rund_on_signal(loop *l, int fd, uint32_t events, void *data) {
   rund_ctx *ctx = data;
@@ -32,6 +38,13 @@ static void rund_on_signal(loop *l, int fd, uint32_t events, void *data) {
     if (si.ssi_signo == SIGHUP) {
       rr_err e = {0};
       rund_sd_reloading();
+      if (rund_config_reload(ctx, rund_cmdline.argc, rund_cmdline.argv, rund_cmdline.opts, &e) < 0)
+        rr_error("config not reloaded: the old one stays", "error=%s",
+                 rr_log_quote(q, sizeof q, e.msg));
+      else
+        rr_info(
+            "config reloaded", "file=%s",
+            rr_log_quote(q, sizeof q, rund_cmdline.opts->config ? rund_cmdline.opts->config : ""));
       if (rund_tokens_reload(ctx, &e) < 0)
         rr_warn("token file not reloaded", "error=%s", rr_log_quote(q, sizeof q, e.msg));
       else
@@ -98,11 +111,29 @@ int main(int argc, char **argv) {
     return rund_cmd_secrets(argc - 1, argv + 1);
   if (argc > 1 && !strcmp(argv[1], "image"))
     return rund_cmd_image(argc - 1, argv + 1);
+  if (argc > 1 && !strcmp(argv[1], "execute"))
+    return rund_seed_execute(argc - 1, argv + 1);
+  int oargc = argc;
+  char **oargv = argv;
+  if (argc > 1 && !strcmp(argv[1], "serve")) {
+    int src = rund_seed_serve_args(argc, argv, &oargc, &oargv);
+    if (src)
+      return src;
+  }
   rund_opts o;
-  int rc = rund_opts_parse(argc, argv, &o);
-  if (rc)
+  int rc = rund_opts_parse(oargc, oargv, &o);
+  if (rc) {
+    rund_seed_args_free(oargv, argv);
     return rc < 0 ? 0 : rc;
+  }
+  rund_cmdline.argc = oargc;
+  rund_cmdline.argv = oargv;
+  rund_cmdline.opts = &o;
   rr_log_set_level(o.log_level);
+  if (o.config) {
+    char qc[4200];
+    rr_info("config", "file=%s keys=%zu", rr_log_quote(qc, sizeof qc, o.config), o.nowned);
+  }
   rund_sd_init();
   signal(SIGPIPE, SIG_IGN);
   ssize_t n = readlink("/proc/self/exe", rund_exe, sizeof rund_exe - 1);
@@ -123,10 +154,14 @@ int main(int argc, char **argv) {
   /* before anything opens an fd of its own */
   if (rund_sd_listen_fds(&ctx.sd_fds, &e) < 0) {
     rund_fail("cannot use the sockets from systemd", &e);
+    rund_opts_free(&o);
+    rund_seed_args_free(oargv, argv);
     return 1;
   }
   if (loop_new(&ctx.l, &e) < 0) {
     rund_fail("cannot start", &e);
+    rund_opts_free(&o);
+    rund_seed_args_free(oargv, argv);
     return 1;
   }
   loop_stall_set(ctx.l, RUND_STALL_MS, rund_on_stall, ctx.l);
@@ -241,6 +276,8 @@ out:
   }
   loop_free(ctx.l);
   rund_security_free(&ctx);
+  rund_opts_free(&o);
+  rund_seed_args_free(oargv, argv);
   if (rc == 0 && ctx.reexec) {
     /* Same pid: the jobs left running stay our children, so the new image
      * adopts them with their exit status (after a crash it cannot). Every

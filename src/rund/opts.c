@@ -10,12 +10,13 @@
 #include "auth/authz.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "rund/config.h"
 #include "rund/quota.h"
 
 static void rund_usage(FILE *f) {
   fprintf(
       f,
-      "Usage: rund [--listen ADDR]... [--state-dir DIR] [--max-log-bytes N]\n"
+      "Usage: rund [--config FILE|none] [--listen ADDR]... [--state-dir DIR] [--max-log-bytes N]\n"
       "            [--log-level debug|info|warn|error] [--fsync]\n"
       "            [--tls-cert F --tls-key F --client-ca F] [--tls12]\n"
       "            [--token-file F] [--allow-insecure-tokens] [--admin PRINCIPAL]...\n"
@@ -33,6 +34,10 @@ static void rund_usage(FILE *f) {
       "\n"
       "Run commands for remote clients over gRPC (service runrpc.v1.Jobs).\n"
       "\n"
+      "  --config FILE        KEY = VALUE lines, each key a long flag below (flags on\n"
+      "                       the command line win); default " RUND_DEFAULT_CONFIG "\n"
+      "                       if it exists; none: no file. SIGHUP reads it again\n"
+      "                       (docs/dev/OPERATIONS.md: which keys apply live)\n"
       "  --listen ADDR        unix:PATH, HOST:PORT ([::1]:PORT for IPv6; TLS, e.g.\n"
       "                       0.0.0.0:7734 for other machines) or h2c:HOST:PORT\n"
       "                       (plaintext, loopback only); repeatable. Default: " RUND_DEFAULT_ADDR
@@ -98,14 +103,19 @@ static void rund_usage(FILE *f) {
       "\n"
       "Signals: SIGTERM/SIGINT stop rund (running jobs keep running; the next rund\n"
       "adopts them with their exit status, which rund-waiter records); SIGHUP\n"
-      "reloads the token file; SIGUSR2 restarts rund in place (re-executes the file\n"
+      "reloads the config file and the token file; SIGUSR2 restarts rund in place (re-executes the "
+      "file\n"
       "it was started from, e.g. after an upgrade, keeping its pid): running jobs\n"
       "stay its children; connections drop and Exec commands end.\n"
       "\n"
       "systemd: with sockets passed (LISTEN_FDS, rund.socket) rund serves those\n"
       "instead of --listen: unix sockets by peer credentials, TCP ones with TLS\n"
       "(FileDescriptorName=h2c: plaintext, loopback only). With NOTIFY_SOCKET it\n"
-      "says READY, RELOADING, STOPPING and feeds WatchdogSec= (Type=notify).\n");
+      "says READY, RELOADING, STOPPING and feeds WatchdogSec= (Type=notify).\n"
+      "\n"
+      "The seed's spellings: rund serve [-addr ADDR] [-ca F -cert F -key F] is\n"
+      "rund --listen ADDR --client-ca F --tls-cert F --tls-key F (\":PORT\": every\n"
+      "address); rund execute was the seed's internal step and says what to use.\n");
 }
 
 static int rund_parse_size(const char *s, uint64_t *ret) {
@@ -185,34 +195,246 @@ int rund_subcmd_flags(int argc, char **argv, const char *path_flag, const char *
   return 0;
 }
 
-#define BAD(...) rund_bad_flag("rund --help", __VA_ARGS__)
+/* Every long flag of rund; each is also a key of the config file. */
+enum {
+  O_LISTEN = 256,
+  O_STATE,
+  O_MAXLOG,
+  O_LOGLEVEL,
+  O_FSYNC,
+  O_CERT,
+  O_KEY,
+  O_CA,
+  O_TLS12,
+  O_TOKENS,
+  O_INSECURE,
+  O_ADMIN,
+  O_SECRETS,
+  O_NO_CGROUPS,
+  O_RETENTION,
+  O_IDLE,
+  O_MAXCONN,
+  O_PERPEER,
+  O_QRUN,
+  O_QJOBS,
+  O_QFOLLOW,
+  O_FDRES,
+  O_DEFPROFILE,
+  O_MINPROFILE,
+  O_BINDALLOW,
+  O_IMAGEROOTS,
+  O_CONFIG,
+  O_HELP,
+  O_VERSION,
+};
 
-static int rund_opt_file(const char **slot, const char *flag, const char *arg) {
-  if (!*arg)
-    return BAD("%s needs a file", flag);
-  *slot = arg;
-  return 0;
-}
+typedef struct rund_key {
+  const char *name;
+  int id;
+  bool value; /* takes a value (else a switch: true/false in the file) */
+} rund_key;
 
-/* A count flag: a decimal number 0..1000000000. */
-static int rund_opt_count(uint32_t *slot, const char *flag, const char *arg) {
+static const rund_key rund_keys[] = {
+    {"listen", O_LISTEN, true},
+    {"state-dir", O_STATE, true},
+    {"max-log-bytes", O_MAXLOG, true},
+    {"log-level", O_LOGLEVEL, true},
+    {"fsync", O_FSYNC, false},
+    {"tls-cert", O_CERT, true},
+    {"tls-key", O_KEY, true},
+    {"client-ca", O_CA, true},
+    {"tls12", O_TLS12, false},
+    {"token-file", O_TOKENS, true},
+    {"allow-insecure-tokens", O_INSECURE, false},
+    {"admin", O_ADMIN, true},
+    {"secrets-dir", O_SECRETS, true},
+    {"no-cgroups", O_NO_CGROUPS, false},
+    {"retention", O_RETENTION, true},
+    {"idle-timeout", O_IDLE, true},
+    {"max-connections", O_MAXCONN, true},
+    {"max-conns-per-peer", O_PERPEER, true},
+    {"quota-running", O_QRUN, true},
+    {"quota-jobs", O_QJOBS, true},
+    {"quota-followers", O_QFOLLOW, true},
+    {"fd-reserve", O_FDRES, true},
+    {"default-profile", O_DEFPROFILE, true},
+    {"min-profile", O_MINPROFILE, true},
+    {"bind-allow", O_BINDALLOW, true},
+    {"image-roots", O_IMAGEROOTS, true},
+};
+
+/* The flag as its source spells it: "--listen" on the command line,
+ * "listen" in the file. */
+typedef struct opt_src {
+  bool file;
+  bool cmd_seen[3]; /* listen, admin, bind-allow given on the command line */
+} opt_src;
+
+static int opt_count(uint32_t *slot, const char *flag, const char *arg, rr_err *e) {
   char *end;
   errno = 0;
   unsigned long long v = strtoull(arg, &end, 10);
-  if (!*arg || *arg == '-' || *arg == '+' || errno || *end || v > 1000000000ull) {
-    fprintf(stderr, "rund: %s \"%s\" is not a count (0..1000000000) (see rund --help)\n", flag,
-            arg);
-    return 2;
-  }
+  if (!*arg || *arg == '-' || *arg == '+' || errno || *end || v > 1000000000ull)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "%s \"%s\" is not a count (0..1000000000)", flag,
+                      arg);
   *slot = (uint32_t)v;
   return 0;
 }
 
+static int opt_switch(bool *slot, const char *flag, const char *arg, rr_err *e) {
+  static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no", "off",
+                                                                              "0"};
+  for (size_t i = 0; i < RR_ARRAY_SIZE(yes); i++) {
+    if (!strcmp(arg, yes[i]) || !strcmp(arg, no[i])) {
+      *slot = !strcmp(arg, yes[i]);
+      return 0;
+    }
+  }
+  return rr_err_set(e, RR_INVALID_ARGUMENT, "%s \"%s\": want true or false", flag, arg);
+}
+
+/* A repeatable flag: the command line's replace the file's. */
+static int opt_append(const char **v, size_t *n, size_t max, bool *cmd_seen, const opt_src *src,
+                      const char *flag, const char *arg, rr_err *e) {
+  if (!src->file && !*cmd_seen) {
+    *cmd_seen = true;
+    *n = 0;
+  }
+  if (*n == max)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "too many %s (max %zu)", flag, max);
+  v[(*n)++] = arg;
+  return 0;
+}
+
+/* Set the key id from arg (a switch: arg NULL on the command line). */
+static int opt_set(rund_opts *o, opt_src *src, int id, const char *flag, const char *arg,
+                   rr_err *e) {
+  if (arg == NULL) /* a switch on the command line */
+    arg = "true";
+  switch (id) {
+  case O_LISTEN:
+    if (!*arg)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s needs an address", flag);
+    return opt_append(o->listen, &o->nlisten, RUND_MAX_LISTEN, &src->cmd_seen[0], src, flag, arg,
+                      e);
+  case O_STATE:
+    if (!*arg)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s needs a directory", flag);
+    o->state_dir = arg;
+    return 0;
+  case O_MAXLOG:
+    if (rund_parse_size(arg, &o->max_log_bytes) < 0 || o->max_log_bytes == 0)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s \"%s\" is not a size (e.g. 65536, 64K, 1G)",
+                        flag, arg);
+    return 0;
+  case O_LOGLEVEL: {
+    static const struct {
+      const char *name;
+      int level;
+    } levels[] = {{"debug", RR_LOG_DEBUG},
+                  {"info", RR_LOG_INFO},
+                  {"warn", RR_LOG_WARN},
+                  {"error", RR_LOG_ERROR}};
+    for (size_t i = 0; i < RR_ARRAY_SIZE(levels); i++) {
+      if (!strcmp(arg, levels[i].name)) {
+        o->log_level = levels[i].level;
+        return 0;
+      }
+    }
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "%s \"%s\" is not debug, info, warn or error", flag,
+                      arg);
+  }
+  case O_FSYNC:
+    return opt_switch(&o->fsync, flag, arg, e);
+  case O_TLS12:
+    return opt_switch(&o->tls12, flag, arg, e);
+  case O_INSECURE:
+    return opt_switch(&o->allow_insecure_tokens, flag, arg, e);
+  case O_NO_CGROUPS:
+    return opt_switch(&o->no_cgroups, flag, arg, e);
+  case O_CERT:
+  case O_KEY:
+  case O_CA:
+  case O_TOKENS: {
+    if (!*arg)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s needs a file", flag);
+    const char **slot = id == O_CERT  ? &o->tls_cert
+                        : id == O_KEY ? &o->tls_key
+                        : id == O_CA  ? &o->client_ca
+                                      : &o->token_file;
+    *slot = arg;
+    return 0;
+  }
+  case O_ADMIN:
+    if (authz_principal_check(arg, e) < 0)
+      return rr_err_wrap(e, "%s", flag);
+    return opt_append(o->admins, &o->nadmins, RUND_MAX_ADMINS, &src->cmd_seen[1], src, flag, arg,
+                      e);
+  case O_SECRETS:
+    if (!*arg)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s needs a directory", flag);
+    o->secrets_dir = arg;
+    return 0;
+  case O_IMAGEROOTS:
+    if (!strcmp(arg, "auto"))
+      o->image_roots = RUND_IMAGE_ROOTS_AUTO;
+    else if (!strcmp(arg, "overlay"))
+      o->image_roots = RUND_IMAGE_ROOTS_OVERLAY;
+    else if (!strcmp(arg, "copy"))
+      o->image_roots = RUND_IMAGE_ROOTS_COPY;
+    else
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s \"%s\": want auto, overlay or copy", flag, arg);
+    return 0;
+  case O_DEFPROFILE:
+    return sb_profile_from_name(arg, flag, &o->default_profile, e);
+  case O_MINPROFILE:
+    return sb_profile_from_name(arg, flag, &o->min_profile, e);
+  case O_BINDALLOW:
+    if (arg[0] != '/')
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s \"%s\": must be an absolute path", flag, arg);
+    return opt_append(o->bind_allow, &o->nbind_allow, RUND_MAX_BIND_ALLOW, &src->cmd_seen[2], src,
+                      flag, arg, e);
+  case O_RETENTION:
+  case O_IDLE: {
+    uint64_t *slot = id == O_RETENTION ? &o->retention_ms : &o->idle_timeout_ms;
+    if (rr_parse_duration_ms(arg, slot) < 0 || *slot == 0)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s \"%s\" is not a duration (e.g. 30s, 12h, 7d)",
+                        flag, arg);
+    return 0;
+  }
+  case O_MAXCONN:
+  case O_PERPEER: {
+    uint64_t v;
+    if (rund_parse_size(arg, &v) < 0 || v == 0 || v > 1000000)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s \"%s\" is not a count (1..1000000)", flag, arg);
+    *(id == O_MAXCONN ? &o->max_connections : &o->max_connections_per_peer) = (uint32_t)v;
+    return 0;
+  }
+  case O_QRUN:
+    return opt_count(&o->quota_running, flag, arg, e);
+  case O_QJOBS:
+    return opt_count(&o->quota_jobs, flag, arg, e);
+  case O_QFOLLOW:
+    return opt_count(&o->quota_followers, flag, arg, e);
+  case O_FDRES: {
+    uint32_t v;
+    if (opt_count(&v, flag, arg, e) < 0)
+      return -1;
+    if (v == 0)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s \"%s\" must be at least 1", flag, arg);
+    o->fd_reserve = v;
+    return 0;
+  }
+  }
+  return rr_err_set(e, RR_INTERNAL, "%s: no such key", flag);
+}
+
 /* Checks across flags once all are read. */
-static int rund_opts_finish(rund_opts *o) {
+static int rund_opts_finish(rund_opts *o, rr_err *e) {
   int tls = !!o->tls_cert + !!o->tls_key + !!o->client_ca;
   if (tls != 0 && tls != 3)
-    return BAD("%s", "--tls-cert, --tls-key and --client-ca go together: give all three or none");
+    return rr_err_set(e, RR_INVALID_ARGUMENT,
+                      "--tls-cert, --tls-key and --client-ca go together: give all three or none");
   /* without TLS flags, TLS listeners use the embedded CA */
   o->embedded = tls == 0;
   o->listen_given = o->nlisten > 0;
@@ -223,211 +445,176 @@ static int rund_opts_finish(rund_opts *o) {
   return 0;
 }
 
-int rund_opts_parse(int argc, char **argv, rund_opts *o) {
-  enum {
-    O_CERT = 256,
-    O_KEY,
-    O_CA,
-    O_TLS12,
-    O_TOKENS,
-    O_INSECURE,
-    O_ADMIN,
-    O_SECRETS,
-    O_NO_CGROUPS,
-    O_RETENTION,
-    O_IDLE,
-    O_MAXCONN,
-    O_PERPEER,
-    O_QRUN,
-    O_QJOBS,
-    O_QFOLLOW,
-    O_FDRES,
-    O_DEFPROFILE,
-    O_MINPROFILE,
-    O_BINDALLOW,
-    O_IMAGEROOTS
-  };
-  static const struct option longs[] = {{"listen", required_argument, NULL, 'l'},
-                                        {"state-dir", required_argument, NULL, 's'},
-                                        {"max-log-bytes", required_argument, NULL, 'm'},
-                                        {"log-level", required_argument, NULL, 'v'},
-                                        {"fsync", no_argument, NULL, 'f'},
-                                        {"tls-cert", required_argument, NULL, O_CERT},
-                                        {"tls-key", required_argument, NULL, O_KEY},
-                                        {"client-ca", required_argument, NULL, O_CA},
-                                        {"tls12", no_argument, NULL, O_TLS12},
-                                        {"token-file", required_argument, NULL, O_TOKENS},
-                                        {"allow-insecure-tokens", no_argument, NULL, O_INSECURE},
-                                        {"admin", required_argument, NULL, O_ADMIN},
-                                        {"secrets-dir", required_argument, NULL, O_SECRETS},
-                                        {"no-cgroups", no_argument, NULL, O_NO_CGROUPS},
-                                        {"retention", required_argument, NULL, O_RETENTION},
-                                        {"idle-timeout", required_argument, NULL, O_IDLE},
-                                        {"max-connections", required_argument, NULL, O_MAXCONN},
-                                        {"max-conns-per-peer", required_argument, NULL, O_PERPEER},
-                                        {"quota-running", required_argument, NULL, O_QRUN},
-                                        {"quota-jobs", required_argument, NULL, O_QJOBS},
-                                        {"quota-followers", required_argument, NULL, O_QFOLLOW},
-                                        {"fd-reserve", required_argument, NULL, O_FDRES},
-                                        {"default-profile", required_argument, NULL, O_DEFPROFILE},
-                                        {"min-profile", required_argument, NULL, O_MINPROFILE},
-                                        {"bind-allow", required_argument, NULL, O_BINDALLOW},
-                                        {"image-roots", required_argument, NULL, O_IMAGEROOTS},
-                                        {"help", no_argument, NULL, 'h'},
-                                        {"version", no_argument, NULL, 'V'},
-                                        {NULL, 0, NULL, 0}};
+typedef struct file_ctx {
+  rund_opts *o;
+  opt_src *src;
+} file_ctx;
+
+static int opts_file_key(void *data, const char *key, const char *value, rr_err *e) {
+  file_ctx *f = data;
+  const rund_key *k = NULL;
+  for (size_t i = 0; i < RR_ARRAY_SIZE(rund_keys) && !k; i++)
+    if (!strcmp(rund_keys[i].name, key))
+      k = &rund_keys[i];
+  if (!k)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "unknown key \"%s\"%s", key,
+                      !strcmp(key, "config") ? " (a config file cannot name another)"
+                                             : " (keys are rund's long flags, see rund --help)");
+  char **grown = realloc(f->o->owned, (f->o->nowned + 1) * sizeof *grown);
+  if (!grown)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  f->o->owned = grown;
+  char *copy = strdup(value);
+  if (!copy)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  f->o->owned[f->o->nowned++] = copy;
+  return opt_set(f->o, f->src, k->id, key, copy, e);
+}
+
+static const struct option *rund_longopts(void) {
+  static struct option longs[RR_ARRAY_SIZE(rund_keys) + 4];
+  if (!longs[0].name) {
+    size_t n = 0;
+    for (size_t i = 0; i < RR_ARRAY_SIZE(rund_keys); i++)
+      longs[n++] =
+          (struct option){rund_keys[i].name, rund_keys[i].value ? required_argument : no_argument,
+                          NULL, rund_keys[i].id};
+    longs[n++] = (struct option){"config", required_argument, NULL, O_CONFIG};
+    longs[n++] = (struct option){"help", no_argument, NULL, O_HELP};
+    longs[n++] = (struct option){"version", no_argument, NULL, O_VERSION};
+  }
+  return longs;
+}
+
+/* The flag getopt stopped at, for its messages: "-addr" whole, not argv[0]. */
+static const char *opts_bad_word(char **argv, int cur, int argc) {
+  return cur < argc ? argv[cur] : argv[argc - 1];
+}
+
+/* One pass over the command line: into o (NULL: only --config and
+ * --help/--version looked at, the rest checked). */
+static int opts_cmdline(int argc, char **argv, rund_opts *o, opt_src *src, const char **config,
+                        rr_err *e, bool *exit0) {
+  const struct option *longs = rund_longopts();
+  opterr = 0;
+  optind = 1;
+  for (;;) {
+    int cur = optind;
+    int c = getopt_long(argc, argv, "+:h", longs, NULL);
+    if (c == -1)
+      break;
+    char flag[64];
+    switch (c) {
+    case O_CONFIG:
+      if (!*optarg)
+        return rr_err_set(e, RR_INVALID_ARGUMENT, "--config needs a file (or none)");
+      *config = optarg;
+      continue;
+    case 'h':
+    case O_HELP:
+      if (exit0) {
+        rund_usage(stdout);
+        *exit0 = true;
+      }
+      return 0;
+    case O_VERSION:
+      if (exit0) {
+        printf("rund %s\n", RUND_VERSION);
+        *exit0 = true;
+      }
+      return 0;
+    case ':':
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s needs a value", opts_bad_word(argv, cur, argc));
+    case '?': {
+      const char *w = opts_bad_word(argv, cur, argc);
+      bool seed = w[0] == '-' && w[1] != '-' &&
+                  (!strncmp(w, "-addr", 5) || !strncmp(w, "-ca", 3) || !strncmp(w, "-cert", 5) ||
+                   !strncmp(w, "-key", 4));
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "unknown flag \"%s\"%s", w,
+                        seed ? " (the seed's -addr, -ca, -cert and -key go after \"rund serve\"; "
+                               "rund's own are --listen, --client-ca, --tls-cert and --tls-key)"
+                             : "");
+    }
+    default:
+      for (size_t i = 0; i < RR_ARRAY_SIZE(rund_keys); i++) {
+        if (rund_keys[i].id != c)
+          continue;
+        snprintf(flag, sizeof flag, "--%s", rund_keys[i].name);
+        if (o && opt_set(o, src, c, flag, rund_keys[i].value ? optarg : NULL, e) < 0)
+          return -1;
+      }
+    }
+  }
+  if (optind < argc)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "unexpected argument \"%s\"", argv[optind]);
+  return 0;
+}
+
+static void rund_opts_defaults(rund_opts *o) {
   *o = (rund_opts){.state_dir = RUND_DEFAULT_STATE,
                    .max_log_bytes = 1ull << 30,
                    .log_level = RR_LOG_INFO,
                    .quota_running = QUOTA_DEFAULT_RUNNING,
                    .quota_jobs = QUOTA_DEFAULT_JOBS,
                    .quota_followers = QUOTA_DEFAULT_FOLLOWERS};
-  opterr = 0;
-  int c, rc = 0;
-  while (rc == 0 && (c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
-    switch (c) {
-    case 'l':
-      if (o->nlisten == RUND_MAX_LISTEN)
-        return BAD("too many --listen (max 16)%s", "");
-      if (!*optarg)
-        return BAD("--listen needs an address%s", "");
-      o->listen[o->nlisten++] = optarg;
-      break;
-    case 's':
-      if (!*optarg)
-        return BAD("--state-dir needs a directory%s", "");
-      o->state_dir = optarg;
-      break;
-    case 'm':
-      if (rund_parse_size(optarg, &o->max_log_bytes) < 0 || o->max_log_bytes == 0)
-        return BAD("--max-log-bytes \"%s\" is not a size (e.g. 65536, 64K, 1G)", optarg);
-      break;
-    case 'v':
-      if (!strcmp(optarg, "debug"))
-        o->log_level = RR_LOG_DEBUG;
-      else if (!strcmp(optarg, "info"))
-        o->log_level = RR_LOG_INFO;
-      else if (!strcmp(optarg, "warn"))
-        o->log_level = RR_LOG_WARN;
-      else if (!strcmp(optarg, "error"))
-        o->log_level = RR_LOG_ERROR;
-      else
-        return BAD("--log-level \"%s\" is not debug, info, warn or error", optarg);
-      break;
-    case 'f':
-      o->fsync = true;
-      break;
-    case O_CERT:
-      rc = rund_opt_file(&o->tls_cert, "--tls-cert", optarg);
-      break;
-    case O_KEY:
-      rc = rund_opt_file(&o->tls_key, "--tls-key", optarg);
-      break;
-    case O_CA:
-      rc = rund_opt_file(&o->client_ca, "--client-ca", optarg);
-      break;
-    case O_TLS12:
-      o->tls12 = true;
-      break;
-    case O_TOKENS:
-      rc = rund_opt_file(&o->token_file, "--token-file", optarg);
-      break;
-    case O_INSECURE:
-      o->allow_insecure_tokens = true;
-      break;
-    case O_ADMIN: {
-      rr_err e = {0};
-      if (o->nadmins == RUND_MAX_ADMINS)
-        return BAD("too many --admin (max 32)%s", "");
-      if (authz_principal_check(optarg, &e) < 0)
-        return BAD("--admin: %s", e.msg);
-      o->admins[o->nadmins++] = optarg;
-      break;
-    }
-    case O_SECRETS:
-      if (!*optarg)
-        return BAD("--secrets-dir needs a directory%s", "");
-      o->secrets_dir = optarg;
-      break;
-    case O_NO_CGROUPS:
-      o->no_cgroups = true;
-      break;
-    case O_IMAGEROOTS:
-      if (!strcmp(optarg, "auto"))
-        o->image_roots = RUND_IMAGE_ROOTS_AUTO;
-      else if (!strcmp(optarg, "overlay"))
-        o->image_roots = RUND_IMAGE_ROOTS_OVERLAY;
-      else if (!strcmp(optarg, "copy"))
-        o->image_roots = RUND_IMAGE_ROOTS_COPY;
-      else
-        return BAD("--image-roots \"%s\": want auto, overlay or copy", optarg);
-      break;
-    case O_DEFPROFILE:
-    case O_MINPROFILE: {
-      rr_err e = {0};
-      const char *flag = c == O_DEFPROFILE ? "--default-profile" : "--min-profile";
-      if (sb_profile_from_name(optarg, flag,
-                               c == O_DEFPROFILE ? &o->default_profile : &o->min_profile, &e) < 0)
-        return BAD("%s", e.msg);
-      break;
-    }
-    case O_BINDALLOW:
-      if (o->nbind_allow == RUND_MAX_BIND_ALLOW)
-        return BAD("too many --bind-allow (max 32)%s", "");
-      if (optarg[0] != '/')
-        return BAD("--bind-allow \"%s\": must be an absolute path", optarg);
-      o->bind_allow[o->nbind_allow++] = optarg;
-      break;
-    case O_RETENTION:
-      if (rr_parse_duration_ms(optarg, &o->retention_ms) < 0 || o->retention_ms == 0)
-        return BAD("--retention \"%s\" is not a duration (e.g. 30s, 12h, 7d)", optarg);
-      break;
-    case O_IDLE:
-      if (rr_parse_duration_ms(optarg, &o->idle_timeout_ms) < 0 || o->idle_timeout_ms == 0)
-        return BAD("--idle-timeout \"%s\" is not a duration (e.g. 30s, 5m)", optarg);
-      break;
-    case O_MAXCONN:
-    case O_PERPEER: {
-      uint64_t v;
-      if (rund_parse_size(optarg, &v) < 0 || v == 0 || v > 1000000)
-        return BAD(c == O_MAXCONN ? "--max-connections \"%s\" is not a count (1..1000000)"
-                                  : "--max-conns-per-peer \"%s\" is not a count (1..1000000)",
-                   optarg);
-      *(c == O_MAXCONN ? &o->max_connections : &o->max_connections_per_peer) = (uint32_t)v;
-      break;
-    }
-    case O_QRUN:
-      rc = rund_opt_count(&o->quota_running, "--quota-running", optarg);
-      break;
-    case O_QJOBS:
-      rc = rund_opt_count(&o->quota_jobs, "--quota-jobs", optarg);
-      break;
-    case O_QFOLLOW:
-      rc = rund_opt_count(&o->quota_followers, "--quota-followers", optarg);
-      break;
-    case O_FDRES: {
-      uint32_t v;
-      rc = rund_opt_count(&v, "--fd-reserve", optarg);
-      o->fd_reserve = v;
-      if (rc == 0 && v == 0)
-        return BAD("--fd-reserve \"%s\" must be at least 1", optarg);
-      break;
-    }
-    case 'h':
-      rund_usage(stdout);
-      return -1;
-    case 'V':
-      printf("rund %s\n", RUND_VERSION);
-      return -1;
-    case ':':
-      return BAD("%s needs a value", argv[optind - 1]);
-    default:
-      return BAD("unknown flag \"%s\"", argv[optind - 1]);
-    }
+}
+
+int rund_opts_load(int argc, char **argv, rund_opts *o, bool *exit0, bool *in_file, rr_err *e) {
+  const char *config = RUND_DEFAULT_CONFIG;
+  bool config_default = true;
+  rund_opts_defaults(o);
+  *in_file = false;
+  if (exit0)
+    *exit0 = false;
+  /* first the command line alone: its errors first, and --config */
+  const char *given = NULL;
+  if (opts_cmdline(argc, argv, NULL, NULL, &given, e, exit0) < 0)
+    return -1;
+  if (exit0 && *exit0)
+    return 0;
+  if (given) {
+    config = given;
+    config_default = false;
   }
-  if (rc)
-    return rc;
-  if (optind < argc)
-    return BAD("unexpected argument \"%s\"", argv[optind]);
-  return rund_opts_finish(o);
+  opt_src src = {.file = true};
+  if (strcmp(config, "none") != 0) {
+    file_ctx f = {.o = o, .src = &src};
+    int r = rund_config_read(config, config_default, opts_file_key, &f, e);
+    if (r < 0) {
+      *in_file = true;
+      return -1;
+    }
+    if (r > 0)
+      o->config = config;
+  }
+  src.file = false;
+  if (opts_cmdline(argc, argv, o, &src, &given, e, NULL) < 0)
+    return -1;
+  return rund_opts_finish(o, e);
+}
+
+int rund_opts_parse(int argc, char **argv, rund_opts *o) {
+  rr_err e = {0};
+  bool exit0 = false, in_file = false;
+  if (rund_opts_load(argc, argv, o, &exit0, &in_file, &e) < 0) {
+    if (in_file)
+      fprintf(stderr, "rund: %s\n", e.msg);
+    else
+      rund_bad_flag("rund --help", "%s", e.msg);
+    rund_opts_free(o);
+    return 2;
+  }
+  if (exit0) {
+    rund_opts_free(o);
+    return -1;
+  }
+  return 0;
+}
+
+void rund_opts_free(rund_opts *o) {
+  for (size_t i = 0; i < o->nowned; i++)
+    free(o->owned[i]);
+  free(o->owned);
+  o->owned = NULL;
+  o->nowned = 0;
 }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/err.h"
 #include "sandbox/profile.h"
 
 #define RUND_DEFAULT_ADDR "unix:/run/runrpc/rund.sock"
@@ -52,10 +53,23 @@ typedef struct rund_opts {
   const char *bind_allow[RUND_MAX_BIND_ALLOW];
   size_t nbind_allow;
   rund_image_roots image_roots;
+  const char *config; /* the config file read (NULL: none) */
+  char **owned;       /* the file's values (the fields above point at them) */
+  size_t nowned;
 } rund_opts;
 
-/* 0 to run, -1 to exit 0 (--help, --version), else the exit code. */
+/* Defaults, then the config file (--config FILE, "none", else
+ * /etc/runrpc/rund.conf if it exists), then the command line, whose flags
+ * win (a repeatable flag given there replaces the file's). 0 when *o is set
+ * (*exit0: --help/--version printed; exit0 NULL: they print nothing), else
+ * -1 with the reason (*in_file: "FILE:LINE: reason" of the file). Free
+ * with rund_opts_free. */
+int rund_opts_load(int argc, char **argv, rund_opts *o, bool *exit0, bool *in_file, rr_err *e);
+/* rund_opts_load printing its error: 0 to run, -1 to exit 0 (--help,
+ * --version), else the exit code (2). */
 int rund_opts_parse(int argc, char **argv, rund_opts *o);
+/* The strings read from the config file. */
+void rund_opts_free(rund_opts *o);
 /* Print "rund: MSG (see HELP)" on stderr; returns 2. */
 int rund_bad_flag(const char *help, const char *fmt, const char *arg);
 /* The flags of a `rund NOUN VERB` subcommand with one file or directory
@@ -65,6 +79,23 @@ int rund_bad_flag(const char *help, const char *fmt, const char *arg);
 int rund_subcmd_flags(int argc, char **argv, const char *path_flag, const char **path,
                       const char **state, void (*usage)(FILE *), const char *help,
                       const char *verbs);
+
+/* reload.c: on SIGHUP, read the config file and argv again: the keys that
+ * can change live are applied to ctx (log-level, token-file, admin,
+ * quota-*, default-profile, min-profile, bind-allow), the others changed
+ * are logged as needing a restart and keep their values in *cur. A bad
+ * file: -1, nothing changed. */
+struct rund_ctx;
+int rund_config_reload(struct rund_ctx *ctx, int argc, char **argv, rund_opts *cur, rr_err *e);
+
+/* seed.c: `rund serve ARGS` as rund's own flags (-addr/-ca/-cert/-key,
+ * single or double dash, "=VALUE" or the next word; ":PORT" = every
+ * address): 0 with a new vector (free each and it), else the exit code. */
+int rund_seed_serve_args(int argc, char **argv, int *ret_argc, char ***ret_argv);
+/* Free what rund_seed_serve_args made (nothing when v is orig). */
+void rund_seed_args_free(char **v, char **orig);
+/* `rund execute`: the seed's internal step; says what to use instead. */
+int rund_seed_execute(int argc, char **argv);
 
 /* Subcommands (one file each): argv[0] is the subcommand's name. */
 int rund_cmd_certs(int argc, char **argv);

@@ -444,3 +444,9 @@ void quota_counts(const quota *q, const char *principal, uint32_t *running, uint
 }
 
 const quota_config *quota_config_get(const quota *q) { return &q->cfg; }
+
+void quota_limits_set(quota *q, uint32_t running, uint32_t jobs, uint32_t followers) {
+  q->cfg.running = running;
+  q->cfg.jobs = jobs;
+  q->cfg.followers = followers;
+}

@@ -47,3 +47,6 @@ void quota_counts(const quota *q, const char *principal, uint32_t *running, uint
                   uint32_t *followers);
 /* The effective limits (fd_limit and fd_reserve filled in). */
 const quota_config *quota_config_get(const quota *q);
+/* New per-identity limits (a config reload): counts stay, the next start
+ * or Logs stream is checked against them. */
+void quota_limits_set(quota *q, uint32_t running, uint32_t jobs, uint32_t followers);

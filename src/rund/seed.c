@@ -57,6 +57,11 @@ int rund_seed_serve_args(int argc, char **argv, int *ret_argc, char ***ret_argv)
     for (size_t j = 0; name && j < RR_ARRAY_SIZE(seed_flags); j++)
       if (strlen(seed_flags[j].seed) == len && !strncmp(name, seed_flags[j].seed, len))
         k = j;
+    if (name && !strcmp(name, "help")) { /* Go's flag package answers -help */
+      if (seed_push(&v, &n, strdup("--help")) < 0)
+        goto oom;
+      continue;
+    }
     if (k == RR_ARRAY_SIZE(seed_flags)) {
       /* rund's own flags pass through (and "--" ends the flags) */
       if (seed_push(&v, &n, strdup(w)) < 0)

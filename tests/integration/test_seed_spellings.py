@@ -142,6 +142,12 @@ def test_bad_runctl_spellings(args, msg):
     assert msg in p.stderr.decode(), p
 
 
+def test_serve_help():
+    for flag in ("-help", "-h", "--help"):
+        p = subprocess.run([RUND, "serve", flag], stdout=subprocess.PIPE, timeout=30)
+        assert p.returncode == 0 and b"rund serve [-addr ADDR]" in p.stdout, p
+
+
 def test_runctl_help_keeps_its_own_spellings_primary():
     out = runctl("--help").stdout.decode()
     assert "--addr ADDR" in out and "--tls-cert FILE" in out

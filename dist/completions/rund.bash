@@ -129,11 +129,16 @@ _rund() {
     done
   fi
 
-  if [[ $prev == -* ]] && _rund_takes_value "$prev"; then
+  # the seed's rund serve -addr A -ca F -cert F -key F [rund's flags]
+  local seed=
+  [[ ${words[1]} == serve ]] && ((cword > 1)) && seed='-addr -ca -cert -key'
+  if [[ -n $seed && ($prev == -addr || $prev == -ca || $prev == -cert || $prev == -key) ]]; then
+    [[ $prev != -addr ]] && _rund_files -f "$cur"
+  elif [[ $prev == -* ]] && _rund_takes_value "$prev"; then
     _rund_value "$prev" "$cur"
   elif [[ -z $sub ]]; then
     if [[ $cur == -* ]]; then
-      _rund_reply "$_rund_opts" "$cur"
+      _rund_reply "$seed $_rund_opts" "$cur"
     elif ((cword == 1)); then
       _rund_reply "$_rund_subcommands" "$cur"
     fi

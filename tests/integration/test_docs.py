@@ -222,6 +222,13 @@ def test_rund_flags_in_man_page_and_bash_completion(bash_rund):
     assert not missing, "rund flags not in rund.8.scd: %s" % missing
     offered = set(bash_complete(bash_rund, [RUND, "--"]))
     assert flags - {"-h"} <= offered, sorted(flags - offered)
+    # the seed's spellings the help names: rund serve -addr ... (single-dash flags)
+    seed_line = next(l for l in text.splitlines() if "rund serve [" in l)
+    seed = set(FLAG_RE.findall(seed_line.split("rund serve", 1)[1].split(" is ")[0]))
+    assert {"-addr", "-ca", "-cert", "-key"} <= seed, seed_line
+    assert not sorted(f for f in seed if not in_text(f, man)), seed
+    offered = set(bash_complete(bash_rund, [RUND, "serve", "-"]))
+    assert seed | {"--listen", "--config"} <= offered, sorted(seed - offered)
     subs = set(bash_complete(bash_rund, [RUND, ""]))
     assert subs == {"certs", "tokens", "secrets", "image"}
     for sub in subs:

@@ -1,8 +1,9 @@
 # bash completion for runctl(1)                            -*- shell-script -*-
 # Installed as share/bash-completion/completions/runctl. Needs only bash
 # (bash-completion's helpers are not used). Job ids come from
-# `runctl list --json`, asked quietly (2 s at most) of the server the
-# command line names; nothing is offered when it does not answer.
+# `runctl list --json`, asked quietly of the server the command line names
+# ($RUNRPC_COMPLETION_TIMEOUT seconds at most, default 2); nothing is
+# offered when it does not answer.
 
 _runctl_global_value_opts='--addr --tls-cert --tls-key --ca --server-name --token'
 _runctl_global_opts="$_runctl_global_value_opts --allow-insecure -v --verbose
@@ -77,7 +78,7 @@ _runctl_server_words() {
   local runctl=${_runctl_prog:-runctl}
   command -v "$runctl" >/dev/null 2>&1 || return 0
   local -a to=()
-  command -v timeout >/dev/null 2>&1 && to=(timeout 2)
+  command -v timeout >/dev/null 2>&1 && to=(timeout "${RUNRPC_COMPLETION_TIMEOUT:-2}")
   if [[ $what == images ]]; then
     out=$("${to[@]}" "$runctl" "${_runctl_conn[@]}" image ls --json 2>/dev/null </dev/null) ||
       return 0

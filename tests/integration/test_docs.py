@@ -12,6 +12,7 @@ real rund; the zsh completions parse and load with compinit."""
 import os
 import re
 import shutil
+import socket
 import subprocess
 
 import pytest
@@ -131,7 +132,8 @@ def bash_complete(file, words, line=None, cwd=None, env=None):
               '%s; rc=$?\n'
               'for w in "${COMPREPLY[@]}"; do printf "%%s\\n" "$w"; done\n'
               'exit $rc\n') % (os.path.basename(file), func)
-    e = dict(os.environ)
+    # a loaded machine: the server's ids are waited for longer than by default
+    e = dict(os.environ, RUNRPC_COMPLETION_TIMEOUT="30")
     e.pop("LINE", None)
     if line is not None:
         e["LINE"] = line
@@ -333,6 +335,16 @@ def test_bash_job_ids_from_the_server(rund, bash_runctl):
         # no server: nothing, quietly
         assert bash_complete(bash_runctl, [RUNCTL, "--addr", "unix:/nonexistent/rund.sock",
                                            "status", ""]) == []
+        # a server that never answers: nothing once RUNRPC_COMPLETION_TIMEOUT passed
+        mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        mute.bind(os.path.join(rund.base, "mute.sock"))
+        mute.listen(8)
+        try:
+            assert bash_complete(bash_runctl, [RUNCTL, "--addr", "unix:" + mute.getsockname(),
+                                               "status", ""],
+                                 env={"RUNRPC_COMPLETION_TIMEOUT": "1"}) == []
+        finally:
+            mute.close()
     finally:
         ctl("stop", running, "--grace", "0")
 
@@ -444,7 +456,7 @@ def zsh_complete(line, tmp_path, env=None):
     """The matches zsh's completion offers for LINE (cursor at its end)."""
     harness = tmp_path / "zpty-harness.zsh"
     harness.write_text(ZPTY_HARNESS)
-    e = dict(os.environ, HOME=str(tmp_path), TERM="dumb")
+    e = dict(os.environ, HOME=str(tmp_path), TERM="dumb", RUNRPC_COMPLETION_TIMEOUT="30")
     e.update(env or {})
     p = subprocess.run([ZSH, "-f", str(harness), ZSH_DIR, str(tmp_path), line],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60, env=e)

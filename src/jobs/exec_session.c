@@ -433,6 +433,8 @@ int exec_session_start(exec_session *x, const job_request *r, const job_start_op
     exec_cgroup_end(x);
     goto out;
   }
+  if (x->cg)
+    cg_job_close_fds(x->cg);
   x->status_fd = st[0];
   st[0] = -1;
   x->started = true;

@@ -579,6 +579,8 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   if ((sandboxed ? job_sandbox_spawn(&req->sandbox, req->limits, &o, status_fd, &sr, e)
                  : spawn_process(&o, &sr, e)) < 0)
     goto fail;
+  if (j->cg)
+    cg_job_close_fds(j->cg); /* a live job holds no fd of its cgroup */
   if (status_fd >= 0) {
     close(status_fd);
     status_fd = -1;

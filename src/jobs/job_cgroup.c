@@ -112,11 +112,7 @@ void job_cgroup_release_flush(loop *l) {
 
 int job_cgroup_finish(loop *l, cg_job *cg, cg_usage *usage, bool *has_usage, rr_err *e) {
   rr_err ue = {0};
-  *has_usage = cg_job_usage(cg, usage, &ue) == 0;
-  if (*has_usage) {
-    usage->memory_current = 0;
-    usage->pids_current = 0;
-  }
+  *has_usage = cg_job_usage_final(cg, usage, &ue) == 0;
   job_cgroup_release(l, cg);
   if (!*has_usage) {
     if (e)
@@ -176,6 +172,8 @@ void job_cgroup_reload(job *j) {
   }
   if (cg_job_open(t->cgm, j->id, &j->cg, &e) < 0)
     job_table_warn(t, "job %s: cannot reopen its cgroup: %s", j->id, e.msg);
+  else
+    cg_job_close_fds(j->cg); /* nothing joins it any more */
 }
 
 static const struct {

@@ -256,6 +256,7 @@ int cg_manager_check(const cg_manager *m, const cg_limits *l, rr_err *e) {
 void cg_manager_free(cg_manager *m) {
   if (!m)
     return;
+  cg_pool_free(m->pool); /* before the subtree goes */
   if (m->ops)
     m->ops->manager_teardown(m);
   for (size_t i = 0; i < m->nhier; i++)
@@ -291,6 +292,22 @@ static cg_job *job_alloc(cg_manager *m, const char *id, unsigned hiers) {
 }
 
 static unsigned all_hiers(const cg_manager *m) { return (1u << m->nhier) - 1; }
+
+/* The hierarchies a job joins: those that kill and count every job
+ * (plain_hiers) and those of the limits it sets, not the others (v1: each
+ * costs a mkdir, an open, a join and an rmdir per start); a manager of
+ * given paths (plain_hiers 0): all. */
+static unsigned job_hiers(const cg_manager *m, const cg_limits *l) {
+  if (!m->plain_hiers)
+    return all_hiers(m);
+  unsigned want = (l->has_cpu ? CG_CTRL_CPU : 0u) | (l->has_memory ? CG_CTRL_MEMORY : 0u) |
+                  (l->has_pids ? CG_CTRL_PIDS : 0u) | (l->nio > 0 ? CG_CTRL_IO : 0u);
+  unsigned hiers = m->plain_hiers;
+  for (size_t i = 0; i < m->nhier; i++)
+    if (m->hier[i].controllers & want)
+      hiers |= 1u << i;
+  return hiers;
+}
 
 int cg_job_hier_of(const cg_job *j, unsigned bit) {
   for (size_t i = 0; i < j->m->nhier; i++)
@@ -338,16 +355,17 @@ int cg_job_create(cg_manager *m, const char *id, const cg_limits *l, cg_job **re
     return -1;
   if (m->version == CG_NONE)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "no usable cgroups on this host");
-  bool all = cg_limits_any(l) || !m->plain_hiers;
-  cg_job *j = job_alloc(m, id, all ? all_hiers(m) : m->plain_hiers);
+  cg_job *j = job_alloc(m, id, job_hiers(m, l));
   if (!j)
     return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot create cgroup of job %s", id);
+  if (m->version == CG_V1 && m->plain_hiers && !m->pool && !m->pool_failed)
+    m->pool_failed = !(m->pool = cg_pool_new(m));
   bool made[CG_MAX_HIER] = {false};
   int r = 0;
   for (size_t i = 0; i < m->nhier && r == 0; i++) {
     if (!(j->hiers & (1u << i)))
       continue;
-    if (mkdir(j->dir[i], 0755) < 0)
+    if ((m->pool ? cg_pool_take(m->pool, i, j->dir[i]) : mkdir(j->dir[i], 0755)) < 0)
       r = rr_err_sys(e, errno == EEXIST ? RR_ALREADY_EXISTS : RR_INTERNAL, errno,
                      "cannot create cgroup %s", j->dir[i]);
     else
@@ -355,6 +373,7 @@ int cg_job_create(cg_manager *m, const char *id, const cg_limits *l, cg_job **re
   }
   if (r == 0)
     r = job_open_fds(j, e);
+  j->fresh = true;
   if (r == 0 && cg_limits_any(l)) /* none: no file written */
     r = m->ops->job_apply(j, l, e);
   if (r < 0) {
@@ -408,14 +427,34 @@ size_t cg_job_procs_fds(const cg_job *j, const int **ret) {
   return j->nprocs;
 }
 
-int cg_job_usage(cg_job *j, cg_usage *ret, rr_err *e) {
+void cg_job_close_fds(cg_job *j) {
+  for (size_t i = 0; i < j->nprocs; i++)
+    close(j->procs_fd[i]);
+  for (size_t i = 0; i < CG_MAX_HIER; i++)
+    j->procs_fd[i] = -1;
+  j->nprocs = 0;
+  if (j->dir_fd >= 0)
+    close(j->dir_fd);
+  j->dir_fd = -1;
+}
+
+static int job_usage(cg_job *j, bool final, cg_usage *ret, rr_err *e) {
   cg_usage u;
   memset(&u, 0, sizeof u);
+  j->final = final;
   if (j->m->ops->job_usage(j, &u, e) < 0)
     return rr_err_wrap(e, "usage of job %s", j->id);
+  if (final) {
+    u.memory_current = 0;
+    u.pids_current = 0;
+  }
   *ret = u;
   return 0;
 }
+
+int cg_job_usage(cg_job *j, cg_usage *ret, rr_err *e) { return job_usage(j, false, ret, e); }
+
+int cg_job_usage_final(cg_job *j, cg_usage *ret, rr_err *e) { return job_usage(j, true, ret, e); }
 
 int cg_job_kill(cg_job *j, rr_err *e) {
   if (j->m->ops->job_kill(j, e) < 0)
@@ -506,11 +545,7 @@ int cg_manager_sweep(cg_manager *m, bool (*keep)(const char *name, void *data), 
 }
 
 int cg_job_remove(cg_job *j, rr_err *e) {
-  for (size_t i = 0; i < j->nprocs; i++)
-    close(j->procs_fd[i]);
-  for (size_t i = 0; i < CG_MAX_HIER; i++)
-    j->procs_fd[i] = -1;
-  j->nprocs = 0;
+  cg_job_close_fds(j);
   bool busy = false;
   for (size_t i = 0; i < j->m->nhier; i++) {
     if (j->removed[i])

@@ -117,8 +117,14 @@ int cg_job_clone_fd(const cg_job *j);
  * hierarchies (the way in on v1), v2 the one cgroup.procs (where clone3
  * cannot place it). */
 size_t cg_job_procs_fds(const cg_job *j, const int **ret);
+/* Close the fds of cg_job_clone_fd and cg_job_procs_fds once the command
+ * runs: a live job holds no fd of its cgroup. */
+void cg_job_close_fds(cg_job *j);
 /* Read the counters now (zeros for what this host does not count). */
 int cg_job_usage(cg_job *j, cg_usage *ret, rr_err *e);
+/* The counters at the job's end: memory_current and pids_current are 0 and
+ * not read (the kernel may still count exiting tasks). */
+int cg_job_usage_final(cg_job *j, cg_usage *ret, rr_err *e);
 /* SIGKILL every process in the cgroup (v2: cgroup.kill when present; v1 and
  * old v2: freeze, kill each pid listed, thaw), including double-forked
  * descendants that left the process group. Waits ~20 ms at most: a task

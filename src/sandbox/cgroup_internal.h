@@ -43,6 +43,7 @@ typedef struct cg_detection {
 } cg_detection;
 
 typedef struct cg_ops cg_ops;
+typedef struct cg_pool cg_pool;
 
 struct cg_manager {
   cg_version version;
@@ -63,6 +64,9 @@ struct cg_manager {
   char *v2_subtree;        /* <own>/<name> */
   char *v2_supervisor;     /* <own>/<name>/supervisor, NULL when not moved */
   unsigned v2_enabled_own; /* controllers we enabled in <own> */
+  int v1_memsw;            /* v1: memory.memsw.* exist (swap accounting): 1, -1 not, 0 unknown */
+  cg_pool *pool;           /* v1 of cg_manager_new: cgroups made ahead (cgroup_pool.c) */
+  bool pool_failed;        /* its thread could not start: jobs mkdir */
   char describe[768];
 };
 
@@ -76,6 +80,9 @@ struct cg_job {
   size_t nprocs;
   int dir_fd;                /* v2: for clone3(CLONE_INTO_CGROUP), else -1 */
   uint64_t memory_peak_seen; /* v2 without memory.peak: max of samples */
+  bool final;                /* the usage read at the end: no live counters */
+  bool fresh;                /* made by cg_job_create: every limit at its default */
+  uint64_t memory_max;       /* v1: the memory limit written, 0 unknown */
   cg_manager *own_m;         /* cg_path_*: the manager made for j, freed with it */
 };
 
@@ -99,6 +106,15 @@ int cg_job_hier_of(const cg_job *j, unsigned bit);
 /* Index of the job's first hierarchy (any lists all its processes). */
 int cg_job_hier_first(const cg_job *j);
 
+/* ---- cgroups made ahead of need (cgroup_pool.c, v1) ---- */
+/* Start the worker that keeps m's pool stocked; NULL if it cannot start. */
+cg_pool *cg_pool_new(const cg_manager *m);
+/* mkdir(dir) in hierarchy i, by renaming a pooled directory when there is
+ * one (and asking for the next); -1 with errno as mkdir's (EEXIST: taken). */
+int cg_pool_take(cg_pool *p, size_t i, const char *dir);
+/* Stop the worker and remove the pooled directories. */
+void cg_pool_free(cg_pool *p);
+
 /* ---- file helpers (cgroup.c) ---- */
 /* Read a small file into buf (NUL-terminated); -1 + e on error (errno kept). */
 int cg_file_read(const char *path, char *buf, size_t len, rr_err *e);
@@ -118,6 +134,9 @@ bool cg_file_exists(const char *dir, const char *file);
 char *cg_path_join(const char *a, const char *b);
 /* SIGKILL each pid listed in DIR/cgroup.procs; *nkilled = how many listed. */
 int cg_procs_kill_all(const char *dir, size_t *nlisted, rr_err *e);
+/* How many tasks (threads) DIR/tasks lists (v1): pids.current of a job
+ * outside the pids hierarchy. */
+int cg_tasks_count(const char *dir, uint64_t *ret, rr_err *e);
 /* Whether DIR/cgroup.procs lists no pid (true too when it cannot be read). */
 bool cg_procs_empty(const char *dir);
 /* Sleep ms milliseconds. */

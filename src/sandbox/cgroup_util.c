@@ -23,7 +23,11 @@ char *cg_path_join(const char *a, const char *b) {
   return p;
 }
 
-int cg_file_read(const char *path, char *buf, size_t len, rr_err *e) {
+/* single: a cgroup file without seq_start (every counter and stat file,
+ * not cgroup.procs or tasks) is one record that the kernel hands out whole
+ * to a read with room for it, so a read that leaves room is the end: one
+ * read(2) instead of two. */
+static int file_read(const char *path, char *buf, size_t len, bool single, rr_err *e) {
   _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return rr_err_sys(e, RR_INTERNAL, errno, "cannot open %s", path);
@@ -35,8 +39,36 @@ int cg_file_read(const char *path, char *buf, size_t len, rr_err *e) {
     if (n == 0)
       break;
     off += (size_t)n;
+    if (single && off + 1 < len)
+      break;
   }
   buf[off] = '\0';
+  return 0;
+}
+
+int cg_file_read(const char *path, char *buf, size_t len, rr_err *e) {
+  return file_read(path, buf, len, false, e);
+}
+
+int cg_tasks_count(const char *dir, uint64_t *ret, rr_err *e) {
+  _cleanup_free_ char *path = cg_path_join(dir, "tasks");
+  if (!path)
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot read the tasks of %s", dir);
+  _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot open %s", path);
+  char buf[4096];
+  uint64_t n = 0;
+  for (;;) {
+    ssize_t r = rr_read(fd, buf, sizeof buf);
+    if (r < 0)
+      return rr_err_sys(e, RR_INTERNAL, errno, "cannot read %s", path);
+    if (r == 0)
+      break;
+    for (ssize_t i = 0; i < r; i++)
+      n += buf[i] == '\n';
+  }
+  *ret = n;
   return 0;
 }
 
@@ -72,7 +104,7 @@ int cg_file_read_u64(const char *dir, const char *file, uint64_t *ret, rr_err *e
   if (!path)
     return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot read %s", file);
   char buf[64];
-  if (cg_file_read(path, buf, sizeof buf, e) < 0)
+  if (file_read(path, buf, sizeof buf, true, e) < 0)
     return -1;
   if (strncmp(buf, "max", 3) == 0) {
     *ret = UINT64_MAX;
@@ -449,7 +481,7 @@ int cg_file_read_opt(const char *dir, const char *file, char *buf, size_t len, r
   if (!path)
     return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot read %s", file);
   rr_err tmp;
-  if (cg_file_read(path, buf, len, &tmp) < 0) {
+  if (file_read(path, buf, len, true, &tmp) < 0) {
     if (tmp.sys_errno == ENOENT)
       return 0;
     *e = tmp;

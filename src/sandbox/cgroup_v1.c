@@ -16,11 +16,12 @@
 static const unsigned v1_used =
     CG_CTRL_CPU | CG_CTRL_CPUACCT | CG_CTRL_MEMORY | CG_CTRL_IO | CG_CTRL_PIDS | CG_CTRL_FREEZER;
 
-/* A job without limits: freezer (a kill of the whole tree that no fork
- * races), cpuacct and pids (its usage); not cpu, memory, blkio, whose
- * cgroups cost the most to make (a task group, a memcg) and count nothing
- * such a job is limited by. */
-static const unsigned v1_plain = CG_CTRL_FREEZER | CG_CTRL_CPUACCT | CG_CTRL_PIDS;
+/* Every job: freezer (a kill of the whole tree that no fork races, and its
+ * tasks count as pids_current) and cpuacct (its CPU, daemons included).
+ * The others only for a limit they hold: each costs a mkdir, an open, a
+ * join and an rmdir per start (cpu and memory the most: a task group, a
+ * memcg), and pids would only count what freezer's tasks list shows. */
+static const unsigned v1_plain = CG_CTRL_FREEZER | CG_CTRL_CPUACCT;
 
 static void v1_describe(cg_manager *m) {
   size_t off = (size_t)snprintf(m->describe, sizeof m->describe, "cgroup v1:");
@@ -71,7 +72,10 @@ static int v1_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
   int h;
   if (l->has_cpu && (h = cg_job_hier_of(j, CG_CTRL_CPU)) >= 0) {
     uint64_t period = l->cpu_period_us ? l->cpu_period_us : CG_DEFAULT_CPU_PERIOD_US;
-    if (cg_file_write_u64(j->dir[h], "cpu.cfs_period_us", period, "limits.cpu.period_us", e) < 0 ||
+    /* a fresh cgroup has the kernel's default period, ours too */
+    bool keep = j->fresh && period == CG_DEFAULT_CPU_PERIOD_US;
+    if ((!keep && cg_file_write_u64(j->dir[h], "cpu.cfs_period_us", period, "limits.cpu.period_us",
+                                    e) < 0) ||
         cg_file_write_u64(j->dir[h], "cpu.cfs_quota_us", l->cpu_quota_us, "limits.cpu.quota_us",
                           e) < 0)
       return -1;
@@ -80,9 +84,12 @@ static int v1_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
     /* Same value with swap: the job cannot escape the limit by swapping.
      * The kernel wants memsw >= limit at all times: when the limit grows
      * (runproc update), memsw goes first. */
-    bool memsw = cg_file_exists(j->dir[h], "memory.memsw.limit_in_bytes");
-    uint64_t cur = 0;
-    bool grow = memsw && cg_file_read_u64(j->dir[h], "memory.limit_in_bytes", &cur, NULL) == 0 &&
+    if (!j->m->v1_memsw)
+      j->m->v1_memsw = cg_file_exists(j->dir[h], "memory.memsw.limit_in_bytes") ? 1 : -1;
+    bool memsw = j->m->v1_memsw > 0;
+    uint64_t cur = 0; /* a fresh cgroup has no limit: nothing to grow from */
+    bool grow = memsw && !j->fresh &&
+                cg_file_read_u64(j->dir[h], "memory.limit_in_bytes", &cur, NULL) == 0 &&
                 l->memory_max > cur;
     if (grow && cg_file_write_u64(j->dir[h], "memory.memsw.limit_in_bytes", l->memory_max,
                                   "limits.memory_max", e) < 0)
@@ -94,6 +101,7 @@ static int v1_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
         cg_file_write_u64(j->dir[h], "memory.memsw.limit_in_bytes", l->memory_max,
                           "limits.memory_max", e) < 0)
       return -1;
+    j->memory_max = l->memory_max;
   }
   if (l->nio > 0 && (h = cg_job_hier_of(j, CG_CTRL_IO)) >= 0) {
     for (size_t i = 0; i < l->nio; i++) {
@@ -164,7 +172,8 @@ static int v1_usage_memory(cg_job *j, cg_usage *u, rr_err *e) {
   int h = cg_job_hier_of(j, CG_CTRL_MEMORY), r;
   if (h < 0)
     return 0;
-  if (cg_file_read_u64(j->dir[h], "memory.usage_in_bytes", &u->memory_current, e) < 0 ||
+  if ((!j->final &&
+       cg_file_read_u64(j->dir[h], "memory.usage_in_bytes", &u->memory_current, e) < 0) ||
       cg_file_read_u64(j->dir[h], "memory.max_usage_in_bytes", &u->memory_peak, e) < 0 ||
       cg_file_read_u64(j->dir[h], "memory.failcnt", &u->memory_limit_hits, e) < 0)
     return -1;
@@ -174,9 +183,9 @@ static int v1_usage_memory(cg_job *j, cg_usage *u, rr_err *e) {
   if (r)
     u->memory_limit_hits += strtoull(buf, NULL, 10);
   /* Some kernels leave failcnt at 0: a peak at the limit is a hit too. */
-  uint64_t limit;
+  uint64_t limit = j->memory_max;
   if (u->memory_limit_hits == 0 &&
-      cg_file_read_u64(j->dir[h], "memory.limit_in_bytes", &limit, e) == 0 &&
+      (limit || cg_file_read_u64(j->dir[h], "memory.limit_in_bytes", &limit, e) == 0) &&
       u->memory_peak >= limit)
     u->memory_limit_hits = 1;
   if ((r = cg_file_read_opt(j->dir[h], "memory.oom_control", buf, sizeof buf, e)) < 0)
@@ -205,12 +214,16 @@ static int v1_usage(cg_job *j, cg_usage *u, rr_err *e) {
       cg_parse_blkio(buf, &u->io_read_ops, &u->io_write_ops);
   }
   if ((h = cg_job_hier_of(j, CG_CTRL_PIDS)) >= 0) {
-    if (cg_file_read_u64(j->dir[h], "pids.current", &u->pids_current, e) < 0)
+    if (!j->final && cg_file_read_u64(j->dir[h], "pids.current", &u->pids_current, e) < 0)
       return -1;
     if ((r = cg_file_read_opt(j->dir[h], "pids.events", buf, sizeof buf, e)) < 0)
       return -1;
     if (r)
       cg_parse_keyed(buf, "max", &u->pids_refused);
+  } else if (!j->final) { /* what pids.current counts: tasks */
+    h = cg_job_hier_of(j, CG_CTRL_FREEZER);
+    if (cg_tasks_count(j->dir[h >= 0 ? h : cg_job_hier_first(j)], &u->pids_current, e) < 0)
+      return -1;
   }
   return 0;
 }

@@ -201,14 +201,15 @@ static int v2_usage(cg_job *j, cg_usage *u, rr_err *e) {
   if (r)
     cg_parse_cpu_stat(buf, u);
   if (c & CG_CTRL_MEMORY) {
-    if (cg_file_read_u64(dir, "memory.current", &u->memory_current, e) < 0)
-      return -1;
     if ((r = cg_file_read_opt(dir, "memory.peak", buf, sizeof buf, e)) < 0)
+      return -1;
+    uint64_t peak = r ? strtoull(buf, NULL, 10) : 0;
+    if ((!r || !j->final) && cg_file_read_u64(dir, "memory.current", &u->memory_current, e) < 0)
       return -1;
     /* Before Linux 5.19 there is no memory.peak: the max of our samples. */
     if (u->memory_current > j->memory_peak_seen)
       j->memory_peak_seen = u->memory_current;
-    u->memory_peak = r ? strtoull(buf, NULL, 10) : j->memory_peak_seen;
+    u->memory_peak = r ? peak : j->memory_peak_seen;
     if ((r = cg_file_read_opt(dir, "memory.events", buf, sizeof buf, e)) < 0)
       return -1;
     if (r) {
@@ -223,7 +224,7 @@ static int v2_usage(cg_job *j, cg_usage *u, rr_err *e) {
       cg_parse_io_stat(buf, u);
   }
   if (c & CG_CTRL_PIDS) {
-    if (cg_file_read_u64(dir, "pids.current", &u->pids_current, e) < 0)
+    if (!j->final && cg_file_read_u64(dir, "pids.current", &u->pids_current, e) < 0)
       return -1;
     if ((r = cg_file_read_opt(dir, "pids.events", buf, sizeof buf, e)) < 0)
       return -1;

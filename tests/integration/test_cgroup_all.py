@@ -16,7 +16,7 @@ import pytest
 from conftest import Ctl, pid_alive, wait_pid_gone
 
 # hierarchies a job without limits gets on v1 (its kill and its usage)
-PLAIN_V1 = ("freezer", "cpuacct", "pids")
+PLAIN_V1 = ("freezer", "cpuacct")
 
 
 def cgroups_of(pid):
@@ -104,17 +104,17 @@ def test_plain_job_runs_outside_rund_cgroup(rund, cg_ctl):
         for c in PLAIN_V1:
             assert job[c] != mine[c], (c, job, mine)
             assert re.search(r"/runrpc-[0-9a-f]{12}/%s$" % jid, job[c]), (c, job[c])
-        # no limit files written: pids.max stays "max"
-        with open(os.path.join(job_dir(rund.pid, "pids", jid), "pids.max")) as f:
-            assert f.read().strip() == "max"
-        # not in the expensive hierarchies: memory stays rund's (documented)
-        assert job["memory"] == mine["memory"]
+        # not in the hierarchies of limits it does not have (documented)
+        for c in ("memory", "cpu", "blkio", "pids"):
+            assert job[c] == mine[c], (c, job, mine)
         # rund's own cgroup in those hierarchies lists no job process
         for c in PLAIN_V1:
             with open("/sys/fs/cgroup/%s%s/cgroup.procs" % (c, mine[c].rstrip("/"))) as f:
                 assert str(s["pid"]) not in f.read().split(), c
-        # usage while running: cpu and pids from the cgroup
+        # usage while running: cpu from cpuacct, pids from the freezer's tasks
         assert s["usage"]["pids_current"] >= 2, s  # rund-waiter and sleep
+        # the joins are done: rund holds no fd of the running job's cgroups
+        assert not [p for p in rund_fd_targets(rund.pid) if p.startswith("/sys/fs/cgroup/")]
     finally:
         ctl("stop", jid, "--grace", "0")
     s = status(ctl, jid)
@@ -123,6 +123,49 @@ def test_plain_job_runs_outside_rund_cgroup(rund, cg_ctl):
     end = time.monotonic() + 10
     while time.monotonic() < end and job_dir(rund.pid, "freezer", jid):
         time.sleep(0.05)
+    assert job_dir(rund.pid, "freezer", jid) is None
+
+
+def rund_fd_targets(pid):
+    out = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+        except OSError:
+            pass
+    return out
+
+
+def test_job_with_one_limit_joins_only_its_hierarchy(rund, cg_ctl):
+    """Issue 16: a memory limit puts the job in memory (its limit), freezer
+    (its kill) and cpuacct (its CPU), not in cpu, blkio or pids; its usage
+    still counts its pids and its memory, and a stop kills its daemon."""
+    ctl = cg_ctl
+    pidfile = os.path.join(rund.base, "daemon.pid")
+    jid = start(ctl, daemon_script(pidfile), "--max-memory", "64M")
+    gc = read_pid(pidfile)
+    try:
+        s = status(ctl, jid)
+        assert s["limits"]["memory_max"] == 64 << 20, s
+        job, mine = cgroups_of(gc), cgroups_of(rund.pid)
+        for c in ("memory", "freezer", "cpuacct"):
+            assert re.search(r"/runrpc-[0-9a-f]{12}/%s$" % jid, job[c]), (c, job[c])
+        for c in ("cpu", "blkio", "pids"):
+            assert job[c] == mine[c], (c, job, mine)
+        with open(os.path.join(job_dir(rund.pid, "memory", jid), "memory.limit_in_bytes")) as f:
+            assert int(f.read()) == 64 << 20
+        u = s["usage"]
+        assert u["pids_current"] >= 3 and u["memory_current"] > 0, u  # waiter, sh, sleep...
+        assert ctl("stop", jid, "--grace", "0").rc == 0
+        assert wait_pid_gone(gc, timeout=10), "grandchild %d survived the stop" % gc
+        s = status(ctl, jid)
+        assert s["usage"]["pids_current"] == 0 and s["usage"]["memory_peak"] > 0, s
+    finally:
+        kill_quietly(gc)
+    end = time.monotonic() + 10
+    while time.monotonic() < end and job_dir(rund.pid, "memory", jid):
+        time.sleep(0.05)
+    assert job_dir(rund.pid, "memory", jid) is None
     assert job_dir(rund.pid, "freezer", jid) is None
 
 

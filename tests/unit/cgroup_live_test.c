@@ -194,13 +194,14 @@ static void test_v1_job(void **state) {
 }
 
 /* A job without limits: no limit file, and cgroups only where it is killed
- * whole (freezer) and counted (cpuacct, pids), found again by a restart. */
+ * whole (freezer, whose tasks count its pids) and counted (cpuacct), found
+ * again by a restart. */
 static void test_v1_plain_job(void **state) {
   cg_manager *m = real_manager();
   rr_err e = {0};
   if (cg_manager_version(m) != CG_V1)
     skip();
-  const unsigned plain = CG_CTRL_FREEZER | CG_CTRL_CPUACCT | CG_CTRL_PIDS;
+  const unsigned plain = CG_CTRL_FREEZER | CG_CTRL_CPUACCT;
   size_t want = 0;
   for (size_t i = 0; i < m->nhier; i++)
     want += (m->hier[i].controllers & plain) != 0;
@@ -216,8 +217,7 @@ static void test_v1_plain_job(void **state) {
     assert_int_equal(is_dir(d), (m->hier[i].controllers & plain) != 0);
     free(d);
   }
-  if (dir_of(j, CG_CTRL_PIDS))
-    read_back(dir_of(j, CG_CTRL_PIDS), "pids.max", "max");
+  assert_null(dir_of(j, CG_CTRL_PIDS));
   cg_job *again = NULL;
   assert_int_equal(cg_job_open(m, "plain", &again, &e), 0);
   assert_int_equal(cg_job_procs_fds(again, &fds), want);
@@ -233,9 +233,18 @@ static void test_v1_plain_job(void **state) {
   }
   if (m->controllers & CG_CTRL_CPUACCT)
     assert_true(u.cpu_usec > 0);
-  if (m->controllers & CG_CTRL_PIDS)
-    assert_true(u.pids_current >= 3);
+  assert_true(u.pids_current >= 3);      /* from the freezer's tasks */
   assert_int_equal(u.memory_current, 0); /* no memory cgroup */
+  /* the joins are done: the fds go, the counters stay readable */
+  cg_job_close_fds(j);
+  assert_int_equal(cg_job_procs_fds(j, &fds), 0);
+  assert_int_equal(cg_job_usage(j, &u, &e), 0);
+  assert_true(u.pids_current >= 3);
+  /* at the end nothing is current: not read, 0 */
+  assert_int_equal(cg_job_usage_final(j, &u, &e), 0);
+  assert_int_equal(u.pids_current, 0);
+  if (m->controllers & CG_CTRL_CPUACCT)
+    assert_true(u.cpu_usec > 0);
   /* the setsid grandchild goes too */
   kill_until_empty(j, pid);
   if (cg_job_destroy(j, &e) < 0)
@@ -245,6 +254,109 @@ static void test_v1_plain_job(void **state) {
     assert_false(is_dir(d));
     free(d);
   }
+}
+
+/* A job with one limit joins that limit's hierarchy beside the plain ones
+ * (its kill and its CPU), not the others. */
+static void test_v1_one_limit_joins_only_its_hierarchy(void **state) {
+  cg_manager *m = real_manager();
+  rr_err e = {0};
+  if (cg_manager_version(m) != CG_V1)
+    skip();
+  const unsigned want = CG_CTRL_FREEZER | CG_CTRL_CPUACCT | CG_CTRL_MEMORY;
+  cg_limits l = {.has_memory = true, .memory_max = 64u << 20};
+  cg_job *j = NULL;
+  if (cg_job_create(m, "onelimit", &l, &j, &e) < 0)
+    fail_msg("cg_job_create: %s", e.msg);
+  size_t n = 0;
+  for (size_t i = 0; i < m->nhier; i++) {
+    char *d = cg_path_join(m->hier[i].parent, "onelimit");
+    bool in = (m->hier[i].controllers & want) != 0;
+    assert_int_equal(is_dir(d), in);
+    n += in;
+    free(d);
+  }
+  const int *fds;
+  assert_int_equal(cg_job_procs_fds(j, &fds), n);
+  assert_true(n < m->nhier); /* not in cpu, blkio or pids */
+  read_back(dir_of(j, CG_CTRL_MEMORY), "memory.limit_in_bytes", "67108864");
+  pid_t pid = spawn_in(j, "(sleep 30 &); sleep 30");
+  cg_usage u = {0};
+  for (int i = 0; i < 1000; i++) {
+    assert_int_equal(cg_job_usage(j, &u, &e), 0);
+    if (u.pids_current >= 2 && u.memory_current > 0)
+      break;
+    usleep(10000);
+  }
+  assert_true(u.pids_current >= 2);
+  assert_true(u.memory_current > 0 && u.memory_peak >= u.memory_current);
+  kill_until_empty(j, pid);
+  assert_int_equal(cg_job_destroy(j, &e), 0);
+  for (size_t i = 0; i < m->nhier; i++) {
+    char *d = cg_path_join(m->hier[i].parent, "onelimit");
+    assert_false(is_dir(d));
+    free(d);
+  }
+}
+
+/* Pooled directories in dir (made ahead by the worker); the first two
+ * names in names (if not NULL). */
+static int pool_count(const char *dir, char names[2][1024]) {
+  int n = 0;
+  DIR *d = opendir(dir);
+  if (!d)
+    return -1;
+  struct dirent *de;
+  while ((de = readdir(d)))
+    if (strncmp(de->d_name, "pool-", 5) == 0) {
+      if (names && n < 2)
+        snprintf(names[n], 1024, "%.700s/%.200s", dir, de->d_name);
+      n++;
+    }
+  closedir(d);
+  return n;
+}
+
+/* v1 cgroups made ahead: after a job, its hierarchies get pooled empty
+ * directories (not the others); the next job's cgroup is one of them
+ * renamed (names are never made twice, so a pooled name that went is the
+ * one taken), as fresh as a mkdir's; a taken job name still fails; the
+ * manager's end removes the pool with the subtree. */
+static void test_v1_pool(void **state) {
+  cg_manager *m = real_manager();
+  rr_err e = {0};
+  if (cg_manager_version(m) != CG_V1)
+    skip();
+  cg_limits none = {0};
+  cg_job *a = NULL, *b = NULL, *dup = NULL;
+  if (cg_job_create(m, "first", &none, &a, &e) < 0)
+    fail_msg("cg_job_create: %s", e.msg);
+  int fh = cg_job_hier_of(a, CG_CTRL_FREEZER);
+  assert_true(fh >= 0);
+  char *parent = strdup(m->hier[fh].parent);
+  char pooled[2][1024];
+  int n = 0;
+  for (int i = 0; i < 1000 && (n = pool_count(parent, pooled)) < 2; i++) /* up to 10 s */
+    usleep(10000);
+  assert_int_equal(n, 2);
+  for (size_t i = 0; i < m->nhier; i++)
+    if (m->hier[i].controllers & CG_CTRL_MEMORY) /* no job joined memory */
+      assert_int_equal(pool_count(m->hier[i].parent, NULL), 0);
+  /* the pool is full (the worker adds only below two): one of those two
+   * becomes the next job's cgroup (names are never made twice) */
+  if (cg_job_create(m, "second", &none, &b, &e) < 0)
+    fail_msg("cg_job_create: %s", e.msg);
+  assert_false(is_dir(pooled[0]) && is_dir(pooled[1]));
+  read_back(b->dir[fh], "freezer.state", "THAWED");
+  assert_int_equal(cg_job_create(m, "second", &none, &dup, &e), -1);
+  assert_int_equal(e.code, RR_ALREADY_EXISTS);
+  assert_true(is_dir(b->dir[fh]));
+  assert_int_equal(cg_job_destroy(a, &e), 0);
+  assert_int_equal(cg_job_destroy(b, &e), 0);
+  live = NULL;
+  cg_manager_free(m);
+  assert_false(is_dir(parent)); /* pooled directories gone with it */
+  free(parent);
 }
 
 static void test_v1_oom(void **state) {
@@ -414,6 +526,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_v1_job, teardown),
       cmocka_unit_test_teardown(test_v1_plain_job, teardown),
+      cmocka_unit_test_teardown(test_v1_one_limit_joins_only_its_hierarchy, teardown),
+      cmocka_unit_test_teardown(test_v1_pool, teardown),
       cmocka_unit_test_teardown(test_v1_oom, teardown),
       cmocka_unit_test_teardown(test_v2_unified, teardown_v2),
   };

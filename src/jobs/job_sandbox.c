@@ -75,6 +75,7 @@ int job_sandbox_spawn_tty(const job_sandbox *sb, const cg_limits *limits, const 
       .limits = limits,
       .rootless = geteuid() != 0,
       .fds = sb->fds,
+      .root_is_tree = sb->root_is_tree,
   };
   sb_spec *spec = NULL;
   int rc = sb_spec_for_profile(sb->profile, &pa, &spec, e);

@@ -40,6 +40,7 @@ typedef struct job_sandbox {
    * rootfs (-1 without), fds[1 + i] binds[i]; what the sandbox mounts,
    * closed once it has. NULL: none (not checked, or a job.json). */
   int *fds;
+  bool root_is_tree; /* fds[0] is a detached mount (an image's overlay): moved in */
 } job_sandbox;
 
 typedef struct job_request {

@@ -51,8 +51,13 @@ static int root_fsconfig(int fs, const char *key, const char *value, rr_err *e) 
   return 0;
 }
 
-/* The overlay of layers (bottom first) with upper/work of dir, on merged. */
-static int root_mount(const char *store, const char *dir, json_object *layers, rr_err *e) {
+/* The overlay of layers (bottom first) with upper/work of dir: a detached
+ * mount into *ret_tree (the sandbox moves it into the command's mount
+ * namespace: rund never attaches it, so it has nothing to unmount, which
+ * would wait for an RCU grace period in rund's loop), or attached on merged
+ * when ret_tree is NULL. */
+static int root_mount(const char *store, const char *dir, json_object *layers, int *ret_tree,
+                      rr_err *e) {
   _cleanup_close_ int fs = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
   if (fs < 0)
     return rr_err_sys(e, RR_FAILED_PRECONDITION, errno,
@@ -83,6 +88,10 @@ static int root_mount(const char *store, const char *dir, json_object *layers, r
   for (const char *const *d = (const char *const[]){"proc", "dev", "sys", "tmp", NULL}; *d; d++)
     if (mkdirat(mnt, *d, 0755) < 0 && errno != EEXIST)
       return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "image root: cannot make /%s", *d);
+  if (ret_tree) {
+    *ret_tree = TAKE_FD(mnt);
+    return 0;
+  }
   if (syscall(SYS_move_mount, mnt, "", AT_FDCWD, merged, MOVE_MOUNT_F_EMPTY_PATH) < 0)
     return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "image root: cannot mount the overlay");
   return 0;
@@ -116,11 +125,12 @@ static int root_copy(rund_ctx *ctx, const char *dir, json_object *layers, rr_err
 
 /* The root by the mode rund was told (auto: a copy when the kernel has no
  * overlayfs, said once in the log). */
-static int root_make(rund_ctx *ctx, const char *dir, json_object *layers, rr_err *e) {
+static int root_make(rund_ctx *ctx, const char *dir, json_object *layers, int *ret_tree,
+                     rr_err *e) {
   static bool said;
   if (ctx->image_roots == RUND_IMAGE_ROOTS_COPY)
     return root_copy(ctx, dir, layers, e);
-  if (root_mount(img_store_dir(ctx->images), dir, layers, e) == 0)
+  if (root_mount(img_store_dir(ctx->images), dir, layers, ret_tree, e) == 0)
     return 0;
   if (ctx->image_roots == RUND_IMAGE_ROOTS_OVERLAY || e->sys_errno != ENODEV)
     return -1;
@@ -195,14 +205,11 @@ static int root_env(job_request *r, json_object *env, rr_err *e) {
  * /etc/group) when the request names no ids; HOME, USER, LOGNAME and SHELL
  * from its passwd entry unless set. Its ids are the host's in a default
  * sandbox: for an admin or a caller who is that user only. */
-static int root_user(prepared *p, json_object *config, const char *merged, rr_err *e) {
+static int root_user(prepared *p, json_object *config, int rootfd, rr_err *e) {
   job_sandbox *s = &p->req.sandbox;
   const char *spec = config_str(config, "User");
   if (!spec || !*spec || s->has_user)
     return 0; /* none: the caller's ids, as without an image */
-  _cleanup_close_ int rootfd = open(merged, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (rootfd < 0)
-    return rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot open \"%s\"", merged);
   img_user u;
   if (img_user_resolve(rootfd, spec, &u, e) < 0)
     return rr_err_wrap(e, "sandbox.image: image \"%s\"", s->image);
@@ -255,6 +262,7 @@ static void root_name(char *buf, size_t n) {
 int rund_image_root_prepare(rund_ctx *ctx, prepared *p, rr_err *e) {
   job_sandbox *s = &p->req.sandbox;
   img_record rec = {0};
+  _cleanup_close_ int tree = -1, rootfd = -1; /* before any goto out */
   if (!s->image)
     return 0;
   if (!ctx->images)
@@ -278,9 +286,18 @@ int rund_image_root_prepare(rund_ctx *ctx, prepared *p, rr_err *e) {
   }
   char merged[4200];
   snprintf(merged, sizeof merged, "%.3900s/merged", dir);
-  if (root_dirs(dir, layers, e) < 0 || root_make(ctx, dir, layers, e) < 0 ||
-      root_config(&p->req, o, e) < 0 ||
-      root_user(p, json_object_object_get(json_object_object_get(o, "config"), "config"), merged,
+  /* the overlay as a detached tree when the sandbox takes checked fds
+   * (always with a profile), else attached on merged */
+  if (root_dirs(dir, layers, e) < 0 || root_make(ctx, dir, layers, s->fds ? &tree : NULL, e) < 0)
+    goto out;
+  bool is_tree = tree >= 0;
+  rootfd = is_tree ? TAKE_FD(tree) : open(merged, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (rootfd < 0) {
+    rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot open \"%s\"", merged);
+    goto out;
+  }
+  if (root_config(&p->req, o, e) < 0 ||
+      root_user(p, json_object_object_get(json_object_object_get(o, "config"), "config"), rootfd,
                 e) < 0)
     goto out;
   free(s->rootfs);
@@ -291,11 +308,8 @@ int rund_image_root_prepare(rund_ctx *ctx, prepared *p, rr_err *e) {
   }
   if (s->fds) {
     rr_closep(&s->fds[0]);
-    s->fds[0] = open(merged, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (s->fds[0] < 0) {
-      rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot open \"%s\"", merged);
-      goto out;
-    }
+    s->fds[0] = TAKE_FD(rootfd);
+    s->root_is_tree = is_tree;
   }
   r = 0;
 out:

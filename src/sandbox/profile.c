@@ -500,6 +500,7 @@ static int spec_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e) 
   if (pa->rootfs && pa->fds) {
     s->has_root_fd = true;
     s->root_fd = pa->fds[0];
+    s->root_fd_is_tree = pa->root_is_tree;
   }
   static const sb_ns_type base[] = {SB_NS_PID, SB_NS_MOUNT, SB_NS_IPC, SB_NS_UTS, SB_NS_CGROUP};
   for (size_t i = 0; i < RR_ARRAY_SIZE(base); i++)

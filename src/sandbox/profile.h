@@ -69,6 +69,7 @@ typedef struct sb_params {
    * again: fds[0] the rootfs (unused without one), fds[1 + i] binds[i];
    * borrowed. NULL: by path (a config's sources). */
   const int *fds;
+  bool root_is_tree; /* fds[0] is a detached mount tree (fsmount) to move in */
 } sb_params;
 
 const char *sb_profile_name(sb_profile p);

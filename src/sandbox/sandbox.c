@@ -200,7 +200,11 @@ static int sb_tree_open(int fd, bool recursive) {
 }
 
 static int sb_trees_prepare(const sb_spec *s, struct sb_child *c, rr_err *e) {
-  c->root_tree = s->has_root_fd ? sb_tree_open(s->root_fd, true) : -1;
+  /* a detached tree (an image's overlay) is moved in by the child as it is:
+   * no copy here, and nothing for the caller to unmount after */
+  c->root_tree = !s->has_root_fd      ? -1
+                 : s->root_fd_is_tree ? fcntl(s->root_fd, F_DUPFD_CLOEXEC, 3)
+                                      : sb_tree_open(s->root_fd, true);
   if (!s->nmounts)
     return 0;
   if (!(c->trees = malloc(s->nmounts * sizeof *c->trees)))

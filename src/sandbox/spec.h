@@ -149,6 +149,7 @@ typedef struct sb_spec {
   bool root_readonly;
   bool has_root_fd; /* root_path's object as checked (O_PATH, not owned): bound instead */
   int root_fd;
+  bool root_fd_is_tree; /* root_fd is a detached mount (fsmount): moved in, not copied */
   char *hostname;
   char *domainname;
   sb_mount *mounts;

@@ -3,9 +3,10 @@
  * cgroup (never writes elsewhere in the hierarchy); each job gets a child of
  * it, which the job's first process enters before it runs any of its own
  * code, and which is removed when the job ends. A job without limits has no
- * limit file written, and on v1 a cgroup only in the freezer, cpuacct and
- * pids hierarchies (its kill and its usage: cpu and pids; memory and io read
- * 0); a job with any limit has one in every hierarchy.
+ * limit file written, and on v1 a cgroup only in the freezer and cpuacct
+ * hierarchies (its kill and its usage: cpu, and pids from the freezer's
+ * tasks; memory and io read 0); a job with limits also in the hierarchy of
+ * each limit it sets. v1 cgroups come from a pool made ahead of need.
  *
  * Limits use v2 names and units (a memory limit also sets memory.swap.max
  * to 0: no swap); on v1 they map to cpu.cfs_quota_us / cpu.cfs_period_us,

@@ -52,7 +52,7 @@ struct cg_manager {
   unsigned controllers; /* usable controllers, CG_CTRL_* */
   size_t nhier;         /* v1: hierarchies used; v2: 1 */
   /* Hierarchies (bit i: hier[i]) of a job without limits: those that kill
-   * it whole and count it (v1: freezer, cpuacct, pids), not all; 0 (a
+   * it whole and count it (v1: freezer, cpuacct), not all; 0 (a
    * manager of given paths, cgroup_path.c): every hierarchy. */
   unsigned plain_hiers;
   struct {

@@ -217,7 +217,7 @@ def test_seed_aliases(cg_target):
 
 
 def test_jobs_without_limits_have_a_cgroup_without_limits(cg_target):
-    # issue 9: a cgroup of its own (v1: freezer, cpuacct, pids only), no limits
+    # issue 9: a cgroup of its own (v1: freezer, cpuacct only), no limits
     target = cg_target
     jid = target.start("sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done")
     r, s = target.wait_state(jid, timeout=60)

@@ -96,9 +96,6 @@ void img_uploads_sweep(img_store *s);
 /* Remove name below dirfd, whatever it is (a directory recursively, never
  * following symlinks); ENOENT is success. -1 + errno. */
 int img_rmtree_at(int dirfd, const char *name);
-/* The same, removing at most *budget names (counted down): 0 when all
- * went, 1 when the budget ran out first (the rest is left), -1 + errno. */
-int img_rmtree_budget_at(int dirfd, const char *name, unsigned *budget);
 
 /* The ids an image's config User names, resolved inside the image's root. */
 typedef struct img_user {

@@ -43,36 +43,6 @@ int img_rmtree_at(int at, const char *name) {
   return unlinkat(at, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? -1 : 0;
 }
 
-int img_rmtree_budget_at(int at, const char *name, unsigned *budget) {
-  if (!*budget)
-    return 1;
-  if (unlinkat(at, name, 0) == 0 || errno == ENOENT) {
-    --*budget;
-    return 0;
-  }
-  if (errno != EISDIR && errno != EPERM)
-    return -1;
-  int fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-  if (!d) {
-    rr_closep(&fd);
-    return -1;
-  }
-  int r = 0;
-  for (struct dirent *de; r == 0 && (de = readdir(d));)
-    if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-      r = img_rmtree_budget_at(dirfd(d), de->d_name, budget);
-  int saved = errno;
-  closedir(d);
-  errno = saved;
-  if (r != 0)
-    return r;
-  if (!*budget)
-    return 1;
-  --*budget;
-  return unlinkat(at, name, AT_REMOVEDIR) < 0 && errno != ENOENT ? -1 : 0;
-}
-
 static int store_lock_open(img_store *s, const char *name, int *ret, rr_err *e) {
   *ret = openat(s->dirfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (*ret < 0)

@@ -381,23 +381,6 @@ void rund_image_root_detach(rund_ctx *ctx, const char *name) {
     rr_warn("cannot unmount an image root", "path=\"%s\" error=\"%s\"", merged, strerror(errno));
 }
 
-/* Roots of running commands (0 when roots/ cannot be read). */
-static size_t root_count(rund_ctx *ctx) {
-  char dir[4200];
-  snprintf(dir, sizeof dir, "%s/roots", img_store_dir(ctx->images));
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-  size_t n = 0;
-  if (!d) {
-    rr_closep(&fd);
-    return 0;
-  }
-  for (struct dirent *de; (de = readdir(d));)
-    n += de->d_name[0] != '.';
-  closedir(d);
-  return n;
-}
-
 /* Released roots are removed by one `rund image gc` child a second after
  * the first release, not one child per command: starting it costs more
  * than a short command (45 ms against 16 per `runctl run`, measured). */
@@ -405,11 +388,8 @@ static size_t root_count(rund_ctx *ctx) {
 static uint64_t root_gc_timer;
 
 static void root_gc_fire(loop *l, void *data) {
-  rund_ctx *ctx = data;
   root_gc_timer = 0;
-  if (ctx->images_gc_wanted && root_count(ctx) == 0)
-    ctx->images_gc_wanted = false; /* no root keeps a removed image's layers now */
-  images_gc_spawn(ctx);
+  images_gc_spawn(data);
 }
 
 static void root_gc_schedule(rund_ctx *ctx) {
@@ -419,12 +399,6 @@ static void root_gc_schedule(rund_ctx *ctx) {
     images_gc_spawn(ctx);
 }
 
-/* A root with at most this many names (a short command's: its upper and
- * work dirs hold the mount points and little else) is removed by rund at
- * once, which costs less than the collector child; a larger one goes to
- * images/tmp for the child. */
-#define ROOT_INLINE_NAMES 128
-
 void rund_image_root_release(rund_ctx *ctx, const char *name) {
   char from[4200], to[4200];
   if (!name || !ctx->images)
@@ -432,13 +406,9 @@ void rund_image_root_release(rund_ctx *ctx, const char *name) {
   rund_image_root_detach(ctx, name);
   snprintf(from, sizeof from, "%s/roots/%s", img_store_dir(ctx->images), name);
   snprintf(to, sizeof to, "%s/tmp/root-%s", img_store_dir(ctx->images), name);
-  unsigned budget = ROOT_INLINE_NAMES;
-  if (img_rmtree_budget_at(AT_FDCWD, from, &budget) != 0) {
-    if (rename(from, to) < 0 && errno != ENOENT)
-      rr_warn("cannot release an image root", "path=\"%s\" error=\"%s\"", from, strerror(errno));
-    root_gc_schedule(ctx);
-  } else if (ctx->images_gc_wanted) /* layers of a removed image this root kept */
-    root_gc_schedule(ctx);
+  if (rename(from, to) < 0 && errno != ENOENT)
+    rr_warn("cannot release an image root", "path=\"%s\" error=\"%s\"", from, strerror(errno));
+  root_gc_schedule(ctx);
 }
 
 /* A job's root goes when it ends. */

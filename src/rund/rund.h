@@ -66,7 +66,6 @@ typedef struct rund_ctx {
   rund_sandbox_policy sandbox;
   struct img_store *images; /* STATE/images */
   int image_roots;          /* rund_image_roots: overlay, copy or auto */
-  bool images_gc_wanted;    /* an image was removed: collect when roots end */
   const char *exe;          /* rund's own binary (for `rund image` children) */
   const char *state_dir;
   unsigned imports;       /* Import calls in progress */

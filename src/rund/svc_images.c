@@ -208,10 +208,8 @@ static void on_remove(rpc_call *c, ProtobufCMessage *msg) {
     char q[IMG_NAME_MAX + 8];
     rr_info("image removed", "ref=%s id=%s removed=%d", rr_log_quote(q, sizeof q, ref), id,
             removed);
-    if (removed) {
+    if (removed)
       images_gc_spawn(call_ctx(c));
-      call_ctx(c)->images_gc_wanted = true; /* and again when the roots using it end */
-    }
     Runrpc__V1__ImageRemoveResponse resp = RUNRPC__V1__IMAGE_REMOVE_RESPONSE__INIT;
     resp.id = id;
     resp.removed = removed;

@@ -249,9 +249,8 @@ def test_command_from_the_image(img, tmp_path, ctl):
 
 
 def test_large_root_collected_by_the_child(img, ctl):
-    """A root with more names than rund removes itself (a command that
-    wrote 300 files) goes through images/tmp and the collector child; a
-    short command's goes at once. Either way nothing is left."""
+    """A root a command filled (300 files) and short commands' roots all go
+    through images/tmp and the collector child: nothing is left."""
     r = ctl("exec", "--profile", "default", "--image", "busybox", "--", "sh", "-c",
             "mkdir /many && cd /many && for i in $(seq 300); do echo $i > f$i; done; ls | grep -c .")
     assert r.rc == 0 and r.text == "300\n", r

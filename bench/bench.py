@@ -16,6 +16,9 @@ the same run on the same machine (bench/run.sh runs this).
     (4 KiB log cap) vs with none (bench/loop_stall.py)
  8. images (bench/images.py, as root): `runctl run --rm --image` vs `podman
     run --rm` and `runctl image import` vs `podman load`, same busybox archive
+ 9. 10,000 live `sleep 1000` jobs in one rund: fds and RSS per running job,
+    and whether another caller still gets Health and Start (bench/livejobs.py;
+    --quick: 2,000 jobs, one round)
 """
 
 import argparse
@@ -135,7 +138,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.environ.get("BUILD_DIR", "build"))
     ap.add_argument("--quick", action="store_true", help="fewer runs, 256 MiB stream")
-    ap.add_argument("--only", default="12345678", help="which benches, e.g. 13")
+    ap.add_argument("--only", default="123456789", help="which benches, e.g. 13")
     a = ap.parse_args()
     build = os.path.join(ROOT, a.build) if not os.path.isabs(a.build) else a.build
     rund = os.environ.get("RUND") or os.path.join(build, "src/rund/rund")
@@ -228,6 +231,12 @@ def main():
                                                                         else []),
                                    stdout=subprocess.PIPE, check=True)
                 rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
+        if "9" in a.only:
+            p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "livejobs.py"),
+                                "--build", build, "--rows-json", "--jobs",
+                                "2000" if a.quick else "10000", "--rounds",
+                                "1" if a.quick else "3"], stdout=subprocess.PIPE, check=True)
+            rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -7,8 +7,10 @@
 static void err_vset(rr_err *e, int code, int errnum, const char *fmt, va_list ap) {
   if (!e)
     return;
-  /* a full disk or quota is a resource running out, not a fault of ours */
-  if (code == RR_INTERNAL && (errnum == ENOSPC || errnum == EDQUOT))
+  /* a full disk or quota, or no fd left, is a resource running out, not a
+   * fault of ours */
+  if (code == RR_INTERNAL &&
+      (errnum == ENOSPC || errnum == EDQUOT || errnum == EMFILE || errnum == ENFILE))
     code = RR_RESOURCE_EXHAUSTED;
   e->code = code;
   e->sys_errno = errnum;

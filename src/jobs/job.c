@@ -110,7 +110,6 @@ job *job_alloc(job_table *t, const char *id) {
     return NULL;
   memcpy(j->id, id, ULID_LEN);
   j->table = t;
-  j->log_fd[0] = j->log_fd[1] = -1;
   j->inotify_wd = -1;
   j->watchers.prev = j->watchers.next = &j->watchers;
   kill_ctl_init(&j->kill, t->l, &j->rw, &j->cg, job_kill_warn, j);
@@ -147,17 +146,12 @@ static void job_unmark_dirty(job_table *t, job *j) {
 
 void job_close_logs(job *j) {
   job_unmark_dirty(j->table, j);
-  /* unwatch first: our own close would queue IN_CLOSE_WRITE events */
   if (j->inotify_wd >= 0) {
     inotify_rm_watch(j->table->inotify_fd, j->inotify_wd);
     intmap_del(&j->table->by_wd, (uint64_t)j->inotify_wd);
     j->inotify_wd = -1;
   }
-  for (int s = 0; s < 2; s++)
-    if (j->log_fd[s] >= 0) {
-      close(j->log_fd[s]);
-      j->log_fd[s] = -1;
-    }
+  j->logs_live = false;
 }
 
 void job_free(job *j) {
@@ -277,6 +271,26 @@ int job_table_list(job_table *t, job_state state, const char *tag, job ***ret, s
 
 /* ---- log growth ---- */
 
+/* "ID/stdout": stream s of j below the table's jobs dir fd. */
+static void job_log_name(const job *j, int s, char out[PUNCH_NAME_MAX]) {
+  snprintf(out, PUNCH_NAME_MAX, "%s/%s", j->id, logstore_stream_name(s));
+}
+
+/* No thread for punching: open the file just for the punch, on the loop. */
+static void job_logs_punch_here(job *j, int s) {
+  job_table *t = j->table;
+  char name[PUNCH_NAME_MAX];
+  job_log_name(j, s, name);
+  rr_err e = {0};
+  _cleanup_close_ int fd =
+      openat(t->jobs_dir_fd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+  if (fd < 0)
+    rr_err_sys(&e, RR_INTERNAL, errno, "cannot open the log to drop old bytes");
+  if (fd < 0 || logstore_enforce_cap(fd, j->size[s], t->max_log_bytes, &j->kept_from[s], &e) < 0)
+    job_table_warn(t, "job %s %s: %s", j->id, logstore_stream_name(s), e.msg);
+  j->punched_to[s] = j->kept_from[s];
+}
+
 /* Apply the cap to stream s of j: from now on readers are told the bytes
  * before the new start are dropped (so none ever reads a hole), and the
  * worker punches them out. A full queue only delays the punch: the next
@@ -287,24 +301,28 @@ static void job_logs_cap(job *j, int s) {
   if (!logstore_cap_plan(j->size[s], t->max_log_bytes, j->kept_from[s], &to))
     return;
   if (!t->punch) {
-    rr_err e = {0};
-    if (logstore_enforce_cap(j->log_fd[s], j->size[s], t->max_log_bytes, &j->kept_from[s], &e) < 0)
-      job_table_warn(t, "job %s %s: %s", j->id, logstore_stream_name(s), e.msg);
-    j->punched_to[s] = j->kept_from[s];
+    job_logs_punch_here(j, s);
     return;
   }
   j->kept_from[s] = to;
+  char name[PUNCH_NAME_MAX];
+  job_log_name(j, s, name);
   if (j->punched_to[s] < to &&
-      punch_queue_add(t->punch, j->log_fd[s], j->punched_to[s], to - j->punched_to[s]))
+      punch_queue_add(t->punch, name, j->punched_to[s], to - j->punched_to[s]))
     j->punched_to[s] = to;
 }
 
+/* Sizes by path, only when inotify said a file changed (and at start and
+ * end): a running job costs rund no fd for its logs. A file that cannot be
+ * looked at keeps its last size. */
 void job_logs_refresh(job *j) {
+  if (!j->logs_live)
+    return;
   for (int s = 0; s < 2; s++) {
-    if (j->log_fd[s] < 0)
-      continue;
+    char name[PUNCH_NAME_MAX];
+    job_log_name(j, s, name);
     struct stat st;
-    if (fstat(j->log_fd[s], &st) < 0)
+    if (fstatat(j->table->jobs_dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
       continue;
     j->size[s] = (uint64_t)st.st_size;
     job_logs_cap(j, s);
@@ -327,9 +345,11 @@ static void job_table_punch_check(job_table *t) {
  * read from the files then (one fstat each), never lowered. */
 static void job_logs_refresh_ended(job *j) {
   for (int s = 0; s < 2; s++) {
-    _cleanup_close_ int fd = logstore_stream_open_read(j->dir, s, NULL);
+    char name[PUNCH_NAME_MAX];
+    job_log_name(j, s, name);
     struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size > j->size[s])
+    if (fstatat(j->table->jobs_dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(st.st_mode) && (uint64_t)st.st_size > j->size[s])
       j->size[s] = (uint64_t)st.st_size;
   }
 }
@@ -532,6 +552,9 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   if (ulid_gen_next(&t->gen, 0, id, e) < 0)
     return -1;
   int status_fd = -1; /* rund-waiter's STATE/jobs/<ID>/exit */
+  /* the job's stdout and stderr (O_APPEND), ours only until it is spawned */
+  _cleanup_close_ int out_fd = -1;
+  _cleanup_close_ int err_fd = -1;
   job *j = job_alloc(t, id);
   if (!j)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
@@ -543,8 +566,8 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
     job_free(j);
     return -1;
   }
-  if ((j->log_fd[0] = logstore_stream_open_append(j->dir, LOG_STDOUT, e)) < 0 ||
-      (j->log_fd[1] = logstore_stream_open_append(j->dir, LOG_STDERR, e)) < 0)
+  if ((out_fd = logstore_stream_open_append(j->dir, LOG_STDOUT, e)) < 0 ||
+      (err_fd = logstore_stream_open_append(j->dir, LOG_STDERR, e)) < 0)
     goto fail;
   spawn_opts o = {
       .path = req->path,
@@ -556,8 +579,8 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
       .nenv = req->nenv,
       .workdir = req->workdir,
       .stdin_fd = t->devnull_fd,
-      .stdout_fd = j->log_fd[0],
-      .stderr_fd = j->log_fd[1],
+      .stdout_fd = out_fd,
+      .stderr_fd = err_fd,
       .ids = opts ? opts->ids : NULL,
   };
   /* a sandbox's init records the end as rund-waiter does, in its place */
@@ -581,10 +604,13 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
     goto fail;
   if (j->cg)
     cg_job_close_fds(j->cg); /* a live job holds no fd of its cgroup */
+  /* the child has them: a running job keeps only its pidfd open in rund */
   if (status_fd >= 0) {
     close(status_fd);
     status_fd = -1;
   }
+  close(TAKE_FD(out_fd));
+  close(TAKE_FD(err_fd));
   j->pid = sr.pid;
   kill_ctl_attach(&j->kill, sr.pid, sr.start_ticks);
   j->start_ticks = sr.start_ticks;
@@ -602,6 +628,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   memset(req, 0, sizeof *req);
   /* watched only now so that writing job.json raised no events: take what
    * the job wrote before the watch existed (and apply the cap to it) */
+  j->logs_live = true;
   job_logs_refresh(j);
   if (j->req.has_timeout)
     kill_ctl_timeout_arm(&j->kill, j->req.timeout_ms, j->req.timeout_grace_ms);
@@ -654,6 +681,7 @@ int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *c
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   }
   t->inotify_fd = -1;
+  t->jobs_dir_fd = -1;
   t->lock_fd = -1;
   t->devnull_fd = -1;
   ulid_gen_init(&t->gen);
@@ -665,12 +693,16 @@ int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *c
   snprintf(t->jobs_dir, n, "%s/jobs", cfg->state_dir);
   if (rr_mkdirs(t->jobs_dir, e) < 0 || job_table_lock(t, cfg->state_dir, e) < 0)
     goto fail;
+  if ((t->jobs_dir_fd = open(t->jobs_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+    rr_err_sys(e, RR_INTERNAL, errno, "cannot open \"%s\"", t->jobs_dir);
+    goto fail;
+  }
   /* every job's stdin; opened once, not per start */
   if ((t->devnull_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
     rr_err_sys(e, RR_INTERNAL, errno, "cannot open /dev/null");
     goto fail;
   }
-  if (t->max_log_bytes && punch_queue_new(&t->punch, e) < 0) {
+  if (t->max_log_bytes && punch_queue_new(&t->punch, t->jobs_dir_fd, e) < 0) {
     /* no thread: punch on the loop (slow disks may then stall it) */
     job_table_warn(t, "%s: log caps are applied on the event loop", e->msg);
     t->punch = NULL;
@@ -713,6 +745,8 @@ void job_table_free(job_table *t) {
   punch_queue_free(t->punch, JOB_PUNCH_DRAIN_MS);
   if (t->lock_fd >= 0)
     close(t->lock_fd);
+  if (t->jobs_dir_fd >= 0)
+    close(t->jobs_dir_fd);
   if (t->devnull_fd >= 0)
     close(t->devnull_fd);
   free(t->jobs_dir);

@@ -61,7 +61,7 @@ struct job {
   bool has_usage;        /* usage holds the final counters (job ended) */
   cg_usage usage;
   /* private */
-  int log_fd[2]; /* append fds while running: size and hole punching */
+  bool logs_live; /* running and ours: sizes read (by path) and the cap applied */
   int inotify_wd;
   uint64_t punched_to[2]; /* holes asked for up to here (kept_from: promised) */
   bool logs_dirty;        /* on the table's list of jobs to refresh this turn */

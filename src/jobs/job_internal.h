@@ -19,6 +19,7 @@ struct job_table {
   job **jobs; /* sorted by id */
   size_t njobs, cap;
   int inotify_fd;
+  int jobs_dir_fd; /* STATE/jobs: logs are looked at as ID/stdout below it */
   int lock_fd;     /* flock on STATE/rund.lock */
   int devnull_fd;  /* O_RDONLY, the stdin of every job */
   cg_manager *cgm; /* not owned; NULL: no cgroups */
@@ -53,7 +54,7 @@ void job_remove_dir(const char *dir);
 /* job_retention.c: start the timer that deletes finished jobs older than
  * t->retention_ms (no-op when 0); its timer is cancelled by the table. */
 void job_retention_start(job_table *t);
-/* fstat the open log files, apply the cap. */
+/* stat the log files of a live job (no fd is kept), apply the cap. */
 void job_logs_refresh(job *j);
 /* inotify watch on the job's directory. */
 int job_logs_watch(job *j, rr_err *e);

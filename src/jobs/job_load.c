@@ -114,11 +114,9 @@ static void job_adopt_or_lose(job *j) {
   if (j->pid > 0 && spawn_proc_start_ticks(j->pid, &ticks) == 0 && ticks == j->start_ticks &&
       (pidfd = (int)syscall(SYS_pidfd_open, j->pid, 0)) >= 0 &&
       spawn_proc_start_ticks(j->pid, &ticks) == 0 && ticks == j->start_ticks) {
-    for (int s = 0; s < 2; s++)
-      if ((j->log_fd[s] = logstore_stream_open_append(j->dir, s, &e)) < 0)
-        job_table_warn(t, "job %s: %s", j->id, e.msg);
     if (job_logs_watch(j, &e) < 0)
       job_table_warn(t, "job %s: %s", j->id, e.msg);
+    j->logs_live = true;
     job_logs_refresh(j);
     kill_ctl_attach(&j->kill, j->pid, j->start_ticks);
     if (reaper_watch_add(t->r, j->pid, pidfd, job_adopted_on_exit, j, &j->rw, &e) == 0) {

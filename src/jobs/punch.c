@@ -5,20 +5,22 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #define PUNCH_QUEUE_LEN 1024u
 
 typedef struct punch {
-  int fd;
   uint64_t off, len;
+  char name[PUNCH_NAME_MAX];
 } punch;
 
 struct punch_queue {
   pthread_mutex_t mu;
   pthread_cond_t work, idle;
   pthread_t thread;
+  int dir_fd;
   punch ring[PUNCH_QUEUE_LEN];
   unsigned head, n; /* n: queued, not yet taken */
   bool busy, stop, stopped;
@@ -39,9 +41,15 @@ static void *punch_worker(void *data) {
     q->n--;
     q->busy = true;
     pthread_mutex_unlock(&q->mu);
-    int r = fallocate(p.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)p.off, (off_t)p.len);
-    int err = r < 0 ? errno : 0;
-    close(p.fd);
+    int err = 0;
+    int fd = openat(q->dir_fd, p.name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    if (fd < 0)
+      err = errno == ENOENT ? 0 : errno; /* gone with its job: nothing to drop */
+    else if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)p.off, (off_t)p.len) <
+             0)
+      err = errno;
+    if (fd >= 0)
+      close(fd);
     pthread_mutex_lock(&q->mu);
     q->busy = false;
     if (err) {
@@ -57,10 +65,14 @@ static void *punch_worker(void *data) {
   return NULL;
 }
 
-int punch_queue_new(punch_queue **ret, rr_err *e) {
+int punch_queue_new(punch_queue **ret, int dir_fd, rr_err *e) {
   punch_queue *q = calloc(1, sizeof *q);
   if (!q)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  if ((q->dir_fd = fcntl(dir_fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+    free(q);
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot start the log hole-punching thread");
+  }
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -78,6 +90,7 @@ int punch_queue_new(punch_queue **ret, rr_err *e) {
     pthread_cond_destroy(&q->work);
     pthread_cond_destroy(&q->idle);
     pthread_mutex_destroy(&q->mu);
+    close(q->dir_fd);
     free(q);
     return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, r, "cannot start the log hole-punching thread");
   }
@@ -85,22 +98,19 @@ int punch_queue_new(punch_queue **ret, rr_err *e) {
   return 0;
 }
 
-bool punch_queue_add(punch_queue *q, int fd, uint64_t off, uint64_t len) {
-  pthread_mutex_lock(&q->mu);
-  bool full = q->n == PUNCH_QUEUE_LEN;
-  pthread_mutex_unlock(&q->mu);
-  if (full)
-    return false;
-  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (dup < 0)
+bool punch_queue_add(punch_queue *q, const char *name, uint64_t off, uint64_t len) {
+  size_t n = strlen(name);
+  if (n >= PUNCH_NAME_MAX)
     return false;
   pthread_mutex_lock(&q->mu);
-  if (q->n == PUNCH_QUEUE_LEN) { /* only this thread adds: cannot happen */
+  if (q->n == PUNCH_QUEUE_LEN) {
     pthread_mutex_unlock(&q->mu);
-    close(dup);
     return false;
   }
-  q->ring[(q->head + q->n) % PUNCH_QUEUE_LEN] = (punch){.fd = dup, .off = off, .len = len};
+  punch *p = &q->ring[(q->head + q->n) % PUNCH_QUEUE_LEN];
+  p->off = off;
+  p->len = len;
+  memcpy(p->name, name, n + 1);
   q->n++;
   pthread_cond_signal(&q->work);
   pthread_mutex_unlock(&q->mu);
@@ -148,6 +158,7 @@ void punch_queue_free(punch_queue *q, unsigned wait_ms) {
     return;
   }
   pthread_join(q->thread, NULL);
+  close(q->dir_fd);
   pthread_cond_destroy(&q->work);
   pthread_cond_destroy(&q->idle);
   pthread_mutex_destroy(&q->mu);

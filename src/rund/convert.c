@@ -1,7 +1,10 @@
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "jobs/job_cgroup.h"
 #include "jobs/request.h"
@@ -339,6 +342,35 @@ void convert_status_clear(status_msg *m) {
   m->bind_ptrs = NULL;
 }
 
+/* A call that failed for want of a file descriptor says so (and rund
+ * logs it, at most once a second): the limit, not a fault of the request. */
+static void rund_call_fail_fds(rpc_call *c, const rr_err *e) {
+  static uint64_t logged_ms, not_logged;
+  struct rlimit rl = {0};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  unsigned long long limit = rl.rlim_cur == RLIM_INFINITY ? 0 : (unsigned long long)rl.rlim_cur;
+  uint64_t now = rr_now_mono_ms();
+  if (!logged_ms || now - logged_ms >= 1000) {
+    char q[RR_ERR_MSG_MAX + 16];
+    rr_warn("refused: out of file descriptors", "fd_limit=%llu error=%s refusals_not_logged=%llu",
+            limit, rr_log_quote(q, sizeof q, e->msg), (unsigned long long)not_logged);
+    logged_ms = now;
+    not_logged = 0;
+  } else {
+    not_logged++;
+  }
+  char msg[RR_ERR_MSG_MAX + 128];
+  snprintf(msg, sizeof msg,
+           "rund is out of file descriptors (RLIMIT_NOFILE %llu); try again once jobs or "
+           "connections end: %s",
+           limit, e->msg);
+  rpc_call_finish(c, RR_RESOURCE_EXHAUSTED, msg);
+}
+
 void rund_call_fail(rpc_call *c, const rr_err *e) {
+  if (e->sys_errno == EMFILE || e->sys_errno == ENFILE) {
+    rund_call_fail_fds(c, e);
+    return;
+  }
   rpc_call_finish(c, e->code ? e->code : RR_UNKNOWN, e->msg);
 }

@@ -175,6 +175,11 @@ static uint64_t quota_fd_count(const quota *q, bool *cheap) {
   return n ? n - 1 : 0; /* not the directory's own fd */
 }
 
+uint64_t quota_fds_open(const quota *q) {
+  bool cheap;
+  return quota_fd_count(q, &cheap);
+}
+
 /* logfmt line at most once per QUOTA_LOG_EVERY_MS per kind. */
 static bool quota_log_due(quota *q, log_kind k, uint64_t *suppressed) {
   uint64_t now = rr_now_mono_ms();

@@ -45,6 +45,8 @@ void quota_follower_del(quota *q, const void *key);
 /* Counts of one principal (tests, logs): any pointer may be NULL. */
 void quota_counts(const quota *q, const char *principal, uint32_t *running, uint32_t *jobs,
                   uint32_t *followers);
+/* File descriptors rund has open now. */
+uint64_t quota_fds_open(const quota *q);
 /* The effective limits (fd_limit and fd_reserve filled in). */
 const quota_config *quota_config_get(const quota *q);
 /* New per-identity limits (a config reload): counts stay, the next start

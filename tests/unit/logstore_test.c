@@ -150,37 +150,47 @@ static void test_first_kept_all_holes(void **state) {
   close(w);
 }
 
-/* The worker punches what it is given, with its own copy of the fd (the
- * caller closes its own at once), and counts what fails. */
+/* The worker punches the files it is named (opening each for its punch
+ * only), takes a file gone meanwhile as nothing to do, and counts what
+ * fails. */
 static void test_punch_queue(void **state) {
   int w = logstore_stream_open_append(dir, LOG_STDOUT, NULL);
   static char z[64 * 1024];
   memset(z, 'y', sizeof z);
   assert_int_equal(write(w, z, sizeof z), (ssize_t)sizeof z);
+  close(w);
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  assert_true(dfd >= 0);
   punch_queue *q;
-  assert_int_equal(punch_queue_new(&q, NULL), 0);
+  assert_int_equal(punch_queue_new(&q, dfd, NULL), 0);
+  close(dfd); /* the queue has its own */
   uint64_t to;
   assert_false(logstore_cap_plan(sizeof z, 1 << 20, 0, &to));
   assert_true(logstore_cap_plan(sizeof z, 10000, 0, &to));
   assert_int_equal(to, 53248);
   assert_false(logstore_cap_plan(sizeof z, 10000, to, &to));
-  assert_true(punch_queue_add(q, w, 0, 53248));
-  close(w);
+  assert_true(punch_queue_add(q, "stdout", 0, 53248));
+  assert_true(punch_queue_add(q, "gone", 0, 4096));
   for (int i = 0; i < 500 && punch_queue_pending(q); i++)
     usleep(2000);
   assert_int_equal(punch_queue_pending(q), 0);
   int r = logstore_stream_open_read(dir, LOG_STDOUT, NULL);
   assert_int_equal(logstore_first_kept(r, sizeof z), 53248);
+  close(r);
   int err = 0;
   assert_int_equal(punch_queue_errors(q, &err), 0);
-  /* a read-only fd cannot be punched: counted, with its errno */
-  assert_true(punch_queue_add(q, r, 53248, 4096));
+  /* a directory cannot be opened for writing: counted, with its errno */
+  assert_true(punch_queue_add(q, ".", 0, 4096));
   for (int i = 0; i < 500 && punch_queue_pending(q); i++)
     usleep(2000);
   assert_int_equal(punch_queue_errors(q, &err), 1);
-  assert_int_equal(err, EBADF);
+  assert_int_equal(err, EISDIR);
   assert_int_equal(punch_queue_errors(q, &err), 0);
-  close(r);
+  /* a name longer than the queue keeps is refused, not cut */
+  char longname[PUNCH_NAME_MAX + 1];
+  memset(longname, 'n', PUNCH_NAME_MAX);
+  longname[PUNCH_NAME_MAX] = '\0';
+  assert_false(punch_queue_add(q, longname, 0, 4096));
   punch_queue_free(q, 1000);
 }
 

@@ -124,3 +124,27 @@ def test_commands_without_limits_get_a_cgroup():
         assert len(sup.split()) == 1, r.stdout  # rund alone
     finally:
         ctl("stop", jid, "--grace", "0")
+
+
+@pytest.mark.timeout(300)  # a TLS handshake per runctl call, under TCG
+def test_running_jobs_hold_one_fd_each():
+    """Issue 16 on v2: a running job (limits or not) costs rund its pidfd
+    only: no log fds, no cgroup directory or cgroup.procs fd."""
+    count = ["exec", "--", "/bin/sh", "-c", "ls /proc/$(cat /run/rund.pid)/fd | wc -l"]
+    r = ctl(*count)
+    assert r.returncode == 0, r.stderr
+    before = int(r.stdout)
+    jobs = []
+    try:
+        for k in range(8):
+            limits = ["--max-pids", "10"] if k % 2 else []
+            r = ctl("start", *limits, "--", "/bin/sleep", "300")
+            assert r.returncode == 0, r.stderr
+            jobs.append(r.stdout.decode().strip())
+        r = ctl(*count)
+        assert r.returncode == 0, r.stderr
+        held = int(r.stdout) - before
+        assert held <= 8 + 3, "8 running jobs hold %d fds" % held
+    finally:
+        for jid in jobs:
+            ctl("stop", jid, "--grace", "0")

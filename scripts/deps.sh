@@ -38,6 +38,7 @@ clang-format
 clang
 libclang-rt-14-dev
 python3-h2
+python3-prometheus-client
 openssl
 openssh-server
 openssh-client

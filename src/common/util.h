@@ -52,6 +52,7 @@ int rr_hex_value(char c);
 int rr_parse_duration_ms(const char *s, uint64_t *ret_ms);
 /* Monotonic and wall clocks. */
 uint64_t rr_now_mono_ms(void);
+uint64_t rr_mono_us(void);
 int64_t rr_now_unix_ns(void);
 /* fd moved above 2 (F_DUPFD_CLOEXEC, the old one closed) when it landed on
  * 0, 1 or 2 because those were closed: a library's socket must never be

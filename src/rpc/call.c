@@ -14,6 +14,7 @@ rpc_call *rpc_call_new(rpc_conn *conn, int32_t stream_id) {
   c->conn = conn;
   c->stream_id = stream_id;
   c->low_water = RPC_CALL_LOW_WATER;
+  c->start_us = rr_mono_us();
   rpc_deframer_init(&c->deframer, conn->srv->cfg.max_recv_message);
   c->next = conn->calls;
   if (conn->calls)
@@ -36,6 +37,10 @@ static void call_drop_input(rpc_call *c) {
 
 void rpc_call_destroy(rpc_call *c) {
   rpc_conn *conn = c->conn;
+  rpc_server *s = conn->srv;
+  if (s->call_end && c->path)
+    s->call_end(s->call_end_data, c, c->finished ? c->status : RR_CANCELLED,
+                rr_mono_us() - c->start_us);
   if (c->prev)
     c->prev->next = c->next;
   else if (conn->calls == c)

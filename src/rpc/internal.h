@@ -60,6 +60,7 @@ struct rpc_call {
   const rpc_method *method; /* NULL until resolved / when rejected */
   char *path;
   void *data;
+  uint64_t start_us; /* CLOCK_MONOTONIC at the stream's first HEADERS */
 
   /* request headers, validated at end of HEADERS */
   bool begun; /* all of them arrived (rpc_call_begin ran) */
@@ -148,6 +149,8 @@ struct rpc_conn {
 struct rpc_server {
   loop *l;
   rpc_server_config cfg;
+  rpc_call_end_fn call_end; /* rpc_server_set_call_end */
+  void *call_end_data;
   rpc_method **methods;
   size_t nmethods;
   char **services; /* sorted, distinct */

@@ -232,6 +232,15 @@ void rpc_server_set_auth(rpc_server *s, const rpc_server_auth *auth) {
   s->auth = auth ? *auth : (rpc_server_auth){0};
 }
 
+bool rpc_server_has_method(const rpc_server *s, const char *path) {
+  return rpc_server_find_method(s, path) != NULL;
+}
+
+void rpc_server_set_call_end(rpc_server *s, rpc_call_end_fn fn, void *data) {
+  s->call_end = fn;
+  s->call_end_data = data;
+}
+
 void rpc_server_set_conn_log(rpc_server *s, rpc_server_conn_log_fn fn, void *data) {
   s->conn_log = fn;
   s->conn_log_data = data;

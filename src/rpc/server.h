@@ -136,6 +136,14 @@ int rpc_server_listen_tls(rpc_server *s, const char *addr, const rpc_tls_config 
  * only. Made non-blocking and close-on-exec; the server owns fd on success,
  * the caller keeps it on error. */
 int rpc_server_listen_fd(rpc_server *s, int fd, const rpc_tls_config *tls, rr_err *e);
+/* Whether path names a registered method. */
+bool rpc_server_has_method(const rpc_server *s, const char *path);
+/* Told of every call that had a path, as it goes away: the status it
+ * ended with (CANCELLED when it never finished: reset, connection lost) and
+ * how long it lasted since its headers arrived. For metrics; c is still
+ * valid (path, peer, data) but nothing may be sent on it. */
+typedef void (*rpc_call_end_fn)(void *data, const rpc_call *c, int code, uint64_t duration_us);
+void rpc_server_set_call_end(rpc_server *s, rpc_call_end_fn fn, void *data);
 /* Connection-level events the daemon should log (TLS handshake refused,
  * connection limit hit...): peer is printable, what is one sentence. */
 typedef void (*rpc_server_conn_log_fn)(void *data, const char *peer, const char *what);

@@ -242,6 +242,10 @@ int main(int argc, char **argv) {
     rund_fail("cannot listen", &e);
     goto out;
   }
+  if (o.metrics && rund_metrics_open(&ctx, o.metrics, &e) < 0) {
+    rund_fail("cannot serve metrics", &e);
+    goto out;
+  }
   rund_sd_notify("READY=1\nSTATUS=serving");
   rund_sd_watchdog_start(ctx.l);
   if (loop_run(ctx.l, &e) < 0) {
@@ -261,6 +265,7 @@ out:
       rr_info("leaving running jobs; the next rund adopts them", "running=%zu", running);
     free(v);
   }
+  rund_metrics_free(&ctx);
   rpc_server_free(ctx.server);
   health_free(h);
   /* unwatches the jobs: before the table goes */

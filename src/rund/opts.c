@@ -24,7 +24,7 @@ static void rund_usage(FILE *f) {
       "            [--idle-timeout DUR] [--max-connections N] [--max-conns-per-peer N]\n"
       "            [--quota-running N] [--quota-jobs N] [--quota-followers N] [--fd-reserve N]\n"
       "            [--default-profile P] [--min-profile P] [--bind-allow DIR]...\n"
-      "            [--image-roots auto|overlay|copy]\n"
+      "            [--image-roots auto|overlay|copy] [--metrics HOST:PORT]\n"
       "       rund certs issue NAME --san KIND:VALUE... [--days N] [--out DIR] [--state-dir "
       "DIR]\n"
       "       rund certs init|server [--san KIND:VALUE]... [--state-dir DIR]\n"
@@ -99,6 +99,8 @@ static void rund_usage(FILE *f) {
       "  --max-conns-per-peer N\n"
       "                       connections per unix uid or remote IP address,\n"
       "                       admins exempt; default 256\n"
+      "  --metrics HOST:PORT  serve Prometheus metrics (plain HTTP GET /metrics, no\n"
+      "                       authentication: keep it on loopback); default off\n"
       "  --help, --version\n"
       "\n"
       "Signals: SIGTERM/SIGINT stop rund (running jobs keep running; the next rund\n"
@@ -223,6 +225,7 @@ enum {
   O_MINPROFILE,
   O_BINDALLOW,
   O_IMAGEROOTS,
+  O_METRICS,
   O_CONFIG,
   O_HELP,
   O_VERSION,
@@ -261,6 +264,7 @@ static const rund_key rund_keys[] = {
     {"min-profile", O_MINPROFILE, true},
     {"bind-allow", O_BINDALLOW, true},
     {"image-roots", O_IMAGEROOTS, true},
+    {"metrics", O_METRICS, true},
 };
 
 /* The flag as its source spells it: "--listen" on the command line,
@@ -410,6 +414,9 @@ static int opt_set(rund_opts *o, opt_src *src, int id, const char *flag, const c
     *(id == O_MAXCONN ? &o->max_connections : &o->max_connections_per_peer) = (uint32_t)v;
     return 0;
   }
+  case O_METRICS:
+    o->metrics = arg;
+    return 0;
   case O_QRUN:
     return opt_count(&o->quota_running, flag, arg, e);
   case O_QJOBS:

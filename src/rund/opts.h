@@ -56,6 +56,7 @@ typedef struct rund_opts {
   const char *config; /* the config file read (NULL: none) */
   char **owned;       /* the file's values (the fields above point at them) */
   size_t nowned;
+  const char *metrics; /* --metrics HOST:PORT (NULL: off) */
 } rund_opts;
 
 /* Defaults, then the config file (--config FILE, "none", else

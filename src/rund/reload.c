@@ -106,12 +106,14 @@ static void reload_restart_keys(const rund_opts *cur, rund_opts *n) {
     RESTART("fd-reserve", fd_reserve);
   if (cur->image_roots != n->image_roots)
     RESTART("image-roots", image_roots);
+  if (!str_same(cur->metrics, n->metrics))
+    RESTART("metrics", metrics);
 }
 
 /* Every string field of o, to tell which of the file's strings are in use. */
 static bool opts_uses(const rund_opts *o, const char *s) {
-  const char *one[] = {o->state_dir, o->tls_cert,   o->tls_key,
-                       o->client_ca, o->token_file, o->secrets_dir};
+  const char *one[] = {o->state_dir,  o->tls_cert,    o->tls_key, o->client_ca,
+                       o->token_file, o->secrets_dir, o->metrics};
   for (size_t i = 0; i < RR_ARRAY_SIZE(one); i++)
     if (one[i] == s)
       return true;

@@ -68,10 +68,21 @@ typedef struct rund_ctx {
   int image_roots;          /* rund_image_roots: overlay, copy or auto */
   const char *exe;          /* rund's own binary (for `rund image` children) */
   const char *state_dir;
-  unsigned imports;       /* Import calls in progress */
-  rund_exec_entry *execs; /* running Exec commands, newest first (exec_list.c) */
-  rund_sd_fds sd_fds;     /* sockets from systemd; served instead of --listen */
+  unsigned imports;             /* Import calls in progress */
+  rund_exec_entry *execs;       /* running Exec commands, newest first (exec_list.c) */
+  rund_sd_fds sd_fds;           /* sockets from systemd; served instead of --listen */
+  struct rund_metrics *metrics; /* --metrics (NULL: off) */
 } rund_ctx;
+
+/* metrics.c: the --metrics listener (HTTP GET /metrics, Prometheus text). */
+typedef struct rund_metrics rund_metrics;
+int rund_metrics_open(rund_ctx *ctx, const char *addr, rr_err *e);
+/* Unhooks from the server: before rpc_server_free. */
+void rund_metrics_free(rund_ctx *ctx);
+/* A job or Exec command took us from request to running (no-op when off). */
+void rund_metrics_spawned(rund_ctx *ctx, uint64_t us);
+/* A connection refused: in its TLS handshake, or for another reason. */
+void rund_metrics_conn_event(rund_ctx *ctx, bool tls_refused);
 
 /* systemd.c. Take NOTIFY_SOCKET and WATCHDOG_* out of the environment
  * (first thing, before any job can inherit them). */

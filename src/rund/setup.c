@@ -137,6 +137,7 @@ static void rund_conn_log(void *data, const char *peer, const char *what) {
   static const char tls[] = "tls handshake refused: ";
   char qp[256], qw[1024];
   rr_log_quote(qp, sizeof qp, peer);
+  rund_metrics_conn_event(data, !strncmp(what, tls, sizeof tls - 1));
   if (!strncmp(what, tls, sizeof tls - 1))
     rr_warn("tls handshake refused", "peer=%s reason=%s", qp,
             rr_log_quote(qw, sizeof qw, what + sizeof tls - 1));

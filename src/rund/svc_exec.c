@@ -142,6 +142,7 @@ static int exec_start(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
                    .limits = st->limits,
                    .sandbox = st->sandbox,
                    .policy = &ec->ctx->sandbox};
+  uint64_t t0 = rr_mono_us();
   if (prepare_request(ec->c, &in, &p, e) < 0)
     return -1;
   job_start_opts o = prepare_start_opts(&p, false);
@@ -154,9 +155,10 @@ static int exec_start(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
     ec->image_root = p.image_root;
     p.image_root = NULL;
   }
-  if (exec_session_started(ec->x))
+  if (exec_session_started(ec->x)) {
+    rund_metrics_spawned(ec->ctx, rr_mono_us() - t0);
     rund_secrets_log_use(&p.id, &p.req, "exec");
-  else if (rc < 0)
+  } else if (rc < 0)
     rund_spawn_error_scrub(&p.req, p.child_env, e);
   if (rc == 0)
     exec_list_add(ec, &p);

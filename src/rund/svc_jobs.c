@@ -45,6 +45,7 @@ static void on_start(rpc_call *c, ProtobufCMessage *msg) {
                    .limits = req->limits,
                    .sandbox = req->sandbox,
                    .policy = &call_ctx(c)->sandbox};
+  uint64_t t0 = rr_mono_us();
   if (prepare_request(c, &in, &p, &e) < 0)
     goto fail;
   job_start_opts o = prepare_start_opts(&p, true);
@@ -53,6 +54,7 @@ static void on_start(rpc_call *c, ProtobufCMessage *msg) {
     prepare_free(&p);
     goto fail;
   }
+  rund_metrics_spawned(call_ctx(c), rr_mono_us() - t0);
   if (p.image_root) { /* the sandbox has its copy of the root; it goes when the job ends */
     rund_image_root_detach(call_ctx(c), p.image_root);
     if (rund_image_root_watch(call_ctx(c), j, p.image_root, &e) == 0) {

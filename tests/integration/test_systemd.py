@@ -71,12 +71,18 @@ class SdRund(Rund):
         if self.names is not None:
             env["LISTEN_FDNAMES"] = ":".join(self.names)
         fds = [s.fileno() for s in self.socks]
+        count = self.count if isinstance(self.count, int) else len(fds)
 
         def place():  # in the child: fds 3.., moved out of the way first
             tmp = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]
             for i, t in enumerate(tmp):
                 os.dup2(t, 3 + i)
                 os.close(t)
+            for fd in range(3 + len(fds), 3 + count):  # said but not passed: not open
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
         with open(self.stderr_path, "wb") as errf:
             self.proc = subprocess.Popen(

@@ -291,15 +291,21 @@ def test_busy_loop_gets_its_cpu_share(cg_target):
     limited = t.start(*busy, opts=["--max-cpu", "0.2"])
     free = t.start(*busy, opts=["--max-cpu", "2"])  # more than one thread can use: a control
     time.sleep(3)
+    # the kernel's own word that the cap acted: on a machine loaded far beyond
+    # its CPUs the loop may get less than its cap for a while, so wait for it
+    end = time.monotonic() + 30
+    while t.status(limited)["usage"]["cpu_throttled_usec"] == 0 and time.monotonic() < end:
+        time.sleep(0.5)
+    loaded = os.getloadavg()[0] >= (os.cpu_count() or 1) - 0.5
     sl, sf = t.stop(limited, grace="0"), t.stop(free, grace="0")
     share = sl["usage"]["cpu_usec"] / 1e6 / job_seconds(sl)
-    assert 0.1 <= share <= 0.3, (share, sl)
+    assert share <= 0.3 and (loaded or share >= 0.1), (share, sl)
     assert sl["usage"]["cpu_throttled_usec"] > 0, sl
     share_free = sf["usage"]["cpu_usec"] / 1e6 / job_seconds(sf)
     # the control says something only where a CPU was free for it: on a host
     # loaded beyond its CPUs (shared CI, other tests) it may get 0.2 as well;
     # the throttling count above is the kernel's own word that the cap acted
-    if os.getloadavg()[0] < (os.cpu_count() or 1) - 0.5:
+    if not loaded:
         assert share_free > 0.3 and share_free > 1.5 * share, (share_free, share, sf)
 
 

@@ -18,6 +18,9 @@
 #include "sandbox/spawn.h"
 
 #define EXEC_CHUNK (64u * 1024u)
+/* Output pipes this large let a read take what a fast command wrote in
+ * several writes (fewer wake-ups); the kernel's page cap may refuse. */
+#define EXEC_PIPE_SIZE (1024 * 1024)
 #define EXEC_STDIN_HIGH (1024u * 1024u)
 #define EXEC_STDIN_LOW (256u * 1024u)
 #define EXEC_DRAIN_MS 2000u /* after exit, how long leftover holders of the pipes may keep them */
@@ -144,7 +147,15 @@ static void exec_pump_output(exec_session *x) {
         }
         return;
       }
-      ssize_t n = read(x->out_fd[s], exec_buf, sizeof exec_buf);
+      uint8_t *buf = exec_buf;
+      size_t cap = sizeof exec_buf;
+      if (x->ops->output_buf) {
+        size_t want = 0;
+        uint8_t *own = x->ops->output_buf(x->data, &want);
+        if (own)
+          buf = own, cap = want;
+      }
+      ssize_t n = read(x->out_fd[s], buf, cap);
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0 && errno == EAGAIN)
@@ -153,7 +164,7 @@ static void exec_pump_output(exec_session *x) {
         exec_close_fd(x, &x->out_fd[s]);
         break;
       }
-      if (x->ops->output(x->data, s, exec_buf, (size_t)n) < 0)
+      if (x->ops->output(x->data, s, buf, (size_t)n) < 0)
         return;
     }
   }
@@ -443,6 +454,9 @@ int exec_session_start(exec_session *x, const job_request *r, const job_start_op
   x->in_fd = in[1];
   x->out_fd[0] = out[0];
   x->out_fd[1] = err[0];
+  for (int k = 0; k < 2 && !x->has_tty; k++)
+    if (x->out_fd[k] >= 0)
+      (void)fcntl(x->out_fd[k], F_SETPIPE_SZ, EXEC_PIPE_SIZE); /* best effort */
   in[1] = out[0] = err[0] = -1;
   if (exec_watch(x, &sr, e) < 0)
     goto out;

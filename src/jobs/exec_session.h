@@ -43,6 +43,9 @@ typedef struct exec_session_ops {
   /* len bytes of stdout (stream 0) or stderr (1); -1 when the consumer
    * failed (the session stops giving output; the caller ends it). */
   int (*output)(void *data, int stream, const uint8_t *buf, size_t len);
+  /* Optional: where to read the next chunk (room for *cap bytes, set), so
+   * output() gets it in the consumer's own buffer; NULL: the session's. */
+  uint8_t *(*output_buf)(void *data, size_t *cap);
   /* Pause or resume the producer of stdin (the queue is full, or drained). */
   void (*stdin_pause)(void *data, bool pause);
   /* The end, once: after this nothing more is given. */

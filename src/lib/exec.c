@@ -178,12 +178,40 @@ static int exec_output(exec_ctx *x, runrpc_output_fn fn, int fd, const ProtobufC
   return 0;
 }
 
+/* A response of stdout or stderr alone (how output comes): its bytes
+ * taken where they lie, without unpacking (a copy). 1 if msg is not one. */
+static int exec_handle_output(exec_ctx *x, const uint8_t *msg, size_t len, int *rv) {
+  if (len < 2 || (msg[0] & 7) != 2)
+    return 1;
+  unsigned field = msg[0] >> 3;
+  if (field != RUNRPC__V1__EXEC_RESPONSE__MSG_STDOUT &&
+      field != RUNRPC__V1__EXEC_RESPONSE__MSG_STDERR)
+    return 1;
+  uint64_t n = 0;
+  size_t i = 1;
+  for (unsigned shift = 0; i < len && shift < 35; i++, shift += 7) {
+    n |= (uint64_t)(msg[i] & 0x7f) << shift;
+    if (!(msg[i] & 0x80))
+      break;
+  }
+  if (i >= len || n != len - i - 1) /* one field, exactly the rest */
+    return 1;
+  ProtobufCBinaryData d = {.len = (size_t)n, .data = (uint8_t *)msg + i + 1};
+  if (field == RUNRPC__V1__EXEC_RESPONSE__MSG_STDOUT)
+    *rv = exec_output(x, x->req->on_stdout, x->req->stdout_fd, &d, "stdout");
+  else
+    *rv = exec_output(x, x->req->on_stderr, x->req->stderr_fd, &d, "stderr");
+  return 0;
+}
+
 /* Handle one ExecResponse. */
 static int exec_handle(exec_ctx *x, const uint8_t *msg, size_t len) {
+  int rv = 0;
+  if (exec_handle_output(x, msg, len, &rv) == 0)
+    return rv;
   Runrpc__V1__ExecResponse *r = runrpc__v1__exec_response__unpack(NULL, len, msg);
   if (!r)
     return rr_err_set(&x->e, RR_INTERNAL, "exec: cannot decode a %zu-byte ExecResponse", len);
-  int rv = 0;
   switch (r->msg_case) {
   case RUNRPC__V1__EXEC_RESPONSE__MSG_STARTED_PID:
     if (x->req->on_started)

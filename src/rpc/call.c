@@ -55,8 +55,11 @@ void rpc_call_destroy(rpc_call *c) {
   while (c->out_head) { /* a partly sent message, kept by drop_output */
     rpc_buf *b = c->out_head;
     c->out_head = b->next;
-    free(b);
+    rpc_conn_buf_put(conn, b);
   }
+  rpc_conn_buf_put(conn, c->fill);
+  if (!conn->calls)
+    rpc_conn_pool_trim(conn);
   rpc_md_free(c->md, c->nmd);
   rpc_md_free(c->out_md, c->nout_md);
   rpc_md_free(c->trail_md, c->ntrail_md);

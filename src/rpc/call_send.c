@@ -112,35 +112,63 @@ static int call_submit_trailers(nghttp2_session *h2, rpc_call *c) {
   return r;
 }
 
+/* The queue shrank by n bytes: on_writable is owed once below low water. */
+static void call_out_dequeued(rpc_call *c, size_t n) {
+  c->queued -= n;
+  if (c->was_above_low && c->queued < c->low_water) {
+    c->was_above_low = false;
+    c->writable_pending = true; /* delivered by rpc_conn_service after sending */
+  }
+}
+
+rpc_buf *rpc_call_out_take(rpc_call *c, size_t len) {
+  rpc_buf *b = c->out_head;
+  b->off += len;
+  b->begun = true;
+  call_out_dequeued(c, len);
+  if (b->off < b->len)
+    return NULL;
+  c->out_head = b->next;
+  if (!c->out_head)
+    c->out_tail = NULL;
+  b->next = NULL;
+  return b;
+}
+
+/* Trailers after the last byte: flags for the DATA frame that carries it. */
+static int call_data_last(nghttp2_session *h2, rpc_call *c, uint32_t *flags) {
+  *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+  if (call_submit_trailers(h2, c) != 0)
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+  c->trailers_submitted = true;
+  return 0;
+}
+
 static ssize_t call_data_read(nghttp2_session *h2, int32_t stream_id, uint8_t *buf, size_t length,
                               uint32_t *flags, nghttp2_data_source *source, void *user_data) {
   rpc_call *c = source->ptr;
   size_t n = 0;
+  if (c->conn->ops->writev && c->out_head) {
+    /* in place: rpc_conn_send_data writes the head buffer's bytes itself */
+    rpc_buf *b = c->out_head;
+    n = b->len - b->off < length ? b->len - b->off : length;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (c->finished && !b->next && b->off + n == b->len && call_data_last(h2, c, flags) < 0)
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return (ssize_t)n;
+  }
   while (n < length && c->out_head) {
     rpc_buf *b = c->out_head;
     size_t k = b->len - b->off;
     if (k > length - n)
       k = length - n;
     memcpy(buf + n, b->data + b->off, k);
-    b->off += k;
     n += k;
-    if (b->off == b->len) {
-      c->out_head = b->next;
-      if (!c->out_head)
-        c->out_tail = NULL;
-      free(b);
-    }
-  }
-  c->queued -= n;
-  if (c->was_above_low && c->queued < c->low_water) {
-    c->was_above_low = false;
-    c->writable_pending = true; /* delivered by rpc_conn_service after sending */
+    rpc_conn_buf_put(c->conn, rpc_call_out_take(c, k));
   }
   if (!c->out_head && c->finished) {
-    *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-    if (call_submit_trailers(h2, c) != 0)
-      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
-    c->trailers_submitted = true;
+    if (call_data_last(h2, c, flags) < 0)
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return (ssize_t)n;
   }
   if (n == 0) {
@@ -195,11 +223,11 @@ void rpc_call_finish_status(rpc_call *c, int code, const char *msg) {
 
 void rpc_call_drop_output(rpc_call *c) {
   /* a message already partly handed to nghttp2 must finish, or the framing breaks */
-  rpc_buf *keep = c->out_head && c->out_head->off > 0 ? c->out_head : NULL;
+  rpc_buf *keep = c->out_head && c->out_head->begun ? c->out_head : NULL;
   rpc_buf *b = keep ? keep->next : c->out_head;
   while (b) {
     rpc_buf *next = b->next;
-    free(b);
+    rpc_conn_buf_put(c->conn, b);
     b = next;
   }
   if (keep)
@@ -214,6 +242,27 @@ void rpc_md_free(rpc_md *md, size_t n) {
     free(md[i].value);
   }
   free(md);
+}
+
+/* Queue b (taken) after the response headers. */
+static int call_queue(rpc_call *c, rpc_buf *b, rr_err *e) {
+  if (!c->response_submitted) {
+    if (call_submit_response(c) != 0) {
+      rpc_conn_buf_put(c->conn, b);
+      return rr_err_set(e, RR_INTERNAL, "cannot submit response headers for %s", c->path);
+    }
+    c->response_submitted = true;
+  }
+  if (c->out_tail)
+    c->out_tail->next = b;
+  else
+    c->out_head = b;
+  c->out_tail = b;
+  c->queued += b->len - b->off;
+  if (c->queued >= c->low_water)
+    c->was_above_low = true;
+  call_kick(c);
+  return 0;
 }
 
 int rpc_call_send(rpc_call *c, const ProtobufCMessage *msg, rr_err *e) {
@@ -234,23 +283,46 @@ int rpc_call_send(rpc_call *c, const ProtobufCMessage *msg, rr_err *e) {
   *b = (rpc_buf){.len = RPC_PREFIX_LEN + size};
   rpc_wire_put_prefix(b->data, false, (uint32_t)size);
   protobuf_c_message_pack(msg, b->data + RPC_PREFIX_LEN);
-  if (!c->response_submitted) {
-    if (call_submit_response(c) != 0) {
-      free(b);
-      return rr_err_set(e, RR_INTERNAL, "cannot submit response headers for %s", c->path);
-    }
-    c->response_submitted = true;
-  }
-  if (c->out_tail)
-    c->out_tail->next = b;
-  else
-    c->out_head = b;
-  c->out_tail = b;
-  c->queued += b->len;
-  if (c->queued >= c->low_water)
-    c->was_above_low = true;
-  call_kick(c);
-  return 0;
+  return call_queue(c, b, e);
+}
+
+uint8_t *rpc_call_bytes_buf(rpc_call *c) {
+  if (!c || c->closed || c->finished || !call_stream_usable(c))
+    return NULL;
+  if (!c->fill)
+    c->fill = rpc_conn_buf_get(c->conn);
+  return c->fill ? c->fill->data + RPC_BUF_HEADROOM : NULL;
+}
+
+static size_t varint_put(uint8_t *p, uint64_t v) {
+  size_t n = 0;
+  do {
+    p[n++] = (uint8_t)(v & 0x7f) | (v > 0x7f ? 0x80 : 0);
+    v >>= 7;
+  } while (v);
+  return n;
+}
+
+int rpc_call_send_bytes(rpc_call *c, uint32_t field, size_t len, rr_err *e) {
+  if (c && c->fill && (c->closed || !call_stream_usable(c)))
+    return rr_err_set(e, RR_CANCELLED, "call %s was cancelled", c->path ? c->path : "");
+  if (!c || !c->fill || c->finished || len > RPC_CALL_BYTES_MAX || !field || field >> 29)
+    return rr_err_set(e, RR_INTERNAL, "rpc_call_send_bytes: no buffer, or a bad field or length");
+  /* tag and length right before the payload, the prefix before them */
+  uint8_t hdr[10];
+  size_t h = varint_put(hdr, (uint64_t)field << 3 | 2);
+  h += varint_put(hdr + h, len);
+  size_t size = h + len, max = c->conn->srv->cfg.max_send_message;
+  if (size > max)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED,
+                      "response message larger than max (%zu vs. %zu bytes)", size, max);
+  rpc_buf *b = c->fill;
+  c->fill = NULL;
+  b->off = RPC_BUF_HEADROOM - h - RPC_PREFIX_LEN;
+  b->len = RPC_BUF_HEADROOM + len;
+  rpc_wire_put_prefix(b->data + b->off, false, (uint32_t)size);
+  memcpy(b->data + b->off + RPC_PREFIX_LEN, hdr, h);
+  return call_queue(c, b, e);
 }
 
 void rpc_call_finish(rpc_call *c, int code, const char *message) {

@@ -6,8 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 
 #include "common/util.h"
@@ -23,14 +26,43 @@ static ssize_t fd_read(rpc_conn *conn, void *buf, size_t len) {
   return rr_read(conn->in_fd, buf, len);
 }
 
+/* A write to a pipe whose reader is gone raises SIGPIPE, whose default kills
+ * the process: it is blocked around the write and the one raised is taken
+ * back, so a gone peer is EPIPE whatever the process's disposition. */
+static ssize_t fd_pipe_writev(int fd, const struct iovec *iov, int n) {
+  sigset_t pipe_set, old;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  sigprocmask(SIG_BLOCK, &pipe_set, &old);
+  ssize_t w;
+  do
+    w = writev(fd, iov, n);
+  while (w < 0 && errno == EINTR);
+  int err = errno;
+  if (w < 0 && err == EPIPE && !sigismember(&old, SIGPIPE)) {
+    static const struct timespec zero = {0, 0};
+    while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+      ;
+  }
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  errno = err;
+  return w;
+}
+
+static ssize_t fd_writev(rpc_conn *conn, const struct iovec *iov, int n) {
+  if (!conn->out_sock)
+    return fd_pipe_writev(conn->out_fd, iov, n);
+  struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+  ssize_t w;
+  do
+    w = sendmsg(conn->out_fd, &m, MSG_NOSIGNAL); /* a gone peer is EPIPE, not SIGPIPE */
+  while (w < 0 && errno == EINTR);
+  return w;
+}
+
 static ssize_t fd_write(rpc_conn *conn, const void *buf, size_t len) {
-  ssize_t n;
-  do {
-    n = send(conn->out_fd, buf, len, MSG_NOSIGNAL); /* a gone peer is EPIPE, not SIGPIPE */
-    if (n < 0 && errno == ENOTSOCK)
-      n = write(conn->out_fd, buf, len);
-  } while (n < 0 && errno == EINTR);
-  return n;
+  struct iovec iov = {(void *)buf, len};
+  return fd_writev(conn, &iov, 1);
 }
 
 static void fd_close(rpc_conn *conn) {
@@ -39,7 +71,40 @@ static void fd_close(rpc_conn *conn) {
     close(conn->out_fd);
 }
 
-const rpc_transport_ops rpc_transport_fd = {"fd", fd_read, fd_write, fd_close, NULL};
+const rpc_transport_ops rpc_transport_fd = {"fd", fd_read, fd_write, fd_close, NULL, fd_writev};
+
+rpc_buf *rpc_conn_buf_get(rpc_conn *conn) {
+  rpc_buf *b = conn->pool;
+  if (b) {
+    conn->pool = b->next;
+    conn->npool--;
+  } else if (!(b = malloc(sizeof *b + RPC_BUF_POOLED_SIZE))) {
+    return NULL;
+  }
+  *b = (rpc_buf){.pooled = true};
+  return b;
+}
+
+void rpc_conn_buf_put(rpc_conn *conn, rpc_buf *b) {
+  if (!b)
+    return;
+  if (b->pooled && !conn->dead && conn->calls && conn->npool < RPC_CONN_POOL_MAX) {
+    b->next = conn->pool;
+    conn->pool = b;
+    conn->npool++;
+    return;
+  }
+  free(b);
+}
+
+void rpc_conn_pool_trim(rpc_conn *conn) {
+  while (conn->pool) {
+    rpc_buf *b = conn->pool;
+    conn->pool = b->next;
+    free(b);
+  }
+  conn->npool = 0;
+}
 
 void rpc_conn_peer_fill(rpc_peer *peer, int fd) {
   struct sockaddr_storage ss;
@@ -134,7 +199,9 @@ void rpc_conn_watch(rpc_conn *conn, bool want_in, bool want_out) {
   conn->out_events = out;
 }
 
-static bool conn_write_pending(const rpc_conn *conn) { return conn->woff < conn->wlen; }
+static bool conn_write_pending(const rpc_conn *conn) {
+  return conn->woff < conn->wlen || conn->wpay;
+}
 
 static void conn_reread_fire(loop *l, void *data) {
   rpc_conn *conn = data;
@@ -151,83 +218,192 @@ static void conn_pending_check(rpc_conn *conn) {
   conn->reread_timer = loop_timer_add(conn->srv->l, 0, conn_reread_fire, conn);
 }
 
-/* Write p[0..n) or keep what the socket did not take in wbuf (which then
- * holds at most one staging buffer plus one frame). -1 if closed. */
-static int conn_out(rpc_conn *conn, const uint8_t *p, size_t n) {
-  size_t off = 0;
-  while (!conn_write_pending(conn) && off < n) {
-    ssize_t w = conn->ops->write(conn, p + off, n - off);
-    if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        break;
-      rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
-      return -1;
-    }
-    off += (size_t)w;
-  }
-  if (off == n)
-    return 0;
+/* One loop thread: shared by every connection's flush, always emptied. */
+static uint8_t conn_stage[CONN_STAGE];
+
+/* Append p[0..n) to wbuf (unsent bytes, written before anything else). */
+static int conn_keep(rpc_conn *conn, const uint8_t *p, size_t n) {
   size_t keep = conn->wlen - conn->woff;
-  uint8_t *q = malloc(keep + n - off);
-  if (!q) {
-    rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
+  uint8_t *q = malloc(keep + n);
+  if (!q)
     return -1;
-  }
   if (keep)
     memcpy(q, conn->wbuf + conn->woff, keep);
-  memcpy(q + keep, p + off, n - off);
+  memcpy(q + keep, p, n);
   free(conn->wbuf);
   conn->wbuf = q;
   conn->woff = 0;
-  conn->wlen = keep + n - off;
+  conn->wlen = keep + n;
   return 0;
+}
+
+/* Write iov[0..n) (nothing may be pending) or keep what the socket did not
+ * take: copied into wbuf, except own's payload (own: a buffer we were given,
+ * iov[n-1] points into it), which is kept as it is in wpay. -1 on a write
+ * error or out of memory (own freed). */
+static int conn_out_iov(rpc_conn *conn, const struct iovec *iov, int n, rpc_buf *own) {
+  struct iovec v[4];
+  size_t total = 0, done = 0;
+  for (int i = 0; i < n; i++)
+    total += iov[i].iov_len;
+  while (done < total) {
+    int k = 0;
+    size_t skip = done;
+    for (int i = 0; i < n; i++) {
+      if (skip >= iov[i].iov_len) {
+        skip -= iov[i].iov_len;
+        continue;
+      }
+      v[k++] = (struct iovec){(uint8_t *)iov[i].iov_base + skip, iov[i].iov_len - skip};
+      skip = 0;
+    }
+    ssize_t w = k == 1 ? conn->ops->write(conn, v[0].iov_base, v[0].iov_len)
+                       : conn->ops->writev(conn, v, k);
+    if (w < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        break;
+      rpc_conn_buf_put(conn, own);
+      return -1;
+    }
+    done += (size_t)w;
+  }
+  size_t skip = done;
+  for (int i = 0; i < n; i++) {
+    const uint8_t *p = iov[i].iov_base;
+    size_t len = iov[i].iov_len;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    p += skip, len -= skip, skip = 0;
+    if (own && i == n - 1) {
+      own->off = (size_t)(p - own->data);
+      conn->wpay = own;
+      return 0;
+    }
+    if (conn_keep(conn, p, len) < 0) {
+      rpc_conn_buf_put(conn, own);
+      return -1;
+    }
+  }
+  rpc_conn_buf_put(conn, own);
+  return 0;
+}
+
+static int conn_out(rpc_conn *conn, const uint8_t *p, size_t n) {
+  if (conn_write_pending(conn)) /* behind bytes already kept (never behind wpay) */
+    return conn_keep(conn, p, n);
+  struct iovec iov = {(void *)p, n};
+  return conn_out_iov(conn, &iov, 1, NULL);
+}
+
+/* What an earlier flush could not write, in order: wbuf, then wpay. */
+static int conn_drain(rpc_conn *conn) {
+  while (conn->woff < conn->wlen) {
+    ssize_t n = conn->ops->write(conn, conn->wbuf + conn->woff, conn->wlen - conn->woff);
+    if (n < 0)
+      return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    conn->woff += (size_t)n;
+  }
+  free(conn->wbuf);
+  conn->wbuf = NULL;
+  conn->woff = conn->wlen = 0;
+  while (conn->wpay) {
+    rpc_buf *b = conn->wpay;
+    ssize_t n = conn->ops->write(conn, b->data + b->off, b->len - b->off);
+    if (n < 0)
+      return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+    b->off += (size_t)n;
+    if (b->off == b->len) {
+      conn->wpay = NULL;
+      rpc_conn_buf_put(conn, b);
+    }
+  }
+  return 0;
+}
+
+static void conn_spend(rpc_conn *conn, size_t n) {
+  conn->budget = n >= conn->budget ? 0 : conn->budget - n;
+}
+
+/* Small frames go into the staging buffer (copied: one write for many);
+ * larger payloads are written where they lie, after the staged bytes and
+ * the frame header, in one gathered write. */
+#define CONN_COPY_MAX (16u * 1024u)
+
+int rpc_conn_send_data(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd,
+                       size_t length, nghttp2_data_source *source, void *user_data) {
+  rpc_conn *conn = user_data;
+  rpc_call *c = source->ptr;
+  if (frame->data.padlen || !c->out_head || c->out_head->len - c->out_head->off < length)
+    return NGHTTP2_ERR_CALLBACK_FAILURE; /* never padded; call_data_read sized it */
+  const uint8_t *p = c->out_head->data + c->out_head->off;
+  conn->sent_in_place = true;
+  conn_spend(conn, length + 9);
+  if (length <= CONN_COPY_MAX && conn->stage_len + 9 + length <= CONN_STAGE) {
+    memcpy(conn_stage + conn->stage_len, framehd, 9);
+    memcpy(conn_stage + conn->stage_len + 9, p, length);
+    conn->stage_len += 9 + length;
+    rpc_conn_buf_put(conn, rpc_call_out_take(c, length));
+    return conn->budget ? 0 : NGHTTP2_ERR_PAUSE;
+  }
+  struct iovec iov[3];
+  int n = 0;
+  if (conn->stage_len)
+    iov[n++] = (struct iovec){conn_stage, conn->stage_len};
+  iov[n++] = (struct iovec){(void *)framehd, 9};
+  iov[n++] = (struct iovec){(void *)p, length};
+  conn->stage_len = 0;
+  /* the whole head buffer: ours now; else p stays valid until this flush ends */
+  rpc_buf *own = rpc_call_out_take(c, length);
+  if (conn_out_iov(conn, iov, n, own) < 0)
+    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  return conn_write_pending(conn) || !conn->budget ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 /* Write what nghttp2 has queued until the socket pushes back or the budget
  * is spent. Small frames are gathered into one write, so a response (HEADERS,
  * DATA, trailers) wakes the peer once. Returns -1 if the connection closed. */
 static int conn_flush(rpc_conn *conn) {
-  static uint8_t stage[CONN_STAGE]; /* one loop thread: shared, always emptied */
-  size_t budget = CONN_WRITE_BUDGET, slen = 0;
-  while (conn_write_pending(conn)) {
-    ssize_t n = conn->ops->write(conn, conn->wbuf + conn->woff, conn->wlen - conn->woff);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK)
-        goto out;
-      rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
-      return -1;
-    }
-    conn->woff += (size_t)n;
-  }
-  conn->woff = conn->wlen = 0;
-  while (budget > 0 && !conn_write_pending(conn) && nghttp2_session_want_write(conn->h2)) {
+  conn->budget = CONN_WRITE_BUDGET;
+  conn->stage_len = 0;
+  if (conn_drain(conn) < 0)
+    goto fail;
+  while (conn->budget > 0 && !conn_write_pending(conn) && nghttp2_session_want_write(conn->h2)) {
     const uint8_t *data;
+    conn->sent_in_place = false;
     ssize_t n = nghttp2_session_mem_send(conn->h2, &data);
-    if (n < 0) {
-      rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
-      return -1;
-    }
-    if (n == 0)
+    if (n < 0)
+      goto fail;
+    if (n == 0) {
+      if (conn->sent_in_place)
+        continue; /* rpc_conn_send_data paused it */
       break;
-    budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
-    if (slen + (size_t)n <= sizeof stage) { /* data is only valid until the next mem_send */
-      memcpy(stage + slen, data, (size_t)n);
-      slen += (size_t)n;
+    }
+    conn_spend(conn, (size_t)n);
+    if (conn->stage_len + (size_t)n <=
+        CONN_STAGE) { /* data is only valid until the next mem_send */
+      memcpy(conn_stage + conn->stage_len, data, (size_t)n);
+      conn->stage_len += (size_t)n;
       continue;
     }
-    if (slen && conn_out(conn, stage, slen) < 0)
-      return -1;
-    slen = 0;
-    if ((size_t)n <= sizeof stage) {
-      memcpy(stage, data, (size_t)n);
-      slen = (size_t)n;
+    size_t slen = conn->stage_len;
+    conn->stage_len = 0;
+    if (slen && conn_out(conn, conn_stage, slen) < 0)
+      goto fail;
+    if ((size_t)n <= CONN_STAGE && !conn_write_pending(conn)) {
+      memcpy(conn_stage, data, (size_t)n);
+      conn->stage_len = (size_t)n;
     } else if (conn_out(conn, data, (size_t)n) < 0) {
-      return -1;
+      goto fail;
     }
   }
-  if (slen && conn_out(conn, stage, slen) < 0)
-    return -1;
-out:;
+  if (conn->stage_len) {
+    size_t slen = conn->stage_len;
+    conn->stage_len = 0;
+    if (conn_out(conn, conn_stage, slen) < 0)
+      goto fail;
+  }
   bool pending = conn_write_pending(conn);
   bool want_read = nghttp2_session_want_read(conn->h2);
   bool want_write = nghttp2_session_want_write(conn->h2);
@@ -236,10 +412,14 @@ out:;
     return -1;
   }
   /* while our output is stuck, stop reading: the peer cannot make us queue */
-  rpc_conn_watch(conn, want_read && !pending, pending || (budget == 0 && want_write));
+  rpc_conn_watch(conn, want_read && !pending, pending || (conn->budget == 0 && want_write));
   if (want_read && !pending)
     conn_pending_check(conn);
   return 0;
+fail:
+  conn->stage_len = 0;
+  rpc_conn_close(conn, RPC_CLOSE_CANCELLED);
+  return -1;
 }
 
 static void conn_dispatch(rpc_conn *conn) {
@@ -413,6 +593,8 @@ int rpc_conn_new_ops(rpc_server *s, int in_fd, int out_fd, const rpc_peer *peer,
   conn->handshaking = ssl != NULL;
   conn->in_fd = in_fd;
   conn->out_fd = out_fd;
+  struct stat st;
+  conn->out_sock = fstat(out_fd, &st) == 0 && S_ISSOCK(st.st_mode);
   conn->peer = *peer;
   conn->last_recv_ms = conn->last_request_ms = loop_now_ms(s->l);
   if (nghttp2_session_server_new2(&conn->h2, s->cbs, conn, s->opt) != 0) {
@@ -502,6 +684,8 @@ void rpc_conn_free(rpc_conn *conn) {
   while (conn->calls)
     rpc_call_destroy(conn->calls);
   free(conn->wbuf);
+  free(conn->wpay);
+  rpc_conn_pool_trim(conn);
   free(conn->ident_key); /* NULL once forgotten by the server */
   rpc_tls_sans_free(conn->peer.sans, conn->peer.nsans);
   free(conn);

@@ -94,7 +94,8 @@ static void tls_close(rpc_conn *conn) {
 
 static bool tls_pending(const rpc_conn *conn) { return conn->ssl && SSL_pending(conn->ssl) > 0; }
 
-const rpc_transport_ops rpc_transport_tls = {"tls", tls_read, tls_write, tls_close, tls_pending};
+const rpc_transport_ops rpc_transport_tls = {"tls",     tls_read,    tls_write,
+                                             tls_close, tls_pending, NULL};
 
 int rpc_conn_new_tls(rpc_server *s, int fd, const rpc_peer *peer, void *ssl_ctx, rr_err *e) {
   SSL *ssl = SSL_new(ssl_ctx);

@@ -143,6 +143,18 @@ static int h2_on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, voi
   return 0;
 }
 
+/* DATA frames as large as the peer takes when they are sent in place (one
+ * whole message each), else nghttp2's 16 KiB copied ones. */
+static ssize_t h2_data_length(nghttp2_session *h2, uint8_t frame_type, int32_t stream_id,
+                              int32_t session_window, int32_t stream_window,
+                              uint32_t remote_max_frame, void *user_data) {
+  rpc_conn *conn = user_data;
+  if (!conn->ops->writev)
+    return 16384; /* nghttp2's own frame buffer */
+  return remote_max_frame < RPC_BUF_POOLED_SIZE ? (ssize_t)remote_max_frame
+                                                : (ssize_t)RPC_BUF_POOLED_SIZE;
+}
+
 int rpc_h2_callbacks_new(nghttp2_session_callbacks **ret, rr_err *e) {
   nghttp2_session_callbacks *cbs;
   if (nghttp2_session_callbacks_new(&cbs) != 0)
@@ -153,6 +165,8 @@ int rpc_h2_callbacks_new(nghttp2_session_callbacks **ret, rr_err *e) {
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_on_data_chunk_recv);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_on_stream_close);
   nghttp2_session_callbacks_set_on_frame_send_callback(cbs, h2_on_frame_send);
+  nghttp2_session_callbacks_set_send_data_callback(cbs, rpc_conn_send_data);
+  nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, h2_data_length);
   *ret = cbs;
   return 0;
 }

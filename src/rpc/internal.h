@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "rpc/server.h"
 #include "rpc/wire.h"
@@ -23,17 +24,29 @@ typedef struct rpc_transport_ops {
   /* Decrypted bytes buffered inside the transport (the fd will not say so);
    * NULL: never any. */
   bool (*pending)(const rpc_conn *conn);
+  /* Gathered write (same returns); NULL: the transport has none, DATA is
+   * copied into nghttp2's frames instead of sent in place. */
+  ssize_t (*writev)(rpc_conn *conn, const struct iovec *iov, int n);
 } rpc_transport_ops;
 
 extern const rpc_transport_ops rpc_transport_fd;
 extern const rpc_transport_ops rpc_transport_tls;
 
 /* A message queued in or out of a call. */
-typedef struct rpc_buf {
+struct rpc_buf {
   struct rpc_buf *next;
   size_t len, off;
+  bool pooled; /* RPC_BUF_POOLED_SIZE bytes of data: reused by its connection */
+  bool begun;  /* part of it went out: it must go out whole */
   uint8_t data[];
-} rpc_buf;
+};
+
+/* Room in front of an in-place message's payload: gRPC prefix, field tag
+ * and length (5 bytes each at most). */
+#define RPC_BUF_HEADROOM 16u
+#define RPC_BUF_POOLED_SIZE (RPC_BUF_HEADROOM + RPC_CALL_BYTES_MAX)
+/* Pooled buffers a connection keeps for reuse. */
+#define RPC_CONN_POOL_MAX 4u
 
 typedef struct rpc_md {
   char *key;
@@ -85,6 +98,7 @@ struct rpc_call {
   rpc_md *out_md, *trail_md;
   size_t nout_md, ntrail_md;
   rpc_buf *out_head, *out_tail;
+  rpc_buf *fill; /* rpc_call_bytes_buf's buffer, not queued yet */
   size_t queued, low_water;
   bool was_above_low;
   bool response_submitted, deferred, trailers_submitted, trailers_sent;
@@ -121,6 +135,13 @@ struct rpc_conn {
   rpc_call *calls;
   uint8_t *wbuf; /* what mem_send gave us that the socket did not take */
   size_t wlen, woff;
+  rpc_buf *wpay;      /* then: a DATA payload sent in place, partly written (owned) */
+  size_t stage_len;   /* bytes in the flush's staging buffer (conn_flush only) */
+  size_t budget;      /* bytes this flush may still write */
+  bool sent_in_place; /* the last mem_send wrote a DATA frame itself */
+  bool out_sock;      /* out_fd is a socket (else a pipe: SIGPIPE guarded) */
+  rpc_buf *pool;      /* pooled buffers for reuse */
+  unsigned npool;
   bool dead;
   bool settings_seen, ping_outstanding;
   uint64_t last_recv_ms, ping_sent_ms;
@@ -202,6 +223,16 @@ void rpc_conn_read(rpc_conn *conn);
 void rpc_server_conn_log(rpc_server *s, const char *peer, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A buffer of RPC_BUF_POOLED_SIZE data bytes (pooled), NULL out of memory. */
+rpc_buf *rpc_conn_buf_get(rpc_conn *conn);
+/* Done with b: back to the pool if it came from there and there is room. */
+void rpc_conn_buf_put(rpc_conn *conn, rpc_buf *b);
+/* No call left: the pooled buffers go (an idle connection holds none). */
+void rpc_conn_pool_trim(rpc_conn *conn);
+/* nghttp2's send_data callback: a DATA frame whose payload is sent in place. */
+int rpc_conn_send_data(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t *framehd,
+                       size_t length, nghttp2_data_source *source, void *user_data);
+
 /* Request bytes a call no longer holds: counted down and their connection
  * window returned. */
 void rpc_conn_release(rpc_conn *conn, size_t n);
@@ -256,6 +287,9 @@ int rpc_call_add_request_md(rpc_call *c, const uint8_t *name, size_t namelen, co
 /* call_send.c */
 /* Set the status and queue trailers (Trailers-Only if nothing was sent). */
 void rpc_call_finish_status(rpc_call *c, int code, const char *msg);
+/* The first len bytes of c's queue went out in place: dequeue them; the head
+ * buffer is returned when they were all of it (else NULL, it stays). */
+rpc_buf *rpc_call_out_take(rpc_call *c, size_t len);
 /* Forget queued output that has not started going out (deadline). */
 void rpc_call_drop_output(rpc_call *c);
 void rpc_md_free(rpc_md *md, size_t n);

@@ -14,6 +14,7 @@
 
 typedef struct rpc_server rpc_server;
 typedef struct rpc_call rpc_call;
+typedef struct rpc_buf rpc_buf;
 
 /* Who is on the other end of a connection. */
 typedef struct rpc_peer {
@@ -168,6 +169,16 @@ bool rpc_server_has_service(const rpc_server *s, const char *service);
  * closed, or the message exceeds max_send_message (RESOURCE_EXHAUSTED).
  * Never blocks; the caller watches rpc_call_queued for back-pressure. */
 int rpc_call_send(rpc_call *c, const ProtobufCMessage *msg, rr_err *e);
+/* Output without copies: a response message made of one bytes field whose
+ * payload the handler writes (e.g. reads from a pipe) straight into the
+ * buffer that goes out; buffers are reused. rpc_call_bytes_buf gives room
+ * for RPC_CALL_BYTES_MAX bytes, the same buffer until it is sent (NULL: out
+ * of memory, or the call is over). */
+#define RPC_CALL_BYTES_MAX (256u * 1024u)
+uint8_t *rpc_call_bytes_buf(rpc_call *c);
+/* Queue the message {field: the first len bytes of rpc_call_bytes_buf}, as
+ * rpc_call_send would. */
+int rpc_call_send_bytes(rpc_call *c, uint32_t field, size_t len, rr_err *e);
 /* Bytes queued on this call and not yet handed to the socket. */
 size_t rpc_call_queued(const rpc_call *c);
 /* on_writable fires when rpc_call_queued falls below low (default

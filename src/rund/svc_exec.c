@@ -23,6 +23,7 @@ typedef struct exec_call {
   sb_profile profile;         /* applied */
   char profile_requested[16]; /* as named ("" none; longer names are refused) */
   char *image_root;           /* --image: released when the call ends */
+  uint8_t *fill;              /* the call's in-place output buffer, being read into */
 } exec_call;
 
 static void exec_on_started(void *data, pid_t pid) {
@@ -39,8 +40,29 @@ static bool exec_output_blocked(void *data) {
   return rpc_call_queued(ec->c) > RPC_CALL_HIGH_WATER;
 }
 
+/* stdout/stderr (a response of that one bytes field) read straight into
+ * the buffer that goes out */
+static uint8_t *exec_output_buf(void *data, size_t *cap) {
+  exec_call *ec = data;
+  ec->fill = rpc_call_bytes_buf(ec->c);
+  *cap = RPC_CALL_BYTES_MAX;
+  return ec->fill;
+}
+
 static int exec_on_output(void *data, int stream, const uint8_t *buf, size_t len) {
   exec_call *ec = data;
+  if (buf == ec->fill) { /* read in place into the call's buffer */
+    rr_err e = {0};
+    ec->fill = NULL;
+    if (rpc_call_send_bytes(ec->c,
+                            stream == 0 ? RUNRPC__V1__EXEC_RESPONSE__MSG_STDOUT
+                                        : RUNRPC__V1__EXEC_RESPONSE__MSG_STDERR,
+                            len, &e) < 0) {
+      rpc_call_finish(ec->c, e.code, e.msg);
+      return -1;
+    }
+    return 0;
+  }
   Runrpc__V1__ExecResponse resp = RUNRPC__V1__EXEC_RESPONSE__INIT;
   ProtobufCBinaryData bytes = {.len = len, .data = (uint8_t *)buf};
   if (stream == 0) {
@@ -99,6 +121,7 @@ static const exec_session_ops exec_ops = {
     .started = exec_on_started,
     .output_blocked = exec_output_blocked,
     .output = exec_on_output,
+    .output_buf = exec_output_buf,
     .stdin_pause = exec_stdin_pause,
     .finished = exec_on_finished,
     .warn = exec_warn,

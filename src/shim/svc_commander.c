@@ -19,6 +19,7 @@ typedef struct shell_call {
   rpc_call *c;
   exec_session *x;
   bool stdin_closed;
+  uint8_t *fill; /* the call's in-place output buffer, being read into */
 } shell_call;
 
 static void shell_send(shell_call *sc, Commander__Output *out) {
@@ -41,8 +42,28 @@ static bool shell_output_blocked(void *data) {
   return rpc_call_queued(sc->c) > RPC_CALL_HIGH_WATER;
 }
 
+/* stdout/stderr (a response of that one bytes field) read straight into
+ * the buffer that goes out */
+static uint8_t *shell_output_buf(void *data, size_t *cap) {
+  shell_call *sc = data;
+  sc->fill = rpc_call_bytes_buf(sc->c);
+  *cap = RPC_CALL_BYTES_MAX;
+  return sc->fill;
+}
+
 static int shell_on_output(void *data, int stream, const uint8_t *buf, size_t len) {
   shell_call *sc = data;
+  if (buf == sc->fill) { /* read in place into the call's buffer */
+    rr_err e = {0};
+    sc->fill = NULL;
+    if (rpc_call_send_bytes(
+            sc->c, stream == 0 ? COMMANDER__OUTPUT__KIND_STDOUT : COMMANDER__OUTPUT__KIND_STDERR,
+            len, &e) < 0) {
+      rpc_call_finish(sc->c, e.code, e.msg);
+      return -1;
+    }
+    return 0;
+  }
   Commander__Output out = COMMANDER__OUTPUT__INIT;
   ProtobufCBinaryData bytes = {.len = len, .data = (uint8_t *)buf};
   if (stream == 0) {
@@ -94,6 +115,7 @@ static const exec_session_ops shell_ops = {
     .started = shell_on_started,
     .output_blocked = shell_output_blocked,
     .output = shell_on_output,
+    .output_buf = shell_output_buf,
     .stdin_pause = shell_stdin_pause,
     .finished = shell_on_finished,
     .warn = shell_warn,

@@ -7,9 +7,9 @@
 #include "rpc/client/client.h"
 #include "rpc/wire.h"
 
-#define CLIENT_READ_CHUNK (64u * 1024u)
-#define CLIENT_STREAM_WINDOW (1u << 20) /* per-stream receive window */
-#define CLIENT_CONN_WINDOW (16u << 20)  /* whole-connection receive window */
+#define CLIENT_READ_CHUNK (256u * 1024u) /* a whole output message of rund's per read */
+#define CLIENT_STREAM_WINDOW (1u << 20)  /* per-stream receive window */
+#define CLIENT_CONN_WINDOW (16u << 20)   /* whole-connection receive window */
 #define CLIENT_MAX_FRAME (1u << 20)
 #define CLIENT_SEND_HIGH_WATER (256u * 1024u)
 /* Received bytes are credited back while the caller's backlog of whole

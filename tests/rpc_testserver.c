@@ -280,6 +280,15 @@ typedef struct testserver {
   int sigfd;
 } testserver;
 
+/* --stdio: done when the stdin/stdout connection is gone. */
+static void testserver_stdio_check(loop *l, void *data) {
+  testserver *ts = data;
+  if (rpc_server_connection_count(ts->srv) == 0)
+    loop_stop(l);
+  else
+    loop_timer_add(l, 20, testserver_stdio_check, ts);
+}
+
 static void testserver_on_signal(loop *l, int fd, uint32_t events, void *data) {
   testserver *ts = data;
   struct signalfd_siginfo si;
@@ -330,10 +339,15 @@ int main(int argc, char **argv) {
   const char *listen[8];
   size_t nlisten = 0;
   const char *probe = NULL;
+  bool stdio = false;
   for (int i = 1; i < argc; i++) {
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(argv[i], "--tls12") == 0) {
       tls.allow_tls12 = true;
+      continue;
+    }
+    if (strcmp(argv[i], "--stdio") == 0) {
+      stdio = true;
       continue;
     }
     if (strcmp(argv[i], "--listen") == 0 && val && nlisten < RR_ARRAY_SIZE(listen))
@@ -356,17 +370,20 @@ int main(int argc, char **argv) {
       fprintf(stderr,
               "usage: %s --listen unix:PATH|h2c:HOST:PORT|HOST:PORT [--max-connections N] "
               "[--keepalive-ms MS] [--handshake-ms MS] [--tls-cert F --tls-key F "
-              "--client-ca F [--tls12]] [--probe-method PATH]\n",
-              argv[0]);
+              "--client-ca F [--tls12]] [--probe-method PATH]\n"
+              "       %s --stdio   (one connection on stdin/stdout pipes; exits when it ends)\n",
+              argv[0], argv[0]);
       return 2;
     }
     i++;
   }
-  if (nlisten == 0) {
+  if (nlisten == 0 && !stdio) {
     fprintf(stderr, "rpc-testserver: at least one --listen is required\n");
     return 2;
   }
-  signal(SIGPIPE, SIG_IGN);
+  /* over stdio SIGPIPE keeps its default: the library must never raise it */
+  if (!stdio)
+    signal(SIGPIPE, SIG_IGN);
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
@@ -403,10 +420,17 @@ int main(int argc, char **argv) {
   if (ts.sigfd < 0 ||
       loop_fd_add(ts.l, ts.sigfd, EPOLLIN, "signals", testserver_on_signal, &ts, &e) < 0)
     goto out;
-  for (size_t i = 0; rpc_server_listen_address(ts.srv, i); i++)
+  if (stdio) {
+    if (rpc_server_add_fds(ts.srv, STDIN_FILENO, STDOUT_FILENO, &e) < 0)
+      goto out;
+    loop_timer_add(ts.l, 20, testserver_stdio_check, &ts);
+  }
+  for (size_t i = 0; !stdio && rpc_server_listen_address(ts.srv, i); i++)
     printf("listening %s\n", rpc_server_listen_address(ts.srv, i));
-  printf("ready\n");
-  fflush(stdout);
+  if (!stdio) {
+    printf("ready\n");
+    fflush(stdout);
+  }
   if (loop_run(ts.l, &e) == 0)
     rc = 0;
 out:

@@ -519,3 +519,51 @@ def test_max_connections(pb):
         healthy(pb, s)
     finally:
         assert s.stop() == 0
+
+
+def h2_frame(ftype, flags, stream_id, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
+        struct.pack(">I", stream_id) + payload
+
+
+def hpack_literal(name, value):
+    # literal header field without indexing, new name, no Huffman coding
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def test_stdio_reader_gone_is_not_sigpipe(pb):
+    """Over pipes (the shim's stdio transport) the server writes with
+    SIGPIPE at its default: a reader that goes away mid-stream must end the
+    connection (EPIPE), not kill the process."""
+    proc = subprocess.Popen([find_testserver(), "--stdio"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        req = pb[0].StreamingOutputCallRequest(
+            response_parameters=[pb[0].ResponseParameters(size=256 * 1024)] * 1024)
+        msg = req.SerializeToString()
+        headers = b"".join(hpack_literal(n, v) for n, v in (
+            (b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"stdio"),
+            (b":path", b"/test.v1.Echo/StreamingOutputCall"),
+            (b"content-type", b"application/grpc"), (b"te", b"trailers")))
+        big = 2 ** 31 - 1
+        proc.stdin.write(PREFACE + h2_frame(4, 0, 0, struct.pack(">HI", 4, big)) +  # SETTINGS
+                         h2_frame(8, 0, 0, struct.pack(">I", big - 65535)) +  # WINDOW_UPDATE
+                         h2_frame(1, 4, 1, headers) +  # HEADERS, END_HEADERS
+                         h2_frame(0, 1, 1, b"\0" + struct.pack(">I", len(msg)) + msg))
+        proc.stdin.flush()
+        got = 0
+        while got < 4 * 1024 * 1024:  # the stream is flowing
+            chunk = proc.stdout.read1(65536)
+            assert chunk, "server closed its stdout early: " + proc.stderr.read().decode(errors="replace")[-3000:]
+            got += len(chunk)
+        proc.stdout.close()  # the reader goes; stdin stays open
+        rc = proc.wait(timeout=60)
+        err = proc.stderr.read().decode(errors="replace")
+        assert rc != -13, "killed by SIGPIPE:\n" + err[-4000:]
+        assert rc == 0, "exit %d:\n%s" % (rc, err[-4000:])
+        assert "runtime error" not in err and "Sanitizer" not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdin.close()

@@ -367,9 +367,14 @@ int rpc_conn_send_data(nghttp2_session *h2, nghttp2_frame *frame, const uint8_t 
 static int conn_flush(rpc_conn *conn) {
   conn->budget = CONN_WRITE_BUDGET;
   conn->stage_len = 0;
+  /* leftovers of an earlier flush written: back to the loop before more goes
+   * out, so what the peer sent meanwhile (a reset, WINDOW_UPDATEs) is read;
+   * a peer taking all we write would otherwise never be heard */
+  bool yield = conn_write_pending(conn);
   if (conn_drain(conn) < 0)
     goto fail;
-  while (conn->budget > 0 && !conn_write_pending(conn) && nghttp2_session_want_write(conn->h2)) {
+  while (!yield && conn->budget > 0 && !conn_write_pending(conn) &&
+         nghttp2_session_want_write(conn->h2)) {
     const uint8_t *data;
     conn->sent_in_place = false;
     ssize_t n = nghttp2_session_mem_send(conn->h2, &data);
@@ -412,7 +417,8 @@ static int conn_flush(rpc_conn *conn) {
     return -1;
   }
   /* while our output is stuck, stop reading: the peer cannot make us queue */
-  rpc_conn_watch(conn, want_read && !pending, pending || (conn->budget == 0 && want_write));
+  rpc_conn_watch(conn, want_read && !pending,
+                 pending || ((yield || conn->budget == 0) && want_write));
   if (want_read && !pending)
     conn_pending_check(conn);
   return 0;

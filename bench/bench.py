@@ -6,7 +6,9 @@ the same run on the same machine (bench/run.sh runs this).
     medians; goal <= 2x)
  2. start+wait of /bin/true through librunrpc on one kept connection
                                       vs  posix_spawn+waitpid    (bench/startwait)
- 3. 1 GiB through `runctl exec -- cat FILE`  vs  `cat FILE | cat`  (hyperfine)
+ 3. 1 GiB through `runctl exec -- cat FILE`  vs  `cat FILE | cat`  and  vs
+    `ssh 127.0.0.1 cat FILE` on a warm ControlMaster (bench/stream.py), with
+    rund's and runctl's CPU per GiB
  4. rund RSS idle, and after 10,000 finished jobs
  5. TLS (bench/tls.py): cold `runctl exec -- true` over TLS vs `ssh 127.0.0.1
     true` (throwaway sshd), handshake cost, session resumption
@@ -172,21 +174,11 @@ def main():
             rows.append(("2 start+wait (lib)", "%.1f us" % local, "%.1f us" % remote,
                          "%.2fx" % ratio, "<= 1.5x", "ok" if ratio <= 1.5 else "MISSED"))
         if "3" in a.only:
-            size = (256 << 20) if a.quick else GiB
-            f = os.path.join(work, "stream.bin")
-            with open(f, "wb") as fh:
-                block = os.urandom(1 << 20)
-                for _ in range(size >> 20):
-                    fh.write(block)
-            local, remote = hyperfine(work, "stream", [
-                "cat %s | cat >/dev/null" % f,
-                "%s exec -- cat %s >/dev/null" % (ctl, f)], 3 if a.quick else 5, 1)
-            mib = size / (1 << 20)
-            share = local / remote
-            rows.append(("3 stream %d MiB" % mib, "%.0f MiB/s" % (mib / local),
-                         "%.0f MiB/s" % (mib / remote), "%.0f%%" % (share * 100), ">= 50%",
-                         "ok" if share >= 0.5 else "MISSED"))
-            os.unlink(f)
+            p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "stream.py"),
+                                "--build", build, "--rows-json"] + (["--quick"] if a.quick
+                                                                    else []),
+                               stdout=subprocess.PIPE, check=True)
+            rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
         if "6" in a.only:
             n = 300 if a.quick else 2000
             plain = startwait(sw, "remote", r.addr, str(n))

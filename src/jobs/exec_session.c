@@ -135,10 +135,15 @@ static void exec_maybe_finish(exec_session *x) {
     exec_finish(x, NULL);
 }
 
-/* Read what the pipes have while the consumer keeps up. */
+/* Read what the pipes have while the consumer keeps up, a chunk of each in
+ * turn, stderr first: a busy stdout must not hold back stderr (a pid or an
+ * error printed before the flood), nor a full consumer stop it arriving. */
 static void exec_pump_output(exec_session *x) {
-  for (int s = 0; s < 2; s++) {
-    while (x->out_fd[s] >= 0) {
+  bool drained[2] = {false, false};
+  while (!(drained[0] || x->out_fd[0] < 0) || !(drained[1] || x->out_fd[1] < 0)) {
+    for (int s = 1; s >= 0; s--) {
+      if (x->out_fd[s] < 0 || drained[s])
+        continue;
       if (x->ops->output_blocked(x->data)) {
         /* stop reading: the pipe fills and the command blocks */
         if (!x->out_paused) {
@@ -158,11 +163,13 @@ static void exec_pump_output(exec_session *x) {
       ssize_t n = read(x->out_fd[s], buf, cap);
       if (n < 0 && errno == EINTR)
         continue;
-      if (n < 0 && errno == EAGAIN)
-        break;
+      if (n < 0 && errno == EAGAIN) {
+        drained[s] = true;
+        continue;
+      }
       if (n <= 0) {
         exec_close_fd(x, &x->out_fd[s]);
-        break;
+        continue;
       }
       if (x->ops->output(x->data, s, buf, (size_t)n) < 0)
         return;

@@ -521,11 +521,6 @@ def test_max_connections(pb):
         assert s.stop() == 0
 
 
-def h2_frame(ftype, flags, stream_id, payload):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
-        struct.pack(">I", stream_id) + payload
-
-
 def hpack_literal(name, value):
     # literal header field without indexing, new name, no Huffman coding
     return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value

@@ -241,9 +241,56 @@ class Rund:
             self.proc.wait()
 
 
+def rund_cgroup_name(state_dir):
+    """rund's cgroup subtree for a state dir (src/rund/setup.c: "runrpc-" and
+    48 bits of the FNV-1a hash of its real path)."""
+    h = 0xcbf29ce484222325
+    for b in os.path.realpath(state_dir).encode():
+        h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+    return "runrpc-%012x" % (h & 0xffffffffffff)
+
+
+def remove_rund_cgroups(state_dir, timeout=10.0):
+    """After a test's rund is gone: what it left in its cgroup subtree (the
+    job cgroups of jobs it left running, by design kept for the next rund of
+    the same state dir, which a test's temporary one never gets): the
+    processes of those jobs are killed by pid, the directories removed."""
+    name = rund_cgroup_name(state_dir)
+    tops = []
+    for h in os.listdir("/sys/fs/cgroup"):
+        for root, dirs, _ in os.walk(os.path.join("/sys/fs/cgroup", h)):
+            if name in dirs:
+                tops.append(os.path.join(root, name))
+                dirs[:] = []
+            elif root.count("/") > 8:
+                dirs[:] = []
+    end = time.monotonic() + timeout
+    for top in tops:
+        for d, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            while True:
+                try:
+                    with open(os.path.join(d, "cgroup.procs")) as f:
+                        pids = [int(x) for x in f.read().split()]
+                except OSError:
+                    pids = []
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    os.rmdir(d)
+                    break
+                except OSError:
+                    if time.monotonic() > end:
+                        break
+                    time.sleep(0.05)
+
+
 @pytest.fixture
 def rund_factory():
-    """Make rund instances (not started); all are stopped after the test."""
+    """Make rund instances (not started); all are stopped after the test,
+    their jobs' leftover cgroups removed."""
     made = []
 
     def make(**kw):
@@ -261,6 +308,8 @@ def rund_factory():
         finally:
             r.kill()
     for r in made:
+        if r.proc is not None and os.path.isdir(r.state):
+            remove_rund_cgroups(r.state)
         shutil.rmtree(r.base, ignore_errors=True)
     if errors:
         pytest.fail("\n".join(errors), pytrace=False)

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -84,6 +86,37 @@ int64_t rr_now_unix_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int rr_host_port_split(const char *addr, char *host, size_t size, const char **port) {
+  const char *h = addr, *end;
+  if (*addr == '[') {
+    h = addr + 1;
+    end = strchr(h, ']');
+    if (!end || end[1] != ':')
+      return -1;
+    *port = end + 2;
+  } else {
+    end = strrchr(addr, ':');
+    if (!end)
+      return -1;
+    *port = end + 1;
+  }
+  if ((size_t)(end - h) >= size)
+    return -1;
+  memcpy(host, h, (size_t)(end - h));
+  host[end - h] = '\0';
+  return 0;
+}
+
+bool rr_sockaddr_is_loopback(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET)
+    return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+  if (sa->sa_family == AF_INET6) {
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+  }
+  return false;
 }
 
 int rr_parse_duration_ms(const char *s, uint64_t *ret_ms) {

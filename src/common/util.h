@@ -2,6 +2,7 @@
 #pragma once
 #include <errno.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -47,6 +48,13 @@ int rr_write_all(int fd, const void *buf, size_t len);
 int rr_read_sized(int fd, size_t size, char **ret, size_t *len);
 /* Value of a hex digit (either case), -1 if c is not one. */
 int rr_hex_value(char c);
+/* "HOST:PORT" or "[V6]:PORT": host (brackets off, may be empty) into
+ * host[size], *port points into addr (may be empty); -1 when there is no
+ * port separator or host does not fit. */
+int rr_host_port_split(const char *addr, char *host, size_t size, const char **port);
+struct sockaddr;
+/* 127.0.0.0/8, ::1, or ::ffff:127.x.y.z. */
+bool rr_sockaddr_is_loopback(const struct sockaddr *sa);
 /* "1.5" (seconds), "500ms", "10s", "2m", "1h", "7d" into ms (rounded up);
  * -1 when malformed or over 10^15 ms. */
 int rr_parse_duration_ms(const char *s, uint64_t *ret_ms);

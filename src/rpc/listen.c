@@ -102,16 +102,6 @@ static int server_listen_unix(rpc_server *s, const char *path, const char *addr,
   return 0;
 }
 
-static bool addr_is_loopback(const struct sockaddr *sa) {
-  if (sa->sa_family == AF_INET)
-    return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-  if (sa->sa_family == AF_INET6) {
-    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-  }
-  return false;
-}
-
 /* prefix: "" or "h2c:" (kept in the printed address); tls: NULL for plaintext,
  * which is allowed on loopback only. */
 static int server_listener_add_tcp(rpc_server *s, int fd, const char *prefix, SSL_CTX *tls,
@@ -121,20 +111,11 @@ static int server_listen_tcp(rpc_server *s, const char *prefix, const char *addr
                              rr_err *e) {
   char host[256];
   const char *port;
-  if (addr[0] == '[') {
-    const char *end = strchr(addr, ']');
-    if (!end || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof host)
-      return rr_err_set(e, RR_INVALID_ARGUMENT, "invalid address \"%s\" (want [v6]:port)", addr);
-    snprintf(host, sizeof host, "%.*s", (int)(end - addr - 1), addr + 1);
-    port = end + 2;
-  } else {
-    const char *colon = strrchr(addr, ':');
-    if (!colon || (size_t)(colon - addr) >= sizeof host)
-      return rr_err_set(e, RR_INVALID_ARGUMENT,
-                        "invalid address \"%s\" (want unix:PATH or HOST:PORT)", addr);
-    snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
-    port = colon + 1;
-  }
+  if (rr_host_port_split(addr, host, sizeof host, &port) < 0)
+    return rr_err_set(e, RR_INVALID_ARGUMENT,
+                      addr[0] == '[' ? "invalid address \"%s\" (want [v6]:port)"
+                                     : "invalid address \"%s\" (want unix:PATH or HOST:PORT)",
+                      addr);
   if (!port[0])
     return rr_err_set(e, RR_INVALID_ARGUMENT, "invalid address \"%s\": missing port", addr);
   struct addrinfo hints = {
@@ -144,7 +125,7 @@ static int server_listen_tcp(rpc_server *s, const char *prefix, const char *addr
   if (r != 0)
     return rr_err_set(e, RR_INVALID_ARGUMENT, "cannot resolve \"%s\": %s", addr, gai_strerror(r));
   struct addrinfo *ai = res;
-  if (!tls && !addr_is_loopback(ai->ai_addr)) {
+  if (!tls && !rr_sockaddr_is_loopback(ai->ai_addr)) {
     freeaddrinfo(res);
     return rr_err_set(e, RR_FAILED_PRECONDITION,
                       "cannot listen on \"%s\": TLS is required for non-loopback addresses", addr);
@@ -252,7 +233,7 @@ int rpc_server_listen_fd(rpc_server *s, int fd, const rpc_tls_config *tls, rr_er
     return server_listener_add(s, fd, NULL, addr, NULL, e);
   }
   if (!tls) {
-    if (!addr_is_loopback((struct sockaddr *)&ss))
+    if (!rr_sockaddr_is_loopback((struct sockaddr *)&ss))
       return rr_err_set(e, RR_FAILED_PRECONDITION,
                         "fd %d: TLS is required for non-loopback addresses", fd);
     return server_listener_add_tcp(s, fd, "h2c:", NULL, e);

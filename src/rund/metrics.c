@@ -438,34 +438,12 @@ static void metrics_on_accept(loop *l, int fd, uint32_t events, void *data) {
   }
 }
 
-static bool sockaddr_is_loopback(const struct sockaddr *sa) {
-  if (sa->sa_family == AF_INET)
-    return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-  if (sa->sa_family == AF_INET6) {
-    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-  }
-  return false;
-}
-
 int rund_metrics_open(rund_ctx *ctx, const char *addr, rr_err *e) {
   char host[256];
   const char *port;
-  if (addr[0] == '[') {
-    const char *end = strchr(addr, ']');
-    if (!end || end[1] != ':' || (size_t)(end - addr - 1) >= sizeof host)
-      return rr_err_set(e, RR_INVALID_ARGUMENT, "--metrics \"%s\": want HOST:PORT or [V6]:PORT",
-                        addr);
-    snprintf(host, sizeof host, "%.*s", (int)(end - addr - 1), addr + 1);
-    port = end + 2;
-  } else {
-    const char *colon = strrchr(addr, ':');
-    if (!colon || (size_t)(colon - addr) >= sizeof host)
-      return rr_err_set(e, RR_INVALID_ARGUMENT, "--metrics \"%s\": want HOST:PORT or [V6]:PORT",
-                        addr);
-    snprintf(host, sizeof host, "%.*s", (int)(colon - addr), addr);
-    port = colon + 1;
-  }
+  if (rr_host_port_split(addr, host, sizeof host, &port) < 0)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "--metrics \"%s\": want HOST:PORT or [V6]:PORT",
+                      addr);
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
                            .ai_flags = AI_PASSIVE | AI_NUMERICSERV | AI_NUMERICHOST};
   struct addrinfo *res = NULL;
@@ -484,7 +462,7 @@ int rund_metrics_open(rund_ctx *ctx, const char *addr, rr_err *e) {
     freeaddrinfo(res);
     return rr_err_sys(e, RR_FAILED_PRECONDITION, saved, "--metrics: cannot listen on \"%s\"", addr);
   }
-  bool loopback = sockaddr_is_loopback(res->ai_addr);
+  bool loopback = rr_sockaddr_is_loopback(res->ai_addr);
   freeaddrinfo(res);
   rund_metrics *m = calloc(1, sizeof *m);
   if (!m || loop_fd_add(ctx->l, fd, EPOLLIN, "metrics listener", metrics_on_accept, m, e) < 0) {

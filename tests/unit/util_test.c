@@ -132,11 +132,33 @@ static void test_read_sized(void **state) {
   close(fd);
 }
 
+static void test_host_port_split(void **state) {
+  (void)state;
+  char h[16];
+  const char *port = NULL;
+  assert_int_equal(rr_host_port_split("a.b:1", h, sizeof h, &port), 0);
+  assert_string_equal(h, "a.b");
+  assert_string_equal(port, "1");
+  assert_int_equal(rr_host_port_split("[::1]:9734", h, sizeof h, &port), 0);
+  assert_string_equal(h, "::1");
+  assert_string_equal(port, "9734");
+  assert_int_equal(rr_host_port_split(":80", h, sizeof h, &port), 0);
+  assert_string_equal(h, "");
+  assert_string_equal(port, "80");
+  assert_int_equal(rr_host_port_split("x:", h, sizeof h, &port), 0);
+  assert_string_equal(port, "");
+  assert_int_equal(rr_host_port_split("nocolon", h, sizeof h, &port), -1);
+  assert_int_equal(rr_host_port_split("[::1]9", h, sizeof h, &port), -1);
+  assert_int_equal(rr_host_port_split("[::1", h, sizeof h, &port), -1);
+  assert_int_equal(rr_host_port_split("0123456789abcdef:1", h, sizeof h, &port), -1);
+  assert_int_equal(rr_host_port_split("0123456789abcde:1", h, sizeof h, &port), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_duration_good), cmocka_unit_test(test_duration_bad),
       cmocka_unit_test(test_hex),           cmocka_unit_test(test_mkdirs),
-      cmocka_unit_test(test_read_sized),
+      cmocka_unit_test(test_read_sized),    cmocka_unit_test(test_host_port_split),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -126,7 +126,7 @@ static void __attribute__((format(printf, 2, 3))) put(page *p, const char *fmt, 
   for (;;) {
     va_list ap;
     va_start(ap, fmt);
-    int n = p->oom ? 0 : vsnprintf(p->buf + p->len, p->cap - p->len, fmt, ap);
+    int n = p->oom ? 0 : vsnprintf(p->buf ? p->buf + p->len : NULL, p->cap - p->len, fmt, ap);
     va_end(ap);
     if (p->oom || n < 0)
       return;

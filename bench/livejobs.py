@@ -23,22 +23,15 @@ import time
 
 import grpc
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from loop_stall import varint  # noqa: E402  (the bench's hand-made protobuf encoding)
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 NOBODY = 65534
 
 
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def field(num, data):

@@ -2,12 +2,13 @@
  * tests/integration/test_rpc_interop.py.
  *   rpc-testserver --listen unix:PATH|h2c:HOST:PORT|HOST:PORT [--listen ...]
  *                  [--max-connections N] [--keepalive-ms MS] [--handshake-ms MS]
- *                  [--tls-cert F --tls-key F --client-ca F [--tls12]]
+ *                  [--tls-cert F --tls-key F --client-ca F [--tls12] [--client-cert-optional]]
  *                  [--probe-method PATH]
  * With the TLS files, HOST:PORT listeners serve TLS (h2c: and unix: stay
  * plaintext); without them HOST:PORT is plaintext loopback. Every call gets
- * initial metadata x-runrpc-peer-tls (0/1) and x-runrpc-peer-sans (SANs of
- * the client certificate, comma-separated). Connection-level events are
+ * initial metadata x-runrpc-peer-tls (0/1), x-runrpc-peer-cert (0/1: a client
+ * certificate) and x-runrpc-peer-sans (SANs of the client certificate,
+ * comma-separated). Connection-level events are
  * printed on stderr as "conn-log peer=ADDR what=...".
  * --probe-method PATH (e.g. /runrpc.v1.Jobs/List, for runctl) answers any
  * unary request on PATH with UNIMPLEMENTED "tls probe: resumed=0|1" and
@@ -59,6 +60,7 @@ static echo_call *echo_state(rpc_call *c) {
   }
   rpc_call_add_metadata(c, false, "x-runrpc-peer-tls", peer->tls ? "1" : "0", 1, NULL);
   rpc_call_add_metadata(c, false, "x-runrpc-peer-sans", sans, strlen(sans), NULL);
+  rpc_call_add_metadata(c, false, "x-runrpc-peer-cert", peer->tls_cert ? "1" : "0", 1, NULL);
   /* custom_metadata: echo these back, initial and trailing */
   size_t len;
   const char *v = rpc_call_metadata(c, "x-grpc-test-echo-initial", &len);
@@ -346,6 +348,10 @@ int main(int argc, char **argv) {
       tls.allow_tls12 = true;
       continue;
     }
+    if (strcmp(argv[i], "--client-cert-optional") == 0) {
+      tls.client_cert_optional = true;
+      continue;
+    }
     if (strcmp(argv[i], "--stdio") == 0) {
       stdio = true;
       continue;
@@ -370,7 +376,7 @@ int main(int argc, char **argv) {
       fprintf(stderr,
               "usage: %s --listen unix:PATH|h2c:HOST:PORT|HOST:PORT [--max-connections N] "
               "[--keepalive-ms MS] [--handshake-ms MS] [--tls-cert F --tls-key F "
-              "--client-ca F [--tls12]] [--probe-method PATH]\n"
+              "--client-ca F [--tls12] [--client-cert-optional]] [--probe-method PATH]\n"
               "       %s --stdio   (one connection on stdin/stdout pipes; exits when it ends)\n",
               argv[0], argv[0]);
       return 2;

@@ -113,6 +113,10 @@ int authz_identify(const authz_config *cfg, const rpc_peer *peer, const char *au
       return rr_err_set(e, RR_UNAUTHENTICATED, "invalid bearer token");
     if (identity_add(&id, "token:", who, e) < 0)
       goto fail;
+  } else if (peer->tls && !peer->tls_cert) {
+    return rr_err_set(e, RR_UNAUTHENTICATED,
+                      "no identity: a TLS client needs a client certificate or a bearer token "
+                      "(authorization: Bearer TOKEN; runctl --token)");
   } else if (peer->tls) {
     for (size_t i = 0; i < peer->nsans; i++)
       if (identity_add(&id, "san:", peer->sans[i], e) < 0)

@@ -146,22 +146,24 @@ static void tls_established(rpc_conn *conn) {
     tls_refuse(conn, "client offered no h2 ALPN");
     return;
   }
+  /* no certificate at all passes only where the context made it optional */
   X509 *cert = SSL_get0_peer_certificate(ssl);
-  if (!cert || SSL_get_verify_result(ssl) != X509_V_OK) { /* cannot happen with our verify mode */
+  if (cert && SSL_get_verify_result(ssl) != X509_V_OK) { /* cannot happen with our verify mode */
     tls_refuse(conn, "no verified client certificate");
     return;
   }
   /* a resumed session was verified earlier: it must not outlive the certificate */
-  if (SSL_session_reused(ssl) && X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
+  if (cert && SSL_session_reused(ssl) && X509_cmp_current_time(X509_get0_notAfter(cert)) <= 0) {
     tls_refuse(conn, rpc_tls_verify_reason(X509_V_ERR_CERT_HAS_EXPIRED));
     return;
   }
   rr_err e = {0};
-  if (rpc_tls_cert_sans(cert, &conn->peer.sans, &conn->peer.nsans, &e) < 0) {
+  if (cert && rpc_tls_cert_sans(cert, &conn->peer.sans, &conn->peer.nsans, &e) < 0) {
     tls_refuse(conn, e.msg);
     return;
   }
   conn->peer.tls = true;
+  conn->peer.tls_cert = cert != NULL;
   conn->handshaking = false;
   conn->handshake_done = true;
   if (rpc_server_probation_end(conn->srv, conn) < 0)

@@ -185,6 +185,7 @@ static int server_tls_ctx(const rpc_tls_config *tls, SSL_CTX **ret, rr_err *e) {
       .key_file = tls ? tls->key_file : NULL,
       .client_ca_file = tls ? tls->client_ca_file : NULL,
       .allow_tls12 = tls && tls->allow_tls12,
+      .client_cert_optional = tls && tls->client_cert_optional,
   };
   return rpc_tls_server_ctx_new(ret, &f, e);
 }

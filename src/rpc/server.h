@@ -23,7 +23,8 @@ typedef struct rpc_peer {
   uid_t uid;
   gid_t gid;
   pid_t pid;
-  bool tls;      /* connection is TLS (client certificate verified) */
+  bool tls;      /* connection is TLS (a client certificate, if any, verified) */
+  bool tls_cert; /* TLS with a verified client certificate (not when optional and absent) */
   char addr[96]; /* printable: "unix:/run/x.sock" or "127.0.0.1:5555" */
   /* TLS: the verified client certificate's SANs as "uri:V", "dns:V",
    * "email:V", "ip:V" (owned by the connection; NULL/0 otherwise). */
@@ -121,12 +122,14 @@ int rpc_server_listen(rpc_server *s, const char *addr, rr_err *e);
  * the kernel chose for port 0, "unix:/path"), NULL past the end. */
 const char *rpc_server_listen_address(const rpc_server *s, size_t i);
 /* TLS for TCP listeners (docs/dev/SECURITY.md): TLS 1.3 (1.2 only if
- * allow_tls12), ALPN h2, client certificate required and verified. */
+ * allow_tls12), ALPN h2, client certificate verified, and required unless
+ * client_cert_optional (then rpc_peer.tls_cert says whether there was one). */
 typedef struct rpc_tls_config {
   const char *cert_file;      /* server certificate chain, PEM */
   const char *key_file;       /* its private key, PEM */
   const char *client_ca_file; /* CA(s) that client certificates must chain to */
   bool allow_tls12;
+  bool client_cert_optional; /* token-only clients: authorize checks them */
 } rpc_tls_config;
 /* Listen on TCP "host:port" / "[v6]:port" serving gRPC over TLS. The files
  * are loaded (and checked) now. */

@@ -143,7 +143,8 @@ int rpc_tls_server_ctx_new(SSL_CTX **ret, const rpc_tls_server_files *f, rr_err 
   if (names)
     SSL_CTX_set_client_CA_list(ctx, names);
   ERR_clear_error();
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+  SSL_CTX_set_verify(
+      ctx, SSL_VERIFY_PEER | (f->client_cert_optional ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT), NULL);
   SSL_CTX_set_purpose(ctx, X509_PURPOSE_SSL_CLIENT);
   /* resumption with client certificates needs a session id context */
   SSL_CTX_set_session_id_context(ctx, (const unsigned char *)TLS_SESSION_ID_CTX,

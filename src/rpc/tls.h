@@ -20,6 +20,10 @@ typedef struct rpc_tls_server_files {
   const char *key_file;       /* private key, PEM */
   const char *client_ca_file; /* CAs client certificates must chain to */
   bool allow_tls12;           /* else TLS 1.3 only */
+  /* Ask for a client certificate but accept a client without one (the
+   * application then needs another credential, e.g. a bearer token); a
+   * certificate that is presented must still verify. */
+  bool client_cert_optional;
 } rpc_tls_server_files;
 
 typedef struct rpc_tls_client_files {
@@ -29,7 +33,8 @@ typedef struct rpc_tls_client_files {
 } rpc_tls_client_files;
 
 /* Server context: TLS 1.3 (1.2 with ECDHE+AEAD if allowed), security level 3,
- * client certificate required and verified (purpose sslclient), ALPN h2 only,
+ * client certificate required (unless optional) and verified (purpose
+ * sslclient), ALPN h2 only,
  * session tickets on. Errors name the file and OpenSSL's reason. */
 int rpc_tls_server_ctx_new(SSL_CTX **ret, const rpc_tls_server_files *f, rr_err *e);
 /* Client context: TLS 1.3 only, security level 3, server verified against

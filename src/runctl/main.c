@@ -37,9 +37,11 @@ static void print_main_help(void) {
       "Options:\n"
       "  --addr ADDR         server address (default $RUNRPC_ADDR, else " RUNCTL_DEFAULT_ADDR ")\n"
       "                      unix:PATH           plaintext unix socket\n"
-      "                      HOST:PORT, [V6]:PORT TLS 1.3, server verified, client cert\n"
+      "                      HOST:PORT, [V6]:PORT TLS 1.3, server verified; a client\n"
+      "                                          certificate or --token (then --ca is all\n"
+      "                                          the TLS it needs)\n"
       "                      h2c:HOST:PORT       plaintext TCP (loopback, development)\n"
-      "  --tls-cert FILE     client certificate, PEM ($RUNRPC_TLS_CERT)\n"
+      "  --tls-cert FILE     client certificate, PEM ($RUNRPC_TLS_CERT); optional with --token\n"
       "  --tls-key FILE      its private key ($RUNRPC_TLS_KEY)\n"
       "  --ca FILE           CA(s) the server certificate must chain to ($RUNRPC_CA)\n"
       "                      TLS files not given: " RUNRPC_DEFAULT_STATE_DIR

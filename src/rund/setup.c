@@ -232,7 +232,9 @@ int rund_listen_all(rund_ctx *ctx, const rund_opts *o, rr_err *e) {
   rpc_tls_config tls = {.cert_file = o->tls_cert,
                         .key_file = o->tls_key,
                         .client_ca_file = o->client_ca,
-                        .allow_tls12 = o->tls12};
+                        .allow_tls12 = o->tls12,
+                        /* token-only clients: rund_authorize wants a token then */
+                        .client_cert_optional = true};
   certs_paths paths;
   char q[4200];
   if (o->embedded && listen_any_tls(ctx, o)) {

@@ -188,8 +188,9 @@ def run_walkthrough(m):
         if s.startswith("#"):
             c = re.search(r"copy (\S+)/ to the client", s)
             if c:
+                # into the client's home, as scp -r DIR client: does
                 shutil.copytree(os.path.join(m.cwd["server"], c.group(1)),
-                                os.path.join(m.cwd["client"], c.group(1)))
+                                os.path.join(m.env["client"]["HOME"], c.group(1)))
             if "on the server" in s:
                 side = "server"
             elif "on the client" in s:
@@ -221,8 +222,10 @@ def test_readme_walkthrough_two_machines(netns):
     m = Machines(netns, base)
     try:
         run_walkthrough(m)
-        # the client holds the three files it was given, and nothing else
+        # the client holds the files it was given, and nothing else: the
+        # token's user only the CA
         assert sorted(os.listdir(m.cwd["client"])) == ["ca.pem", "laptop.key", "laptop.pem"]
+        assert os.listdir(os.path.join(m.cwd["client"], "..", "alice")) == ["ca.pem"]
         assert output_of(m, "-- hostname").stdout.strip()
         assert output_of(m, "id -un").stdout.decode().strip() == "root"
         # the command ran on the "server": in the namespace's network

@@ -139,6 +139,31 @@ def test_bad_client_certificates_refused(server, pki, pb, name, reason):
     assert len(resp.payload.body) == 10
 
 
+def test_client_cert_optional(pki, pb):
+    """--client-cert-optional (rund's mode): a client without a certificate
+    is served (the application decides: rund wants a token), with peer-tls
+    1 and no certificate; a presented certificate still has to verify."""
+    s = TlsServer(pki, "--client-cert-optional")
+    try:
+        resp, md = unary(pb, s.tls, creds(pki, None))
+        assert len(resp.payload.body) == 10
+        assert (md["x-runrpc-peer-tls"], md["x-runrpc-peer-cert"]) == ("1", "0")
+        assert md["x-runrpc-peer-sans"] == ""
+        _, md = unary(pb, s.tls, creds(pki))
+        assert (md["x-runrpc-peer-cert"], md["x-runrpc-peer-sans"]) == (
+            "1", "uri:runrpc:alice,dns:alice.example,email:alice@example.com")
+        assert s.refusals() == []
+        for n, (name, reason) in enumerate((("foreign", "unable to get local issuer certificate"),
+                                            ("expired", "certificate has expired"),
+                                            ("serveronly", "unsuitable certificate purpose"))):
+            with pytest.raises(grpc.RpcError) as ei:
+                unary(pb, s.tls, creds(pki, name), timeout=5)
+            assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert s.wait_refusal(n + 1)[n] == reason
+    finally:
+        s.stop()
+
+
 def s_client(server, pki, *args, cert="client"):
     argv = ["openssl", "s_client", "-connect", server.tls, "-CAfile", pki.path("ca", "pem"),
             "-cert", pki.path(cert, "pem"), "-key", pki.path(cert, "key"), *args]

@@ -99,7 +99,7 @@ static void test_identify(void **state) {
   assert_true(id.admin);
   authz_identity_clear(&id);
   char *sans[] = {"dns:ROOT.example", "uri:spiffe://x/y"};
-  rpc_peer t = {.family = AF_INET, .tls = true, .sans = sans, .nsans = 2};
+  rpc_peer t = {.family = AF_INET, .tls = true, .tls_cert = true, .sans = sans, .nsans = 2};
   assert_int_equal(authz_identify(&f.cfg, &t, NULL, &id, &e), 0);
   assert_int_equal(id.n, 2);
   assert_string_equal(id.principals[0], "san:dns:ROOT.example");
@@ -111,6 +111,11 @@ static void test_identify(void **state) {
   assert_int_equal(id.n, 1);
   assert_string_equal(id.principals[0], "token:ops");
   assert_false(id.admin);
+  authz_identity_clear(&id);
+  rpc_peer nocert = {.family = AF_INET, .tls = true};
+  assert_int_equal(authz_identify(&f.cfg, &nocert, f.bearer, &id, &e), 0);
+  assert_int_equal(id.n, 1);
+  assert_string_equal(id.principals[0], "token:ops");
   authz_identity_clear(&id);
   char lower[80];
   snprintf(lower, sizeof lower, "bearer %s", f.tok);
@@ -124,13 +129,19 @@ static void test_identify_refusals(void **state) {
   fx_init(&f, NULL, 0);
   rpc_peer u = peer_unix(0);
   rpc_peer h2c = {.family = AF_INET};
-  rpc_peer t = {.family = AF_INET6, .tls = true};
+  rpc_peer t = {.family = AF_INET6, .tls = true, .tls_cert = true};
+  rpc_peer nocert = {.family = AF_INET6, .tls = true};
   expect_fail(&f, &u, f.bearer, "bearer tokens are accepted only over TLS");
   expect_fail(&f, &h2c, f.bearer, "bearer tokens are accepted only over TLS");
   expect_fail(&f, &h2c, NULL,
               "no identity: plaintext TCP needs a bearer token (use TLS with a client "
               "certificate, or the unix socket)");
   expect_fail(&f, &t, NULL, "the client certificate has no subjectAltName to identify the caller");
+  /* TLS without a certificate: a token or nothing */
+  expect_fail(&f, &nocert, NULL,
+              "no identity: a TLS client needs a client certificate or a bearer token "
+              "(authorization: Bearer TOKEN; runctl --token)");
+  expect_fail(&f, &nocert, "Bearer nope", "invalid bearer token");
   char wrong[160];
   /* one character changed (to another one, whatever the token holds there) */
   snprintf(wrong, sizeof wrong, "Bearer %.20s%c%s", f.tok, f.tok[20] == 'X' ? 'Y' : 'X',

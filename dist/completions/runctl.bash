@@ -5,7 +5,8 @@
 # ($RUNRPC_COMPLETION_TIMEOUT seconds at most, default 2); nothing is
 # offered when it does not answer.
 
-_runctl_global_value_opts='--addr --tls-cert --tls-key --ca --server-name --token'
+_runctl_global_value_opts='--addr --tls-cert --tls-key --ca --server-name --token --hosts
+  --parallel --host-timeout --connect-timeout --out-dir'
 _runctl_global_opts="$_runctl_global_value_opts --allow-insecure -v --verbose
   --no-session-cache -h --help --version"
 _runctl_verbs='exec start status logs wait signal stop list image run help'
@@ -42,6 +43,7 @@ _runctl_verb_opts() {
 _runctl_takes_value() {
   case $1 in
   --addr | --tls-cert | --tls-key | --ca | --server-name | --token) return 0 ;;
+  --hosts | --parallel | --host-timeout | --connect-timeout | --out-dir) return 0 ;;
   --env | --workdir | --timeout | --timeout-grace | --tag | --profile | --rootfs | --image | \
     --bind | --net | --hostname | --user | --max-* | -max_*) return 0 ;;
   --tail | --offset | --grace | --state | --limit | --name | --format) return 0 ;;
@@ -108,8 +110,8 @@ _runctl_complete_value() {
   --profile) _runctl_reply 'host default strict' "$cur" ;;
   --net) _runctl_reply 'none host' "$cur" ;;
   --format) _runctl_reply 'auto oci-archive docker-archive rootfs' "$cur" ;;
-  --workdir | --rootfs) _runctl_dirs "$cur" ;;
-  --tls-cert | --tls-key | --ca) _runctl_files "$cur" ;;
+  --workdir | --rootfs | --out-dir) _runctl_dirs "$cur" ;;
+  --tls-cert | --tls-key | --ca | --hosts) _runctl_files "$cur" ;;
   --image) _runctl_reply "$(_runctl_server_words images)" "$cur" ;;
   --addr) _runctl_reply 'unix:/run/runrpc/rund.sock 127.0.0.1:7734 unix: h2c:' "$cur" ;;
   --max-rbps | --max-wbps | --max-riops | --max-wiops) ;;
@@ -150,6 +152,7 @@ _runctl() {
     w=${words[i]}
     if [[ -z $verb ]]; then
       case $w in
+      --hosts | --parallel | --host-timeout | --connect-timeout | --out-dir) ((i++)) ;;
       --addr | --tls-cert | --tls-key | --ca | --server-name | --token)
         if ((i + 1 < cword)); then
           _runctl_conn+=("$w" "${words[i + 1]}")

@@ -385,6 +385,47 @@ int runrpc_signal(runrpc_client *client, const char *job_id, int number, const c
 int runrpc_exec(runrpc_client *client, const runrpc_exec_request *req, runrpc_exit_status *ret_exit,
                 runrpc_error *err);
 
+/* Fan-out: one piece of work done against many rund hosts at once, each on
+ * a connection (and a thread) of its own, at most `parallel` at a time. One
+ * slow or dead host never holds up the others: each host has a deadline
+ * (host_timeout_ms, counted from when its turn comes) that bounds its
+ * connect, its calls and, past it, closes its connection under them. */
+typedef struct runrpc_fanout_host {
+  const char *addr;              /* as for runrpc_connect */
+  const runrpc_options *options; /* TLS files, token, ...; NULL: defaults */
+} runrpc_fanout_host;
+
+typedef struct runrpc_fanout_options {
+  unsigned parallel;        /* hosts worked on at once; 0: RUNRPC_FANOUT_DEFAULT_PARALLEL */
+  uint64_t host_timeout_ms; /* per host, connect included; 0: none */
+} runrpc_fanout_options;
+
+#define RUNRPC_FANOUT_DEFAULT_PARALLEL 32
+#define RUNRPC_FANOUT_MAX_PARALLEL 1024
+
+/* The work for one connected host, called on a worker thread (so it must
+ * only share userdata state under a lock of its own). deadline_ms: the
+ * time left of the host's deadline, for the calls it makes (0: none).
+ * Return 0 on success, -1 with *err filled on failure. */
+typedef int (*runrpc_fanout_fn)(size_t index, runrpc_client *client, uint64_t deadline_ms,
+                                void *userdata, runrpc_error *err);
+
+typedef struct runrpc_fanout_result {
+  int rc;              /* 0: fn succeeded; -1: connect or fn failed (err) */
+  bool connected;      /* the connection was made (fn ran) */
+  bool timed_out;      /* its deadline passed (err is DEADLINE_EXCEEDED) */
+  runrpc_error err;    /* why it failed */
+  uint64_t elapsed_us; /* from its turn to its end */
+} runrpc_fanout_result;
+
+/* Run fn for each of nhosts hosts (opts may be NULL: defaults) and fill
+ * results[i] for hosts[i]. Returns how many hosts failed (0: all
+ * succeeded), or -1 with *err when the fan-out itself could not run (bad
+ * arguments, no threads). */
+int runrpc_fanout(const runrpc_fanout_host *hosts, size_t nhosts, const runrpc_fanout_options *opts,
+                  runrpc_fanout_fn fn, void *userdata, runrpc_fanout_result *results,
+                  runrpc_error *err);
+
 /* Upload an image archive from req->fd to rund, streamed in chunks (needs
  * an admin); the images imported into *ret_images (runrpc_image_list_free). */
 int runrpc_image_import(runrpc_client *client, const runrpc_image_import_request *req,

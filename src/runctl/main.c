@@ -57,6 +57,28 @@ static void print_main_help(void) {
       "                      $XDG_RUNTIME_DIR/runrpc/tls-sessions, else\n"
       "                      $HOME/.cache/runrpc/tls-sessions, so the next runctl resumes\n"
       "                      instead of a full handshake (sessions last at most 1 hour)\n"
+      "\n"
+      "Many hosts at once (exec, start, status and stop):\n"
+      "  --hosts FILE|ADDR,ADDR,...\n"
+      "                      run the command on every host: a file (an existing file,\n"
+      "                      a name without ':', or - for stdin) with one host a line,\n"
+      "                      'ADDR [name=NAME] [ca=F] [cert=F key=F] [token-file=F]\n"
+      "                      [server-name=N] [allow-insecure]' (# comments; relative\n"
+      "                      files from the file's directory; what a line leaves out\n"
+      "                      comes from the options above), or a comma-separated list\n"
+      "                      Output lines come as 'NAME: line' (stdout and stderr kept\n"
+      "                      apart); a row per host on stderr at the end; exit status 0\n"
+      "                      only if every host succeeded (exec: its command exited 0),\n"
+      "                      else 1 (2: usage error or bad hosts file); stdin is not passed\n"
+      "  --parallel N        hosts worked on at once (default 32, at most 1024)\n"
+      "  --host-timeout DUR  give up a host after DUR (connect included; exec's command\n"
+      "                      is then killed); default: none\n"
+      "  --connect-timeout DUR  per host (default 10s)\n"
+      "  --out-dir DIR       each host's output in DIR/NAME.stdout and DIR/NAME.stderr\n"
+      "                      and its row in DIR/NAME.status, instead of prefixed lines\n"
+      "                      status and stop take ID, @FILE (start's 'NAME: ID' lines)\n"
+      "                      or @DIR (start's --out-dir)\n"
+      "\n"
       "  --help              this help; 'runctl help COMMAND' or 'runctl COMMAND --help' for one\n"
       "  --version           print the version\n"
       "\n"
@@ -102,6 +124,11 @@ static int global_value(int argc, char **argv, int *i, runctl_ctx *ctx) {
       {"--ca", &ctx->ca, &ctx->ca_from},
       {"--server-name", &ctx->server_name, NULL},
       {"--token", &ctx->token, NULL},
+      {"--hosts", &ctx->hosts, NULL},
+      {"--parallel", &ctx->parallel, NULL},
+      {"--host-timeout", &ctx->host_timeout, NULL},
+      {"--connect-timeout", &ctx->connect_timeout, NULL},
+      {"--out-dir", &ctx->out_dir, NULL},
       /* the seed client's Go-style spellings */
       {"-addr", &ctx->addr, NULL},
       {"-ca", &ctx->ca, &ctx->ca_from},
@@ -207,6 +234,15 @@ int main(int argc, char **argv) {
   argv[argc] = NULL;
   if (!*ctx.addr)
     return runctl_usage_error(NULL, "empty -addr");
+  if (ctx.hosts)
+    return runctl_fanout_main(&ctx, cmd, argc - i, argv + i);
+  const char *lone = ctx.parallel          ? "--parallel"
+                     : ctx.host_timeout    ? "--host-timeout"
+                     : ctx.connect_timeout ? "--connect-timeout"
+                     : ctx.out_dir         ? "--out-dir"
+                                           : NULL;
+  if (lone)
+    return runctl_usage_error(NULL, "%s goes with --hosts", lone);
   int rc = cmd->run(&ctx, argc - i, argv + i);
   runrpc_close(ctx.client);
   if (fflush(stdout) != 0 || ferror(stdout)) {

@@ -25,7 +25,9 @@ typedef struct runctl_ctx {
   bool no_session_cache; /* --no-session-cache or RUNRPC_NO_SESSION_CACHE=1 */
   /* where tls_cert, tls_key and ca came from ("--ca", "$RUNRPC_CA"), for -v */
   const char *tls_cert_from, *tls_key_from, *ca_from;
-  bool verbose;               /* -v: say on stderr which address and files are used */
+  bool verbose; /* -v: say on stderr which address and files are used */
+  /* --hosts and its flags (fanout.c); strings as given */
+  const char *hosts, *out_dir, *parallel, *host_timeout, *connect_timeout;
   char default_file[3][4096]; /* STATE/tls/{ca.pem,client.pem,client.key} when chosen */
 } runctl_ctx;
 
@@ -47,6 +49,13 @@ int runctl_usage_error(const runctl_ctx *ctx, const char *fmt, ...)
 int runctl_fail(const char *what, const runrpc_error *err, int exit_code);
 /* Print a verb's help on stdout. */
 void runctl_print_help(const runctl_command *cmd);
+/* $XDG_RUNTIME_DIR/runrpc/tls-sessions, else $HOME/.cache/runrpc/tls-sessions,
+ * into buf; NULL if neither is set. */
+const char *runctl_session_cache_dir(char *buf, size_t len);
+/* False for unix: and h2c: addresses. */
+bool runctl_addr_is_tls(const char *addr);
+/* TLS files not given for a TLS ctx->addr: rund's default files when readable. */
+void runctl_tls_defaults(runctl_ctx *ctx);
 /* Connect ctx->client; on failure print the error and return exit_code, else 0. */
 int runctl_connect(runctl_ctx *ctx, int exit_code);
 
@@ -164,6 +173,11 @@ void runctl_oom_note(const char *what, bool has_memory_max, uint64_t memory_max)
 void runctl_timeout_note(const char *what, uint64_t timeout_ms, int signal);
 /* The exit status a shell would report for a finished job, -1 if not finished. */
 int runctl_status_exit(const runrpc_job_status *s);
+/* One line for a job's end: "ID STATE [exit_code=N | signal=N SIGNAME] reason=R" (stop). */
+void runctl_status_line(const runrpc_job_status *st, char *buf, size_t len);
+/* runctl --hosts: the verb on every host at once (fanout.c). */
+int runctl_fanout_main(runctl_ctx *ctx, const runctl_command *cmd, int argc, char **argv);
+
 /* Write to stdout/stderr; on EPIPE die by SIGPIPE quietly like any command. */
 void runctl_write_or_die(int fd, const void *buf, size_t len);
 /* Error came from writing our own output to a closed pipe: die quietly. */

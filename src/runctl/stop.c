@@ -38,17 +38,25 @@ static int stop_run(runctl_ctx *ctx, int argc, char **argv) {
     snprintf(what, sizeof what, "stop %s", id);
     return runctl_fail(what, &err, RUNCTL_EXIT_FAILURE);
   }
-  /* one line: ID STATE, then how it ended */
-  printf("%s %s", st.job_id, runrpc_job_state_name(st.state));
-  if (st.state == RUNRPC_JOB_EXITED)
-    printf(" exit_code=%d", st.exit_code);
-  if (st.state == RUNRPC_JOB_KILLED) {
-    const char *name = runctl_signal_name(st.signal);
-    printf(" signal=%d%s%s", st.signal, name ? " SIG" : "", name ? name : "");
-  }
-  printf(" reason=%s\n", st.reason && *st.reason ? st.reason : "-");
+  char line[256];
+  runctl_status_line(&st, line, sizeof line);
+  printf("%s\n", line);
   runrpc_job_status_free(&st);
   return 0;
+}
+
+void runctl_status_line(const runrpc_job_status *st, char *buf, size_t len) {
+  /* ID STATE, then how it ended */
+  size_t n = (size_t)snprintf(buf, len, "%s %s", st->job_id, runrpc_job_state_name(st->state));
+  if (n < len && st->state == RUNRPC_JOB_EXITED)
+    n += (size_t)snprintf(buf + n, len - n, " exit_code=%d", st->exit_code);
+  if (n < len && st->state == RUNRPC_JOB_KILLED) {
+    const char *name = runctl_signal_name(st->signal);
+    n += (size_t)snprintf(buf + n, len - n, " signal=%d%s%s", st->signal, name ? " SIG" : "",
+                          name ? name : "");
+  }
+  if (n < len)
+    snprintf(buf + n, len - n, " reason=%.64s", st->reason && *st->reason ? st->reason : "-");
 }
 
 const runctl_command runctl_cmd_stop = {

@@ -43,7 +43,7 @@ void runctl_print_help(const runctl_command *cmd) {
 
 /* $XDG_RUNTIME_DIR/runrpc/tls-sessions, else $HOME/.cache/runrpc/tls-sessions
  * (absolute paths only, as XDG says), into buf; NULL if neither is set. */
-static const char *session_cache_dir(char *buf, size_t len) {
+const char *runctl_session_cache_dir(char *buf, size_t len) {
   const char *xdg = getenv("XDG_RUNTIME_DIR"), *home = getenv("HOME");
   int n = -1;
   if (xdg && xdg[0] == '/')
@@ -53,7 +53,7 @@ static const char *session_cache_dir(char *buf, size_t len) {
   return n > 0 && (size_t)n < len ? buf : NULL;
 }
 
-static bool runctl_addr_is_tls(const char *addr) {
+bool runctl_addr_is_tls(const char *addr) {
   return strncmp(addr, "unix:", 5) != 0 && strncmp(addr, "h2c:", 4) != 0;
 }
 
@@ -71,7 +71,7 @@ static const char *runctl_default_file(const char *name, char *buf, size_t len) 
 
 /* TLS files not given by flag or env: rund's embedded-default files, when
  * this user can read them. Only runctl chooses them, never the library. */
-static void runctl_tls_defaults(runctl_ctx *ctx) {
+void runctl_tls_defaults(runctl_ctx *ctx) {
   static const char from[] = "default";
   if (!runctl_addr_is_tls(ctx->addr))
     return;
@@ -142,7 +142,7 @@ int runctl_connect(runctl_ctx *ctx, int exit_code) {
   o.token = ctx->token;
   o.allow_insecure = ctx->allow_insecure;
   if (!ctx->no_session_cache)
-    o.tls_session_cache_dir = session_cache_dir(cache, sizeof cache);
+    o.tls_session_cache_dir = runctl_session_cache_dir(cache, sizeof cache);
   if (runrpc_connect(ctx->addr, &o, &ctx->client, &err) < 0)
     return runctl_fail("connect", &err, exit_code);
   if (ctx->verbose && runctl_addr_is_tls(ctx->addr)) {

@@ -15,7 +15,7 @@ set -eu
 cd "$(dirname "$0")/.."
 root=$(pwd)
 dir=${FUZZ_BUILD_DIR:-build-fuzz}
-targets="h2_server request job_json tokens secrets_acl cert_san runctl_flags spec_json sandbox_params image_layer image_json rund_config"
+targets="h2_server request job_json tokens secrets_acl cert_san runctl_flags spec_json sandbox_params image_layer image_json image_user rund_config"
 
 have_libfuzzer() {
   command -v clang >/dev/null 2>&1 || return 1

@@ -98,17 +98,27 @@ void img_uploads_sweep(img_store *s);
 int img_rmtree_at(int dirfd, const char *name);
 
 /* The ids an image's config User names, resolved inside the image's root. */
+#define IMG_USER_MAX_GROUPS 256 /* the sandbox's SB_MAX_GROUPS */
 typedef struct img_user {
   uint32_t uid, gid;
+  uint32_t groups[IMG_USER_MAX_GROUPS]; /* supplementary, gid first, no repeats */
+  size_t ngroups;
   char name[64];   /* its passwd name ("" when passwd does not list it) */
   char home[256];  /* its passwd home ("/" when not listed) */
   char shell[256]; /* its passwd shell ("" when not listed) */
 } img_user;
 /* Resolve spec (NAME, UID, NAME:GROUP, UID:GID, ...) as docker does: names
  * through etc/passwd and etc/group of the root rootfd (symlinks resolved
- * inside it); a uid passwd does not list gets gid 0. FAILED_PRECONDITION
- * naming the user or group when the image does not know it. */
+ * inside it); a uid passwd does not list gets gid 0. Groups as podman's: a
+ * user passwd knows, given with no group, gets its gid and the groups
+ * etc/group lists it in; else the gid alone. FAILED_PRECONDITION naming the
+ * user or group when the image does not know it (or the user is in more
+ * than IMG_USER_MAX_GROUPS groups). */
 int img_user_resolve(int rootfd, const char *spec, img_user *ret, rr_err *e);
+/* The gids of every etc/group line of text (changed in place) that lists
+ * name as a member added to u's groups (lines over 64 KiB or with a bad
+ * gid skipped). FAILED_PRECONDITION when they would be too many. */
+int img_user_groups_add(char *text, const char *name, img_user *u, rr_err *e);
 
 /* Merge the layers hexes (bottom first) into the empty directory dstfd,
  * whiteouts applied as overlayfs would: the root of a command where

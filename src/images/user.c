@@ -2,7 +2,11 @@
  * "NAME:GROUP", "UID:GID" (and mixes), names looked up in the image's own
  * etc/passwd and etc/group, read from its root with openat2
  * (RESOLVE_IN_ROOT: an image's symlinks resolve inside it). A numeric user
- * that passwd does not list is that uid with gid 0 and home "/". */
+ * that passwd does not list is that uid with gid 0 and home "/". The
+ * supplementary groups are podman's (measured with podman 4.3 + runc): a
+ * user named or found in passwd, with no group given, gets its primary gid
+ * and every group of etc/group that lists its name; any other form only the
+ * one gid it runs with. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -16,7 +20,8 @@
 #include "common/util.h"
 #include "images/images.h"
 
-#define USER_FILE_MAX (4u << 20) /* a passwd or group file larger is refused */
+#define USER_FILE_MAX (4u << 20)  /* a passwd or group file larger is refused */
+#define USER_LINE_MAX (64u << 10) /* a group line longer is skipped (never matches) */
 
 /* The whole file path of the root (NULL in *ret when it does not exist). */
 static int user_file_read(int rootfd, const char *path, char **ret, rr_err *e) {
@@ -86,14 +91,15 @@ static size_t user_fields(char *line, char **f, size_t max) {
 }
 
 /* The passwd entry whose name is name (or, when by_uid, whose uid is uid):
- * its fields into ret. true when found. */
+ * its fields into ret, its whole name (in text) into *ret_name. true when
+ * found. */
 static bool passwd_find(char *text, const char *name, size_t nlen, bool by_uid, uint32_t uid,
-                        img_user *ret) {
+                        img_user *ret, const char **ret_name) {
   for (char *line = text; line && *line;) {
     char *next = strchr(line, '\n');
     if (next)
       *next++ = 0;
-    char *f[7];
+    char *f[7] = {0}; /* a short line leaves the last ones NULL */
     uint32_t u, g;
     if (user_fields(line, f, 7) >= 4 && user_id_parse(f[2], strlen(f[2]), &u) &&
         user_id_parse(f[3], strlen(f[3]), &g) &&
@@ -101,6 +107,7 @@ static bool passwd_find(char *text, const char *name, size_t nlen, bool by_uid, 
       ret->uid = u;
       ret->gid = g;
       snprintf(ret->name, sizeof ret->name, "%s", f[0]);
+      *ret_name = f[0];
       snprintf(ret->home, sizeof ret->home, "%s", f[5] && *f[5] ? f[5] : "/");
       snprintf(ret->shell, sizeof ret->shell, "%s", f[6] ? f[6] : "");
       return true;
@@ -124,6 +131,43 @@ static bool group_find(char *text, const char *name, size_t nlen, uint32_t *gid)
   return false;
 }
 
+/* gid added to u's groups unless there; false when they are full. */
+static bool user_group_add(img_user *u, uint32_t gid) {
+  for (size_t i = 0; i < u->ngroups; i++)
+    if (u->groups[i] == gid)
+      return true;
+  if (u->ngroups == IMG_USER_MAX_GROUPS)
+    return false;
+  u->groups[u->ngroups++] = gid;
+  return true;
+}
+
+int img_user_groups_add(char *text, const char *name, img_user *u, rr_err *e) {
+  size_t nlen = strlen(name);
+  for (char *line = text; nlen && line && *line;) {
+    char *next = strchr(line, '\n');
+    if (next)
+      *next++ = 0;
+    char *f[4];
+    uint32_t gid;
+    if ((next ? (size_t)(next - line) : strlen(line)) <= USER_LINE_MAX &&
+        user_fields(line, f, 4) == 4 && user_id_parse(f[2], strlen(f[2]), &gid))
+      for (char *m = f[3], *end; m; m = end ? end + 1 : NULL) {
+        end = strchr(m, ',');
+        size_t mlen = end ? (size_t)(end - m) : strlen(m);
+        if (mlen == nlen && !strncmp(m, name, nlen)) {
+          if (!user_group_add(u, gid))
+            return rr_err_set(e, RR_FAILED_PRECONDITION,
+                              "user \"%.64s\" is in more than %d groups of the image's /etc/group",
+                              name, IMG_USER_MAX_GROUPS);
+          break;
+        }
+      }
+    line = next;
+  }
+  return 0;
+}
+
 int img_user_resolve(int rootfd, const char *spec, img_user *ret, rr_err *e) {
   *ret = (img_user){.home = "/"};
   const char *colon = strchr(spec, ':');
@@ -137,13 +181,13 @@ int img_user_resolve(int rootfd, const char *spec, img_user *ret, rr_err *e) {
   uint32_t uid;
   bool numeric = user_id_parse(spec, ulen, &uid);
   bool found = false;
-  if (passwd) { /* a name first (docker's order), then a uid */
-    _cleanup_free_ char *copy = strdup(passwd);
-    if (!copy)
-      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
-    found = passwd_find(copy, spec, ulen, false, 0, ret) ||
-            (numeric && passwd_find(passwd, NULL, 0, true, uid, ret));
-  }
+  const char *name = NULL; /* in passwd, whole (ret->name may be cut) */
+  _cleanup_free_ char *copy = passwd ? strdup(passwd) : NULL;
+  if (passwd && !copy)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  if (passwd) /* a name first (docker's order), then a uid */
+    found = passwd_find(copy, spec, ulen, false, 0, ret, &name) ||
+            (numeric && passwd_find(passwd, NULL, 0, true, uid, ret, &name));
   if (!found) {
     if (!numeric)
       return rr_err_set(e, RR_FAILED_PRECONDITION,
@@ -152,17 +196,22 @@ int img_user_resolve(int rootfd, const char *spec, img_user *ret, rr_err *e) {
     ret->uid = uid;
     ret->gid = 0;
   }
-  if (!colon)
+  _cleanup_free_ char *groups = NULL;
+  if ((colon || found) && user_file_read(rootfd, "etc/group", &groups, e) < 0)
+    return rr_err_wrap(e, "User \"%.100s\"", spec);
+  if (!colon) { /* docker's implicit form: the user's groups when passwd knows it */
+    ret->groups[ret->ngroups++] = ret->gid;
+    if (found && groups && img_user_groups_add(groups, name, ret, e) < 0)
+      return rr_err_wrap(e, "User \"%.100s\"", spec);
     return 0;
+  }
   const char *group = colon + 1;
   size_t glen = strlen(group);
-  _cleanup_free_ char *groups = NULL;
-  if (user_file_read(rootfd, "etc/group", &groups, e) < 0)
-    return rr_err_wrap(e, "User \"%.100s\"", spec);
-  if (groups && group_find(groups, group, glen, &ret->gid))
+  if ((groups && group_find(groups, group, glen, &ret->gid)) ||
+      user_id_parse(group, glen, &ret->gid)) {
+    ret->groups[ret->ngroups++] = ret->gid;
     return 0;
-  if (user_id_parse(group, glen, &ret->gid))
-    return 0;
+  }
   return rr_err_set(e, RR_FAILED_PRECONDITION,
                     "User \"%.100s\": no group \"%.100s\" in the image's /etc/group%s", spec, group,
                     groups ? "" : " (it has none)");

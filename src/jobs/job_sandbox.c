@@ -68,6 +68,8 @@ int job_sandbox_spawn_tty(const job_sandbox *sb, const cg_limits *limits, const 
       .has_user = sb->has_user,
       .uid = sb->uid,
       .gid = sb->gid,
+      .groups = sb->groups,
+      .ngroups = sb->ngroups,
       .host_uid = o->ids ? o->ids->uid : geteuid(),
       .host_gid = o->ids ? o->ids->gid : getegid(),
       .host_groups = o->ids ? o->ids->groups : NULL,

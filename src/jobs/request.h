@@ -36,6 +36,8 @@ typedef struct job_sandbox {
   char *hostname; /* NULL: the profile's */
   bool has_user;  /* ids inside the sandbox */
   uint32_t uid, gid;
+  uint32_t *groups; /* supplementary groups inside (an image's user); NULL: gid alone */
+  size_t ngroups;
   /* rund's check of rootfs and binds kept (sb_binds_open): fds[0] the
    * rootfs (-1 without), fds[1 + i] binds[i]; what the sandbox mounts,
    * closed once it has. NULL: none (not checked, or a job.json). */

@@ -24,6 +24,7 @@ void job_sandbox_free(job_sandbox *s) {
   }
   free(s->binds);
   free(s->hostname);
+  free(s->groups);
   job_sandbox_close_fds(s);
   free(s->fds);
   memset(s, 0, sizeof *s);

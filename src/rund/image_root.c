@@ -216,6 +216,11 @@ static int root_user(prepared *p, json_object *config, int rootfd, rr_err *e) {
   s->has_user = true;
   s->uid = u.uid;
   s->gid = u.gid;
+  free(s->groups);
+  if (!(s->groups = malloc(u.ngroups * sizeof *s->groups)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  memcpy(s->groups, u.groups, u.ngroups * sizeof *s->groups);
+  s->ngroups = u.ngroups;
   if (!prepare_sandbox_user_allowed(s, &p->id, p->run_as ? &p->ids : NULL))
     return rr_err_set(e, RR_PERMISSION_DENIED,
                       "sandbox.image: image \"%s\" runs as User \"%s\" (%u:%u): inside a %s "

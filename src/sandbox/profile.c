@@ -437,9 +437,10 @@ static int params_check(sb_profile p, const sb_params *pa, rr_err *e) {
     return rr_err_set(e, RR_INVALID_ARGUMENT, "net: unknown mode %d", (int)pa->net);
   if (pa->hostname && sb_hostname_check(pa->hostname, "hostname", e) < 0)
     return -1;
-  if (pa->nhost_groups > SB_MAX_GROUPS)
-    return rr_err_set(e, RR_INVALID_ARGUMENT, "host_groups: %zu groups (at most %d)",
-                      pa->nhost_groups, SB_MAX_GROUPS);
+  if (pa->nhost_groups > SB_MAX_GROUPS || pa->ngroups > SB_MAX_GROUPS)
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "%s: %zu groups (at most %d)",
+                      pa->ngroups > SB_MAX_GROUPS ? "groups" : "host_groups",
+                      pa->ngroups > SB_MAX_GROUPS ? pa->ngroups : pa->nhost_groups, SB_MAX_GROUPS);
   if (pa->limits && cg_limits_validate(pa->limits, e) < 0)
     return -1;
   return 0;
@@ -452,8 +453,15 @@ static int ids_build(sb_spec *s, sb_profile p, const sb_params *pa, rr_err *e) {
   if (p != SB_PROFILE_STRICT && !pa->rootless) {
     for (size_t i = 0; !pa->has_user && i < pa->nhost_groups; i++)
       pr->additional_gids[pr->ngids++] = (uint32_t)pa->host_groups[i];
+    for (size_t i = 0; pa->has_user && i < pa->ngroups; i++)
+      pr->additional_gids[pr->ngids++] = pa->groups[i];
+    if (pa->has_user && !pa->ngroups) /* as docker's UID:GID: the gid alone */
+      pr->additional_gids[pr->ngids++] = pr->gid;
     return 0;
   }
+  /* one id of each kind is mapped: the gid is the only group there can be */
+  if (pa->has_user)
+    pr->additional_gids[pr->ngids++] = pr->gid;
   s->uid_maps = calloc(1, sizeof *s->uid_maps);
   s->gid_maps = calloc(1, sizeof *s->gid_maps);
   if (!s->uid_maps || !s->gid_maps)

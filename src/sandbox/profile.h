@@ -56,6 +56,8 @@ typedef struct sb_params {
   const char *hostname; /* NULL: "runrpc" */
   bool has_user;        /* uid/gid inside; else the caller's host ids (host_uid/gid) */
   uint32_t uid, gid;
+  const uint32_t *groups; /* with has_user: supplementary groups inside (NULL: gid alone) */
+  size_t ngroups;
   uid_t host_uid; /* the caller as rund runs it on the host (run-as) */
   gid_t host_gid;
   const gid_t *host_groups;

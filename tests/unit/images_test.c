@@ -336,7 +336,18 @@ static void test_user_resolve(void **state) {
   write_file_at(real, "passwd",
                 "root:x:0:0:root:/root:/bin/sh\nbroken line\napp:x:1000:1001:App:/home/app:"
                 "/bin/ash\nnohome:x:1002:1002::\n");
-  write_file_at(real, "group", "root:x:0:\nstaff:x:50:app\nbad:x:zz:\n");
+  /* groups listing app: staff and wheel; a repeat of 50 and of its own gid,
+   * a too long line, near names, a line without members, a bad gid */
+  size_t longn = 70 * 1024;
+  char *group = malloc(longn + 512);
+  assert_non_null(group);
+  int gl = snprintf(group, 512,
+                    "root:x:0:\nstaff:x:50:app\nbad:x:zz:app\nwheel:x:10:root,app\ndup:x:50:app\n"
+                    "own:x:1001:app\nnear:x:88:apps,xapp,ap\nshort:x:99\nlong:x:77:");
+  memset(group + gl, 'a', longn);
+  snprintf(group + gl + longn, 512, ",app\n");
+  write_file_at(real, "group", group);
+  free(group);
   int fd = open(root, O_PATH | O_DIRECTORY);
   assert_true(fd >= 0);
   img_user u;
@@ -347,19 +358,37 @@ static void test_user_resolve(void **state) {
   assert_string_equal(u.name, "app");
   assert_string_equal(u.home, "/home/app");
   assert_string_equal(u.shell, "/bin/ash");
+  assert_int_equal(u.ngroups, 3); /* podman's: its gid, then the groups listing it */
+  assert_int_equal(u.groups[0], 1001);
+  assert_int_equal(u.groups[1], 50);
+  assert_int_equal(u.groups[2], 10);
   assert_int_equal(img_user_resolve(fd, "1000", &u, &e), 0); /* a listed uid: its entry */
   assert_int_equal(u.gid, 1001);
   assert_string_equal(u.name, "app");
+  assert_int_equal(u.ngroups, 3);
+  assert_int_equal(img_user_resolve(fd, "root", &u, &e), 0);
+  assert_int_equal(u.ngroups, 2);
+  assert_int_equal(u.groups[0], 0);
+  assert_int_equal(u.groups[1], 10);
   assert_int_equal(img_user_resolve(fd, "4242", &u, &e), 0); /* unlisted: gid 0, home / */
   assert_int_equal(u.uid, 4242);
   assert_int_equal(u.gid, 0);
   assert_string_equal(u.home, "/");
   assert_string_equal(u.name, "");
-  assert_int_equal(img_user_resolve(fd, "app:staff", &u, &e), 0);
+  assert_int_equal(u.ngroups, 1);
+  assert_int_equal(u.groups[0], 0);
+  assert_int_equal(img_user_resolve(fd, "app:staff", &u, &e), 0); /* a group given: it alone */
   assert_int_equal(u.uid, 1000);
   assert_int_equal(u.gid, 50);
+  assert_int_equal(u.ngroups, 1);
+  assert_int_equal(u.groups[0], 50);
+  assert_int_equal(img_user_resolve(fd, "app:1001", &u, &e), 0);
+  assert_int_equal(u.ngroups, 1);
+  assert_int_equal(u.groups[0], 1001);
   assert_int_equal(img_user_resolve(fd, "4242:77", &u, &e), 0);
   assert_int_equal(u.gid, 77);
+  assert_int_equal(u.ngroups, 1);
+  assert_int_equal(u.groups[0], 77);
   assert_int_equal(img_user_resolve(fd, "nohome", &u, &e), 0);
   assert_string_equal(u.home, "/");
   assert_int_equal(img_user_resolve(fd, "nosuch", &u, &e), -1);
@@ -388,8 +417,34 @@ static void test_user_resolve(void **state) {
   close(fd);
 }
 
+/* A user in more groups than a process may get is refused, not cut. */
+static void test_user_groups_bounded(void **state) {
+  (void)state;
+  size_t n = IMG_USER_MAX_GROUPS, cap = n * 32 + 1, len = 0; /* and the gid: one too many */
+  char *text = malloc(cap);
+  assert_non_null(text);
+  for (size_t i = 0; i < n; i++)
+    len += (size_t)snprintf(text + len, cap - len, "g%zu:x:%zu:x,app\n", i, 2000 + i);
+  img_user u = {.groups = {7}, .ngroups = 1};
+  rr_err e = {0};
+  char *copy = strdup(text);
+  assert_int_equal(img_user_groups_add(copy, "app", &u, &e), -1);
+  assert_int_equal(e.code, RR_FAILED_PRECONDITION);
+  assert_non_null(strstr(e.msg, "more than 256 groups"));
+  free(copy);
+  /* one fewer fits */
+  u = (img_user){.groups = {7}, .ngroups = 1};
+  *strrchr(text, 'g') = 0; /* drops the last line */
+  rr_err_clear(&e);
+  assert_int_equal(img_user_groups_add(text, "app", &u, &e), 0);
+  assert_int_equal(u.ngroups, IMG_USER_MAX_GROUPS);
+  assert_int_equal(u.groups[1], 2000);
+  free(text);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_user_groups_bounded),
       cmocka_unit_test(test_ref_parse),
       cmocka_unit_test(test_path_clean),
       cmocka_unit_test_setup_teardown(test_import_tree, setup, teardown),

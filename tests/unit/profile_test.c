@@ -460,10 +460,29 @@ static void test_default(void **state) {
   assert_false(s->root_readonly);
   assert_int_equal(s->nmounts, 7);
   assert_int_equal(s->process.uid, 0);
-  assert_int_equal(s->process.ngids, 0);
+  assert_int_equal(s->process.ngids, 1); /* docker's UID:GID: the gid alone, not rund's */
+  assert_int_equal(s->process.additional_gids[0], 0);
   assert_string_equal(s->hostname, "build-1.example");
   assert_round_trip(s);
   sb_spec_free(s);
+  /* an image user's groups, as given */
+  const uint32_t image_groups[] = {1001, 50, 10};
+  pa.uid = 1000;
+  pa.gid = 1001;
+  pa.groups = image_groups;
+  pa.ngroups = 3;
+  s = make(SB_PROFILE_DEFAULT, &pa);
+  assert_int_equal(s->process.ngids, 3);
+  assert_int_equal(s->process.additional_gids[0], 1001);
+  assert_int_equal(s->process.additional_gids[2], 10);
+  assert_round_trip(s);
+  sb_spec_free(s);
+  pa.ngroups = SB_MAX_GROUPS + 1;
+  sb_spec *bad = NULL;
+  rr_err e = {0};
+  assert_int_equal(sb_spec_for_profile(SB_PROFILE_DEFAULT, &pa, &bad, &e), -1);
+  assert_int_equal(e.code, RR_INVALID_ARGUMENT);
+  assert_non_null(strstr(e.msg, "groups: 257 groups"));
 }
 
 static void test_strict(void **state) {
@@ -527,6 +546,8 @@ static void test_strict(void **state) {
   assert_int_equal(s->process.uid, 500);
   assert_int_equal(s->uid_maps[0].container_id, 500);
   assert_int_equal(s->gid_maps[0].container_id, 501);
+  assert_int_equal(s->process.ngids, 1); /* the one mapped gid is its only group */
+  assert_int_equal(s->process.additional_gids[0], 501);
   assert_int_equal(s->uid_maps[0].host_id, 65534);
   assert_true(s->root_readonly); /* even a request's rootfs */
   sb_spec_free(s);

@@ -5,7 +5,7 @@ _rund_opts='--config --listen --state-dir --max-log-bytes --log-level --fsync --
   --client-ca --tls12 --token-file --allow-insecure-tokens --admin --secrets-dir --retention
   --no-cgroups --quota-running --quota-jobs --quota-followers --fd-reserve --default-profile
   --min-profile --bind-allow --image-roots --idle-timeout --max-connections
-  --max-conns-per-peer --metrics --help --version'
+  --max-conns-per-peer --metrics --audit-log --help --version'
 _rund_subcommands='certs tokens secrets image'
 
 # The verbs of SUBCOMMAND.
@@ -42,7 +42,7 @@ _rund_sub_opts() {
 
 _rund_takes_value() {
   case $1 in
-  --config | --metrics | --listen | --state-dir | --max-log-bytes | --log-level | --tls-cert | \
+  --config | --metrics | --audit-log | --listen | --state-dir | --max-log-bytes | --log-level | --tls-cert | \
     --tls-key | --client-ca | \
     --token-file | --admin | --secrets-dir | --retention | --quota-running | --quota-jobs | \
     --quota-followers | --fd-reserve | --default-profile | --min-profile | --bind-allow | \
@@ -88,6 +88,11 @@ _rund_value() {
     COMPREPLY+=($(compgen -W none -- "$cur"))
     ;;
   --metrics) _rund_reply '127.0.0.1:9734' "$cur" ;;
+  --audit-log)
+    _rund_files -f "$cur"
+    # shellcheck disable=SC2207
+    COMPREPLY+=($(compgen -W stderr -- "$cur"))
+    ;;
   *) COMPREPLY=() ;;
   esac
 }

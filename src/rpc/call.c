@@ -64,6 +64,7 @@ void rpc_call_destroy(rpc_call *c) {
   rpc_md_free(c->out_md, c->nout_md);
   rpc_md_free(c->trail_md, c->ntrail_md);
   free(c->status_msg);
+  free(c->note);
   free(c->path);
   free(c);
 }
@@ -373,6 +374,9 @@ static void call_deliver_messages(rpc_call *c) {
       return;
     }
     c->engaged = true;
+    rpc_server *s = c->conn->srv;
+    if (s->call_message)
+      s->call_message(s->call_message_data, c, msg, false);
     m->on_message(c, msg);
   }
 }

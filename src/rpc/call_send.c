@@ -283,6 +283,9 @@ int rpc_call_send(rpc_call *c, const ProtobufCMessage *msg, rr_err *e) {
   *b = (rpc_buf){.len = RPC_PREFIX_LEN + size};
   rpc_wire_put_prefix(b->data, false, (uint32_t)size);
   protobuf_c_message_pack(msg, b->data + RPC_PREFIX_LEN);
+  rpc_server *s = c->conn->srv;
+  if (s->call_message)
+    s->call_message(s->call_message_data, c, msg, true);
   return call_queue(c, b, e);
 }
 

@@ -113,6 +113,8 @@ struct rpc_call {
   bool close_pending;
   rpc_close_reason close_reason;
   bool writable_pending;
+  char *note; /* rpc_call_note_append: kept for call_end, freed after it */
+  size_t note_len;
 };
 
 typedef struct rpc_listener {
@@ -172,6 +174,8 @@ struct rpc_server {
   rpc_server_config cfg;
   rpc_call_end_fn call_end; /* rpc_server_set_call_end */
   void *call_end_data;
+  rpc_call_message_fn call_message; /* rpc_server_set_call_message */
+  void *call_message_data;
   rpc_method **methods;
   size_t nmethods;
   char **services; /* sorted, distinct */

@@ -241,6 +241,26 @@ void rpc_server_set_call_end(rpc_server *s, rpc_call_end_fn fn, void *data) {
   s->call_end_data = data;
 }
 
+void rpc_server_set_call_message(rpc_server *s, rpc_call_message_fn fn, void *data) {
+  s->call_message = fn;
+  s->call_message_data = data;
+}
+
+int rpc_call_note_append(rpc_call *c, const char *text, size_t len) {
+  if (len > RPC_CALL_NOTE_MAX || c->note_len + len > RPC_CALL_NOTE_MAX)
+    return -1;
+  char *n = realloc(c->note, c->note_len + len + 1);
+  if (!n)
+    return -1;
+  memcpy(n + c->note_len, text, len);
+  c->note_len += len;
+  n[c->note_len] = '\0';
+  c->note = n;
+  return 0;
+}
+
+const char *rpc_call_note(const rpc_call *c) { return c->note; }
+
 void rpc_server_set_conn_log(rpc_server *s, rpc_server_conn_log_fn fn, void *data) {
   s->conn_log = fn;
   s->conn_log_data = data;

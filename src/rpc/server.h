@@ -148,6 +148,18 @@ bool rpc_server_has_method(const rpc_server *s, const char *path);
  * valid (path, peer, data) but nothing may be sent on it. */
 typedef void (*rpc_call_end_fn)(void *data, const rpc_call *c, int code, uint64_t duration_us);
 void rpc_server_set_call_end(rpc_server *s, rpc_call_end_fn fn, void *data);
+/* Told of each request message as it is decoded, before its handler gets
+ * it, and of each message rpc_call_send queues (response true); not of
+ * rpc_call_send_bytes' output. For an audit log: msg is only lent. */
+typedef void (*rpc_call_message_fn)(void *data, rpc_call *c, const ProtobufCMessage *msg,
+                                    bool response);
+void rpc_server_set_call_message(rpc_server *s, rpc_call_message_fn fn, void *data);
+/* Text an observer keeps with a call until call_end has seen it (then it
+ * is freed): appended, at most RPC_CALL_NOTE_MAX bytes in all (-1 past it
+ * or out of memory, the note unchanged). rpc_call_note is NULL until set. */
+#define RPC_CALL_NOTE_MAX (64u * 1024u)
+int rpc_call_note_append(rpc_call *c, const char *text, size_t len);
+const char *rpc_call_note(const rpc_call *c);
 /* Connection-level events the daemon should log (TLS handshake refused,
  * connection limit hit...): peer is printable, what is one sentence. */
 typedef void (*rpc_server_conn_log_fn)(void *data, const char *peer, const char *what);

@@ -45,6 +45,10 @@ static void rund_on_signal(loop *l, int fd, uint32_t events, void *data) {
         rr_info(
             "config reloaded", "file=%s",
             rr_log_quote(q, sizeof q, rund_cmdline.opts->config ? rund_cmdline.opts->config : ""));
+      /* reopened even when unchanged: logrotate renamed the old file */
+      if (rund_audit_apply(ctx, rund_cmdline.opts->audit_log, &e) < 0)
+        rr_warn("audit log not reopened: the old one stays", "error=%s",
+                rr_log_quote(q, sizeof q, e.msg));
       if (rund_tokens_reload(ctx, &e) < 0)
         rr_warn("token file not reloaded", "error=%s", rr_log_quote(q, sizeof q, e.msg));
       else
@@ -246,6 +250,11 @@ int main(int argc, char **argv) {
     rund_fail("cannot serve metrics", &e);
     goto out;
   }
+  if (o.audit_log && rund_audit_apply(&ctx, o.audit_log, &e) < 0) {
+    rund_fail("cannot write the audit log", &e);
+    goto out;
+  }
+  rpc_server_set_call_end(ctx.server, rund_call_end, &ctx);
   rund_sd_notify("READY=1\nSTATUS=serving");
   rund_sd_watchdog_start(ctx.l);
   if (loop_run(ctx.l, &e) < 0) {
@@ -265,8 +274,11 @@ out:
       rr_info("leaving running jobs; the next rund adopts them", "running=%zu", running);
     free(v);
   }
-  rund_metrics_free(&ctx);
+  /* calls the shutdown cancelled end in here: still counted and audited */
   rpc_server_free(ctx.server);
+  ctx.server = NULL;
+  rund_audit_free(&ctx);
+  rund_metrics_free(&ctx);
   health_free(h);
   /* unwatches the jobs: before the table goes */
   quota_free(ctx.quota);

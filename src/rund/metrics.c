@@ -94,8 +94,8 @@ static method_stats *method_find(rund_metrics *m, const char *path) {
   return &m->methods[METRICS_MAX_METHODS];
 }
 
-static void metrics_on_call_end(void *data, const rpc_call *c, int code, uint64_t us) {
-  rund_metrics *m = data;
+void rund_metrics_call_end(rund_ctx *ctx, const rpc_call *c, int code, uint64_t us) {
+  rund_metrics *m = ctx->metrics;
   method_stats *s = method_find(m, rpc_call_path(c));
   s->codes[code >= 0 && code < METRICS_CODES ? code : RR_UNKNOWN]++;
   histogram_observe(&s->latency, us);
@@ -482,7 +482,6 @@ int rund_metrics_open(rund_ctx *ctx, const char *addr, rr_err *e) {
                                        : ((struct sockaddr_in *)&ss)->sin_port);
   snprintf(m->addr, sizeof m->addr, ss.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, p);
   ctx->metrics = m;
-  rpc_server_set_call_end(ctx->server, metrics_on_call_end, m);
   char q[256];
   rr_info("metrics", "addr=%s path=/metrics", rr_log_quote(q, sizeof q, m->addr));
   if (!loopback)
@@ -503,8 +502,6 @@ void rund_metrics_free(rund_ctx *ctx) {
   close(m->fd);
   for (size_t i = 0; i < m->nmethods; i++)
     free(m->methods[i].path);
-  if (ctx->server)
-    rpc_server_set_call_end(ctx->server, NULL, NULL);
   free(m);
   ctx->metrics = NULL;
 }

@@ -25,6 +25,7 @@ static void rund_usage(FILE *f) {
       "            [--quota-running N] [--quota-jobs N] [--quota-followers N] [--fd-reserve N]\n"
       "            [--default-profile P] [--min-profile P] [--bind-allow DIR]...\n"
       "            [--image-roots auto|overlay|copy] [--metrics HOST:PORT]\n"
+      "            [--audit-log PATH|stderr]\n"
       "       rund certs issue NAME --san KIND:VALUE... [--days N] [--out DIR] [--state-dir "
       "DIR]\n"
       "       rund certs init|server [--san KIND:VALUE]... [--state-dir DIR]\n"
@@ -101,14 +102,19 @@ static void rund_usage(FILE *f) {
       "                       admins exempt; default 256\n"
       "  --metrics HOST:PORT  serve Prometheus metrics (plain HTTP GET /metrics, no\n"
       "                       authentication: keep it on loopback); default off\n"
+      "  --audit-log PATH|stderr\n"
+      "                       one line per call (identity, method, job, argv of\n"
+      "                       Start/Exec, code, duration; never env values or\n"
+      "                       tokens) appended to PATH (0600, reopened on SIGHUP)\n"
+      "                       or written to stderr (the journal); default off\n"
       "  --help, --version\n"
       "\n"
       "Signals: SIGTERM/SIGINT stop rund (running jobs keep running; the next rund\n"
       "adopts them with their exit status, which rund-waiter records); SIGHUP\n"
-      "reloads the config file and the token file; SIGUSR2 restarts rund in place (re-executes the "
-      "file\n"
-      "it was started from, e.g. after an upgrade, keeping its pid): running jobs\n"
-      "stay its children; connections drop and Exec commands end.\n"
+      "reloads the config file and the token file and reopens the audit log;\n"
+      "SIGUSR2 restarts rund in place (re-executes the file it was started from,\n"
+      "e.g. after an upgrade, keeping its pid): running jobs stay its children;\n"
+      "connections drop and Exec commands end.\n"
       "\n"
       "systemd: with sockets passed (LISTEN_FDS, rund.socket) rund serves those\n"
       "instead of --listen: unix sockets by peer credentials, TCP ones with TLS\n"
@@ -226,6 +232,7 @@ enum {
   O_BINDALLOW,
   O_IMAGEROOTS,
   O_METRICS,
+  O_AUDIT,
   O_CONFIG,
   O_HELP,
   O_VERSION,
@@ -265,6 +272,7 @@ static const rund_key rund_keys[] = {
     {"bind-allow", O_BINDALLOW, true},
     {"image-roots", O_IMAGEROOTS, true},
     {"metrics", O_METRICS, true},
+    {"audit-log", O_AUDIT, true},
 };
 
 /* The flag as its source spells it: "--listen" on the command line,
@@ -416,6 +424,12 @@ static int opt_set(rund_opts *o, opt_src *src, int id, const char *flag, const c
   }
   case O_METRICS:
     o->metrics = arg;
+    return 0;
+  case O_AUDIT:
+    if (!*arg || (strcmp(arg, "stderr") != 0 && arg[0] != '/'))
+      return rr_err_set(e, RR_INVALID_ARGUMENT,
+                        "%s \"%s\": want an absolute file path or \"stderr\"", flag, arg);
+    o->audit_log = arg;
     return 0;
   case O_QRUN:
     return opt_count(&o->quota_running, flag, arg, e);

@@ -56,7 +56,8 @@ typedef struct rund_opts {
   const char *config; /* the config file read (NULL: none) */
   char **owned;       /* the file's values (the fields above point at them) */
   size_t nowned;
-  const char *metrics; /* --metrics HOST:PORT (NULL: off) */
+  const char *metrics;   /* --metrics HOST:PORT (NULL: off) */
+  const char *audit_log; /* --audit-log PATH|stderr (NULL: off) */
 } rund_opts;
 
 /* Defaults, then the config file (--config FILE, "none", else

@@ -113,7 +113,7 @@ static void reload_restart_keys(const rund_opts *cur, rund_opts *n) {
 /* Every string field of o, to tell which of the file's strings are in use. */
 static bool opts_uses(const rund_opts *o, const char *s) {
   const char *one[] = {o->state_dir,  o->tls_cert,    o->tls_key, o->client_ca,
-                       o->token_file, o->secrets_dir, o->metrics};
+                       o->token_file, o->secrets_dir, o->metrics, o->audit_log};
   for (size_t i = 0; i < RR_ARRAY_SIZE(one); i++)
     if (one[i] == s)
       return true;

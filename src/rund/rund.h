@@ -72,7 +72,19 @@ typedef struct rund_ctx {
   rund_exec_entry *execs;       /* running Exec commands, newest first (exec_list.c) */
   rund_sd_fds sd_fds;           /* sockets from systemd; served instead of --listen */
   struct rund_metrics *metrics; /* --metrics (NULL: off) */
+  struct rund_audit *audit;     /* --audit-log (NULL: off) */
 } rund_ctx;
+
+/* audit.c: the per-call audit log, and the server's call-end hook (which
+ * feeds the metrics and the audit log). */
+typedef struct rund_audit rund_audit;
+/* Log to where ("stderr", or a file opened O_APPEND 0600; NULL: stop).
+ * Called again (SIGHUP) it reopens, so a rotated file is let go; when the
+ * new one cannot be opened the old one stays and -1 says why. */
+int rund_audit_apply(rund_ctx *ctx, const char *where, rr_err *e);
+void rund_audit_free(rund_ctx *ctx);
+/* rpc_call_end_fn with data = ctx. */
+void rund_call_end(void *data, const rpc_call *c, int code, uint64_t duration_us);
 
 /* metrics.c: the --metrics listener (HTTP GET /metrics, Prometheus text). */
 typedef struct rund_metrics rund_metrics;
@@ -81,6 +93,8 @@ int rund_metrics_open(rund_ctx *ctx, const char *addr, rr_err *e);
 void rund_metrics_free(rund_ctx *ctx);
 /* A job or Exec command took us from request to running (no-op when off). */
 void rund_metrics_spawned(rund_ctx *ctx, uint64_t us);
+/* A call ended (from rund_call_end). */
+void rund_metrics_call_end(rund_ctx *ctx, const rpc_call *c, int code, uint64_t us);
 /* A connection refused: in its TLS handshake, or for another reason. */
 void rund_metrics_conn_event(rund_ctx *ctx, bool tls_refused);
 

@@ -21,6 +21,9 @@ the same run on the same machine (bench/run.sh runs this).
  9. 10,000 live `sleep 1000` jobs in one rund: fds and RSS per running job,
     and whether another caller still gets Health and Start (bench/livejobs.py;
     --quick: 2,000 jobs, one round)
+10. fan-out (bench/fanout.py, as root): `runctl --hosts FILE exec -- true` on
+    20 rund over TLS vs `seq 20 | xargs -P 20 ssh USER@127.0.0.1 true` to a
+    throwaway sshd as a throwaway /bin/sh user (goal <= 0.1x)
 """
 
 import argparse
@@ -140,8 +143,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.environ.get("BUILD_DIR", "build"))
     ap.add_argument("--quick", action="store_true", help="fewer runs, 256 MiB stream")
-    ap.add_argument("--only", default="123456789", help="which benches, e.g. 13")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10",
+                    help="which benches: digits (13; 0 is 10) or a comma list (1,10)")
     a = ap.parse_args()
+    # "13" is benches 1 and 3 (0 stands for 10); "1,10" and "10" say it in full
+    sel = set(a.only.split(",")) if "," in a.only or a.only == "10" else \
+        {"10" if c == "0" else c for c in a.only}
     build = os.path.join(ROOT, a.build) if not os.path.isabs(a.build) else a.build
     rund = os.environ.get("RUND") or os.path.join(build, "src/rund/rund")
     runctl = os.environ.get("RUNCTL") or os.path.join(build, "src/runctl/runctl")
@@ -157,7 +164,7 @@ def main():
     try:
         r = Rund(rund, runctl, work, "main")
         ctl = "%s --addr %s" % (runctl, r.addr)
-        if "1" in a.only:
+        if "1" in sel:
             runs = 50 if a.quick else 300
             # medians: the machine is shared, and a cold start is what we compare
             remote, local = hyperfine(work, "exec_true", [ctl + " exec -- true", "/bin/true"],
@@ -166,20 +173,20 @@ def main():
             rows.append(("1 exec true (cold, unix)", "%.3f ms" % (local * 1e3),
                          "%.3f ms" % (remote * 1e3), "%.1fx" % ratio, "<= 2x",
                          "ok" if ratio <= 2 else "MISSED"))
-        if "2" in a.only:
+        if "2" in sel:
             n = 500 if a.quick else 3000
             local = startwait(sw, "local", str(n))
             remote = startwait(sw, "remote", r.addr, str(n))
             ratio = remote / local
             rows.append(("2 start+wait (lib)", "%.1f us" % local, "%.1f us" % remote,
                          "%.2fx" % ratio, "<= 1.5x", "ok" if ratio <= 1.5 else "MISSED"))
-        if "3" in a.only:
+        if "3" in sel:
             p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "stream.py"),
                                 "--build", build, "--rows-json"] + (["--quick"] if a.quick
                                                                     else []),
                                stdout=subprocess.PIPE, check=True)
             rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
-        if "6" in a.only:
+        if "6" in sel:
             n = 300 if a.quick else 2000
             plain = startwait(sw, "remote", r.addr, str(n))
             limited = startwait(sw, "limits", r.addr, str(n))
@@ -188,7 +195,7 @@ def main():
                          "+%.0f us" % cost, "< 1000 us", "ok" if cost < 1000 else "MISSED"))
             rows += vm_bench(build, 100 if a.quick else 300, startwait(sw, "local", str(n)))
         r.stop()
-        if "4" in a.only:
+        if "4" in sel:
             r = Rund(rund, runctl, work, "rss")
             time.sleep(0.5)
             idle = rss_kib(r.proc.pid)
@@ -203,18 +210,18 @@ def main():
                          "%.2f KiB/job" % ((after - idle) / n), "-",
                          "%.1fs, state %.0f MiB" % (dt, du_kib(r.state) / 1024)))
             r.stop()
-        if "5" in a.only:
+        if "5" in sel:
             p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "tls.py"),
                                 "--build", build, "--rows-json"] + (["--quick"] if a.quick
                                                                     else []),
                                stdout=subprocess.PIPE, check=True)
             rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
-        if "7" in a.only:
+        if "7" in sel:
             p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "loop_stall.py"),
                                 "--build", build, "--rows-json", "--seconds",
                                 "2" if a.quick else "5"], stdout=subprocess.PIPE, check=True)
             rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
-        if "8" in a.only:
+        if "8" in sel:
             if os.geteuid() != 0:
                 rows.append(("8 images", "-", "-", "-", "-", "skipped: needs root"))
             else:
@@ -223,11 +230,17 @@ def main():
                                                                         else []),
                                    stdout=subprocess.PIPE, check=True)
                 rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
-        if "9" in a.only:
+        if "9" in sel:
             p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "livejobs.py"),
                                 "--build", build, "--rows-json", "--jobs",
                                 "2000" if a.quick else "10000", "--rounds",
                                 "1" if a.quick else "3"], stdout=subprocess.PIPE, check=True)
+            rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
+        if "10" in sel:
+            p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "fanout.py"),
+                                "--build", build, "--rows-json"] + (["--quick"] if a.quick
+                                                                    else []),
+                               stdout=subprocess.PIPE, check=True)
             rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -124,7 +124,9 @@ def make_pki(d, curve="P-384"):
 
 
 class Sshd:
-    def __init__(self, d):
+    """user: log in as this user (default: ours); extra: more sshd_config lines."""
+
+    def __init__(self, d, user=None, extra=""):
         self.dir = d
         self.port = free_port()
         self.proc = None
@@ -139,14 +141,14 @@ class Sshd:
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.id)
         ak = os.path.join(d, "authorized_keys")
         shutil.copy(self.id + ".pub", ak)
-        os.chmod(ak, 0o600)
+        os.chmod(ak, 0o644 if user else 0o600)  # sshd reads it as that user
         cfg = os.path.join(d, "sshd_config")
         with open(cfg, "w") as f:
             f.write("Port %d\nListenAddress 127.0.0.1\nHostKey %s\nAuthorizedKeysFile %s\n"
                     "PidFile %s\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
                     "PubkeyAuthentication yes\nUsePAM no\nStrictModes no\n"
                     "PermitRootLogin prohibit-password\nPrintMotd no\nPrintLastLog no\n"
-                    "UseDNS no\n" % (self.port, hk, ak, os.path.join(d, "sshd.pid")))
+                    "UseDNS no\n%s" % (self.port, hk, ak, os.path.join(d, "sshd.pid"), extra))
         # sshd running as root wants its privilege-separation dir
         if os.geteuid() == 0 and not os.path.isdir("/run/sshd"):
             os.makedirs("/run/sshd", 0o755)
@@ -164,7 +166,8 @@ class Sshd:
                      "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
                      "-o", "UserKnownHostsFile=" + self.known,
                      "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR"]
-        self.argv = self.base + ["-o", "ControlMaster=no", "-o", "ControlPath=none", "127.0.0.1"]
+        self.target = (user + "@" if user else "") + "127.0.0.1"
+        self.argv = self.base + ["-o", "ControlMaster=no", "-o", "ControlPath=none", self.target]
         self.master = None
         with open(hk + ".pub") as f, open(self.known, "w") as k:
             k.write("[127.0.0.1]:%d %s" % (self.port, f.read()))
@@ -182,16 +185,16 @@ class Sshd:
         ctl = os.path.join(self.dir, "cm.sock")
         self.master = subprocess.Popen(
             self.base + ["-N", "-o", "ControlMaster=yes", "-o", "ControlPath=" + ctl,
-                         "-o", "ControlPersist=no", "127.0.0.1"],
+                         "-o", "ControlPersist=no", self.target],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.errf)
-        warm = self.base + ["-o", "ControlMaster=no", "-o", "ControlPath=" + ctl, "127.0.0.1"]
+        warm = self.base + ["-o", "ControlMaster=no", "-o", "ControlPath=" + ctl, self.target]
         end = time.monotonic() + 20
         while time.monotonic() < end:
             if self.master.poll() is not None:
                 raise SystemExit("bench/tls: the ssh ControlMaster exited %d"
                                  % self.master.returncode)
             if os.path.exists(ctl) and subprocess.run(
-                    self.base + ["-o", "ControlPath=" + ctl, "-O", "check", "127.0.0.1"],
+                    self.base + ["-o", "ControlPath=" + ctl, "-O", "check", self.target],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0:
                 return warm
             time.sleep(0.05)

@@ -105,7 +105,7 @@ static int runproc_systemd_path(sb_spec *s, rr_err *e) {
 }
 
 int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidfd,
-                   int *ret_start_fd, rr_err *e) {
+                   bool *ret_started, rr_err *e) {
   if (runproc_id_check(o->id, e) < 0)
     return -1;
   char bundle[PATH_MAX], config[PATH_MAX + 16];
@@ -159,23 +159,28 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
   c.annotations = annotations && json_object_is_type(annotations, json_type_object)
                       ? TAKE_PTR(annotations)
                       : json_object_new_object();
-  runproc_fifo_path(ctx, o->id, fifo_path, sizeof fifo_path);
-  if (mkfifo(fifo_path, 0600) < 0) {
-    rr_err_sys(e, RR_INTERNAL, errno, "cannot create \"%s\"", fifo_path);
-    goto remove;
-  }
-  /* O_RDWR: the open does not wait for a writer, and the container's read
-   * waits for start's byte */
-  fifo = open(fifo_path, O_RDWR | O_CLOEXEC);
-  if (fifo < 0) {
-    rr_err_sys(e, RR_INTERNAL, errno, "cannot open \"%s\"", fifo_path);
-    goto remove;
+  /* run with no startContainer hook: nothing happens between create and
+   * start, so the process execs at once (no fifo, no second wake-up) */
+  bool start_now = ret_started && !runproc_hooks_any(c.hooks, RUNPROC_HOOK_START_CONTAINER);
+  if (!start_now) {
+    runproc_fifo_path(ctx, o->id, fifo_path, sizeof fifo_path);
+    if (mkfifo(fifo_path, 0600) < 0) {
+      rr_err_sys(e, RR_INTERNAL, errno, "cannot create \"%s\"", fifo_path);
+      goto remove;
+    }
+    /* O_RDWR: the open does not wait for a writer, and the container's read
+     * waits for start's byte */
+    fifo = open(fifo_path, O_RDWR | O_CLOEXEC);
+    if (fifo < 0) {
+      rr_err_sys(e, RR_INTERNAL, errno, "cannot open \"%s\"", fifo_path);
+      goto remove;
+    }
   }
   sb_spawn_opts so = {.stdin_fd = 0,
                       .stdout_fd = 1,
                       .stderr_fd = 2,
                       .status_fd = -1,
-                      .wait_start = true,
+                      .wait_start = !start_now,
                       .start_fd = fifo,
                       .console_fd = console,
                       .preserve_fds = o->preserve_fds};
@@ -208,8 +213,8 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
   runproc_debug(ctx, "created container %s: pid %d", o->id, (int)r.pid);
   if (ret_pidfd)
     *ret_pidfd = TAKE_FD(r.pidfd);
-  if (ret_start_fd)
-    *ret_start_fd = TAKE_FD(fifo);
+  if (ret_started)
+    *ret_started = start_now;
   rc = 0;
   goto out;
 kill:

@@ -52,10 +52,12 @@ static int cmd_run(runproc_ctx *ctx, int argc, char **argv) {
   rc = 0;
   rr_err e = {0};
   _cleanup_close_ int pidfd = -1;
-  if (runproc_create(ctx, &o, &pidfd, NULL, &e) < 0)
+  bool started = false;
+  if (runproc_create(ctx, &o, &pidfd, &started, &e) < 0)
     return runproc_fail_err(ctx, &e);
   runproc_container c = {0};
-  if (runproc_container_load(ctx, o.id, &c, &e) < 0 || runproc_container_start(&c, &e) < 0) {
+  if (runproc_container_load(ctx, o.id, &c, &e) < 0 ||
+      (started ? runproc_container_poststart(&c, &e) : runproc_container_start(&c, &e)) < 0) {
     rc = runproc_fail_err(ctx, &e);
     detach = false;
   }

@@ -151,21 +151,25 @@ int runproc_container_pids(const runproc_container *c, int **ret, size_t *ret_n,
 /* start.c: startContainer hooks, the byte that starts it, poststart hooks
  * (a failure of those kills it). */
 int runproc_container_start(runproc_container *c, rr_err *e);
+/* poststart hooks of a container that runs (a failure kills it). */
+int runproc_container_poststart(runproc_container *c, rr_err *e);
 /* poststop hooks of a container that stopped (before its state goes). */
 int runproc_container_poststop(runproc_container *c, rr_err *e);
 /* Path of ROOT/ID/exec.fifo into buf. */
 void runproc_fifo_path(runproc_ctx *ctx, const char *id, char *buf, size_t size);
 
 /* create.c: the shared part of create and run. Leaves the container
- * created; *ret_pidfd (when not NULL) gets the init's pidfd, *ret_start_fd
- * (when not NULL) the fifo end that starts it. */
+ * created; *ret_pidfd (when not NULL) gets the init's pidfd. With
+ * ret_started (run) a container without startContainer hooks is started
+ * at once (no exec.fifo) and *ret_started says so; its poststart hooks
+ * are the caller's (runproc_container_poststart). */
 typedef struct runproc_create_opts {
   const char *id, *bundle, *pid_file, *console_socket;
   int preserve_fds;
   bool no_pivot, no_new_keyring;
 } runproc_create_opts;
 int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidfd,
-                   int *ret_start_fd, rr_err *e);
+                   bool *ret_started, rr_err *e);
 /* Parse create's and run's flags from argv; returns an exit code >= 0 on
  * error/help, -1 to go on. */
 int runproc_create_parse(runproc_ctx *ctx, int argc, char **argv, runproc_create_opts *o,

@@ -27,6 +27,10 @@ int runproc_container_start(runproc_container *c, rr_err *e) {
     return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "container \"%s\" is not waiting to start",
                       c->id);
   unlinkat(c->dirfd, "exec.fifo", 0);
+  return runproc_container_poststart(c, e);
+}
+
+int runproc_container_poststart(runproc_container *c, rr_err *e) {
   if (start_hooks(c, RUNPROC_HOOK_POSTSTART, 0, e) < 0) {
     runproc_container_kill_wait(c, NULL); /* as runc: it does not run on */
     return -1;

@@ -218,6 +218,11 @@ def test_run_detach_and_pid_file(rp, tmp_path):
     r = rp("run", "--detach", "--bundle", b, "--pid-file", pf, "d1", check=True, timeout=10)
     st = rp.state("d1")
     assert st["status"] == "running"
+    # no startContainer hook: the command exec'd before run returned, no exec.fifo was made
+    init = st["pid"]
+    cmd = int(open("/proc/%d/task/%d/children" % (init, init)).read().split()[0])
+    assert open("/proc/%d/comm" % cmd).read() == "sleep\n"
+    assert sorted(os.listdir(os.path.join(rp.root, "d1"))) == ["state.json"]
     with open(pf) as f:
         assert int(f.read()) == st["pid"]
     rp("kill", "d1", "KILL", check=True)

@@ -124,3 +124,7 @@ int img_user_groups_add(char *text, const char *name, img_user *u, rr_err *e);
  * whiteouts applied as overlayfs would: the root of a command where
  * overlayfs is not available (reflinks where the filesystem can). */
 int img_root_copy(img_store *s, const char *const *hexes, size_t n, int dstfd, rr_err *e);
+/* img_root_copy of the layers roots/NAME/layers lists into roots/NAME/merged,
+ * with the sandbox's mount points (/proc, /dev, /sys, /tmp) made: what
+ * `rund image root-copy NAME` does for rund. */
+int img_root_copy_named(img_store *s, const char *name, rr_err *e);

@@ -268,3 +268,55 @@ int img_root_copy(img_store *s, const char *const *hexes, size_t n, int dstfd, r
   free(c);
   return r;
 }
+
+int img_root_copy_named(img_store *s, const char *name, rr_err *e) {
+  char path[128];
+  if (!*name || strlen(name) > 64 || strchr(name, '/') || name[0] == '.')
+    return rr_err_set(e, RR_INVALID_ARGUMENT, "image root (copy): bad root name \"%.80s\"", name);
+  snprintf(path, sizeof path, "roots/%s/layers", name);
+  _cleanup_close_ int lfd = openat(s->dirfd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (lfd < 0)
+    return rr_err_sys(e, RR_NOT_FOUND, errno, "image root (copy): cannot open \"%s\"", path);
+  FILE *f = fdopen(lfd, "r");
+  if (!f)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  lfd = -1;
+  char **hexes = NULL, line[128];
+  size_t n = 0;
+  int r = 0;
+  char hex[65];
+  while (r == 0 && fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    if (img_digest_parse(line, "image root (copy): a layer", hex, e) < 0) {
+      r = -1;
+      break;
+    }
+    char **h = n < 4096 ? realloc(hexes, (n + 1) * sizeof *hexes) : NULL;
+    if (!h) {
+      r = rr_err_set(e, RR_RESOURCE_EXHAUSTED, "image root (copy): too many layers");
+      break;
+    }
+    hexes = h;
+    if (!(hexes[n] = strdup(hex)))
+      r = rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+    else
+      n++;
+  }
+  fclose(f);
+  snprintf(path, sizeof path, "roots/%s/merged", name);
+  _cleanup_close_ int dst =
+      r ? -1 : openat(s->dirfd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (!r && dst < 0)
+    r = rr_err_sys(e, RR_INTERNAL, errno, "image root (copy): cannot open \"%s\"", path);
+  if (!r)
+    r = img_root_copy(s, (const char *const *)hexes, n, dst, e);
+  /* the sandbox's mount points (a strict sandbox's ids may not make them) */
+  for (const char *const *d = (const char *const[]){"proc", "dev", "sys", "tmp", NULL}; !r && *d;
+       d++)
+    if (mkdirat(dst, *d, 0755) < 0 && errno != EEXIST)
+      r = rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "image root: cannot make /%s", *d);
+  for (size_t i = 0; i < n; i++)
+    free(hexes[i]);
+  free(hexes);
+  return r;
+}

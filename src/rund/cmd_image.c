@@ -145,6 +145,13 @@ static int image_verb(img_store *s, const image_args *a, int argc, char **argv) 
     return rund_bad_flag(HELP, "\"%s\": wrong number of arguments", verb);
   if (!strcmp(verb, "import"))
     return image_import(s, a, argv[1]);
+  if (!strcmp(verb, "root-copy")) { /* rund's own: the reason on stdout, for rund */
+    if (img_root_copy_named(s, argv[1], &e) < 0) {
+      printf("%s: %s\n", rr_code_name(e.code), e.msg);
+      return 1;
+    }
+    return 0;
+  }
   if (!strcmp(verb, "inspect")) {
     img_record r;
     if (img_store_find(s, argv[1], &r, &e) < 0)

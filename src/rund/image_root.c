@@ -97,39 +97,14 @@ static int root_mount(const char *store, const char *dir, json_object *layers, i
   return 0;
 }
 
-/* Without overlayfs: the layers copied into merged (the sandbox's mount
- * points made there too). The copy is rund's own work while it runs. */
-static int root_copy(rund_ctx *ctx, const char *dir, json_object *layers, rr_err *e) {
-  size_t n = json_object_array_length(layers);
-  _cleanup_free_ const char **hexes = calloc(n ? n : 1, sizeof *hexes);
-  if (!hexes)
-    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
-  for (size_t i = 0; i < n; i++) {
-    const char *d = layer_digest(json_object_array_get_idx(layers, i));
-    if (!d)
-      return rr_err_set(e, RR_DATA_LOSS, "image root: a layer without a digest");
-    hexes[i] = d + 7;
-  }
-  char merged[4200];
-  snprintf(merged, sizeof merged, "%.3900s/merged", dir);
-  _cleanup_close_ int fd = open(merged, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0)
-    return rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot open \"%s\"", merged);
-  if (img_root_copy(ctx->images, hexes, n, fd, e) < 0)
-    return -1;
-  for (const char *const *d = (const char *const[]){"proc", "dev", "sys", "tmp", NULL}; *d; d++)
-    if (mkdirat(fd, *d, 0755) < 0 && errno != EEXIST)
-      return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "image root: cannot make /%s", *d);
-  return 0;
-}
-
 /* The root by the mode rund was told (auto: a copy when the kernel has no
- * overlayfs, said once in the log). */
+ * overlayfs, said once in the log): 0 mounted, 1 to be copied (by a child:
+ * image_copy.c). */
 static int root_make(rund_ctx *ctx, const char *dir, json_object *layers, int *ret_tree,
                      rr_err *e) {
   static bool said;
   if (ctx->image_roots == RUND_IMAGE_ROOTS_COPY)
-    return root_copy(ctx, dir, layers, e);
+    return 1;
   if (root_mount(img_store_dir(ctx->images), dir, layers, ret_tree, e) == 0)
     return 0;
   if (ctx->image_roots == RUND_IMAGE_ROOTS_OVERLAY || e->sys_errno != ENODEV)
@@ -138,7 +113,7 @@ static int root_make(rund_ctx *ctx, const char *dir, json_object *layers, int *r
     rr_warn("no overlayfs: image roots are copies (slower)", "error=\"%s\"", e->msg);
   said = true;
   rr_err_clear(e);
-  return root_copy(ctx, dir, layers, e);
+  return 1;
 }
 
 /* roots/NAME with upper, work, merged and the layers file. */
@@ -264,62 +239,68 @@ static void root_name(char *buf, size_t n) {
            rnd[2], rnd[3], rnd[4], rnd[5]);
 }
 
+/* The made root (tree: the overlay's detached mount, else -1: merged) as
+ * p's rootfs, the image's config applied. */
+static int root_finish(rund_ctx *ctx, prepared *p, int tree, rr_err *e) {
+  job_sandbox *s = &p->req.sandbox;
+  _cleanup_close_ int rootfd = -1;
+  char merged[4200];
+  snprintf(merged, sizeof merged, "%s/roots/%s/merged", img_store_dir(ctx->images), p->image_root);
+  bool is_tree = tree >= 0;
+  rootfd = is_tree ? tree : open(merged, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (rootfd < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot open \"%s\"", merged);
+  json_object *o = p->image_rec;
+  if (root_config(&p->req, o, e) < 0 ||
+      root_user(p, json_object_object_get(json_object_object_get(o, "config"), "config"), rootfd,
+                e) < 0)
+    return -1;
+  json_object_put(p->image_rec);
+  p->image_rec = NULL;
+  free(s->rootfs);
+  if (!(s->rootfs = strdup(merged)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  if (s->fds) {
+    rr_closep(&s->fds[0]);
+    s->fds[0] = TAKE_FD(rootfd);
+    s->root_is_tree = is_tree;
+  }
+  return 0;
+}
+
+int rund_image_root_finish(rund_ctx *ctx, prepared *p, rr_err *e) {
+  return root_finish(ctx, p, -1, e);
+}
+
 int rund_image_root_prepare(rund_ctx *ctx, prepared *p, rr_err *e) {
   job_sandbox *s = &p->req.sandbox;
   img_record rec = {0};
-  _cleanup_close_ int tree = -1, rootfd = -1; /* before any goto out */
   if (!s->image)
     return 0;
   if (!ctx->images)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "sandbox.image: rund has no image store");
   if (img_store_find(ctx->images, s->image, &rec, e) < 0)
     return rr_err_wrap(e, "sandbox.image");
-  json_object *o = json_tokener_parse(rec.json);
+  json_object_put(p->image_rec);
+  p->image_rec = json_tokener_parse(rec.json);
   free(rec.json);
-  json_object *layers = o ? json_object_object_get(o, "layers") : NULL;
-  int r = -1;
+  json_object *layers = p->image_rec ? json_object_object_get(p->image_rec, "layers") : NULL;
+  if (!layers || !json_object_array_length(layers))
+    return rr_err_set(e, RR_FAILED_PRECONDITION, "sandbox.image: image \"%s\" has no layers",
+                      s->image);
   char name[ROOT_NAME_MAX], dir[4096];
-  if (!layers || !json_object_array_length(layers)) {
-    rr_err_set(e, RR_FAILED_PRECONDITION, "sandbox.image: image \"%s\" has no layers", s->image);
-    goto out;
-  }
   root_name(name, sizeof name);
   snprintf(dir, sizeof dir, "%s/roots/%s", img_store_dir(ctx->images), name);
-  if (!(p->image_root = strdup(name))) {
-    rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
-    goto out;
-  }
-  char merged[4200];
-  snprintf(merged, sizeof merged, "%.3900s/merged", dir);
+  if (!(p->image_root = strdup(name)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   /* the overlay as a detached tree when the sandbox takes checked fds
    * (always with a profile), else attached on merged */
-  if (root_dirs(dir, layers, e) < 0 || root_make(ctx, dir, layers, s->fds ? &tree : NULL, e) < 0)
-    goto out;
-  bool is_tree = tree >= 0;
-  rootfd = is_tree ? TAKE_FD(tree) : open(merged, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (rootfd < 0) {
-    rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot open \"%s\"", merged);
-    goto out;
-  }
-  if (root_config(&p->req, o, e) < 0 ||
-      root_user(p, json_object_object_get(json_object_object_get(o, "config"), "config"), rootfd,
-                e) < 0)
-    goto out;
-  free(s->rootfs);
-  s->rootfs = strdup(merged);
-  if (!s->rootfs) {
-    rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
-    goto out;
-  }
-  if (s->fds) {
-    rr_closep(&s->fds[0]);
-    s->fds[0] = TAKE_FD(rootfd);
-    s->root_is_tree = is_tree;
-  }
-  r = 0;
-out:
-  json_object_put(o);
-  return r;
+  int tree = -1;
+  int made =
+      root_dirs(dir, layers, e) < 0 ? -1 : root_make(ctx, dir, layers, s->fds ? &tree : NULL, e);
+  if (made != 0)
+    return made; /* 1: a copy, made by a child while rund serves others */
+  return root_finish(ctx, p, tree, e);
 }
 
 /* JSON string array a (may be NULL) appended to v[*n]. */

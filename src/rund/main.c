@@ -282,6 +282,7 @@ out:
   health_free(h);
   /* unwatches the jobs: before the table goes */
   quota_free(ctx.quota);
+  rund_root_copies_free();
   rund_image_roots_free();  /* unwatches the jobs: before the table goes */
   job_table_free(ctx.jobs); /* running jobs keep theirs; ended ones' are removed */
   cg_manager_free(ctx.cgroups);

@@ -62,7 +62,50 @@ static int prepare_workdir_default(prepared *p, rr_err *e) {
   return 0;
 }
 
-int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, rr_err *e) {
+struct prepare_wait {
+  prepared p;
+  prepare_done_fn *done;
+  void *data;
+  rund_root_copy *copy;
+};
+
+/* What needs the image's root: its workdir, then the secrets. */
+static int prepare_finish(prepared *p, rr_err *e) {
+  p->nenv = p->req.nenv; /* the image's Env added */
+  if (prepare_workdir_default(p, e) < 0 ||
+      rund_env_resolve(p->ctx, &p->id, &p->req, &p->child_env, e) < 0)
+    return -1;
+  return 0;
+}
+
+static void prepare_copied(void *data, const rr_err *copy_err) {
+  prepare_wait *w = data;
+  rr_err e = *copy_err;
+  if (!e.code)
+    (void)(rund_image_root_finish(w->p.ctx, &w->p, &e) < 0 || prepare_finish(&w->p, &e) < 0);
+  prepared p = w->p;
+  prepare_done_fn *done = w->done;
+  void *d = w->data;
+  free(w);
+  if (e.code) {
+    prepare_free(&p);
+    done(d, NULL, &e);
+  } else
+    done(d, &p, &e);
+}
+
+void prepare_wait_cancel(prepare_wait *w) {
+  if (!w)
+    return;
+  rund_root_copy_cancel(w->copy); /* it releases the root once its child is gone */
+  free(w->p.image_root);
+  w->p.image_root = NULL;
+  prepare_free(&w->p);
+  free(w);
+}
+
+int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, prepare_done_fn *done,
+                    void *data, prepare_wait **ret_wait, rr_err *e) {
   rund_ctx *ctx = rpc_call_method_data(c);
   memset(ret, 0, sizeof *ret);
   ret->ctx = ctx;
@@ -87,11 +130,25 @@ int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, rr_err *e)
   if (rund_call_run_as(c, &ret->ids, &ret->run_as, e) < 0 ||
       prepare_sandbox_check(in->policy, ctx->cgroups != NULL, &ret->id,
                             ret->run_as ? &ret->ids : NULL, &ret->req, e) < 0 ||
-      rund_image_root_prepare(ctx, ret, e) < 0)
+      (rc = rund_image_root_prepare(ctx, ret, e)) < 0)
     goto fail;
-  ret->nenv = ret->req.nenv; /* the image's Env added */
-  if (prepare_workdir_default(ret, e) < 0 ||
-      rund_env_resolve(ctx, &ret->id, &ret->req, &ret->child_env, e) < 0)
+  if (rc == 1) { /* a copy: made by a child while rund serves others */
+    prepare_wait *w = malloc(sizeof *w);
+    if (!w) {
+      rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+      goto fail;
+    }
+    *w = (prepare_wait){.p = *ret, .done = done, .data = data};
+    memset(ret, 0, sizeof *ret);
+    if (rund_root_copy_start(ctx, w->p.image_root, prepare_copied, w, &w->copy, e) < 0) {
+      prepare_free(&w->p);
+      free(w);
+      return -1;
+    }
+    *ret_wait = w;
+    return 1;
+  }
+  if (prepare_finish(ret, e) < 0)
     goto fail;
   return 0;
 fail:
@@ -115,6 +172,8 @@ void prepare_free(prepared *p) {
     free(p->image_root);
     p->image_root = NULL;
   }
+  json_object_put(p->image_rec);
+  p->image_rec = NULL;
   secrets_values_free(p->child_env, p->nenv);
   p->child_env = NULL;
   job_request_free(&p->req);

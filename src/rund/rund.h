@@ -221,15 +221,28 @@ typedef struct prepared {
   size_t nenv;       /* entries of child_env */
   spawn_ids ids;     /* the credentials to run as, when run_as */
   bool run_as;
-  char *image_root; /* --image: the command's root in STATE/images/roots (NULL: none) */
+  char *image_root;       /* --image: the command's root in STATE/images/roots (NULL: none) */
+  json_object *image_rec; /* its record while its root is being copied */
   rund_ctx *ctx;
 } prepared;
 /* Decode and check in's command, tags, timeout and limits into *ret (in
  * this order: the first error wins); nothing about the caller. */
 int prepare_decode(const prepare_in *in, job_request *ret, rr_err *e);
+/* A request waiting for its image root's copy (copy mode). */
+typedef struct prepare_wait prepare_wait;
+/* The end of a wait: p the prepared request (the callee owns it: free with
+ * prepare_free), or NULL and e why it failed. */
+typedef void prepare_done_fn(void *data, prepared *p, const rr_err *e);
 /* The caller's identity and running-jobs quota, prepare_decode, then the
- * secrets it may use and the credentials to run as. Free with prepare_free. */
-int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, rr_err *e);
+ * secrets it may use and the credentials to run as. Free with prepare_free.
+ * 0: ready in *ret; -1: e says why; 1: its image root is being copied (rund
+ * goes on serving): done(data, ...) is called once it is, unless
+ * prepare_wait_cancel(*ret_wait) came first. */
+int prepare_request(rpc_call *c, const prepare_in *in, prepared *ret, prepare_done_fn *done,
+                    void *data, prepare_wait **ret_wait, rr_err *e);
+/* The caller went away: the copy is killed, its root released once it is
+ * gone; done is not called. */
+void prepare_wait_cancel(prepare_wait *w);
 /* How to start p's command (owned: the caller is recorded as its owner). */
 job_start_opts prepare_start_opts(const prepared *p, bool owned);
 /* A request with an image and no command.path: the image's Entrypoint and
@@ -243,8 +256,21 @@ typedef struct image_command {
 int rund_image_command(rund_ctx *ctx, const prepare_in *in, image_command *ret, rr_err *e);
 void rund_image_command_free(image_command *c);
 /* image_root.c: p's image (if any) as an overlay root for its sandbox
- * (p->image_root), the image's Env and WorkingDir applied to p->req. */
+ * (p->image_root), the image's Env, WorkingDir and User applied to p->req.
+ * 1: a copy root (no overlayfs) made empty: rund_root_copy_start fills it,
+ * then rund_image_root_finish applies the rest. */
 int rund_image_root_prepare(rund_ctx *ctx, prepared *p, rr_err *e);
+int rund_image_root_finish(rund_ctx *ctx, prepared *p, rr_err *e);
+/* image_copy.c: roots/NAME filled by a `rund image root-copy` child watched
+ * on the loop; done(data, e) when it ends (e->code 0: copied). */
+typedef struct rund_root_copy rund_root_copy;
+typedef void rund_root_copy_done_fn(void *data, const rr_err *e);
+int rund_root_copy_start(rund_ctx *ctx, const char *name, rund_root_copy_done_fn *done, void *data,
+                         rund_root_copy **ret, rr_err *e);
+/* Kill the copy; its root is released once the child is gone (no done). */
+void rund_root_copy_cancel(rund_root_copy *rc);
+/* At rund's end: copies still running are killed and forgotten. */
+void rund_root_copies_free(void);
 void prepare_free(prepared *p);
 /* prepare_sandbox.c: in's sandbox (NULL: none) decoded, its profile (or
  * pol's default) raised to pol's minimum. */

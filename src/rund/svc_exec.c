@@ -24,6 +24,8 @@ typedef struct exec_call {
   char profile_requested[16]; /* as named ("" none; longer names are refused) */
   char *image_root;           /* --image: released when the call ends */
   uint8_t *fill;              /* the call's in-place output buffer, being read into */
+  prepare_wait *wait;         /* its image root being copied (recv paused meanwhile) */
+  uint64_t t0;                /* when its start came (spawn latency) */
 } exec_call;
 
 static void exec_on_started(void *data, pid_t pid) {
@@ -151,6 +153,41 @@ static void exec_list_add(exec_call *ec, const prepared *p) {
     rr_warn("exec not listed", "error=%s", rr_log_quote(q, sizeof q, e.msg));
 }
 
+/* A prepared Exec started (its output then streams). */
+static int exec_run(exec_call *ec, prepared *p, rr_err *e) {
+  job_start_opts o = prepare_start_opts(p, false);
+  ec->profile = p->req.sandbox.profile;
+  snprintf(ec->profile_requested, sizeof ec->profile_requested, "%s",
+           p->req.sandbox.profile_requested ? p->req.sandbox.profile_requested : "");
+  int rc = exec_session_start(ec->x, &p->req, &o, e);
+  if (exec_session_started(ec->x) && p->image_root) {
+    rund_image_root_detach(ec->ctx, p->image_root);
+    ec->image_root = p->image_root;
+    p->image_root = NULL;
+  }
+  if (exec_session_started(ec->x)) {
+    rund_metrics_spawned(ec->ctx, rr_mono_us() - ec->t0);
+    rund_secrets_log_use(&p->id, &p->req, "exec");
+  } else if (rc < 0)
+    rund_spawn_error_scrub(&p->req, p->child_env, e);
+  if (rc == 0)
+    exec_list_add(ec, p);
+  prepare_free(p);
+  return rc;
+}
+
+static void exec_fail(exec_call *ec, const rr_err *e);
+
+/* Its image root copied: the messages held back meanwhile come after. */
+static void exec_prepared(void *data, prepared *p, const rr_err *perr) {
+  exec_call *ec = data;
+  rr_err e = *perr;
+  ec->wait = NULL;
+  rpc_call_pause_recv(ec->c, false);
+  if (!p || exec_run(ec, p, &e) < 0)
+    exec_fail(ec, &e);
+}
+
 static int exec_start(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
   if (exec_tty_decode(ec, st, e) < 0)
     return -1;
@@ -165,28 +202,13 @@ static int exec_start(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
                    .limits = st->limits,
                    .sandbox = st->sandbox,
                    .policy = &ec->ctx->sandbox};
-  uint64_t t0 = rr_mono_us();
-  if (prepare_request(ec->c, &in, &p, e) < 0)
-    return -1;
-  job_start_opts o = prepare_start_opts(&p, false);
-  ec->profile = p.req.sandbox.profile;
-  snprintf(ec->profile_requested, sizeof ec->profile_requested, "%s",
-           p.req.sandbox.profile_requested ? p.req.sandbox.profile_requested : "");
-  int rc = exec_session_start(ec->x, &p.req, &o, e);
-  if (exec_session_started(ec->x) && p.image_root) {
-    rund_image_root_detach(ec->ctx, p.image_root);
-    ec->image_root = p.image_root;
-    p.image_root = NULL;
+  ec->t0 = rr_mono_us();
+  int rc = prepare_request(ec->c, &in, &p, exec_prepared, ec, &ec->wait, e);
+  if (rc == 1) { /* its root is being copied: later messages wait for it */
+    rpc_call_pause_recv(ec->c, true);
+    return 0;
   }
-  if (exec_session_started(ec->x)) {
-    rund_metrics_spawned(ec->ctx, rr_mono_us() - t0);
-    rund_secrets_log_use(&p.id, &p.req, "exec");
-  } else if (rc < 0)
-    rund_spawn_error_scrub(&p.req, p.child_env, e);
-  if (rc == 0)
-    exec_list_add(ec, &p);
-  prepare_free(&p);
-  return rc;
+  return rc < 0 ? -1 : exec_run(ec, &p, e);
 }
 
 static void exec_fail(exec_call *ec, const rr_err *e) {
@@ -253,6 +275,7 @@ static void exec_on_close(rpc_call *c, rpc_close_reason reason) {
     return;
   /* the client went away (or we are shutting down) before the end: kill */
   rund_exec_list_remove(ec->ctx, ec->listed);
+  prepare_wait_cancel(ec->wait);
   exec_session_free(ec->x);
   if (ec->image_root) {
     rund_image_root_release(ec->ctx, ec->image_root);

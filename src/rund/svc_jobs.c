@@ -29,10 +29,59 @@ static void reply_status(rpc_call *c, job *j, const ProtobufCMessageDescriptor *
   convert_status_clear(&m);
 }
 
+/* A prepared Start run and answered. */
+static void start_run(rpc_call *c, prepared *p, uint64_t t0) {
+  rr_err e = {0};
+  job *j = NULL;
+  job_start_opts o = prepare_start_opts(p, true);
+  if (job_table_start(call_ctx(c)->jobs, &p->req, &o, &j, &e) < 0) {
+    rund_spawn_error_scrub(&p->req, p->child_env, &e);
+    prepare_free(p);
+    rund_call_fail(c, &e);
+    return;
+  }
+  rund_metrics_spawned(call_ctx(c), rr_mono_us() - t0);
+  if (p->image_root) { /* the sandbox has its copy of the root; it goes when the job ends */
+    rund_image_root_detach(call_ctx(c), p->image_root);
+    if (rund_image_root_watch(call_ctx(c), j, p->image_root, &e) == 0) {
+      free(p->image_root);
+      p->image_root = NULL;
+    }
+  }
+  rr_err qe = {0}; /* ENOMEM only: the job runs, uncounted */
+  quota_job_add(call_ctx(c)->quota, j, &qe);
+  rund_secrets_log_use(&p->id, &j->req, j->id);
+  prepare_free(p);
+  Runrpc__V1__StartResponse resp = RUNRPC__V1__START_RESPONSE__INIT;
+  resp.job_id = j->id;
+  resp.pid = j->pid;
+  if (rpc_call_send(c, &resp.base, &e) < 0)
+    rund_call_fail(c, &e);
+  else
+    rpc_call_finish(c, RR_OK, NULL);
+}
+
+/* A Start waiting for its image root's copy (the call's data). */
+typedef struct start_wait {
+  prepare_wait *w;
+  uint64_t t0;
+} start_wait;
+
+static void start_prepared(void *data, prepared *p, const rr_err *e) {
+  rpc_call *c = data;
+  start_wait *sw = rpc_call_data(c);
+  uint64_t t0 = sw->t0;
+  rpc_call_set_data(c, NULL);
+  free(sw);
+  if (p)
+    start_run(c, p, t0);
+  else
+    rund_call_fail(c, e);
+}
+
 static void on_start(rpc_call *c, ProtobufCMessage *msg) {
   Rundwire__StartRequest *req = (Rundwire__StartRequest *)msg;
   rr_err e = {0};
-  job *j = NULL;
   prepared p;
   prepare_in in = {.command = req->command,
                    .tags = req->tags,
@@ -46,38 +95,30 @@ static void on_start(rpc_call *c, ProtobufCMessage *msg) {
                    .sandbox = req->sandbox,
                    .policy = &call_ctx(c)->sandbox};
   uint64_t t0 = rr_mono_us();
-  if (prepare_request(c, &in, &p, &e) < 0)
-    goto fail;
-  job_start_opts o = prepare_start_opts(&p, true);
-  if (job_table_start(call_ctx(c)->jobs, &p.req, &o, &j, &e) < 0) {
-    rund_spawn_error_scrub(&p.req, p.child_env, &e);
-    prepare_free(&p);
-    goto fail;
+  start_wait *sw = calloc(1, sizeof *sw);
+  int rc = sw ? prepare_request(c, &in, &p, start_prepared, c, &sw->w, &e)
+              : rr_err_set(&e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  protobuf_c_message_free_unpacked(msg, NULL); /* prepared requests own copies */
+  if (rc == 1) {                               /* answered when its root is made */
+    sw->t0 = t0;
+    rpc_call_set_data(c, sw);
+    return;
   }
-  rund_metrics_spawned(call_ctx(c), rr_mono_us() - t0);
-  if (p.image_root) { /* the sandbox has its copy of the root; it goes when the job ends */
-    rund_image_root_detach(call_ctx(c), p.image_root);
-    if (rund_image_root_watch(call_ctx(c), j, p.image_root, &e) == 0) {
-      free(p.image_root);
-      p.image_root = NULL;
-    }
-  }
-  rr_err qe = {0}; /* ENOMEM only: the job runs, uncounted */
-  quota_job_add(call_ctx(c)->quota, j, &qe);
-  rund_secrets_log_use(&p.id, &j->req, j->id);
-  prepare_free(&p);
-  Runrpc__V1__StartResponse resp = RUNRPC__V1__START_RESPONSE__INIT;
-  resp.job_id = j->id;
-  resp.pid = j->pid;
-  if (rpc_call_send(c, &resp.base, &e) < 0)
+  free(sw);
+  if (rc < 0)
     rund_call_fail(c, &e);
   else
-    rpc_call_finish(c, RR_OK, NULL);
-  protobuf_c_message_free_unpacked(msg, NULL);
-  return;
-fail:
-  rund_call_fail(c, &e);
-  protobuf_c_message_free_unpacked(msg, NULL);
+    start_run(c, &p, t0);
+}
+
+/* A Start whose caller went away while its root was being copied. */
+static void start_on_close(rpc_call *c, rpc_close_reason reason) {
+  start_wait *sw = rpc_call_data(c);
+  if (!sw)
+    return;
+  rpc_call_set_data(c, NULL);
+  prepare_wait_cancel(sw->w);
+  free(sw);
 }
 
 /* The caller's identity and the job it names, if it may see it. */
@@ -357,7 +398,7 @@ static void plain_on_close(rpc_call *c, rpc_close_reason reason) {}
 int svc_jobs_register(rpc_server *s, rund_ctx *ctx, rr_err *e) {
   const rpc_method methods[] = {
       {"/runrpc.v1.Jobs/Start", &rundwire__start_request__descriptor, false, false, on_start, NULL,
-       NULL, plain_on_close, ctx},
+       NULL, start_on_close, ctx},
       {"/runrpc.v1.Jobs/Status", &rundwire__status_request__descriptor, false, false, on_status,
        NULL, NULL, plain_on_close, ctx},
       {"/runrpc.v1.Jobs/List", &rundwire__list_request__descriptor, false, false, on_list, NULL,

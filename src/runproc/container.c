@@ -12,13 +12,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/util.h"
 #include "runproc.h"
 #include "sandbox/cgroup.h"
+
+void runproc_ns_socket_addr(const runproc_container *c, struct sockaddr_un *ret) {
+  memset(ret, 0, sizeof *ret);
+  ret->sun_family = AF_UNIX;
+  snprintf(ret->sun_path, sizeof ret->sun_path, "/proc/self/fd/%d/%s", c->dirfd, RUNPROC_NS_SOCKET);
+}
 
 void runproc_fifo_path(runproc_ctx *ctx, const char *id, char *buf, size_t size) {
   snprintf(buf, size, "%s/%s/exec.fifo", ctx->root, id);
@@ -140,8 +148,8 @@ int runproc_container_save(const runproc_container *c, rr_err *e) {
 
 int runproc_container_remove(runproc_ctx *ctx, runproc_container *c, rr_err *e) {
   /* state.json first: from then on the container does not exist */
-  const char *files[] = {"state.json", "exec.fifo"};
-  for (size_t i = 0; i < 2; i++)
+  const char *files[] = {"state.json", "exec.fifo", RUNPROC_NS_SOCKET};
+  for (size_t i = 0; i < RR_ARRAY_SIZE(files); i++)
     if (unlinkat(c->dirfd, files[i], 0) < 0 && errno != ENOENT)
       return rr_err_sys(e, RR_INTERNAL, errno, "cannot remove %s of \"%s\"", files[i], c->id);
   char dir[4200];

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -90,6 +92,19 @@ static int runproc_create_hooks(void *arg, pid_t pid, rr_err *e) {
   return r;
 }
 
+/* A container with a user namespace may belong to a caller that is not
+ * root, who cannot open /proc/PID/ns of its init (never dumpable: a copy
+ * of our memory): `exec` asks the init for them on ROOT/ID/ns.sock
+ * instead. Reachable only through ROOT/ID (0700, the caller's). */
+static int runproc_ns_socket(const runproc_container *c, rr_err *e) {
+  struct sockaddr_un a;
+  runproc_ns_socket_addr(c, &a);
+  _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 16) < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot make the namespace socket of \"%s\"", c->id);
+  return TAKE_FD(fd);
+}
+
 /* --systemd-cgroup: "slice:prefix:name" made the cgroupfs path systemd
  * would give it (no systemd is asked: see RUNPROC.md). */
 static int runproc_systemd_path(sb_spec *s, rr_err *e) {
@@ -117,7 +132,7 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
     return -1;
   int rc = -1;
   runproc_container c = {0};
-  _cleanup_close_ int fifo = -1, console = -1;
+  _cleanup_close_ int fifo = -1, console = -1, nssock = -1;
   sb_spawn_result r = {.pidfd = -1};
   cg_job *cg = NULL;
   json_object *raw = NULL, *annotations = NULL;
@@ -189,6 +204,11 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
       runproc_hooks_any(c.hooks, RUNPROC_HOOK_CREATE_CONTAINER)) {
     so.setup_hook = runproc_create_hooks;
     so.setup_hook_arg = &c;
+  }
+  if (s->ns[SB_NS_USER].enabled && !s->ns[SB_NS_USER].path && s->ns[SB_NS_PID].enabled) {
+    if ((nssock = runproc_ns_socket(&c, e)) < 0)
+      goto remove;
+    so.ns_socket_fd = nssock;
   }
   if (s->cgroups_path) {
     cg_limits none = {0};

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -96,6 +99,32 @@ static int exec_procfd(const runproc_container *c, rr_err *e) {
   return fd;
 }
 
+/* Whether we may open the namespaces of the process at procfd: not when
+ * it is not dumpable and we are not root (a rootless container's init). */
+static bool exec_ns_readable(int procfd) {
+  char p[64];
+  snprintf(p, sizeof p, "/proc/self/fd/%d/ns/user", procfd);
+  struct stat st;
+  return stat(p, &st) == 0 || (errno != EACCES && errno != EPERM);
+}
+
+/* The namespaces' fds from the container's init over ROOT/ID/ns.sock. */
+static int exec_ns_from_init(const runproc_container *c, int fds[SB_NS_COUNT], rr_err *e) {
+  struct sockaddr_un a;
+  runproc_ns_socket_addr(c, &a);
+  _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct timeval tv = {.tv_sec = 10}; /* a stuck init: fail, not hang */
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+      connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+    return rr_err_sys(e, RR_PERMISSION_DENIED, errno,
+                      "cannot look at the namespaces of container \"%s\" (its init is not "
+                      "dumpable) nor ask it on %s",
+                      c->id, RUNPROC_NS_SOCKET);
+  if (sb_nsfd_receive(fd, fds, e) < 0)
+    return rr_err_wrap(e, "container \"%s\"", c->id);
+  return 0;
+}
+
 /* Everything up to the process running; *ret_pidfd its pidfd. */
 static int exec_start(runproc_ctx *ctx, const runproc_exec_opts *o, int *ret_pidfd, rr_err *e) {
   runproc_container c;
@@ -105,6 +134,8 @@ static int exec_start(runproc_ctx *ctx, const runproc_exec_opts *o, int *ret_pid
   sb_spec *s = NULL;
   cg_job *cg = NULL;
   _cleanup_close_ int procfd = -1, console = -1;
+  int nsfds[SB_NS_COUNT];
+  bool have_nsfds = false;
   runproc_status st = runproc_container_status(&c);
   if (st == RUNPROC_PAUSED) {
     rr_err_set(e, RR_FAILED_PRECONDITION, "container \"%s\" is paused: resume it first", c.id);
@@ -116,7 +147,12 @@ static int exec_start(runproc_ctx *ctx, const runproc_exec_opts *o, int *ret_pid
   }
   if ((procfd = exec_procfd(&c, e)) < 0 || runproc_exec_spec(o, c.bundle, &s, e) < 0)
     goto out;
-  if (runproc_exec_namespaces(s, procfd, e) < 0) {
+  if (!exec_ns_readable(procfd)) {
+    if (exec_ns_from_init(&c, nsfds, e) < 0)
+      goto out;
+    have_nsfds = true;
+  }
+  if (runproc_exec_namespaces(s, procfd, have_nsfds ? nsfds : NULL, e) < 0) {
     if (runproc_container_status(&c) == RUNPROC_STOPPED) /* it ended meanwhile */
       rr_err_set(e, RR_FAILED_PRECONDITION, "container \"%s\" is stopped: cannot exec in it", c.id);
     goto out;
@@ -148,6 +184,9 @@ static int exec_start(runproc_ctx *ctx, const runproc_exec_opts *o, int *ret_pid
   *ret_pidfd = r.pidfd;
   rc = 0;
 out:
+  for (int t = 0; have_nsfds && t < SB_NS_COUNT; t++)
+    if (nsfds[t] >= 0)
+      close(nsfds[t]);
   if (cg)
     cg_job_free(cg);
   sb_spec_free(s);

@@ -14,30 +14,22 @@
 
 #include "common/util.h"
 #include "exec.h"
+#include "sandbox/sandbox.h"
 #include "sandbox/spec.h"
 
 #define RUNPROC_PROCESS_MAX_BYTES (4u << 20)
 
-/* The namespaces' files in /proc/PID/ns, in sb_ns_type order. pid: what
- * the init's children get (its own, or the one it joined by path). */
-static const char *const ns_files[SB_NS_COUNT] = {
-    [SB_NS_PID] = "pid_for_children",
-    [SB_NS_MOUNT] = "mnt",
-    [SB_NS_IPC] = "ipc",
-    [SB_NS_UTS] = "uts",
-    [SB_NS_CGROUP] = "cgroup",
-    [SB_NS_NET] = "net",
-    [SB_NS_USER] = "user",
-    [SB_NS_TIME] = "time",
-};
-
-int runproc_exec_namespaces(sb_spec *s, int procfd, rr_err *e) {
+int runproc_exec_namespaces(sb_spec *s, int procfd, const int *ns_fds, rr_err *e) {
   for (int t = 0; t < SB_NS_COUNT; t++) {
+    const char *file = sb_ns_proc_file((sb_ns_type)t);
     char theirs[96], ours[64];
     struct stat a, b;
-    snprintf(theirs, sizeof theirs, "/proc/self/fd/%d/ns/%s", procfd, ns_files[t]);
-    snprintf(ours, sizeof ours, "/proc/self/ns/%s", ns_files[t]);
-    if (stat(ours, &b) < 0)
+    if (ns_fds)
+      snprintf(theirs, sizeof theirs, "/proc/self/fd/%d", ns_fds[t]);
+    else
+      snprintf(theirs, sizeof theirs, "/proc/self/fd/%d/ns/%s", procfd, file);
+    snprintf(ours, sizeof ours, "/proc/self/ns/%s", file);
+    if (stat(ours, &b) < 0 || (ns_fds && ns_fds[t] < 0))
       continue; /* a kind this kernel does not have */
     if (stat(theirs, &a) < 0)
       return rr_err_sys(e, RR_FAILED_PRECONDITION, errno,

@@ -14,6 +14,9 @@
 #define RUNPROC_DEFAULT_ROOT "/run/runproc"
 #define RUNPROC_OCI_VERSION "1.0.2"
 #define RUNPROC_CGROUP_ROOT "/sys/fs/cgroup"
+/* ROOT/ID/ns.sock: where the init of a container with a user namespace
+ * hands its namespaces to exec (sb_spawn_opts.ns_socket_fd). */
+#define RUNPROC_NS_SOCKET "ns.sock"
 
 typedef struct runproc_ctx {
   const char *root; /* state directory: ROOT/ID/ per container */
@@ -155,6 +158,10 @@ int runproc_container_start(runproc_container *c, rr_err *e);
 int runproc_container_poststart(runproc_container *c, rr_err *e);
 /* poststop hooks of a container that stopped (before its state goes). */
 int runproc_container_poststop(runproc_container *c, rr_err *e);
+/* The unix socket address of ROOT/ID/ns.sock through the container's
+ * locked dirfd (short whatever ROOT and ID are). */
+struct sockaddr_un;
+void runproc_ns_socket_addr(const runproc_container *c, struct sockaddr_un *ret);
 /* Path of ROOT/ID/exec.fifo into buf. */
 void runproc_fifo_path(runproc_ctx *ctx, const char *id, char *buf, size_t size);
 

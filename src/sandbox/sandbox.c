@@ -216,6 +216,35 @@ static int sb_trees_prepare(const sb_spec *s, struct sb_child *c, rr_err *e) {
   return 0;
 }
 
+/* The uid an unmapped one reads as in a user namespace. */
+static uint32_t sb_overflow_uid(void) {
+  char buf[24] = "";
+  _cleanup_close_ int fd = open("/proc/sys/kernel/overflowuid", O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || read(fd, buf, sizeof buf - 1) <= 0)
+    return 65534;
+  return (uint32_t)strtoul(buf, NULL, 10);
+}
+
+/* The caller's euid as the sandbox's user namespace sees it (what
+ * SO_PEERCRED says to its init): through a new namespace's uid map;
+ * UINT32_MAX (nobody) when unmapped, when the namespace is joined, or when
+ * it maps onto the overflow uid (every unmapped peer would read as that). */
+static uint32_t sb_peer_uid(const sb_spec *s, const struct sb_child *c) {
+  uint32_t uid = (uint32_t)geteuid();
+  if (c->ns_fds[SB_NS_USER] >= 0)
+    return UINT32_MAX;
+  if (!c->new_ns[SB_NS_USER])
+    return uid;
+  for (size_t i = 0; i < s->nuid_maps; i++) {
+    const sb_id_map *m = &s->uid_maps[i];
+    if (uid >= m->host_id && uid - m->host_id < m->size) {
+      uint32_t inside = m->container_id + (uid - m->host_id);
+      return inside == sb_overflow_uid() ? UINT32_MAX : inside;
+    }
+  }
+  return UINT32_MAX;
+}
+
 /* Checks, namespace fds, argv/env, caps: everything before the clone. */
 static int sb_prepare(const sb_spec *s, struct sb_child *c, rr_err *e) {
   const sb_process *p = &s->process;
@@ -255,6 +284,8 @@ static int sb_prepare(const sb_spec *s, struct sb_child *c, rr_err *e) {
     c->setup_gid = gid0 ? 0 : s->gid_maps[0].container_id;
   }
   c->setgroups_allowed = !c->new_ns[SB_NS_USER] || sb_have_setgid();
+  if (c->ns_sock >= 0)
+    c->ns_peer_uid = sb_peer_uid(s, c);
   /* a joined pid namespace holds only the children of who joined it: an
    * init forks the command there too */
   c->with_init = s->ns[SB_NS_PID].enabled;
@@ -300,11 +331,13 @@ int sb_spawn(const sb_spec *s, const sb_spawn_opts *o, sb_spawn_result *ret, rr_
                        .console_fd = s->process.terminal ? o->console_fd : -1,
                        .tty_fd = -1,
                        .first_own_fd = 3 + o->preserve_fds,
-                       .root_tree = -1};
+                       .root_tree = -1,
+                       .ns_sock =
+                           o->ns_socket_fd > 2 && s->ns[SB_NS_PID].enabled ? o->ns_socket_fd : -1};
   sb_filter *own = NULL;
   int rc = -1, pidfd = -1, sv[2] = {-1, -1};
   for (int t = 0; t < SB_NS_COUNT; t++)
-    c.ns_fds[t] = -1;
+    c.ns_fds[t] = c.ns_own[t] = -1;
   if (o->wait_start && o->start_fd < 0) {
     rr_err_set(e, RR_INVALID_ARGUMENT, "sandbox: wait_start without a start_fd");
     goto out;

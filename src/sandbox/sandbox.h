@@ -81,6 +81,13 @@ typedef struct sb_spawn_opts {
    * failure (-1, e set) fails sb_spawn. NULL: no pause. */
   int (*setup_hook)(void *arg, pid_t pid, rr_err *e);
   void *setup_hook_arg;
+  /* With a pid namespace: a listening unix stream socket (> 2) on which
+   * whoever connects with the caller's euid gets fds of the sandbox's
+   * namespaces (sb_nsfd_receive), answered by the command while it waits
+   * for start and by the init after: for a caller that may not open
+   * /proc/PID/ns of the init, which is never dumpable (rootless). The
+   * fds are opened before any code of the sandbox runs. <= 2: none. */
+  int ns_socket_fd;
 } sb_spawn_opts;
 
 typedef struct sb_spawn_result {
@@ -91,6 +98,12 @@ typedef struct sb_spawn_result {
 
 /* Start s's process; on failure nothing is left running. */
 int sb_spawn(const sb_spec *s, const sb_spawn_opts *o, sb_spawn_result *ret, rr_err *e);
+/* The fds of a sandbox's namespaces read from sock (connected to its
+ * ns_socket_fd) into ret[sb_ns_type] (-1 where none came; CLOEXEC). */
+int sb_nsfd_receive(int sock, int ret[SB_NS_COUNT], rr_err *e);
+/* The file of namespace t in /proc/PID/ns ("mnt"; the pid namespace as
+ * "pid_for_children": the one a joiner's children get). */
+const char *sb_ns_proc_file(sb_ns_type t);
 /* Resolve mount destinations without openat2 (a walk refusing symlinks), as
  * before Linux 5.6: tests of that path. */
 void sb_set_openat2_disabled(bool disabled);

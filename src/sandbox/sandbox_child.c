@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -89,8 +90,20 @@ static const char *const sb_ns_names[SB_NS_COUNT] = {"pid",    "mount",   "ipc",
                                                      "cgroup", "network", "user", "time"};
 
 static void sb_child_namespaces(struct sb_child *c) {
-  if (c->ns_fds[SB_NS_USER] >= 0 && setns(c->ns_fds[SB_NS_USER], CLONE_NEWUSER) < 0)
-    sb_child_fail(c, errno, "join user namespace", NULL);
+  if (c->ns_fds[SB_NS_USER] >= 0) {
+    if (setns(c->ns_fds[SB_NS_USER], CLONE_NEWUSER) < 0)
+      sb_child_fail(c, errno, "join user namespace", NULL);
+    /* one whose maps an unprivileged user wrote denies setgroups (the
+     * groups we came with stay, as in the sandbox's own processes) */
+    char v[8] = "";
+    int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && read(fd, v, sizeof v - 1) >= 4 && memcmp(v, "deny", 4) == 0)
+      c->setgroups_allowed = false;
+    if (fd >= 0)
+      close(fd);
+    if (!c->setgroups_allowed && c->s->process.ngids)
+      sb_child_fail(c, EPERM, "set additional gids: the user namespace denies setgroups", NULL);
+  }
   if (c->wait_maps) {
     char go;
     ssize_t n;
@@ -148,7 +161,7 @@ static void sb_child_stdio(struct sb_child *c) {
   for (int i = 0; i < 3; i++)
     if (src[i] < 3 && (src[i] = sb_fd_above(src[i], min)) < 0)
       sb_child_fail(c, errno, "set up stdio", NULL);
-  int *own[] = {&c->sock, &c->status_fd, &c->start_fd, &c->console_fd};
+  int *own[] = {&c->sock, &c->status_fd, &c->start_fd, &c->console_fd, &c->ns_sock};
   for (size_t i = 0; i < sizeof own / sizeof *own; i++)
     if (*own[i] >= 0 && (*own[i] = sb_fd_above(*own[i], min)) < 0)
       sb_child_fail(c, errno, "set up stdio", NULL);
@@ -243,6 +256,11 @@ static void sb_child_shared(struct sb_child *c) {
     sb_child_fail(c, errno, "create the process group", NULL);
   sb_child_signals();
   sb_child_stdio(c);
+  if (c->ns_sock >= 0) { /* through the host's /proc, before any code of the sandbox runs */
+    sb_nsfd_open_own(c);
+    if (fcntl(c->ns_sock, F_SETFL, O_NONBLOCK) < 0)
+      sb_child_fail(c, errno, "set up the namespace socket", NULL);
+  }
   sb_mount_setup(c);
   if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
     sb_child_fail(c, errno, "set hostname \"", s->hostname, "\"", NULL);
@@ -395,8 +413,19 @@ static void sb_child_wait_start(struct sb_child *c) {
   c->sock = -1;
   char go;
   ssize_t n;
-  while ((n = read(c->start_fd, &go, 1)) < 0 && errno == EINTR)
-    ;
+  for (;;) { /* the namespace socket is ours to answer until start */
+    struct pollfd pf[2] = {{.fd = c->start_fd, .events = POLLIN},
+                           {.fd = c->ns_sock, .events = POLLIN}};
+    if (c->ns_sock >= 0 && poll(pf, 2, -1) < 0 && errno != EINTR)
+      _exit(127);
+    if (c->ns_sock >= 0 && !pf[0].revents) {
+      if (pf[1].revents)
+        sb_nsfd_serve(c);
+      continue;
+    }
+    if ((n = read(c->start_fd, &go, 1)) >= 0 || errno != EINTR)
+      break;
+  }
   if (n != 1)
     _exit(127);
   close(c->start_fd);
@@ -454,21 +483,14 @@ static _Noreturn void sb_child_command(struct sb_child *c) {
 
 SPAWN_CHILD_ATTR static int sb_child_command_entry(void *c) { sb_child_command(c); }
 
-/* wait_start: a created container may wait for long; it holds nothing of
- * the caller's but what it needs (not a lock the caller took, say): 0..2,
- * the preserved fds, ours. */
-static void sb_child_close_others(const struct sb_child *c) {
-  int keep[4] = {c->sock, c->status_fd, c->start_fd, c->tty_fd};
-  const int n = 4;
-  for (int i = 0; i < n; i++) /* sort: four elements */
-    for (int j = i + 1; j < n; j++)
-      if (keep[j] < keep[i]) {
-        int t = keep[i];
-        keep[i] = keep[j];
-        keep[j] = t;
-      }
-  unsigned from = (unsigned)c->first_own_fd;
-  for (int i = 0; i < n; i++) {
+void sb_close_fds_except(unsigned from, int *keep, size_t n) {
+  for (size_t i = 1; i < n; i++) /* insertion sort: a dozen at most */
+    for (size_t j = i; j > 0 && keep[j] < keep[j - 1]; j--) {
+      int t = keep[j];
+      keep[j] = keep[j - 1];
+      keep[j - 1] = t;
+    }
+  for (size_t i = 0; i < n; i++) {
     if (keep[i] < (int)from)
       continue;
     if ((unsigned)keep[i] > from)
@@ -476,6 +498,16 @@ static void sb_child_close_others(const struct sb_child *c) {
     from = (unsigned)keep[i] + 1;
   }
   syscall(SYS_close_range, from, ~0u, 0u);
+}
+
+/* wait_start: a created container may wait for long; it holds nothing of
+ * the caller's but what it needs (not a lock the caller took, say): 0..2,
+ * the preserved fds, ours. */
+static void sb_child_close_others(const struct sb_child *c) {
+  int keep[5 + SB_NS_COUNT] = {c->sock, c->status_fd, c->start_fd, c->tty_fd, c->ns_sock};
+  for (int t = 0; t < SB_NS_COUNT; t++)
+    keep[5 + t] = c->ns_own[t];
+  sb_close_fds_except((unsigned)c->first_own_fd, keep, sizeof keep / sizeof *keep);
 }
 
 _Noreturn void sb_child_run(struct sb_child *c) {

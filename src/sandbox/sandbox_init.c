@@ -5,6 +5,7 @@
  * ended on status_fd (rund-waiter's line) and exits with its code, or 128+N for a signal (PID 1
  * cannot kill itself). Its exit kills what is left in the namespace. */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <signal.h>
 #include <string.h>
@@ -33,16 +34,26 @@ static void sb_init_drop_privileges(void) {
   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
-/* Our fds: only status_fd stays (the command and the parent's socket are
- * none of ours). */
-static void sb_init_close_fds(int keep) {
-  if (keep < 0) {
-    syscall(SYS_close_range, 0u, ~0u, 0u);
+/* Our fds: only status_fd and the namespace socket with our namespaces
+ * stay (the command and the parent's socket are none of ours). */
+static void sb_init_close_fds(const struct sb_child *c) {
+  int keep[2 + SB_NS_COUNT] = {c->status_fd, c->ns_sock};
+  for (int t = 0; t < SB_NS_COUNT; t++)
+    keep[2 + t] = c->ns_own[t];
+  sb_close_fds_except(0, keep, sizeof keep / sizeof *keep);
+}
+
+/* The namespace socket wakes us with SIGIO (its si_fd and a POLL_* code,
+ * unlike a kill's); connections made before are answered now. */
+static void sb_init_ns_socket(const struct sb_child *c) {
+  if (c->ns_sock < 0)
+    return;
+  if (fcntl(c->ns_sock, F_SETOWN, getpid()) < 0 || fcntl(c->ns_sock, F_SETSIG, SIGIO) < 0 ||
+      fcntl(c->ns_sock, F_SETFL, O_NONBLOCK | O_ASYNC) < 0) {
+    close(c->ns_sock); /* a joiner then fails at once, not after a wait */
     return;
   }
-  if (keep > 0)
-    syscall(SYS_close_range, 0u, (unsigned)keep - 1, 0u);
-  syscall(SYS_close_range, (unsigned)keep + 1, ~0u, 0u);
+  sb_nsfd_serve(c);
 }
 
 /* "exit N END_NS\n" or "signal N END_NS\n", in one write. */
@@ -70,11 +81,12 @@ _Noreturn void sb_init_run(const struct sb_child *c, pid_t cmd) {
   if (getpid() != 1)
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   /* the command's exec (or failure) closes the socket, not us */
-  sb_init_close_fds(c->status_fd);
+  sb_init_close_fds(c);
   sb_init_drop_privileges();
   sigset_t all;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL); /* already so since the clone */
+  sb_init_ns_socket(c);
   for (;;) {
     int st;
     pid_t p;
@@ -91,6 +103,10 @@ _Noreturn void sb_init_run(const struct sb_child *c, pid_t cmd) {
     int sig = sigwaitinfo(&all, &si);
     if (sig <= 0 || sig == SIGCHLD)
       continue;
+    if (sig == SIGIO && si.si_code > 0 && c->ns_sock >= 0 && si.si_fd == c->ns_sock) {
+      sb_nsfd_serve(c);
+      continue;
+    }
     /* to the group, or the command alone before its setpgid */
     if (kill(-cmd, sig) < 0)
       kill(cmd, sig);

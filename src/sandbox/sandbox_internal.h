@@ -56,6 +56,13 @@ struct sb_child {
    * is still that object). */
   int *trees;
   int root_tree;
+  /* o->ns_socket_fd (listening) with a pid namespace, moved above 2; else
+   * -1. ns_own: our namespaces' fds once opened (-1: none, or a kind the
+   * kernel lacks); ns_peer_uid: who may have them, as our user namespace
+   * sees the caller's euid. */
+  int ns_sock;
+  int ns_own[SB_NS_COUNT];
+  uint32_t ns_peer_uid;
 };
 
 /* Child side: report (errno, what...) over the socket and _exit(127); the
@@ -74,6 +81,12 @@ void sb_mount_finish(const struct sb_child *c);
 /* PID 1 (sandbox_init.c): forward signals to the command's group (pid cmd),
  * reap everything, record and mirror how cmd ended. */
 _Noreturn void sb_init_run(const struct sb_child *c, pid_t cmd);
+/* Close every fd from `from` up but the n in keep (sorted here). */
+void sb_close_fds_except(unsigned from, int *keep, size_t n);
+/* sandbox_nsfd.c: our namespaces (/proc/self/ns) into c->ns_own, above our fds. */
+void sb_nsfd_open_own(struct sb_child *c);
+/* Answer every pending connection on c->ns_sock (non-blocking). */
+void sb_nsfd_serve(const struct sb_child *c);
 /* Decimal of v into buf (>= 24 bytes); returns buf. No libc formatting in
  * the child. */
 char *sb_fmt_u64(char *buf, unsigned long long v);

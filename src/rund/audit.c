@@ -255,7 +255,7 @@ static void audit_write(rund_audit *a, const char *line, size_t n) {
 
 static void audit_line(rund_ctx *ctx, const rpc_call *c, int code, uint64_t us) {
   audit_buf b = {0};
-  char ts[64];
+  char ts[96]; /* room for any int fields: gcc -O2 checks the worst case */
   struct timespec now;
   struct tm tm;
   clock_gettime(CLOCK_REALTIME, &now);

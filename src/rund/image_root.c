@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -78,6 +79,11 @@ static int root_mount(const char *store, const char *dir, json_object *layers, i
   snprintf(merged, sizeof merged, "%.3900s/merged", dir);
   if (root_fsconfig(fs, "upperdir", upper, e) < 0 || root_fsconfig(fs, "workdir", work, e) < 0)
     return -1;
+  /* the upper dir is the command's scratch, dropped after: no syncs of it
+   * (its unmount, when the command's namespace goes, skips syncing the
+   * state dir's filesystem); a kernel without the flag (< 5.10) syncs */
+  if (syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, "volatile", NULL, 0) < 0 && errno != EINVAL)
+    return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "image root: overlay volatile");
   if (syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
     return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "image root: cannot make the overlay");
   _cleanup_close_ int mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
@@ -229,12 +235,8 @@ static int root_config(job_request *r, json_object *rec, rr_err *e) {
 static void root_name(char *buf, size_t n) {
   static unsigned seq;
   unsigned char rnd[6] = {0};
-  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    if (rr_read(fd, rnd, sizeof rnd) < 0)
-      memset(rnd, 0, sizeof rnd);
-    close(fd);
-  }
+  if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+    memset(rnd, 0, sizeof rnd); /* the sequence and pid still make it unique here */
   snprintf(buf, n, "%08x%02x%02x%02x%02x%02x%02x", ++seq ^ (unsigned)getpid(), rnd[0], rnd[1],
            rnd[2], rnd[3], rnd[4], rnd[5]);
 }

@@ -157,6 +157,13 @@ def test_image_roots_modes_give_the_same_tree(rund_factory, tmp_path, mode):
     assert lines[0].split() == [".", "./added", "./h1", "./h2", "./keep", "./link", "./sub",
                                 "./sub/new", "./swap"], lines
     assert lines[1:] == ["mid", "new", "keep", "linked", "keep"], lines
+    if mode == "overlay":  # the upper dir is scratch: never synced (its unmount is quick)
+        res = ctl("exec", "--profile", "default", "--image", "layered:1", "--", "cat",
+                  "/proc/self/mountinfo")
+        roots = [ln for ln in res.text.splitlines() if ln.split()[4] == "/"]
+        assert len(roots) == 1 and " - overlay " in roots[0], res.text
+        opts = roots[0].split(" - ", 1)[1].split()[2].split(",")
+        assert "volatile" in opts or "fsync=volatile" in opts, roots[0]  # newer kernels say fsync=
     # writes stay in the command's own root (copy: its own copy of the layers)
     stub = r.stub()
     jobs = [stub.Start(pb.StartRequest(command=pb.Command(path="sh", args=[

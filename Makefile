@@ -36,6 +36,13 @@ install: build
 	meson configure $(BUILD_DIR) -Dprefix=$(abspath $(PREFIX)) -Dlibdir=lib
 	meson install -C $(BUILD_DIR) --quiet
 
+# Debian packages (debian/: runrpc, librunrpc0, librunrpc-dev) built from
+# this tree into build-deb/, lintian clean; needs `./scripts/deps.sh deb`
+.PHONY: deb
+deb:
+	./scripts/deps.sh deb
+	./scripts/deb.sh
+
 run:
 	./run.sh $(ARGS)
 

@@ -3,7 +3,8 @@
 # needs. Idempotent: when all are present it only asks dpkg (no network).
 # Works on a bare Debian 12 (no make, no compiler); uses sudo when not root.
 # RUNRPC_SKIP_DEPS=1 skips it (e.g. on a machine managed some other way).
-# `deps.sh vm` installs only what `make test-vm` (tests/vm/run.py) needs.
+# `deps.sh vm` installs only what `make test-vm` (tests/vm/run.py) needs;
+# `deps.sh deb` also what `make deb` needs (debhelper, lintian, ...).
 set -eu
 
 # scdoc builds the man pages (docs/man); groff-base and man-db render them
@@ -75,6 +76,15 @@ python3
 python3-pytest
 "
 
+# make deb (scripts/deb.sh) and its test (tests/integration/test_deb.py,
+# skipped without them): the build's own packages plus the Debian tools
+DEB_PKGS="$PKGS
+debhelper
+dpkg-dev
+fakeroot
+lintian
+"
+
 if [ "${RUNRPC_SKIP_DEPS:-0}" = 1 ]; then
   exit 0
 fi
@@ -84,9 +94,15 @@ deps_vm() {
   PKGS=$VM_PKGS
 }
 
-if [ "${1:-}" = vm ]; then
-  deps_vm
-fi
+case "${1:-}" in
+vm) deps_vm ;;
+deb) PKGS=$DEB_PKGS ;;
+"") ;;
+*)
+  echo "deps.sh: unknown group \"$1\" (want vm or deb, or nothing)" >&2
+  exit 2
+  ;;
+esac
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   echo "deps.sh: this needs a Debian 12 system (dpkg-query and apt-get not found)" >&2

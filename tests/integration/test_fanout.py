@@ -290,3 +290,21 @@ def test_fanout_usage_errors(tmp_path):
     for args, want in cases:
         rc, out, err = run_ctl(args)
         assert rc == 2 and want in err, (args, rc, err)
+
+
+def test_long_lines_cut_and_hosts_from_stdin(rund_factory, tmp_path):
+    a, b = rund_factory().start(), rund_factory().start()
+    hosts = "%s name=a\n# b by its address\n%s\n" % (a.addr, b.addr)
+    e = dict(os.environ, RUNRPC_NO_SESSION_CACHE="1")
+    # a 70,000-byte line without a newline: 65,536 bytes, then the rest, each a line
+    p = subprocess.run([RUNCTL, "--hosts", "-", "exec", "--", "sh", "-c",
+                        "head -c 70000 /dev/zero | tr '\\0' x"], input=hosts.encode(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, env=e)
+    check_no_sanitizer(p.stderr, "runctl")
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.decode()
+    for label in ("a", b.addr):
+        lines = [ln for ln in out.split("\n") if ln.startswith(label + ": ")]
+        assert [len(ln) - len(label) - 2 for ln in lines] == [65536, 70000 - 65536], \
+            [len(ln) for ln in lines]
+    assert out.count("\n") == 4

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,25 +173,27 @@ out:
 }
 
 /* Collect what no image uses, in a child (removing a big layer takes time);
- * the reaper reaps it. */
+ * the reaper reaps it. A fork running img_store_gc, not `rund image gc`:
+ * exec'ing rund loads its 25 libraries again (5.2 ms of CPU, measured),
+ * more than the whole collection of a command's released root. */
 void images_gc_spawn(rund_ctx *ctx) {
-  char *argv[] = {(char *)ctx->exe, "image", "gc", "--state-dir", (char *)ctx->state_dir, NULL};
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t at;
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawnattr_init(&at);
-  posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
-  pid_t pid;
-  int r = posix_spawn(&pid, ctx->exe, &fa, &at, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&at);
-  if (r != 0)
-    rr_warn("cannot collect image layers", "error=\"%s\"", strerror(r));
+  pid_t pid = fork();
+  if (pid < 0) {
+    rr_warn("cannot collect image layers", "error=\"%s\"", strerror(errno));
+    return;
+  }
+  if (pid)
+    return;
+  /* the child: none of rund's fds (a peer must see its connection close
+   * when rund closes it), a store of its own (its own lock fds) */
+  syscall(SYS_close_range, 3u, ~0u, 0u);
+  img_store *s;
+  rr_err e = {0};
+  unsigned removed;
+  bool busy;
+  if (img_store_open(ctx->state_dir, &s, &e) < 0 || img_store_gc(s, &removed, &busy, &e) < 0)
+    _exit(1);
+  _exit(0);
 }
 
 static void on_remove(rpc_call *c, ProtobufCMessage *msg) {

@@ -51,6 +51,14 @@ static void fanout_mark_timeout(fanout *f, size_t i) {
            f->hosts[i].addr, (unsigned long long)f->host_timeout_ms, *was ? ": " : "", was);
 }
 
+/* End the connection under whatever its thread waits for (it then fails
+ * and closes it); called under the fan-out's lock, so never after the close. */
+static void fanout_client_shutdown(runrpc_client *c) {
+  const rpc_client_transport *t = rpc_client_get_transport(c->grpc);
+  if (t && t->fd >= 0)
+    shutdown(t->fd, SHUT_RDWR);
+}
+
 static void fanout_host_run(fanout *f, size_t i, uint64_t deadline) {
   runrpc_fanout_result *r = &f->results[i];
   runrpc_options o = {0};
@@ -75,6 +83,8 @@ static void fanout_host_run(fanout *f, size_t i, uint64_t deadline) {
   r->connected = true;
   pthread_mutex_lock(&f->lock);
   f->slots[i].client = c;
+  if (f->slots[i].fired) /* the watchdog came while we connected: what it would have done */
+    fanout_client_shutdown(c);
   pthread_mutex_unlock(&f->lock);
   if (deadline) {
     uint64_t now = rr_now_mono_ms();
@@ -133,9 +143,8 @@ static uint64_t fanout_watchdog_pass(fanout *f, uint64_t now) {
     uint64_t at = s->deadline + FANOUT_WATCHDOG_GRACE_MS;
     if (at <= now) {
       s->fired = true;
-      const rpc_client_transport *t = s->client ? rpc_client_get_transport(s->client->grpc) : NULL;
-      if (t && t->fd >= 0)
-        shutdown(t->fd, SHUT_RDWR);
+      if (s->client)
+        fanout_client_shutdown(s->client);
     } else {
       next = fanout_min_nonzero(next, at);
     }

@@ -190,3 +190,29 @@ def test_copy_exec_stdin_during_the_copy(copy_rund):
             code = m.exit.exit_code
     assert out == b"hello copy\nend\n" and code == 0, (out, code)
     assert wait_empty(r) == []
+
+
+def test_rund_stops_mid_copy(copy_rund):
+    """SIGTERM while a copy runs: the caller gets an error, the child is
+    killed, rund exits 0 with no sanitizer report (nothing leaked), and the
+    next rund of the state dir releases the root it left."""
+    r = copy_rund
+    stub = r.stub()
+    for _ in range(3):
+        fut = image_start(stub, "true")
+        pid = stop_copy(r, fut)
+        if pid:
+            break
+        fut.result()
+    assert pid, "never caught the copy child running"
+    assert len(os.listdir(os.path.join(r.state, "images", "roots"))) == 1
+    r.stop()
+    with pytest.raises(grpc.RpcError):
+        fut.result()
+    end = time.monotonic() + 30
+    while os.path.exists("/proc/%d" % pid) and time.monotonic() < end:
+        time.sleep(0.02)  # reaped by init once rund is gone
+    assert not os.path.exists("/proc/%d" % pid) or \
+        open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()[0] == "Z"
+    r.start()
+    assert wait_empty(r) == []

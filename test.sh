@@ -5,7 +5,7 @@
 # Exits non-zero if anything failed. Extra arguments go to pytest
 # (e.g. ./test.sh -k exec).
 set -u
-cd "$(dirname "$0")"
+cd "$(dirname "$0")" || exit 1
 root=$(pwd)
 
 ./scripts/deps.sh || exit 1

@@ -20,8 +20,6 @@ removes the user) or from bench/run.sh (bench.py runs it with --rows-json).
 Needs openssl, openssh-server, openssh-client.
 """
 
-import argparse
-import json
 import os
 import pwd
 import resource
@@ -35,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from tls import Rund, Sshd, log, make_pki  # noqa: E402
+from tls import Rund, Sshd, cli, log, make_pki  # noqa: E402
 
 NHOSTS = 20
 
@@ -152,24 +150,5 @@ def measure(build, quick):
     return rows, facts
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.environ.get("BUILD_DIR", "build"))
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--rows-json", action="store_true",
-                    help="print the table rows as JSON (for bench.py)")
-    a = ap.parse_args()
-    build = os.path.join(ROOT, a.build) if not os.path.isabs(a.build) else a.build
-    rows, facts = measure(build, a.quick)
-    if a.rows_json:
-        print(json.dumps({"rows": rows, "facts": facts}))
-        return
-    head = ("bench", "baseline", "runrpc", "ratio", "goal", "")
-    w = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
-    for row in [head] + rows:
-        print("  ".join(str(c).ljust(w[i]) for i, c in enumerate(row)).rstrip())
-    print(json.dumps(facts), file=sys.stderr)
-
-
 if __name__ == "__main__":
-    main()
+    cli(measure)

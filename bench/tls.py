@@ -454,7 +454,9 @@ def measure(build, quick):
     return rows, facts
 
 
-def main():
+def cli(measure_fn):
+    """The command line of a bench whose measure_fn(build, quick) returns
+    (rows, facts): a table, or --rows-json for bench.py (fanout.py too)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.environ.get("BUILD_DIR", "build"))
     ap.add_argument("--quick", action="store_true")
@@ -462,7 +464,7 @@ def main():
                     help="print the table rows as JSON (for bench.py)")
     a = ap.parse_args()
     build = os.path.join(ROOT, a.build) if not os.path.isabs(a.build) else a.build
-    rows, facts = measure(build, a.quick)
+    rows, facts = measure_fn(build, a.quick)
     if a.rows_json:
         print(json.dumps({"rows": rows, "facts": facts}))
         return
@@ -470,7 +472,8 @@ def main():
     w = [max(len(str(x[i])) for x in rows + [head]) for i in range(len(head))]
     for row in [head] + rows:
         print("  ".join(str(c).ljust(w[i]) for i, c in enumerate(row)).rstrip())
+    print(json.dumps(facts), file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    cli(measure)

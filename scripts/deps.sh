@@ -26,6 +26,7 @@ libseccomp-dev
 libcap-dev
 libarchive-dev
 libinih-dev
+zlib1g-dev
 python3
 python3-grpcio
 python3-grpc-tools

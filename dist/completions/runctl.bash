@@ -8,7 +8,7 @@
 _runctl_global_value_opts='--addr --tls-cert --tls-key --ca --server-name --token --hosts
   --parallel --host-timeout --connect-timeout --out-dir'
 _runctl_global_opts="$_runctl_global_value_opts --allow-insecure -v --verbose
-  --no-session-cache -h --help --version"
+  --no-session-cache --compress -h --help --version"
 _runctl_verbs='exec start status logs wait signal stop list image run help'
 _runctl_limit_opts='--max-cpu --max-memory --max-pids --max-rbps --max-wbps --max-riops
   --max-wiops -max_cpu_bandwidth -max_memory_usage -max_rbps -max_wbps -max_riops -max_wiops'
@@ -159,7 +159,7 @@ _runctl() {
         fi
         ((i++))
         ;;
-      --*=* | --allow-insecure | --no-session-cache) _runctl_conn+=("$w") ;;
+      --*=* | --allow-insecure | --no-session-cache | --compress) _runctl_conn+=("$w") ;;
       -*) ;;
       *) verb=$w ;;
       esac

@@ -75,6 +75,12 @@ typedef struct runrpc_options {
   /* Sandbox profile of requests that name none ("host", "default",
    * "strict"); NULL: rund's --default-profile. */
   const char *profile;
+  /* gzip request messages of 1 KiB or more and ask rund to gzip its answers
+   * (grpc-encoding / grpc-accept-encoding). Off by default: it costs CPU on
+   * both sides, which a unix socket or a fast network does not win back,
+   * and under TLS compressing secrets next to data an attacker chooses is
+   * what CRIME/BREACH exploit. Compressed answers are read either way. */
+  bool compress;
 } runrpc_options;
 
 /* Where rund keeps its embedded-default TLS files (STATE/tls/...); runctl's

@@ -7,6 +7,7 @@
 
 #include "common/util.h"
 #include "lib.h"
+#include "rpc/compress.h"
 
 RR_EXPORT const char *runrpc_version(void) { return "0.1.0"; }
 
@@ -137,6 +138,7 @@ RR_EXPORT int runrpc_connect(const char *addr, const runrpc_options *opts,
       .user_agent = "runrpc-c/0.1.0",
       .tls = tls ? &tc : NULL,
       .authorization = authorization,
+      .compression = opts->compress ? RPC_ENCODING_GZIP : RPC_ENCODING_IDENTITY,
   };
   if (rpc_client_connect(addr, &go, &c->grpc, &e) < 0) {
     free(c->profile);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "rpc/compress.h"
 #include "rpc/internal.h"
 
 rpc_call *rpc_call_new(rpc_conn *conn, int32_t stream_id) {
@@ -152,13 +153,21 @@ int rpc_call_add_request_md(rpc_call *c, const uint8_t *name, size_t namelen, co
       c->deadline_ms = loop_now_ms(c->conn->srv->l) + ms;
     }
   } else if (name_is(name, namelen, "grpc-encoding")) {
-    if (!name_is(value, valuelen, "identity")) {
+    int enc = rpc_encoding_parse((const char *)value, valuelen);
+    if (enc < 0) {
       call_reject(c, 200, RR_UNIMPLEMENTED,
-                  "grpc-encoding \"%.*s\" is not supported (only identity)",
+                  "grpc-encoding \"%.*s\" is not supported (only " RPC_ACCEPT_ENCODING ")",
                   (int)(valuelen < 32 ? valuelen : 32), (const char *)value);
       size_t cap = c->nout_md; /* out_md is grown one by one (call_send.c) */
-      md_append(&c->out_md, &c->nout_md, &cap, "grpc-accept-encoding", 20, "identity", 8);
+      md_append(&c->out_md, &c->nout_md, &cap, "grpc-accept-encoding", 20, RPC_ACCEPT_ENCODING,
+                sizeof RPC_ACCEPT_ENCODING - 1);
+    } else {
+      c->deframer.encoding = enc;
     }
+  } else if (name_is(name, namelen, "grpc-accept-encoding")) {
+    for (int enc = RPC_ENCODING_GZIP; enc <= RPC_ENCODING_DEFLATE; enc++)
+      if (rpc_accept_encoding_has((const char *)value, valuelen, enc))
+        c->accept_mask |= 1u << enc;
   } else if (namelen > 4 && memcmp(name + namelen - 4, "-bin", 4) == 0) {
     /* several values may be joined with ',': keep the first */
     const uint8_t *comma = memchr(value, ',', valuelen);
@@ -244,6 +253,9 @@ void rpc_call_begin(rpc_call *c) {
   }
   if (!c->reject_code)
     call_authorize(c);
+  /* a client that compresses and accepts the same gets compressed answers */
+  if (c->deframer.encoding && (c->accept_mask & 1u << c->deframer.encoding))
+    c->send_encoding = c->deframer.encoding;
   if (c->reject_code) {
     rpc_call_finish_status(c, c->reject_code, c->reject_msg);
     return;
@@ -309,6 +321,11 @@ void rpc_call_on_data(rpc_call *c, const uint8_t *data, size_t len) {
     len -= used;
     if (r == 0)
       break;
+    /* decompressed bytes count against the budgets like received ones */
+    if (msglen > c->deframer.wire_len && !call_hold(c, msglen - c->deframer.wire_len)) {
+      free(msg);
+      break;
+    }
     rpc_buf *b = malloc(sizeof *b + msglen);
     if (!b) {
       free(msg);

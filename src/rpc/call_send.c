@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "rpc/compress.h"
 #include "rpc/internal.h"
 
 /* Header list under construction; strings nghttp2 copies at submit time. */
@@ -191,9 +192,13 @@ static void call_kick(rpc_call *c) {
 static int call_submit_response(rpc_call *c) {
   rpc_headers h;
   int r = -1;
-  if (headers_init(&h, 3 + c->nout_md) == 0) {
+  if (headers_init(&h, 4 + c->nout_md) == 0) {
     headers_add(&h, ":status", "200", 3);
     headers_add(&h, "content-type", "application/grpc", 16);
+    if (c->send_encoding) {
+      const char *enc = rpc_encoding_name(c->send_encoding);
+      headers_add(&h, "grpc-encoding", enc, strlen(enc));
+    }
     headers_add_md(&h, c->out_md, c->nout_md);
     nghttp2_data_provider prd = {.source.ptr = c, .read_callback = call_data_read};
     r = nghttp2_submit_response(c->conn->h2, c->stream_id, h.nv, h.n, &prd);
@@ -265,6 +270,27 @@ static int call_queue(rpc_call *c, rpc_buf *b, rr_err *e) {
   return 0;
 }
 
+/* The message's bytes compressed into a new buffer (prefix with the flag
+ * set), or NULL when it does not pay: short, incompressible, no memory. */
+static rpc_buf *call_compress(rpc_call *c, const uint8_t *msg, size_t size) {
+  if (!c->send_encoding || size < RPC_COMPRESS_MIN)
+    return NULL;
+  size_t cap = rpc_compress_bound(size);
+  rpc_buf *b = malloc(sizeof *b + RPC_PREFIX_LEN + cap);
+  if (!b)
+    return NULL;
+  /* the header first: its tail padding overlaps data[] */
+  *b = (rpc_buf){0};
+  size_t n = rpc_compress(c->send_encoding, msg, size, b->data + RPC_PREFIX_LEN, cap);
+  if (n == 0 || n >= size) {
+    free(b);
+    return NULL;
+  }
+  b->len = RPC_PREFIX_LEN + n;
+  rpc_wire_put_prefix(b->data, true, (uint32_t)n);
+  return b;
+}
+
 int rpc_call_send(rpc_call *c, const ProtobufCMessage *msg, rr_err *e) {
   if (!c)
     return rr_err_set(e, RR_INTERNAL, "rpc_call_send: no call");
@@ -286,6 +312,11 @@ int rpc_call_send(rpc_call *c, const ProtobufCMessage *msg, rr_err *e) {
   rpc_server *s = c->conn->srv;
   if (s->call_message)
     s->call_message(s->call_message_data, c, msg, true);
+  rpc_buf *z = call_compress(c, b->data + RPC_PREFIX_LEN, size);
+  if (z) {
+    free(b);
+    b = z;
+  }
   return call_queue(c, b, e);
 }
 
@@ -325,6 +356,13 @@ int rpc_call_send_bytes(rpc_call *c, uint32_t field, size_t len, rr_err *e) {
   b->len = RPC_BUF_HEADROOM + len;
   rpc_wire_put_prefix(b->data + b->off, false, (uint32_t)size);
   memcpy(b->data + b->off + RPC_PREFIX_LEN, hdr, h);
+  if (c->send_encoding) { /* off: the in-place path is untouched */
+    rpc_buf *z = call_compress(c, b->data + b->off + RPC_PREFIX_LEN, size);
+    if (z) {
+      rpc_conn_buf_put(c->conn, b);
+      b = z;
+    }
+  }
   return call_queue(c, b, e);
 }
 

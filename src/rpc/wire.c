@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "rpc/compress.h"
 
 void rpc_wire_put_prefix(uint8_t out[RPC_PREFIX_LEN], bool compressed, uint32_t len) {
   out[0] = compressed ? 1 : 0;
@@ -51,10 +52,11 @@ int rpc_deframer_feed(rpc_deframer *d, const uint8_t *data, size_t len, size_t *
       used += n;
       if (d->hdr_len < RPC_PREFIX_LEN)
         break;
-      if (d->hdr[0] == 1)
+      if (d->hdr[0] == 1 && d->encoding == RPC_ENCODING_IDENTITY)
         return rr_err_set(e, RR_INTERNAL,
                           "compressed message received but no grpc-encoding was negotiated");
-      if (d->hdr[0] != 0)
+      d->compressed = d->hdr[0] == 1;
+      if (d->hdr[0] > 1)
         return rr_err_set(e, RR_INTERNAL, "invalid message flag byte 0x%02x", d->hdr[0]);
       d->msg_len = (size_t)d->hdr[1] << 24 | (size_t)d->hdr[2] << 16 | (size_t)d->hdr[3] << 8 |
                    (size_t)d->hdr[4];
@@ -80,10 +82,17 @@ int rpc_deframer_feed(rpc_deframer *d, const uint8_t *data, size_t len, size_t *
     }
     if (d->msg_have == d->msg_len) {
       *ret_msg = d->msg; /* NULL for an empty message */
-      *ret_len = d->msg_len;
+      *ret_len = d->wire_len = d->msg_len;
       d->msg = NULL;
       d->hdr_len = d->msg_len = d->msg_have = 0;
       *consumed = used;
+      if (d->compressed) {
+        uint8_t *wire = *ret_msg;
+        int r = rpc_decompress(d->encoding, wire, *ret_len, d->max, ret_msg, ret_len, e);
+        free(wire);
+        if (r < 0)
+          return -1;
+      }
       return 1;
     }
     break; /* input exhausted mid-body */

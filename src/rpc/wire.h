@@ -22,16 +22,21 @@ typedef struct rpc_deframer {
   uint8_t *msg;    /* current message body */
   size_t msg_len;  /* announced length */
   size_t msg_have; /* bytes of body received */
-  size_t max;      /* limit on msg_len */
+  size_t max;      /* limit on msg_len, and on a message once decompressed */
+  int encoding;    /* rpc_encoding of compressed messages (0: identity, none allowed) */
+  bool compressed; /* the current message's flag */
+  size_t wire_len; /* length on the wire of the last message returned */
 } rpc_deframer;
 
 void rpc_deframer_init(rpc_deframer *d, size_t max_message);
 void rpc_deframer_free(rpc_deframer *d);
 /* Consume up to len bytes of data. When a whole message is ready, returns 1
  * with *consumed set, and *ret_msg and *ret_len (caller frees *ret_msg; may be
- * NULL for an empty message). Returns 0 when all input was consumed with no
- * message complete, -1 with e set on a bad prefix (RR_INTERNAL for a set
- * compressed flag, RR_RESOURCE_EXHAUSTED over max). Call in a loop. */
+ * NULL for an empty message), decompressed when its flag was set. Returns 0
+ * when all input was consumed with no message complete, -1 with e set on a
+ * bad prefix (RR_INTERNAL for a set compressed flag without an encoding,
+ * RR_RESOURCE_EXHAUSTED over max, before or after decompression) or data
+ * that does not decompress (RR_INTERNAL). Call in a loop. */
 int rpc_deframer_feed(rpc_deframer *d, const uint8_t *data, size_t len, size_t *consumed,
                       uint8_t **ret_msg, size_t *ret_len, rr_err *e);
 /* True if a message is partially received (for "stream ended mid-message"). */

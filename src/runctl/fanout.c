@@ -362,6 +362,7 @@ static void fanout_host_options(runctl_ctx *ctx, fanout_hosts *hs, const char *c
     o->tls_server_name = h->server_name ? h->server_name : ctx->server_name;
     o->token = h->token ? h->token : ctx->token;
     o->allow_insecure = h->allow_insecure || ctx->allow_insecure;
+    o->compress = ctx->compress;
     o->tls_session_cache_dir = cache;
     o->connect_timeout_ms = connect_ms;
   }

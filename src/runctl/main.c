@@ -79,6 +79,9 @@ static void print_main_help(void) {
       "                      status and stop take ID, @FILE (start's 'NAME: ID' lines)\n"
       "                      or @DIR (start's --out-dir)\n"
       "\n"
+      "  --compress          gzip messages of 1 KiB or more both ways ($RUNRPC_COMPRESS=1);\n"
+      "                      off by default (CPU a unix socket or a fast link does not\n"
+      "                      win back)\n"
       "  --help              this help; 'runctl help COMMAND' or 'runctl COMMAND --help' for one\n"
       "  --version           print the version\n"
       "\n"
@@ -178,6 +181,8 @@ int main(int argc, char **argv) {
   };
   const char *nocache = env_or_null("RUNRPC_NO_SESSION_CACHE");
   ctx.no_session_cache = nocache && strcmp(nocache, "0") != 0;
+  const char *compress = env_or_null("RUNRPC_COMPRESS");
+  ctx.compress = compress && strcmp(compress, "0") != 0;
   if (!ctx.addr || !*ctx.addr)
     ctx.addr = RUNCTL_DEFAULT_ADDR;
   int i = 1;
@@ -194,6 +199,8 @@ int main(int argc, char **argv) {
       ctx.verbose = true;
     } else if (strcmp(a, "--no-session-cache") == 0) {
       ctx.no_session_cache = true;
+    } else if (strcmp(a, "--compress") == 0) {
+      ctx.compress = true;
     } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       print_main_help();
       return 0;

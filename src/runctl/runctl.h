@@ -23,6 +23,7 @@ typedef struct runctl_ctx {
   const char *tls_cert, *tls_key, *ca, *server_name, *token;
   bool allow_insecure;
   bool no_session_cache; /* --no-session-cache or RUNRPC_NO_SESSION_CACHE=1 */
+  bool compress;         /* --compress or RUNRPC_COMPRESS=1: gzip messages */
   /* where tls_cert, tls_key and ca came from ("--ca", "$RUNRPC_CA"), for -v */
   const char *tls_cert_from, *tls_key_from, *ca_from;
   bool verbose; /* -v: say on stderr which address and files are used */

@@ -141,6 +141,7 @@ int runctl_connect(runctl_ctx *ctx, int exit_code) {
   o.tls_server_name = ctx->server_name;
   o.token = ctx->token;
   o.allow_insecure = ctx->allow_insecure;
+  o.compress = ctx->compress;
   if (!ctx->no_session_cache)
     o.tls_session_cache_dir = runctl_session_cache_dir(cache, sizeof cache);
   if (runrpc_connect(ctx->addr, &o, &ctx->client, &err) < 0)

@@ -8,6 +8,7 @@
 
 #include "common/util.h"
 #include "rpc/client/client_internal.h"
+#include "rpc/compress.h"
 #include "rpc/wire.h"
 
 void rr_client_call_finish(rpc_client_call *call, int code, const char *fmt, ...) {
@@ -79,6 +80,14 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         st = st * 10 + (value[i] - '0');
     }
     call->rpc_status = ok ? st : RR_UNKNOWN;
+  } else if (header_is(name, namelen, "grpc-encoding")) {
+    /* compressed responses are read in the encoding the server names */
+    int enc = rpc_encoding_parse((const char *)value, valuelen);
+    if (enc < 0)
+      rr_client_call_finish(call, RR_INTERNAL, "%s: response grpc-encoding \"%.*s\" is unknown",
+                            call->path, (int)(valuelen < 32 ? valuelen : 32), (const char *)value);
+    else
+      call->deframer.encoding = enc;
   } else if (header_is(name, namelen, "grpc-message")) {
     rpc_percent_decode((const char *)value, valuelen, call->rpc_message, sizeof call->rpc_message);
   }
@@ -388,6 +397,7 @@ int rpc_client_new(rpc_client_transport *t, const rpc_client_options *o, rpc_cli
   c->t = t;
   c->max_recv = o && o->max_recv_message ? o->max_recv_message : RPC_DEFAULT_MAX_MESSAGE;
   c->keepalive_ms = o && o->keepalive_ms ? o->keepalive_ms : RPC_CLIENT_KEEPALIVE_MS;
+  c->compression = o ? o->compression : 0;
   c->last_recv_ms = rr_now_mono_ms();
   snprintf(c->user_agent, sizeof c->user_agent, "%s",
            o && o->user_agent ? o->user_agent : "runrpc-c/0.1.0");

@@ -28,6 +28,10 @@ typedef struct rpc_client_options {
    * within RPC_CLIENT_PING_TIMEOUT_MS fails the connection (UNAVAILABLE).
    * 0: RPC_CLIENT_KEEPALIVE_MS. */
   uint64_t keepalive_ms;
+  /* rpc_encoding (rpc/compress.h) of request messages of RPC_COMPRESS_MIN
+   * bytes or more (grpc-encoding sent, and grpc-accept-encoding asking for
+   * the same back); 0: none. Compressed responses are read either way. */
+  int compression;
 } rpc_client_options;
 
 #define RPC_CLIENT_KEEPALIVE_MS 20000u

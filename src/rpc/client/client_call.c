@@ -8,6 +8,7 @@
 
 #include "common/util.h"
 #include "rpc/client/client_internal.h"
+#include "rpc/compress.h"
 #include "rpc/wire.h"
 
 /* ---- calls ---- */
@@ -91,13 +92,19 @@ int rpc_client_call_start(rpc_client *c, const char *path, uint64_t timeout_ms,
       NV("user-agent", c->user_agent),
       NV("authorization", c->authorization ? c->authorization : ""),
       NV("grpc-timeout", tmo),
+      NV("grpc-encoding", rpc_encoding_name(c->compression)),
+      NV("grpc-accept-encoding", RPC_ACCEPT_ENCODING),
   };
 #undef NV
-  size_t nnv = RR_ARRAY_SIZE(nva) - 2;
+  size_t nnv = RR_ARRAY_SIZE(nva) - 4;
   if (c->authorization)
     nnv++;
   if (timeout_ms) /* grpc-timeout takes the slot authorization left free */
+    nva[nnv++] = nva[RR_ARRAY_SIZE(nva) - 3];
+  if (c->compression) {
+    nva[nnv++] = nva[RR_ARRAY_SIZE(nva) - 2];
     nva[nnv++] = nva[RR_ARRAY_SIZE(nva) - 1];
+  }
   nghttp2_data_provider prd = {.source.ptr = NULL, .read_callback = call_data_read};
   int32_t id = nghttp2_submit_request(c->session, NULL, nva, nnv, &prd, call);
   if (id < 0) {
@@ -145,13 +152,15 @@ int rpc_client_call_send(rpc_client_call *call, const void *msg, size_t len, rr_
                       len);
   if (call->sbuf_off > 0 && call->sbuf_off == call->sbuf_len)
     call->sbuf_off = call->sbuf_len = 0;
-  size_t need = call->sbuf_len + RPC_PREFIX_LEN + len;
+  int enc = len >= RPC_COMPRESS_MIN ? call->client->compression : 0;
+  size_t room = enc ? rpc_compress_bound(len) : len;
+  size_t need = call->sbuf_len + RPC_PREFIX_LEN + room;
   if (need > call->sbuf_cap) {
     if (call->sbuf_off > 0) { /* compact before growing */
       memmove(call->sbuf, call->sbuf + call->sbuf_off, call->sbuf_len - call->sbuf_off);
       call->sbuf_len -= call->sbuf_off;
       call->sbuf_off = 0;
-      need = call->sbuf_len + RPC_PREFIX_LEN + len;
+      need = call->sbuf_len + RPC_PREFIX_LEN + room;
     }
     if (need > call->sbuf_cap) {
       size_t cap = call->sbuf_cap ? call->sbuf_cap : 4096;
@@ -164,10 +173,17 @@ int rpc_client_call_send(rpc_client_call *call, const void *msg, size_t len, rr_
       call->sbuf_cap = cap;
     }
   }
-  rpc_wire_put_prefix(call->sbuf + call->sbuf_len, false, (uint32_t)len);
-  if (len)
-    memcpy(call->sbuf + call->sbuf_len + RPC_PREFIX_LEN, msg, len);
-  call->sbuf_len += RPC_PREFIX_LEN + len;
+  uint8_t *at = call->sbuf + call->sbuf_len;
+  size_t z = enc ? rpc_compress(enc, msg, len, at + RPC_PREFIX_LEN, room) : 0;
+  if (z > 0 && z < len) {
+    rpc_wire_put_prefix(at, true, (uint32_t)z);
+    call->sbuf_len += RPC_PREFIX_LEN + z;
+  } else { /* not asked for, or it did not pay */
+    rpc_wire_put_prefix(at, false, (uint32_t)len);
+    if (len)
+      memcpy(at + RPC_PREFIX_LEN, msg, len);
+    call->sbuf_len += RPC_PREFIX_LEN + len;
+  }
   call_resume(call);
   rr_client_flush(call->client);
   while (!call->done && rpc_client_call_send_full(call)) {

@@ -70,6 +70,7 @@ struct rpc_client {
   /* keepalive: a silent server is pinged, one that does not answer is dead */
   uint64_t keepalive_ms, last_recv_ms, ping_sent_ms;
   bool ping_outstanding;
+  int compression; /* rpc_encoding of requests; 0: none */
 };
 
 /* Settle the call's status once (later outcomes are ignored). */

@@ -24,6 +24,8 @@ libjson-c-dev
 libcmocka-dev
 libseccomp-dev
 libcap-dev
+libsystemd-dev
+dbus-daemon
 libarchive-dev
 libinih-dev
 zlib1g-dev

@@ -16,6 +16,7 @@
 
 #include "common/util.h"
 #include "runproc.h"
+#include "runproc_systemd.h"
 #include "sandbox/sandbox.h"
 #include "sandbox/spec.h"
 
@@ -106,7 +107,8 @@ static int runproc_ns_socket(const runproc_container *c, rr_err *e) {
 }
 
 /* --systemd-cgroup: "slice:prefix:name" made the cgroupfs path systemd
- * would give it (no systemd is asked: see RUNPROC.md). */
+ * gives its scope (systemd.c asks systemd for the scope itself where it
+ * answers; elsewhere runproc makes that path). */
 static int runproc_systemd_path(sb_spec *s, rr_err *e) {
   char path[512];
   if (cg_path_from_systemd(s->cgroups_path, path, sizeof path, e) < 0)
@@ -136,6 +138,7 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
   sb_spawn_result r = {.pidfd = -1};
   cg_job *cg = NULL;
   json_object *raw = NULL, *annotations = NULL;
+  _cleanup_free_ char *systemd_spec = NULL, *own_cgroups = NULL;
   raw = json_object_from_file(config);
   c.hooks = runproc_config_member(raw, "hooks");
   annotations = runproc_config_member(raw, "annotations");
@@ -156,8 +159,12 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
     rr_err_set(e, RR_INVALID_ARGUMENT, "linux.resources: limits need a linux.cgroupsPath");
     goto out;
   }
-  if (ctx->systemd_cgroup && s->cgroups_path && runproc_systemd_path(s, e) < 0)
+  if (ctx->systemd_cgroup && s->cgroups_path &&
+      (!(systemd_spec = strdup(s->cgroups_path)) || runproc_systemd_path(s, e) < 0)) {
+    if (!systemd_spec)
+      rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "linux.cgroupsPath");
     goto out;
+  }
   json_object *hooks = TAKE_PTR(c.hooks);
   if (runproc_container_new(ctx, o->id, &c, e) < 0) {
     json_object_put(hooks);
@@ -212,15 +219,26 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
   }
   if (s->cgroups_path) {
     cg_limits none = {0};
-    if (cg_path_create(RUNPROC_CGROUP_ROOT, s->cgroups_path, s->resources ? s->resources : &none,
-                       &cg, e) < 0)
+    const cg_limits *l = s->resources ? s->resources : &none;
+    int scoped =
+        systemd_spec ? runproc_systemd_scope(ctx, o->id, systemd_spec, l, &own_cgroups, e) : 1;
+    if (scoped < 0)
+      goto remove;
+    if (scoped == 0 && (cg_path_open(RUNPROC_CGROUP_ROOT, s->cgroups_path, &cg, e) < 0 ||
+                        (cg_limits_any(l) && cg_job_update(cg, l, e) < 0))) {
+      runproc_systemd_leave(own_cgroups);
+      goto remove;
+    }
+    if (scoped == 1 && cg_path_create(RUNPROC_CGROUP_ROOT, s->cgroups_path, l, &cg, e) < 0)
       goto remove;
     free(c.cgroup);
     c.cgroup = strdup(s->cgroups_path);
     so.ncgroup_procs = cg_job_procs_fds(cg, &so.cgroup_procs_fds);
     so.cgroup_fd = cg_job_clone_fd(cg);
   }
-  if (sb_spawn(s, &so, &r, e) < 0)
+  int spawned = sb_spawn(s, &so, &r, e);
+  runproc_systemd_leave(own_cgroups); /* the container stays in its scope, we do not */
+  if (spawned < 0)
     goto remove;
   c.pid = r.pid;
   c.start_ticks = r.start_ticks;

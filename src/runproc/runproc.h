@@ -60,6 +60,8 @@ typedef enum runproc_status {
 int runproc_fail(runproc_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The same for an error object. */
 int runproc_fail_err(runproc_ctx *ctx, const rr_err *e);
+/* A warning line in the log (--log; nothing without one). */
+void runproc_warn(runproc_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A debug line in the log (with --debug). */
 void runproc_debug(runproc_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Now (or t) in RFC 3339 with nanoseconds, UTC, into buf (>= 40 bytes). */

@@ -77,6 +77,15 @@ int runproc_fail(runproc_ctx *ctx, const char *fmt, ...) {
 
 int runproc_fail_err(runproc_ctx *ctx, const rr_err *e) { return runproc_fail(ctx, "%s", e->msg); }
 
+void runproc_warn(runproc_ctx *ctx, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  runproc_log(ctx, "warning", msg);
+}
+
 void runproc_debug(runproc_ctx *ctx, const char *fmt, ...) {
   if (!ctx->debug)
     return;

@@ -53,13 +53,14 @@ class Rootless:
         with open(path, "w") as f:
             json.dump(cfg, f)
 
-    def __call__(self, *args, root=True, check=None):
+    def __call__(self, *args, root=True, check=None, env=None):
         """runproc as uid 65534; its output in files (a created container
         keeps runproc's stdio)."""
         argv = [RUNPROC] + (["--root", self.root] if root else []) + list(args)
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             p = subprocess.run(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                               cwd=self.bundle, preexec_fn=as_nobody, timeout=60)
+                               cwd=self.bundle, preexec_fn=as_nobody, timeout=60,
+                               env=dict(os.environ, **(env or {})))
             out.seek(0)
             err.seek(0)
             r = subprocess.CompletedProcess(argv, p.returncode, out.read(), err.read())

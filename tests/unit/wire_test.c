@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "rpc/compress.h"
 #include "rpc/wire.h"
 #include "test/v1/echo.pb-c.h"
 
@@ -156,6 +157,87 @@ static void test_deframer_large(void **state) {
   assert_int_equal(len, RPC_DEFAULT_MAX_MESSAGE);
   assert_int_equal(msg[len - 1], (uint8_t)((RPC_DEFAULT_MAX_MESSAGE / sizeof chunk - 1) & 0xff));
   free(msg);
+  rpc_deframer_free(&d);
+}
+
+/* compress.c: round trips, the bound on the output, refusals */
+static void test_compress(void **state) {
+  size_t n = 300000;
+  uint8_t *in = malloc(n);
+  for (size_t i = 0; i < n; i++)
+    in[i] = (uint8_t)("abcdefgh"[i % 8] + (i % 1000 == 0));
+  size_t cap = rpc_compress_bound(n);
+  uint8_t *z = malloc(cap);
+  for (int enc = RPC_ENCODING_GZIP; enc <= RPC_ENCODING_DEFLATE; enc++) {
+    size_t zn = rpc_compress(enc, in, n, z, cap);
+    assert_true(zn > 0 && zn < n / 10);
+    uint8_t *out;
+    size_t outn;
+    rr_err e = {0};
+    assert_int_equal(rpc_decompress(enc, z, zn, n, &out, &outn, &e), 0);
+    assert_int_equal(outn, n);
+    assert_memory_equal(out, in, n);
+    free(out);
+    /* one byte under the size: refused, nothing returned */
+    assert_int_equal(rpc_decompress(enc, z, zn, n - 1, &out, &outn, &e), -1);
+    assert_int_equal(e.code, RR_RESOURCE_EXHAUSTED);
+    assert_null(out);
+    /* truncated, trailing bytes, the other wrapper: INTERNAL */
+    assert_int_equal(rpc_decompress(enc, z, zn - 3, n, &out, &outn, &e), -1);
+    assert_int_equal(e.code, RR_INTERNAL);
+    memcpy(z + zn, "xx", 2);
+    assert_int_equal(rpc_decompress(enc, z, zn + 2, n, &out, &outn, &e), -1);
+    assert_int_equal(e.code, RR_INTERNAL);
+    int other = enc == RPC_ENCODING_GZIP ? RPC_ENCODING_DEFLATE : RPC_ENCODING_GZIP;
+    assert_int_equal(rpc_decompress(other, z, zn, n, &out, &outn, &e), -1);
+    assert_int_equal(e.code, RR_INTERNAL);
+  }
+  /* an empty message compresses and comes back empty */
+  size_t zn = rpc_compress(RPC_ENCODING_GZIP, in, 0, z, cap);
+  uint8_t *out = (uint8_t *)"x";
+  size_t outn = 1;
+  rr_err e = {0};
+  assert_int_equal(rpc_decompress(RPC_ENCODING_GZIP, z, zn, 10, &out, &outn, &e), 0);
+  assert_null(out);
+  assert_int_equal(outn, 0);
+  free(z);
+  free(in);
+  /* names */
+  assert_int_equal(rpc_encoding_parse("gzip", 4), RPC_ENCODING_GZIP);
+  assert_int_equal(rpc_encoding_parse("br", 2), -1);
+  assert_true(rpc_accept_encoding_has("identity, deflate, gzip", 23, RPC_ENCODING_GZIP));
+  assert_true(rpc_accept_encoding_has("identity,deflate", 16, RPC_ENCODING_DEFLATE));
+  assert_false(rpc_accept_encoding_has("identity,gzipx", 14, RPC_ENCODING_GZIP));
+}
+
+/* A flagged message is inflated by the deframer once an encoding is set. */
+static void test_deframer_compressed(void **state) {
+  uint8_t body[5000], z[6000], wire[6010];
+  memset(body, 'q', sizeof body);
+  size_t zn = rpc_compress(RPC_ENCODING_GZIP, body, sizeof body, z, sizeof z);
+  rpc_wire_put_prefix(wire, true, (uint32_t)zn);
+  memcpy(wire + RPC_PREFIX_LEN, z, zn);
+  rpc_deframer d;
+  rpc_deframer_init(&d, 1 << 20);
+  size_t used, len;
+  uint8_t *msg;
+  rr_err e = {0};
+  assert_int_equal(rpc_deframer_feed(&d, wire, RPC_PREFIX_LEN + zn, &used, &msg, &len, &e), -1);
+  assert_int_equal(e.code, RR_INTERNAL); /* no encoding negotiated */
+  rpc_deframer_free(&d);
+  rpc_deframer_init(&d, 1 << 20);
+  d.encoding = RPC_ENCODING_GZIP;
+  assert_int_equal(rpc_deframer_feed(&d, wire, RPC_PREFIX_LEN + zn, &used, &msg, &len, &e), 1);
+  assert_int_equal(len, sizeof body);
+  assert_int_equal(d.wire_len, zn);
+  assert_memory_equal(msg, body, sizeof body);
+  free(msg);
+  rpc_deframer_free(&d);
+  /* the limit holds for the decompressed size */
+  rpc_deframer_init(&d, 4096);
+  d.encoding = RPC_ENCODING_GZIP;
+  assert_int_equal(rpc_deframer_feed(&d, wire, RPC_PREFIX_LEN + zn, &used, &msg, &len, &e), -1);
+  assert_int_equal(e.code, RR_RESOURCE_EXHAUSTED);
   rpc_deframer_free(&d);
 }
 
@@ -368,6 +450,8 @@ int main(void) {
       cmocka_unit_test(test_deframer_empty_message_alone),
       cmocka_unit_test(test_deframer_errors),
       cmocka_unit_test(test_deframer_large),
+      cmocka_unit_test(test_compress),
+      cmocka_unit_test(test_deframer_compressed),
       cmocka_unit_test(test_timeout_parse),
       cmocka_unit_test(test_timeout_format),
       cmocka_unit_test(test_percent),

@@ -272,9 +272,17 @@ static int call_queue(rpc_call *c, rpc_buf *b, rr_err *e) {
 
 /* The message's bytes compressed into a new buffer (prefix with the flag
  * set), or NULL when it does not pay: short, incompressible, no memory. */
+/* After a message that did not shrink by an eighth, this many go out as
+ * they are (incompressible output costs deflate's CPU for nothing). */
+#define CALL_COMPRESS_BACKOFF 32u
+
 static rpc_buf *call_compress(rpc_call *c, const uint8_t *msg, size_t size) {
   if (!c->send_encoding || size < RPC_COMPRESS_MIN)
     return NULL;
+  if (c->compress_skip) {
+    c->compress_skip--;
+    return NULL;
+  }
   size_t cap = rpc_compress_bound(size);
   rpc_buf *b = malloc(sizeof *b + RPC_PREFIX_LEN + cap);
   if (!b)
@@ -282,8 +290,9 @@ static rpc_buf *call_compress(rpc_call *c, const uint8_t *msg, size_t size) {
   /* the header first: its tail padding overlaps data[] */
   *b = (rpc_buf){0};
   size_t n = rpc_compress(c->send_encoding, msg, size, b->data + RPC_PREFIX_LEN, cap);
-  if (n == 0 || n >= size) {
+  if (n == 0 || n >= size - size / 8) {
     free(b);
+    c->compress_skip = CALL_COMPRESS_BACKOFF;
     return NULL;
   }
   b->len = RPC_PREFIX_LEN + n;

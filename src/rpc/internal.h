@@ -113,9 +113,10 @@ struct rpc_call {
   bool close_pending;
   rpc_close_reason close_reason;
   bool writable_pending;
-  unsigned accept_mask; /* 1 << rpc_encoding for each in grpc-accept-encoding */
-  int send_encoding;    /* responses compressed with it (the request's, if accepted) */
-  char *note;           /* rpc_call_note_append: kept for call_end, freed after it */
+  unsigned accept_mask;   /* 1 << rpc_encoding for each in grpc-accept-encoding */
+  int send_encoding;      /* responses compressed with it (the request's, if accepted) */
+  unsigned compress_skip; /* messages left uncompressed since one did not pay */
+  char *note;             /* rpc_call_note_append: kept for call_end, freed after it */
   size_t note_len;
 };
 

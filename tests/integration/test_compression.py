@@ -147,6 +147,19 @@ def test_grpcio_per_call_compression_and_plain(srv):
     assert srv.relay.up > len(DATA) and srv.relay.down > len(DATA)
 
 
+def test_incompressible_data(srv):
+    # random bytes do not shrink: they go as they are (rund and runctl back
+    # off after a message that did not pay) and arrive intact both ways
+    data = os.urandom(3 << 20)
+    st = relay_stub(srv, grpc.Compression.Gzip)
+    srv.relay.reset()
+    out, code = exec_out(st, ["/bin/cat"], data)
+    assert code == 0 and out == data
+    assert srv.relay.down < len(data) * 1.01, srv.relay.down
+    p = runctl(srv, "--compress", "exec", "--", "cat", input=data)
+    assert p.returncode == 0 and p.stdout == data, p.stderr
+
+
 def test_small_messages_go_uncompressed(srv):
     # under 1 KiB it does not pay: rund sends the flag 0 (grpcio reads both)
     st = relay_stub(srv, grpc.Compression.Gzip)

@@ -153,6 +153,10 @@ int rpc_client_call_send(rpc_client_call *call, const void *msg, size_t len, rr_
   if (call->sbuf_off > 0 && call->sbuf_off == call->sbuf_len)
     call->sbuf_off = call->sbuf_len = 0;
   int enc = len >= RPC_COMPRESS_MIN ? call->client->compression : 0;
+  if (enc && call->compress_skip) { /* the last try did not pay: a rest */
+    call->compress_skip--;
+    enc = 0;
+  }
   size_t room = enc ? rpc_compress_bound(len) : len;
   size_t need = call->sbuf_len + RPC_PREFIX_LEN + room;
   if (need > call->sbuf_cap) {
@@ -175,10 +179,12 @@ int rpc_client_call_send(rpc_client_call *call, const void *msg, size_t len, rr_
   }
   uint8_t *at = call->sbuf + call->sbuf_len;
   size_t z = enc ? rpc_compress(enc, msg, len, at + RPC_PREFIX_LEN, room) : 0;
-  if (z > 0 && z < len) {
+  if (z > 0 && z < len - len / 8) {
     rpc_wire_put_prefix(at, true, (uint32_t)z);
     call->sbuf_len += RPC_PREFIX_LEN + z;
-  } else { /* not asked for, or it did not pay */
+  } else { /* not asked for, or it did not pay (then not for the next 32) */
+    if (enc)
+      call->compress_skip = 32;
     rpc_wire_put_prefix(at, false, (uint32_t)len);
     if (len)
       memcpy(at + RPC_PREFIX_LEN, msg, len);

@@ -34,9 +34,10 @@ struct rpc_client_call {
   /* send side */
   uint8_t *sbuf;
   size_t sbuf_off, sbuf_len, sbuf_cap;
-  bool send_closed; /* half-close requested */
-  bool deferred;    /* data provider returned DEFERRED */
-  bool need_rst;    /* reset after the status arrived while we still send */
+  bool send_closed;       /* half-close requested */
+  unsigned compress_skip; /* messages sent as they are since one did not shrink */
+  bool deferred;          /* data provider returned DEFERRED */
+  bool need_rst;          /* reset after the status arrived while we still send */
 
   /* receive side */
   rpc_deframer deframer;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "jobs/job_cgroup.h"
@@ -135,6 +136,17 @@ static void exec_maybe_finish(exec_session *x) {
     exec_finish(x, NULL);
 }
 
+/* Bytes waiting in pipe s handed over unread when the consumer can move
+ * them itself (splice): 0 done, 1 read them instead (none waiting: EOF or
+ * empty, which only a read tells; a terminal), -1 the consumer failed. */
+static int exec_splice_output(exec_session *x, int s) {
+  int avail = 0;
+  if (!x->ops->output_splice || x->has_tty || ioctl(x->out_fd[s], FIONREAD, &avail) < 0 ||
+      avail <= 0)
+    return 1;
+  return x->ops->output_splice(x->data, s, x->out_fd[s], (size_t)avail);
+}
+
 /* Read what the pipes have while the consumer keeps up, a chunk of each in
  * turn, stderr first: a busy stdout must not hold back stderr (a pid or an
  * error printed before the flood), nor a full consumer stop it arriving. */
@@ -152,6 +164,11 @@ static void exec_pump_output(exec_session *x) {
         }
         return;
       }
+      int r = exec_splice_output(x, s);
+      if (r < 0)
+        return;
+      if (r == 0)
+        continue; /* taken where it lies: output_blocked until it is out */
       uint8_t *buf = exec_buf;
       size_t cap = sizeof exec_buf;
       if (x->ops->output_buf) {

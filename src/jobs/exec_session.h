@@ -46,6 +46,12 @@ typedef struct exec_session_ops {
   /* Optional: where to read the next chunk (room for *cap bytes, set), so
    * output() gets it in the consumer's own buffer; NULL: the session's. */
   uint8_t *(*output_buf)(void *data, size_t *cap);
+  /* Optional: take the len bytes waiting in the pipe fd as output of
+   * stream without their being read (1: not now, read them instead; -1
+   * failed, as output()). The session does not read fd again before the
+   * consumer calls exec_session_output_resume, and output_blocked must
+   * hold meanwhile. */
+  int (*output_splice)(void *data, int stream, int fd, size_t len);
   /* Pause or resume the producer of stdin (the queue is full, or drained). */
   void (*stdin_pause)(void *data, bool pause);
   /* The end, once: after this nothing more is given. */

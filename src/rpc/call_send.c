@@ -1,8 +1,12 @@
 /* Call send side: response headers, queued messages through an nghttp2 data
  * provider, trailers (or Trailers-Only), response metadata. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/util.h"
 #include "rpc/compress.h"
@@ -129,6 +133,8 @@ rpc_buf *rpc_call_out_take(rpc_call *c, size_t len) {
   call_out_dequeued(c, len);
   if (b->off < b->len)
     return NULL;
+  if (b->spliced)
+    c->writable_pending = true; /* its caller reads the pipe again from on_writable */
   c->out_head = b->next;
   if (!c->out_head)
     c->out_tail = NULL;
@@ -373,6 +379,57 @@ int rpc_call_send_bytes(rpc_call *c, uint32_t field, size_t len, rr_err *e) {
     }
   }
   return call_queue(c, b, e);
+}
+
+/* not for a compressed call (what the kernel moves goes as it is); splice(2)
+ * to a socket whose peer is gone raises SIGPIPE (it takes no MSG_NOSIGNAL):
+ * only in a process that ignores it */
+bool rpc_call_can_splice(const rpc_call *c) {
+  struct sigaction sa;
+  return c && !c->send_encoding && c->conn->out_sock && c->conn->ops == &rpc_transport_fd &&
+         !c->conn->ssl && sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+}
+
+int rpc_call_send_spliced(rpc_call *c, uint32_t field, int fd, size_t len, rr_err *e) {
+  if (!c || c->closed || !call_stream_usable(c))
+    return rr_err_set(e, RR_CANCELLED, "call %s was cancelled", c && c->path ? c->path : "");
+  if (c->finished || !rpc_call_can_splice(c) || !len || len > RPC_CALL_SPLICE_MAX || !field ||
+      field >> 29)
+    return rr_err_set(e, RR_INTERNAL, "rpc_call_send_spliced: not here, or a bad field or length");
+  uint8_t hdr[10];
+  size_t h = varint_put(hdr, (uint64_t)field << 3 | 2);
+  h += varint_put(hdr + h, len);
+  size_t size = h + len, max = c->conn->srv->cfg.max_send_message;
+  if (size > max)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED,
+                      "response message larger than max (%zu vs. %zu bytes)", size, max);
+  rpc_buf *b = malloc(sizeof *b + RPC_PREFIX_LEN + h);
+  if (!b)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for a response");
+  *b = (rpc_buf){.len = RPC_PREFIX_LEN + size, .spliced = true, .hdr_len = RPC_PREFIX_LEN + h};
+  b->fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (b->fd < 0) {
+    int err = errno;
+    free(b);
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, err, "cannot duplicate output fd %d", fd);
+  }
+  rpc_wire_put_prefix(b->data, false, (uint32_t)size);
+  memcpy(b->data + RPC_PREFIX_LEN, hdr, h);
+  if (!c->conn->sndbuf_raised) {
+    /* a whole message per splice, not a fifth of one per wake-up (a unix
+     * socket's default is ~208 KiB); best effort, capped by wmem_max */
+    int sz = RPC_CALL_SPLICE_MAX * 2;
+    (void)setsockopt(c->conn->out_fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    c->conn->sndbuf_raised = true;
+  }
+  return call_queue(c, b, e);
+}
+
+bool rpc_call_splice_pending(const rpc_call *c) {
+  for (const rpc_buf *b = c ? c->out_head : NULL; b; b = b->next)
+    if (b->spliced)
+      return true;
+  return false;
 }
 
 void rpc_call_finish(rpc_call *c, int code, const char *message) {

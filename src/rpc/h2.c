@@ -151,8 +151,8 @@ static ssize_t h2_data_length(nghttp2_session *h2, uint8_t frame_type, int32_t s
   rpc_conn *conn = user_data;
   if (!conn->ops->writev)
     return 16384; /* nghttp2's own frame buffer */
-  return remote_max_frame < RPC_BUF_POOLED_SIZE ? (ssize_t)remote_max_frame
-                                                : (ssize_t)RPC_BUF_POOLED_SIZE;
+  return remote_max_frame < RPC_FRAME_IN_PLACE_MAX ? (ssize_t)remote_max_frame
+                                                   : (ssize_t)RPC_FRAME_IN_PLACE_MAX;
 }
 
 int rpc_h2_callbacks_new(nghttp2_session_callbacks **ret, rr_err *e) {

@@ -38,6 +38,11 @@ struct rpc_buf {
   size_t len, off;
   bool pooled; /* RPC_BUF_POOLED_SIZE bytes of data: reused by its connection */
   bool begun;  /* part of it went out: it must go out whole */
+  /* spliced: data holds the message's first hdr_len bytes (prefix, tag,
+   * length), the rest waits in the pipe fd (owned) */
+  bool spliced;
+  int fd;
+  size_t hdr_len;
   uint8_t data[];
 };
 
@@ -45,6 +50,9 @@ struct rpc_buf {
  * and length (5 bytes each at most). */
 #define RPC_BUF_HEADROOM 16u
 #define RPC_BUF_POOLED_SIZE (RPC_BUF_HEADROOM + RPC_CALL_BYTES_MAX)
+/* Largest DATA frame written in place (a spliced message's payload and its
+ * header). */
+#define RPC_FRAME_IN_PLACE_MAX (RPC_BUF_HEADROOM + RPC_CALL_SPLICE_MAX)
 /* Pooled buffers a connection keeps for reuse. */
 #define RPC_CONN_POOL_MAX 4u
 
@@ -145,6 +153,7 @@ struct rpc_conn {
   size_t budget;      /* bytes this flush may still write */
   bool sent_in_place; /* the last mem_send wrote a DATA frame itself */
   bool out_sock;      /* out_fd is a socket (else a pipe: SIGPIPE guarded) */
+  bool sndbuf_raised; /* SO_SNDBUF raised for spliced output */
   rpc_buf *pool;      /* pooled buffers for reuse */
   unsigned npool;
   bool dead;
@@ -219,6 +228,13 @@ int rpc_conn_feed(rpc_conn *conn, const uint8_t *data, size_t len);
 /* Tear down: handlers get on_close(reason), fds closed, memory freed later. */
 void rpc_conn_close(rpc_conn *conn, rpc_close_reason reason);
 void rpc_conn_free(rpc_conn *conn);
+/* conn_write.c: write what nghttp2 has to send until the socket pushes back
+ * or the budget is spent; -1 if the connection closed. */
+int rpc_conn_flush(rpc_conn *conn);
+/* Bytes an earlier flush could not write are waiting. */
+bool rpc_conn_write_pending(const rpc_conn *conn);
+/* conn.c: come back from the loop for bytes TLS decrypted but we did not take. */
+void rpc_conn_pending_check(rpc_conn *conn);
 /* Deliver pending call events, then write what nghttp2 has to send. */
 void rpc_conn_service(rpc_conn *conn);
 void rpc_conn_peer_fill(rpc_peer *peer, int fd);

@@ -194,6 +194,17 @@ uint8_t *rpc_call_bytes_buf(rpc_call *c);
 /* Queue the message {field: the first len bytes of rpc_call_bytes_buf}, as
  * rpc_call_send would. */
 int rpc_call_send_bytes(rpc_call *c, uint32_t field, size_t len, rr_err *e);
+/* Output without any copy in rund: a message {field: len bytes waiting in
+ * the pipe fd} whose payload moves from the pipe to the socket with
+ * splice(2) when it goes out (fd is dup'ed). Only where
+ * rpc_call_can_splice says so (a plain socket); len at most
+ * RPC_CALL_SPLICE_MAX. Until rpc_call_splice_pending turns false the caller
+ * must not read fd (those bytes are the message's); on_writable fires once
+ * the message is out. */
+#define RPC_CALL_SPLICE_MAX (1024u * 1024u)
+bool rpc_call_can_splice(const rpc_call *c);
+int rpc_call_send_spliced(rpc_call *c, uint32_t field, int fd, size_t len, rr_err *e);
+bool rpc_call_splice_pending(const rpc_call *c);
 /* Bytes queued on this call and not yet handed to the socket. */
 size_t rpc_call_queued(const rpc_call *c);
 /* on_writable fires when rpc_call_queued falls below low (default

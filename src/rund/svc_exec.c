@@ -39,7 +39,24 @@ static void exec_on_started(void *data, pid_t pid) {
 
 static bool exec_output_blocked(void *data) {
   exec_call *ec = data;
-  return rpc_call_queued(ec->c) > RPC_CALL_HIGH_WATER;
+  return rpc_call_queued(ec->c) > RPC_CALL_HIGH_WATER || rpc_call_splice_pending(ec->c);
+}
+
+/* stdout/stderr moved from the command's pipe to the socket by the kernel
+ * (a plain unix or TCP connection): no copy in rund at all */
+static int exec_output_splice(void *data, int stream, int fd, size_t len) {
+  exec_call *ec = data;
+  if (!rpc_call_can_splice(ec->c))
+    return 1;
+  rr_err e = {0};
+  if (rpc_call_send_spliced(ec->c,
+                            stream == 0 ? RUNRPC__V1__EXEC_RESPONSE__MSG_STDOUT
+                                        : RUNRPC__V1__EXEC_RESPONSE__MSG_STDERR,
+                            fd, len < RPC_CALL_SPLICE_MAX ? len : RPC_CALL_SPLICE_MAX, &e) < 0) {
+    rpc_call_finish(ec->c, e.code, e.msg);
+    return -1;
+  }
+  return 0;
 }
 
 /* stdout/stderr (a response of that one bytes field) read straight into
@@ -124,6 +141,7 @@ static const exec_session_ops exec_ops = {
     .output_blocked = exec_output_blocked,
     .output = exec_on_output,
     .output_buf = exec_output_buf,
+    .output_splice = exec_output_splice,
     .stdin_pause = exec_stdin_pause,
     .finished = exec_on_finished,
     .warn = exec_warn,

@@ -226,6 +226,22 @@ def gz(data, wbits=31):
     return z.compress(data) + z.flush()
 
 
+def zeros_bomb(mib):
+    """A valid gzip stream of mib MiB of zeros, made without deflating them
+    all: after a sync flush, every further MiB of zeros (with zeros behind it)
+    deflates to the same bytes, so they are repeated; the trailer's CRC-32
+    and size are those of the whole."""
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = b"\0" * (1 << 20)
+    head = z.compress(chunk) + z.flush(zlib.Z_SYNC_FLUSH)
+    steady = z.compress(chunk) + z.flush(zlib.Z_SYNC_FLUSH)
+    body = head + steady * (mib - 1) + z.flush()
+    crc = 0
+    for _ in range(mib):
+        crc = zlib.crc32(chunk, crc)
+    return body[:-8] + struct.pack("<II", crc, (mib << 20) & 0xFFFFFFFF)
+
+
 def vm_hwm_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
@@ -233,10 +249,7 @@ def vm_hwm_kb(pid):
 
 @pytest.mark.timeout(240)
 def test_zip_bomb_resource_exhausted_memory_flat(srv):
-    # 512 MiB of zeros in about 0.5 MB on the wire (under the 4 MiB limit)
-    z = zlib.compressobj(6, zlib.DEFLATED, 31)
-    chunk = b"\0" * (1 << 20)
-    bomb = b"".join(z.compress(chunk) for _ in range(512)) + z.flush()
+    bomb = zeros_bomb(512)  # 512 MiB of zeros in about 0.5 MB (under the 4 MiB limit)
     assert len(bomb) < 4 << 20
     before = vm_hwm_kb(srv.pid)
     for _ in range(3):

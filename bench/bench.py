@@ -64,12 +64,15 @@ def du_kib(path):
 
 
 class Rund:
-    def __init__(self, rund, runctl, work, name, extra=()):
+    def __init__(self, rund, runctl, work, name, extra=(), state_base=None):
         self.dir = os.path.join(work, name)
         os.makedirs(self.dir)
         self.sock = os.path.join(self.dir, "rund.sock")
         self.addr = "unix:" + self.sock
-        self.state = os.path.join(self.dir, "state")
+        # state_base: a tmpfs (/dev/shm), to tell our CPU from the host file system's
+        self.state_base = tempfile.mkdtemp(prefix="rr-bench-", dir=state_base) if state_base \
+            else None
+        self.state = os.path.join(self.state_base or self.dir, "state")
         self.errf = open(os.path.join(self.dir, "rund.stderr"), "wb")
         self.proc = subprocess.Popen([rund, "--listen", self.addr, "--state-dir", self.state]
                                      + list(extra),
@@ -94,6 +97,8 @@ class Rund:
             self.proc.kill()
             self.proc.wait()
         self.errf.close()
+        if self.state_base:
+            shutil.rmtree(self.state_base, ignore_errors=True)
 
 
 def hyperfine(work, name, cmds, runs, warmup, shell=True, stat="mean"):
@@ -145,6 +150,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer runs, 256 MiB stream")
     ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10",
                     help="which benches: digits (13; 0 is 10) or a comma list (1,10)")
+    ap.add_argument("--state-tmpfs", action="store_true",
+                    help="bench 2 also with rund's state dir on /dev/shm (tmpfs): rund's own "
+                         "cost apart from the host file system's")
     a = ap.parse_args()
     # "13" is benches 1 and 3 (0 stands for 10); "1,10" and "10" say it in full
     sel = set(a.only.split(",")) if "," in a.only or a.only == "10" else \
@@ -180,6 +188,17 @@ def main():
             ratio = remote / local
             rows.append(("2 start+wait (lib)", "%.1f us" % local, "%.1f us" % remote,
                          "%.2fx" % ratio, "<= 1.5x", "ok" if ratio <= 1.5 else "MISSED"))
+            if a.state_tmpfs:
+                t = Rund(rund, runctl, work, "tmpfs", state_base="/dev/shm")
+                try:
+                    local = startwait(sw, "local", str(n))
+                    remote = startwait(sw, "remote", t.addr, str(n))
+                finally:
+                    t.stop()
+                ratio = remote / local
+                rows.append(("2 start+wait (lib), state on tmpfs", "%.1f us" % local,
+                             "%.1f us" % remote, "%.2fx" % ratio, "<= 1.5x",
+                             "ok" if ratio <= 1.5 else "MISSED"))
         if "3" in sel:
             p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "stream.py"),
                                 "--build", build, "--rows-json"] + (["--quick"] if a.quick

@@ -238,6 +238,10 @@ typedef struct runrpc_job_status {
   size_t nowner;
   uint32_t timeout_grace_ms; /* 0: rund's default (10 s) */
   char *kind;                /* "job", or "exec" for a running Exec command in a List */
+  /* Bytes its keeper could not store (disk full...), not in *_bytes. */
+  uint64_t stdout_lost_bytes;
+  uint64_t stderr_lost_bytes;
+  char *log_error; /* why ("stdout: No space left on device"), or "" */
 } runrpc_job_status;
 
 typedef struct runrpc_logs_request {

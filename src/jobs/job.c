@@ -318,6 +318,10 @@ static void job_logs_cap(job *j, int s) {
 void job_logs_refresh(job *j) {
   if (!j->logs_live)
     return;
+  if (j->lost_check) {
+    j->lost_check = false;
+    job_lost_read(j);
+  }
   for (int s = 0; s < 2; s++) {
     char name[PUNCH_NAME_MAX];
     job_log_name(j, s, name);
@@ -392,8 +396,12 @@ static void job_table_on_inotify(loop *l, int fd, uint32_t events, void *data) {
       if (ev->mask & IN_Q_OVERFLOW)
         overflow = true;
       job *j = intmap_get(&t->by_wd, (uint64_t)ev->wd);
-      if (j) /* else e.g. IN_IGNORED of a job that ended */
-        job_mark_dirty(t, j);
+      if (!j) /* e.g. IN_IGNORED of a job that ended */
+        continue;
+      /* the keeper says there what it could not store */
+      if (ev->len && strcmp(ev->name, JOB_EXIT_FILE) == 0)
+        j->lost_check = true;
+      job_mark_dirty(t, j);
     }
   }
   if (overflow) /* events were lost: look at every watched job */
@@ -465,6 +473,7 @@ void job_on_exit(void *data, pid_t pid, const siginfo_t *si) {
              j->kill.cause == KILL_CAUSE_TIMEOUT ? "timeout" : "stopped");
   kill_ctl_ended(&j->kill);
   job_cgroup_end(j, si);
+  j->lost_check = true; /* the keeper's last word */
   job_logs_refresh(j);
   job_close_logs(j);
   rr_err e = {0};
@@ -532,6 +541,15 @@ static int job_set_owner(job *j, const job_start_opts *opts, rr_err *e) {
   return 0;
 }
 
+static void job_pipes_close(int pipes[2][2]) {
+  for (int s = 0; s < 2; s++)
+    for (int k = 0; k < 2; k++)
+      if (pipes[s][k] >= 0) {
+        close(pipes[s][k]);
+        pipes[s][k] = -1;
+      }
+}
+
 /* The empty file rund-waiter writes the command's end to. */
 static int job_exit_file_create(job *j, rr_err *e) {
   char p[PATH_MAX];
@@ -552,9 +570,11 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   if (ulid_gen_next(&t->gen, 0, id, e) < 0)
     return -1;
   int status_fd = -1; /* rund-waiter's STATE/jobs/<ID>/exit */
-  /* the job's stdout and stderr (O_APPEND), ours only until it is spawned */
+  /* the log files, and the pipes the job writes into (its keeper copies
+   * them into the files): ours only until it is spawned */
   _cleanup_close_ int out_fd = -1;
   _cleanup_close_ int err_fd = -1;
+  int pipes[2][2] = {{-1, -1}, {-1, -1}};
   job *j = job_alloc(t, id);
   if (!j)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
@@ -566,9 +586,18 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
     job_free(j);
     return -1;
   }
-  if ((out_fd = logstore_stream_open_append(j->dir, LOG_STDOUT, e)) < 0 ||
-      (err_fd = logstore_stream_open_append(j->dir, LOG_STDERR, e)) < 0)
+  if ((out_fd = logstore_stream_create(j->dir, LOG_STDOUT, e)) < 0 ||
+      (err_fd = logstore_stream_create(j->dir, LOG_STDERR, e)) < 0)
     goto fail;
+  /* a sandbox's init records the end as rund-waiter does, in its place */
+  bool sandboxed = req->sandbox.profile != SB_PROFILE_HOST;
+  bool relay = t->waiter || sandboxed; /* their keeper: rund-waiter or the init */
+  for (int s = 0; relay && s < 2; s++)
+    if (pipe2(pipes[s], O_CLOEXEC) < 0) {
+      rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot make the pipes of job %s", id);
+      goto fail;
+    }
+  const int relay_fds[4] = {pipes[0][0], pipes[1][0], out_fd, err_fd};
   spawn_opts o = {
       .path = req->path,
       .args = (const char *const *)req->args,
@@ -579,12 +608,11 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
       .nenv = req->nenv,
       .workdir = req->workdir,
       .stdin_fd = t->devnull_fd,
-      .stdout_fd = out_fd,
-      .stderr_fd = err_fd,
+      .stdout_fd = relay ? pipes[0][1] : out_fd,
+      .stderr_fd = relay ? pipes[1][1] : err_fd,
       .ids = opts ? opts->ids : NULL,
+      .waiter_relay_fds = relay ? relay_fds : NULL,
   };
-  /* a sandbox's init records the end as rund-waiter does, in its place */
-  bool sandboxed = req->sandbox.profile != SB_PROFILE_HOST;
   if (t->waiter || sandboxed) {
     if ((status_fd = job_exit_file_create(j, e)) < 0)
       goto fail;
@@ -611,6 +639,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   }
   close(TAKE_FD(out_fd));
   close(TAKE_FD(err_fd));
+  job_pipes_close(pipes);
   j->pid = sr.pid;
   kill_ctl_attach(&j->kill, sr.pid, sr.start_ticks);
   j->start_ticks = sr.start_ticks;
@@ -637,6 +666,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
 fail:
   if (status_fd >= 0)
     close(status_fd);
+  job_pipes_close(pipes);
   if (j->cg) { /* its removal (on a timer) also kills a child we could not track */
     cg_job_kill(j->cg, NULL);
     cg_usage unused;

@@ -1,6 +1,7 @@
 /* The job table: background jobs by ULID, their state machine, waiters and
  * followers, timeouts, stop/signal, and reloading from the state dir.
- * Output goes straight from the job to STATE/jobs/<ID>/{stdout,stderr};
+ * Output goes from the job through pipes to its keeper (rund-waiter, or a
+ * sandbox's init), which copies it into STATE/jobs/<ID>/{stdout,stderr};
  * growth is seen with inotify and the size cap enforced by punching holes. */
 #pragma once
 #include <stdbool.h>
@@ -57,11 +58,16 @@ struct job {
   int64_t start_ns, end_ns;
   uint64_t size[2];      /* bytes written per stream, dropped ones included */
   uint64_t kept_from[2]; /* first byte still stored per stream */
-  cg_version cgroup;     /* CG_NONE: the job has no cgroup (no limits) */
-  bool has_usage;        /* usage holds the final counters (job ended) */
+  /* Bytes the keeper could not store per stream (disk full...), and the
+   * errno of its last failure (0: none). */
+  uint64_t lost[2];
+  int lost_errno[2];
+  cg_version cgroup; /* CG_NONE: the job has no cgroup (no limits) */
+  bool has_usage;    /* usage holds the final counters (job ended) */
   cg_usage usage;
   /* private */
-  bool logs_live; /* running and ours: sizes read (by path) and the cap applied */
+  bool logs_live;  /* running and ours: sizes read (by path) and the cap applied */
+  bool lost_check; /* the exit file changed: read the lost counts again */
   int inotify_wd;
   uint64_t punched_to[2]; /* holes asked for up to here (kept_from: promised) */
   bool logs_dirty;        /* on the table's list of jobs to refresh this turn */

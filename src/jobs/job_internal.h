@@ -75,5 +75,7 @@ int job_load_fields(job *j, json_object *o, rr_err *e);
  * -1 when it says nothing (no waiter, or it could not tell). */
 int job_exit_file_read(job *j, siginfo_t *ret, int64_t *end_ns);
 #define JOB_EXIT_FILE "exit"
+/* Read the keeper's lost counts (its exit file's second line) into j. */
+void job_lost_read(job *j);
 /* Load every job directory under t->jobs_dir. */
 int job_table_load(job_table *t, rr_err *e);

@@ -25,6 +25,7 @@
 #include "jobs/job_sandbox.h"
 #include "jobs/logstore.h"
 #include "sandbox/spawn.h"
+#include "waiter/relay.h"
 
 /* ---- persistence ---- */
 
@@ -43,6 +44,14 @@ int job_persist(job *j, rr_err *e) {
   json_object_object_add(o, "start_ns", json_object_new_int64(j->start_ns));
   json_object_object_add(o, "end_ns", json_object_new_int64(j->end_ns));
   json_object_object_add(o, "request", job_request_to_json(&j->req));
+  for (int s = 0; s < 2; s++)
+    if (j->lost[s]) {
+      char k[32];
+      snprintf(k, sizeof k, "%s_lost", logstore_stream_name(s));
+      json_object_object_add(o, k, json_object_new_uint64(j->lost[s]));
+      snprintf(k, sizeof k, "%s_lost_errno", logstore_stream_name(s));
+      json_object_object_add(o, k, json_object_new_int(j->lost_errno[s]));
+    }
   if (j->cgroup)
     json_object_object_add(o, "cgroup", json_object_new_string(job_cgroup_version_name(j->cgroup)));
   if (j->has_usage)
@@ -74,6 +83,32 @@ int job_exit_file_read(job *j, siginfo_t *ret, int64_t *end_ns) {
     return -1;
   ret->si_pid = j->pid;
   return 0;
+}
+
+/* "lost OUT ERR OUT_ERRNO ERR_ERRNO" at RELAY_LOST_AT (src/waiter/relay.h),
+ * padded; a line being rewritten that does not parse keeps the last one. */
+void job_lost_read(job *j) {
+  char name[ULID_LEN + sizeof "/" JOB_EXIT_FILE];
+  snprintf(name, sizeof name, "%s/" JOB_EXIT_FILE, j->id);
+  struct stat st;
+  if (fstatat(j->table->jobs_dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+      st.st_size < RELAY_LOST_AT + RELAY_LINE)
+    return; /* nothing lost (the common case: no open) */
+  _cleanup_close_ int fd = openat(j->table->jobs_dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  char buf[RELAY_LINE + 1];
+  if (fd < 0 || pread(fd, buf, RELAY_LINE, RELAY_LOST_AT) != RELAY_LINE ||
+      buf[RELAY_LINE - 1] != '\n')
+    return;
+  buf[RELAY_LINE] = '\0';
+  unsigned long long lost[2];
+  int err[2];
+  if (sscanf(buf, "lost %llu %llu %d %d", &lost[0], &lost[1], &err[0], &err[1]) != 4)
+    return;
+  for (int s = 0; s < 2; s++) {
+    if (lost[s] > j->lost[s])
+      j->lost[s] = lost[s];
+    j->lost_errno[s] = err[s];
+  }
 }
 
 /* ---- load ---- */
@@ -117,6 +152,7 @@ static void job_adopt_or_lose(job *j) {
     if (job_logs_watch(j, &e) < 0)
       job_table_warn(t, "job %s: %s", j->id, e.msg);
     j->logs_live = true;
+    j->lost_check = true; /* what its keeper lost meanwhile */
     job_logs_refresh(j);
     kill_ctl_attach(&j->kill, j->pid, j->start_ticks);
     if (reaper_watch_add(t->r, j->pid, pidfd, job_adopted_on_exit, j, &j->rw, &e) == 0) {
@@ -219,6 +255,15 @@ int job_load_fields(job *j, json_object *o, rr_err *e) {
     j->start_ns = x;
   if (json_int(o, "end_ns", &x) == 0)
     j->end_ns = x;
+  for (int s = 0; s < 2; s++) {
+    char k[32];
+    snprintf(k, sizeof k, "%s_lost", logstore_stream_name(s));
+    if (json_int(o, k, &x) == 0 && x > 0)
+      j->lost[s] = (uint64_t)x;
+    snprintf(k, sizeof k, "%s_lost_errno", logstore_stream_name(s));
+    if (json_int(o, k, &x) == 0 && x > 0 && x < 4096)
+      j->lost_errno[s] = (int)x;
+  }
   if (!json_object_object_get_ex(o, "request", &v) || job_request_from_json(v, &j->req, e) < 0) {
     if (e && e->code == RR_OK)
       rr_err_set(e, RR_DATA_LOSS, "job.json: no request");

@@ -104,6 +104,7 @@ int job_sandbox_spawn_tty(const job_sandbox *sb, const cg_limits *limits, const 
       .ncgroup_procs = o->ncgroup_procs,
       .filter = filter,
       .status_fd = status_fd,
+      .relay_fds = o->waiter_relay_fds,
       .new_process_group = true,
       .console_fd = tty ? tty->console_fd : -1,
   };

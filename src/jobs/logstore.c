@@ -38,6 +38,16 @@ int logstore_stream_open_append(const char *dir, int stream, rr_err *e) {
   return fd;
 }
 
+int logstore_stream_create(const char *dir, int stream, rr_err *e) {
+  char p[PATH_MAX];
+  if (logstore_path(p, sizeof p, dir, logstore_stream_name(stream), e) < 0)
+    return -1;
+  int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
+  if (fd < 0)
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot create log \"%s\"", p);
+  return fd;
+}
+
 int logstore_stream_open_read(const char *dir, int stream, rr_err *e) {
   char p[PATH_MAX];
   if (logstore_path(p, sizeof p, dir, logstore_stream_name(stream), e) < 0)

@@ -1,7 +1,8 @@
 /* On-disk state of jobs: STATE/jobs/<ULID>/{job.json,stdout,stderr}.
  * job.json is replaced atomically (tmp + fsync + rename + fsync dir; without
  * sync, a later version of a small file is one in-place pwrite). The
- * log files are written by the job itself (O_APPEND); the size cap punches
+ * log files are written by the job's keeper (src/waiter/relay.c), which
+ * copies the job's output pipes into them; the size cap punches
  * the oldest bytes out (offsets stay absolute) and readers are told how many
  * bytes they missed. */
 #pragma once
@@ -21,6 +22,9 @@ const char *logstore_stream_name(int stream);
 int logstore_job_dir_create(const char *dir, rr_err *e);
 /* Open (create) a stream file for appending; the fd goes to the job. */
 int logstore_stream_open_append(const char *dir, int stream, rr_err *e);
+/* Create a stream file for the job's keeper, which writes it from offset 0
+ * (splice refuses O_APPEND files). */
+int logstore_stream_create(const char *dir, int stream, rr_err *e);
 /* Open a stream file for reading; -1 with NOT_FOUND if missing. */
 int logstore_stream_open_read(const char *dir, int stream, rr_err *e);
 /* Atomically replace dir/job.json with obj (tmp + rename). With sync, the

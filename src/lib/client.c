@@ -265,9 +265,12 @@ int lib_status_copy(const Runrpc__V1__JobStatus *in, runrpc_job_status *out, rr_
   out->end_time_unix_ns = in->end_time_unix_ns;
   out->stdout_bytes = in->stdout_bytes;
   out->stderr_bytes = in->stderr_bytes;
+  out->stdout_lost_bytes = in->stdout_lost_bytes;
+  out->stderr_lost_bytes = in->stderr_lost_bytes;
   out->reason = dup_or_empty(in->reason);
   out->detail = dup_or_empty(in->detail);
-  bool ok = out->reason != NULL && out->detail != NULL;
+  out->log_error = dup_or_empty(in->log_error);
+  bool ok = out->reason != NULL && out->detail != NULL && out->log_error != NULL;
   const Runrpc__V1__StartRequest *req = in->request;
   const Runrpc__V1__Command *cmd = req ? req->command : NULL;
   out->path = dup_or_empty(cmd ? cmd->path : NULL);
@@ -342,6 +345,7 @@ RR_EXPORT void runrpc_job_status_free(runrpc_job_status *s) {
     return;
   free(s->reason);
   free(s->detail);
+  free(s->log_error);
   free(s->path);
   free(s->workdir);
   free_strv(s->args, s->nargs);

@@ -128,6 +128,10 @@ json_object *runctl_status_json(const runrpc_job_status *s) {
                      : NULL);
   json_object_object_add(o, "stdout_bytes", json_object_new_uint64(s->stdout_bytes));
   json_object_object_add(o, "stderr_bytes", json_object_new_uint64(s->stderr_bytes));
+  json_object_object_add(o, "stdout_lost_bytes", json_object_new_uint64(s->stdout_lost_bytes));
+  json_object_object_add(o, "stderr_lost_bytes", json_object_new_uint64(s->stderr_lost_bytes));
+  if (s->log_error && *s->log_error)
+    json_object_object_add(o, "log_error", json_object_new_string(s->log_error));
   json_object *owner = json_object_new_array();
   for (size_t i = 0; i < s->nowner; i++)
     json_object_array_add(owner, json_object_new_string(s->owner[i]));
@@ -286,6 +290,10 @@ void runctl_status_print(const runrpc_job_status *s) {
     printf("timeout_ms: -\n");
   printf("stdout_bytes: %llu\n", (unsigned long long)s->stdout_bytes);
   printf("stderr_bytes: %llu\n", (unsigned long long)s->stderr_bytes);
+  if (s->stdout_lost_bytes || s->stderr_lost_bytes)
+    printf("lost_bytes: stdout %llu, stderr %llu (%s)\n", (unsigned long long)s->stdout_lost_bytes,
+           (unsigned long long)s->stderr_lost_bytes,
+           s->log_error && *s->log_error ? s->log_error : "not stored");
   if (s->has_limits || (s->cgroup && *s->cgroup))
     print_resources(s);
   else if (s->has_usage)

@@ -57,7 +57,8 @@ const runctl_command runctl_cmd_status = {
             "  --json   print one JSON object (job_id, state, pid, exit_code, signal,\n"
             "           reason, profile, profile_requested, start_time, end_time,\n"
             "           command, env, workdir, tags, timeout_ms, timeout_grace_ms,\n"
-            "           stdout_bytes, stderr_bytes, owner, kind, cgroup, limits, usage)\n"
+            "           stdout_bytes, stderr_bytes, stdout_lost_bytes, stderr_lost_bytes,\n"
+            "           log_error, owner, kind, cgroup, limits, usage)\n"
             "           instead of key: value lines; exit_code is null unless the job\n"
             "           exited, signal null unless it was killed (a failed job's end is\n"
             "           unknown: reason says why)\n",

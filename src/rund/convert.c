@@ -8,6 +8,7 @@
 #include "common/util.h"
 #include "jobs/job_cgroup.h"
 #include "jobs/request.h"
+#include "jobs/logstore.h"
 #include "rund.h"
 
 /* FNV-1a of an env name. */
@@ -325,6 +326,16 @@ int convert_status(job *j, status_msg *m, rr_err *e) {
   st.kind = (char *)"job";
   st.stdout_bytes = j->size[0];
   st.stderr_bytes = j->size[1];
+  st.stdout_lost_bytes = j->lost[0];
+  st.stderr_lost_bytes = j->lost[1];
+  size_t at = 0;
+  m->log_error[0] = '\0';
+  for (int s = 0; s < 2; s++)
+    if (j->lost[s] && at < sizeof m->log_error)
+      at += (size_t)snprintf(m->log_error + at, sizeof m->log_error - at, "%s%s: %s",
+                             at ? "; " : "", logstore_stream_name(s),
+                             j->lost_errno[s] ? strerror(j->lost_errno[s]) : "not stored");
+  st.log_error = m->log_error;
   st.n_owner = j->nowner;
   st.owner = j->owner;
   m->status = st;

@@ -327,6 +327,7 @@ int sb_spawn(const sb_spec *s, const sb_spawn_opts *o, sb_spawn_result *ret, rr_
                        .o = o,
                        .sock = -1,
                        .status_fd = o->status_fd,
+                       .relay_fds = {-1, -1, -1, -1},
                        .start_fd = o->wait_start ? o->start_fd : -1,
                        .console_fd = s->process.terminal ? o->console_fd : -1,
                        .tty_fd = -1,
@@ -350,6 +351,12 @@ int sb_spawn(const sb_spec *s, const sb_spawn_opts *o, sb_spawn_result *ret, rr_
                                   : "sandbox: process.terminal with a new process group");
     goto out;
   }
+  if (o->relay_fds && !s->ns[SB_NS_PID].enabled) {
+    rr_err_set(e, RR_INVALID_ARGUMENT, "sandbox: an output relay needs a pid namespace (its init)");
+    goto out;
+  }
+  for (int i = 0; o->relay_fds && i < 4; i++)
+    c.relay_fds[i] = o->relay_fds[i];
   if (o->preserve_fds < 0 || o->preserve_fds > SB_MAX_PRESERVE_FDS) {
     rr_err_set(e, RR_INVALID_ARGUMENT, "sandbox: preserve_fds %d out of range 0..%d",
                o->preserve_fds, SB_MAX_PRESERVE_FDS);

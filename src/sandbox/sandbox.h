@@ -57,6 +57,12 @@ typedef struct sb_spawn_opts {
    * "exit N END_NS\n" or "signal N END_NS\n" here when the command ends
    * (the format of rund-waiter). */
   int status_fd;
+  /* With a pid namespace: the init keeps the job's output (rund's
+   * background jobs, src/waiter/relay.c): it copies the pipes' read ends
+   * [0] and [1] (stdout_fd and stderr_fd are their write ends) into the log
+   * files [2] and [3], and exits once the command ended and both pipes
+   * reached EOF. NULL: none. */
+  const int *relay_fds;
   /* Started with a process group of its own (rund kills the group). */
   bool new_process_group;
   /* A created container (runc's create/start): once everything is set up

@@ -161,7 +161,8 @@ static void sb_child_stdio(struct sb_child *c) {
   for (int i = 0; i < 3; i++)
     if (src[i] < 3 && (src[i] = sb_fd_above(src[i], min)) < 0)
       sb_child_fail(c, errno, "set up stdio", NULL);
-  int *own[] = {&c->sock, &c->status_fd, &c->start_fd, &c->console_fd, &c->ns_sock};
+  int *own[] = {&c->sock,         &c->status_fd,    &c->start_fd,     &c->console_fd,  &c->ns_sock,
+                &c->relay_fds[0], &c->relay_fds[1], &c->relay_fds[2], &c->relay_fds[3]};
   for (size_t i = 0; i < sizeof own / sizeof *own; i++)
     if (*own[i] >= 0 && (*own[i] = sb_fd_above(*own[i], min)) < 0)
       sb_child_fail(c, errno, "set up stdio", NULL);
@@ -504,9 +505,11 @@ void sb_close_fds_except(unsigned from, int *keep, size_t n) {
  * the caller's but what it needs (not a lock the caller took, say): 0..2,
  * the preserved fds, ours. */
 static void sb_child_close_others(const struct sb_child *c) {
-  int keep[5 + SB_NS_COUNT] = {c->sock, c->status_fd, c->start_fd, c->tty_fd, c->ns_sock};
+  int keep[9 + SB_NS_COUNT] = {c->sock,         c->status_fd,    c->start_fd,
+                               c->tty_fd,       c->ns_sock,      c->relay_fds[0],
+                               c->relay_fds[1], c->relay_fds[2], c->relay_fds[3]};
   for (int t = 0; t < SB_NS_COUNT; t++)
-    keep[5 + t] = c->ns_own[t];
+    keep[9 + t] = c->ns_own[t];
   sb_close_fds_except((unsigned)c->first_own_fd, keep, sizeof keep / sizeof *keep);
 }
 

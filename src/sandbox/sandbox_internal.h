@@ -35,6 +35,7 @@ struct sb_child {
   int start_fd;             /* o->start_fd with wait_start, moved above 2; else -1 */
   int console_fd;           /* o->console_fd with process.terminal; else -1 */
   int tty_fd;               /* the pty's slave once opened; else -1 */
+  int relay_fds[4];         /* o->relay_fds, moved above 2; else -1 */
   int first_own_fd;         /* 3 + o->preserve_fds: ours are moved at or above it */
   int ns_fds[SB_NS_COUNT];  /* namespaces joined by path; -1 none */
   bool new_ns[SB_NS_COUNT]; /* created by the clone */

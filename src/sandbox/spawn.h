@@ -63,6 +63,10 @@ typedef struct spawn_opts {
    * NULL: the command is the process. */
   const char *waiter;
   int waiter_status_fd;
+  /* With waiter: it keeps the job's output (src/waiter/relay.c), copying
+   * the pipes' read ends [0] and [1] (stdout_fd and stderr_fd are their
+   * write ends) into the log files [2] and [3]. NULL: no relay. */
+  const int *waiter_relay_fds;
   /* stdin_fd is a pty's slave (stdout_fd, stderr_fd too): the command gets
    * it as its controlling terminal in a new session (its own process group
    * as without). Not with waiter. */

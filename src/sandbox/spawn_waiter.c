@@ -21,7 +21,13 @@
 
 #include "sandbox/spawn_internal.h"
 
-enum { WAITER_STACK = 256 * 1024, WAITER_STATUS_FD = 3, WAITER_CGROUP_FD = 4 };
+enum {
+  WAITER_STACK = 256 * 1024,
+  WAITER_STATUS_FD = 3,
+  WAITER_CGROUP_FD = 4,
+  WAITER_RELAY_FD = 5, /* 5..8: the relay's pipes and logs (src/waiter/main.c) */
+  WAITER_RELAY_FDS = 4,
+};
 
 struct spawn_waiter_args {
   struct spawn_child_args *child;
@@ -58,25 +64,42 @@ SPAWN_CHILD_ATTR static _Noreturn void spawn_waiter_child(struct spawn_waiter_ar
   if (spawn_launch(w->child, &pid, &pidfd, &r) != 0)
     goto fail; /* the command is gone already */
   /* W's fd table is its own copy: keep stdin_fd as 0-2, the status file as
-   * 3, the job's cgroup.procs as 4 when W still is in rund's cgroup, and
-   * nothing else of rund's */
+   * 3, the job's cgroup.procs as 4 when W still is in rund's cgroup, the
+   * relay's fds as 5-8, and nothing else of rund's; each is first copied
+   * above them all so that no dup2 clobbers another */
   r.step = STEP_WAITER_EXEC;
   bool move = o->cgroup_fd > 0 && o->ncgroup_procs == 1;
+  bool relay = o->waiter_relay_fds != NULL;
   int sfd = fcntl(o->waiter_status_fd, F_DUPFD_CLOEXEC, 10);
   int cfd = move ? fcntl(o->cgroup_procs_fds[0], F_DUPFD_CLOEXEC, 10) : -1;
-  if (sfd < 0 || (move && cfd < 0) || dup2(o->stdin_fd, 0) < 0 || dup2(o->stdin_fd, 1) < 0 ||
-      dup2(o->stdin_fd, 2) < 0 || dup2(sfd, WAITER_STATUS_FD) < 0 ||
-      (move && dup2(cfd, WAITER_CGROUP_FD) < 0)) {
+  int rfd[WAITER_RELAY_FDS];
+  bool ok = sfd >= 0 && (!move || cfd >= 0);
+  for (int i = 0; i < WAITER_RELAY_FDS; i++)
+    ok = ok && (!relay || (rfd[i] = fcntl(o->waiter_relay_fds[i], F_DUPFD_CLOEXEC, 10)) >= 0);
+  ok = ok && dup2(o->stdin_fd, 0) >= 0 && dup2(o->stdin_fd, 1) >= 0 && dup2(o->stdin_fd, 2) >= 0 &&
+       dup2(sfd, WAITER_STATUS_FD) >= 0 && (!move || dup2(cfd, WAITER_CGROUP_FD) >= 0);
+  for (int i = 0; i < WAITER_RELAY_FDS; i++)
+    ok = ok && (!relay || dup2(rfd[i], WAITER_RELAY_FD + i) >= 0);
+  if (!ok) {
     r.err = errno;
     goto kill;
   }
-  syscall(SYS_close_range, (unsigned)(move ? WAITER_CGROUP_FD : WAITER_STATUS_FD) + 1, ~0u, 0u);
+  if (relay && !move)
+    close(WAITER_CGROUP_FD);
+  unsigned last = relay ? WAITER_RELAY_FD + WAITER_RELAY_FDS - 1
+                        : (unsigned)(move ? WAITER_CGROUP_FD : WAITER_STATUS_FD);
+  syscall(SYS_close_range, last + 1, ~0u, 0u);
   char pidarg[16], *p = pidarg + sizeof pidarg;
   *--p = '\0';
   for (unsigned v = (unsigned)pid; p == pidarg + sizeof pidarg - 1 || v; v /= 10)
     *--p = (char)('0' + v % 10);
   char fdarg[] = {'0' + WAITER_CGROUP_FD, '\0'};
-  char *argv[] = {"rund-waiter", p, move ? fdarg : NULL, NULL};
+  char nofd[] = "-", relayarg[] = "relay";
+  char *argv[] = {"rund-waiter", p,
+                  move    ? fdarg
+                  : relay ? nofd
+                          : NULL,
+                  relay ? relayarg : NULL, NULL};
   char *envp[] = {NULL};
   execve(o->waiter, argv, envp);
   r.err = errno;

@@ -1,10 +1,16 @@
-/* rund-waiter CHILD_PID [CGROUP_FD]: the first process of every background
- * job, between rund and the command (its only child). It records how the
- * command ended in the file open on fd 3 (the job's STATE/jobs/<ID>/exit)
- * before it exits with the same status, so the status survives a rund that
- * died meanwhile: the next rund reads the file once this process is gone.
+/* rund-waiter CHILD_PID [CGROUP_FD|-] [relay]: the first process of every
+ * background job, between rund and the command (its only child), and the
+ * keeper of the job's output. It records how the command ended in the file
+ * open on fd 3 (the job's STATE/jobs/<ID>/exit) before it exits with the
+ * same status, so the status survives a rund that died meanwhile: the next
+ * rund reads the file once this process is gone.
  * With CGROUP_FD (cgroup v2: the job's cgroup.procs, open for writing) it
  * first moves itself into the job's cgroup, out of rund's.
+ * With "relay" the command's stdout and stderr are pipes whose read ends are
+ * fds 5 and 6, and the log files fds 7 and 8: it copies them (relay.c) and
+ * exits only once the command ended and both pipes reached EOF (processes
+ * the command left holding them keep it: a stop kills them with the job's
+ * cgroup or process group). What the disk refuses is counted in fd 3.
  * Started by rund with every signal blocked: it cannot be killed but by
  * SIGKILL, and signals meant for the job reach the command through the
  * process group (forwarded here only if the command left the group).
@@ -16,22 +22,17 @@
  * hypervisor in a VM): as much as the whole exec of the command on the
  * machines we measured (bench/waiter-results.md). Elsewhere sys.h maps the
  * same calls onto the C library. */
+#define WAITER_MAIN_UNIT
+#include "relay.h"
 #include "sys.h"
 
-enum { WAITER_STATUS_FD = 3 };
-
-/* Decimal digits of v (v >= 0) at p; returns the end. */
-static char *put_num(char *p, long long v) {
-  char tmp[24];
-  int n = 0;
-  do {
-    tmp[n++] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v > 0);
-  while (n > 0)
-    *p++ = tmp[--n];
-  return p;
-}
+enum {
+  WAITER_STATUS_FD = 3,
+  WAITER_OUT_PIPE = 5, /* with "relay": the pipes' read ends, then the logs */
+  WAITER_ERR_PIPE = 6,
+  WAITER_OUT_LOG = 7,
+  WAITER_ERR_LOG = 8,
+};
 
 static char *put_str(char *p, const char *s) {
   while (*s)
@@ -46,23 +47,6 @@ static void put_err(const char *a, const char *b) {
   p = put_str(p, b);
   *p++ = '\n';
   ws_write(2, buf, (unsigned long)(p - buf));
-}
-
-/* "exit N END_NS\n" or "signal N END_NS\n" (END_NS: wall clock, ns since
- * the epoch), one write: the reader only looks once we are gone, so it
- * never sees half of it. */
-static void waiter_record(const siginfo_t *si) {
-  struct timespec ts = {0, 0};
-  ws_clock_realtime(&ts);
-  char buf[64];
-  char *p = put_str(buf, si->si_code == CLD_EXITED ? "exit " : "signal ");
-  p = put_num(p, si->si_status);
-  *p++ = ' ';
-  p = put_num(p, (long long)ts.tv_sec * 1000000000 + ts.tv_nsec);
-  *p++ = '\n';
-  while (ws_write(WAITER_STATUS_FD, buf, (unsigned long)(p - buf)) == -EINTR)
-    ;
-  ws_close(WAITER_STATUS_FD);
 }
 
 /* End as the command did: same exit code, or killed by the same signal. */
@@ -98,9 +82,29 @@ static long parse_num(const char *s, long min) {
   return *p || p == s || v < min || v >= 1 << 30 ? -1 : v;
 }
 
+#ifndef WAITER_NOLIBC
+int main(int argc, char **argv) { return waiter_main(argc, argv); }
+#endif
+
+/* Signals that came: forwarded to a command that left our group. */
+static void waiter_signals(int sfd, long child, bool ended) {
+  unsigned int info[32]; /* a struct signalfd_siginfo: ssi_signo first */
+  while (ws_read(sfd, info, sizeof info) == (long)sizeof info) {
+    int sig = (int)info[0];
+    if (ended || sig == SIGCHLD)
+      continue;
+    /* a group signal reached the command already; one that left the group
+     * gets what is sent to us */
+    if (ws_getpgid((int)child) != ws_getpgid(0))
+      ws_kill((int)child, sig);
+  }
+}
+
 int waiter_main(int argc, char **argv) {
-  if (argc != 2 && argc != 3) {
-    put_err("started by rund only (usage: rund-waiter CHILD_PID [CGROUP_FD])", "");
+  bool relaying = argc == 4 && argv[3][0] == 'r' && argv[3][1] == 'e' && argv[3][2] == 'l' &&
+                  argv[3][3] == 'a' && argv[3][4] == 'y' && !argv[3][5];
+  if ((argc != 2 && argc != 3 && !relaying)) {
+    put_err("started by rund only (usage: rund-waiter CHILD_PID [CGROUP_FD|-] [relay])", "");
     return 125;
   }
   long child = parse_num(argv[1], 1);
@@ -108,8 +112,9 @@ int waiter_main(int argc, char **argv) {
     put_err("bad child pid: ", argv[1]);
     return 125;
   }
-  long cgfd = argc == 3 ? parse_num(argv[2], 3) : -1;
-  if (argc == 3 && cgfd < 0) {
+  bool no_cg = argc >= 3 && argv[2][0] == '-' && !argv[2][1];
+  long cgfd = argc >= 3 && !no_cg ? parse_num(argv[2], 3) : -1;
+  if (argc >= 3 && !no_cg && cgfd < 0) {
     put_err("bad cgroup fd: ", argv[2]);
     return 125;
   }
@@ -121,21 +126,32 @@ int waiter_main(int argc, char **argv) {
   }
   ws_prctl_name("rund-waiter");
   ws_sigmask(SIG_BLOCK, ~0ull);
+  static char buf[RELAY_BUF];
+  relay r;
+  const int none[RELAY_STREAMS] = {-1, -1};
+  const int pipes[RELAY_STREAMS] = {WAITER_OUT_PIPE, WAITER_ERR_PIPE};
+  const int logs[RELAY_STREAMS] = {WAITER_OUT_LOG, WAITER_ERR_LOG};
+  relay_init(&r, relaying ? pipes : none, relaying ? logs : none, relaying ? WAITER_STATUS_FD : -1,
+             buf);
+  /* no signalfd (cannot happen short of ENOMEM): look every 50 ms */
+  int sfd = ws_signalfd_all();
   siginfo_t si;
+  bool ended = false;
   for (;;) {
-    int r = waiter_reap((int)child, &si);
-    if (r > 0)
+    if (!ended) {
+      int rc = waiter_reap((int)child, &si);
+      if (rc < 0) /* not our child: nothing to wait for */
+        return 125;
+      if (rc > 0) {
+        ended = true;
+        relay_record_exit(WAITER_STATUS_FD, si.si_code != CLD_EXITED, si.si_status);
+      }
+    }
+    if (ended && !relay_open(&r))
       break;
-    if (r < 0) /* not our child: nothing to wait for */
-      return 125;
-    int sig = ws_sigwait_any();
-    if (sig <= 0 || sig == SIGCHLD)
-      continue;
-    /* a group signal reached the command already; one that left the group
-     * gets what is sent to us */
-    if (ws_getpgid((int)child) != ws_getpgid(0))
-      ws_kill((int)child, sig);
+    if (relay_wait(&r, sfd, sfd < 0 ? 50 : -1) > 0)
+      waiter_signals(sfd, child, ended);
   }
-  waiter_record(&si);
+  relay_flush(&r);
   waiter_mirror(&si);
 }

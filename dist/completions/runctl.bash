@@ -22,7 +22,7 @@ _runctl_signals='HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALR
 _runctl_verb_opts() {
   case $1 in
   exec) echo "-t -tt --tty -i --interactive $_runctl_run_opts" ;;
-  start) echo "--tag $_runctl_run_opts" ;;
+  start) echo "-t --tty -i --interactive --tag $_runctl_run_opts" ;;
   run) echo "--image --rm -t -tt --tty -i --interactive $_runctl_run_opts" ;;
   status) echo '--json --help' ;;
   logs) echo '-f --follow --stdout --stderr --tail --offset --help' ;;

@@ -201,6 +201,13 @@ typedef struct runrpc_start_request {
   runrpc_limits limits; /* all zero: no limits (and no cgroup) */
   runrpc_sandbox sandbox;
   uint32_t timeout_grace_ms; /* SIGTERM to SIGKILL when the timeout fires; 0: rund's 10 s */
+  /* Keep the job's stdin open for later writers (attach/send); tty: a
+   * pseudo-terminal (implies stdin) of rows x cols (0: 24 x 80), TERM term
+   * (NULL: "xterm"). */
+  bool stdin_open;
+  bool tty;
+  unsigned rows, cols;
+  const char *term;
 } runrpc_start_request;
 
 /* A job's status (output; strings owned, free with runrpc_job_status_free). */

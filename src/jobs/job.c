@@ -19,6 +19,7 @@
 
 #include "common/util.h"
 #include "jobs/intmap.h"
+#include "jobs/job_input.h"
 #include "jobs/job_cgroup.h"
 #include "jobs/job_sandbox.h"
 #include "jobs/job_internal.h"
@@ -157,6 +158,7 @@ void job_close_logs(job *j) {
 void job_free(job *j) {
   if (!j)
     return;
+  job_input_end(j);
   job_close_logs(j);
   cg_job_free(j->cg); /* the cgroup stays: the job runs on */
   job_request_free(&j->req);
@@ -474,6 +476,7 @@ void job_on_exit(void *data, pid_t pid, const siginfo_t *si) {
   kill_ctl_ended(&j->kill);
   job_cgroup_end(j, si);
   j->lost_check = true; /* the keeper's last word */
+  job_input_end(j);
   job_logs_refresh(j);
   job_close_logs(j);
   rr_err e = {0};
@@ -517,8 +520,8 @@ int job_stop(job *j, uint64_t grace_ms, rr_err *e) {
 
 void job_remove_dir(const char *dir) {
   char p[PATH_MAX];
-  static const char *const names[] = {"stdout", "stderr", "job.json", "job.json.tmp",
-                                      JOB_EXIT_FILE};
+  static const char *const names[] = {"stdout",       "stderr",      "job.json",
+                                      "job.json.tmp", JOB_EXIT_FILE, JOB_INPUT_SOCKET};
   for (size_t i = 0; i < RR_ARRAY_SIZE(names); i++) {
     snprintf(p, sizeof p, "%s/%s", dir, names[i]);
     unlink(p);
@@ -575,6 +578,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   _cleanup_close_ int out_fd = -1;
   _cleanup_close_ int err_fd = -1;
   int pipes[2][2] = {{-1, -1}, {-1, -1}};
+  job_input_fds inf = {-1, {-1, -1}, -1, -1}; /* stdin or tty: what the keeper holds */
   job *j = job_alloc(t, id);
   if (!j)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
@@ -592,12 +596,19 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   /* a sandbox's init records the end as rund-waiter does, in its place */
   bool sandboxed = req->sandbox.profile != SB_PROFILE_HOST;
   bool relay = t->waiter || sandboxed; /* their keeper: rund-waiter or the init */
-  for (int s = 0; relay && s < 2; s++)
+  bool input = req->stdin_open || req->tty;
+  if (input && (!t->waiter || sandboxed)) {
+    rr_err_set(e, RR_INVALID_ARGUMENT, "%s with %s: not supported yet for background jobs",
+               req->tty ? "tty" : "stdin",
+               sandboxed ? "a sandbox profile" : "rund without rund-waiter");
+    goto fail;
+  }
+  for (int s = 0; relay && !req->tty && s < 2; s++)
     if (pipe2(pipes[s], O_CLOEXEC) < 0) {
       rr_err_sys(e, RR_RESOURCE_EXHAUSTED, errno, "cannot make the pipes of job %s", id);
       goto fail;
     }
-  const int relay_fds[4] = {pipes[0][0], pipes[1][0], out_fd, err_fd};
+  int relay_fds[4] = {pipes[0][0], pipes[1][0], out_fd, err_fd};
   spawn_opts o = {
       .path = req->path,
       .args = (const char *const *)req->args,
@@ -613,6 +624,14 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
       .ids = opts ? opts->ids : NULL,
       .waiter_relay_fds = relay ? relay_fds : NULL,
   };
+  if (input) {
+    if (job_input_prepare(req, j->dir, &o, &inf, e) < 0)
+      goto fail;
+    relay_fds[0] = inf.relay_in >= 0 ? inf.relay_in : relay_fds[0];
+    o.waiter_input_fds = inf.keeper;
+    o.waiter_tty = req->tty;
+    o.waiter_stdio_fd = t->devnull_fd;
+  }
   if (t->waiter || sandboxed) {
     if ((status_fd = job_exit_file_create(j, e)) < 0)
       goto fail;
@@ -640,6 +659,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   close(TAKE_FD(out_fd));
   close(TAKE_FD(err_fd));
   job_pipes_close(pipes);
+  job_input_fds_close(&inf);
   j->pid = sr.pid;
   kill_ctl_attach(&j->kill, sr.pid, sr.start_ticks);
   j->start_ticks = sr.start_ticks;
@@ -667,6 +687,7 @@ fail:
   if (status_fd >= 0)
     close(status_fd);
   job_pipes_close(pipes);
+  job_input_fds_close(&inf);
   if (j->cg) { /* its removal (on a timer) also kills a child we could not track */
     cg_job_kill(j->cg, NULL);
     cg_usage unused;

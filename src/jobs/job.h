@@ -62,6 +62,7 @@ struct job {
    * errno of its last failure (0: none). */
   uint64_t lost[2];
   int lost_errno[2];
+  bool stdin_closed; /* started with stdin or tty, and job_stdin_close was called */
   cg_version cgroup; /* CG_NONE: the job has no cgroup (no limits) */
   bool has_usage;    /* usage holds the final counters (job ended) */
   cg_usage usage;
@@ -73,9 +74,10 @@ struct job {
   bool logs_dirty;        /* on the table's list of jobs to refresh this turn */
   job *dirty_next;
   reaper_watch *rw;
-  cg_job *cg;         /* the job's cgroup while it runs (NULL: none, or not reopened) */
-  kill_ctl kill;      /* stop, timeout, and why we are ending it */
-  job_watch watchers; /* list head */
+  cg_job *cg;              /* the job's cgroup while it runs (NULL: none, or not reopened) */
+  kill_ctl kill;           /* stop, timeout, and why we are ending it */
+  job_watch watchers;      /* list head */
+  struct job_input *input; /* stdin's connection to the keeper (job_input.c); NULL */
 };
 
 typedef struct job_table_config {
@@ -140,5 +142,19 @@ void job_refresh(job *j);
 void job_watch_add(job *j, job_watch *w);
 void job_watch_del(job_watch *w);
 const char *job_state_name(job_state s);
+/* ---- stdin and terminal (StartRequest.stdin / tty; job_input.c) ---- */
+/* Started with stdin or tty, stdin not closed, and running. */
+bool job_has_stdin(const job *j);
+bool job_has_tty(const job *j);
+/* Queue bytes for the job's stdin: returns bytes accepted (< len when the keeper is full:
+ * then writable(arg) is called once when more fits); -1 with FAILED_PRECONDITION when
+ * stdin is closed or the job ended. */
+ssize_t job_stdin_write(job *j, const void *buf, size_t len, void (*writable)(void *), void *arg,
+                        rr_err *e);
+/* EOF on the job's stdin (a terminal gets its VEOF character); recorded in job.json. */
+int job_stdin_close(job *j, rr_err *e);
+/* The window of the job's terminal: INVALID_ARGUMENT unless rows and cols are 1..10000,
+ * FAILED_PRECONDITION without a tty or once the job ended. */
+int job_resize(job *j, unsigned rows, unsigned cols, rr_err *e);
 /* fn(data, j) just before retention deletes j (fn NULL: none); job_retention.c. */
 void job_table_set_drop_hook(job_table *t, void (*fn)(void *data, job *j), void *data);

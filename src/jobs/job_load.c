@@ -44,6 +44,8 @@ int job_persist(job *j, rr_err *e) {
   json_object_object_add(o, "start_ns", json_object_new_int64(j->start_ns));
   json_object_object_add(o, "end_ns", json_object_new_int64(j->end_ns));
   json_object_object_add(o, "request", job_request_to_json(&j->req));
+  if (j->stdin_closed)
+    json_object_object_add(o, "stdin_closed", json_object_new_boolean(1));
   for (int s = 0; s < 2; s++)
     if (j->lost[s]) {
       char k[32];
@@ -255,6 +257,9 @@ int job_load_fields(job *j, json_object *o, rr_err *e) {
     j->start_ns = x;
   if (json_int(o, "end_ns", &x) == 0)
     j->end_ns = x;
+  json_object *sc;
+  j->stdin_closed =
+      json_object_object_get_ex(o, "stdin_closed", &sc) && json_object_get_boolean(sc);
   for (int s = 0; s < 2; s++) {
     char k[32];
     snprintf(k, sizeof k, "%s_lost", logstore_stream_name(s));

@@ -25,6 +25,7 @@ void job_request_free(job_request *r) {
   strv_free(r->tags, r->ntags);
   free(r->limits);
   job_sandbox_free(&r->sandbox);
+  free(r->term);
   memset(r, 0, sizeof *r);
 }
 
@@ -198,6 +199,15 @@ json_object *job_request_to_json(const job_request *r) {
   json_object *sb = job_sandbox_to_json(&r->sandbox);
   if (sb)
     json_object_object_add(o, "sandbox", sb);
+  if (r->stdin_open || r->tty)
+    json_object_object_add(o, "stdin", json_object_new_boolean(1));
+  if (r->tty) {
+    json_object *t = json_object_new_object();
+    json_object_object_add(t, "rows", json_object_new_int((int)r->rows));
+    json_object_object_add(t, "cols", json_object_new_int((int)r->cols));
+    json_object_object_add(t, "term", json_object_new_string(r->term ? r->term : "xterm"));
+    json_object_object_add(o, "tty", t);
+  }
   return o;
 }
 
@@ -349,6 +359,17 @@ int job_request_from_json(json_object *o, job_request *r, rr_err *e) {
   }
   if (json_object_object_get_ex(o, "sandbox", &v) && job_sandbox_from_json(v, &r->sandbox, e) < 0)
     goto fail;
+  r->stdin_open = json_object_object_get_ex(o, "stdin", &v) && json_object_get_boolean(v);
+  if (json_object_object_get_ex(o, "tty", &v) && json_object_is_type(v, json_type_object)) {
+    json_object *x;
+    r->tty = true;
+    if (json_object_object_get_ex(v, "rows", &x))
+      r->rows = (unsigned)json_object_get_int(x);
+    if (json_object_object_get_ex(v, "cols", &x))
+      r->cols = (unsigned)json_object_get_int(x);
+    if (json_object_object_get_ex(v, "term", &x) && !(r->term = strdup(json_object_get_string(x))))
+      goto nomem;
+  }
   return 0;
 nomem:
   rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory loading job.json");

@@ -60,6 +60,12 @@ typedef struct job_request {
   uint32_t timeout_grace_ms;
   cg_limits *limits; /* NULL: no limit, no cgroup; io devices already resolved */
   job_sandbox sandbox;
+  /* Background jobs: stdin kept open (a pipe held by the keeper), or a
+   * terminal (rows x cols, TERM; NULL: "xterm"), which implies stdin. */
+  bool stdin_open;
+  bool tty;
+  unsigned rows, cols;
+  char *term;
 } job_request;
 
 void job_request_free(job_request *r);

@@ -46,6 +46,16 @@ RR_EXPORT int runrpc_start(runrpc_client *c, const runrpc_start_request *req,
     r.timeout_grace_case = RUNRPC__V1__START_REQUEST__TIMEOUT_GRACE_TIMEOUT_GRACE_MS;
     r.timeout_grace_ms = req->timeout_grace_ms;
   }
+  Runrpc__V1__TerminalSize win = RUNRPC__V1__TERMINAL_SIZE__INIT;
+  r.stdin = req->stdin_open;
+  r.tty = req->tty;
+  if (req->tty && req->rows && req->cols) {
+    win.rows = req->rows;
+    win.cols = req->cols;
+    r.window = &win;
+  }
+  if (req->tty && req->term)
+    r.term = (char *)req->term;
   lib_limits lim;
   int any = lib_limits_build(&req->limits, &lim, &e);
   if (any < 0) {

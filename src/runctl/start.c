@@ -1,6 +1,9 @@
-/* runctl start [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR [--timeout-grace DUR]]
- * [--max-* LIMIT]... [--] CMD [ARGS...] */
+/* runctl start [-i] [-t] [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR
+ * [--timeout-grace DUR]] [--max-* LIMIT]... [--] CMD [ARGS...] */
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "runctl.h"
 
@@ -32,7 +35,16 @@ static int start_run(runctl_ctx *ctx, int argc, char **argv) {
       .timeout_grace_ms = (uint32_t)f.timeout_grace_ms,
       .limits = f.limits.limits,
       .sandbox = f.sandbox.sandbox,
+      /* only asked for: runctl attach/send use them */
+      .stdin_open = f.interactive,
+      .tty = f.tty > 0,
+      .term = f.tty > 0 ? getenv("TERM") : NULL,
   };
+  struct winsize ws;
+  if (req.tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
+    req.rows = ws.ws_row;
+    req.cols = ws.ws_col;
+  }
   char id[RUNRPC_JOB_ID_SIZE];
   runrpc_error err;
   rc = runrpc_start(ctx->client, &req, id, NULL, &err);
@@ -47,12 +59,17 @@ static int start_run(runctl_ctx *ctx, int argc, char **argv) {
 const runctl_command runctl_cmd_start = {
     .name = "start",
     .run = start_run,
-    .usage = "start [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR [--timeout-grace "
-             "DUR]] [--max-* LIMIT]... "
-             "[--] CMD [ARGS...]",
+    .usage = "start [-i] [-t] [--tag T]... [--env K=V]... [--workdir DIR] [--timeout DUR "
+             "[--timeout-grace DUR]] [--max-* LIMIT]... [--] CMD [ARGS...]",
     .help = "Start a command as a background job and print its id (a 26-character ULID).\n"
             "\n"
             "Options:\n"
+            "  -i, --interactive\n"
+            "                  keep the job's stdin open for 'runctl send' and 'runctl\n"
+            "                  attach' (else it reads /dev/null)\n"
+            "  -t, --tty       run it on a pseudo-terminal (stdin, stdout and stderr;\n"
+            "                  its output is stored as stdout) of this terminal's size\n"
+            "                  and TERM; implies -i; not with a sandbox profile yet\n"
             "  --tag T         label the job, for 'runctl list --tag T' (repeatable)\n"
             "  --env K=V       add K=V to the command's environment (repeatable)\n"
             "  --workdir DIR   absolute working directory (default: the home of the user\n"

@@ -309,8 +309,6 @@ static int runctl_parse_tty_cluster(const runctl_ctx *ctx, int argc, char **argv
   const char *a = i < argc ? argv[i] : NULL;
   if (!a || a[0] != '-' || !a[1] || strspn(a + 1, "it") != strlen(a + 1))
     return -1;
-  if (allow_tags)
-    return runctl_usage_error(ctx, "%s: only exec has a terminal (for now)", a);
   for (const char *p = a + 1; *p; p++) {
     f->tty += *p == 't';
     f->interactive |= *p == 'i';
@@ -424,9 +422,6 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
       break;
     case RUNCTL_OPT_TTY:
     case RUNCTL_OPT_INTERACTIVE:
-      if (allow_tags)
-        return runctl_usage_error(ctx, "--%s: only exec has a terminal (for now)",
-                                  c == RUNCTL_OPT_TTY ? "tty" : "interactive");
       f->tty += c == RUNCTL_OPT_TTY;
       f->interactive |= c == RUNCTL_OPT_INTERACTIVE;
       break;

@@ -301,6 +301,15 @@ int convert_status(job *j, status_msg *m, rr_err *e) {
     }
     rq.sandbox = &m->sandbox;
   }
+  rq.stdin = r->stdin_open || r->tty;
+  rq.tty = r->tty;
+  if (r->tty) {
+    m->window = (Runrpc__V1__TerminalSize)RUNRPC__V1__TERMINAL_SIZE__INIT;
+    m->window.rows = r->rows;
+    m->window.cols = r->cols;
+    rq.window = &m->window;
+    rq.term = r->term ? r->term : (char *)"xterm";
+  }
   m->request = rq;
   cg_usage u;
   if (job_usage(j, &u)) {

@@ -306,6 +306,7 @@ typedef struct status_msg {
   Runrpc__V1__Bind *binds;
   Runrpc__V1__Bind **bind_ptrs;
   char log_error[160];
+  Runrpc__V1__TerminalSize window;
 } status_msg;
 /* (j is not const: a running job's usage is read live.) */
 int convert_status(job *j, status_msg *m, rr_err *e);

@@ -5,6 +5,7 @@
 
 #include "common/util.h"
 #include "jobs/signame.h"
+#include "jobs/exec_tty.h"
 #include "rund.h"
 
 static rund_ctx *call_ctx(rpc_call *c) { return rpc_call_method_data(c); }
@@ -29,12 +30,50 @@ static void reply_status(rpc_call *c, job *j, const ProtobufCMessageDescriptor *
   convert_status_clear(&m);
 }
 
+/* StartRequest's stdin, tty, window and term, checked. */
+typedef struct start_input {
+  bool stdin_open, tty;
+  unsigned rows, cols;
+  char term[EXEC_TTY_TERM_MAX + 1];
+} start_input;
+
+/* window and term only with tty; a tty implies stdin. */
+static int start_input_decode(const Rundwire__StartRequest *req, start_input *ret, rr_err *e) {
+  *ret = (start_input){.stdin_open = req->stdin};
+  if (!req->tty) {
+    if (req->window || req->term.len)
+      return rr_err_set(e, RR_INVALID_ARGUMENT, "%s without tty", req->window ? "window" : "term");
+    return 0;
+  }
+  exec_tty t;
+  const unsigned *rows = req->window ? &req->window->rows : NULL;
+  const unsigned *cols = req->window ? &req->window->cols : NULL;
+  if (exec_tty_init(&t, rows, cols, req->term.data, req->term.len, e) < 0)
+    return -1;
+  ret->tty = ret->stdin_open = true;
+  ret->rows = t.rows;
+  ret->cols = t.cols;
+  memcpy(ret->term, t.term, sizeof ret->term);
+  return 0;
+}
+
+static int start_input_apply(const start_input *in, job_request *r, rr_err *e) {
+  r->stdin_open = in->stdin_open;
+  r->tty = in->tty;
+  r->rows = in->rows;
+  r->cols = in->cols;
+  if (in->tty && !(r->term = strdup(in->term)))
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  return 0;
+}
+
 /* A prepared Start run and answered. */
-static void start_run(rpc_call *c, prepared *p, uint64_t t0) {
+static void start_run(rpc_call *c, prepared *p, uint64_t t0, const start_input *in) {
   rr_err e = {0};
   job *j = NULL;
   job_start_opts o = prepare_start_opts(p, true);
-  if (job_table_start(call_ctx(c)->jobs, &p->req, &o, &j, &e) < 0) {
+  if (start_input_apply(in, &p->req, &e) < 0 ||
+      job_table_start(call_ctx(c)->jobs, &p->req, &o, &j, &e) < 0) {
     rund_spawn_error_scrub(&p->req, p->child_env, &e);
     prepare_free(p);
     rund_call_fail(c, &e);
@@ -65,18 +104,18 @@ static void start_run(rpc_call *c, prepared *p, uint64_t t0) {
 typedef struct start_wait {
   prepare_wait *w;
   uint64_t t0;
+  start_input input;
 } start_wait;
 
 static void start_prepared(void *data, prepared *p, const rr_err *e) {
   rpc_call *c = data;
   start_wait *sw = rpc_call_data(c);
-  uint64_t t0 = sw->t0;
   rpc_call_set_data(c, NULL);
-  free(sw);
   if (p)
-    start_run(c, p, t0);
+    start_run(c, p, sw->t0, &sw->input);
   else
     rund_call_fail(c, e);
+  free(sw);
 }
 
 static void on_start(rpc_call *c, ProtobufCMessage *msg) {
@@ -96,19 +135,21 @@ static void on_start(rpc_call *c, ProtobufCMessage *msg) {
                    .policy = &call_ctx(c)->sandbox};
   uint64_t t0 = rr_mono_us();
   start_wait *sw = calloc(1, sizeof *sw);
-  int rc = sw ? prepare_request(c, &in, &p, start_prepared, c, &sw->w, &e)
+  int rc = sw ? start_input_decode(req, &sw->input, &e)
               : rr_err_set(&e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  if (rc == 0)
+    rc = prepare_request(c, &in, &p, start_prepared, c, &sw->w, &e);
   protobuf_c_message_free_unpacked(msg, NULL); /* prepared requests own copies */
   if (rc == 1) {                               /* answered when its root is made */
     sw->t0 = t0;
     rpc_call_set_data(c, sw);
     return;
   }
-  free(sw);
   if (rc < 0)
     rund_call_fail(c, &e);
   else
-    start_run(c, &p, t0);
+    start_run(c, &p, t0, &sw->input);
+  free(sw);
 }
 
 /* A Start whose caller went away while its root was being copied. */

@@ -67,9 +67,17 @@ typedef struct spawn_opts {
    * the pipes' read ends [0] and [1] (stdout_fd and stderr_fd are their
    * write ends) into the log files [2] and [3]. NULL: no relay. */
   const int *waiter_relay_fds;
+  /* With waiter_relay_fds: the job's input, held by the keeper: [0] the
+   * write end of the command's stdin pipe (or, with waiter_tty, the pty's
+   * master), [1] the listening socket it takes stdin bytes, EOF and window
+   * sizes from (src/waiter/input.h). NULL: stdin_fd is all (/dev/null). */
+  const int *waiter_input_fds;
+  bool waiter_tty;
+  int waiter_stdio_fd; /* rund-waiter's own 0, 1, 2 (/dev/null); <= 0: stdin_fd */
   /* stdin_fd is a pty's slave (stdout_fd, stderr_fd too): the command gets
    * it as its controlling terminal in a new session (its own process group
-   * as without). Not with waiter. */
+   * as without). With waiter, the command's session is not the waiter's
+   * group: rund-waiter forwards it what its group gets. */
   bool controlling_tty;
   const char *term; /* TERM unless env sets it; NULL: none */
 } spawn_opts;

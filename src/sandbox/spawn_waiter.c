@@ -27,6 +27,8 @@ enum {
   WAITER_CGROUP_FD = 4,
   WAITER_RELAY_FD = 5, /* 5..8: the relay's pipes and logs (src/waiter/main.c) */
   WAITER_RELAY_FDS = 4,
+  WAITER_INPUT_FD = 9, /* 9, 10: stdin's write end (or pty master), the control socket */
+  WAITER_INPUT_FDS = 2,
 };
 
 struct spawn_waiter_args {
@@ -70,36 +72,52 @@ SPAWN_CHILD_ATTR static _Noreturn void spawn_waiter_child(struct spawn_waiter_ar
   r.step = STEP_WAITER_EXEC;
   bool move = o->cgroup_fd > 0 && o->ncgroup_procs == 1;
   bool relay = o->waiter_relay_fds != NULL;
-  int sfd = fcntl(o->waiter_status_fd, F_DUPFD_CLOEXEC, 10);
-  int cfd = move ? fcntl(o->cgroup_procs_fds[0], F_DUPFD_CLOEXEC, 10) : -1;
-  int rfd[WAITER_RELAY_FDS];
+  int sfd = fcntl(o->waiter_status_fd, F_DUPFD_CLOEXEC, 11);
+  int cfd = move ? fcntl(o->cgroup_procs_fds[0], F_DUPFD_CLOEXEC, 11) : -1;
+  bool input = relay && o->waiter_input_fds;
+  int rfd[WAITER_RELAY_FDS], ifd[WAITER_INPUT_FDS];
   bool ok = sfd >= 0 && (!move || cfd >= 0);
+  /* with a tty the pty's master is stdout's "pipe", and stderr has none */
   for (int i = 0; i < WAITER_RELAY_FDS; i++)
-    ok = ok && (!relay || (rfd[i] = fcntl(o->waiter_relay_fds[i], F_DUPFD_CLOEXEC, 10)) >= 0);
-  ok = ok && dup2(o->stdin_fd, 0) >= 0 && dup2(o->stdin_fd, 1) >= 0 && dup2(o->stdin_fd, 2) >= 0 &&
+    ok = ok && (!relay || o->waiter_relay_fds[i] < 0 ||
+                (rfd[i] = fcntl(o->waiter_relay_fds[i], F_DUPFD_CLOEXEC, 11)) >= 0);
+  for (int i = 0; i < WAITER_INPUT_FDS; i++)
+    ok = ok && (!input || (ifd[i] = fcntl(o->waiter_input_fds[i], F_DUPFD_CLOEXEC, 11)) >= 0);
+  /* not the command's stdin: a pipe or terminal held here would never end */
+  int null = o->waiter_stdio_fd > 0 ? o->waiter_stdio_fd : o->stdin_fd;
+  ok = ok && dup2(null, 0) >= 0 && dup2(null, 1) >= 0 && dup2(null, 2) >= 0 &&
        dup2(sfd, WAITER_STATUS_FD) >= 0 && (!move || dup2(cfd, WAITER_CGROUP_FD) >= 0);
   for (int i = 0; i < WAITER_RELAY_FDS; i++)
-    ok = ok && (!relay || dup2(rfd[i], WAITER_RELAY_FD + i) >= 0);
+    ok = ok && (!relay || o->waiter_relay_fds[i] < 0 || dup2(rfd[i], WAITER_RELAY_FD + i) >= 0);
+  for (int i = 0; i < WAITER_INPUT_FDS; i++)
+    ok = ok && (!input || dup2(ifd[i], WAITER_INPUT_FD + i) >= 0);
   if (!ok) {
     r.err = errno;
     goto kill;
   }
   if (relay && !move)
     close(WAITER_CGROUP_FD);
-  unsigned last = relay ? WAITER_RELAY_FD + WAITER_RELAY_FDS - 1
-                        : (unsigned)(move ? WAITER_CGROUP_FD : WAITER_STATUS_FD);
+  for (int i = 0; i < WAITER_RELAY_FDS; i++)
+    if (relay && o->waiter_relay_fds[i] < 0)
+      close(WAITER_RELAY_FD + i);
+  unsigned last = input   ? WAITER_INPUT_FD + WAITER_INPUT_FDS - 1
+                  : relay ? WAITER_RELAY_FD + WAITER_RELAY_FDS - 1
+                          : (unsigned)(move ? WAITER_CGROUP_FD : WAITER_STATUS_FD);
   syscall(SYS_close_range, last + 1, ~0u, 0u);
   char pidarg[16], *p = pidarg + sizeof pidarg;
   *--p = '\0';
   for (unsigned v = (unsigned)pid; p == pidarg + sizeof pidarg - 1 || v; v /= 10)
     *--p = (char)('0' + v % 10);
   char fdarg[] = {'0' + WAITER_CGROUP_FD, '\0'};
-  char nofd[] = "-", relayarg[] = "relay";
-  char *argv[] = {"rund-waiter", p,
+  char nofd[] = "-", relayarg[] = "relay", stdinarg[] = "stdin", ttyarg[] = "tty";
+  char *argv[] = {"rund-waiter",
+                  p,
                   move    ? fdarg
                   : relay ? nofd
                           : NULL,
-                  relay ? relayarg : NULL, NULL};
+                  relay ? relayarg : NULL,
+                  input ? (o->waiter_tty ? ttyarg : stdinarg) : NULL,
+                  NULL};
   char *envp[] = {NULL};
   execve(o->waiter, argv, envp);
   r.err = errno;

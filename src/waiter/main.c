@@ -23,6 +23,7 @@
  * machines we measured (bench/waiter-results.md). Elsewhere sys.h maps the
  * same calls onto the C library. */
 #define WAITER_MAIN_UNIT
+#include "input.h"
 #include "relay.h"
 #include "sys.h"
 
@@ -32,7 +33,15 @@ enum {
   WAITER_ERR_PIPE = 6,
   WAITER_OUT_LOG = 7,
   WAITER_ERR_LOG = 8,
+  WAITER_IN_FD = 9,   /* with "stdin" or "tty": stdin's write end or the pty master */
+  WAITER_CTL_FD = 10, /* and the listening socket rund sends input through */
 };
+
+static bool arg_is(const char *a, const char *word) {
+  while (*a && *a == *word)
+    a++, word++;
+  return !*a && !*word;
+}
 
 static char *put_str(char *p, const char *s) {
   while (*s)
@@ -101,10 +110,13 @@ static void waiter_signals(int sfd, long child, bool ended) {
 }
 
 int waiter_main(int argc, char **argv) {
-  bool relaying = argc == 4 && argv[3][0] == 'r' && argv[3][1] == 'e' && argv[3][2] == 'l' &&
-                  argv[3][3] == 'a' && argv[3][4] == 'y' && !argv[3][5];
-  if ((argc != 2 && argc != 3 && !relaying)) {
-    put_err("started by rund only (usage: rund-waiter CHILD_PID [CGROUP_FD|-] [relay])", "");
+  bool relaying = argc >= 4 && arg_is(argv[3], "relay");
+  bool tty = argc == 5 && arg_is(argv[4], "tty");
+  bool has_input = argc == 5 && (tty || arg_is(argv[4], "stdin"));
+  if ((argc != 2 && argc != 3 && !(relaying && (argc == 4 || has_input)))) {
+    put_err("started by rund only (usage: rund-waiter CHILD_PID [CGROUP_FD|-] [relay "
+            "[stdin|tty]])",
+            "");
     return 125;
   }
   long child = parse_num(argv[1], 1);
@@ -126,7 +138,11 @@ int waiter_main(int argc, char **argv) {
   }
   ws_prctl_name("rund-waiter");
   ws_sigmask(SIG_BLOCK, ~0ull);
-  static char buf[RELAY_BUF];
+  static char buf[RELAY_BUF], inbuf[INPUT_BUF];
+  input x;
+  input_init(&x, has_input ? WAITER_IN_FD : -1, has_input ? WAITER_CTL_FD : -1, tty, inbuf);
+  if (has_input) /* a command that closed its stdin: EPIPE, not a signal to forward */
+    ws_sig_ignore(SIGPIPE);
   relay r;
   const int none[RELAY_STREAMS] = {-1, -1};
   const int pipes[RELAY_STREAMS] = {WAITER_OUT_PIPE, WAITER_ERR_PIPE};
@@ -149,8 +165,16 @@ int waiter_main(int argc, char **argv) {
     }
     if (ended && !relay_open(&r))
       break;
-    if (relay_wait(&r, sfd, sfd < 0 ? 50 : -1) > 0)
+    struct pollfd p[1 + 3];
+    unsigned long n = 0;
+    if (sfd >= 0)
+      p[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
+    unsigned long nin = ended ? 0 : input_poll_fill(&x, p + n); /* input: while it runs */
+    relay_wait(&r, p, n + nin, sfd < 0 ? 50 : -1);
+    if (sfd >= 0 && p[0].revents)
       waiter_signals(sfd, child, ended);
+    if (nin)
+      input_poll_done(&x, p + n, nin);
   }
   relay_flush(&r);
   waiter_mirror(&si);

@@ -138,8 +138,8 @@ static int relay_flush_in(const relay *r) {
   return left < 0 ? 0 : (int)left;
 }
 
-int relay_wait(relay *r, int extra_fd, int timeout_ms) {
-  struct pollfd p[RELAY_STREAMS + 1];
+void relay_wait(relay *r, struct pollfd *extra, unsigned long nextra, int timeout_ms) {
+  struct pollfd p[RELAY_STREAMS + RELAY_MAX_EXTRA];
   relay_stream *by[RELAY_STREAMS];
   unsigned long n = 0;
   for (int i = 0; i < RELAY_STREAMS; i++)
@@ -147,23 +147,21 @@ int relay_wait(relay *r, int extra_fd, int timeout_ms) {
       by[n] = &r->s[i];
       p[n++] = (struct pollfd){.fd = r->s[i].in, .events = POLLIN};
     }
-  unsigned long extra = n;
-  if (extra_fd >= 0)
-    p[n++] = (struct pollfd){.fd = extra_fd, .events = POLLIN};
+  unsigned long first = n;
+  for (unsigned long i = 0; i < nextra && i < RELAY_MAX_EXTRA; i++)
+    p[n++] = extra[i];
   int due = relay_flush_in(r);
   if (due >= 0 && (timeout_ms < 0 || due < timeout_ms))
     timeout_ms = due;
   long rc = ws_poll(p, n, timeout_ms);
-  int ready = 0;
   /* a few chunks per stream per round: fewer polls, and fair */
-  for (unsigned long i = 0; rc > 0 && i < extra; i++)
+  for (unsigned long i = 0; rc > 0 && i < first; i++)
     for (int k = 0; p[i].revents && k < 8 && by[i]->in >= 0 && relay_pump(r, by[i]); k++)
       ;
-  if (rc > 0 && extra < n && p[extra].revents)
-    ready = 1;
+  for (unsigned long i = 0; i < nextra && i < RELAY_MAX_EXTRA; i++)
+    extra[i].revents = rc > 0 ? p[first + i].revents : 0;
   if (relay_flush_in(r) == 0)
     relay_flush(r);
-  return ready;
 }
 
 void relay_drain(relay *r) {

@@ -7,6 +7,7 @@
  * later chunk is tried again, so storing resumes once space frees.
  * Written against sys.h's calls only: no allocation, no C library needed. */
 #pragma once
+#include <poll.h>
 #include <stdbool.h>
 
 enum {
@@ -44,9 +45,11 @@ void relay_init(relay *r, const int in[RELAY_STREAMS], const int out[RELAY_STREA
                 char *buf);
 /* A stream is not at EOF yet. */
 bool relay_open(const relay *r);
-/* Wait at most timeout_ms (< 0: no limit) for output or for extra_fd (< 0:
- * none) to be readable, relay what came; 1 when extra_fd is readable. */
-int relay_wait(relay *r, int extra_fd, int timeout_ms);
+enum { RELAY_MAX_EXTRA = 4 };
+/* Wait at most timeout_ms (< 0: no limit) for output or for one of the n
+ * (<= RELAY_MAX_EXTRA) extra pollfds, relay what came; the extra ones get
+ * their revents. */
+void relay_wait(relay *r, struct pollfd *extra, unsigned long n, int timeout_ms);
 /* What is in the pipes now, without waiting (the writers may live on). */
 void relay_drain(relay *r);
 /* Say the lost counts now if they changed since last said. */

@@ -13,6 +13,8 @@
 #include <linux/prctl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -169,6 +171,17 @@ static inline int ws_signalfd_all(void) {
 static inline void ws_clock_monotonic(struct timespec *ts) {
   ws_sys(__NR_clock_gettime, CLOCK_MONOTONIC, (long)ts, 0, 0, 0);
 }
+/* a connection, non-blocking and CLOEXEC */
+static inline int ws_accept(int lfd) {
+  return (int)ws_sys(__NR_accept4, lfd, 0, 0, SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+static inline long ws_ioctl(int fd, unsigned long req, void *arg) {
+  return ws_sys(__NR_ioctl, fd, (long)req, (long)arg, 0, 0);
+}
+static inline void ws_sig_ignore(int sig) {
+  unsigned long act[4] = {(unsigned long)SIG_IGN, 0, 0, 0};
+  ws_sys(__NR_rt_sigaction, sig, (long)act, 0, 8, 0);
+}
 
 #else /* the C library's calls, same contract */
 
@@ -179,6 +192,7 @@ static inline void ws_clock_monotonic(struct timespec *ts) {
 
 #define WS_RET(x) ((x) < 0 ? -errno : (long)(x))
 
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 
 static inline _Noreturn void ws_exit(int code) { _exit(code); }
@@ -246,6 +260,18 @@ static inline int ws_signalfd_all(void) {
   return r < 0 ? -errno : r;
 }
 static inline void ws_clock_monotonic(struct timespec *ts) { clock_gettime(CLOCK_MONOTONIC, ts); }
+static inline int ws_accept(int lfd) {
+  int r = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  return r < 0 ? -errno : r;
+}
+static inline long ws_ioctl(int fd, unsigned long req, void *arg) {
+  int r = ioctl(fd, req, arg);
+  return WS_RET(r);
+}
+static inline void ws_sig_ignore(int sig) {
+  struct sigaction ign = {.sa_handler = SIG_IGN};
+  sigaction(sig, &ign, NULL);
+}
 
 #endif
 #endif

@@ -274,10 +274,12 @@ def test_tty_stdin_eof_sends_veof(ctl):
     assert b"abc" in r.out and b"DONE" in r.out, r
 
 
-def test_start_t_refused(ctl):
-    r = ctl("start", "-t", "--", "true")
-    assert r.rc == 2, r
-    assert b"only exec has a terminal" in r.err, r
+def test_start_t_with_a_sandbox_refused(ctl):
+    """start -t gives a background job a terminal held by its keeper
+    (test_keeper_input.py); not in a sandbox yet."""
+    r = ctl("start", "-t", "--profile", "default", "--", "true")
+    assert r.rc != 0, r
+    assert b"tty with a sandbox profile" in r.err, r
 
 
 def test_tty_sandboxed_own_devpts(ctl):

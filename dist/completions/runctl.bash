@@ -21,7 +21,7 @@ _runctl_signals='HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALR
 # The flags of VERB (SUB: image's subcommand).
 _runctl_verb_opts() {
   case $1 in
-  exec) echo "-t -tt --tty -i --interactive $_runctl_run_opts" ;;
+  exec) echo "--in -t -tt --tty -i --interactive $_runctl_run_opts" ;;
   start) echo "-t --tty -i --interactive --tag $_runctl_run_opts" ;;
   run) echo "--image --rm -t -tt --tty -i --interactive $_runctl_run_opts" ;;
   status) echo '--json --help' ;;
@@ -46,7 +46,7 @@ _runctl_takes_value() {
   --hosts | --parallel | --host-timeout | --connect-timeout | --out-dir) return 0 ;;
   --env | --workdir | --timeout | --timeout-grace | --tag | --profile | --rootfs | --image | \
     --bind | --net | --hostname | --user | --max-* | -max_*) return 0 ;;
-  --tail | --offset | --grace | --state | --limit | --name | --format) return 0 ;;
+  --tail | --offset | --grace | --state | --limit | --name | --format | --in) return 0 ;;
   esac
   return 1
 }
@@ -113,6 +113,7 @@ _runctl_complete_value() {
   --workdir | --rootfs | --out-dir) _runctl_dirs "$cur" ;;
   --tls-cert | --tls-key | --ca | --hosts) _runctl_files "$cur" ;;
   --image) _runctl_reply "$(_runctl_server_words images)" "$cur" ;;
+  --in) _runctl_reply "$(_runctl_server_words ids --state running)" "$cur" ;;
   --addr) _runctl_reply 'unix:/run/runrpc/rund.sock 127.0.0.1:7734 unix: h2c:' "$cur" ;;
   --max-rbps | --max-wbps | --max-riops | --max-wiops) ;;
   *) COMPREPLY=() ;;

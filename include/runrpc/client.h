@@ -308,6 +308,10 @@ typedef struct runrpc_exec_request {
    * such call per process); -1 (or tty off): none. */
   int tty_size_fd;
   const char *tty_term; /* TERM for the command; NULL or "": "xterm" */
+  /* Run inside this running job (ExecStart.job_id, like docker exec): its
+   * namespaces, root, cgroup, profile and uid; limits and sandbox must be
+   * unset (the client's default profile is not sent). NULL or "": no. */
+  const char *job_id;
 } runrpc_exec_request;
 
 typedef struct runrpc_exit_status {

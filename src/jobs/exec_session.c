@@ -50,7 +50,9 @@ struct exec_session {
   siginfo_t status;
   kill_ctl kill; /* timeout, and kills of the group (and cgroup) */
   uint64_t drain_timer;
-  cg_job *cg; /* while the command runs (none: rund runs without cgroups) */
+  cg_job *cg;     /* while the command runs (none: rund runs without cgroups) */
+  bool in_job;    /* exec --in: the cgroup is a child of job_cg's (none without) */
+  cg_job *job_cg; /* borrowed until the start */
   bool has_usage;
   cg_usage usage; /* final counters (the cgroup's, or the rusage) */
 };
@@ -298,6 +300,14 @@ void exec_session_stdin_close(exec_session *x) {
   exec_stdin_flush(x);
 }
 
+int exec_session_set_job_cgroup(exec_session *x, cg_job *job_cg, rr_err *e) {
+  if (x->started)
+    return rr_err_set(e, RR_FAILED_PRECONDITION, "the job is set before the start");
+  x->in_job = true;
+  x->job_cg = job_cg;
+  return 0;
+}
+
 int exec_session_set_tty(exec_session *x, const exec_tty *t, rr_err *e) {
   if (x->started)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "the terminal is set before the start");
@@ -454,13 +464,16 @@ int exec_session_start(exec_session *x, const job_request *r, const job_start_op
     rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for the command's timeout");
     goto out;
   }
-  /* as a job: a cgroup of its own, limits or not, when rund has cgroups */
-  if (r->limits || x->env.cgroups) {
+  /* as a job: a cgroup of its own, limits or not, when rund has cgroups;
+   * inside a job: below the job's */
+  if (x->in_job ? x->job_cg != NULL : r->limits || x->env.cgroups) {
     char name[ULID_LEN + 8] = "exec-";
     if (ulid_gen_next(x->env.names, 0, name + 5, e) < 0 ||
-        job_cgroup_create(x->env.cgroups, name, r->limits, &o, &x->cg, e) < 0)
+        (x->in_job ? job_cgroup_create_in(x->job_cg, name, &o, &x->cg, e)
+                   : job_cgroup_create(x->env.cgroups, name, r->limits, &o, &x->cg, e)) < 0)
       goto out;
   }
+  x->job_cg = NULL;
   spawn_result sr;
   if ((x->has_tty  ? exec_spawn_tty(x, r, &o, st[1], &sr, in, out, e)
        : sandboxed ? job_sandbox_spawn(&r->sandbox, r->limits, &o, st[1], &sr, e)

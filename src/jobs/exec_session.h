@@ -83,6 +83,10 @@ int exec_session_start(exec_session *x, const job_request *r, const job_start_op
 /* Run the command on a terminal t (checked, exec_tty.h), before the start:
  * its output comes as stdout, stdin_close sends its EOF character. */
 int exec_session_set_tty(exec_session *x, const exec_tty *t, rr_err *e);
+/* Run the command inside a running job (exec --in), before the start: its
+ * cgroup is a child of job_cg (borrowed until the start; NULL: the job has
+ * none, nor will the command), the command's limits are refused. */
+int exec_session_set_job_cgroup(exec_session *x, cg_job *job_cg, rr_err *e);
 /* The terminal's new window (INVALID_ARGUMENT without a terminal or out of
  * range); a no-op once the command ended. */
 int exec_session_resize(exec_session *x, unsigned rows, unsigned cols, rr_err *e);

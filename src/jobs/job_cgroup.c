@@ -35,6 +35,19 @@ int job_cgroup_create(cg_manager *m, const char *name, const cg_limits *l, spawn
   return 0;
 }
 
+int job_cgroup_create_in(cg_job *parent, const char *name, spawn_opts *o, cg_job **ret, rr_err *e) {
+  cg_job *cg;
+  *ret = NULL;
+  if (cg_job_create_child(parent, name, &cg, e) < 0)
+    return rr_err_wrap(e, "cannot create the command's cgroup");
+  o->cgroup_fd = cg_job_clone_fd(cg);
+  const int *fds;
+  o->ncgroup_procs = cg_job_procs_fds(cg, &fds);
+  o->cgroup_procs_fds = fds;
+  *ret = cg;
+  return 0;
+}
+
 /* Cgroups of ended commands on their way out: removed from a timer (so the
  * exit status goes out first), their leftovers killed, retried every 10 ms
  * while the kernel still counts exiting tasks; never a wait on the loop. */

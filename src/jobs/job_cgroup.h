@@ -21,6 +21,9 @@
  * (nothing left behind). */
 int job_cgroup_create(cg_manager *m, const char *name, const cg_limits *l, spawn_opts *o,
                       cg_job **ret, rr_err *e);
+/* job_cgroup_create for a command inside a job (exec --in): cgroup name
+ * below the job's cgroup parent, no limits of its own. */
+int job_cgroup_create_in(cg_job *parent, const char *name, spawn_opts *o, cg_job **ret, rr_err *e);
 /* The command's main process has ended: read the final counters into *usage
  * (*has_usage tells whether that worked; memory and pids "current" are 0:
  * nothing runs); then, from a timer of l (after the exit status went out),

@@ -24,6 +24,26 @@ static int job_sandbox_filter(sb_profile p, const sb_spec *s, const sb_filter **
   return 0;
 }
 
+/* The process (and seccomp) of *spec in the namespaces of the sandbox at
+ * procfd, in place of everything *spec would make. */
+static int job_sandbox_join(int procfd, sb_spec **spec, rr_err *e) {
+  sb_spec *joined = sb_spec_new();
+  if (!joined) {
+    sb_spec_free(TAKE_PTR(*spec));
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  }
+  joined->process = (*spec)->process;
+  memset(&(*spec)->process, 0, sizeof(*spec)->process);
+  joined->seccomp = TAKE_PTR((*spec)->seccomp);
+  sb_spec_free(*spec);
+  *spec = joined;
+  if (sb_spec_join_namespaces(joined, procfd, NULL, "the job", e) < 0) {
+    sb_spec_free(TAKE_PTR(*spec));
+    return -1;
+  }
+  return 0;
+}
+
 int job_sandbox_spawn(const job_sandbox *sb, const cg_limits *limits, const spawn_opts *o,
                       int status_fd, spawn_result *ret, rr_err *e) {
   return job_sandbox_spawn_tty(sb, limits, o, status_fd, NULL, ret, e);
@@ -79,11 +99,15 @@ int job_sandbox_spawn_tty(const job_sandbox *sb, const cg_limits *limits, const 
       .fds = sb->fds,
       .root_is_tree = sb->root_is_tree,
   };
+  if (sb->join_procfd > 0) /* made already: only the process's part counts */
+    pa.rootfs = NULL, pa.binds = NULL, pa.nbinds = 0, pa.fds = NULL, pa.limits = NULL;
   sb_spec *spec = NULL;
   int rc = sb_spec_for_profile(sb->profile, &pa, &spec, e);
   spawn_strv_free(env);
   if (rc < 0)
     return rr_err_wrap(e, "sandbox");
+  if (sb->join_procfd > 0 && job_sandbox_join(sb->join_procfd, &spec, e) < 0)
+    return -1;
   const sb_filter *filter = NULL;
   if (job_sandbox_filter(sb->profile, spec, &filter, e) < 0) {
     sb_spec_free(spec);

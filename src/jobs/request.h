@@ -43,6 +43,11 @@ typedef struct job_sandbox {
    * closed once it has. NULL: none (not checked, or a job.json). */
   int *fds;
   bool root_is_tree; /* fds[0] is a detached mount (an image's overlay): moved in */
+  /* > 0 (exec --in): an O_PATH /proc/PID directory of a running sandbox
+   * whose namespaces, and so its root, are joined with the profile's
+   * process (ids, capabilities, seccomp, no_new_privs, rlimits); nothing
+   * is made or mounted. Borrowed. */
+  int join_procfd;
 } job_sandbox;
 
 typedef struct job_request {

@@ -287,7 +287,11 @@ static int exec_run(exec_ctx *x) {
   if (any)
     st.limits = &lim.msg;
   lib_sandbox sb;
-  any = lib_sandbox_build(&req->sandbox, x->default_profile, &sb, &x->e);
+  bool in_job = req->job_id && *req->job_id;
+  if (in_job)
+    st.job_id = (char *)req->job_id;
+  /* inside a job its sandbox holds: the client's default profile is not sent */
+  any = lib_sandbox_build(&req->sandbox, in_job ? NULL : x->default_profile, &sb, &x->e);
   if (any < 0) {
     lib_command_free(&cmd);
     return rr_err_wrap(&x->e, "exec");

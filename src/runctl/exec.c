@@ -1,4 +1,5 @@
-/* runctl exec [-t|-tt] [-i] [--env K=V]... [--workdir DIR] [--timeout DUR [--timeout-grace DUR]]
+/* runctl exec [--in ID] [-t|-tt] [-i] [--env K=V]... [--workdir DIR]
+ * [--timeout DUR [--timeout-grace DUR]]
  * [--max-* LIMIT]... [--] CMD [ARGS...] */
 #include <errno.h>
 #include <stdio.h>
@@ -10,8 +11,9 @@
 #include "tty.h"
 
 static int exec_failure_exit(const runrpc_error *err) {
-  /* an unknown image is no missing command (docker run: 125) */
-  if (!strncmp(err->message, "sandbox.", 8))
+  /* an unknown image is no missing command (docker run: 125), nor is an
+   * unknown job (--in) */
+  if (!strncmp(err->message, "sandbox.", 8) || !strncmp(err->message, "job ", 4))
     return RUNCTL_EXIT_EXEC_FAILED;
   /* like a shell: 127 command not found, 126 not executable */
   if (err->code == RUNRPC_NOT_FOUND)
@@ -55,6 +57,7 @@ static int exec_run(runctl_ctx *ctx, int argc, char **argv) {
       .stderr_fd = STDERR_FILENO,
       .forward_signals = true, /* Ctrl-C reaches the command, as if it ran here */
       .tty_size_fd = -1,
+      .job_id = f.in_job,
   };
   if (runctl_tty_wanted(f.tty)) {
     bool local = isatty(STDIN_FILENO);
@@ -93,9 +96,9 @@ static int exec_run(runctl_ctx *ctx, int argc, char **argv) {
 const runctl_command runctl_cmd_exec = {
     .name = "exec",
     .run = exec_run,
-    .usage =
-        "exec [-t|-tt] [-i] [--env K=V]... [--workdir DIR] [--timeout DUR [--timeout-grace DUR]] "
-        "[--max-* LIMIT]... [--] CMD [ARGS...]",
+    .usage = "exec [--in ID] [-t|-tt] [-i] [--env K=V]... [--workdir DIR] [--timeout DUR "
+             "[--timeout-grace DUR]] "
+             "[--max-* LIMIT]... [--] CMD [ARGS...]",
     .help = "Run a command on the server and wait for it. stdin, stdout and stderr are\n"
             "passed through live (EOF on stdin reaches the command); runctl exits with the\n"
             "command's status, 128+N if it was killed by signal N. If runctl itself fails\n"
@@ -117,7 +120,15 @@ const runctl_command runctl_cmd_exec = {
             "window follows this one (SIGWINCH), TERM is passed, its output all comes as\n"
             "stdout, and the exit status is as without -t.\n"
             "\n"
+            "With --in ID the command runs inside that running job (as docker exec):\n"
+            "in its namespaces and root (in its pid namespace, beside its processes), in\n"
+            "a cgroup below the job's (its usage counts to the job, the job's limits\n"
+            "hold), with the job's sandbox profile, user, environment (--env adds) and\n"
+            "working directory (unless --workdir). Only the job's owner (or an admin)\n"
+            "may; a job that ended refuses.\n"
+            "\n"
             "Options:\n"
+            "  --in ID         run inside job ID (no limits or sandbox flags then)\n"
             "  -t, --tty       a terminal for the command, when stdin is one (-tt: always;\n"
             "                  -it, -ti and -t -t work as with docker and ssh)\n"
             "  -i, --interactive  pass stdin (what exec always does; for docker habits)\n"

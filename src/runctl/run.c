@@ -62,5 +62,5 @@ const runctl_command runctl_cmd_run = {
             "default unless --profile says otherwise (not host). Nothing of it is kept\n"
             "afterwards (no job, no root, no cgroup): --rm is accepted and changes\n"
             "nothing. Every flag of exec applies (--env, --workdir, --timeout, -t, -i,\n"
-            "limits, sandbox flags).\n",
+            "limits, sandbox flags) but exec's --in (a new container is no running job).\n",
 };

@@ -96,6 +96,7 @@ enum {
   RUNCTL_OPT_IMAGE,
   RUNCTL_OPT_TTY = 2100, /* exec's terminal flags */
   RUNCTL_OPT_INTERACTIVE,
+  RUNCTL_OPT_IN, /* exec --in ID */
 };
 typedef struct runctl_sandbox_flags {
   runrpc_sandbox sandbox; /* points into binds and argv */
@@ -132,8 +133,9 @@ typedef struct runctl_run_flags {
   int cmd_index;             /* argv index of CMD */
   runctl_limits limits;
   runctl_sandbox_flags sandbox;
-  int tty;          /* exec's -t/--tty given this many times (2: forced) */
-  bool interactive; /* exec's -i/--interactive */
+  int tty;            /* exec's -t/--tty given this many times (2: forced) */
+  bool interactive;   /* exec's -i/--interactive */
+  const char *in_job; /* exec's --in ID: run inside that job */
 } runctl_run_flags;
 /* The --max-* lines of start's and exec's help. */
 #define RUNCTL_LIMITS_HELP                                                                         \

@@ -350,12 +350,14 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
       {"max_wiops", required_argument, NULL, L(RUNCTL_LIMIT_WIOPS)},
       {"tty", no_argument, NULL, RUNCTL_OPT_TTY},
       {"interactive", no_argument, NULL, RUNCTL_OPT_INTERACTIVE},
+      {"in", required_argument, NULL, RUNCTL_OPT_IN},
       {0},
   };
 #undef L
   *f = (runctl_run_flags){0};
   runctl_getopt_reset();
   int c, idx = -1;
+  bool boxed = false; /* a limit or sandbox flag given (refused with --in) */
   /* initialise getopt on argv[0] alone (optind 1 after): words it never
    * sees can then be skipped by moving optind */
   if (getopt_long_only(1, argv, "+:h", opts_tags, &idx) != -1)
@@ -373,12 +375,14 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
       break;
     if (c >= RUNCTL_OPT_PROFILE && c <= RUNCTL_OPT_IMAGE) {
       idx = -1;
+      boxed = true;
       if (runctl_sandbox_apply(ctx, &f->sandbox, c, optarg) != 0)
         return RUNCTL_EXIT_USAGE;
       continue;
     }
     if (c >= RUNCTL_OPT_LIMIT && c < RUNCTL_OPT_PROFILE && idx >= 0) {
       const char *name = opts_tags[idx].name;
+      boxed = true;
       char spelled[64], msg[512];
       snprintf(spelled, sizeof spelled, "%s%s", strchr(name, '_') ? "-" : "--", name);
       if (runctl_limits_apply(&f->limits, (runctl_limit_flag)(c - RUNCTL_OPT_LIMIT), spelled,
@@ -425,6 +429,13 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
       f->tty += c == RUNCTL_OPT_TTY;
       f->interactive |= c == RUNCTL_OPT_INTERACTIVE;
       break;
+    case RUNCTL_OPT_IN:
+      if (allow_tags)
+        return runctl_usage_error(ctx, "unknown option '--in'");
+      if (!*optarg)
+        return runctl_usage_error(ctx, "empty --in (want a job id)");
+      f->in_job = optarg;
+      break;
     case 'h':
       return -1; /* caller prints help */
     default:
@@ -433,6 +444,10 @@ int runctl_parse_run_flags(runctl_ctx *ctx, int argc, char **argv, bool allow_ta
   }
   if (optind >= argc)
     return runctl_usage_error(ctx, "missing command to run");
+  if (f->in_job && boxed)
+    return runctl_usage_error(ctx, "--in: the command runs under the job's limits and in its "
+                                   "sandbox (no --max-*, --profile, --rootfs, --image, --bind, "
+                                   "--net, --hostname, --user)");
   if (f->timeout_grace_ms && !f->has_timeout)
     return runctl_usage_error(ctx, "--timeout-grace needs --timeout (the grace follows it)");
   f->cmd_index = optind;

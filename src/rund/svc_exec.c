@@ -12,6 +12,7 @@
 #include "common/util.h"
 #include "jobs/exec_session.h"
 #include "jobs/exec_tty.h"
+#include "exec_in.h"
 #include "rund.h"
 
 typedef struct exec_call {
@@ -209,9 +210,12 @@ static void exec_prepared(void *data, prepared *p, const rr_err *perr) {
 static int exec_start(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
   if (exec_tty_decode(ec, st, e) < 0)
     return -1;
+  exec_in job_in;
+  if (exec_in_open(ec->c, st, &job_in, e) < 0)
+    return -1;
   /* any identity may run commands; it decides which secrets they get */
   prepared p;
-  prepare_in in = {.command = st->command,
+  prepare_in in = {.command = job_in.job && st->command ? &job_in.command : st->command,
                    .has_timeout = st->timeout_case == RUNDWIRE__EXEC_START__TIMEOUT_TIMEOUT_MS,
                    .timeout_ms = st->timeout_ms,
                    .has_timeout_grace = st->timeout_grace_case ==
@@ -220,13 +224,23 @@ static int exec_start(exec_call *ec, const Rundwire__ExecStart *st, rr_err *e) {
                    .limits = st->limits,
                    .sandbox = st->sandbox,
                    .policy = &ec->ctx->sandbox};
+  if (job_in.job) /* the job's sandbox, set below */
+    in.policy = NULL;
   ec->t0 = rr_mono_us();
   int rc = prepare_request(ec->c, &in, &p, exec_prepared, ec, &ec->wait, e);
-  if (rc == 1) { /* its root is being copied: later messages wait for it */
+  if (rc == 1) { /* its root is being copied (an image: never with a job) */
+    exec_in_free(&job_in);
     rpc_call_pause_recv(ec->c, true);
     return 0;
   }
-  return rc < 0 ? -1 : exec_run(ec, &p, e);
+  if (rc == 0 && job_in.job && exec_in_apply(&job_in, &p, ec->x, e) < 0) {
+    prepare_free(&p);
+    rc = -1;
+  }
+  if (rc == 0)
+    rc = exec_run(ec, &p, e);
+  exec_in_free(&job_in); /* the sandbox joined (or failed) */
+  return rc;
 }
 
 static void exec_fail(exec_call *ec, const rr_err *e) {

@@ -152,7 +152,7 @@ static int exec_start(runproc_ctx *ctx, const runproc_exec_opts *o, int *ret_pid
       goto out;
     have_nsfds = true;
   }
-  if (runproc_exec_namespaces(s, procfd, have_nsfds ? nsfds : NULL, e) < 0) {
+  if (sb_spec_join_namespaces(s, procfd, have_nsfds ? nsfds : NULL, "the container", e) < 0) {
     if (runproc_container_status(&c) == RUNPROC_STOPPED) /* it ended meanwhile */
       rr_err_set(e, RR_FAILED_PRECONDITION, "container \"%s\" is stopped: cannot exec in it", c.id);
     goto out;

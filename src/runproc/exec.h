@@ -21,7 +21,3 @@ typedef struct runproc_exec_opts {
  * process changed by the flags) with the container's seccomp; no
  * namespaces yet. */
 int runproc_exec_spec(const runproc_exec_opts *o, const char *bundle, sb_spec **ret, rr_err *e);
-/* Join every namespace of the process at procfd (an O_PATH /proc/PID dir)
- * that is not ours; or, with ns_fds (indexed by sb_ns_type, -1 none), of
- * those fds (the init's answer on ns.sock). */
-int runproc_exec_namespaces(sb_spec *s, int procfd, const int *ns_fds, rr_err *e);

@@ -1,8 +1,7 @@
 /* The sandbox spec of `runproc exec`: the process (from --process FILE, or
  * the container's config.json process with the flags' changes), the
- * container's seccomp, and every namespace of the container's process that
- * differs from ours, joined through a /proc/PID directory fd (which keeps
- * naming that process: a reused pid cannot be joined by mistake). */
+ * container's seccomp; exec.c adds the namespaces to join
+ * (sb_spec_join_namespaces). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -18,31 +17,6 @@
 #include "sandbox/spec.h"
 
 #define RUNPROC_PROCESS_MAX_BYTES (4u << 20)
-
-int runproc_exec_namespaces(sb_spec *s, int procfd, const int *ns_fds, rr_err *e) {
-  for (int t = 0; t < SB_NS_COUNT; t++) {
-    const char *file = sb_ns_proc_file((sb_ns_type)t);
-    char theirs[96], ours[64];
-    struct stat a, b;
-    if (ns_fds)
-      snprintf(theirs, sizeof theirs, "/proc/self/fd/%d", ns_fds[t]);
-    else
-      snprintf(theirs, sizeof theirs, "/proc/self/fd/%d/ns/%s", procfd, file);
-    snprintf(ours, sizeof ours, "/proc/self/ns/%s", file);
-    if (stat(ours, &b) < 0 || (ns_fds && ns_fds[t] < 0))
-      continue; /* a kind this kernel does not have */
-    if (stat(theirs, &a) < 0)
-      return rr_err_sys(e, RR_FAILED_PRECONDITION, errno,
-                        "cannot look at the %s namespace of the container",
-                        sb_ns_name((sb_ns_type)t));
-    if (a.st_ino == b.st_ino && a.st_dev == b.st_dev)
-      continue;
-    s->ns[t].enabled = true;
-    if (!(s->ns[t].path = strdup(theirs)))
-      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
-  }
-  return 0;
-}
 
 /* FILE's process object parsed as the engine parses config.json's. */
 static int runproc_process_file(const char *path, sb_spec **ret, rr_err *e) {

@@ -418,6 +418,58 @@ int cg_job_open(cg_manager *m, const char *id, cg_job **ret, rr_err *e) {
   return 0;
 }
 
+int cg_job_create_child(cg_job *parent, const char *name, cg_job **ret, rr_err *e) {
+  if (check_name("child", name, e) < 0)
+    return -1;
+  size_t idlen = strlen(parent->id) + 1 + strlen(name) + 1;
+  cg_job *j = calloc(1, sizeof *j);
+  char *id = malloc(idlen);
+  if (!j || !id) {
+    free(j);
+    free(id);
+    return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot create a cgroup in job %s",
+                      parent->id);
+  }
+  snprintf(id, idlen, "%s/%s", parent->id, name);
+  j->m = parent->m;
+  j->id = id;
+  j->dir_fd = -1;
+  j->fresh = true;
+  j->nested = true;
+  for (size_t i = 0; i < CG_MAX_HIER; i++) {
+    j->procs_fd[i] = -1;
+    /* the hierarchies the parent still has */
+    if (i < j->m->nhier && (parent->hiers & (1u << i)) && !parent->removed[i])
+      j->hiers |= 1u << i;
+    j->removed[i] = !(j->hiers & (1u << i));
+  }
+  int r =
+      j->hiers ? 0 : rr_err_set(e, RR_FAILED_PRECONDITION, "job %s has no cgroup left", parent->id);
+  for (size_t i = 0; i < j->m->nhier && r == 0; i++) {
+    if (!(j->hiers & (1u << i)))
+      continue;
+    if (!(j->dir[i] = cg_path_join(parent->dir[i], name)))
+      r = rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot create cgroup in job %s",
+                     parent->id);
+    else if (mkdir(j->dir[i], 0755) < 0) {
+      r = rr_err_sys(e, errno == EEXIST ? RR_ALREADY_EXISTS : RR_INTERNAL, errno,
+                     "cannot create cgroup %s", j->dir[i]);
+      j->removed[i] = true; /* not ours to remove */
+    }
+  }
+  if (r == 0)
+    r = job_open_fds(j, e);
+  if (r < 0) {
+    for (size_t i = 0; i < j->m->nhier; i++)
+      if (!j->removed[i] && j->dir[i])
+        rmdir(j->dir[i]);
+    cg_job_free(j);
+    return -1;
+  }
+  *ret = j;
+  return 0;
+}
+
 cg_version cg_job_version(const cg_job *j) { return j->m->version; }
 
 int cg_job_clone_fd(const cg_job *j) { return j->dir_fd; }

@@ -110,6 +110,11 @@ int cg_job_create(cg_manager *m, const char *id, const cg_limits *l, cg_job **re
  * where it exists; NOT_FOUND if none. */
 int cg_job_open(cg_manager *m, const char *id, cg_job **ret, rr_err *e);
 cg_version cg_job_version(const cg_job *j);
+/* A cgroup named name below the job's, in each of its hierarchies, with no
+ * limits of its own (exec --in: what runs there counts to the job, the
+ * job's limits hold, a kill of the job reaches it); the cg_job_* calls work
+ * on it as on a job's. The job's cgroup cannot be removed while it exists. */
+int cg_job_create_child(cg_job *parent, const char *name, cg_job **ret, rr_err *e);
 /* v2: an O_DIRECTORY fd of the job's cgroup for clone3(CLONE_INTO_CGROUP);
  * -1 on v1. */
 int cg_job_clone_fd(const cg_job *j);

@@ -84,6 +84,7 @@ struct cg_job {
   bool fresh;                /* made by cg_job_create: every limit at its default */
   uint64_t memory_max;       /* v1: the memory limit written, 0 unknown */
   cg_manager *own_m;         /* cg_path_*: the manager made for j, freed with it */
+  bool nested;               /* cg_job_create_child: v2 gives it no controllers of its own */
 };
 
 struct cg_ops {
@@ -132,7 +133,8 @@ int cg_file_write_u64(const char *dir, const char *file, uint64_t v, const char 
 bool cg_file_exists(const char *dir, const char *file);
 /* malloc'd "a/b"; NULL on ENOMEM. */
 char *cg_path_join(const char *a, const char *b);
-/* SIGKILL each pid listed in DIR/cgroup.procs; *nkilled = how many listed. */
+/* SIGKILL each pid listed in DIR/cgroup.procs and in those of the cgroups
+ * below it (exec --in); *nkilled = how many listed. */
 int cg_procs_kill_all(const char *dir, size_t *nlisted, rr_err *e);
 /* How many tasks (threads) DIR/tasks lists (v1): pids.current of a job
  * outside the pids hierarchy. */

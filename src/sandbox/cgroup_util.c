@@ -161,8 +161,34 @@ static int procs_each(const char *dir, bool kill_them, size_t *count, rr_err *e)
   return 0;
 }
 
+/* Child cgroups nest at most this deep below a job's (exec --in: one). */
+#define CG_KILL_DEPTH 4
+
+static int procs_kill_tree(const char *dir, int depth, size_t *nlisted, rr_err *e) {
+  size_t n = 0;
+  if (procs_each(dir, true, &n, e) < 0)
+    return -1;
+  *nlisted += n;
+  if (depth >= CG_KILL_DEPTH)
+    return 0;
+  DIR *d = opendir(dir);
+  if (!d)
+    return 0; /* gone meanwhile: nothing below it either */
+  int r = 0;
+  for (struct dirent *de; r == 0 && (de = readdir(d));) {
+    if (de->d_type != DT_DIR || de->d_name[0] == '.')
+      continue;
+    _cleanup_free_ char *sub = cg_path_join(dir, de->d_name);
+    r = sub ? procs_kill_tree(sub, depth + 1, nlisted, e)
+            : rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot list %s", dir);
+  }
+  closedir(d);
+  return r;
+}
+
 int cg_procs_kill_all(const char *dir, size_t *nlisted, rr_err *e) {
-  return procs_each(dir, true, nlisted, e);
+  *nlisted = 0;
+  return procs_kill_tree(dir, 0, nlisted, e);
 }
 
 bool cg_procs_empty(const char *dir) {

@@ -192,7 +192,9 @@ static int v2_job_apply(cg_job *j, const cg_limits *l, rr_err *e) {
 
 static int v2_usage(cg_job *j, cg_usage *u, rr_err *e) {
   const char *dir = j->dir[0];
-  unsigned c = j->m->controllers;
+  /* a child below a job with processes cannot have controllers (no
+   * internal processes): its cpu.stat only */
+  unsigned c = j->nested ? 0 : j->m->controllers;
   char buf[4096];
   int r;
   /* cpu.stat has usage even without the cpu controller. */

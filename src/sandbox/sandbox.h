@@ -110,6 +110,13 @@ int sb_nsfd_receive(int sock, int ret[SB_NS_COUNT], rr_err *e);
 /* The file of namespace t in /proc/PID/ns ("mnt"; the pid namespace as
  * "pid_for_children": the one a joiner's children get). */
 const char *sb_ns_proc_file(sb_ns_type t);
+/* Join every namespace of the process at procfd (an O_PATH /proc/PID
+ * directory fd, which keeps naming that process: a reused pid cannot be
+ * joined by mistake) that differs from ours, the pid one its children get;
+ * or, with ns_fds (indexed by sb_ns_type, -1 none), those fds (a sandbox's
+ * init's answer, sb_nsfd_receive). whose names it in errors ("the job"). */
+int sb_spec_join_namespaces(sb_spec *s, int procfd, const int *ns_fds, const char *whose,
+                            rr_err *e);
 /* Resolve mount destinations without openat2 (a walk refusing symlinks), as
  * before Linux 5.6: tests of that path. */
 void sb_set_openat2_disabled(bool disabled);

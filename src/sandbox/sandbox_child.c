@@ -103,6 +103,10 @@ static void sb_child_namespaces(struct sb_child *c) {
       close(fd);
     if (!c->setgroups_allowed && c->s->process.ngids)
       sb_child_fail(c, EPERM, "set additional gids: the user namespace denies setgroups", NULL);
+    /* its root when mapped (as runc's nsexec), capabilities kept: what we
+     * make there (a terminal to chown) must belong to a mapped id */
+    if (syscall(SYS_setresgid, 0, 0, 0) == 0)
+      (void)syscall(SYS_setresuid, 0, 0, 0);
   }
   if (c->wait_maps) {
     char go;

@@ -7,11 +7,15 @@
  * cpu.period, memory.limit, pids.limit and blockIO's throttle lists
  * (devices, memory.swap/reservation, cpu.shares/cpus/mems, hugepageLimits,
  * network, rdma, unified, blockIO weights). */
+#include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/util.h"
+#include "sandbox/sandbox.h"
 #include "sandbox/spec_internal.h"
 
 static int namespaces_from_json(json_object *l, sb_spec *s, rr_err *e) {
@@ -283,5 +287,30 @@ int sb_linux_from_json(json_object *l, const char *bundle_dir, sb_spec *s, rr_er
                         SJ_QUOTE(json_object_get_string(v)));
   }
   (void)bundle_dir;
+  return 0;
+}
+
+int sb_spec_join_namespaces(sb_spec *s, int procfd, const int *ns_fds, const char *whose,
+                            rr_err *e) {
+  for (int t = 0; t < SB_NS_COUNT; t++) {
+    const char *file = sb_ns_proc_file((sb_ns_type)t);
+    char theirs[96], ours[64];
+    struct stat a, b;
+    if (ns_fds)
+      snprintf(theirs, sizeof theirs, "/proc/self/fd/%d", ns_fds[t]);
+    else
+      snprintf(theirs, sizeof theirs, "/proc/self/fd/%d/ns/%s", procfd, file);
+    snprintf(ours, sizeof ours, "/proc/self/ns/%s", file);
+    if (stat(ours, &b) < 0 || (ns_fds && ns_fds[t] < 0))
+      continue; /* a kind this kernel does not have */
+    if (stat(theirs, &a) < 0)
+      return rr_err_sys(e, RR_FAILED_PRECONDITION, errno, "cannot look at the %s namespace of %s",
+                        sb_ns_name((sb_ns_type)t), whose);
+    if (a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+      continue;
+    s->ns[t].enabled = true;
+    if (!(s->ns[t].path = strdup(theirs)))
+      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  }
   return 0;
 }

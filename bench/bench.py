@@ -24,6 +24,10 @@ the same run on the same machine (bench/run.sh runs this).
 10. fan-out (bench/fanout.py, as root): `runctl --hosts FILE exec -- true` on
     20 rund over TLS vs `seq 20 | xargs -P 20 ssh USER@127.0.0.1 true` to a
     throwaway sshd as a throwaway /bin/sh user (goal <= 0.1x)
+11. keystroke round trip (bench/keystroke.py): a byte typed, its remote
+    echo back, through `runctl exec -tt` vs `ssh -tt` to a throwaway sshd
+    (a throwaway /bin/sh user as root), and vs a local pty relay (script),
+    the floor of any remote terminal (goal <= 0.25x ssh)
 """
 
 import argparse
@@ -148,14 +152,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.environ.get("BUILD_DIR", "build"))
     ap.add_argument("--quick", action="store_true", help="fewer runs, 256 MiB stream")
-    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10",
-                    help="which benches: digits (13; 0 is 10) or a comma list (1,10)")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11",
+                    help="which benches: digits (13; 0 is 10) or a comma list (1,10,11)")
     ap.add_argument("--state-tmpfs", action="store_true",
                     help="bench 2 also with rund's state dir on /dev/shm (tmpfs): rund's own "
                          "cost apart from the host file system's")
     a = ap.parse_args()
-    # "13" is benches 1 and 3 (0 stands for 10); "1,10" and "10" say it in full
-    sel = set(a.only.split(",")) if "," in a.only or a.only == "10" else \
+    # "13" is benches 1 and 3 (0 stands for 10); "1,10", "10" and "11" say it in full
+    sel = set(a.only.split(",")) if "," in a.only or a.only in ("10", "11") else \
         {"10" if c == "0" else c for c in a.only}
     build = os.path.join(ROOT, a.build) if not os.path.isabs(a.build) else a.build
     rund = os.environ.get("RUND") or os.path.join(build, "src/rund/rund")
@@ -257,6 +261,12 @@ def main():
             rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
         if "10" in sel:
             p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "fanout.py"),
+                                "--build", build, "--rows-json"] + (["--quick"] if a.quick
+                                                                    else []),
+                               stdout=subprocess.PIPE, check=True)
+            rows += [tuple(x) for x in json.loads(p.stdout)["rows"]]
+        if "11" in sel:
+            p = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "keystroke.py"),
                                 "--build", build, "--rows-json"] + (["--quick"] if a.quick
                                                                     else []),
                                stdout=subprocess.PIPE, check=True)

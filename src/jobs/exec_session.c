@@ -190,6 +190,10 @@ static void exec_pump_output(exec_session *x) {
         exec_close_fd(x, &x->out_fd[s]);
         continue;
       }
+      /* a short read emptied the pipe (or terminal): the loop, level-
+       * triggered, calls again when more comes; no read for EAGAIN (a
+       * keystroke's echo costs one read, not two) */
+      drained[s] = (size_t)n < cap;
       if (x->ops->output(x->data, s, buf, (size_t)n) < 0)
         return;
     }

@@ -62,3 +62,30 @@ def test_default_with_limits_and_signals():
             "cat /proc/self/cgroup; kill -TERM $$")
     assert r.returncode == 128 + 15, (r.returncode, r.stderr)
     assert r.stdout.decode().splitlines()[0] == "0::/"
+
+
+def test_exec_in_a_job_on_cgroup_v2():
+    """exec --in: the job's namespaces, a child of its v2 cgroup (the cgroup
+    namespace shows it below the job's root), the job's pids.max holding
+    for what it starts, and the job's stop ending it."""
+    r = ctl("start", "--profile", "default", "--hostname", "vmjob", "--max-pids", "12", "--",
+            "/bin/sleep", "600")
+    assert r.returncode == 0, r.stderr
+    jid = r.stdout.decode().strip()
+    try:
+        r = ctl("exec", "--in", jid, "--", "/bin/sh", "-c",
+                "hostname; cat /proc/self/cgroup; echo pid=$$")
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.decode().splitlines()
+        assert lines[0] == "vmjob", lines
+        assert lines[1].startswith("0::/exec-"), lines  # below the job's cgroup
+        assert int(lines[2].split("=")[1]) < 20, lines  # in the job's pid namespace
+        r = ctl("exec", "--in", jid, "--", "/bin/sh", "-c",
+                "i=0; while [ $i -lt 30 ]; do sleep 60 & i=$((i+1)); done 2>/dev/null; exit 0")
+        st = json.loads(ctl("status", jid, "--json").stdout)
+        assert st["state"] == "running", st
+        assert st["usage"]["pids_refused"] > 0, st["usage"]  # the job's limit held
+    finally:
+        ctl("stop", jid, "--grace", "0s")
+    w = ctl("wait", jid, timeout=180)
+    assert w.returncode == 128 + 15 or w.returncode == 128 + 9, w

@@ -662,6 +662,8 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   job_input_fds_close(&inf);
   j->pid = sr.pid;
   kill_ctl_attach(&j->kill, sr.pid, sr.start_ticks);
+  if (relay && j->cg) /* a kill leaves it to drain the pipes (kill.h) */
+    job_keeper_spare(j);
   j->start_ticks = sr.start_ticks;
   j->state = JOB_RUNNING;
   j->req = *req;

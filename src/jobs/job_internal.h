@@ -75,6 +75,10 @@ int job_load_fields(job *j, json_object *o, rr_err *e);
  * -1 when it says nothing (no waiter, or it could not tell). */
 int job_exit_file_read(job *j, siginfo_t *ret, int64_t *end_ns);
 #define JOB_EXIT_FILE "exit"
+/* Whether j has the file its keeper records the end in (a keeper started it). */
+bool job_has_exit_file(const job *j);
+/* j's first process is its keeper: kills spare it (kill_ctl_keeper). */
+void job_keeper_spare(job *j);
 /* Read the keeper's lost counts (its exit file's second line) into j. */
 void job_lost_read(job *j);
 /* Load every job directory under t->jobs_dir. */

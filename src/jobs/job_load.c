@@ -71,6 +71,17 @@ int job_persist(job *j, rr_err *e) {
 
 /* ---- the waiter's record ---- */
 
+bool job_has_exit_file(const job *j) {
+  char p[PATH_MAX];
+  snprintf(p, sizeof p, "%s/" JOB_EXIT_FILE, j->dir);
+  return faccessat(AT_FDCWD, p, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+void job_keeper_spare(job *j) {
+  cg_job_spare(j->cg, j->pid);
+  kill_ctl_keeper(&j->kill);
+}
+
 int job_exit_file_read(job *j, siginfo_t *ret, int64_t *end_ns) {
   char p[PATH_MAX], buf[64];
   snprintf(p, sizeof p, "%s/" JOB_EXIT_FILE, j->dir);
@@ -157,6 +168,8 @@ static void job_adopt_or_lose(job *j) {
     j->lost_check = true; /* what its keeper lost meanwhile */
     job_logs_refresh(j);
     kill_ctl_attach(&j->kill, j->pid, j->start_ticks);
+    if (j->cg && job_has_exit_file(j)) /* its first process is a keeper */
+      job_keeper_spare(j);
     if (reaper_watch_add(t->r, j->pid, pidfd, job_adopted_on_exit, j, &j->rw, &e) == 0) {
       job_adopted_timeout_arm(j);
       return;

@@ -56,15 +56,25 @@ void kill_ctl_init(kill_ctl *k, loop *l, reaper_watch *const *rw, cg_job *const 
   *k = (kill_ctl){.l = l, .rw = rw, .cg = cg, .warn = warn, .warn_data = warn_data};
 }
 
+/* SIGKILL for a job whose keeper the cgroup spares: the cgroup alone. */
+static bool kill_spares_keeper(const kill_ctl *k, int sig) {
+  return sig == SIGKILL && k->keeper && k->cg && *k->cg;
+}
+
+void kill_ctl_keeper(kill_ctl *k) { k->keeper = true; }
+
 void kill_ctl_attach(kill_ctl *k, pid_t pid, uint64_t start_ticks) {
   k->pid = pid;
   k->start_ticks = start_ticks;
   k->ended = false;
+  k->keeper = false;
 }
 
 int kill_ctl_signal(kill_ctl *k, int sig, rr_err *e) {
   if (k->pid <= 0 || k->ended)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "the command has ended");
+  if (kill_spares_keeper(k, sig))
+    return cg_job_kill(*k->cg, e) < 0 ? -1 : 0;
   int rc = kill_leader_group(k, sig), saved = errno;
   cg_job *cg = k->cg ? *k->cg : NULL;
   /* and with SIGKILL whatever left the group but not the cgroup */
@@ -80,7 +90,8 @@ int kill_ctl_signal(kill_ctl *k, int sig, rr_err *e) {
 void kill_ctl_send(kill_ctl *k, int sig) {
   if (k->pid <= 0 || k->ended)
     return;
-  kill_leader_group(k, sig); /* ESRCH: its end is on its way to us */
+  if (!kill_spares_keeper(k, sig))
+    kill_leader_group(k, sig); /* ESRCH: its end is on its way to us */
   cg_job *cg = k->cg ? *k->cg : NULL;
   rr_err e = {0};
   if (sig == SIGKILL && cg && cg_job_kill(cg, &e) < 0 && k->warn)

@@ -30,6 +30,7 @@ typedef struct kill_ctl {
   reaper_watch *const *rw; /* where the owner keeps the main process's watch (NULL: none) */
   cg_job *const *cg;       /* where the owner keeps the command's cgroup (*cg NULL: none) */
   bool ended;              /* the main process ended: nothing is sent any more */
+  bool keeper;             /* the main process is the job's keeper (kill_ctl_keeper) */
   kill_cause cause;        /* the first stop or timeout */
   uint64_t timeout_timer, kill_timer, kill_at;
   uint64_t timeout_grace_ms; /* SIGTERM to SIGKILL when the timeout fires */
@@ -45,6 +46,11 @@ void kill_ctl_init(kill_ctl *k, loop *l, reaper_watch *const *rw, cg_job *const 
                    void (*warn)(void *data, const rr_err *e), void *warn_data);
 /* The command runs as pid (started at start_ticks, 0: unknown) from now on. */
 void kill_ctl_attach(kill_ctl *k, pid_t pid, uint64_t start_ticks);
+/* The main process is the job's keeper (rund-waiter or a sandbox's init),
+ * spared by the cgroup (cg_job_spare): SIGKILL then goes to everything else
+ * in the cgroup and not to the keeper's group, so that the keeper drains
+ * what the command wrote before it died into the logs, then ends. */
+void kill_ctl_keeper(kill_ctl *k);
 /* sig to the command's group (and cgroup for SIGKILL): FAILED_PRECONDITION
  * when it ended (even if rund has not seen it yet), INTERNAL when the
  * kernel refused. */

@@ -514,6 +514,8 @@ int cg_job_kill(cg_job *j, rr_err *e) {
   return 0;
 }
 
+void cg_job_spare(cg_job *j, pid_t pid) { j->spare = pid; }
+
 bool cg_job_empty(cg_job *j) { return j->m->ops->job_empty(j); }
 
 int cg_job_destroy(cg_job *j, rr_err *e) {

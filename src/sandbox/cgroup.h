@@ -137,6 +137,11 @@ int cg_job_usage_final(cg_job *j, cg_usage *ret, rr_err *e);
  * that could not be frozen in time (or forked meanwhile) may be left for
  * the next call. */
 int cg_job_kill(cg_job *j, rr_err *e);
+/* Kills leave pid alone (0: nobody): a job's keeper, which copies what the
+ * job wrote into its pipes to the log files and ends by itself once its
+ * command is gone and the pipes are drained (killing it with the job would
+ * lose what is still in them). v2 then kills pid by pid, not cgroup.kill. */
+void cg_job_spare(cg_job *j, pid_t pid);
 /* Whether the cgroup has no processes left. */
 bool cg_job_empty(cg_job *j);
 /* Kill what is left, remove the cgroup (retrying briefly while the kernel

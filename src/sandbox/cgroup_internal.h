@@ -85,6 +85,7 @@ struct cg_job {
   uint64_t memory_max;       /* v1: the memory limit written, 0 unknown */
   cg_manager *own_m;         /* cg_path_*: the manager made for j, freed with it */
   bool nested;               /* cg_job_create_child: v2 gives it no controllers of its own */
+  pid_t spare;               /* cg_job_spare: kills leave it alone */
 };
 
 struct cg_ops {
@@ -134,8 +135,9 @@ bool cg_file_exists(const char *dir, const char *file);
 /* malloc'd "a/b"; NULL on ENOMEM. */
 char *cg_path_join(const char *a, const char *b);
 /* SIGKILL each pid listed in DIR/cgroup.procs and in those of the cgroups
- * below it (exec --in); *nkilled = how many listed. */
-int cg_procs_kill_all(const char *dir, size_t *nlisted, rr_err *e);
+ * below it (exec --in), but spare (0: none); *nlisted = how many others
+ * were listed. */
+int cg_procs_kill_all(const char *dir, pid_t spare, size_t *nlisted, rr_err *e);
 /* How many tasks (threads) DIR/tasks lists (v1): pids.current of a job
  * outside the pids hierarchy. */
 int cg_tasks_count(const char *dir, uint64_t *ret, rr_err *e);

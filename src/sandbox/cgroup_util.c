@@ -130,8 +130,9 @@ void cg_sleep_ms(unsigned ms) {
   }
 }
 
-/* Calls fn on each pid of DIR/cgroup.procs; returns how many, -1 on error. */
-static int procs_each(const char *dir, bool kill_them, size_t *count, rr_err *e) {
+/* Counts the pids of DIR/cgroup.procs but spare (0: none), killing them if
+ * kill_them; -1 on error. */
+static int procs_each(const char *dir, bool kill_them, pid_t spare, size_t *count, rr_err *e) {
   _cleanup_free_ char *path = cg_path_join(dir, "cgroup.procs");
   if (!path)
     return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot list %s", dir);
@@ -148,7 +149,7 @@ static int procs_each(const char *dir, bool kill_them, size_t *count, rr_err *e)
   char line[32];
   while (fgets(line, sizeof line, f)) {
     long pid = strtol(line, NULL, 10);
-    if (pid <= 0)
+    if (pid <= 0 || pid == spare)
       continue;
     (*count)++;
     if (kill_them && kill((pid_t)pid, SIGKILL) < 0 && errno != ESRCH) {
@@ -164,9 +165,9 @@ static int procs_each(const char *dir, bool kill_them, size_t *count, rr_err *e)
 /* Child cgroups nest at most this deep below a job's (exec --in: one). */
 #define CG_KILL_DEPTH 4
 
-static int procs_kill_tree(const char *dir, int depth, size_t *nlisted, rr_err *e) {
+static int procs_kill_tree(const char *dir, int depth, pid_t spare, size_t *nlisted, rr_err *e) {
   size_t n = 0;
-  if (procs_each(dir, true, &n, e) < 0)
+  if (procs_each(dir, true, spare, &n, e) < 0)
     return -1;
   *nlisted += n;
   if (depth >= CG_KILL_DEPTH)
@@ -179,21 +180,21 @@ static int procs_kill_tree(const char *dir, int depth, size_t *nlisted, rr_err *
     if (de->d_type != DT_DIR || de->d_name[0] == '.')
       continue;
     _cleanup_free_ char *sub = cg_path_join(dir, de->d_name);
-    r = sub ? procs_kill_tree(sub, depth + 1, nlisted, e)
+    r = sub ? procs_kill_tree(sub, depth + 1, spare, nlisted, e)
             : rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "cannot list %s", dir);
   }
   closedir(d);
   return r;
 }
 
-int cg_procs_kill_all(const char *dir, size_t *nlisted, rr_err *e) {
+int cg_procs_kill_all(const char *dir, pid_t spare, size_t *nlisted, rr_err *e) {
   *nlisted = 0;
-  return procs_kill_tree(dir, 0, nlisted, e);
+  return procs_kill_tree(dir, 0, spare, nlisted, e);
 }
 
 bool cg_procs_empty(const char *dir) {
   size_t n = 0;
-  return procs_each(dir, false, &n, NULL) < 0 || n == 0;
+  return procs_each(dir, false, 0, &n, NULL) < 0 || n == 0;
 }
 
 /* ---- parsers ---- */

@@ -242,7 +242,7 @@ static bool v1_empty(cg_job *j) {
 static int kill_loop(cg_job *j, const char *dir, rr_err *e) {
   for (int i = 0; i < CG_KILL_WAIT_MS / 5; i++) {
     size_t n;
-    if (cg_procs_kill_all(dir, &n, e) < 0)
+    if (cg_procs_kill_all(dir, j->spare, &n, e) < 0)
       return -1;
     if (n == 0)
       return 0;
@@ -267,7 +267,7 @@ static int v1_kill(cg_job *j, rr_err *e) {
     cg_sleep_ms(5);
   }
   size_t n;
-  int r = cg_procs_kill_all(dir, &n, e);
+  int r = cg_procs_kill_all(dir, j->spare, &n, e);
   rr_err tmp;
   int t = cg_file_write(dir, "freezer.state", "THAWED", "freezer.state", r < 0 ? &tmp : e);
   if (r < 0 || t < 0)

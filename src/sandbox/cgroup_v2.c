@@ -247,7 +247,8 @@ static bool v2_empty(cg_job *j) {
 
 static int v2_kill(cg_job *j, rr_err *e) {
   const char *dir = j->dir[0];
-  if (cg_file_exists(dir, "cgroup.kill")) /* Linux >= 5.14: the kernel kills the tree */
+  /* Linux >= 5.14: the kernel kills the tree (all of it: not with a keeper) */
+  if (!j->spare && cg_file_exists(dir, "cgroup.kill"))
     return cg_file_write(dir, "cgroup.kill", "1", "cgroup.kill", e);
   if (cg_file_write(dir, "cgroup.freeze", "1", "cgroup.freeze", e) < 0)
     return -1;
@@ -260,13 +261,13 @@ static int v2_kill(cg_job *j, rr_err *e) {
     cg_sleep_ms(5);
   }
   size_t n;
-  int r = cg_procs_kill_all(dir, &n, e);
+  int r = cg_procs_kill_all(dir, j->spare, &n, e);
   rr_err tmp;
   if (cg_file_write(dir, "cgroup.freeze", "0", "cgroup.freeze", r < 0 ? &tmp : e) < 0 || r < 0)
     return -1;
   /* not frozen in time: a few more passes; a later kill takes the rest */
   for (int i = 0; i < CG_KILL_WAIT_MS / 5 && !frozen && n > 0; i++) {
-    if (cg_procs_kill_all(dir, &n, e) < 0)
+    if (cg_procs_kill_all(dir, j->spare, &n, e) < 0)
       return -1;
     cg_sleep_ms(5);
   }

@@ -247,8 +247,10 @@ static bool v2_empty(cg_job *j) {
 
 static int v2_kill(cg_job *j, rr_err *e) {
   const char *dir = j->dir[0];
-  /* Linux >= 5.14: the kernel kills the tree (all of it: not with a keeper) */
-  if (!j->spare && cg_file_exists(dir, "cgroup.kill"))
+  /* Linux >= 5.14: the kernel kills the tree, all of it: with a keeper to
+   * spare, only if freezing does not do (below) */
+  bool has_kill = cg_file_exists(dir, "cgroup.kill");
+  if (!j->spare && has_kill)
     return cg_file_write(dir, "cgroup.kill", "1", "cgroup.kill", e);
   if (cg_file_write(dir, "cgroup.freeze", "1", "cgroup.freeze", e) < 0)
     return -1;
@@ -265,7 +267,11 @@ static int v2_kill(cg_job *j, rr_err *e) {
   rr_err tmp;
   if (cg_file_write(dir, "cgroup.freeze", "0", "cgroup.freeze", r < 0 ? &tmp : e) < 0 || r < 0)
     return -1;
-  /* not frozen in time: a few more passes; a later kill takes the rest */
+  /* not frozen in time (e.g. a fork bomb): the kernel's kill, keeper and
+   * all (what it had not copied from the pipes yet is lost), else a few more
+   * passes; a later kill takes the rest */
+  if (!frozen && has_kill)
+    return cg_file_write(dir, "cgroup.kill", "1", "cgroup.kill", e);
   for (int i = 0; i < CG_KILL_WAIT_MS / 5 && !frozen && n > 0; i++) {
     if (cg_procs_kill_all(dir, j->spare, &n, e) < 0)
       return -1;

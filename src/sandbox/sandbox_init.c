@@ -110,6 +110,11 @@ _Noreturn void sb_init_run(const struct sb_child *c, pid_t cmd) {
         bool signaled = WIFSIGNALED(st);
         int n = signaled ? WTERMSIG(st) : WEXITSTATUS(st);
         relay_record_exit(c->status_fd, signaled, n);
+        /* PID 1 of its own namespace: the rest of it ends with the command,
+         * as at our exit (children holding the pipes would keep us, and the
+         * job, running); what they wrote is still drained below */
+        if (!ended && getpid() == 1)
+          kill(-1, SIGKILL);
         ended = true;
         code = signaled ? 128 + n : n;
       }

@@ -305,6 +305,16 @@ static int sb_open_checked(const char *path, int checked_fd) {
   return fd;
 }
 
+/* A detached copy of the tree at path as it is now (-1 where open_tree is
+ * missing: the caller opens the path instead). Taken before the host root's
+ * staging mount on /tmp exists, so that a (recursive) bind of /tmp or of /
+ * does not take that mount along: it showed the host's root, read-only, on
+ * the sandbox's /tmp when the working directory was /tmp. */
+static int sb_open_tree_now(const char *path, bool recursive) {
+  return open_tree(AT_FDCWD, path,
+                   OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive ? AT_RECURSIVE : 0));
+}
+
 /* The root bound onto its place (the staging dir for "/" and for a
  * checked root, whose path may name something else by now). */
 static const char *sb_mount_root(const struct sb_child *c) {
@@ -353,15 +363,20 @@ void sb_mount_setup(const struct sb_child *c) {
   /* host paths (bind sources, devices) are opened before the root (or its
    * staging dir) may cover them */
   int srcfds[SB_MAX_MOUNTS], devfds[SB_NDEVICES];
+  bool trees[SB_MAX_MOUNTS];
   bool dev_tmpfs = false;
   for (size_t i = 0; i < s->nmounts && i < SB_MAX_MOUNTS; i++) {
     const sb_mount *m = &s->mounts[i];
     srcfds[i] = -1;
-    if (m->bind && c->trees && c->trees[i] >= 0)
+    trees[i] = m->bind && c->trees && c->trees[i] >= 0;
+    if (trees[i])
       srcfds[i] = c->trees[i];
     else if (m->bind && m->has_source_fd &&
              (srcfds[i] = sb_open_checked(m->source ? m->source : "", m->source_fd)) < 0)
       SB_MOUNT_FAIL(c, errno, m);
+    else if (m->bind && !m->has_source_fd && m->source &&
+             (srcfds[i] = sb_open_tree_now(m->source, m->flags & MS_REC)) >= 0)
+      trees[i] = true;
     else if (m->bind && !m->has_source_fd &&
              (!m->source || (srcfds[i] = open(m->source, O_PATH | O_CLOEXEC)) < 0))
       SB_MOUNT_FAIL(c, m->source ? errno : EINVAL, m);
@@ -383,7 +398,7 @@ void sb_mount_setup(const struct sb_child *c) {
       sb_rdonly_tree(rootfd) < 0)
     sb_child_fail(c, errno, "make the host root read-only", NULL);
   for (size_t i = 0; i < s->nmounts && i < SB_MAX_MOUNTS; i++) {
-    sb_mount_one(c, rootfd, &s->mounts[i], srcfds[i], c->trees && c->trees[i] >= 0);
+    sb_mount_one(c, rootfd, &s->mounts[i], srcfds[i], trees[i]);
     if (srcfds[i] >= 0)
       close(srcfds[i]);
   }

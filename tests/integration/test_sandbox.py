@@ -232,6 +232,28 @@ def test_default_root_is_read_only_tmp_private_workdir_writable(sbx, sctl):
     assert not os.path.exists("/tmp/t") or open("/tmp/t").read() != "hi\n"
 
 
+def test_workdir_tmp_is_the_hosts_tmp(sbx, sctl):
+    """--workdir /tmp binds the host's /tmp onto itself (default: writable,
+    strict: read-only), nothing else: the host root's staging mount on /tmp
+    was taken along by that recursive bind and covered it with the host's
+    root, read-only (ls /tmp listed bin, etc, usr...)."""
+    mark = "rr-wdtmp-%d" % os.getpid()
+    try:
+        for profile, writable in (("default", True), ("strict", False)):
+            r = sctl("exec", "--profile", profile, "--workdir", "/tmp", "--", "sh", "-c",
+                     "ls -a /tmp; touch %s 2>/dev/null && echo WROTE; true" % mark)
+            assert r.rc == 0, r
+            names = r.text.split()
+            assert "etc" not in names or os.path.isdir("/tmp/etc"), (profile, names)
+            assert ("WROTE" in names) == writable, (profile, r)
+            assert os.path.exists("/tmp/" + mark) == writable, profile
+            if writable:
+                os.unlink("/tmp/" + mark)
+    finally:
+        if os.path.exists("/tmp/" + mark):
+            os.unlink("/tmp/" + mark)
+
+
 def test_default_exit_codes_and_signals_through_the_init(sbx, stub_for):
     s = stub_for(sbx)
     _, _, _, ex, _ = exec_call(s, "sh", "-c", "exit 3", sandbox=pb.Sandbox(profile="default"))

@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ERR_clear_error();
     return 0;
   }
-  rpc_peer peer = {.family = AF_INET, .tls = true};
+  rpc_peer peer = {.family = AF_INET, .tls = true, .tls_cert = true}; /* a verified certificate */
   rr_err e = {0};
   if (rpc_tls_cert_sans(cert, &peer.sans, &peer.nsans, &e) < 0) {
     X509_free(cert);

@@ -129,6 +129,21 @@ def pid_alive(pid):
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def wait_for(pred, timeout=20, step=0.05):
+    """Poll pred until it is true (True) or timeout seconds passed (its
+    last answer)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def job_status(stub, job_id):
+    return stub.Status(pb.StatusRequest(job_id=job_id), timeout=10).status
+
+
 def wait_pid_gone(pid, timeout=15.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -3,29 +3,17 @@ serving, says why in Status and its log, refuses new jobs with
 RESOURCE_EXHAUSTED, and recovers by itself once space frees."""
 import os
 import subprocess
-import time
 
 import grpc
 import pytest
 
-from conftest import logs, pb, rpc_error, start, wait
+from conftest import logs, pb, rpc_error, start, wait, wait_for, job_status as status
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a tmpfs")
 
 FULL = "state dir is full"
 
 
-def status(stub, job):
-    return stub.Status(pb.StatusRequest(job_id=job), timeout=10).status
-
-
-def wait_for(cond, timeout=10):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def fill(path):

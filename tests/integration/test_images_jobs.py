@@ -13,7 +13,7 @@ import time
 import grpc
 import pytest
 
-from conftest import exec_call, pb, short_tmpdir, wait
+from conftest import exec_call, pb, short_tmpdir, wait, wait_for
 from oci_callers import make_image_archive
 
 
@@ -45,14 +45,6 @@ def store_dirs(rund):
     base = os.path.join(rund.state, "images")
     return {d: sorted(os.listdir(os.path.join(base, d))) for d in ("roots", "tmp", "layers")}
 
-
-def wait_for(pred, timeout=20):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def sandbox(image, profile="default"):

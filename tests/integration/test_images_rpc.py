@@ -20,7 +20,7 @@ import zlib
 import grpc
 import pytest
 
-from conftest import PROTO_DIR, RUNCTL, Ctl, check_no_sanitizer, rss_kib, short_tmpdir
+from conftest import PROTO_DIR, RUNCTL, Ctl, check_no_sanitizer, rss_kib, short_tmpdir, wait_for
 from oci_callers import make_image_archive
 
 MiB = 1024 * 1024
@@ -72,14 +72,6 @@ def leftovers(rund):
 def nothing_left(rund):
     return leftovers(rund) == {"layers": [], "tmp": [], "uploads": []}
 
-
-def wait_for(pred, timeout=20):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def upload(stub, data, name="", fmt="", chunk=MiB, timeout=120):

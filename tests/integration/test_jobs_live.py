@@ -10,7 +10,7 @@ import time
 
 import grpc
 
-from conftest import RUND, Rund, fd_count, pb, pid_alive, start, wait
+from conftest import RUND, Rund, fd_count, pb, pid_alive, start, wait, job_status as status
 
 CAP = 64 * 1024
 TOTAL = 4 * 1024 * 1024
@@ -27,9 +27,6 @@ def expected_tail(n):
     b = bytes(i % 251 for i in range(1 << 20)) * 4
     return b[len(b) - n:]
 
-
-def status(stub, job):
-    return stub.Status(pb.StatusRequest(job_id=job), timeout=10).status
 
 
 def test_running_jobs_hold_one_fd_each_logs_capped_and_followable(rund_factory):

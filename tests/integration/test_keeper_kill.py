@@ -11,8 +11,7 @@ import signal
 
 import pytest
 
-from conftest import cmd, logs, pb, wait
-from test_keeper_relay import wait_for
+from conftest import cmd, logs, pb, wait, wait_for
 
 # in its working directory: once told (go), 60,000 bytes (they fit in a pipe)
 # and a line of stderr, then it says so (wrote) and sleeps

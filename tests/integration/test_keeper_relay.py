@@ -7,22 +7,11 @@ import os
 import subprocess
 import time
 
-from conftest import logs, pb, start, wait
+from conftest import logs, pb, start, wait, wait_for, job_status as status
 
 PY = "/usr/bin/python3"
 
 
-def status(stub, job):
-    return stub.Status(pb.StatusRequest(job_id=job), timeout=10).status
-
-
-def wait_for(cond, timeout=20):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_output_goes_through_pipes_byte_exact(stub):

@@ -14,7 +14,7 @@ import time
 import grpc
 import pytest
 
-from conftest import PY, exec_call, logs, pb, wait
+from conftest import PY, exec_call, logs, pb, wait, job_status as status
 
 WRITERS = 4
 YES = "/usr/bin/yes"
@@ -30,9 +30,6 @@ def p99(samples):
     s = sorted(samples)
     return s[min(len(s) - 1, int(len(s) * 0.99))]
 
-
-def status(stub, job):
-    return stub.Status(pb.StatusRequest(job_id=job), timeout=10).status
 
 
 def end_seconds(st):

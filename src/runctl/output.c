@@ -130,8 +130,9 @@ json_object *runctl_status_json(const runrpc_job_status *s) {
   json_object_object_add(o, "stderr_bytes", json_object_new_uint64(s->stderr_bytes));
   json_object_object_add(o, "stdout_lost_bytes", json_object_new_uint64(s->stdout_lost_bytes));
   json_object_object_add(o, "stderr_lost_bytes", json_object_new_uint64(s->stderr_lost_bytes));
-  if (s->log_error && *s->log_error)
-    json_object_object_add(o, "log_error", json_object_new_string(s->log_error));
+  /* null while every byte was stored (as limits/cgroup: always there) */
+  json_object_object_add(
+      o, "log_error", s->log_error && *s->log_error ? json_object_new_string(s->log_error) : NULL);
   json_object *owner = json_object_new_array();
   for (size_t i = 0; i < s->nowner; i++)
     json_object_array_add(owner, json_object_new_string(s->owner[i]));

@@ -229,7 +229,8 @@ def test_status_json_and_human(peer):
         "end_time": "2024-05-01T12:00:01.000000Z",
         "command": ["/bin/echo", "hello world", "it's"], "env": {"A": "1", "B": "x y"},
         "workdir": "/tmp", "tags": ["t1", "t2"], "timeout_ms": 1500, "timeout_grace_ms": 10000,
-        "stdout_bytes": 12, "stderr_bytes": 3, "owner": [], "kind": "job", "limits": None, "usage": None,
+        "stdout_bytes": 12, "stderr_bytes": 3, "stdout_lost_bytes": 0, "stderr_lost_bytes": 0,
+        "log_error": None, "owner": [], "kind": "job", "limits": None, "usage": None,
         "cgroup": None}
     r = runctl(peer, "status", ULID)
     assert r.returncode == 0, r.stderr

@@ -20,6 +20,9 @@ dir=${ASAN_BUILD_DIR:-build-asan}
 # LeakSanitizer needs ptrace-like access that some containers forbid: probe it
 probe=$(mktemp -d)
 trap 'rm -rf "$probe"' EXIT INT TERM
+# the install below goes in here: tests that run programs as uid 65534
+# (runproc rootless, the shim as PID 1) must reach them (mktemp made it 0700)
+chmod 755 "$probe"
 leaks=0
 printf '#include <stdlib.h>\nvoid *volatile p;\nint main(void){p=malloc(7);p=0;return 0;}\n' >"$probe/l.c"
 if cc -fsanitize=address -o "$probe/l" "$probe/l.c" 2>/dev/null; then

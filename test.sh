@@ -10,7 +10,7 @@ root=$(pwd)
 
 ./scripts/deps.sh || exit 1
 # tests/integration/test_deb.py (make deb, a few minutes) runs where its
-# tools are installed; RUNRPC_TEST_DEB=1 installs them (plain CI does not)
+# tools are installed; RUNRPC_TEST_DEB=1 installs them (.ci/run sets it)
 if [ "${RUNRPC_TEST_DEB:-0}" = 1 ]; then
   ./scripts/deps.sh deb || exit 1
 fi

@@ -96,16 +96,22 @@ static void fanout_io_close(fanout_run *r, size_t i) {
   fanout_sink_free(&io->err);
 }
 
+/* The command line's command, as exec and start send it to every host. */
+static runrpc_command fanout_command(const fanout_run *r) {
+  const runctl_run_flags *f = &r->flags;
+  return (runrpc_command){.path = r->argv[f->cmd_index],
+                          .args = (const char *const *)r->argv + f->cmd_index + 1,
+                          .nargs = (size_t)(r->argc - f->cmd_index - 1),
+                          .env = f->env.v,
+                          .nenv = f->env.n,
+                          .workdir = f->workdir};
+}
+
 static int fanout_exec(fanout_run *r, size_t i, runrpc_client *c, uint64_t deadline,
                        runrpc_error *err) {
   const runctl_run_flags *f = &r->flags;
   runrpc_exec_request req = {
-      .command = {.path = r->argv[f->cmd_index],
-                  .args = (const char *const *)r->argv + f->cmd_index + 1,
-                  .nargs = (size_t)(r->argc - f->cmd_index - 1),
-                  .env = f->env.v,
-                  .nenv = f->env.n,
-                  .workdir = f->workdir},
+      .command = fanout_command(r),
       .has_timeout = f->has_timeout,
       .timeout_ms = f->timeout_ms,
       .timeout_grace_ms = (uint32_t)f->timeout_grace_ms,
@@ -135,12 +141,7 @@ static int fanout_say(fanout_run *r, size_t i, const char *line) {
 static int fanout_start(fanout_run *r, size_t i, runrpc_client *c, runrpc_error *err) {
   const runctl_run_flags *f = &r->flags;
   runrpc_start_request req = {
-      .command = {.path = r->argv[f->cmd_index],
-                  .args = (const char *const *)r->argv + f->cmd_index + 1,
-                  .nargs = (size_t)(r->argc - f->cmd_index - 1),
-                  .env = f->env.v,
-                  .nenv = f->env.n,
-                  .workdir = f->workdir},
+      .command = fanout_command(r),
       .tags = f->tags.v,
       .ntags = f->tags.n,
       .has_timeout = f->has_timeout,

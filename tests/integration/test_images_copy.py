@@ -8,7 +8,6 @@ mid-copy gets its child killed and its partial root removed; a copy that
 fails says why; an Exec's stdin sent during the copy reaches the command."""
 import os
 import signal
-import threading
 import time
 
 import grpc
@@ -147,10 +146,13 @@ def test_copy_cancelled_removes_the_partial_root(copy_rund, rpc):
     fut.cancel()
     # the stopped child is killed (SIGKILL ends a stopped process), then its root goes
     end = time.monotonic() + 60
-    while os.path.exists("/proc/%d" % pid) and time.monotonic() < end:
-        with open("/proc/%d/stat" % pid) as f:
-            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                break
+    while time.monotonic() < end:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break
+        except (FileNotFoundError, ProcessLookupError):
+            break  # reaped between two looks
         time.sleep(0.02)
     assert copy_children(r) in ([], [pid]), copy_children(r)
     assert wait_empty(r) == []

@@ -72,7 +72,9 @@ int rund_opts_load(int argc, char **argv, rund_opts *o, bool *exit0, bool *in_fi
 int rund_opts_parse(int argc, char **argv, rund_opts *o);
 /* The strings read from the config file. */
 void rund_opts_free(rund_opts *o);
-/* Print "rund: MSG (see HELP)" on stderr; returns 2. */
+/* opts_usage.c: rund --help. */
+void rund_usage(FILE *f);
+/* cmd_flags.c: print "rund: MSG (see HELP)" on stderr; returns 2. */
 int rund_bad_flag(const char *help, const char *fmt, const char *arg);
 /* The flags of a `rund NOUN VERB` subcommand with one file or directory
  * flag (--PATH_FLAG X), --state-dir DIR and --help: 0 with optind at the

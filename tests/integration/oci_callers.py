@@ -102,6 +102,24 @@ def own_cgroup_dirs():
     return dirs
 
 
+def own_cgroup_deepest():
+    """Our deepest own cgroup path ("/a/b/"), which must be below our path in
+    every other v1 hierarchy: podman's --cgroup-parent is one absolute path
+    that it makes in all hierarchies."""
+    paths = []
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            if ctrls and not ctrls.startswith("name="):
+                paths.append(path.rstrip("/") + "/")
+    if not paths:
+        pytest.skip("no cgroup v1 hierarchies here")
+    deepest = max(paths, key=len)
+    if not all(deepest.startswith(p) for p in paths):
+        pytest.skip("our own cgroups differ per hierarchy: %s" % paths)
+    return deepest
+
+
 def cgroups_named(name):
     """The directories NAME below our own cgroup that exist: below our own
     directory of each hierarchy, and below our deepest own path in every

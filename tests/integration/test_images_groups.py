@@ -12,7 +12,7 @@ import pytest
 
 from conftest import short_tmpdir
 from image_helpers import busybox_members, layer_tar, tar_of_dir, write_oci_layout
-from oci_callers import absent_parent_dirs, need, remove_cgroup_tree, remove_parent_dirs
+from oci_callers import absent_parent_dirs, need, own_cgroup_deepest, remove_cgroup_tree, remove_parent_dirs
 
 PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
           "app:x:1000:1001:App:/home/app:/bin/sh\n"
@@ -55,21 +55,6 @@ def rund_ids(ctl, image, *extra, profile="default"):
     return ids_of(r.text)
 
 
-def own_cgroup():
-    paths = []
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, ctrls, path = line.rstrip("\n").split(":", 2)
-            if ctrls and not ctrls.startswith("name="):
-                paths.append(path.rstrip("/") + "/")
-    if not paths:
-        pytest.skip("no cgroup v1 hierarchies here")
-    deepest = max(paths, key=len)
-    if not all(deepest.startswith(p) for p in paths):
-        pytest.skip("our own cgroups differ per hierarchy: %s" % paths)
-    return deepest
-
-
 class Podman:
     """podman with private storage, runc (crun refuses this hybrid host),
     its containers' cgroups below ours."""
@@ -77,7 +62,7 @@ class Podman:
     def __init__(self, tmp):
         self.tmp = tmp
         self.cgroup = "rr-groups-%d" % os.getpid()
-        self.parent = own_cgroup() + self.cgroup
+        self.parent = own_cgroup_deepest() + self.cgroup
         self.absent = absent_parent_dirs()
         self.base = ["podman", "--root", os.path.join(tmp, "root"),
                      "--runroot", os.path.join(tmp, "runroot"), "--tmpdir",
@@ -110,6 +95,8 @@ def users_layer():
                       ("home/app/", "dir", None)])
 
 
+# a dozen podman runs: well over a minute on a loaded machine
+@pytest.mark.timeout(300)
 def test_groups_as_podman_gives_them(rund, ctl, tmp_path):
     need_root()
     need("podman", "runc")

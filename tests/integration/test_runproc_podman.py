@@ -12,6 +12,7 @@ import pytest
 
 from conftest import short_tmpdir
 from oci_callers import (IMAGE_REF, absent_parent_dirs, cgroups_named, make_image_archive, need,
+                         own_cgroup_deepest,
                          remove_cgroup_tree, remove_parent_dirs, runproc_wrapper,
                          sanitizer_reports)
 
@@ -25,18 +26,7 @@ def own_cgroup_parent():
     """An absolute cgroup path below our own cgroup in every hierarchy
     (podman's --cgroup-parent is absolute): our deepest own path, which must
     be below every other one of ours."""
-    paths = []
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, ctrls, path = line.rstrip("\n").split(":", 2)
-            if ctrls and not ctrls.startswith("name="):
-                paths.append(path.rstrip("/") + "/")
-    if not paths:
-        pytest.skip("no cgroup v1 hierarchies here")
-    deepest = max(paths, key=len)
-    if not all(deepest.startswith(p) for p in paths):
-        pytest.skip("our own cgroups differ per hierarchy: %s" % paths)
-    return deepest, "rr-podman-%d" % os.getpid()
+    return own_cgroup_deepest(), "rr-podman-%d" % os.getpid()
 
 
 class Podman:

@@ -1,7 +1,9 @@
-/* Internals shared by job.c (table, start, stop, supervision) and
- * job_load.c (persistence and reloading). Not for users of the table. */
+/* Internals shared by job.c (the table), job_start.c, job_exit.c,
+ * job_logs.c (log growth) and job_load.c (persistence and reloading). Not
+ * for users of the table. */
 #pragma once
 #include <signal.h>
+#include <sys/resource.h>
 
 #include "jobs/intmap.h"
 #include "jobs/job.h"
@@ -58,8 +60,15 @@ void job_retention_start(job_table *t);
 void job_logs_refresh(job *j);
 /* inotify watch on the job's directory. */
 int job_logs_watch(job *j, rr_err *e);
+/* The table's inotify fd is readable: refresh the jobs whose logs grew. */
+void job_table_on_inotify(loop *l, int fd, uint32_t events, void *data);
+/* Tell j's watchers of event (JOB_EVENT_*); they may come and go meanwhile. */
+void job_notify(job *j, int event);
 /* Reaper callback: record how the job ended (si NULL = unknown). */
 void job_on_exit(void *data, pid_t pid, const siginfo_t *si);
+/* The reaper's callback for jobs this rund started (usage from ru when the
+ * job has no cgroup). */
+void job_on_reaped(void *data, pid_t pid, const siginfo_t *si, const struct rusage *ru);
 /* At the end of j's main process: final usage, "oom-killed", remove the
  * cgroup. */
 void job_cgroup_end(job *j, const siginfo_t *si);

@@ -1,4 +1,5 @@
-/* Internals shared by cgroup.c and the two backends (cgroup_v1.c,
+/* Internals shared by cgroup.c (the manager), cgroup_job.c,
+ * cgroup_limits.c, cgroup_freeze.c and the two backends (cgroup_v1.c,
  * cgroup_v2.c): the manager and job objects, the backend ops struct, file
  * helpers, and the pure parsers of kernel text (unit-tested on sample text). */
 #pragma once
@@ -108,6 +109,15 @@ int cg_job_hier_of(const cg_job *j, unsigned bit);
 /* Index of the job's first hierarchy (any lists all its processes). */
 int cg_job_hier_first(const cg_job *j);
 
+/* ---- shared by the manager and the job cgroups ---- */
+/* Names used as one path component: no "/", no dot names, bounded. */
+int cg_check_name(const char *what, const char *s, rr_err *e);
+/* A job object in the hierarchies of mask hiers (bit i: m->hier[i]), with
+ * its paths; nothing made on disk. NULL on ENOMEM. */
+cg_job *cg_job_alloc(cg_manager *m, const char *id, unsigned hiers);
+/* The mask of every hierarchy of m. */
+unsigned cg_all_hiers(const cg_manager *m);
+
 /* ---- cgroups made ahead of need (cgroup_pool.c, v1) ---- */
 /* Start the worker that keeps m's pool stocked; NULL if it cannot start. */
 cg_pool *cg_pool_new(const cg_manager *m);
@@ -117,7 +127,7 @@ int cg_pool_take(cg_pool *p, size_t i, const char *dir);
 /* Stop the worker and remove the pooled directories. */
 void cg_pool_free(cg_pool *p);
 
-/* ---- file helpers (cgroup.c) ---- */
+/* ---- file helpers (cgroup_util.c) ---- */
 /* Read a small file into buf (NUL-terminated); -1 + e on error (errno kept). */
 int cg_file_read(const char *path, char *buf, size_t len, rr_err *e);
 /* Write value to DIR/FILE; EINVAL means the kernel refused the value, so
@@ -149,7 +159,7 @@ void cg_sleep_ms(unsigned ms);
  * on rund's event loop; callers that need the cgroup empty call again). */
 #define CG_KILL_WAIT_MS 20
 
-/* ---- pure parsers (cgroup.c), tested on sample text ---- */
+/* ---- pure parsers (cgroup_util.c), tested on sample text ---- */
 /* Value of KEY in a flat keyed file ("key value\n" lines). */
 bool cg_parse_keyed(const char *text, const char *key, uint64_t *ret);
 /* The cgroup2 mounts and v1 cgroup mounts of a /proc/self/mountinfo text;

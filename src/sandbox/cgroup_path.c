@@ -1,6 +1,6 @@
 /* cgroups at an OCI linux.cgroupsPath (runproc): a manager whose parent
  * directories are the path's dirname in each v1 hierarchy (or the one v2
- * hierarchy), so that the job functions of cgroup.c (limits, procs fds,
+ * hierarchy), so that the job functions of cgroup_job.c (limits, procs fds,
  * kill, removal) serve it; runproc update's writes and reads of limits;
  * systemd's slice:prefix:name mapped onto a cgroupfs path. */
 #include <errno.h>

@@ -62,6 +62,30 @@ def _gen_stubs():
 _STUB_DIR, pb, pb_grpc = _gen_stubs()
 
 
+def gen_grpc_stubs(out):
+    """Python stubs of grpc.health.v1 and grpc.reflection.v1/v1alpha in OUT,
+    imported: {"rr_health": (pb2, pb2_grpc), "rr_reflection_v1": ...,
+    "rr_reflection_v1alpha": ...}. The .proto files are copied under flat
+    names first: a python package named "grpc" would shadow grpcio itself
+    (and a module imported twice is the same one: no duplicate symbols)."""
+    from grpc_tools import protoc
+    src = os.path.join(out, "grpcsrc")
+    os.mkdir(src)
+    protos = {"rr_health.proto": "grpc/health/v1/health.proto",
+              "rr_reflection_v1.proto": "grpc/reflection/v1/reflection.proto",
+              "rr_reflection_v1alpha.proto": "grpc/reflection/v1alpha/reflection.proto"}
+    for flat, path in protos.items():
+        shutil.copy(os.path.join(PROTO_DIR, path), os.path.join(src, flat))
+    rc = protoc.main(["grpc_tools.protoc", "-I" + src, "--python_out=" + out,
+                      "--grpc_python_out=" + out] + [os.path.join(src, p) for p in protos])
+    if rc != 0:
+        raise RuntimeError("grpc_tools.protoc failed on the grpc protos (rc %d)" % rc)
+    if out not in sys.path:
+        sys.path.insert(0, out)
+    return {n: (importlib.import_module(n + "_pb2"), importlib.import_module(n + "_pb2_grpc"))
+            for n in ("rr_health", "rr_reflection_v1", "rr_reflection_v1alpha")}
+
+
 def pytest_unconfigure(config):
     shutil.rmtree(_STUB_DIR, ignore_errors=True)
 
@@ -203,15 +227,21 @@ class Rund:
             if os.path.exists(self.sock):
                 ch = grpc.insecure_channel(self.addr)
                 try:
-                    pb_grpc.JobsStub(ch).List(pb.ListRequest(), timeout=2)
+                    self.ready_probe(ch)
                     return
                 except grpc.RpcError as e:
                     last = e
                 finally:
                     ch.close()
             time.sleep(0.05)
-        raise AssertionError("rund did not answer List within %.0f s (last: %r)\n%s"
-                             % (timeout, last, self.stderr_text()[-4000:]))
+        raise AssertionError("rund did not answer %s within %.0f s (last: %r)\n%s"
+                             % (self.READY_CALL, timeout, last, self.stderr_text()[-4000:]))
+
+    READY_CALL = "List"
+
+    def ready_probe(self, ch):
+        """Raises grpc.RpcError until rund serves (subclasses ask otherwise)."""
+        pb_grpc.JobsStub(ch).List(pb.ListRequest(), timeout=2)
 
     def channel(self, **opts):
         options = [("grpc.max_receive_message_length", 64 * MiB),

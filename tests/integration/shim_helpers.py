@@ -3,17 +3,15 @@
 gives grpcio a unix socket whose one connection is runrpc's stdin/stdout.
 """
 
-import importlib
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import grpc
 
-from conftest import ROOT, PROTO_DIR, BUILD, SANITIZER_RE, short_tmpdir
+from conftest import ROOT, BUILD, SANITIZER_RE, gen_grpc_stubs, short_tmpdir
 
 RUNRPC = os.environ.get("RUNRPC") or (
     os.path.join(os.path.dirname(os.environ["RUND"]), "runrpc")
@@ -21,30 +19,11 @@ RUNRPC = os.environ.get("RUNRPC") or (
 SOCAT = shutil.which("socat")
 
 
-def _gen_grpc_stubs(out):
-    """health and reflection, under the flat names test_reflection_health.py
-    uses (a module imported by both is the same one: no duplicate symbols)."""
-    from grpc_tools import protoc
-    src = os.path.join(out, "grpcsrc")
-    os.mkdir(src)
-    protos = {"rr_health.proto": "grpc/health/v1/health.proto",
-              "rr_reflection_v1.proto": "grpc/reflection/v1/reflection.proto",
-              "rr_reflection_v1alpha.proto": "grpc/reflection/v1alpha/reflection.proto"}
-    for flat, path in protos.items():
-        shutil.copy(os.path.join(PROTO_DIR, path), os.path.join(src, flat))
-    rc = protoc.main(["grpc_tools.protoc", "-I" + src, "--python_out=" + out,
-                      "--grpc_python_out=" + out] + [os.path.join(src, p) for p in protos])
-    if rc != 0:
-        raise RuntimeError("grpc_tools.protoc failed on the grpc protos (rc %d)" % rc)
-    return {n: (importlib.import_module(n + "_pb2"), importlib.import_module(n + "_pb2_grpc"))
-            for n in ("rr_health", "rr_reflection_v1", "rr_reflection_v1alpha")}
-
-
 os.environ.setdefault("RUNRPC", RUNRPC)
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 from runrpc_shim import (M, STUB_DIR, ForkTunnel, fork_chain, close_chain,  # noqa: E402,F401
                          unix_listening)
-G = _gen_grpc_stubs(STUB_DIR)
+G = gen_grpc_stubs(STUB_DIR)
 health_pb, health_grpc = G["rr_health"]
 refl_pb, refl_grpc = G["rr_reflection_v1alpha"]
 refl1_pb, refl1_grpc = G["rr_reflection_v1"]

@@ -6,17 +6,15 @@ Stubs are generated from proto/grpc/** with grpc_tools.protoc. The .proto
 files are copied under flat names first: a python package named "grpc" would
 shadow grpcio itself."""
 
-import importlib
 import os
 import shutil
-import sys
 import tempfile
 
 import grpc
 import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool
 
-from conftest import PROTO_DIR, RUND, Rund
+from conftest import RUND, Rund, gen_grpc_stubs
 
 if not os.path.exists(RUND):
     pytest.skip("rund binary %s does not exist yet (build it, or set RUND)" % RUND,
@@ -26,30 +24,8 @@ SERVED = ["runrpc.v1.Jobs", "grpc.health.v1.Health", "grpc.reflection.v1.ServerR
           "grpc.reflection.v1alpha.ServerReflection"]
 
 
-def _gen_stubs():
-    from grpc_tools import protoc
-    out = tempfile.mkdtemp(prefix="rr-refl-stubs-")
-    src = os.path.join(out, "src")
-    os.mkdir(src)
-    protos = {"rr_health.proto": "grpc/health/v1/health.proto",
-              "rr_reflection_v1.proto": "grpc/reflection/v1/reflection.proto",
-              "rr_reflection_v1alpha.proto": "grpc/reflection/v1alpha/reflection.proto"}
-    for flat, path in protos.items():
-        shutil.copy(os.path.join(PROTO_DIR, path), os.path.join(src, flat))
-    rc = protoc.main(["grpc_tools.protoc", "-I" + src, "--python_out=" + out,
-                      "--grpc_python_out=" + out] + [os.path.join(src, p) for p in protos])
-    if rc != 0:
-        raise RuntimeError("grpc_tools.protoc failed on the grpc protos (rc %d)" % rc)
-    sys.path.insert(0, out)
-    mods = {}
-    for flat in protos:
-        base = flat[:-len(".proto")]
-        mods[base] = (importlib.import_module(base + "_pb2"),
-                      importlib.import_module(base + "_pb2_grpc"))
-    return out, mods
-
-
-_STUBS, _MODS = _gen_stubs()
+_STUBS = tempfile.mkdtemp(prefix="rr-refl-stubs-")
+_MODS = gen_grpc_stubs(_STUBS)
 health_pb, health_grpc = _MODS["rr_health"]
 REFLECTION = {"v1": _MODS["rr_reflection_v1"], "v1alpha": _MODS["rr_reflection_v1alpha"]}
 
@@ -61,27 +37,10 @@ def teardown_module(module):
 class HealthRund(Rund):
     """rund, ready once health Check("") answers (does not need Jobs to work)."""
 
-    def wait_ready(self, timeout=30.0):
-        import time
-        end = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < end:
-            rc = self.proc.poll()
-            if rc is not None:
-                raise AssertionError("rund exited with %d before it answered:\n%s"
-                                     % (rc, self.stderr_text()[-4000:]))
-            if os.path.exists(self.sock):
-                ch = grpc.insecure_channel(self.addr)
-                try:
-                    health_grpc.HealthStub(ch).Check(health_pb.HealthCheckRequest(), timeout=2)
-                    return
-                except grpc.RpcError as e:
-                    last = e
-                finally:
-                    ch.close()
-            time.sleep(0.05)
-        raise AssertionError("rund did not answer health Check within %.0f s (last: %r)\n%s"
-                             % (timeout, last, self.stderr_text()[-4000:]))
+    READY_CALL = "health Check"
+
+    def ready_probe(self, ch):
+        health_grpc.HealthStub(ch).Check(health_pb.HealthCheckRequest(), timeout=2)
 
 
 @pytest.fixture

@@ -73,6 +73,10 @@ int runctl_parse_job_id(const runctl_ctx *ctx, const char *s, char out[RUNRPC_JO
  * usage exit code (message printed). */
 int runctl_take_job_id(const runctl_ctx *ctx, int argc, char **argv, int nextra,
                        char out[RUNRPC_JOB_ID_SIZE]);
+/* runctl_take_job_id, then runctl_connect (FAIL_CODE if that fails): 0 or
+ * the exit code (message printed). */
+int runctl_job_connect(runctl_ctx *ctx, int argc, char **argv, int nextra,
+                       char out[RUNRPC_JOB_ID_SIZE], int fail_code);
 int runctl_parse_signal(const runctl_ctx *ctx, const char *s, int *ret_sig);
 /* "TERM" for 15, NULL if unknown. */
 const char *runctl_signal_name(int sig);

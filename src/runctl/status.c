@@ -19,10 +19,7 @@ static int status_run(runctl_ctx *ctx, int argc, char **argv) {
       return runctl_getopt_error(ctx, c, argv);
   }
   char id[RUNRPC_JOB_ID_SIZE];
-  int idrc = runctl_take_job_id(ctx, argc, argv, 0, id);
-  if (idrc)
-    return idrc;
-  int rc = runctl_connect(ctx, RUNCTL_EXIT_FAILURE);
+  int rc = runctl_job_connect(ctx, argc, argv, 0, id, RUNCTL_EXIT_FAILURE);
   if (rc)
     return rc;
   runrpc_job_status st;

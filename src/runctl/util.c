@@ -212,6 +212,12 @@ int runctl_take_job_id(const runctl_ctx *ctx, int argc, char **argv, int nextra,
   return 0;
 }
 
+int runctl_job_connect(runctl_ctx *ctx, int argc, char **argv, int nextra,
+                       char out[RUNRPC_JOB_ID_SIZE], int fail_code) {
+  int rc = runctl_take_job_id(ctx, argc, argv, nextra, out);
+  return rc ? rc : runctl_connect(ctx, fail_code);
+}
+
 static const struct {
   int num;
   const char *name;

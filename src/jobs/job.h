@@ -147,10 +147,13 @@ const char *job_state_name(job_state s);
 bool job_has_stdin(const job *j);
 bool job_has_tty(const job *j);
 /* Queue bytes for the job's stdin: returns bytes accepted (< len when the keeper is full:
- * then writable(arg) is called once when more fits); -1 with FAILED_PRECONDITION when
+ * then writable(arg) is called once when more fits; any number of writers may
+ * wait, one entry per arg); -1 with FAILED_PRECONDITION when
  * stdin is closed or the job ended. */
 ssize_t job_stdin_write(job *j, const void *buf, size_t len, void (*writable)(void *), void *arg,
                         rr_err *e);
+/* A writer that goes: its writable callback (by arg) is not called. */
+void job_stdin_forget(job *j, void *arg);
 /* EOF on the job's stdin (a terminal gets its VEOF character); recorded in job.json. */
 int job_stdin_close(job *j, rr_err *e);
 /* The window of the job's terminal: INVALID_ARGUMENT unless rows and cols are 1..10000,

@@ -25,7 +25,12 @@ struct job_input {
   bool close_pending;
   bool resize_pending;
   unsigned rows, cols;
-  void (*writable)(void *);
+  struct job_input_waiter *waiters; /* writers told when room comes */
+  size_t nwaiters, cap;
+};
+
+struct job_input_waiter {
+  void (*fn)(void *);
   void *arg;
 };
 
@@ -114,12 +119,36 @@ static void job_input_drop(struct job_input *x) {
   x->len = 0;
 }
 
-/* The writer waiting for room, told once. */
+/* The writers waiting for room, each told once (one may wait again, or go,
+ * from its callback: the list is taken first). */
 static void job_input_tell(struct job_input *x) {
-  void (*fn)(void *) = x->writable;
-  x->writable = NULL;
-  if (fn)
-    fn(x->arg);
+  struct job_input_waiter *w = x->waiters;
+  size_t n = x->nwaiters;
+  x->waiters = NULL;
+  x->nwaiters = x->cap = 0;
+  for (size_t i = 0; i < n; i++)
+    if (w[i].fn)
+      w[i].fn(w[i].arg);
+  free(w);
+}
+
+/* Remember fn(arg) for when room comes (one entry per arg). */
+static int job_input_wait(struct job_input *x, void (*fn)(void *), void *arg, rr_err *e) {
+  for (size_t i = 0; i < x->nwaiters; i++)
+    if (x->waiters[i].arg == arg) {
+      x->waiters[i].fn = fn;
+      return 0;
+    }
+  if (x->nwaiters == x->cap) {
+    size_t cap = x->cap ? 2 * x->cap : 4;
+    struct job_input_waiter *w = realloc(x->waiters, cap * sizeof *w);
+    if (!w)
+      return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+    x->waiters = w;
+    x->cap = cap;
+  }
+  x->waiters[x->nwaiters++] = (struct job_input_waiter){fn, arg};
+  return 0;
 }
 
 static void job_input_put(struct job_input *x, char type, uint32_t v, const void *data,
@@ -164,7 +193,8 @@ static int job_input_flush(struct job_input *x, rr_err *e) {
     memmove(x->buf, x->buf + n, x->len - (size_t)n);
     x->len -= (size_t)n;
   }
-  bool want = x->len || x->close_pending || x->resize_pending;
+  /* waiters too: one writer's flush may empty the queue another waits on */
+  bool want = x->len || x->close_pending || x->resize_pending || x->nwaiters;
   if (want != x->watching) {
     if (want &&
         loop_fd_add(x->j->table->l, x->fd, EPOLLOUT, "job stdin", job_input_on_io, x, e) < 0)
@@ -244,10 +274,9 @@ ssize_t job_stdin_write(job *j, const void *buf, size_t len, void (*writable)(vo
     if (job_input_flush(x, e) < 0)
       return -1;
   }
-  if (n < len) {
-    x->writable = writable;
-    x->arg = arg;
-  }
+  /* flushed again after: a queue the socket emptied must still wake the waiter */
+  if (n < len && writable && (job_input_wait(x, writable, arg, e) < 0 || job_input_flush(x, e) < 0))
+    return -1;
   return (ssize_t)n;
 }
 
@@ -288,6 +317,13 @@ void job_input_end(job *j) {
     return;
   job_input_drop(x);
   j->input = NULL;
-  job_input_tell(x); /* its next write gets FAILED_PRECONDITION */
+  job_input_tell(x); /* their next write gets FAILED_PRECONDITION */
   free(x);
+}
+
+void job_stdin_forget(job *j, void *arg) {
+  struct job_input *x = j->input;
+  for (size_t i = 0; x && i < x->nwaiters; i++)
+    if (x->waiters[i].arg == arg)
+      x->waiters[i].fn = NULL; /* skipped when told */
 }

@@ -133,6 +133,42 @@ static void test_backpressure(void **state) {
   assert_non_null(strstr(read_stdout(f, j), want));
 }
 
+/* Two writers wait on one full queue: both are told (each once); one that
+ * went (job_stdin_forget) is not. */
+static void test_two_waiters_and_forget(void **state) {
+  fixture *f = *state;
+  job *j = start_input(f, "sleep 1; wc -c", false, 0, 0);
+  static char chunk[32768];
+  memset(chunk, 'y', sizeof chunk);
+  rr_err e = {0};
+  int a = 0, b = 0, c = 0;
+  size_t total = 0;
+  for (int i = 0; i < 1000; i++) {
+    ssize_t n = job_stdin_write(j, chunk, sizeof chunk, on_writable, &a, &e);
+    assert_true(n >= 0);
+    total += (size_t)n;
+    if ((size_t)n < sizeof chunk)
+      break;
+    spin(f, 1);
+  }
+  ssize_t n = job_stdin_write(j, chunk, sizeof chunk, on_writable, &b, &e);
+  assert_int_equal(n, 0); /* full: b waits beside a */
+  assert_int_equal(job_stdin_write(j, chunk, sizeof chunk, on_writable, &c, &e), 0);
+  job_stdin_forget(j, &c);
+  uint64_t end = rr_now_mono_ms() + 10000;
+  while ((!a || !b) && rr_now_mono_ms() < end)
+    loop_run_once(f->l, 50, NULL);
+  spin(f, 100);
+  assert_int_equal(a, 1);
+  assert_int_equal(b, 1);
+  assert_int_equal(c, 0);
+  assert_int_equal(job_stdin_close(j, &e), 0);
+  run_until_done(f, j, 10000);
+  char want[32];
+  snprintf(want, sizeof want, "%zu", total);
+  assert_non_null(strstr(read_stdout(f, j), want));
+}
+
 static void test_refusals(void **state) {
   fixture *f = *state;
   job *j = start_sh(f, "sleep 5");
@@ -177,6 +213,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_stdin_bytes_and_eof, setup_waiter, teardown),
       cmocka_unit_test_setup_teardown(test_tty_window, setup_waiter, teardown),
       cmocka_unit_test_setup_teardown(test_backpressure, setup_waiter, teardown),
+      cmocka_unit_test_setup_teardown(test_two_waiters_and_forget, setup_waiter, teardown),
       cmocka_unit_test_setup_teardown(test_refusals, setup_waiter, teardown),
       cmocka_unit_test_setup_teardown(test_restarted_table_writes, setup_waiter, teardown),
   };

@@ -163,6 +163,9 @@ int jobs_service_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
 int svc_jobs_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
 int svc_logs_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
 int svc_exec_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
+/* svc_attach.c, svc_send.c: Attach (registers Send too) and Send. */
+int svc_attach_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
+int svc_send_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
 /* svc_images.c, svc_images_import.c: runrpc.v1.Images. */
 int svc_images_register(rpc_server *s, rund_ctx *ctx, rr_err *e);
 int svc_images_import_register(rpc_server *s, rund_ctx *ctx, rr_err *e);

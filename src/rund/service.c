@@ -42,7 +42,7 @@ static int rund_authorize(void *data, rpc_call *c, rr_err *e) {
 
 int jobs_service_register(rpc_server *s, rund_ctx *ctx, rr_err *e) {
   if (svc_jobs_register(s, ctx, e) < 0 || svc_logs_register(s, ctx, e) < 0 ||
-      svc_exec_register(s, ctx, e) < 0)
+      svc_exec_register(s, ctx, e) < 0 || svc_attach_register(s, ctx, e) < 0)
     return rr_err_wrap(e, "cannot register runrpc.v1.Jobs");
   if (ctx->images && svc_images_register(s, ctx, e) < 0)
     return rr_err_wrap(e, "cannot register runrpc.v1.Images");

@@ -466,6 +466,66 @@ void runrpc_image_free(runrpc_image *image);
 /* Free an array of images. */
 void runrpc_image_list_free(runrpc_image *images, size_t count);
 
+/* Attach to a running job (runrpc.v1.Jobs/Attach, like docker attach): its
+ * output to stdout_fd/stderr_fd live until it ends or the caller detaches;
+ * with want_stdin, and when the server makes this call the job's writer
+ * (the first attached call asking, until it ends; others only watch), bytes
+ * read from stdin_fd go to the job's stdin. Added in 0.1 (ABI: new symbols
+ * and structs only; none of the structs above changed). */
+typedef struct runrpc_attach_info {
+  bool writer;                /* this call types into the job's stdin */
+  bool tty;                   /* the job runs on a terminal */
+  bool stdin_open;            /* the job's stdin can still be written */
+  char read_only_reason[256]; /* asked for stdin and not the writer: why ("" else) */
+  uint64_t stdout_offset;     /* where the output given begins */
+  uint64_t stderr_offset;
+} runrpc_attach_info;
+
+typedef struct runrpc_attach_request {
+  const char *job_id;
+  bool want_stdin; /* ask to be the writer */
+  int stdin_fd;    /* read while the writer (EOF: reading stops, the job's stdin
+                    * stays open unless close_on_eof); -1: none */
+  bool close_on_eof;
+  int stdout_fd; /* -1: discard */
+  int stderr_fd; /* -1: discard */
+  /* bytes of each stream's end replayed first; has_replay false: the
+   * server's default (4096 for a tty job, 0 without) */
+  bool has_replay;
+  uint64_t replay_bytes;
+  /* A terminal whose window the job's follows while this call is the
+   * writer of a tty job: sent on attach and after each SIGWINCH (caught
+   * during the call; one such call per process); -1: none. */
+  int tty_size_fd;
+  /* Detach when these bytes come in a row on stdin_fd (they are not sent;
+   * a partial match is sent once it breaks); NULL or 0: no detach keys. */
+  const unsigned char *detach_keys;
+  size_t detach_keys_len;
+  /* Called once attached, before any output (may be NULL): e.g. to put the
+   * local terminal in raw mode when info->writer && info->tty. */
+  void (*on_attached)(const runrpc_attach_info *info, void *userdata);
+  void *userdata;
+} runrpc_attach_request;
+
+typedef struct runrpc_attach_result {
+  runrpc_attach_info info;
+  bool detached;            /* the detach keys came: the job runs on */
+  bool ended;               /* the job ended: status holds its final status */
+  runrpc_job_status status; /* free with runrpc_job_status_free when ended */
+} runrpc_attach_result;
+
+/* Attach until the job ends (0, ret->ended) or the detach keys come (0,
+ * ret->detached). An ended job: FAILED_PRECONDITION; another identity's:
+ * NOT_FOUND. */
+int runrpc_attach(runrpc_client *client, const runrpc_attach_request *req,
+                  runrpc_attach_result *ret, runrpc_error *err);
+/* Copy fd (until EOF; -1: nothing) into a running job's stdin
+ * (runrpc.v1.Jobs/Send), then close its stdin if close_stdin; *ret_bytes
+ * (may be NULL): bytes the server queued for the job. A job without open
+ * stdin: FAILED_PRECONDITION. */
+int runrpc_send(runrpc_client *client, const char *job_id, int fd, bool close_stdin,
+                uint64_t *ret_bytes, runrpc_error *err);
+
 /* Release the strings of a status (the struct itself is the caller's). */
 void runrpc_job_status_free(runrpc_job_status *status);
 /* Free an array returned by runrpc_list. */

@@ -9,7 +9,7 @@ _runctl_global_value_opts='--addr --tls-cert --tls-key --ca --server-name --toke
   --parallel --host-timeout --connect-timeout --out-dir'
 _runctl_global_opts="$_runctl_global_value_opts --allow-insecure -v --verbose
   --no-session-cache --compress -h --help --version"
-_runctl_verbs='exec start status logs wait signal stop list image run help'
+_runctl_verbs='exec start status logs wait signal stop list image run attach send help'
 _runctl_limit_opts='--max-cpu --max-memory --max-pids --max-rbps --max-wbps --max-riops
   --max-wiops -max_cpu_bandwidth -max_memory_usage -max_rbps -max_wbps -max_riops -max_wiops'
 _runctl_sandbox_opts='--profile --rootfs --image --bind --net --hostname --user'
@@ -27,6 +27,8 @@ _runctl_verb_opts() {
   status) echo '--json --help' ;;
   logs) echo '-f --follow --stdout --stderr --tail --offset --help' ;;
   wait | signal) echo '--help' ;;
+  attach) echo '--detach-keys --no-stdin --replay --help' ;;
+  send) echo '--close --help' ;;
   stop) echo '--grace --help' ;;
   list) echo '--json --state --tag --limit --oldest-first --help' ;;
   image)
@@ -47,6 +49,7 @@ _runctl_takes_value() {
   --env | --workdir | --timeout | --timeout-grace | --tag | --profile | --rootfs | --image | \
     --bind | --net | --hostname | --user | --max-* | -max_*) return 0 ;;
   --tail | --offset | --grace | --state | --limit | --name | --format | --in) return 0 ;;
+  --detach-keys | --replay) return 0 ;;
   esac
   return 1
 }
@@ -234,7 +237,7 @@ _runctl_complete() {
   case $verb in
   help) ((npos == 0)) && _runctl_reply "$_runctl_verbs" "$cur" ;;
   status | logs | wait) ((npos == 0)) && _runctl_reply "$(_runctl_server_words ids)" "$cur" ;;
-  stop) ((npos == 0)) && _runctl_reply "$(_runctl_server_words ids --state running)" "$cur" ;;
+  stop | attach | send) ((npos == 0)) && _runctl_reply "$(_runctl_server_words ids --state running)" "$cur" ;;
   signal)
     if ((npos == 0)); then
       _runctl_reply "$(_runctl_server_words ids --state running)" "$cur"

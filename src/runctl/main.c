@@ -12,8 +12,9 @@
 #define RUNCTL_DEFAULT_ADDR "unix:/run/runrpc/rund.sock"
 
 static const runctl_command *const commands[] = {
-    &runctl_cmd_exec,   &runctl_cmd_start, &runctl_cmd_status, &runctl_cmd_logs,  &runctl_cmd_wait,
-    &runctl_cmd_signal, &runctl_cmd_stop,  &runctl_cmd_list,   &runctl_cmd_image, &runctl_cmd_run,
+    &runctl_cmd_exec,  &runctl_cmd_start,  &runctl_cmd_status, &runctl_cmd_logs,
+    &runctl_cmd_wait,  &runctl_cmd_signal, &runctl_cmd_stop,   &runctl_cmd_list,
+    &runctl_cmd_image, &runctl_cmd_run,    &runctl_cmd_attach, &runctl_cmd_send,
 };
 
 static const runctl_command *command_find(const char *name) {

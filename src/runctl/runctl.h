@@ -41,7 +41,7 @@ typedef struct runctl_command {
 
 extern const runctl_command runctl_cmd_exec, runctl_cmd_start, runctl_cmd_status, runctl_cmd_logs,
     runctl_cmd_wait, runctl_cmd_signal, runctl_cmd_stop, runctl_cmd_list, runctl_cmd_image,
-    runctl_cmd_run;
+    runctl_cmd_run, runctl_cmd_attach, runctl_cmd_send;
 
 /* Print "runctl: VERB: <msg>" on stderr; return RUNCTL_EXIT_USAGE. */
 int runctl_usage_error(const runctl_ctx *ctx, const char *fmt, ...)

@@ -178,7 +178,7 @@ def test_help_parsers_find_known_flags():
 
 
 @pytest.mark.parametrize("verb", ["exec", "start", "run", "status", "logs", "wait", "signal",
-                                  "stop", "list", "image"])
+                                  "stop", "list", "image", "attach", "send"])
 def test_runctl_verb_flags_in_man_page_and_bash_completion(verb, bash_runctl):
     man = man_source("runctl")
     assert re.search(r"^## %s$" % verb, man, re.M), "runctl.1.scd has no section for " + verb

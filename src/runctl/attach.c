@@ -94,8 +94,8 @@ static int attach_run(runctl_ctx *ctx, int argc, char **argv) {
     }
   }
   char id[RUNRPC_JOB_ID_SIZE];
-  int rc = runctl_take_job_id(ctx, argc, argv, 0, id);
-  if (rc || (rc = runctl_connect(ctx, RUNCTL_EXIT_FAILURE)))
+  int rc = runctl_job_connect(ctx, argc, argv, 0, id, RUNCTL_EXIT_FAILURE);
+  if (rc)
     return rc;
   attach_state st = {.id = id, .stdin_tty = isatty(STDIN_FILENO)};
   runrpc_attach_request req = {

@@ -21,8 +21,8 @@ static int send_run(runctl_ctx *ctx, int argc, char **argv) {
     close_stdin = true;
   }
   char id[RUNRPC_JOB_ID_SIZE];
-  int rc = runctl_take_job_id(ctx, argc, argv, 0, id);
-  if (rc || (rc = runctl_connect(ctx, RUNCTL_EXIT_FAILURE)))
+  int rc = runctl_job_connect(ctx, argc, argv, 0, id, RUNCTL_EXIT_FAILURE);
+  if (rc)
     return rc;
   runrpc_error err;
   if (runrpc_send(ctx->client, id, STDIN_FILENO, close_stdin, NULL, &err) < 0) {

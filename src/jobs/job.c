@@ -297,6 +297,9 @@ int job_table_new(job_table **ret, loop *l, reaper *r, const job_table_config *c
     goto fail;
   if (job_table_load(t, e) < 0)
     goto fail;
+  /* after the load, which removed the ready directories of a crash */
+  if (t->waiter)
+    t->dirs = job_dirs_new(t->jobs_dir_fd, t->sync);
   job_retention_start(t);
   *ret = t;
   return 0;
@@ -324,6 +327,7 @@ void job_table_free(job_table *t) {
     close(t->inotify_fd);
   }
   intmap_free(&t->by_wd);
+  job_dirs_free(t->dirs);
   punch_queue_free(t->punch, JOB_PUNCH_DRAIN_MS);
   if (t->lock_fd >= 0)
     close(t->lock_fd);

@@ -9,6 +9,8 @@
 #include "jobs/job.h"
 #include "jobs/punch.h"
 
+typedef struct job_dirs job_dirs;
+
 struct job_table {
   loop *l;
   reaper *r;
@@ -30,6 +32,7 @@ struct job_table {
   uint64_t inotify_timer;
   job *dirty;         /* jobs whose logs grew, refreshed once per inotify batch */
   punch_queue *punch; /* NULL: punch on the loop (no thread could be made) */
+  job_dirs *dirs;     /* directories made ahead (job_dirs.c); NULL: made at start */
   uint64_t punch_warned_ms;
   uint64_t disk_checked_ms; /* job_table_disk_full's last look */
   bool disk_full;
@@ -92,3 +95,21 @@ void job_keeper_spare(job *j);
 void job_lost_read(job *j);
 /* Load every job directory under t->jobs_dir. */
 int job_table_load(job_table *t, rr_err *e);
+
+/* ---- job directories made ahead of need (job_dirs.c) ---- */
+/* The fds of a ready directory's files, in this order. */
+enum { JOB_DIR_OUT, JOB_DIR_ERR, JOB_DIR_EXIT, JOB_DIR_JSON, JOB_DIR_FDS };
+/* Ready directories are STATE/jobs/.new-N (never listed: a dot name). */
+#define JOB_DIR_NEW_PREFIX ".new-"
+/* Start the worker that keeps ready directories in jobs_dir_fd; NULL if it
+ * cannot start (starts make their own). sync: fsync each new directory. */
+job_dirs *job_dirs_new(int jobs_dir_fd, bool sync);
+/* Rename a ready directory to id and give its fds (JOB_DIR_*; the files
+ * are empty); false when none is ready (the caller makes its own). */
+bool job_dirs_take(job_dirs *d, const char *id, int fds[JOB_DIR_FDS]);
+/* Stop the worker and remove the directories still unused. */
+void job_dirs_free(job_dirs *d);
+/* Remove the leftover ready directory t->jobs_dir/name (a crash's). */
+void job_dirs_remove_leftover(job_table *t, const char *name);
+/* Write j's first job.json into fd, its fresh empty file (job_dirs_take). */
+int job_persist_fresh(job *j, int fd, rr_err *e);

@@ -29,10 +29,11 @@
 
 /* ---- persistence ---- */
 
-int job_persist(job *j, rr_err *e) {
+/* j as its job.json says it; NULL on ENOMEM. */
+static json_object *job_to_json(const job *j) {
   json_object *o = json_object_new_object();
   if (!o)
-    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+    return NULL;
   json_object_object_add(o, "version", json_object_new_int(1));
   json_object_object_add(o, "id", json_object_new_string(j->id));
   json_object_object_add(o, "state", json_object_new_string(job_state_name(j->state)));
@@ -64,7 +65,23 @@ int job_persist(job *j, rr_err *e) {
       json_object_array_add(own, json_object_new_string(j->owner[i]));
     json_object_object_add(o, "owner", own);
   }
+  return o;
+}
+
+int job_persist(job *j, rr_err *e) {
+  json_object *o = job_to_json(j);
+  if (!o)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
   int rc = logstore_json_write(j->dir, o, j->table->sync, e);
+  json_object_put(o);
+  return rc;
+}
+
+int job_persist_fresh(job *j, int fd, rr_err *e) {
+  json_object *o = job_to_json(j);
+  if (!o)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory");
+  int rc = logstore_json_write_fresh(fd, j->table->jobs_dir_fd, o, j->table->sync, e);
   json_object_put(o);
   return rc;
 }
@@ -336,6 +353,8 @@ int job_table_load(job_table *t, rr_err *e) {
     return rr_err_sys(e, RR_INTERNAL, errno, "cannot read \"%s\"", t->jobs_dir);
   struct dirent *de;
   while ((de = readdir(d))) {
+    if (strncmp(de->d_name, JOB_DIR_NEW_PREFIX, strlen(JOB_DIR_NEW_PREFIX)) == 0)
+      job_dirs_remove_leftover(t, de->d_name); /* made ahead, never used */
     if (de->d_name[0] == '.')
       continue;
     size_t len = strlen(de->d_name);

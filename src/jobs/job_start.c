@@ -77,6 +77,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
    * them into the files): ours only until it is spawned */
   _cleanup_close_ int out_fd = -1;
   _cleanup_close_ int err_fd = -1;
+  _cleanup_close_ int json_fd = -1; /* an empty job.json made ahead (job_dirs.c) */
   int pipes[2][2] = {{-1, -1}, {-1, -1}};
   job_input_fds inf = {-1, {-1, -1}, -1, -1}; /* stdin or tty: what the keeper holds */
   job *j = job_alloc(t, id);
@@ -86,16 +87,21 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
     job_free(j);
     return -1;
   }
-  if (logstore_job_dir_create(j->dir, e) < 0) {
-    job_free(j);
-    return -1;
-  }
-  if ((out_fd = logstore_stream_create(j->dir, LOG_STDOUT, e)) < 0 ||
-      (err_fd = logstore_stream_create(j->dir, LOG_STDERR, e)) < 0)
-    goto fail;
   /* a sandbox's init records the end as rund-waiter does, in its place */
   bool sandboxed = req->sandbox.profile != SB_PROFILE_HOST;
   bool relay = t->waiter || sandboxed; /* their keeper: rund-waiter or the init */
+  int dfd[JOB_DIR_FDS];
+  if (relay && t->dirs && job_dirs_take(t->dirs, id, dfd)) { /* made ahead: one rename */
+    out_fd = dfd[JOB_DIR_OUT];
+    err_fd = dfd[JOB_DIR_ERR];
+    status_fd = dfd[JOB_DIR_EXIT];
+    json_fd = dfd[JOB_DIR_JSON];
+  } else if (logstore_job_dir_create(j->dir, e) < 0) {
+    job_free(j);
+    return -1;
+  } else if ((out_fd = logstore_stream_create(j->dir, LOG_STDOUT, e)) < 0 ||
+             (err_fd = logstore_stream_create(j->dir, LOG_STDERR, e)) < 0)
+    goto fail;
   bool input = req->stdin_open || req->tty;
   if (input && (!t->waiter || sandboxed)) {
     rr_err_set(e, RR_INVALID_ARGUMENT, "%s with %s: not supported yet for background jobs",
@@ -133,7 +139,7 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
     o.waiter_stdio_fd = t->devnull_fd;
   }
   if (t->waiter || sandboxed) {
-    if ((status_fd = job_exit_file_create(j, e)) < 0)
+    if (status_fd < 0 && (status_fd = job_exit_file_create(j, e)) < 0)
       goto fail;
     o.waiter = sandboxed ? NULL : t->waiter;
     o.waiter_status_fd = status_fd;
@@ -168,7 +174,8 @@ int job_table_start(job_table *t, job_request *req, const job_start_opts *opts, 
   j->state = JOB_RUNNING;
   j->req = *req;
   if (reaper_watch_add(t->r, sr.pid, sr.pidfd, job_on_reaped, j, &j->rw, e) < 0 ||
-      job_persist(j, e) < 0 || job_logs_watch(j, e) < 0 || job_table_insert(t, j, e) < 0) {
+      (json_fd >= 0 ? job_persist_fresh(j, json_fd, e) : job_persist(j, e)) < 0 ||
+      job_logs_watch(j, e) < 0 || job_table_insert(t, j, e) < 0) {
     /* cannot track it: do not leave it running */
     kill(-sr.pid, SIGKILL);
     if (j->rw)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -115,6 +116,27 @@ int logstore_json_write(const char *dir, json_object *obj, bool sync, rr_err *e)
   _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0)
     fsync(dfd);
+  return 0;
+}
+
+int logstore_json_write_fresh(int fd, int dir_fd, json_object *obj, bool sync, rr_err *e) {
+  size_t len;
+  const char *s = json_object_to_json_string_length(obj, JSON_C_TO_STRING_PLAIN, &len);
+  for (size_t off = 0; off < len + 1;) { /* one call but for a short write (full disk) */
+    struct iovec iov[2];
+    int n = 0;
+    if (off < len)
+      iov[n++] = (struct iovec){(void *)(s + off), len - off};
+    iov[n++] = (struct iovec){(void *)"\n", 1};
+    ssize_t w = pwritev(fd, iov, n, (off_t)off);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return rr_err_sys(e, RR_INTERNAL, w < 0 ? errno : EIO, "cannot write job.json");
+    off += (size_t)w;
+  }
+  if (sync && (fdatasync(fd) < 0 || fsync(dir_fd) < 0))
+    return rr_err_sys(e, RR_INTERNAL, errno, "cannot write job.json");
   return 0;
 }
 

@@ -33,6 +33,15 @@ int logstore_stream_open_read(const char *dir, int stream, rr_err *e);
  * job.json of at most a page is overwritten in place by one pwrite (atomic
  * against a crash of rund, padded with spaces) when the new text fits too. */
 int logstore_json_write(const char *dir, json_object *obj, bool sync, rr_err *e);
+/* Write obj as the first text of fd, a job.json just created empty, in
+ * place: no temp file and rename (a new inode and a directory change per
+ * start). Safe against a crash of rund because nothing reads the file
+ * before this returns (Start answers after it) and the text lands in the
+ * page cache whole or, killed meanwhile, the job never started for anyone:
+ * a short or empty job.json then loads as failed/"corrupt" with why, as a
+ * missing one did. With sync, the data and then dir_fd (whose entry, the
+ * job's directory, was just renamed) are flushed to disk too. */
+int logstore_json_write_fresh(int fd, int dir_fd, json_object *obj, bool sync, rr_err *e);
 /* Parse dir/job.json. */
 int logstore_json_read(const char *dir, json_object **ret, rr_err *e);
 /* Parse job.json's text (len bytes; origin names it in errors): DATA_LOSS

@@ -162,6 +162,10 @@ void cg_sleep_ms(unsigned ms);
 /* ---- pure parsers (cgroup_util.c), tested on sample text ---- */
 /* Value of KEY in a flat keyed file ("key value\n" lines). */
 bool cg_parse_keyed(const char *text, const char *key, uint64_t *ret);
+/* v1 cpuacct.usage_all ("cpu user system" then "N USER_NS SYS_NS" per CPU):
+ * the sums over the CPUs in ns; false unless the text is whole and of
+ * that shape. */
+bool cg_parse_usage_all(const char *text, uint64_t *user_ns, uint64_t *sys_ns);
 /* The cgroup2 mounts and v1 cgroup mounts of a /proc/self/mountinfo text;
  * returns how many were stored in out. */
 size_t cg_parse_mountinfo(const char *text, cg_mount *out, size_t max);

@@ -91,8 +91,8 @@ int cg_pool_take(cg_pool *p, size_t i, const char *dir) {
   bool have = p->n[i] > 0;
   unsigned seq = have ? p->seq[i][--p->n[i]] : 0;
   p->want |= 1u << i; /* and one more made for the next job */
-  pthread_cond_signal(&p->work);
   pthread_mutex_unlock(&p->mu);
+  pthread_cond_signal(&p->work); /* after: the worker wakes to a free mutex (one futex call) */
   char path[CG_PATH_MAX + 32];
   if (!have || pool_path(p->m, i, seq, path, sizeof path) < 0)
     return mkdir(dir, 0755);

@@ -503,6 +503,34 @@ const char *cg_controller_name(unsigned bit, cg_version v) {
   }
 }
 
+bool cg_parse_usage_all(const char *text, uint64_t *user_ns, uint64_t *sys_ns) {
+  static const char head[] = "cpu user system\n";
+  if (strncmp(text, head, sizeof head - 1) != 0)
+    return false;
+  uint64_t u = 0, s = 0;
+  unsigned lines = 0;
+  for (const char *p = text + sizeof head - 1; *p; lines++) {
+    char *end;
+    uint64_t v[3];
+    for (int i = 0; i < 3; i++) {
+      if (*p < '0' || *p > '9')
+        return false;
+      v[i] = strtoull(p, &end, 10);
+      p = end;
+      if (*p != (i == 2 ? '\n' : ' '))
+        return false; /* a line cut short by the buffer is refused too */
+      p++;
+    }
+    u += v[1];
+    s += v[2];
+  }
+  if (!lines)
+    return false;
+  *user_ns = u;
+  *sys_ns = s;
+  return true;
+}
+
 int cg_file_read_opt(const char *dir, const char *file, char *buf, size_t len, rr_err *e) {
   _cleanup_free_ char *path = cg_path_join(dir, file);
   if (!path)

@@ -134,7 +134,15 @@ static int v1_usage_cpu(cg_job *j, cg_usage *u, rr_err *e) {
   char buf[512];
   uint64_t v;
   int h = cg_job_hier_of(j, CG_CTRL_CPUACCT), r;
-  if (h >= 0) {
+  char all[4096]; /* one read for the three below (per CPU: ~40 bytes) */
+  uint64_t user, sys;
+  if (h >= 0 && (r = cg_file_read_opt(j->dir[h], "cpuacct.usage_all", all, sizeof all, e)) < 0)
+    return -1;
+  if (h >= 0 && r && cg_parse_usage_all(all, &user, &sys)) {
+    u->cpu_user_usec = user / 1000;
+    u->cpu_system_usec = sys / 1000;
+    u->cpu_usec = (user + sys) / 1000;
+  } else if (h >= 0) { /* older kernels, or more CPUs than the buffer holds */
     if ((r = cg_file_read_opt(j->dir[h], "cpuacct.usage", buf, sizeof buf, e)) < 0)
       return -1;
     if (r)

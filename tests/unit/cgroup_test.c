@@ -234,6 +234,14 @@ static void test_parse_stats(void **state) {
   assert_int_equal(v, 2);
   assert_false(cg_parse_keyed(events, "oom_k", &v));
   assert_false(cg_parse_keyed("populated\n", "populated", &v));
+  uint64_t un, sn;
+  assert_true(cg_parse_usage_all("cpu user system\n0 1000 20\n1 3000 400\n", &un, &sn));
+  assert_int_equal(un, 4000);
+  assert_int_equal(sn, 420);
+  assert_false(cg_parse_usage_all("cpu user system\n0 1000 20\n1 3000", &un, &sn)); /* cut */
+  assert_false(cg_parse_usage_all("cpu user system\n", &un, &sn));
+  assert_false(cg_parse_usage_all("0 1 2\n", &un, &sn));
+  assert_false(cg_parse_usage_all("cpu user system\n0 x 2\n", &un, &sn));
   uint64_t r, w;
   cg_parse_blkio("8:0 Read 100\n8:0 Write 200\n8:0 Sync 300\n8:0 Async 0\n8:0 Discard 0\n"
                  "8:0 Total 300\n8:16 Read 1\n8:16 Write 2\n8:16 Total 3\nTotal 303\n",

@@ -556,6 +556,65 @@ static void test_owner_and_env_override(void **state) {
   assert_int_equal(k->nowner, 0);
 }
 
+/* Names in f's STATE/jobs starting with ".new-" (ready job directories). */
+static int count_ready_dirs(fixture *f) {
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "exit $(ls -A %s/jobs | grep -c '^[.]new-')", f->dir);
+  int rc = system(cmd);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* With rund-waiter, starts take directories made ahead: leftovers of a
+ * crash go at load, a started job has its logs and a whole job.json, and
+ * the table's end removes the unused ones. */
+static void test_job_dirs_made_ahead(void **state) {
+  fixture *f = *state;
+  const char *waiter = getenv("RUND_WAITER");
+  assert_non_null(waiter);
+  job_table_free(f->t);
+  f->t = NULL;
+  char cmd[512];
+  snprintf(cmd, sizeof cmd,
+           "mkdir %s/jobs/.new-7 && echo x > %s/jobs/.new-7/stdout && : > %s/jobs/.new-7/exit",
+           f->dir, f->dir, f->dir);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(count_ready_dirs(f), 1);
+  job_table_config cfg = {.state_dir = f->dir, .waiter = waiter};
+  rr_err e = {0};
+  assert_int_equal(job_table_new(&f->t, f->l, f->r, &cfg, &e), 0);
+  for (int i = 0; i < 200 && count_ready_dirs(f) < 2; i++) /* the worker's */
+    usleep(10000);
+  assert_true(count_ready_dirs(f) >= 2);
+  snprintf(cmd, sizeof cmd, "test ! -e %s/jobs/.new-7/stdout || test ! -s %s/jobs/.new-7/stdout",
+           f->dir, f->dir);
+  assert_int_equal(system(cmd), 0); /* the leftover went; a new .new-7 is empty */
+  for (int k = 0; k < 6; k++) {     /* more than are ready: some make their own */
+    job *j = start_sh(f, "echo out; echo err >&2");
+    run_until_done(f, j, 5000);
+    assert_int_equal(j->state, JOB_EXITED);
+    assert_int_equal(j->exit_code, 0);
+    char *o = read_log(j, LOG_STDOUT), *er = read_log(j, LOG_STDERR);
+    assert_string_equal(o, "out\n");
+    assert_string_equal(er, "err\n");
+    free(o);
+    free(er);
+    json_object *obj = NULL;
+    assert_int_equal(logstore_json_read(j->dir, &obj, &e), 0);
+    json_object *v;
+    assert_true(json_object_object_get_ex(obj, "state", &v));
+    assert_string_equal(json_object_get_string(v), "exited");
+    assert_true(json_object_object_get_ex(obj, "id", &v));
+    assert_string_equal(json_object_get_string(v), j->id);
+    json_object_put(obj);
+  }
+  assert_int_equal(job_table_count(f->t), 6);
+  job_table_free(f->t);
+  f->t = NULL;
+  assert_int_equal(count_ready_dirs(f), 0);
+  table_open(f, 0); /* the six come back */
+  assert_int_equal(job_table_count(f->t), 6);
+}
+
 int main(void) {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -578,6 +637,7 @@ int main(void) {
       T(test_reaper_zombie_passes_rusage),
       T(test_job_without_cgroup_usage_from_rusage),
       T(test_owner_and_env_override),
+      T(test_job_dirs_made_ahead),
       cmocka_unit_test(test_signal_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -16,7 +16,10 @@ import sys
 import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import Rund, startwait  # noqa: E402
-base, new, rounds, n = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+if len(sys.argv) != 5:
+    raise SystemExit("usage: startwait_ab.py OLD_BUILD NEW_BUILD ROUNDS N")
+base, new = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+rounds, n = int(sys.argv[3]), int(sys.argv[4])
 def cpu(pid):
     with open("/proc/%d/stat" % pid) as f:
         x = f.read().rsplit(")", 1)[1].split()
@@ -45,7 +48,9 @@ try:
             r = R[(side, "tmpfs")]
             v = startwait(sw, "limits", r.addr, str(n))
             add((side, "limits-none"), v - res[(side, "tmpfs")][-1])
-        print("round %d: %s" % (i + 1, " ".join("%s=%.2f" % ("/".join(k) if isinstance(k, tuple) else k, v[-1]) for k, v in res.items())), file=sys.stderr, flush=True)
+        print("round %d: %s" % (i + 1, " ".join(
+            "%s=%.2f" % ("/".join(k) if isinstance(k, tuple) else k, v[-1])
+            for k, v in res.items())), file=sys.stderr, flush=True)
 finally:
     for r in R.values(): r.stop()
     shutil.rmtree(work, ignore_errors=True)

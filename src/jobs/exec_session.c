@@ -55,7 +55,15 @@ struct exec_session {
   cg_job *job_cg; /* borrowed until the start */
   bool has_usage;
   cg_usage usage; /* final counters (the cgroup's, or the rusage) */
+  /* ended at the init's status line: the cgroup goes at the init's reap
+   * (removed while it runs, it would be frozen and killed: a freezer write
+   * costs milliseconds of kernel text patching); a session freed before
+   * that lingers in a list until then */
+  bool status_ended, lingering;
+  exec_session *linger_next, **linger_prevp;
 };
+
+static exec_session *lingering;
 
 /* One read buffer for every session: the loop is single-threaded. */
 static uint8_t exec_buf[EXEC_CHUNK];
@@ -357,31 +365,91 @@ static void exec_on_drain_timer(loop *l, void *data) {
                               " later output not sent)");
 }
 
-static void exec_on_exit(void *data, pid_t pid, const siginfo_t *si, const struct rusage *ru) {
-  exec_session *x = data;
-  x->rw = NULL;
+/* The command ended (status in x->status): what is left of it goes, and the
+ * end follows once the pipes are drained. */
+static void exec_ended(exec_session *x, const struct rusage *ru) {
   x->exited = true;
-  if (si)
-    x->status = *si;
-  if (x->status_fd >= 0) { /* the init ends with 128+N for signal N: its record says N */
-    char line[64];
-    ssize_t n = rr_read(x->status_fd, line, sizeof line - 1);
-    siginfo_t rec;
-    int64_t end_ns;
-    if (n > 0 && (line[n] = '\0', job_status_line_parse(line, &rec, &end_ns) == 0))
-      x->status.si_code = rec.si_code, x->status.si_status = rec.si_status;
-    exec_close_fd(x, &x->status_fd);
-  }
   if (ru && !x->cg) { /* a cgroup's numbers count every process in it: those win */
     job_usage_from_rusage(ru, &x->usage);
     x->has_usage = true;
   }
   kill_ctl_ended(&x->kill);
-  exec_cgroup_end(x);
+  if (!x->status_ended)
+    exec_cgroup_end(x);
   exec_close_fd(x, &x->in_fd);
   exec_pump_output(x);
   if (!x->done)
     x->drain_timer = loop_timer_add(x->env.l, EXEC_DRAIN_MS, exec_on_drain_timer, x);
+}
+
+/* The sandbox's init wrote how the command ended into status_fd: 0 and
+ * *si; 1 nothing yet; -1 none (EOF) or no valid line. The init ends with
+ * 128+N for signal N: its record says N. */
+static int exec_status_read(exec_session *x, siginfo_t *si) {
+  char line[64];
+  ssize_t n = read(x->status_fd, line, sizeof line - 1);
+  int64_t end_ns;
+  if (n <= 0)
+    return n < 0 && (errno == EAGAIN || errno == EINTR) ? 1 : -1;
+  line[n] = '\0';
+  return job_status_line_parse(line, si, &end_ns) == 0 ? 0 : -1;
+}
+
+/* The status line came: the command ended and its usage is in its cgroup,
+ * so the end need not wait for the init's own exit (its namespaces, the
+ * image's overlay with them) and reap. A line-less EOF (the init killed)
+ * leaves the end to the reap. */
+static void exec_on_status(loop *l, int fd, uint32_t events, void *data) {
+  exec_session *x = data;
+  siginfo_t rec;
+  int r = exec_status_read(x, &rec);
+  if (r > 0)
+    return;
+  exec_close_fd(x, &x->status_fd);
+  if (r < 0 || x->exited || !x->cg)
+    return;
+  x->status.si_code = rec.si_code;
+  x->status.si_status = rec.si_status;
+  rr_err e = {0};
+  x->has_usage = cg_job_usage_final(x->cg, &x->usage, &e) == 0;
+  if (!x->has_usage)
+    exec_warn(x, "exec: cgroup at the command's end", &e);
+  x->status_ended = true;
+  exec_ended(x, NULL);
+}
+
+static void exec_linger_free(exec_session *x) {
+  *x->linger_prevp = x->linger_next;
+  if (x->linger_next)
+    x->linger_next->linger_prevp = x->linger_prevp;
+  free(x);
+}
+
+/* Its cgroup, once the init is gone (the usage was taken at the end). */
+static void exec_cgroup_release(exec_session *x) {
+  cg_usage u;
+  bool has;
+  if (x->cg)
+    job_cgroup_finish(x->env.l, x->cg, &u, &has, NULL);
+  x->cg = NULL;
+}
+
+static void exec_on_exit(void *data, pid_t pid, const siginfo_t *si, const struct rusage *ru) {
+  exec_session *x = data;
+  x->rw = NULL;
+  if (x->status_ended) {
+    exec_cgroup_release(x);
+    if (x->lingering)
+      exec_linger_free(x);
+    return;
+  }
+  if (si)
+    x->status = *si;
+  siginfo_t rec;
+  if (x->status_fd >= 0 && exec_status_read(x, &rec) == 0)
+    x->status.si_code = rec.si_code, x->status.si_status = rec.si_status;
+  exec_close_fd(x, &x->status_fd);
+  exec_ended(x, ru);
 }
 
 int exec_session_new(const exec_session_env *env, const exec_session_ops *ops, void *data,
@@ -501,6 +569,10 @@ int exec_session_start(exec_session *x, const job_request *r, const job_start_op
   in[1] = out[0] = err[0] = -1;
   if (exec_watch(x, &sr, e) < 0)
     goto out;
+  /* with a cgroup (its usage) the status line ends it; else the reap does
+   * (the init's rusage); a failed watch only costs the time (the reap) */
+  if (x->cg && x->status_fd >= 0)
+    (void)loop_fd_add(x->env.l, x->status_fd, EPOLLIN, "exec status", exec_on_status, x, NULL);
   if (r->has_timeout)
     kill_ctl_timeout_arm(&x->kill, r->timeout_ms, r->timeout_grace_ms);
   rc = 0;
@@ -532,14 +604,33 @@ void exec_session_free(exec_session *x) {
     return;
   /* the consumer went away (or we are shutting down) before the end: kill */
   kill_ctl_send(&x->kill, SIGKILL);
-  exec_cgroup_end(x);
-  reaper_watch_forget(x->rw); /* still reaped, no callback */
   kill_ctl_cancel(&x->kill);
   loop_timer_cancel(x->env.l, x->drain_timer);
+  x->drain_timer = 0;
   exec_close_fd(x, &x->in_fd);
   exec_close_fd(x, &x->out_fd[0]);
   exec_close_fd(x, &x->out_fd[1]);
   exec_close_fd(x, &x->status_fd);
   exec_stdin_drop(x);
+  if (x->status_ended && x->rw && x->cg) { /* its cgroup goes at the init's reap */
+    x->lingering = true;
+    x->linger_next = lingering;
+    x->linger_prevp = &lingering;
+    if (lingering)
+      lingering->linger_prevp = &x->linger_next;
+    lingering = x;
+    return;
+  }
+  exec_cgroup_end(x);
+  reaper_watch_forget(x->rw); /* still reaped, no callback */
   free(x);
+}
+
+void exec_sessions_lingering_free(void) {
+  while (lingering) {
+    exec_session *x = lingering;
+    exec_cgroup_release(x); /* the release list removes it (or the next rund) */
+    reaper_watch_forget(x->rw);
+    exec_linger_free(x);
+  }
 }

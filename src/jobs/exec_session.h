@@ -75,6 +75,10 @@ int exec_session_new(const exec_session_env *env, const exec_session_ops *ops, v
 /* Kill what still runs (SIGKILL to its group and cgroup), stop watching it
  * (it is still reaped), close the pipes; NULL is a no-op. */
 void exec_session_free(exec_session *x);
+/* At shutdown, before the reaper and the cgroup releases go: sessions
+ * freed after their command's end whose sandbox init was not reaped yet
+ * (kept for their cgroup, removed at that reap). */
+void exec_sessions_lingering_free(void);
 /* Spawn r (validated) with opts' env values and credentials (owner
  * ignored) and start watching it; ops->started is called first. On
  * failure after the spawn the command is left for exec_session_abort. */

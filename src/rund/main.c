@@ -16,6 +16,7 @@
 #include "rpc/services/health.h"
 #include "rpc/services/reflection.h"
 #include "images/images.h"
+#include "jobs/exec_session.h"
 #include "rund.h"
 #include "rund/opts.h"
 #include "sandbox/spawn.h"
@@ -277,6 +278,7 @@ out:
   /* calls the shutdown cancelled end in here: still counted and audited */
   rpc_server_free(ctx.server);
   ctx.server = NULL;
+  exec_sessions_lingering_free(); /* their cgroups: before the table flushes the releases */
   rund_audit_free(&ctx);
   rund_metrics_free(&ctx);
   health_free(h);

@@ -184,6 +184,29 @@ def test_runctl_run_one_container_per_command(img, ctl, rm):
     assert r.rc == 0 and r.text == "0\n", r
 
 
+def test_end_at_the_status_line(img):
+    """A sandboxed Exec with a cgroup ends when the sandbox's init writes
+    how the command ended, not at the init's reap: the code or signal and
+    the cgroup's usage as before, a leftover child gone with the command
+    (no 2 s wait for the pipes), and the cgroups removed once the inits are
+    reaped, none left behind after many such calls."""
+    stub = img.stub()
+    before = rund_cgroup_tree(img.pid)
+    _, out, _, ex, _ = exec_call(stub, "sh", "-c", "echo a; sleep 100 & exit 5",
+                                 sandbox=sandbox("busybox"))
+    assert ex.exit_code == 5 and ex.reason == "exited" and out == b"a\n", ex
+    assert ex.HasField("usage") and ex.usage.cpu_usec > 0, ex
+    _, _, _, ex, _ = exec_call(stub, "sh", "-c", "kill -KILL $$", sandbox=sandbox("busybox"))
+    assert ex.signal == 9 and ex.exit_code == 0 and ex.reason == "signaled", ex
+    for i in range(8):
+        _, out, _, ex, _ = exec_call(stub, "echo", str(i), sandbox=sandbox("busybox"))
+        assert ex.exit_code == 0 and out == b"%d\n" % i, ex
+    assert wait_for(lambda: rund_cgroup_tree(img.pid) == before), \
+        rund_cgroup_tree(img.pid) ^ before
+    warned = [ln for ln in img.stderr_text().splitlines() if "level=warn" in ln and "cgroup" in ln]
+    assert warned == [], warned
+
+
 def test_runctl_run_usage(img, ctl):
     r = ctl("run", "--", "true")
     assert r.rc == 2 and "run needs --image NAME[:TAG]" in r.errtext, r

@@ -103,6 +103,16 @@ static int root_mount(const char *store, const char *dir, json_object *layers, i
   return 0;
 }
 
+/* dir/merged, where a copy or an attached overlay goes (a detached overlay
+ * needs none: one inode less to make and remove per command). */
+static int root_merged_dir(const char *dir, rr_err *e) {
+  char p[4096];
+  snprintf(p, sizeof p, "%.3900s/merged", dir);
+  if (mkdir(p, 0755) < 0 && errno != EEXIST)
+    return rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot make \"%s\"", p);
+  return 0;
+}
+
 /* The root by the mode rund was told (auto: a copy when the kernel has no
  * overlayfs, said once in the log): 0 mounted, 1 to be copied (by a child:
  * image_copy.c). */
@@ -110,8 +120,9 @@ static int root_make(rund_ctx *ctx, const char *dir, json_object *layers, int *r
                      rr_err *e) {
   static bool said;
   if (ctx->image_roots == RUND_IMAGE_ROOTS_COPY)
-    return 1;
-  if (root_mount(img_store_dir(ctx->images), dir, layers, ret_tree, e) == 0)
+    return root_merged_dir(dir, e) < 0 ? -1 : 1;
+  if ((ret_tree || root_merged_dir(dir, e) == 0) &&
+      root_mount(img_store_dir(ctx->images), dir, layers, ret_tree, e) == 0)
     return 0;
   if (ctx->image_roots == RUND_IMAGE_ROOTS_OVERLAY || e->sys_errno != ENODEV)
     return -1;
@@ -119,15 +130,15 @@ static int root_make(rund_ctx *ctx, const char *dir, json_object *layers, int *r
     rr_warn("no overlayfs: image roots are copies (slower)", "error=\"%s\"", e->msg);
   said = true;
   rr_err_clear(e);
-  return 1;
+  return root_merged_dir(dir, e) < 0 ? -1 : 1;
 }
 
-/* roots/NAME with upper, work, merged and the layers file. */
+/* roots/NAME with upper, work and the layers file. */
 static int root_dirs(const char *dir, json_object *layers, rr_err *e) {
   char p[4096];
   if (mkdir(dir, 0700) < 0)
     return rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot make \"%s\"", dir);
-  for (const char *const *s = (const char *const[]){"upper", "work", "merged", NULL}; *s; s++) {
+  for (const char *const *s = (const char *const[]){"upper", "work", NULL}; *s; s++) {
     snprintf(p, sizeof p, "%.3900s/%s", dir, *s);
     if (mkdir(p, 0755) < 0)
       return rr_err_sys(e, RR_INTERNAL, errno, "image root: cannot make \"%s\"", p);

@@ -50,8 +50,13 @@ int job_cgroup_create_in(cg_job *parent, const char *name, spawn_opts *o, cg_job
 
 /* Cgroups of ended commands on their way out: removed from a timer (so the
  * exit status goes out first), their leftovers killed, retried every 10 ms
- * while the kernel still counts exiting tasks; never a wait on the loop. */
-enum { RELEASE_DELAY_MS = 1, RELEASE_RETRY_MS = 10, RELEASE_TRIES = 500 };
+ * while the kernel still counts exiting tasks; never a wait on the loop.
+ * The loop runs due timers after a turn's fd callbacks and flushes replies
+ * only at the next turn: a 1 ms timer was due in the turn that handled the
+ * exit whenever that turn took 1 ms (under load, or strace), and the
+ * rmdirs went before the Wait reply. 10 ms puts them after it, and a burst
+ * of ends shares one timer run. */
+enum { RELEASE_DELAY_MS = 10, RELEASE_RETRY_MS = 10, RELEASE_TRIES = 500 };
 typedef struct cg_release {
   cg_job *cg;
   int tries;

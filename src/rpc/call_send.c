@@ -352,6 +352,18 @@ static size_t varint_put(uint8_t *p, uint64_t v) {
   return n;
 }
 
+/* The field's tag and length varints into hdr (10 bytes); returns their
+ * length, or -1 when the whole message would pass the send limit. */
+static int call_bytes_header(rpc_call *c, uint32_t field, size_t len, uint8_t hdr[10], rr_err *e) {
+  size_t h = varint_put(hdr, (uint64_t)field << 3 | 2);
+  h += varint_put(hdr + h, len);
+  size_t size = h + len, max = c->conn->srv->cfg.max_send_message;
+  if (size > max)
+    return rr_err_set(e, RR_RESOURCE_EXHAUSTED,
+                      "response message larger than max (%zu vs. %zu bytes)", size, max);
+  return (int)h;
+}
+
 int rpc_call_send_bytes(rpc_call *c, uint32_t field, size_t len, rr_err *e) {
   if (c && c->fill && (c->closed || !call_stream_usable(c)))
     return rr_err_set(e, RR_CANCELLED, "call %s was cancelled", c->path ? c->path : "");
@@ -359,12 +371,10 @@ int rpc_call_send_bytes(rpc_call *c, uint32_t field, size_t len, rr_err *e) {
     return rr_err_set(e, RR_INTERNAL, "rpc_call_send_bytes: no buffer, or a bad field or length");
   /* tag and length right before the payload, the prefix before them */
   uint8_t hdr[10];
-  size_t h = varint_put(hdr, (uint64_t)field << 3 | 2);
-  h += varint_put(hdr + h, len);
-  size_t size = h + len, max = c->conn->srv->cfg.max_send_message;
-  if (size > max)
-    return rr_err_set(e, RR_RESOURCE_EXHAUSTED,
-                      "response message larger than max (%zu vs. %zu bytes)", size, max);
+  int hl = call_bytes_header(c, field, len, hdr, e);
+  if (hl < 0)
+    return -1;
+  size_t h = (size_t)hl, size = h + len;
   rpc_buf *b = c->fill;
   c->fill = NULL;
   b->off = RPC_BUF_HEADROOM - h - RPC_PREFIX_LEN;
@@ -397,12 +407,10 @@ int rpc_call_send_spliced(rpc_call *c, uint32_t field, int fd, size_t len, rr_er
       field >> 29)
     return rr_err_set(e, RR_INTERNAL, "rpc_call_send_spliced: not here, or a bad field or length");
   uint8_t hdr[10];
-  size_t h = varint_put(hdr, (uint64_t)field << 3 | 2);
-  h += varint_put(hdr + h, len);
-  size_t size = h + len, max = c->conn->srv->cfg.max_send_message;
-  if (size > max)
-    return rr_err_set(e, RR_RESOURCE_EXHAUSTED,
-                      "response message larger than max (%zu vs. %zu bytes)", size, max);
+  int hl = call_bytes_header(c, field, len, hdr, e);
+  if (hl < 0)
+    return -1;
+  size_t h = (size_t)hl, size = h + len;
   rpc_buf *b = malloc(sizeof *b + RPC_PREFIX_LEN + h);
   if (!b)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED, "out of memory for a response");

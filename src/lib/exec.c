@@ -38,6 +38,8 @@ typedef struct exec_ctx {
   bool got_exit;
   runrpc_exit_status exit;
   rr_err e;
+  bool out_failed; /* the output sink stopped the call: why is in out_e */
+  rr_err out_e;
 } exec_ctx;
 
 static void exec_sig_handler(int sig) {
@@ -202,6 +204,20 @@ static int exec_handle_output(exec_ctx *x, const uint8_t *msg, size_t len, int *
   else
     *rv = exec_output(x, x->req->on_stderr, x->req->stderr_fd, &d, "stderr");
   return 0;
+}
+
+/* Output straight from the client's receive buffer (rpc_client_call_set_sink). */
+static int exec_sink(void *ud, uint32_t field, const uint8_t *data, size_t len) {
+  exec_ctx *x = ud;
+  ProtobufCBinaryData d = {.len = len, .data = (uint8_t *)data};
+  int rv = field == RUNRPC__V1__EXEC_RESPONSE__MSG_STDOUT
+               ? exec_output(x, x->req->on_stdout, x->req->stdout_fd, &d, "stdout")
+               : exec_output(x, x->req->on_stderr, x->req->stderr_fd, &d, "stderr");
+  if (rv < 0) {
+    x->out_failed = true;
+    x->out_e = x->e;
+  }
+  return rv;
 }
 
 /* Handle one ExecResponse. */
@@ -386,8 +402,15 @@ RR_EXPORT int runrpc_exec(runrpc_client *c, const runrpc_exec_request *req,
     x.fwd = &fwd;
   }
   int rv = rpc_client_call_start(c->grpc, LIB_JOBS_PATH("Exec"), req->deadline_ms, &x.call, &x.e);
-  if (rv == 0)
+  if (rv == 0) {
+    rpc_client_call_set_sink(x.call,
+                             1u << RUNRPC__V1__EXEC_RESPONSE__MSG_STDOUT |
+                                 1u << RUNRPC__V1__EXEC_RESPONSE__MSG_STDERR,
+                             exec_sink, &x);
     rv = exec_run(&x);
+    if (rv < 0 && x.out_failed) /* not the call's CANCELLED: the output's own error */
+      x.e = x.out_e;
+  }
   rpc_client_call_free(x.call); /* cancels if unfinished: rund kills the command */
   exec_sigfwd_restore(&fwd);    /* no-op if not installed or already given back */
   if (rv < 0)

@@ -99,7 +99,7 @@ static void call_remote_end(rpc_client_call *call) {
   if (call->done)
     return;
   if (call->rpc_status >= 0) {
-    if (call->rpc_status == RR_OK && rpc_deframer_partial(&call->deframer))
+    if (call->rpc_status == RR_OK && rr_client_call_partial(call))
       rr_client_call_finish(call, RR_INTERNAL, "%s: stream ended in the middle of a message",
                             call->path);
     else
@@ -152,36 +152,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id, c
     return 0;
   }
   call->pending_consume += len;
-  while (len > 0) {
-    size_t used = 0;
-    uint8_t *msg = NULL;
-    size_t mlen = 0;
-    rr_err e;
-    int r = rpc_deframer_feed(&call->deframer, data, len, &used, &msg, &mlen, &e);
-    if (r < 0) {
-      rr_client_call_finish(call, e.code, "%s: %s", call->path, e.msg);
-      call->need_rst = true;
-      return 0;
-    }
-    data += used;
-    len -= used;
-    if (r == 1) {
-      call_msg *m = malloc(sizeof *m);
-      if (!m) {
-        free(msg);
-        rr_client_call_finish(call, RR_RESOURCE_EXHAUSTED, "%s: out of memory", call->path);
-        call->need_rst = true;
-        return 0;
-      }
-      *m = (call_msg){.data = msg, .len = mlen};
-      if (call->tail)
-        call->tail->next = m;
-      else
-        call->head = m;
-      call->tail = m;
-      call->queued_bytes += mlen + RPC_PREFIX_LEN;
-    }
-  }
+  rr_client_call_data(call, data, len);
   return 0;
 }
 

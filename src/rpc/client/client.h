@@ -71,6 +71,15 @@ int rpc_client_call_close_send(rpc_client_call *call, rr_err *e);
 size_t rpc_client_call_send_buffered(const rpc_client_call *call);
 /* True once more should not be queued without waiting (above high water). */
 bool rpc_client_call_send_full(const rpc_client_call *call);
+/* A sink of message bytes: piece by piece, straight from the receive buffer.
+ * Nonzero stops the call (CANCELLED, the stream reset). */
+typedef int (*rpc_client_sink_fn)(void *ud, uint32_t field, const uint8_t *data, size_t len);
+/* Messages that are exactly one length-delimited field n (1-15) with bit n
+ * set in fields go to fn as their payload arrives, instead of the queue
+ * (no copy), when nothing is queued before them (the order holds); others,
+ * compressed ones among them, are queued as always. fields 0: none. */
+void rpc_client_call_set_sink(rpc_client_call *call, uint32_t fields, rpc_client_sink_fn fn,
+                              void *ud);
 /* Next message: RPC_CLIENT_CALL_MESSAGE (caller frees *ret_msg, NULL if empty),
  * RPC_CLIENT_CALL_END on status OK, -1 with the call's status in e. Blocks. */
 int rpc_client_call_recv(rpc_client_call *call, uint8_t **ret_msg, size_t *ret_len, rr_err *e);

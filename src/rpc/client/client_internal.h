@@ -41,6 +41,13 @@ struct rpc_client_call {
 
   /* receive side */
   rpc_deframer deframer;
+  rpc_client_sink_fn sink; /* NULL: every message is queued */
+  void *sink_ud;
+  uint32_t sink_fields; /* bit n: field n's messages go to the sink */
+  uint32_t sink_field;  /* field of the message passing to the sink */
+  size_t sink_left;     /* its payload bytes still to come */
+  uint8_t peek[16];     /* head of the next message while it is told apart */
+  size_t npeek;
   call_msg *head, *tail;
   size_t queued_bytes;    /* wire bytes of whole messages waiting for the caller */
   size_t pending_consume; /* received bytes not yet credited to the server */
@@ -77,6 +84,10 @@ struct rpc_client {
 /* Settle the call's status once (later outcomes are ignored). */
 void rr_client_call_finish(rpc_client_call *call, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* DATA bytes of the call: to its sink or into whole queued messages. */
+void rr_client_call_data(rpc_client_call *call, const uint8_t *data, size_t len);
+/* True while a message is partly received. */
+bool rr_client_call_partial(const rpc_client_call *call);
 /* Write what nghttp2 has to send until the socket would block. */
 void rr_client_flush(rpc_client *c);
 /* Per-call bookkeeping after I/O: credit windows, resets, deadlines. */

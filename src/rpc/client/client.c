@@ -180,21 +180,50 @@ static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t error
 
 /* ---- driving the connection ---- */
 
+/* The next bytes to write: small frames (SETTINGS, HEADERS, a short
+ * message, WINDOW_UPDATE) gathered into one write, a large one as nghttp2
+ * has it (its bytes stay valid until the next mem_send). 0: nothing. */
+static int client_next_out(rpc_client *c) {
+  if (c->held_len) {
+    c->out = c->held;
+    c->out_len = c->held_len;
+    c->held_len = 0;
+    return 0;
+  }
+  size_t n = 0;
+  for (;;) {
+    const uint8_t *data;
+    ssize_t k = nghttp2_session_mem_send(c->session, &data);
+    if (k < 0) {
+      client_fail(c, RR_INTERNAL, "HTTP/2 error: %s", nghttp2_strerror((int)k));
+      return -1;
+    }
+    if (k == 0)
+      break;
+    if ((size_t)k <= CLIENT_GATHER_MAX && n + (size_t)k <= sizeof c->wbuf) {
+      memcpy(c->wbuf + n, data, (size_t)k);
+      n += (size_t)k;
+      continue;
+    }
+    if (n == 0) {
+      c->out = data;
+      c->out_len = (size_t)k;
+      return 0;
+    }
+    c->held = data; /* after the gathered bytes, before the next mem_send */
+    c->held_len = (size_t)k;
+    break;
+  }
+  c->out = c->wbuf;
+  c->out_len = n;
+  return 0;
+}
+
 /* Write what nghttp2 has to send until the socket would block. */
 void rr_client_flush(rpc_client *c) {
   while (!c->dead) {
-    if (c->out_len == 0) {
-      const uint8_t *data;
-      ssize_t n = nghttp2_session_mem_send(c->session, &data);
-      if (n < 0) {
-        client_fail(c, RR_INTERNAL, "HTTP/2 error: %s", nghttp2_strerror((int)n));
-        return;
-      }
-      if (n == 0)
-        return;
-      c->out = data;
-      c->out_len = (size_t)n;
-    }
+    if (c->out_len == 0 && (client_next_out(c) < 0 || c->out_len == 0))
+      return;
     ssize_t w = c->t->ops->write(c->t, c->out, c->out_len);
     if (w < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)

@@ -120,7 +120,8 @@ int rpc_client_call_start(rpc_client *c, const char *path, uint64_t timeout_ms,
   if (c->calls)
     c->calls->prev = call;
   c->calls = call;
-  rr_client_flush(c);
+  /* no flush: the HEADERS go out in one write with the first message (send,
+   * close_send, wait and free all flush) */
   *ret = call;
   return 0;
 }

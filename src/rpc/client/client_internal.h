@@ -7,10 +7,14 @@
 #include "rpc/client/client.h"
 #include "rpc/wire.h"
 
-#define CLIENT_READ_CHUNK (256u * 1024u) /* a whole output message of rund's per read */
-#define CLIENT_STREAM_WINDOW (1u << 20)  /* per-stream receive window */
-#define CLIENT_CONN_WINDOW (16u << 20)   /* whole-connection receive window */
+/* a whole output message of rund's (up to 1 MiB) per read */
+#define CLIENT_READ_CHUNK (1u << 20)
+/* per-stream receive window: several output messages in flight */
+#define CLIENT_STREAM_WINDOW (4u << 20)
+#define CLIENT_CONN_WINDOW (16u << 20) /* whole-connection receive window */
 #define CLIENT_MAX_FRAME (1u << 20)
+#define CLIENT_GATHER_MAX 4096u /* frames up to this size are gathered into one write */
+#define CLIENT_GATHER_BUF 16384u
 #define CLIENT_SEND_HIGH_WATER (256u * 1024u)
 /* Received bytes are credited back while the caller's backlog of whole
  * messages is below this; above it the server waits for the caller. */
@@ -65,8 +69,11 @@ struct rpc_client_call {
 struct rpc_client {
   rpc_client_transport *t;
   nghttp2_session *session;
-  const uint8_t *out; /* bytes from mem_send not yet written */
+  const uint8_t *out; /* bytes from mem_send (or wbuf) not yet written */
   size_t out_len;
+  const uint8_t *held; /* a large frame of mem_send's to write after out */
+  size_t held_len;
+  uint8_t wbuf[CLIENT_GATHER_BUF]; /* small frames gathered for one write */
   bool dead;
   rr_err dead_err;
   size_t orphan_consume; /* bytes of gone streams to credit to the connection */

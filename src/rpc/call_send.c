@@ -343,20 +343,11 @@ uint8_t *rpc_call_bytes_buf(rpc_call *c) {
   return c->fill ? c->fill->data + RPC_BUF_HEADROOM : NULL;
 }
 
-static size_t varint_put(uint8_t *p, uint64_t v) {
-  size_t n = 0;
-  do {
-    p[n++] = (uint8_t)(v & 0x7f) | (v > 0x7f ? 0x80 : 0);
-    v >>= 7;
-  } while (v);
-  return n;
-}
-
 /* The field's tag and length varints into hdr (10 bytes); returns their
  * length, or -1 when the whole message would pass the send limit. */
 static int call_bytes_header(rpc_call *c, uint32_t field, size_t len, uint8_t hdr[10], rr_err *e) {
-  size_t h = varint_put(hdr, (uint64_t)field << 3 | 2);
-  h += varint_put(hdr + h, len);
+  size_t h = rpc_wire_put_varint(hdr, (uint64_t)field << 3 | 2);
+  h += rpc_wire_put_varint(hdr + h, len);
   size_t size = h + len, max = c->conn->srv->cfg.max_send_message;
   if (size > max)
     return rr_err_set(e, RR_RESOURCE_EXHAUSTED,

@@ -15,6 +15,15 @@ void rpc_wire_put_prefix(uint8_t out[RPC_PREFIX_LEN], bool compressed, uint32_t 
   out[4] = (uint8_t)len;
 }
 
+size_t rpc_wire_put_varint(uint8_t *out, uint64_t v) {
+  size_t n = 0;
+  do {
+    out[n++] = (uint8_t)(v & 0x7f) | (v > 0x7f ? 0x80 : 0);
+    v >>= 7;
+  } while (v);
+  return n;
+}
+
 void rpc_deframer_init(rpc_deframer *d, size_t max_message) {
   memset(d, 0, sizeof *d);
   d->max = max_message;

@@ -14,6 +14,8 @@
 
 /* Write the 5-byte length prefix (flag byte + big-endian length). */
 void rpc_wire_put_prefix(uint8_t out[RPC_PREFIX_LEN], bool compressed, uint32_t len);
+/* Write v as a protobuf varint (up to 10 bytes); returns its length. */
+size_t rpc_wire_put_varint(uint8_t *out, uint64_t v);
 
 /* Incremental deframer: bytes in (any split), whole messages out. */
 typedef struct rpc_deframer {

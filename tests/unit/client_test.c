@@ -260,6 +260,16 @@ static int teardown(void **state) {
   return 0;
 }
 
+/* The call's next message (true), or false at its end with status OK. */
+static bool recv_next(rpc_client_call *call, uint8_t **m, size_t *n) {
+  rr_err e;
+  int r = rpc_client_call_recv(call, m, n, &e);
+  if (r == RPC_CLIENT_CALL_END)
+    return false;
+  assert_int_equal(r, RPC_CLIENT_CALL_MESSAGE);
+  return true;
+}
+
 /* Unary call to method; returns the result and fills e. */
 static int unary(fixture *f, const char *method, uint64_t timeout_ms, rr_err *e) {
   char path[64];
@@ -347,13 +357,9 @@ static void test_streaming_big_messages(void **state) {
   assert_int_equal(rpc_client_call_start(f->c, "/t.S/Big", 10000, &call, &e), 0);
   assert_int_equal(rpc_client_call_close_send(call, &e), 0);
   int got = 0;
-  for (;;) {
-    uint8_t *m;
-    size_t n;
-    int r = rpc_client_call_recv(call, &m, &n, &e);
-    if (r == RPC_CLIENT_CALL_END)
-      break;
-    assert_int_equal(r, RPC_CLIENT_CALL_MESSAGE);
+  uint8_t *m;
+  size_t n;
+  while (recv_next(call, &m, &n)) {
     assert_int_equal(n, got < 64 ? 65536 : 3u << 20);
     for (size_t i = 0; i < n; i += 4099)
       assert_int_equal(m[i], (uint8_t)(i + (size_t)(got < 64 ? got : 0)));
@@ -470,15 +476,6 @@ static int sink_fn(void *ud, uint32_t field, const uint8_t *data, size_t len) {
   return l->stop_after && l->sunk >= l->stop_after;
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v) {
-  size_t n = 0;
-  do {
-    p[n++] = (uint8_t)(v & 0x7f) | (v > 0x7f ? 0x80 : 0);
-    v >>= 7;
-  } while (v);
-  return n;
-}
-
 /* How the log holds message m: a sink field's payload as it is, any other
  * message marked and whole (so a wrong turn or order shows). */
 static void log_message(sink_log *l, const uint8_t *m, size_t n) {
@@ -519,7 +516,7 @@ static void test_sink_one_field_messages(void **state) {
       n = 0;
     } else {
       msg[n++] = (uint8_t)((kind == 4 ? 4 : kind % 2 ? 3 : 2) << 3 | 2);
-      n += put_varint(msg + n, len);
+      n += rpc_wire_put_varint(msg + n, len);
       for (size_t k = 0; k < len; k++)
         msg[n++] = (uint8_t)(rand_r(&seed) >> 8);
       if (kind == 5) {
@@ -542,13 +539,9 @@ static void test_sink_one_field_messages(void **state) {
   for (int k = 0; k < 5; k++)
     assert_true(rpc_client_call_wait(idle, NULL, 0, 100, &e) >= 0);
   rpc_client_call_free(idle);
-  for (;;) {
-    uint8_t *m;
-    size_t n;
-    int r = rpc_client_call_recv(call, &m, &n, &e);
-    if (r == RPC_CLIENT_CALL_END)
-      break;
-    assert_int_equal(r, RPC_CLIENT_CALL_MESSAGE);
+  uint8_t *m;
+  size_t n;
+  while (recv_next(call, &m, &n)) {
     log_message(&got, m, n);
     free(m);
   }
@@ -569,7 +562,7 @@ static void test_sink_refuses(void **state) {
   rpc_client_call_set_sink(call, 1u << 2, sink_fn, &got);
   uint8_t *msg = calloc(1, 60000);
   msg[0] = 2 << 3 | 2;
-  size_t h = 1 + put_varint(msg + 1, 50000);
+  size_t h = 1 + rpc_wire_put_varint(msg + 1, 50000);
   assert_int_equal(rpc_client_call_send(call, msg, h + 50000, &e), 0);
   assert_int_equal(rpc_client_call_send(call, msg, h + 50000, &e), 0);
   free(msg);

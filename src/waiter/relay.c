@@ -4,6 +4,9 @@
 
 #define RELAY_SPLICE_MAX (1ul << 20)
 
+_Static_assert(sizeof(relay_rec) == RELAY_REC_SIZE, "relay_rec is the on-disk record");
+_Static_assert(sizeof RELAY_INDEX_MAGIC == RELAY_REC_SIZE + 1, "the magic fills a record");
+
 static long long relay_now_ms(void) {
   struct timespec ts = {0, 0};
   ws_clock_monotonic(&ts);
@@ -34,10 +37,88 @@ void relay_init(relay *r, const int in[RELAY_STREAMS], const int out[RELAY_STREA
   r->lost_dirty = false;
   r->lost_said_ms = 0;
   r->buf = buf;
+  r->npend = 0;
+  r->index_end = 0;
+  r->index_off = status_fd < 0;
+  r->round_ns = r->last_ns = 0;
   /* best effort: on a disk that is already full the records may be lost
    * (as they were before the relay) */
   if (status_fd >= 0)
-    ws_fallocate(status_fd, FALLOC_FL_KEEP_SIZE, 0, RELAY_FILE_SIZE);
+    ws_fallocate(status_fd, FALLOC_FL_KEEP_SIZE, 0, RELAY_PREALLOC);
+}
+
+/* Merge neighbours of the same stream and kind whatever their times: room
+ * for more while the file refuses them (the order stays exact). */
+static void relay_index_squeeze(relay *r) {
+  unsigned k = 0;
+  for (unsigned i = 0; i < r->npend; i++) {
+    relay_rec *p = k ? &r->pend[k - 1] : 0;
+    if (p && p->kind == r->pend[i].kind && p->len <= (1u << 30) && r->pend[i].len <= (1u << 30))
+      p->len += r->pend[i].len;
+    else
+      r->pend[k++] = r->pend[i];
+  }
+  r->npend = k;
+}
+
+/* Note n bytes of stream s moved (or lost) now. */
+static void relay_index_add(relay *r, const relay_stream *s, unsigned long long n, bool lost) {
+  if (r->index_off || n == 0)
+    return;
+  if (!r->round_ns) { /* one clock read per round: its chunks share the time */
+    struct timespec ts = {0, 0};
+    ws_clock_realtime(&ts);
+    unsigned long long t =
+        (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+    r->round_ns = r->last_ns = t > r->last_ns ? t : r->last_ns; /* never back */
+  }
+  unsigned kind = (s == &r->s[1] ? RELAY_REC_STDERR : 0) | (lost ? RELAY_REC_LOST : 0);
+  while (n > 0) {
+    unsigned len = n > (1u << 30) ? 1u << 30 : (unsigned)n;
+    n -= len;
+    relay_rec *last = r->npend ? &r->pend[r->npend - 1] : 0;
+    if (last && last->kind == kind && last->time_ns == r->round_ns && last->len <= (1u << 30)) {
+      last->len += len;
+      continue;
+    }
+    if (r->npend == RELAY_PEND)
+      relay_index_squeeze(r);
+    if (r->npend == RELAY_PEND) {
+      /* a record dropped would shift every later one: stop here (readers
+       * take what follows stream by stream) */
+      r->index_off = true;
+      return;
+    }
+    r->pend[r->npend++] = (relay_rec){.time_ns = r->round_ns, .len = len, .kind = kind};
+  }
+}
+
+/* Append the pending records (and the magic before the first), one pwrite;
+ * what the file refuses stays pending for the next round. */
+static void relay_index_write(relay *r) {
+  r->round_ns = 0;
+  if (r->index_off || r->npend == 0)
+    return;
+  char b[RELAY_REC_SIZE * (1 + RELAY_PEND)];
+  unsigned long hdr = r->index_end ? 0 : RELAY_REC_SIZE;
+  if (hdr)
+    memcpy(b, RELAY_INDEX_MAGIC, RELAY_REC_SIZE);
+  memcpy(b + hdr, r->pend, r->npend * sizeof(relay_rec));
+  long long at = r->index_end ? r->index_end : RELAY_INDEX_AT;
+  long w;
+  while ((w = ws_pwrite(r->status_fd, b, hdr + r->npend * sizeof(relay_rec), at)) == -EINTR)
+    ;
+  if (w == -ESPIPE || w == -EBADF || w == -EINVAL) { /* not a file: no index */
+    r->index_off = true;
+    return;
+  }
+  if (w < (long)hdr)
+    return; /* refused (full disk): tried again next round */
+  unsigned k = (unsigned)(((unsigned long)w - hdr) / sizeof(relay_rec));
+  r->index_end = at + (long long)hdr + (long long)k * RELAY_REC_SIZE;
+  for (unsigned i = k; i < r->npend; i++)
+    r->pend[i - k] = r->pend[i];
+  r->npend -= k;
 }
 
 bool relay_open(const relay *r) {
@@ -48,6 +129,7 @@ bool relay_open(const relay *r) {
 }
 
 static void relay_lose(relay *r, relay_stream *s, unsigned long long n, long err) {
+  relay_index_add(r, s, n, true);
   s->lost += n;
   s->err = (int)-err;
   r->lost_dirty = true;
@@ -66,11 +148,13 @@ static void relay_store(relay *r, relay_stream *s, long n) {
     if (w == -EINTR)
       continue;
     if (w <= 0) {
+      relay_index_add(r, s, (unsigned long long)done, false);
       relay_lose(r, s, (unsigned long long)(n - done), w < 0 ? w : -EIO);
       return;
     }
     done += w;
   }
+  relay_index_add(r, s, (unsigned long long)n, false);
 }
 
 /* One chunk of stream s; 1 when something moved (or the stream ended). */
@@ -81,8 +165,10 @@ static int relay_pump(relay *r, relay_stream *s) {
     if (n == -EINVAL || n == -ENOSYS)
       s->no_splice = true; /* e.g. a log file system without splice: copy */
   }
-  if (n > 0)
+  if (n > 0) {
+    relay_index_add(r, s, (unsigned long long)n, false);
     return 1;
+  }
   if (n == 0) {
     relay_eof(s);
     return 1;
@@ -105,6 +191,7 @@ static int relay_pump(relay *r, relay_stream *s) {
 }
 
 void relay_flush(relay *r) {
+  relay_index_write(r);
   if (!r->lost_dirty)
     return;
   r->lost_dirty = false;
@@ -160,6 +247,7 @@ void relay_wait(relay *r, struct pollfd *extra, unsigned long nextra, int timeou
       ;
   for (unsigned long i = 0; i < nextra && i < RELAY_MAX_EXTRA; i++)
     extra[i].revents = rc > 0 ? p[first + i].revents : 0;
+  relay_index_write(r);
   if (relay_flush_in(r) == 0)
     relay_flush(r);
 }
@@ -169,6 +257,7 @@ void relay_drain(relay *r) {
   for (int i = 0; i < RELAY_STREAMS; i++)
     for (int k = 0; k < 1024 && r->s[i].in >= 0 && relay_pump(r, &r->s[i]); k++)
       ;
+  relay_index_write(r);
 }
 
 void relay_record_exit(int status_fd, bool signaled, int n) {

@@ -21,7 +21,30 @@ enum {
   RELAY_LINE = 64,
   RELAY_FILE_SIZE = RELAY_LOST_AT + RELAY_LINE,
   RELAY_SAY_MS = 100, /* the lost line is rewritten at most this often */
+  /* The order index, after the lines: RELAY_INDEX_MAGIC, then one relay_rec
+   * per chunk moved (or lost), appended in the order the keeper moved them:
+   * how stdout and stderr interleaved, and when. Written with the first
+   * chunk only (a job without output has none), in one pwrite per round;
+   * the first RELAY_PREALLOC bytes of the file are allocated up front (the
+   * same one block the lines take) so that ~240 records fit on a full disk. */
+  RELAY_INDEX_AT = RELAY_FILE_SIZE,
+  RELAY_REC_SIZE = 16,
+  RELAY_PREALLOC = 4096,
+  RELAY_PEND = 64, /* records held while the file refuses them */
+  /* relay_rec.kind */
+  RELAY_REC_STDERR = 1, /* else stdout */
+  RELAY_REC_LOST = 2,   /* len bytes the file refused: not in the log */
 };
+#define RELAY_INDEX_MAGIC "runrpc-index-v1\n" /* RELAY_REC_SIZE bytes, no NUL */
+
+/* One record of the index, native byte order: len bytes of a stream, at the
+ * stream's current end (a stream's records add up to its log's size, plus
+ * what was lost), moved at time_ns (wall clock, never going back). */
+typedef struct relay_rec {
+  unsigned long long time_ns;
+  unsigned int len;
+  unsigned int kind;
+} relay_rec;
 
 typedef struct relay_stream {
   int in;  /* the pipe's read end; -1 once at EOF */
@@ -36,7 +59,12 @@ typedef struct relay {
   int status_fd; /* the exit file; -1: none (losses are only counted) */
   bool lost_dirty;
   long long lost_said_ms;
-  char *buf; /* RELAY_BUF bytes */
+  char *buf;                  /* RELAY_BUF bytes */
+  relay_rec pend[RELAY_PEND]; /* index records not written yet */
+  unsigned npend;
+  long long index_end;                  /* where the next record goes; 0: magic not written yet */
+  bool index_off;                       /* no index (no exit file), or it fell too far behind */
+  unsigned long long round_ns, last_ns; /* this round's time (0: not taken) */
 } relay;
 
 /* in[i] -> out[i] for stdout and stderr (in[i] < 0: none); makes the

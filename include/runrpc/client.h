@@ -265,6 +265,25 @@ typedef struct runrpc_logs_request {
 typedef int (*runrpc_logs_fn)(runrpc_stream stream, uint64_t offset, const void *data, size_t len,
                               uint64_t dropped, void *userdata);
 
+/* One piece of a job's logs. Pieces come in the order the job wrote them
+ * (stdout and stderr interleaved, as its keeper moved them); those of a job
+ * stored before rund kept that order come stream by stream. */
+typedef struct runrpc_log_chunk {
+  runrpc_stream stream;
+  uint64_t offset; /* of data within its stream */
+  const void *data;
+  size_t len;
+  uint64_t dropped;     /* bytes the size cap dropped just before offset */
+  uint64_t lost;        /* bytes the keeper could not store (disk full): missing before offset */
+  int64_t time_unix_ns; /* when the keeper moved data, ns since the epoch; 0: unknown */
+} runrpc_log_chunk;
+typedef int (*runrpc_log_chunk_fn)(const runrpc_log_chunk *chunk, void *userdata);
+
+typedef struct runrpc_logs_times {
+  bool timestamps;       /* one piece per chunk the keeper moved, each with its time */
+  int64_t since_unix_ns; /* only what the keeper moved at or after this time; 0: all */
+} runrpc_logs_times;
+
 /* Output of runrpc_exec: return non-zero to stop (the call is cancelled and
  * the command killed). */
 typedef int (*runrpc_output_fn)(const void *data, size_t len, void *userdata);
@@ -370,6 +389,12 @@ int runrpc_status(runrpc_client *client, const char *job_id, runrpc_job_status *
 /* Stream a job's logs, one callback per chunk. */
 int runrpc_logs(runrpc_client *client, const runrpc_logs_request *req, runrpc_logs_fn fn,
                 void *userdata, runrpc_error *err);
+/* Stream a job's logs, one callback per piece, with times (may be NULL).
+ * A job stored without times fails FAILED_PRECONDITION if times asks for
+ * any. runrpc_logs is this without times, lost pieces left out. */
+int runrpc_logs_chunks(runrpc_client *client, const runrpc_logs_request *req,
+                       const runrpc_logs_times *times, runrpc_log_chunk_fn fn, void *userdata,
+                       runrpc_error *err);
 /* Stream a job's logs into fds (-1: skip that stream); dropped bytes are not reported. */
 int runrpc_logs_to_fds(runrpc_client *client, const runrpc_logs_request *req, int stdout_fd,
                        int stderr_fd, runrpc_error *err);

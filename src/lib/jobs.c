@@ -298,8 +298,9 @@ fail:
   return -1;
 }
 
-RR_EXPORT int runrpc_logs(runrpc_client *c, const runrpc_logs_request *req, runrpc_logs_fn fn,
-                          void *userdata, runrpc_error *err) {
+RR_EXPORT int runrpc_logs_chunks(runrpc_client *c, const runrpc_logs_request *req,
+                                 const runrpc_logs_times *times, runrpc_log_chunk_fn fn,
+                                 void *userdata, runrpc_error *err) {
   rr_err e = {0};
   if (!c || !req || !fn)
     return lib_err_out(&(rr_err){RR_INVALID_ARGUMENT, 0, "runrpc_logs: NULL argument"}, err);
@@ -315,6 +316,10 @@ RR_EXPORT int runrpc_logs(runrpc_client *c, const runrpc_logs_request *req, runr
   r.stream = (Runrpc__V1__Stream)req->stream;
   r.stdout_offset = req->stdout_offset;
   r.stderr_offset = req->stderr_offset;
+  if (times) {
+    r.timestamps = times->timestamps;
+    r.since_unix_ns = times->since_unix_ns;
+  }
   _cleanup_free_ uint8_t *buf = NULL;
   size_t len = 0;
   if (lib_pack(&r.base, &buf, &len, &e) < 0)
@@ -338,8 +343,14 @@ RR_EXPORT int runrpc_logs(runrpc_client *c, const runrpc_logs_request *req, runr
       rr_err_set(&e, RR_INTERNAL, "logs: cannot decode a %zu-byte LogsResponse", mlen);
       goto out;
     }
-    int stop = fn((runrpc_stream)lr->stream, lr->offset, lr->data.data, lr->data.len, lr->dropped,
-                  userdata);
+    runrpc_log_chunk ch = {.stream = (runrpc_stream)lr->stream,
+                           .offset = lr->offset,
+                           .data = lr->data.data,
+                           .len = lr->data.len,
+                           .dropped = lr->dropped,
+                           .lost = lr->lost,
+                           .time_unix_ns = lr->time_unix_ns};
+    int stop = fn(&ch, userdata);
     runrpc__v1__logs_response__free_unpacked(lr, NULL);
     if (stop) {
       rr_err_set(&e, RR_CANCELLED, "logs: stopped by the caller");
@@ -350,6 +361,26 @@ RR_EXPORT int runrpc_logs(runrpc_client *c, const runrpc_logs_request *req, runr
 out:
   rpc_client_call_free(call);
   return rv < 0 ? lib_err_out(&e, err) : 0;
+}
+
+typedef struct logs_plain {
+  runrpc_logs_fn fn;
+  void *userdata;
+} logs_plain;
+
+static int logs_plain_chunk(const runrpc_log_chunk *ch, void *ud) {
+  const logs_plain *p = ud;
+  if (!ch->len && !ch->dropped)
+    return 0; /* only lost bytes: nothing this callback can say */
+  return p->fn(ch->stream, ch->offset, ch->data, ch->len, ch->dropped, p->userdata);
+}
+
+RR_EXPORT int runrpc_logs(runrpc_client *c, const runrpc_logs_request *req, runrpc_logs_fn fn,
+                          void *userdata, runrpc_error *err) {
+  logs_plain p = {fn, userdata};
+  if (!fn)
+    return lib_err_out(&(rr_err){RR_INVALID_ARGUMENT, 0, "runrpc_logs: NULL argument"}, err);
+  return runrpc_logs_chunks(c, req, NULL, logs_plain_chunk, &p, err);
 }
 
 typedef struct logs_fds {

@@ -25,7 +25,7 @@ _runctl_verb_opts() {
   start) echo "-t --tty -i --interactive --tag $_runctl_run_opts" ;;
   run) echo "--image --rm -t -tt --tty -i --interactive $_runctl_run_opts" ;;
   status) echo '--json --help' ;;
-  logs) echo '-f --follow --stdout --stderr --tail --offset --help' ;;
+  logs) echo '-f --follow --stdout --stderr --tail --offset -t --timestamps --since --help' ;;
   wait | signal) echo '--help' ;;
   attach) echo '--detach-keys --no-stdin --replay --help' ;;
   send) echo '--close --help' ;;
@@ -48,7 +48,7 @@ _runctl_takes_value() {
   --hosts | --parallel | --host-timeout | --connect-timeout | --out-dir) return 0 ;;
   --env | --workdir | --timeout | --timeout-grace | --tag | --profile | --rootfs | --image | \
     --bind | --net | --hostname | --user | --max-* | -max_*) return 0 ;;
-  --tail | --offset | --grace | --state | --limit | --name | --format | --in) return 0 ;;
+  --tail | --offset | --since | --grace | --state | --limit | --name | --format | --in) return 0 ;;
   --detach-keys | --replay) return 0 ;;
   esac
   return 1

@@ -6,6 +6,7 @@ them at a temporary install), else from build/.
 Every test has a timeout (default 60 s, @pytest.mark.timeout(N) to change).
 """
 
+import contextlib
 import faulthandler
 import importlib
 import os
@@ -498,6 +499,22 @@ def exec_call(stub, path, *args, stdin_chunks=(), close=True, env=None, workdir=
     assert msgs and msgs[0] == "started_pid", "first Exec message is %r" % (msgs[:1],)
     assert ex is not None, "Exec stream ended without an exit status"
     return pid, bytes(out), bytes(err), ex, msgs
+
+
+@contextlib.contextmanager
+def rund_on_small_tmpfs(rund_factory, size="4m"):
+    """A started rund whose state dir is a tmpfs of that size (a disk to
+    fill; root only), killed and unmounted at the end."""
+    r = rund_factory()
+    os.makedirs(r.state)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0700" % size, "tmpfs", r.state],
+                   check=True)
+    try:
+        r.start()
+        yield r
+    finally:
+        r.kill()
+        subprocess.run(["umount", "-l", r.state])
 
 
 def rpc_error(fn, *a, **kw):

@@ -125,7 +125,10 @@ static int window_chunk(runrpc_stream stream, uint64_t offset, const void *data,
   size_t take = len < w->want - w->len ? len : w->want - w->len;
   memcpy(w->buf + w->len, data, take);
   w->len += take;
-  return w->len == w->want; /* enough: stop (the job may write on) */
+  /* read on to the end (what the job wrote since is ignored): a call
+   * cancelled here could cost the next call on the connection its first
+   * response */
+  return 0;
 }
 
 /* Offset in buf where its last n lines start (a last line without its

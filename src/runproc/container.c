@@ -15,12 +15,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "common/util.h"
 #include "runproc.h"
 #include "sandbox/cgroup.h"
+#include "sandbox/sandbox.h"
 
 void runproc_ns_socket_addr(const runproc_container *c, struct sockaddr_un *ret) {
   memset(ret, 0, sizeof *ret);
@@ -64,6 +66,14 @@ int runproc_container_new(runproc_ctx *ctx, const char *id, runproc_container *r
   ret->dirfd = fd;
   ret->id = strdup(id);
   ret->annotations = json_object_new_object();
+  return 0;
+}
+
+int runproc_container_relock(runproc_container *c, rr_err *e) {
+  if (runproc_dir_lock(c->dirfd, c->id, e) < 0)
+    return -1;
+  if (faccessat(c->dirfd, "state.json", F_OK, 0) < 0)
+    return rr_err_set(e, RR_NOT_FOUND, "container \"%s\" does not exist", c->id);
   return 0;
 }
 
@@ -257,36 +267,122 @@ int runproc_container_pidfd(const runproc_container *c) {
   return fd;
 }
 
-/* Same pid namespace inode as pid's (st of its /proc/PID/ns/pid). */
-static bool runproc_same_pidns(pid_t pid, const struct stat *ns) {
+int runproc_container_nsfds(const runproc_container *c, int fds[], rr_err *e) {
+  struct sockaddr_un a;
+  runproc_ns_socket_addr(c, &a);
+  _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct timeval tv = {.tv_sec = 10}; /* a stuck init: fail, not hang */
+  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+      connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+    return rr_err_sys(e, RR_PERMISSION_DENIED, errno,
+                      "cannot look at the namespaces of container \"%s\" (its init is not "
+                      "dumpable) nor ask it on %s",
+                      c->id, RUNPROC_NS_SOCKET);
+  if (sb_nsfd_receive(fd, fds, e) < 0)
+    return rr_err_wrap(e, "container \"%s\"", c->id);
+  return 0;
+}
+
+/* Parent of pid from /proc/PID/stat (readable by anyone); -1 if gone. */
+static pid_t runproc_ppid(pid_t pid) {
+  char p[64], buf[1024];
+  snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+  _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? rr_read(fd, buf, sizeof buf - 1) : -1;
+  if (n <= 0)
+    return -1;
+  buf[n] = '\0';
+  char *s = strrchr(buf, ')'), state;
+  int ppid;
+  return s && sscanf(s + 1, " %c %d", &state, &ppid) == 2 ? (pid_t)ppid : -1;
+}
+
+/* The pid namespace of a child of init we may look at (its children are
+ * in its namespace: it is PID 1 there); false when there is none (a
+ * created container: only the init's fork, not dumpable, waits). */
+static bool runproc_child_pidns(pid_t init, struct stat *ret) {
+  DIR *d = opendir("/proc");
+  struct dirent *de;
+  bool found = false;
+  while (d && !found && (de = readdir(d))) {
+    pid_t q = (pid_t)strtol(de->d_name, NULL, 10);
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/ns/pid", (int)q);
+    found = q > 0 && runproc_ppid(q) == init && stat(p, ret) == 0;
+  }
+  if (d)
+    closedir(d);
+  return found;
+}
+
+/* The container's own pid namespace into *ret (its nsfs inode): from the
+ * init's /proc; for a caller that may not look there (the init of a
+ * rootless container is not dumpable), from a child of the init, else the
+ * init's answer on ns.sock (which a stopped init does not give). 0 when it
+ * has none (ours), or it cannot be known. */
+static int runproc_container_pidns(const runproc_container *c, struct stat *ret) {
+  char p[64];
+  struct stat self;
+  snprintf(p, sizeof p, "/proc/%d/ns/pid", (int)c->pid);
+  if (stat(p, ret) < 0) {
+    int fds[SB_NS_COUNT];
+    if (errno != EACCES && errno != EPERM)
+      return 0;
+    if (!runproc_child_pidns(c->pid, ret)) {
+      if (runproc_container_nsfds(c, fds, NULL) < 0)
+        return 0;
+      int r = fds[SB_NS_PID] >= 0 ? fstat(fds[SB_NS_PID], ret) : -1;
+      for (int t = 0; t < SB_NS_COUNT; t++)
+        if (fds[t] >= 0)
+          close(fds[t]);
+      if (r < 0)
+        return 0;
+    }
+  }
+  if (stat("/proc/self/ns/pid", &self) < 0)
+    return 0;
+  return ret->st_ino != self.st_ino || ret->st_dev != self.st_dev;
+}
+
+/* Whether pid is in the pid namespace ns: its /proc/PID/ns/pid, or, when we
+ * may not look at it (not dumpable: a fork of a rootless container's init
+ * before its exec), being a child of the namespace's init. */
+static bool runproc_in_pidns(pid_t pid, const struct stat *ns, pid_t init) {
   char p[64];
   struct stat st;
   snprintf(p, sizeof p, "/proc/%d/ns/pid", (int)pid);
-  return stat(p, &st) == 0 && st.st_dev == ns->st_dev && st.st_ino == ns->st_ino;
+  if (stat(p, &st) == 0)
+    return st.st_dev == ns->st_dev && st.st_ino == ns->st_ino;
+  return (errno == EACCES || errno == EPERM) && runproc_ppid(pid) == init;
 }
+
+/* Each process of the container's own pid namespace but its init (none
+ * without one) to fn; the root's /proc, as far as the caller may see
+ * (everything for root, every process of a rootless container for its
+ * maker: after their exec they are dumpable and in its user namespace). */
+static void runproc_pidns_each(const runproc_container *c, void (*fn)(pid_t, void *), void *arg) {
+  struct stat ns;
+  if (!runproc_container_pidns(c, &ns))
+    return;
+  DIR *d = opendir("/proc");
+  struct dirent *de;
+  while (d && (de = readdir(d))) {
+    pid_t q = (pid_t)strtol(de->d_name, NULL, 10);
+    if (q > 0 && q != c->pid && runproc_in_pidns(q, &ns, c->pid))
+      fn(q, arg);
+  }
+  if (d)
+    closedir(d);
+}
+
+static void runproc_pid_signal(pid_t pid, void *arg) { kill(pid, *(int *)arg); }
 
 int runproc_container_signal(const runproc_container *c, int sig, bool all, rr_err *e) {
   _cleanup_close_ int pidfd = runproc_container_pidfd(c);
   if (pidfd < 0)
     return rr_err_set(e, RR_FAILED_PRECONDITION, "container \"%s\" is not running", c->id);
-  if (all) {
-    /* every process of its own pid namespace (the init's when it has one) */
-    char p[64];
-    struct stat ns, self;
-    snprintf(p, sizeof p, "/proc/%d/ns/pid", (int)c->pid);
-    if (stat(p, &ns) == 0 && stat("/proc/self/ns/pid", &self) == 0 &&
-        (ns.st_ino != self.st_ino || ns.st_dev != self.st_dev)) {
-      DIR *d = opendir("/proc");
-      struct dirent *de;
-      while (d && (de = readdir(d))) {
-        pid_t q = (pid_t)strtol(de->d_name, NULL, 10);
-        if (q > 0 && q != c->pid && runproc_same_pidns(q, &ns))
-          kill(q, sig);
-      }
-      if (d)
-        closedir(d);
-    }
-  }
+  if (all) /* every process of its own pid namespace (the init's when it has one) */
+    runproc_pidns_each(c, runproc_pid_signal, &sig);
   cg_job *cg;
   if (all && sig == SIGKILL && c->cgroup && *c->cgroup &&
       cg_path_open(RUNPROC_CGROUP_ROOT, c->cgroup, &cg, NULL) == 0) {
@@ -340,6 +436,20 @@ int runproc_container_cgroup(const runproc_container *c, cg_job **ret, rr_err *e
   return 0;
 }
 
+typedef struct runproc_pid_list {
+  int *pids;
+  size_t n;
+} runproc_pid_list;
+
+static void runproc_pid_add(pid_t pid, void *arg) {
+  runproc_pid_list *l = arg;
+  int *grown = realloc(l->pids, (l->n + 1) * sizeof *l->pids);
+  if (!grown)
+    return;
+  l->pids = grown;
+  l->pids[l->n++] = pid;
+}
+
 int runproc_container_pids(const runproc_container *c, int **ret, size_t *ret_n, rr_err *e) {
   cg_job *cg;
   if (c->cgroup && *c->cgroup && cg_path_open(RUNPROC_CGROUP_ROOT, c->cgroup, &cg, NULL) == 0) {
@@ -347,33 +457,13 @@ int runproc_container_pids(const runproc_container *c, int **ret, size_t *ret_n,
     cg_job_free(cg);
     return r;
   }
-  size_t n = 0;
-  int *pids = malloc(sizeof *pids);
-  if (!pids)
+  runproc_pid_list l = {.pids = malloc(sizeof(int))};
+  if (!l.pids)
     return rr_err_sys(e, RR_RESOURCE_EXHAUSTED, ENOMEM, "pids of \"%s\"", c->id);
-  pids[n++] = c->pid;
-  char p[64];
-  struct stat ns, self;
-  snprintf(p, sizeof p, "/proc/%d/ns/pid", (int)c->pid);
-  if (stat(p, &ns) == 0 && stat("/proc/self/ns/pid", &self) == 0 &&
-      (ns.st_ino != self.st_ino || ns.st_dev != self.st_dev)) {
-    DIR *d = opendir("/proc");
-    struct dirent *de;
-    while (d && (de = readdir(d))) {
-      pid_t q = (pid_t)strtol(de->d_name, NULL, 10);
-      if (q <= 0 || q == c->pid || !runproc_same_pidns(q, &ns))
-        continue;
-      int *grown = realloc(pids, (n + 1) * sizeof *pids);
-      if (!grown)
-        break;
-      pids = grown;
-      pids[n++] = q;
-    }
-    if (d)
-      closedir(d);
-  }
-  *ret = pids;
-  *ret_n = n;
+  l.pids[l.n++] = c->pid;
+  runproc_pidns_each(c, runproc_pid_add, &l);
+  *ret = l.pids;
+  *ret_n = l.n;
   return 0;
 }
 

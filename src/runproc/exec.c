@@ -108,23 +108,6 @@ static bool exec_ns_readable(int procfd) {
   return stat(p, &st) == 0 || (errno != EACCES && errno != EPERM);
 }
 
-/* The namespaces' fds from the container's init over ROOT/ID/ns.sock. */
-static int exec_ns_from_init(const runproc_container *c, int fds[SB_NS_COUNT], rr_err *e) {
-  struct sockaddr_un a;
-  runproc_ns_socket_addr(c, &a);
-  _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct timeval tv = {.tv_sec = 10}; /* a stuck init: fail, not hang */
-  if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
-      connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
-    return rr_err_sys(e, RR_PERMISSION_DENIED, errno,
-                      "cannot look at the namespaces of container \"%s\" (its init is not "
-                      "dumpable) nor ask it on %s",
-                      c->id, RUNPROC_NS_SOCKET);
-  if (sb_nsfd_receive(fd, fds, e) < 0)
-    return rr_err_wrap(e, "container \"%s\"", c->id);
-  return 0;
-}
-
 /* Everything up to the process running; *ret_pidfd its pidfd. */
 static int exec_start(runproc_ctx *ctx, const runproc_exec_opts *o, int *ret_pidfd, rr_err *e) {
   runproc_container c;
@@ -148,7 +131,7 @@ static int exec_start(runproc_ctx *ctx, const runproc_exec_opts *o, int *ret_pid
   if ((procfd = exec_procfd(&c, e)) < 0 || runproc_exec_spec(o, c.bundle, &s, e) < 0)
     goto out;
   if (!exec_ns_readable(procfd)) {
-    if (exec_ns_from_init(&c, nsfds, e) < 0)
+    if (runproc_container_nsfds(&c, nsfds, e) < 0)
       goto out;
     have_nsfds = true;
   }

@@ -128,6 +128,9 @@ void runproc_container_remove_leftover(runproc_ctx *ctx, const char *id);
 int runproc_container_save(const runproc_container *c, rr_err *e);
 /* Remove ROOT/ID and its files. */
 int runproc_container_remove(runproc_ctx *ctx, runproc_container *c, rr_err *e);
+/* Lock c (loaded, then unlocked with flock) again: NOT_FOUND when it was
+ * removed meanwhile. */
+int runproc_container_relock(runproc_container *c, rr_err *e);
 /* Unlock and free. */
 void runproc_container_free(runproc_container *c);
 /* What the container is now: its process checked by pid and start time. */
@@ -140,7 +143,9 @@ json_object *runproc_container_state_json(const runproc_container *c);
  * when it ended (or its pid was reused). */
 int runproc_container_pidfd(const runproc_container *c);
 /* Send sig to the process, or with all to every process of its pid
- * namespace (or its cgroup). */
+ * namespace (or its cgroup); for a caller that may not look at the init's
+ * (a rootless container's) the namespace is a child's of the init, or the
+ * init's answer on ns.sock (runproc_container_nsfds). */
 int runproc_container_signal(const runproc_container *c, int sig, bool all, rr_err *e);
 /* SIGKILL everything and wait (up to ~5 s) until the process is gone. */
 int runproc_container_kill_wait(const runproc_container *c, rr_err *e);
@@ -164,6 +169,10 @@ int runproc_container_poststop(runproc_container *c, rr_err *e);
  * locked dirfd (short whatever ROOT and ID are). */
 struct sockaddr_un;
 void runproc_ns_socket_addr(const runproc_container *c, struct sockaddr_un *ret);
+/* The container's namespaces (fds, -1 where none, in sb_ns_type order)
+ * asked from its init over ROOT/ID/ns.sock: for a caller that may not
+ * open /proc/PID/ns of it (a rootless container's init is not dumpable). */
+int runproc_container_nsfds(const runproc_container *c, int fds[], rr_err *e);
 /* Path of ROOT/ID/exec.fifo into buf. */
 void runproc_fifo_path(runproc_ctx *ctx, const char *id, char *buf, size_t size);
 

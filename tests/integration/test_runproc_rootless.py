@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import RUNPROC, SANITIZER_RE
-from test_runproc import alive, busybox_root
+from test_runproc import alive, busybox_root, ns_pids, proc_state
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the test switches to uid 65534")
 
@@ -151,6 +151,64 @@ def test_rootless_run_and_exec_into_a_stopped_one(rl):
         time.sleep(0.05)
     rl("exec", "s", "true", check="is stopped")
     rl("delete", "s", check=True)
+
+
+def wait_states(pids, want, timeout=30):
+    """Until every pid of pids is in state want ("T") or not in it ("!T")."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = [proc_state(p) for p in pids]
+        if all((s == want) if not want.startswith("!") else (s != want[1:]) for s in states):
+            return
+        time.sleep(0.05)
+    raise AssertionError("states %s, want %s" % (states, want))
+
+
+def test_rootless_kill_all_and_ps_see_every_process(rl):
+    # the init is not dumpable, so the caller cannot see its pid namespace in
+    # /proc: runproc asks the init for it over ns.sock
+    path = os.path.join(rl.bundle, "config.json")
+    with open(path) as f:
+        cfg = json.load(f)
+    cfg["process"]["args"] = ["sh", "-c", "sleep 1000 & setsid sleep 1001 & exec sleep 1002"]
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    rl("create", "c", check=True)
+    init = rl.state("c")["pid"]
+    # created: the init and its fork waiting for start (not dumpable either)
+    waiting = sorted(ns_pids(init))
+    assert len(waiting) == 2, waiting
+    assert json.loads(rl("ps", "--format", "json", "c", check=True).stdout) == waiting
+    rl("start", "c", check=True)
+    pidfile = os.path.join(rl.dir, "e.pid")
+    rl("exec", "-d", "--pid-file", pidfile, "c", "sleep", "1003", check=True)
+    deadline = time.monotonic() + 30
+    while len(ns_pids(init)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = sorted(ns_pids(init))
+    assert len(pids) == 5, pids  # init, sh's exec'd sleep, its two children, exec's
+    assert json.loads(rl("ps", "--format", "json", "c", check=True).stdout) == pids
+    table = rl("ps", "c", check=True).stdout.splitlines()
+    assert table[0].split() == ["PID", "CMD"]
+    rows = {int(line.split()[0]): line.split(None, 1)[1] for line in table[1:]}
+    assert sorted(rows) == pids
+    assert sorted(v for k, v in rows.items() if k != init) == [
+        "sleep 1000", "sleep 1001", "sleep 1002", "sleep 1003"]
+    # STOP is not the init's to forward: each process gets it from kill --all
+    others = [p for p in pids if p != init]
+    rl("kill", "--all", "c", "STOP", check=True)
+    wait_states(pids, "T")
+    # a stopped init cannot answer on ns.sock: its children still say where
+    assert json.loads(rl("ps", "--format", "json", "c", check=True).stdout) == pids
+    rl("kill", "--all", "c", "CONT", check=True)
+    wait_states(pids, "!T")
+    # without --all only the init
+    rl("kill", "c", "STOP", check=True)
+    wait_states([init], "T")
+    assert all(proc_state(p) != "T" for p in others)
+    rl("kill", "c", "CONT", check=True)
+    rl("delete", "--force", "c", check=True)
+    assert not any(alive(p) for p in pids)
 
 
 def test_namespace_socket_answers_only_the_owner(rl):

@@ -122,7 +122,7 @@ static int runproc_systemd_path(sb_spec *s, rr_err *e) {
 }
 
 int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidfd,
-                   bool *ret_started, rr_err *e) {
+                   bool *ret_started, runproc_container *ret, int *ret_mntns, rr_err *e) {
   if (runproc_id_check(o->id, e) < 0)
     return -1;
   char bundle[PATH_MAX], config[PATH_MAX + 16];
@@ -130,16 +130,16 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
     return rr_err_sys(e, RR_NOT_FOUND, errno, "bundle \"%s\"", o->bundle);
   snprintf(config, sizeof config, "%s/config.json", bundle);
   sb_spec *s = NULL;
-  if (sb_spec_load(config, bundle, &s, e) < 0)
+  json_object *raw = NULL;
+  if (sb_spec_load_json(config, bundle, &s, &raw, e) < 0)
     return -1;
   int rc = -1;
   runproc_container c = {0};
   _cleanup_close_ int fifo = -1, console = -1, nssock = -1;
-  sb_spawn_result r = {.pidfd = -1};
+  sb_spawn_result r = {.pidfd = -1, .mntns_fd = -1};
   cg_job *cg = NULL;
-  json_object *raw = NULL, *annotations = NULL;
+  json_object *annotations = NULL;
   _cleanup_free_ char *systemd_spec = NULL, *own_cgroups = NULL;
-  raw = json_object_from_file(config);
   c.hooks = runproc_config_member(raw, "hooks");
   annotations = runproc_config_member(raw, "annotations");
   if (runproc_hooks_check(c.hooks, e) < 0) {
@@ -205,7 +205,8 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
                       .wait_start = !start_now,
                       .start_fd = fifo,
                       .console_fd = console,
-                      .preserve_fds = o->preserve_fds};
+                      .preserve_fds = o->preserve_fds,
+                      .hold_mntns = ret_mntns != NULL};
   if (runproc_hooks_any(c.hooks, RUNPROC_HOOK_PRESTART) ||
       runproc_hooks_any(c.hooks, RUNPROC_HOOK_CREATE_RUNTIME) ||
       runproc_hooks_any(c.hooks, RUNPROC_HOOK_CREATE_CONTAINER)) {
@@ -253,6 +254,12 @@ int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidf
     *ret_pidfd = TAKE_FD(r.pidfd);
   if (ret_started)
     *ret_started = start_now;
+  if (ret_mntns)
+    *ret_mntns = TAKE_FD(r.mntns_fd);
+  if (ret) { /* still locked */
+    *ret = c;
+    memset(&c, 0, sizeof c);
+  }
   rc = 0;
   goto out;
 kill:
@@ -266,6 +273,8 @@ out:
     cg_job_free(cg); /* the cgroup stays, with the container in it */
   if (r.pidfd >= 0)
     close(r.pidfd);
+  if (r.mntns_fd >= 0)
+    close(r.mntns_fd);
   runproc_container_free(&c);
   json_object_put(annotations);
   json_object_put(raw);
@@ -279,7 +288,7 @@ static int cmd_create(runproc_ctx *ctx, int argc, char **argv) {
   if (rc >= 0)
     return rc;
   rr_err e = {0};
-  if (runproc_create(ctx, &o, NULL, NULL, &e) < 0)
+  if (runproc_create(ctx, &o, NULL, NULL, NULL, NULL, &e) < 0)
     return runproc_fail_err(ctx, &e);
   return 0;
 }

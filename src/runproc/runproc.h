@@ -180,14 +180,16 @@ void runproc_fifo_path(runproc_ctx *ctx, const char *id, char *buf, size_t size)
  * created; *ret_pidfd (when not NULL) gets the init's pidfd. With
  * ret_started (run) a container without startContainer hooks is started
  * at once (no exec.fifo) and *ret_started says so; its poststart hooks
- * are the caller's (runproc_container_poststart). */
+ * are the caller's (runproc_container_poststart). ret (when not NULL)
+ * gets the container as saved, still locked; ret_mntns (when not NULL)
+ * its mount namespace, held (sb_spawn_opts.hold_mntns), or -1. */
 typedef struct runproc_create_opts {
   const char *id, *bundle, *pid_file, *console_socket;
   int preserve_fds;
   bool no_pivot, no_new_keyring;
 } runproc_create_opts;
 int runproc_create(runproc_ctx *ctx, const runproc_create_opts *o, int *ret_pidfd,
-                   bool *ret_started, rr_err *e);
+                   bool *ret_started, runproc_container *ret, int *ret_mntns, rr_err *e);
 /* Parse create's and run's flags from argv; returns an exit code >= 0 on
  * error/help, -1 to go on. */
 int runproc_create_parse(runproc_ctx *ctx, int argc, char **argv, runproc_create_opts *o,

@@ -145,6 +145,14 @@ static pid_t sb_clone(struct sb_child *c, uint64_t flags, int *pidfd) {
   return (pid_t)r;
 }
 
+/* /proc/PID/ns/mnt (-1 where we may not open it: a child that is not
+ * dumpable any more). */
+static int sb_open_mntns(pid_t pid) {
+  char p[48];
+  snprintf(p, sizeof p, "/proc/%d/ns/mnt", (int)pid);
+  return open(p, O_RDONLY | O_CLOEXEC);
+}
+
 /* After the clone: maps, then wait for the exec (EOF) or a report. */
 static int sb_parent_sync(const struct sb_child *c, pid_t pid, int pidfd, int sock, rr_err *e) {
   struct sb_report r;
@@ -389,11 +397,16 @@ int sb_spawn(const sb_spec *s, const sb_spawn_opts *o, sb_spawn_result *ret, rr_
   }
   close(sv[1]);
   sv[1] = -1;
+  /* now: the clone made it, and the child cannot have ended yet (it waits
+   * for the maps or for our end of the socket) */
+  int mntns = o->hold_mntns && c.new_ns[SB_NS_MOUNT] ? sb_open_mntns(pid) : -1;
   if (sb_parent_sync(&c, pid, pidfd, sv[0], e) < 0) {
     close(pidfd);
+    if (mntns >= 0)
+      close(mntns);
     goto out;
   }
-  *ret = (sb_spawn_result){.pid = pid, .pidfd = pidfd};
+  *ret = (sb_spawn_result){.pid = pid, .pidfd = pidfd, .mntns_fd = mntns};
   spawn_proc_start_ticks(pid, &ret->start_ticks);
   rc = 0;
 out:

@@ -94,12 +94,17 @@ typedef struct sb_spawn_opts {
    * /proc/PID/ns of the init, which is never dumpable (rootless). The
    * fds are opened before any code of the sandbox runs. <= 2: none. */
   int ns_socket_fd;
+  /* Hold the new mount namespace (sb_spawn_result.mntns_fd): whoever
+   * closes that fd last tears it down (its unmounts and the RCU grace
+   * period they wait for), not the last process's exit. */
+  bool hold_mntns;
 } sb_spawn_opts;
 
 typedef struct sb_spawn_result {
   pid_t pid; /* in the caller's pid namespace: the init when there is one */
   int pidfd; /* CLOEXEC; owned by the caller */
   uint64_t start_ticks;
+  int mntns_fd; /* hold_mntns: the mount namespace (CLOEXEC), else -1 */
 } sb_spawn_result;
 
 /* Start s's process; on failure nothing is left running. */

@@ -464,7 +464,9 @@ static int json_ints_check(const char *buf, size_t len, rr_err *e) {
   return 0;
 }
 
-int sb_spec_parse(const char *text, size_t len, const char *bundle_dir, sb_spec **ret, rr_err *e) {
+/* sb_spec_parse, the parsed object kept in *ret_json when not NULL. */
+static int sb_spec_parse_json(const char *text, size_t len, const char *bundle_dir, sb_spec **ret,
+                              json_object **ret_json, rr_err *e) {
   if (len > SB_CONFIG_MAX_BYTES)
     return rr_err_set(e, RR_INVALID_ARGUMENT, "%zu bytes (at most %u)", len, SB_CONFIG_MAX_BYTES);
   json_tokener *tok = json_tokener_new_ex(SB_JSON_DEPTH);
@@ -490,16 +492,27 @@ int sb_spec_parse(const char *text, size_t len, const char *bundle_dir, sb_spec 
     rr_err_set(e, RR_INVALID_ARGUMENT, "not JSON: text after the value at byte %zu", end);
   else if (json_ints_check(text, len, e) == 0)
     rc = sb_spec_from_json(o, bundle_dir, ret, e);
+  if (rc == 0 && ret_json)
+    *ret_json = TAKE_PTR(o);
   json_object_put(o);
   return rc;
 }
 
-int sb_spec_load(const char *path, const char *bundle_dir, sb_spec **ret, rr_err *e) {
+int sb_spec_parse(const char *text, size_t len, const char *bundle_dir, sb_spec **ret, rr_err *e) {
+  return sb_spec_parse_json(text, len, bundle_dir, ret, NULL, e);
+}
+
+int sb_spec_load_json(const char *path, const char *bundle_dir, sb_spec **ret,
+                      json_object **ret_json, rr_err *e) {
   _cleanup_free_ char *buf = NULL;
   size_t len = 0;
   if (read_bounded(path, &buf, &len, e) < 0)
     return -1;
-  if (sb_spec_parse(buf, len, bundle_dir, ret, e) < 0)
+  if (sb_spec_parse_json(buf, len, bundle_dir, ret, ret_json, e) < 0)
     return rr_err_wrap(e, "%s", path);
   return 0;
+}
+
+int sb_spec_load(const char *path, const char *bundle_dir, sb_spec **ret, rr_err *e) {
+  return sb_spec_load_json(path, bundle_dir, ret, NULL, e);
 }

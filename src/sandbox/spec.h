@@ -182,6 +182,10 @@ int sb_spec_parse(const char *text, size_t len, const char *bundle_dir, sb_spec 
 int sb_resources_from_json(json_object *res, cg_limits *ret, rr_err *e);
 /* Read and parse PATH (a bundle's config.json). */
 int sb_spec_load(const char *path, const char *bundle_dir, sb_spec **ret, rr_err *e);
+/* sb_spec_load, and *ret_json the whole parsed object (for the members the
+ * spec does not keep: hooks, annotations), not read twice. */
+int sb_spec_load_json(const char *path, const char *bundle_dir, sb_spec **ret,
+                      json_object **ret_json, rr_err *e);
 /* The host's root for s's process: no root.path, no mount namespace, no
  * mounts, masked or read-only paths (runproc's host mode). */
 void sb_spec_host_root(sb_spec *s);

@@ -212,6 +212,52 @@ def test_run_inside_view(rp):
     assert lines[2:5] == ["/dev/null", "ro", "3"]  # read-only root; lo only
 
 
+def mntns_holders(ns):
+    """Pids whose mount namespace, or one of whose fds, is ns ("mnt:[N]")."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            links = [os.readlink("/proc/%s/ns/mnt" % d)]
+            fds = "/proc/%s/fd" % d
+            links += [os.readlink(os.path.join(fds, f)) for f in os.listdir(fds)]
+        except OSError:
+            continue
+        if ns in links:
+            out.append(int(d))
+    return out
+
+
+def test_run_holds_the_mount_namespace_and_drops_it_after(rp, tmp_path):
+    # run holds the container's mount namespace, so that its teardown (the
+    # unmounts' RCU grace period) is not in the init's exit it waits for;
+    # a child drops it after run is done: nothing keeps it then
+    b = rp.bundle(["sh", "-c", "readlink /proc/self/ns/mnt; exec sleep 2"])
+    out = str(tmp_path / "out")
+    with open(out, "w") as f:
+        run = subprocess.Popen([RUNPROC, "--root", rp.root, "run", "-b", b, "held"], stdout=f,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not open(out).read().endswith("\n") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ns = open(out).read().strip()
+        assert ns.startswith("mnt:[") and ns != os.readlink("/proc/self/ns/mnt"), ns
+        fds = "/proc/%d/fd" % run.pid
+        assert ns in [os.readlink(os.path.join(fds, f)) for f in os.listdir(fds)]
+        assert run.wait(timeout=30) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    deadline = time.monotonic() + 30
+    while mntns_holders(ns) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mntns_holders(ns) == []
+    assert not os.path.exists(os.path.join(rp.root, "held"))
+
+
 def test_run_detach_and_pid_file(rp, tmp_path):
     b = rp.bundle(["sleep", "1000"])
     pf = str(tmp_path / "pid")

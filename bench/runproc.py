@@ -19,8 +19,12 @@ with online discard (this VM's ext4 root) each run's removed state
 directory costs a synchronous discard in the closing process (up to
 30 ms at load). --state-base DIR puts it elsewhere.
 
-  bench/runproc.py [--runproc PATH] [--n N] [--rounds R] [--ctr-n N] [--no-ctr]
-                   [--state-base DIR]
+--baseline PATH adds another runproc binary (e.g. one built from the
+commit before a change) to the same rounds: its figures and the new one's
+against it, measured side by side.
+
+  bench/runproc.py [--runproc PATH] [--baseline PATH] [--n N] [--rounds R]
+                   [--ctr-n N] [--no-ctr] [--state-base DIR]
 """
 import argparse
 import json
@@ -163,6 +167,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runproc", default=os.environ.get("RUNPROC") or
                     os.path.join(ROOT, "build", "src", "runproc", "runproc"))
+    ap.add_argument("--baseline", help="another runproc binary measured in the same rounds")
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--ctr-n", type=int, default=20)
@@ -172,7 +177,7 @@ def main():
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench: runproc and runc need root here")
-    for tool in (a.runproc, RUNC):
+    for tool in (a.runproc, RUNC) + ((a.baseline,) if a.baseline else ()):
         if not os.access(tool, os.X_OK):
             raise SystemExit("bench: %s missing (build it; apt-get install runc)" % tool)
     do_ctr = not a.no_ctr and shutil.which("containerd") and shutil.which("ctr")
@@ -185,18 +190,18 @@ def main():
     state_fs = fs_type(state)
     load0 = os.getloadavg()[0]
     ctd = None
-    res = {k: [] for k in ("runproc", "runc", "runproc-nocg", "runc-nocg",
-                           "ctr-runproc", "ctr-runc")}
+    rts = ["runproc", "runc"] + (["base"] if a.baseline else [])
+    res = {p + rt + s: [] for rt in rts for p, s in (("", ""), ("", "-nocg"), ("ctr-", ""))}
     try:
         busybox_root(os.path.join(work, "rootfs"))
         b_cg = make_bundle(work, a.runproc, cg + "/c")
         b_nocg = make_bundle(work, a.runproc, None)
-        roots = {k: os.path.join(state, "state-" + k) for k in ("runproc", "runc")}
-        bins = {"runproc": a.runproc, "runc": RUNC}
+        roots = {k: os.path.join(state, "state-" + k) for k in rts}
+        bins = {"runproc": a.runproc, "runc": RUNC, "base": a.baseline}
         if do_ctr:
             ctd = Containerd(work)
         for rnd in range(a.rounds):
-            order = ("runproc", "runc") if rnd % 2 == 0 else ("runc", "runproc")
+            order = rts[rnd % len(rts):] + rts[:rnd % len(rts)]  # each goes first in turn
             for rt in order:
                 res[rt].append(time_runs(
                     lambda i: [bins[rt], "--root", roots[rt], "run", "--bundle", b_cg,
@@ -238,6 +243,17 @@ def main():
             continue
         print("%-34s %10.2f %10.2f %7.3fx %8s" % (label, ms(res[rc]), ms(res[rp]),
                                                   ms(res[rp]) / ms(res[rc]), goal))
+    if a.baseline:
+        print("%-34s %10s %10s %8s" % ("runproc vs --baseline (median ms)", "baseline", "runproc",
+                                       "ratio"))
+        for label, k in (("run /bin/true, cgroupsPath", ""),
+                         ("run /bin/true, no cgroupsPath", "-nocg"), ("ctr run --rm /bin/true", "ctr")):
+            rp, rb = (("ctr-runproc", "ctr-base") if k == "ctr" else ("runproc" + k, "base" + k))
+            if res[rp]:
+                print("%-34s %10.2f %10.2f %7.3fx" % (label, ms(res[rb]), ms(res[rp]),
+                                                      ms(res[rp]) / ms(res[rb])))
+        print("(baseline runc ratios: %s)" % ", ".join(
+            "%.3fx" % (ms(res["base" + k]) / ms(res["runc" + k])) for k in ("", "-nocg")))
     print("(n=%d per round, ctr n=%d, %d rounds; ranges runproc %.2f-%.2f, runc %.2f-%.2f ms)"
           % (a.n, a.ctr_n, a.rounds, min(res["runproc"]) * 1000, max(res["runproc"]) * 1000,
              min(res["runc"]) * 1000, max(res["runc"]) * 1000))

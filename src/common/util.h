@@ -1,6 +1,7 @@
 /* Small helpers: cleanup attributes, ownership transfer, EINTR-safe I/O. */
 #pragma once
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -72,3 +73,7 @@ int rr_fd_above_stdio(int fd);
 int rr_stdio_reserve(void);
 /* mkdir -p dir (0700 for created components). */
 int rr_mkdirs(const char *dir, rr_err *e);
+/* pthread_create with every signal blocked in the new thread: signals are
+ * the event loop's (signalfd), never a worker's. 0 or pthread_create's
+ * error number. */
+int rr_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);

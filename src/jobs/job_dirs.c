@@ -14,13 +14,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "jobs/job_internal.h"
 
 enum { DIRS_MAX = 4 };
@@ -124,11 +124,7 @@ job_dirs *job_dirs_new(int jobs_dir_fd, bool sync) {
   d->sync = sync;
   pthread_mutex_init(&d->mu, NULL);
   pthread_cond_init(&d->work, NULL);
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
-  int r = pthread_create(&d->thread, NULL, dirs_worker, d);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  int r = rr_thread_start(&d->thread, dirs_worker, d);
   if (r != 0) {
     pthread_cond_destroy(&d->work);
     pthread_mutex_destroy(&d->mu);

@@ -3,11 +3,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "common/util.h"
 
 #define PUNCH_QUEUE_LEN 1024u
 
@@ -80,12 +81,7 @@ int punch_queue_new(punch_queue **ret, int dir_fd, rr_err *e) {
   pthread_cond_init(&q->work, NULL);
   pthread_cond_init(&q->idle, &ca);
   pthread_condattr_destroy(&ca);
-  /* the worker takes no signal: rund reads its own from a signalfd */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
-  int r = pthread_create(&q->thread, NULL, punch_worker, q);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  int r = rr_thread_start(&q->thread, punch_worker, q);
   if (r != 0) {
     pthread_cond_destroy(&q->work);
     pthread_cond_destroy(&q->idle);

@@ -11,12 +11,12 @@
  * the start-up sweep removes like any cgroup no job claims. */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "sandbox/cgroup_internal.h"
 
 enum { POOL_MAX = 2 };
@@ -72,11 +72,7 @@ cg_pool *cg_pool_new(const cg_manager *m) {
   p->m = m;
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->work, NULL);
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
-  int r = pthread_create(&p->thread, NULL, pool_worker, p);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  int r = rr_thread_start(&p->thread, pool_worker, p);
   if (r != 0) {
     pthread_cond_destroy(&p->work);
     pthread_mutex_destroy(&p->mu);

@@ -463,7 +463,9 @@ typedef struct sink_log {
 
 static void log_add(sink_log *l, const void *p, size_t n) {
   l->b = realloc(l->b, l->n + n + 1);
-  memcpy(l->b + l->n, p, n);
+  assert_non_null(l->b);
+  if (n) /* an empty message comes as NULL, 0 */
+    memcpy(l->b + l->n, p, n);
   l->n += n;
 }
 

@@ -408,13 +408,10 @@ static int logs_run(runctl_ctx *ctx, int argc, char **argv) {
   req.stdout_offset = offsets[0];
   req.stderr_offset = offsets[1];
   char id[RUNRPC_JOB_ID_SIZE];
-  int idrc = runctl_take_job_id(ctx, argc, argv, 0, id);
-  if (idrc)
-    return idrc;
-  req.job_id = id;
-  int rc = runctl_connect(ctx, RUNCTL_EXIT_FAILURE);
+  int rc = runctl_job_connect(ctx, argc, argv, 0, id, RUNCTL_EXIT_FAILURE);
   if (rc)
     return rc;
+  req.job_id = id;
   char what[64];
   snprintf(what, sizeof what, "logs %s", id);
   runrpc_error err;
